@@ -1,0 +1,40 @@
+/**
+ * The `p2pev` command line. Each folder owns its own subcommands and registers them here,
+ * so this file stays a table of contents.
+ */
+import { Command, CommanderError } from 'commander';
+import { registerChainCommands } from '../contracts/cli.js';
+import { registerDiagCommands } from '../drivers/cli.js';
+import { registerMsgCommands } from '../protocol/cli.js';
+import { registerSimCommands } from '../sim/cli.js';
+import { registerAgentCommands } from './commands.js';
+
+export function buildProgram(): Command {
+  const program = new Command('p2pev')
+    .description('Smart-meter agent for peer-to-peer EV charging (EV, HCS and edge roles)')
+    .version('0.1.0')
+    .showHelpAfterError()
+    .configureHelp({ sortSubcommands: true });
+  registerMsgCommands(program);
+  registerChainCommands(program);
+  registerDiagCommands(program);
+  registerSimCommands(program);
+  registerAgentCommands(program);
+  return program;
+}
+
+/** Runs the CLI; a thrown Error becomes one line on stderr and exit code 1 (2 for usage). */
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    process.stderr.write(`p2pev: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  }
+}
