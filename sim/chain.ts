@@ -1,0 +1,174 @@
+/**
+ * A real local EVM node for the tests, the benchmark and the simulation: anvil from the npm
+ * package @foundry-rs/anvil, on a free port of 127.0.0.1 only, stopped with the process.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { HDNodeWallet, Mnemonic } from 'ethers';
+
+/** anvil's default mnemonic: its funded accounts are derived from it (test keys, public). */
+export const ANVIL_MNEMONIC = 'test test test test test test test test test test test junk';
+export const ANVIL_CHAIN_ID = 31337n;
+
+export interface AnvilAccount {
+  address: string;
+  privateKey: string;
+}
+
+export interface AnvilOptions {
+  /** Port on 127.0.0.1; a free one if omitted. */
+  port?: number;
+  /** Seconds per block; omitted = a block per transaction (automine). */
+  blockTime?: number;
+  /** Funded accounts to derive (anvil's default is 10). */
+  accounts?: number;
+  /** Block gas limit (default 30,000,000, the figure the benchmark quotes). */
+  gasLimit?: number;
+  /** How long to wait for the JSON-RPC to answer (default 20 s). */
+  startTimeoutMs?: number;
+}
+
+export interface Anvil {
+  rpcUrl: string;
+  chainId: bigint;
+  accounts: AnvilAccount[];
+  /** Kills the node and waits for it to exit. */
+  stop(): Promise<void>;
+}
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** The anvil binary: the npm shim, or the platform package it wraps. */
+export function anvilBinary(): string {
+  const candidates = [
+    join(ROOT, 'node_modules', '.bin', 'anvil'),
+    join(ROOT, 'node_modules', '@foundry-rs', `anvil-${process.platform}-${process.arch === 'x64' ? 'amd64' : process.arch}`, 'bin', 'anvil'),
+  ];
+  const found = candidates.find((path) => existsSync(path));
+  if (!found) throw new Error('anvil not found in node_modules: run npm ci (package @foundry-rs/anvil)');
+  return found;
+}
+
+/** A port the OS says is free right now on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** The first `count` accounts of anvil's default mnemonic. */
+export function anvilAccounts(count: number): AnvilAccount[] {
+  const mnemonic = Mnemonic.fromPhrase(ANVIL_MNEMONIC);
+  return Array.from({ length: count }, (_, i) => {
+    const wallet = HDNodeWallet.fromMnemonic(mnemonic, `m/44'/60'/0'/0/${i}`);
+    return { address: wallet.address, privateKey: wallet.privateKey };
+  });
+}
+
+async function rpcChainId(rpcUrl: string): Promise<bigint | undefined> {
+  try {
+    const res = await fetch(rpcUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_chainId', params: [] }),
+      signal: AbortSignal.timeout(1000),
+    });
+    const body = (await res.json()) as { result?: string };
+    return body.result ? BigInt(body.result) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const running = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function killAllOnExit(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // 'exit' handlers must be synchronous: a signal is all we can do, and all anvil needs.
+  process.once('exit', () => {
+    for (const child of running) child.kill('SIGKILL');
+  });
+}
+
+/**
+ * Starts anvil and resolves once its JSON-RPC answers. Without a fixed port it picks a free one,
+ * and tries again if another process took that port in between.
+ */
+export async function startAnvil(options: AnvilOptions = {}): Promise<Anvil> {
+  if (options.port !== undefined) return launch(options.port, options);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await launch(await freePort(), options);
+    } catch (err) {
+      if (attempt >= 3 || !(err instanceof AnvilExited)) throw err;
+    }
+  }
+}
+
+class AnvilExited extends Error {}
+
+async function launch(port: number, options: AnvilOptions): Promise<Anvil> {
+  const accountCount = options.accounts ?? 10;
+  const args = [
+    '--host',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--accounts',
+    String(accountCount),
+    '--mnemonic',
+    ANVIL_MNEMONIC,
+    '--chain-id',
+    String(ANVIL_CHAIN_ID),
+    '--gas-limit',
+    String(options.gasLimit ?? 30_000_000),
+    '--silent',
+  ];
+  if (options.blockTime !== undefined) args.push('--block-time', String(options.blockTime));
+
+  const child = spawn(anvilBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  running.add(child);
+  killAllOnExit();
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString()).slice(-2000);
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  let hasExited = false;
+  void exited.then(() => {
+    hasExited = true;
+    running.delete(child);
+  });
+
+  const stop = async (): Promise<void> => {
+    if (hasExited) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+    await exited;
+    clearTimeout(timer);
+  };
+
+  const rpcUrl = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + (options.startTimeoutMs ?? 20_000);
+  for (;;) {
+    const chainId = await rpcChainId(rpcUrl);
+    if (chainId !== undefined) return { rpcUrl, chainId, accounts: anvilAccounts(accountCount), stop };
+    if (hasExited || Date.now() > deadline) {
+      await stop();
+      if (hasExited) throw new AnvilExited(`anvil on ${rpcUrl} exited: ${stderr.trim() || 'no output'}`);
+      throw new Error(`anvil on ${rpcUrl} did not answer within ${options.startTimeoutMs ?? 20_000} ms`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
