@@ -1,0 +1,86 @@
+/**
+ * `npm run bench:protocol`: round trips per second of the packed codec against cbor-x encoding
+ * the same fields as a map, the sizes of both (and of JSON), and signatures per second.
+ * Figures, not assertions; the last line is one JSON object.
+ */
+import { Decoder, Encoder } from 'cbor-x';
+import { decode, encode, type MessageInput, openEnvelope, signEnvelope } from '../protocol/index.js';
+import { messageToJson } from '../protocol/json.js';
+import { SAMPLES, VECTOR_DOMAIN, VECTOR_KEYS } from '../protocol/vectors.js';
+
+const cbor = new Encoder({ useRecords: false, mapsAsObjects: true });
+const cborDecoder = new Decoder({ useRecords: false, mapsAsObjects: true });
+
+/** Runs `fn` for about `ms` milliseconds (after a warm-up) and returns operations per second. */
+function rate(fn: () => void, ms = 1500): number {
+  for (let i = 0; i < 2000; i++) fn();
+  let n = 0;
+  const start = performance.now();
+  let now = start;
+  while (now - start < ms) {
+    for (let i = 0; i < 200; i++) fn();
+    n += 200;
+    now = performance.now();
+  }
+  return (n * 1000) / (now - start);
+}
+
+// The records the bench moves: the fixed fields of the two busiest settlement messages.
+const records = (['chargeProvided', 'transaction'] as const).map((name) => {
+  const { optional: _, ...fields } = SAMPLES[name].message as Record<string, unknown>;
+  return { name, fields: fields as unknown as MessageInput };
+});
+
+const rows: Record<string, number | string>[] = [];
+let packedOps = 0;
+let cborOps = 0;
+let packedBytes = 0;
+let cborBytes = 0;
+let jsonBytes = 0;
+for (const { name, fields } of records) {
+  const packed = encode(fields);
+  const asCbor = cbor.encode(fields);
+  const asJson = Buffer.byteLength(JSON.stringify(messageToJson(decode(packed))));
+  const p = rate(() => decode(encode(fields)));
+  const c = rate(() => cborDecoder.decode(cbor.encode(fields)));
+  rows.push({
+    message: name,
+    packedOpsPerSec: Math.round(p),
+    cborOpsPerSec: Math.round(c),
+    ratio: +(p / c).toFixed(2),
+    packedBytes: packed.length,
+    cborBytes: asCbor.length,
+    jsonBytes: asJson,
+  });
+  packedOps += p / records.length;
+  cborOps += c / records.length;
+  packedBytes += packed.length / records.length;
+  cborBytes += asCbor.length / records.length;
+  jsonBytes += asJson / records.length;
+}
+
+const payload = encode(SAMPLES.chargeProvided.message);
+const envelope = signEnvelope(payload, VECTOR_KEYS.hcs, VECTOR_DOMAIN);
+const signPerSec = rate(() => signEnvelope(payload, VECTOR_KEYS.hcs, VECTOR_DOMAIN), 2000);
+const verifyPerSec = rate(() => openEnvelope(envelope, VECTOR_DOMAIN), 2000);
+
+console.table(rows);
+console.log(
+  `sign ${signPerSec.toFixed(0)}/s, verify (recover signer) ${verifyPerSec.toFixed(0)}/s on one core`,
+);
+console.log(
+  `packed vs cbor-x: ${(packedOps / cborOps).toFixed(2)}x the round-trip rate at ${(packedBytes / cborBytes).toFixed(2)}x the size (goal: >= 2x rate, <= 0.5x size)`,
+);
+console.log(
+  JSON.stringify({
+    packedOpsPerSec: Math.round(packedOps),
+    cborOpsPerSec: Math.round(cborOps),
+    rateRatio: +(packedOps / cborOps).toFixed(2),
+    packedBytes: Math.round(packedBytes),
+    cborBytes: Math.round(cborBytes),
+    jsonBytes: Math.round(jsonBytes),
+    sizeRatio: +(packedBytes / cborBytes).toFixed(2),
+    signPerSec: Math.round(signPerSec),
+    verifyPerSec: Math.round(verifyPerSec),
+  }),
+);

@@ -1,0 +1,164 @@
+/**
+ * Signed envelopes (SPEC.md, Signatures; docs/DESIGN.md): `payload ‖ r ‖ s ‖ v`, an EIP-712
+ * signature over `Message(bytes payload)` in the domain of one settlement deployment, so the
+ * contract can check it with `ecrecover` and a report never replays on another chain or contract.
+ *
+ * Device keys sign with @noble/secp256k1 (RFC 6979 deterministic nonces, low-s). Recovery
+ * rejects high-s and malformed v, as OpenZeppelin's ECDSA does on chain.
+ */
+import { hmac } from '@noble/hashes/hmac.js';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { keccak_256 } from '@noble/hashes/sha3.js';
+import * as secp from '@noble/secp256k1';
+import { DecodeError, EncodeError } from './errors.js';
+import { concatBytes, fromHex, toHex } from './hex.js';
+
+secp.hashes.sha256 = sha256;
+secp.hashes.hmacSha256 = (key, msg) => hmac(sha256, key, msg);
+
+export const SIGNATURE_BYTES = 65;
+export const DOMAIN_NAME = 'P2PEV';
+export const DOMAIN_VERSION = '1';
+/** For ethers' `signTypedData`/`verifyTypedData`: the same digest, computed independently. */
+export const EIP712_TYPES = { Message: [{ name: 'payload', type: 'bytes' }] };
+
+/** The deployment a signature is bound to. */
+export interface Domain {
+  chainId: bigint;
+  verifyingContract: string;
+}
+
+const N = secp.Point.CURVE().n;
+const HALF_N = N >> 1n;
+const utf8 = new TextEncoder();
+const DOMAIN_TYPEHASH = keccak_256(
+  utf8.encode('EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)'),
+);
+const MESSAGE_TYPEHASH = keccak_256(utf8.encode('Message(bytes payload)'));
+const NAME_HASH = keccak_256(utf8.encode(DOMAIN_NAME));
+const VERSION_HASH = keccak_256(utf8.encode(DOMAIN_VERSION));
+
+function word(value: bigint): Uint8Array {
+  const out = new Uint8Array(32);
+  let v = value;
+  for (let i = 31; i >= 0 && v > 0n; i--) {
+    out[i] = Number(v & 0xffn);
+    v >>= 8n;
+  }
+  return out;
+}
+
+function addressWord(addr: string): Uint8Array {
+  const bytes = fromHex(addr, 20);
+  if (!bytes) throw new EncodeError('must be 0x and 40 hex digits', 'verifyingContract');
+  const out = new Uint8Array(32);
+  out.set(bytes, 12);
+  return out;
+}
+
+// One domain per deployment: computed once, not per message.
+const separators = new Map<string, Uint8Array>();
+export function domainSeparator(domain: Domain): Uint8Array {
+  const key = `${domain.chainId}:${domain.verifyingContract.toLowerCase()}`;
+  let sep = separators.get(key);
+  if (!sep) {
+    sep = keccak_256(
+      concatBytes(
+        DOMAIN_TYPEHASH,
+        NAME_HASH,
+        VERSION_HASH,
+        word(domain.chainId),
+        addressWord(domain.verifyingContract),
+      ),
+    );
+    if (separators.size > 64) separators.clear();
+    separators.set(key, sep);
+  }
+  return sep;
+}
+
+/** The EIP-712 digest of `Message(bytes payload)` in `domain`. */
+export function messageDigest(payload: Uint8Array, domain: Domain): Uint8Array {
+  const structHash = keccak_256(concatBytes(MESSAGE_TYPEHASH, keccak_256(payload)));
+  return keccak_256(concatBytes(Uint8Array.of(0x19, 0x01), domainSeparator(domain), structHash));
+}
+
+/** The Ethereum address of a public key (65-byte uncompressed or 33-byte compressed). */
+export function addressOfPublicKey(publicKey: Uint8Array): string {
+  const uncompressed = publicKey.length === 65 ? publicKey : secp.Point.fromBytes(publicKey).toBytes(false);
+  return toHex(keccak_256(uncompressed.subarray(1)).subarray(12));
+}
+
+function secretKeyBytes(privateKey: Uint8Array | string): Uint8Array {
+  const key = typeof privateKey === 'string' ? fromHex(privateKey, 32) : privateKey;
+  if (key?.length !== 32) throw new EncodeError('private key must be 32 bytes', 'privateKey');
+  return key;
+}
+
+export function addressOf(privateKey: Uint8Array | string): string {
+  return addressOfPublicKey(secp.getPublicKey(secretKeyBytes(privateKey), false));
+}
+
+/** 65-byte `r ‖ s ‖ v` (v = 27 or 28) over the payload's digest; s is always low. */
+export function signPayload(
+  payload: Uint8Array,
+  privateKey: Uint8Array | string,
+  domain: Domain,
+): Uint8Array {
+  const sig = secp.sign(messageDigest(payload, domain), secretKeyBytes(privateKey), {
+    prehash: false,
+    lowS: true,
+    format: 'recovered',
+  });
+  // noble's recovered format is rec ‖ r ‖ s; Ethereum's is r ‖ s ‖ v.
+  return concatBytes(sig.subarray(1), Uint8Array.of(27 + sig[0]!));
+}
+
+/** The envelope that goes on the wire: payload followed by its signature. */
+export function signEnvelope(
+  payload: Uint8Array,
+  privateKey: Uint8Array | string,
+  domain: Domain,
+): Uint8Array {
+  return concatBytes(payload, signPayload(payload, privateKey, domain));
+}
+
+/** Recovers the signer's address; DecodeError for malformed, high-s or unrecoverable signatures. */
+export function recoverSigner(payload: Uint8Array, signature: Uint8Array, domain: Domain): string {
+  const at = payload.length * 8;
+  if (signature.length !== SIGNATURE_BYTES)
+    throw new DecodeError('signature must be 65 bytes', at, 'signature');
+  const v = signature[64]!;
+  if (v !== 27 && v !== 28)
+    throw new DecodeError(`signature v is ${v}, not 27 or 28`, at + 64 * 8, 'signature');
+  const r = BigInt(toHex(signature.subarray(0, 32)));
+  const s = BigInt(toHex(signature.subarray(32, 64)));
+  if (r === 0n || r >= N || s === 0n || s >= N)
+    throw new DecodeError('signature r or s out of range', at, 'signature');
+  if (s > HALF_N)
+    throw new DecodeError('high-s signature (malleable); only low-s is accepted', at + 32 * 8, 'signature');
+  try {
+    const recovered = concatBytes(Uint8Array.of(v - 27), signature.subarray(0, 64));
+    const pub = secp.recoverPublicKey(recovered, messageDigest(payload, domain), { prehash: false });
+    return addressOfPublicKey(pub);
+  } catch {
+    throw new DecodeError('signature does not recover to a public key', at, 'signature');
+  }
+}
+
+export interface OpenedEnvelope {
+  payload: Uint8Array;
+  signature: Uint8Array;
+  /** Lowercase 0x address of whoever signed it. */
+  signer: string;
+}
+
+/** Splits an envelope and recovers its signer (which the caller still compares with the sender). */
+export function openEnvelope(envelope: Uint8Array, domain: Domain): OpenedEnvelope {
+  if (!(envelope instanceof Uint8Array) || envelope.length <= SIGNATURE_BYTES) {
+    throw new DecodeError('envelope shorter than a 65-byte signature plus a message', 0, 'envelope');
+  }
+  const payload = envelope.subarray(0, envelope.length - SIGNATURE_BYTES);
+  const signature = envelope.subarray(envelope.length - SIGNATURE_BYTES);
+  return { payload, signature, signer: recoverSigner(payload, signature, domain) };
+}
