@@ -27,6 +27,8 @@ export interface AnvilOptions {
   accounts?: number;
   /** Block gas limit (default 30,000,000, the figure the benchmark quotes). */
   gasLimit?: number;
+  /** More anvil flags, e.g. ['--steps-tracing'] for opcode traces. */
+  extraArgs?: string[];
   /** How long to wait for the JSON-RPC to answer (default 20 s). */
   startTimeoutMs?: number;
 }
@@ -136,6 +138,7 @@ async function launch(port: number, options: AnvilOptions): Promise<Anvil> {
     '--silent',
   ];
   if (options.blockTime !== undefined) args.push('--block-time', String(options.blockTime));
+  args.push(...(options.extraArgs ?? []));
 
   const child = spawn(anvilBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'] });
   running.add(child);

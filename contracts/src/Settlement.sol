@@ -6,7 +6,7 @@ import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ChargeReports} from "./ChargeReports.sol";
 import {DepositEscrow} from "./DepositEscrow.sol";
 import {MemberRegistry} from "./MemberRegistry.sol";
-import {Account, RatingTally, Role, SessionState, Status, Terms} from "./SettlementTypes.sol";
+import {Account, RatingTally, SessionState, StateWord, Terms} from "./SettlementTypes.sol";
 
 /// @title Settlement
 /// @notice P2P EV charging settlement (the paper's Table 2 on one contract): registry and
@@ -48,13 +48,20 @@ contract Settlement is DepositEscrow, EIP712 {
     uint256 private constant SEQ_IN_WORD_MASK = 127;
 
     /// @dev hcs → seq / 128 → 128 two-bit {SessionState}s.
-    mapping(address hcs => mapping(uint256 word => uint256 states)) private _sessionStates;
+    mapping(address hcs => mapping(uint256 wordIndex => StateWord)) private _sessionStates;
+
+    /// @dev {Account} as one word (Solidity packs struct fields from the low-order end): role in
+    /// bits 0..7, status in 8..15, balance in 16..127. Settlement reads and writes it whole.
+    uint256 private constant ROLE_STATUS_MASK = 0xffff;
+    uint256 private constant VERIFIED_EV = 0x0201; // Status.Verified << 8 | Role.EV
+    uint256 private constant VERIFIED_HCS = 0x0202; // Status.Verified << 8 | Role.HCS
+    uint256 private constant BALANCE_SHIFT = 16;
+    uint256 private constant BALANCE_MASK = (1 << 112) - 1;
     mapping(address hcs => RatingTally) private _ratings;
 
     /// @notice A session settled inside the tolerance; `energyWh` = min(eEV, eHCS) was billed.
-    event Settled(
-        bytes32 indexed txid, address indexed ev, address indexed hcs, uint64 seq, uint256 energyWh, uint256 amountWei
-    );
+    /// (The session's seq is in the transaction's Terms; leaving it out saves gas per session.)
+    event Settled(bytes32 indexed txid, address indexed ev, address indexed hcs, uint256 energyWh, uint256 amountWei);
     /// @notice A session settled outside the tolerance: only the uncontested min(eEV, eHCS) paid.
     event SettledDisputed(
         bytes32 indexed txid,
@@ -91,6 +98,7 @@ contract Settlement is DepositEscrow, EIP712 {
     error WrongSigner();
     // Other refusals.
     error BatchLengthMismatch();
+    error EarningsOverflow();
     error SettlementWindowOpen();
     error NotSessionHcs();
     error NotSessionEv();
@@ -172,9 +180,9 @@ contract Settlement is DepositEscrow, EIP712 {
     function expire(Terms calldata t) external {
         if (msg.sender != t.hcs) revert NotSessionHcs();
         if (block.timestamp <= t.settleBy) revert SettlementWindowOpen();
-        (uint256 word, uint256 shift, SessionState state) = _sessionState(t.hcs, t.seq);
+        (StateWord storage states, uint256 word, uint256 shift, SessionState state) = _sessionState(t.hcs, t.seq);
         if (state != SessionState.Open) _revertWith(_closedError(state));
-        _sessionStates[t.hcs][t.seq >> SEQ_WORD_SHIFT] = word | (uint256(SessionState.Expired) << shift);
+        states.bits = word | (uint256(SessionState.Expired) << shift);
         emit SessionExpired(_txId(t), t.ev, t.hcs, t.seq);
     }
 
@@ -191,14 +199,14 @@ contract Settlement is DepositEscrow, EIP712 {
         if (msg.sender != t.ev) revert NotSessionEv();
         if (rating < 1 || rating > 5) revert InvalidRating();
         bytes32 txid = _txId(t);
-        bytes4 err = _reportError(hcsReport, ChargeReports.HCS_REPORT_TYPE, t, txid);
-        if (err == 0) err = _signerError(hcsReport, t.hcs);
+        bytes4 err = _reportError(hcsReport, ChargeReports.HCS_REPORT_TYPE, t.ev, t.hcs, txid);
+        if (err == 0) err = _signerError(hcsReport, t.hcs, _domainSeparatorV4());
         if (err != 0) _revertWith(err);
-        (uint256 word, uint256 shift, SessionState state) = _sessionState(t.hcs, t.seq);
+        (StateWord storage states, uint256 word, uint256 shift, SessionState state) = _sessionState(t.hcs, t.seq);
         if (state == SessionState.Rated) revert AlreadyRated();
         if (state != SessionState.Settled) revert NotSettled();
         // Settled (01) → Rated (10).
-        _sessionStates[t.hcs][t.seq >> SEQ_WORD_SHIFT] = word ^ (uint256(3) << shift);
+        states.bits = word ^ (uint256(3) << shift);
         RatingTally storage tally = _ratings[t.hcs];
         tally.sum += rating;
         tally.count += 1;
@@ -230,7 +238,7 @@ contract Settlement is DepositEscrow, EIP712 {
     /// @param hcs The station's address.
     /// @param seq The station's session counter.
     function sessionState(address hcs, uint64 seq) external view returns (SessionState state) {
-        (,, state) = _sessionState(hcs, seq);
+        (,,, state) = _sessionState(hcs, seq);
     }
 
     /// @notice Decodes the fixed head of a charge report (payload alone or whole envelope), as
@@ -252,7 +260,8 @@ contract Settlement is DepositEscrow, EIP712 {
     function recoverReportSigner(bytes calldata envelope) external view returns (address) {
         if (envelope.length <= ChargeReports.SIGNATURE_BYTES) revert MalformedReport();
         (uint8 v, bytes32 r, bytes32 s) = envelope.signature();
-        (address signer, ECDSA.RecoverError e,) = ECDSA.tryRecover(_reportDigest(envelope), v, r, s);
+        (address signer, ECDSA.RecoverError e,) =
+            ECDSA.tryRecover(_reportDigest(envelope, _domainSeparatorV4()), v, r, s);
         if (e != ECDSA.RecoverError.NoError) revert InvalidSignature();
         return signer;
     }
@@ -280,9 +289,18 @@ contract Settlement is DepositEscrow, EIP712 {
     {
         txid = _txId(t);
         if (block.timestamp > t.settleBy) return (SettlementWindowClosed.selector, txid);
-        err = _reportError(evReport, ChargeReports.EV_REPORT_TYPE, t, txid);
-        if (err == 0) err = _reportError(hcsReport, ChargeReports.HCS_REPORT_TYPE, t, txid);
-        if (err != 0) return (err, txid);
+        address ev = t.ev;
+        address hcs = t.hcs;
+        if (
+            !(evReport.isWellSized() && hcsReport.isWellSized()
+                    && evReport.hasHead(ChargeReports.EV_REPORT_TYPE, ev, hcs, txid)
+                    && hcsReport.hasHead(ChargeReports.HCS_REPORT_TYPE, ev, hcs, txid))
+        ) {
+            // Slow path, only to name the refusal.
+            err = _reportError(evReport, ChargeReports.EV_REPORT_TYPE, ev, hcs, txid);
+            if (err == 0) err = _reportError(hcsReport, ChargeReports.HCS_REPORT_TYPE, ev, hcs, txid);
+            return (err, txid);
+        }
 
         uint256 evWh = evReport.energyWh();
         uint256 hcsWh = hcsReport.energyWh();
@@ -292,60 +310,85 @@ contract Settlement is DepositEscrow, EIP712 {
             return (disputed ? WithinTolerance.selector : ToleranceExceeded.selector, txid);
         }
 
-        (uint256 word, uint256 shift, SessionState state) = _sessionState(t.hcs, t.seq);
+        uint64 seq = t.seq;
+        (StateWord storage states, uint256 word, uint256 shift, SessionState state) = _sessionState(hcs, seq);
         if (state != SessionState.Open) return (_closedError(state), txid);
 
-        Account storage evAccount = _accounts[t.ev];
-        Account storage hcsAccount = _accounts[t.hcs];
-        if (evAccount.role != Role.EV || evAccount.status != Status.Verified) return (EvNotVerified.selector, txid);
-        if (hcsAccount.role != Role.HCS || hcsAccount.status != Status.Verified) {
-            return (HcsNotVerified.selector, txid);
-        }
+        // Both member slots are read and written whole (one SLOAD and one SSTORE each).
+        Account storage evAccount = _accounts[ev];
+        Account storage hcsAccount = _accounts[hcs];
+        uint256 evWord = _loadWord(evAccount);
+        uint256 hcsWord = _loadWord(hcsAccount);
+        if (evWord & ROLE_STATUS_MASK != VERIFIED_EV) return (EvNotVerified.selector, txid);
+        if (hcsWord & ROLE_STATUS_MASK != VERIFIED_HCS) return (HcsNotVerified.selector, txid);
         // billedWh ≤ 2^64 and price < 2^128: no overflow.
         uint256 amount = (billedWh * t.priceWeiPerKWh) / WH_PER_KWH;
-        uint256 evBalance = evAccount.balance;
-        if (amount > evBalance) return (InsufficientDeposit.selector, txid);
+        if (amount > (evWord >> BALANCE_SHIFT) & BALANCE_MASK) return (InsufficientDeposit.selector, txid);
 
-        err = _signerError(evReport, t.ev);
-        if (err == 0) err = _signerError(hcsReport, t.hcs);
+        bytes32 domainSeparator = _domainSeparatorV4();
+        err = _signerError(evReport, ev, domainSeparator);
+        if (err == 0) err = _signerError(hcsReport, hcs, domainSeparator);
         if (err != 0) return (err, txid);
 
         // Effects only; no external call anywhere in settlement.
-        _sessionStates[t.hcs][t.seq >> SEQ_WORD_SHIFT] = word | (uint256(SessionState.Settled) << shift);
+        states.bits = word | (uint256(SessionState.Settled) << shift);
         unchecked {
-            evAccount.balance = uint112(evBalance - amount); // amount ≤ evBalance
+            // amount ≤ the EV's balance, so the subtraction stays inside the balance field.
+            _storeWord(evAccount, evWord - (amount << BALANCE_SHIFT));
         }
-        hcsAccount.balance += uint112(amount); // amount ≤ a uint112 balance
-        if (disputed) emit SettledDisputed(txid, t.ev, t.hcs, t.seq, evWh, hcsWh, amount);
-        else emit Settled(txid, t.ev, t.hcs, t.seq, billedWh, amount);
+        // The HCS's balance must not carry out of its 112 bits into the withdrawal fields.
+        if (((hcsWord >> BALANCE_SHIFT) & BALANCE_MASK) + amount > BALANCE_MASK) revert EarningsOverflow();
+        unchecked {
+            _storeWord(hcsAccount, hcsWord + (amount << BALANCE_SHIFT));
+        }
+        if (disputed) emit SettledDisputed(txid, ev, hcs, seq, evWh, hcsWh, amount);
+        else emit Settled(txid, ev, hcs, billedWh, amount);
         return (0, txid);
     }
 
     /// @dev Size, type byte, parties and txid of one report against the terms.
-    function _reportError(bytes calldata report, uint256 expectedType, Terms calldata t, bytes32 txid)
+    function _reportError(bytes calldata report, uint256 expectedType, address ev, address hcs, bytes32 txid)
         private
         pure
         returns (bytes4)
     {
         if (!report.isWellSized()) return MalformedReport.selector;
         if (report.typeByte() != expectedType) return WrongReportType.selector;
-        if (report.ev() != t.ev || report.hcs() != t.hcs) return ReportPartiesMismatch.selector;
+        if (report.ev() != ev || report.hcs() != hcs) return ReportPartiesMismatch.selector;
         if (report.txid() != txid) return TxIdMismatch.selector;
         return 0;
     }
 
     /// @dev Recovers the report's signer (low-s only, via OpenZeppelin's ECDSA) and compares.
-    function _signerError(bytes calldata report, address expected) private view returns (bytes4) {
+    function _signerError(bytes calldata report, address expected, bytes32 domainSeparator)
+        private
+        pure
+        returns (bytes4)
+    {
         (uint8 v, bytes32 r, bytes32 s) = report.signature();
-        (address signer, ECDSA.RecoverError e,) = ECDSA.tryRecover(_reportDigest(report), v, r, s);
+        (address signer, ECDSA.RecoverError e,) = ECDSA.tryRecover(_reportDigest(report, domainSeparator), v, r, s);
         if (e != ECDSA.RecoverError.NoError) return InvalidSignature.selector;
         if (signer != expected) return WrongSigner.selector;
         return 0;
     }
 
-    /// @dev EIP-712 digest of `Message(bytes payload)` for an envelope's payload.
-    function _reportDigest(bytes calldata envelope) private view returns (bytes32) {
-        return _hashTypedDataV4(keccak256(abi.encode(MESSAGE_TYPEHASH, envelope.payloadHash())));
+    /// @dev EIP-712 digest of `Message(bytes payload)` for an envelope's payload:
+    /// keccak256(0x1901 ‖ domainSeparator ‖ keccak256(MESSAGE_TYPEHASH ‖ keccak256(payload))),
+    /// as OpenZeppelin's MessageHashUtils.toTypedDataHash, in scratch memory (no allocation, so a
+    /// batch does not grow memory per entry).
+    function _reportDigest(bytes calldata envelope, bytes32 domainSeparator) private pure returns (bytes32 d) {
+        bytes32 payloadHash = envelope.payloadHash();
+        bytes32 typehash = MESSAGE_TYPEHASH;
+        assembly ("memory-safe") {
+            mstore(0x00, typehash)
+            mstore(0x20, payloadHash)
+            let structHash := keccak256(0x00, 0x40)
+            let p := mload(0x40)
+            mstore(p, hex"1901")
+            mstore(add(p, 0x02), domainSeparator)
+            mstore(add(p, 0x22), structHash)
+            d := keccak256(p, 0x42)
+        }
     }
 
     /// @dev |a − b| ≤ max(ABS_TOLERANCE_WH, REL_TOLERANCE_BPS × max(a, b) / 10000).
@@ -371,14 +414,29 @@ contract Settlement is DepositEscrow, EIP712 {
         }
     }
 
+    /// @dev The bitmap word of session `seq` of `hcs`, its value, the session's bit offset in it
+    /// and its state.
     function _sessionState(address hcs, uint64 seq)
         private
         view
-        returns (uint256 word, uint256 shift, SessionState state)
+        returns (StateWord storage states, uint256 word, uint256 shift, SessionState state)
     {
-        word = _sessionStates[hcs][seq >> SEQ_WORD_SHIFT];
+        states = _sessionStates[hcs][seq >> SEQ_WORD_SHIFT];
+        word = states.bits;
         shift = (seq & SEQ_IN_WORD_MASK) * STATE_BITS;
         state = SessionState((word >> shift) & STATE_MASK);
+    }
+
+    function _loadWord(Account storage account) private view returns (uint256 word) {
+        assembly ("memory-safe") {
+            word := sload(account.slot)
+        }
+    }
+
+    function _storeWord(Account storage account, uint256 word) private {
+        assembly ("memory-safe") {
+            sstore(account.slot, word)
+        }
     }
 
     function _closedError(SessionState state) private pure returns (bytes4) {

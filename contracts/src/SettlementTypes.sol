@@ -63,3 +63,8 @@ struct RatingTally {
     uint128 sum;
     uint128 count;
 }
+
+/// @dev One bitmap word of 128 two-bit session states (a struct, so it can be held by reference).
+struct StateWord {
+    uint256 bits;
+}
