@@ -42,7 +42,13 @@ const EXCEPTION_HINTS: Record<number, string> = {
 /** Turns whatever modbus-serial or the OS threw into a MeterError. */
 export function classifyError(err: unknown, unitId: number, transport: Transport): MeterError {
   if (err instanceof MeterError) return err;
-  const e = (err ?? {}) as { message?: string; name?: string; errno?: string; code?: string; modbusCode?: number };
+  const e = (err ?? {}) as {
+    message?: string;
+    name?: string;
+    errno?: string;
+    code?: string;
+    modbusCode?: number;
+  };
   const message = String(e.message ?? err);
   const where = `unit ${unitId} at ${describeTransport(transport)}`;
   const serial = transport.kind === 'rtu';
@@ -78,7 +84,9 @@ export function classifyError(err: unknown, unitId: number, transport: Transport
   }
   const code = e.code ?? e.errno ?? '';
   if (
-    /ENOENT|EACCES|EIO|ENXIO|EBADF|ECONNREFUSED|ECONNRESET|EPIPE|EHOSTUNREACH|ENETUNREACH|ENOTCONN/.test(code) ||
+    /ENOENT|EACCES|EIO|ENXIO|EBADF|ECONNREFUSED|ECONNRESET|EPIPE|EHOSTUNREACH|ENETUNREACH|ENOTCONN/.test(
+      code,
+    ) ||
     /Port Not Open|not open|No such file|disconnected|closed|ECONNREFUSED|ECONNRESET|EPIPE/i.test(message)
   ) {
     return new MeterError(
@@ -91,13 +99,20 @@ export function classifyError(err: unknown, unitId: number, transport: Transport
       { cause: err },
     );
   }
-  return new MeterError('port-gone', `communication failed with ${where} (${message})`, 'check the line and the device', undefined, {
-    cause: err,
-  });
+  return new MeterError(
+    'port-gone',
+    `communication failed with ${where} (${message})`,
+    'check the line and the device',
+    undefined,
+    {
+      cause: err,
+    },
+  );
 }
 
 /** Whether a later attempt can succeed where this one failed. */
 export function isRetryable(err: MeterError): boolean {
-  if (err.kind === 'exception') return err.exceptionCode === 5 || err.exceptionCode === 6 || err.exceptionCode === 11;
+  if (err.kind === 'exception')
+    return err.exceptionCode === 5 || err.exceptionCode === 6 || err.exceptionCode === 11;
   return err.kind === 'timeout' || err.kind === 'crc' || err.kind === 'port-gone';
 }

@@ -96,7 +96,12 @@ export class ModbusLine {
    * Runs one Modbus transaction exclusively on the line. Errors come back classified; the
    * latency and the outcome are recorded in the caller's statistics.
    */
-  exec<T>(unitId: number, timeoutMs: number, stats: StatsRecorder, op: (client: Client) => Promise<T>): Promise<T> {
+  exec<T>(
+    unitId: number,
+    timeoutMs: number,
+    stats: StatsRecorder,
+    op: (client: Client) => Promise<T>,
+  ): Promise<T> {
     const run = async (): Promise<T> => {
       const client = await this.ensureOpen(stats);
       if (this.quietUntil > nowMs()) await sleepUntil(this.quietUntil);
@@ -164,16 +169,25 @@ export class ModbusLine {
       if (!client.isOpen) throw new Error(`connection to ${describeTransport(t)} closed at once`);
     } catch (err) {
       closeQuietly(client);
-      this.openBackoffMs = Math.min(OPEN_BACKOFF_MAX_MS, Math.max(OPEN_BACKOFF_MIN_MS, this.openBackoffMs * 2));
+      this.openBackoffMs = Math.min(
+        OPEN_BACKOFF_MAX_MS,
+        Math.max(OPEN_BACKOFF_MIN_MS, this.openBackoffMs * 2),
+      );
       this.nextOpenAt = nowMs() + this.openBackoffMs;
       const e = classifyError(err, 0, t);
       // Opening never times out a Modbus transaction: whatever went wrong, the port is not there.
       this.lastOpenError =
         e.kind === 'port-gone'
           ? e
-          : new MeterError('port-gone', `cannot open ${describeTransport(t)} (${e.message})`, e.hint, undefined, {
-              cause: err,
-            });
+          : new MeterError(
+              'port-gone',
+              `cannot open ${describeTransport(t)} (${e.message})`,
+              e.hint,
+              undefined,
+              {
+                cause: err,
+              },
+            );
       throw this.lastOpenError;
     }
     if (this.openedBefore) stats.reconnect();

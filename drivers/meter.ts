@@ -26,20 +26,29 @@ const SERIAL_CHECK_INTERVAL_MS = 60_000;
 const BACKOFF_BASE_MS = 25;
 const BACKOFF_MAX_MS = 1_000;
 
-
 export function validateConfig(config: MeterConfig): MeterProfile {
-  if (!config || typeof config !== 'object') throw new MeterError('config', 'meter config missing', 'see docs/METERS.md');
+  if (!config || typeof config !== 'object')
+    throw new MeterError('config', 'meter config missing', 'see docs/METERS.md');
   const profile = resolveProfile(config.profile, config.generic);
   if (!Number.isInteger(config.unitId) || config.unitId < 1 || config.unitId > 247) {
     throw new MeterError('config', `unit id ${config.unitId} is out of range`, 'Modbus unit ids are 1..247');
   }
   const t = config.transport;
   if (!t || !['rtu', 'tcp', 'rtu-over-tcp'].includes(t.kind)) {
-    throw new MeterError('config', 'transport.kind must be rtu, tcp or rtu-over-tcp', 'fix the meter transport');
+    throw new MeterError(
+      'config',
+      'transport.kind must be rtu, tcp or rtu-over-tcp',
+      'fix the meter transport',
+    );
   }
-  if (t.kind === 'rtu' && !t.port) throw new MeterError('config', 'rtu transport needs a port', 'e.g. /dev/ttyUSB0');
+  if (t.kind === 'rtu' && !t.port)
+    throw new MeterError('config', 'rtu transport needs a port', 'e.g. /dev/ttyUSB0');
   if (t.kind !== 'rtu' && (!t.host || !Number.isInteger(t.port) || t.port < 1 || t.port > 65535)) {
-    throw new MeterError('config', `${t.kind} transport needs host and port 1..65535`, 'e.g. 192.168.1.20:502');
+    throw new MeterError(
+      'config',
+      `${t.kind} transport needs host and port 1..65535`,
+      'e.g. 192.168.1.20:502',
+    );
   }
   return profile;
 }
@@ -127,7 +136,9 @@ export class ModbusMeter extends EventEmitter implements Meter {
     const words = await this.readWords(spec.kind, spec.address, wordCount(spec));
     const where = `${name} (${spec.kind} 0x${spec.address.toString(16).padStart(4, '0')}) of unit ${this.config.unitId}`;
     if (isNotAvailable(words, spec)) {
-      throw this.implausible(`${where} reads all ones (${words.map(hex4).join(' ')}), the "not available" marker`);
+      throw this.implausible(
+        `${where} reads all ones (${words.map(hex4).join(' ')}), the "not available" marker`,
+      );
     }
     const raw = decodeRaw(words, spec);
     let exponent = 0;
@@ -152,7 +163,11 @@ export class ModbusMeter extends EventEmitter implements Meter {
 
   async identity(): Promise<MeterIdentity> {
     const serial = await this.readSerial();
-    return { ...(serial !== undefined ? { serial } : {}), profile: this.profile.name, unitId: this.config.unitId };
+    return {
+      ...(serial !== undefined ? { serial } : {}),
+      profile: this.profile.name,
+      unitId: this.config.unitId,
+    };
   }
 
   private async readSerial(): Promise<string | undefined> {
@@ -167,7 +182,8 @@ export class ModbusMeter extends EventEmitter implements Meter {
     try {
       return await this.readEnergyChecked();
     } catch (err) {
-      const e = err instanceof MeterError ? err : classifyError(err, this.config.unitId, this.config.transport);
+      const e =
+        err instanceof MeterError ? err : classifyError(err, this.config.unitId, this.config.transport);
       this.emit('fault', e);
       throw e;
     }
@@ -176,7 +192,8 @@ export class ModbusMeter extends EventEmitter implements Meter {
   private async sampleEnergy(): Promise<{ energyWh: number; at: number }> {
     const value = await this.readValue('energy', this.profile.quantities.energy);
     const at = Date.now();
-    if (value < 0) throw this.implausible(`energy register of unit ${this.config.unitId} is negative (${value} Wh)`);
+    if (value < 0)
+      throw this.implausible(`energy register of unit ${this.config.unitId} is negative (${value} Wh)`);
     return { energyWh: Math.round(value), at };
   }
 
@@ -198,7 +215,9 @@ export class ModbusMeter extends EventEmitter implements Meter {
       const serial = await this.readSerial().catch(() => undefined);
       // Known serials decide; without them a jump forward looks like a new meter, a step back like a reset.
       const replaced =
-        serial !== undefined && this.serial !== undefined ? serial !== this.serial : verdict.direction === 'forward';
+        serial !== undefined && this.serial !== undefined
+          ? serial !== this.serial
+          : verdict.direction === 'forward';
       this.discontinuity(replaced ? 'replaced' : 'reset', verdict.previousWh, sample, serial, verdict.reason);
       return sample.energyWh;
     }
@@ -207,7 +226,13 @@ export class ModbusMeter extends EventEmitter implements Meter {
       const serial = await this.readSerial().catch(() => this.serial);
       if (serial !== undefined && this.serial !== undefined && serial !== this.serial) {
         this.guard.rebase(sample);
-        this.discontinuity('replaced', verdict.energyWh, sample, serial, `serial changed from ${this.serial} to ${serial}`);
+        this.discontinuity(
+          'replaced',
+          verdict.energyWh,
+          sample,
+          serial,
+          `serial changed from ${this.serial} to ${serial}`,
+        );
         return sample.energyWh;
       }
     }
@@ -251,7 +276,8 @@ export class ModbusMeter extends EventEmitter implements Meter {
       if (!spec || this.unsupported.has(q)) continue;
       const value = await this.readValue(q, spec).catch((err: unknown) => {
         // A register the meter does not have stays skipped; other failures are counted and retried next time.
-        if (err instanceof MeterError && err.kind === 'exception' && err.exceptionCode === 2) this.unsupported.add(q);
+        if (err instanceof MeterError && err.kind === 'exception' && err.exceptionCode === 2)
+          this.unsupported.add(q);
         return undefined;
       });
       if (value !== undefined) (reading as unknown as Record<string, number>)[field] = round(value, 3);
@@ -260,8 +286,13 @@ export class ModbusMeter extends EventEmitter implements Meter {
   }
 
   /** Every quantity and extra of the profile, for `diag read`; failures are reported per value. */
-  async readAll(): Promise<{ name: string; value?: number; unit: string; spec: RegisterSpec; error?: string }[]> {
-    const entries = [...Object.entries(this.profile.quantities), ...Object.entries(this.profile.extras ?? {})];
+  async readAll(): Promise<
+    { name: string; value?: number; unit: string; spec: RegisterSpec; error?: string }[]
+  > {
+    const entries = [
+      ...Object.entries(this.profile.quantities),
+      ...Object.entries(this.profile.extras ?? {}),
+    ];
     const out = [];
     for (const [name, spec] of entries) {
       if (!spec) continue;

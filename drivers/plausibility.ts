@@ -72,7 +72,12 @@ export class EnergyGuard {
     if (this.candidate.count < this.opts.confirmReads) return { kind: 'unconfirmed', reason };
     this.candidate = undefined;
     this.last = s;
-    return { kind: 'discontinuity', direction: delta < 0 ? 'backwards' : 'forward', previousWh: last.energyWh, reason };
+    return {
+      kind: 'discontinuity',
+      direction: delta < 0 ? 'backwards' : 'forward',
+      previousWh: last.energyWh,
+      reason,
+    };
   }
 
   /** Starts over from this sample (after a replaced meter was detected by its serial). */

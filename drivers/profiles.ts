@@ -12,7 +12,12 @@ import { MeterError } from './errors.js';
 import type { DataType, GenericProfile, MeterProfile, RegisterKind, RegisterSpec, Unit } from './types.js';
 
 // Shorthands for the table below; they only build RegisterSpec objects.
-const f32 = (kind: RegisterKind, address: number, unit: Unit): RegisterSpec => ({ kind, address, type: 'float32', unit });
+const f32 = (kind: RegisterKind, address: number, unit: Unit): RegisterSpec => ({
+  kind,
+  address,
+  type: 'float32',
+  unit,
+});
 const reg = (
   kind: RegisterKind,
   address: number,
@@ -22,7 +27,8 @@ const reg = (
   wordOrder: 'high-first' | 'low-first' = 'high-first',
 ): RegisterSpec => ({ kind, address, type, scale, unit, wordOrder });
 /** Carlo Gavazzi: INT32 with the least significant word first, as its protocol document states. */
-const cg32 = (address: number, scale: number, unit: Unit) => reg('input', address, 'int32', scale, unit, 'low-first');
+const cg32 = (address: number, scale: number, unit: Unit) =>
+  reg('input', address, 'int32', scale, unit, 'low-first');
 
 /** Eastron's serial number: holding registers 0xFC00–0xFC01, unsigned 32-bit (4xFC01 in the manuals). */
 const EASTRON_SERIAL: RegisterSpec = { kind: 'holding', address: 0xfc00, type: 'uint32', unit: 'Wh' };
@@ -190,14 +196,26 @@ const ET340: MeterProfile = {
 
 /** Every built-in profile, by name. */
 export const PROFILES: Readonly<Record<string, MeterProfile>> = Object.freeze(
-  Object.fromEntries([SDM630, SDM120, SDM72D, SDM72D_V2, ABB_B23, ABB_B24, EM340, ET340].map((p) => [p.name, p])),
+  Object.fromEntries(
+    [SDM630, SDM120, SDM72D, SDM72D_V2, ABB_B23, ABB_B24, EM340, ET340].map((p) => [p.name, p]),
+  ),
 );
 
 /** Names accepted in `profile`, for messages. */
 export const PROFILE_NAMES = [...Object.keys(PROFILES), 'generic'];
 
 const REGISTER_KINDS = new Set(['input', 'holding']);
-const DATA_TYPES = new Set(['int16', 'uint16', 'int32', 'uint32', 'int64', 'uint64', 'float32', 'float64', 'ascii']);
+const DATA_TYPES = new Set([
+  'int16',
+  'uint16',
+  'int32',
+  'uint32',
+  'int64',
+  'uint64',
+  'float32',
+  'float64',
+  'ascii',
+]);
 const UNITS = new Set(['Wh', 'kWh', 'MWh', 'W', 'kW', 'V', 'A', 'mA', 'Hz']);
 
 function checkRegister(where: string, r: unknown): RegisterSpec {
@@ -213,7 +231,8 @@ function checkRegister(where: string, r: unknown): RegisterSpec {
   if (s.wordOrder !== undefined && s.wordOrder !== 'high-first' && s.wordOrder !== 'low-first') {
     fail('wordOrder must be "high-first" or "low-first"');
   }
-  if (s.scale !== undefined && !(Number.isFinite(s.scale) && s.scale !== 0)) fail('scale must be a non-zero number');
+  if (s.scale !== undefined && !(Number.isFinite(s.scale) && s.scale !== 0))
+    fail('scale must be a non-zero number');
   return s;
 }
 
@@ -222,16 +241,28 @@ export function resolveProfile(name: string, generic?: GenericProfile): MeterPro
   if (name !== 'generic') {
     const p = PROFILES[name];
     if (!p) {
-      throw new MeterError('config', `unknown meter profile "${name}"`, `use one of ${PROFILE_NAMES.join(', ')}`);
+      throw new MeterError(
+        'config',
+        `unknown meter profile "${name}"`,
+        `use one of ${PROFILE_NAMES.join(', ')}`,
+      );
     }
     return p;
   }
   if (!generic?.quantities) {
-    throw new MeterError('config', 'profile "generic" needs a "generic" register description', 'see docs/METERS.md');
+    throw new MeterError(
+      'config',
+      'profile "generic" needs a "generic" register description',
+      'see docs/METERS.md',
+    );
   }
   const energy = checkRegister('quantities.energy', generic.quantities.energy);
   if (!['Wh', 'kWh', 'MWh'].includes(energy.unit)) {
-    throw new MeterError('config', 'generic profile: the energy register must be in Wh, kWh or MWh', 'fix its unit');
+    throw new MeterError(
+      'config',
+      'generic profile: the energy register must be in Wh, kWh or MWh',
+      'fix its unit',
+    );
   }
   for (const [k, v] of Object.entries(generic.quantities)) checkRegister(`quantities.${k}`, v);
   for (const [k, v] of Object.entries(generic.extras ?? {})) checkRegister(`extras.${k}`, v);

@@ -23,7 +23,9 @@ export function wordCount(spec: Pick<RegisterSpec, 'type' | 'words'>): number {
 function toBytes(words: readonly number[], order: WordOrder = 'high-first'): Buffer {
   const ordered = order === 'low-first' ? [...words].reverse() : words;
   const buf = Buffer.alloc(ordered.length * 2);
-  ordered.forEach((w, i) => buf.writeUInt16BE(w & 0xffff, i * 2));
+  ordered.forEach((w, i) => {
+    buf.writeUInt16BE(w & 0xffff, i * 2);
+  });
   return buf;
 }
 
@@ -38,7 +40,10 @@ function fromBytes(buf: Buffer, order: WordOrder = 'high-first'): number[] {
  * failed register on most meters, 0xFFFF… on ABB's unsigned types) or the largest signed value
  * (ABB's marker for signed types).
  */
-export function isNotAvailable(words: readonly number[], spec: Pick<RegisterSpec, 'type' | 'wordOrder'>): boolean {
+export function isNotAvailable(
+  words: readonly number[],
+  spec: Pick<RegisterSpec, 'type' | 'wordOrder'>,
+): boolean {
   if (spec.type === 'ascii') return false;
   if (words.every((w) => w === 0xffff)) return true;
   if (spec.type === 'int16' || spec.type === 'int32' || spec.type === 'int64') {

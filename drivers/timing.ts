@@ -37,7 +37,12 @@ export const readResponseBytes = (registers: number): number => 5 + 2 * register
 /**
  * The most transactions per second a line can carry: request, t3.5, response, t3.5, nothing else.
  */
-export function lineMaxPerSec(requestBytes: number, responseBytes: number, baud: number, f: Framing = {}): number {
+export function lineMaxPerSec(
+  requestBytes: number,
+  responseBytes: number,
+  baud: number,
+  f: Framing = {},
+): number {
   const cycle = frameTimeMs(requestBytes + responseBytes, baud, f) + 2 * interFrameMs(baud, f);
   return 1000 / cycle;
 }
@@ -55,7 +60,7 @@ export function sleepUntil(deadline: number): Promise<void> {
       if (nowMs() >= deadline) resolve();
       else setImmediate(spin);
     };
-    const bulk = deadline - nowMs() - 1.5;
+    const bulk = deadline - nowMs() - 4;
     if (bulk > 0) setTimeout(spin, bulk);
     else spin();
   });

@@ -32,7 +32,10 @@ export function parseHostPort(text: string, defaultHost = '127.0.0.1'): { host: 
   return { host: m[1] || defaultHost, port };
 }
 
-export async function runSimMeter(o: SimMeterCliOptions, out: (line: string) => void = console.log): Promise<SimMeter> {
+export async function runSimMeter(
+  o: SimMeterCliOptions,
+  out: (line: string) => void = console.log,
+): Promise<SimMeter> {
   if (!o.tcp === !o.port) throw new Error('give exactly one of --tcp HOST:PORT or --port TTY');
   const baud = o.baud ? Number(o.baud) : undefined;
   const tcp = o.tcp ? parseHostPort(o.tcp) : undefined;
@@ -49,7 +52,13 @@ export async function runSimMeter(o: SimMeterCliOptions, out: (line: string) => 
         }
       : {}),
     ...(o.port
-      ? { rtu: { path: o.port, ...(baud ? { baudRate: baud } : {}), ...(o.parity ? { parity: o.parity } : {}) } }
+      ? {
+          rtu: {
+            path: o.port,
+            ...(baud ? { baudRate: baud } : {}),
+            ...(o.parity ? { parity: o.parity } : {}),
+          },
+        }
       : {}),
     ...(baud && o.emulate ? { emulateBaud: baud } : {}),
     ...(o.serial ? { serial: o.serial } : {}),
@@ -61,9 +70,19 @@ export async function runSimMeter(o: SimMeterCliOptions, out: (line: string) => 
       ...(o.timeScale ? { timeScale: Number(o.timeScale) } : {}),
     });
   }
-  const where = tcp ? `${o.rtuOverTcp ? 'RTU over TCP' : 'Modbus TCP'} ${tcp.host}:${sim.port}` : `RTU ${o.port}`;
+  const where = tcp
+    ? `${o.rtuOverTcp ? 'RTU over TCP' : 'Modbus TCP'} ${tcp.host}:${sim.port}`
+    : `RTU ${o.port}`;
   if (o.json) {
-    out(JSON.stringify({ ready: true, profile: o.profile, unitId: sim.unitId, serial: sim.serial, port: sim.port }));
+    out(
+      JSON.stringify({
+        ready: true,
+        profile: o.profile,
+        unitId: sim.unitId,
+        serial: sim.serial,
+        port: sim.port,
+      }),
+    );
   } else {
     out(
       `simulated ${o.profile} unit ${sim.unitId} (serial ${sim.serial}) on ${where}` +
@@ -79,7 +98,10 @@ export function registerSimMeterCommand(sim: Command): void {
   sim
     .command('meter')
     .description('Run one simulated Modbus meter in the foreground (TCP, or RTU on a tty/pty)')
-    .requiredOption('--profile <name>', `meter profile: ${PROFILE_NAMES.filter((n) => n !== 'generic').join(', ')}`)
+    .requiredOption(
+      '--profile <name>',
+      `meter profile: ${PROFILE_NAMES.filter((n) => n !== 'generic').join(', ')}`,
+    )
     .option('--tcp <host:port>', 'serve Modbus TCP here (port 0 = any free port)')
     .option('--port <tty>', 'serve Modbus RTU on this serial device (e.g. the slave end of a socat pty pair)')
     .option('--unit <n>', 'Modbus unit id', '1')

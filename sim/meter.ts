@@ -57,7 +57,12 @@ export interface SimBus {
   close(): Promise<void>;
 }
 
-function facade(model: SimMeterModel, endpoint: SimEndpoint, soleUnit: boolean, close: () => Promise<void>): SimMeter {
+function facade(
+  model: SimMeterModel,
+  endpoint: SimEndpoint,
+  soleUnit: boolean,
+  close: () => Promise<void>,
+): SimMeter {
   return {
     get port() {
       return endpoint.port;

@@ -40,7 +40,9 @@ export async function openPtyPair(): Promise<PtyPair> {
     });
     const spawned = child;
     const failed = new Promise<never>((_, reject) => {
-      spawned.once('error', (err) => reject(new Error(`socat could not start (${err.message}): apt-get install socat`)));
+      spawned.once('error', (err) =>
+        reject(new Error(`socat could not start (${err.message}): apt-get install socat`)),
+      );
       spawned.once('exit', (code) => reject(new Error(`socat exited with ${code}: ${stderr.trim()}`)));
     });
     failed.catch(() => {});

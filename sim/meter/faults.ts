@@ -32,7 +32,15 @@ export type RequestFault = Extract<
   { kind: 'no-response' | 'bad-crc' | 'exception' | 'slow' | 'nan' | 'all-ones' | 'glitch' }
 >;
 
-export const REQUEST_FAULT_KINDS = new Set(['no-response', 'bad-crc', 'exception', 'slow', 'nan', 'all-ones', 'glitch']);
+export const REQUEST_FAULT_KINDS = new Set([
+  'no-response',
+  'bad-crc',
+  'exception',
+  'slow',
+  'nan',
+  'all-ones',
+  'glitch',
+]);
 
 /** What the active faults do to one request. */
 export interface RequestEffects {

@@ -41,7 +41,9 @@ interface Session {
 }
 
 export function defaultSerial(profile: MeterProfile, unitId: number): string {
-  return profile.serial?.type === 'ascii' ? `SIM${String(unitId).padStart(4, '0')}0001` : String(21_000_000 + unitId);
+  return profile.serial?.type === 'ascii'
+    ? `SIM${String(unitId).padStart(4, '0')}0001`
+    : String(21_000_000 + unitId);
 }
 
 export class SimMeterModel {
@@ -147,7 +149,12 @@ export class SimMeterModel {
   }
 
   /** The words at `address` for `count` registers, or undefined where the meter has no register. */
-  readRegisters(kind: RegisterKind, address: number, count: number, fx?: RequestEffects): number[] | undefined {
+  readRegisters(
+    kind: RegisterKind,
+    address: number,
+    count: number,
+    fx?: RequestEffects,
+  ): number[] | undefined {
     const image = this.image(kind, fx);
     const words: number[] = [];
     for (let a = address; a < address + count; a++) {
@@ -163,7 +170,9 @@ export class SimMeterModel {
     const values = this.values();
     const put = (spec: RegisterSpec, words: number[]) => {
       if (spec.kind !== kind && !this.profile.sharedMap) return;
-      words.forEach((w, k) => image.set(spec.address + k, w & 0xffff));
+      words.forEach((w, k) => {
+        image.set(spec.address + k, w & 0xffff);
+      });
     };
     const named = { ...this.profile.quantities, ...this.profile.extras };
     for (const [name, spec] of Object.entries(named)) {

@@ -27,7 +27,9 @@ export function handlePdu(model: SimMeterModel, pdu: Buffer, fx: RequestEffects)
       const out = Buffer.alloc(2 + 2 * count);
       out[0] = fc;
       out[1] = 2 * count;
-      words.forEach((w, i) => out.writeUInt16BE(w, 2 + 2 * i));
+      words.forEach((w, i) => {
+        out.writeUInt16BE(w, 2 + 2 * i);
+      });
       return out;
     }
     case 0x01: {

@@ -3,7 +3,9 @@
  * gateway's "transparent" mode carries) and RTU on a serial port (the slave end of a socat pty
  * pair). Several meters — different unit ids — can share one endpoint, as on a real RS-485 bus.
  */
+import { constants as fsConstants, openSync, realpathSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
+import tty from 'node:tty';
 import { SerialPort } from 'serialport';
 import { frameTimeMs, interFrameMs, nowMs, sleepUntil } from '../../drivers/timing.js';
 import type { SimMeterModel } from './model.js';
@@ -140,7 +142,11 @@ export async function startTcpEndpoint(units: Units, opts: TcpEndpointOptions = 
     socket.on('error', () => {});
     socket.on('close', () => sockets.delete(socket));
     if (opts.framing === 'rtu') {
-      const rtu = new RtuResponder(units, opts.timing ?? {}, (frame) => socket.writable && socket.write(frame));
+      const rtu = new RtuResponder(
+        units,
+        opts.timing ?? {},
+        (frame) => socket.writable && socket.write(frame),
+      );
       socket.on('data', (d: Buffer) => rtu.push(d));
       socket.on('close', () => rtu.dispose());
       return;
@@ -227,36 +233,101 @@ export interface SerialEndpointOptions {
   timing?: RtuTiming;
 }
 
+/** A byte link the RTU slave reads and writes; a pty or a real serial port. */
+interface ByteLink {
+  write(frame: Buffer): void;
+  close(): Promise<void>;
+}
+
 /**
- * RTU slave on a serial device. If the device vanishes (the pty pair's socat was stopped, as when
- * a USB adapter is pulled), it keeps trying to reopen the same path.
+ * Opens a pseudo-terminal as a libuv tty handle: epoll-driven reads and writes, no thread-pool
+ * round trip per chunk as with serialport's fs-based binding. A pty has no baud rate or parity to
+ * set (socat made it raw), and every millisecond of rig latency would be charged to the line.
+ */
+function openPtyLink(path: string, onData: (d: Buffer) => void, onGone: () => void): ByteLink {
+  const fd = openSync(path, fsConstants.O_RDWR | fsConstants.O_NOCTTY | fsConstants.O_NONBLOCK);
+  const input = new tty.ReadStream(fd);
+  const output = new tty.WriteStream(fd);
+  let gone = false;
+  const lost = () => {
+    if (gone) return;
+    gone = true;
+    input.destroy();
+    output.destroy();
+    onGone();
+  };
+  input.on('data', (d: Buffer) => onData(d));
+  input.on('error', lost); // EIO when the other side of the pair vanishes
+  input.on('close', lost);
+  output.on('error', lost);
+  return {
+    write: (frame) => {
+      if (!gone) output.write(frame);
+    },
+    close: async () => {
+      gone = true;
+      input.destroy();
+      output.destroy();
+    },
+  };
+}
+
+function openSerialLink(
+  path: string,
+  baudRate: number,
+  onData: (d: Buffer) => void,
+  onGone: () => void,
+): Promise<ByteLink> {
+  return new Promise((resolve, reject) => {
+    const p = new SerialPort({ path, baudRate, autoOpen: false });
+    p.open((err) => {
+      if (err) return reject(err);
+      p.on('data', onData);
+      p.on('error', () => {});
+      p.on('close', onGone);
+      resolve({
+        write: (frame) => {
+          if (p.isOpen) p.write(frame);
+        },
+        close: () => new Promise<void>((r) => (p.isOpen ? p.close(() => r()) : r())),
+      });
+    });
+  });
+}
+
+const isPty = (path: string): boolean => {
+  try {
+    return realpathSync(path).startsWith('/dev/pts/');
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * RTU slave on a serial device or pty. If the device vanishes (the pty pair's socat was stopped,
+ * as when a USB adapter is pulled), it keeps trying to reopen the same path.
  */
 export async function startSerialEndpoint(units: Units, opts: SerialEndpointOptions): Promise<SimEndpoint> {
-  let port: SerialPort | undefined;
+  let link: ByteLink | undefined;
   let closed = false;
   let silentUntil = 0;
   let retry: NodeJS.Timeout | undefined;
   const responder = new RtuResponder(units, opts.timing ?? {}, (frame) => {
-    if (nowMs() >= silentUntil && port?.isOpen) port.write(frame);
+    if (nowMs() >= silentUntil) link?.write(frame);
   });
+  const onData = (d: Buffer) => {
+    if (nowMs() >= silentUntil) responder.push(d);
+  };
 
-  const open = (): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const p = new SerialPort({ path: opts.path, baudRate: opts.baudRate ?? opts.timing?.baud ?? 9600, autoOpen: false });
-      p.open((err) => {
-        if (err) return reject(err);
-        port = p;
-        p.on('data', (d: Buffer) => {
-          if (nowMs() >= silentUntil) responder.push(d);
-        });
-        p.on('error', () => {});
-        p.on('close', () => {
-          if (port === p) port = undefined;
-          scheduleReopen();
-        });
-        resolve();
-      });
-    });
+  const open = async (): Promise<void> => {
+    const onGone = () => {
+      link = undefined;
+      scheduleReopen();
+    };
+    link = isPty(opts.path)
+      ? openPtyLink(opts.path, onData, onGone)
+      : await openSerialLink(opts.path, opts.baudRate ?? opts.timing?.baud ?? 9600, onData, onGone);
+  };
 
   const scheduleReopen = (): void => {
     if (closed) return;
@@ -278,9 +349,9 @@ export async function startSerialEndpoint(units: Units, opts: SerialEndpointOpti
       closed = true;
       clearTimeout(retry);
       responder.dispose();
-      const p = port;
-      port = undefined;
-      if (p?.isOpen) await new Promise<void>((r) => p.close(() => r()));
+      const l = link;
+      link = undefined;
+      await l?.close();
     },
   };
 }
