@@ -174,20 +174,18 @@ export class ModbusLine {
         Math.max(OPEN_BACKOFF_MIN_MS, this.openBackoffMs * 2),
       );
       this.nextOpenAt = nowMs() + this.openBackoffMs;
-      const e = classifyError(err, 0, t);
-      // Opening never times out a Modbus transaction: whatever went wrong, the port is not there.
-      this.lastOpenError =
-        e.kind === 'port-gone'
-          ? e
-          : new MeterError(
-              'port-gone',
-              `cannot open ${describeTransport(t)} (${e.message})`,
-              e.hint,
-              undefined,
-              {
-                cause: err,
-              },
-            );
+      const reason = err instanceof Error ? err.message.replace(/^Error: /, '') : String(err);
+      this.lastOpenError = new MeterError(
+        'port-gone',
+        t.kind === 'rtu'
+          ? `cannot open serial port ${t.port} (${reason})`
+          : `cannot connect to ${t.host}:${t.port} (${reason})`,
+        t.kind === 'rtu'
+          ? 'check the USB RS-485 adapter is plugged in (see `p2pev diag ports`) and that no other program holds the port'
+          : 'check the device or gateway is powered and reachable, and that no other client holds its only TCP connection',
+        undefined,
+        { cause: err },
+      );
       throw this.lastOpenError;
     }
     if (this.openedBefore) stats.reconnect();

@@ -115,6 +115,14 @@ export class ModbusMeter extends EventEmitter implements Meter {
     }
   }
 
+  /**
+   * Writes holding registers (function 16). Meters are read-only for billing; this is for the
+   * devices beside them on the bus: a wallbox's charge switch, or the simulated meter's control block.
+   */
+  async writeRegisters(address: number, values: number[]): Promise<void> {
+    await this.transact((c) => c.writeRegisters(address, values));
+  }
+
   /** Raw words of a register spec, validated for count. */
   async readWords(kind: RegisterSpec['kind'], address: number, count: number): Promise<number[]> {
     const res = await this.transact((c) =>
