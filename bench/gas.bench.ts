@@ -13,7 +13,13 @@
  */
 import { type TransactionReceipt, parseEther } from 'ethers';
 import type { SettlementTerms } from '../contracts/client.js';
-import { commitment, type Member, newTerms, sessionReports, setupSettlement } from '../test/helpers/anvilSettlement.js';
+import {
+  commitment,
+  type Member,
+  newTerms,
+  sessionReports,
+  setupSettlement,
+} from '../test/helpers/anvilSettlement.js';
 
 const BLOCK_GAS = 30_000_000;
 const BATCH_SIZES = [10, 50, 100] as const;

@@ -46,7 +46,10 @@ interface SolcOutput {
   errors?: { severity: string; formattedMessage: string }[];
   contracts?: Record<
     string,
-    Record<string, { abi: unknown[]; evm: { bytecode: { object: string }; deployedBytecode: { object: string } } }>
+    Record<
+      string,
+      { abi: unknown[]; evm: { bytecode: { object: string }; deployedBytecode: { object: string } } }
+    >
   >;
 }
 
@@ -146,7 +149,8 @@ async function withBuildLock<T>(fn: () => T): Promise<T> {
       break;
     } catch {
       try {
-        if (Date.now() - statSync(LOCK_DIR).mtimeMs > LOCK_STALE_MS) rmSync(LOCK_DIR, { recursive: true, force: true });
+        if (Date.now() - statSync(LOCK_DIR).mtimeMs > LOCK_STALE_MS)
+          rmSync(LOCK_DIR, { recursive: true, force: true });
       } catch {
         // the holder just released it
       }
@@ -161,7 +165,9 @@ async function withBuildLock<T>(fn: () => T): Promise<T> {
 }
 
 /** Builds every contract unless the artifacts on disk match the sources; returns whether it compiled. */
-export async function buildContracts(options: { force?: boolean } = {}): Promise<{ built: boolean; hash: string }> {
+export async function buildContracts(
+  options: { force?: boolean } = {},
+): Promise<{ built: boolean; hash: string }> {
   const sources = listSources();
   const hash = sourceHash(sources);
   const fresh = () => readArtifact('Settlement')?.sourceHash === hash && !options.force;

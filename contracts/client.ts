@@ -161,7 +161,11 @@ export class SettlementClient {
   settle(terms: SettlementTerms, evReport: BytesLike, hcsReport: BytesLike): Promise<TransactionReceipt> {
     return this.send('settle', [terms, evReport, hcsReport]);
   }
-  settleDisputed(terms: SettlementTerms, evReport: BytesLike, hcsReport: BytesLike): Promise<TransactionReceipt> {
+  settleDisputed(
+    terms: SettlementTerms,
+    evReport: BytesLike,
+    hcsReport: BytesLike,
+  ): Promise<TransactionReceipt> {
     return this.send('settleDisputed', [terms, evReport, hcsReport]);
   }
   async settleBatch(
@@ -189,7 +193,12 @@ export class SettlementClient {
     return this.send('expire', [terms]);
   }
   /** `comment` as a string (≤ 10 bytes UTF-8) or raw bytes10. */
-  rate(terms: SettlementTerms, rating: number, comment: string, hcsReport: BytesLike): Promise<TransactionReceipt> {
+  rate(
+    terms: SettlementTerms,
+    rating: number,
+    comment: string,
+    hcsReport: BytesLike,
+  ): Promise<TransactionReceipt> {
     const raw = /^0x[0-9a-fA-F]{20}$/.test(comment) ? comment : commentBytes10(comment);
     return this.send('rate', [terms, rating, raw, hcsReport]);
   }
@@ -215,7 +224,9 @@ export class SettlementClient {
   async availableDeposit(ev: string): Promise<bigint> {
     return this.contract.getFunction('availableDeposit')(ev);
   }
-  async depositOf(ev: string): Promise<{ balance: bigint; pendingWithdrawal: bigint; withdrawableAt: bigint }> {
+  async depositOf(
+    ev: string,
+  ): Promise<{ balance: bigint; pendingWithdrawal: bigint; withdrawableAt: bigint }> {
     const [balance, pendingWithdrawal, withdrawableAt] = await this.contract.getFunction('depositOf')(ev);
     return { balance, pendingWithdrawal, withdrawableAt };
   }

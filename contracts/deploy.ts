@@ -57,7 +57,8 @@ export interface DeployOptions {
 
 async function resolveSigner(signer: Signer | string, rpcUrl?: string): Promise<Signer> {
   if (typeof signer !== 'string') {
-    if (!signer.provider) throw new Error('the deploy signer has no provider: connect it or pass rpcUrl and a key');
+    if (!signer.provider)
+      throw new Error('the deploy signer has no provider: connect it or pass rpcUrl and a key');
     return signer;
   }
   if (!rpcUrl) throw new Error('rpcUrl is needed to deploy with a private key');
@@ -79,10 +80,15 @@ export async function deploySettlement(options: DeployOptions): Promise<Deployme
   const admin = params.admin ?? deployer;
   const artifact = await loadArtifact('Settlement');
   const factory = new ContractFactory(artifact.abi, artifact.bytecode, signer);
-  const contract = await factory.deploy(admin, params.settlementWindowSec, params.absToleranceWh, params.relToleranceBps);
+  const contract = await factory.deploy(
+    admin,
+    params.settlementWindowSec,
+    params.absToleranceWh,
+    params.relToleranceBps,
+  );
   const tx = contract.deploymentTransaction()!;
   const receipt = await tx.wait();
-  if (!receipt || receipt.status !== 1) throw new Error(`deployment transaction ${tx.hash} failed`);
+  if (receipt?.status !== 1) throw new Error(`deployment transaction ${tx.hash} failed`);
   const { chainId } = await provider.getNetwork();
   const deployment: Deployment = {
     contract: 'Settlement',
@@ -118,7 +124,9 @@ export function readDeployment(path: string): Deployment {
   try {
     text = readFileSync(path, 'utf8');
   } catch {
-    throw new Error(`no deployment file at ${path}: run \`p2pev chain deploy --rpc URL --out ${path}\` first`);
+    throw new Error(
+      `no deployment file at ${path}: run \`p2pev chain deploy --rpc URL --out ${path}\` first`,
+    );
   }
   let d: Partial<Deployment>;
   try {

@@ -22,13 +22,17 @@ export async function probeChainId(rpcUrl: string, timeoutMs = 5000): Promise<bi
     });
   } catch (err) {
     const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
-    throw new Error(`RPC ${rpcUrl} unreachable (${cause}): check that the node is running and the URL/port are right`);
+    throw new Error(
+      `RPC ${rpcUrl} unreachable (${cause}): check that the node is running and the URL/port are right`,
+    );
   }
   let body: { result?: string; error?: { message?: string } };
   try {
     body = (await res.json()) as typeof body;
   } catch {
-    throw new Error(`RPC ${rpcUrl} answered HTTP ${res.status} without JSON: is this an Ethereum JSON-RPC endpoint?`);
+    throw new Error(
+      `RPC ${rpcUrl} answered HTTP ${res.status} without JSON: is this an Ethereum JSON-RPC endpoint?`,
+    );
   }
   if (!body.result) {
     throw new Error(`RPC ${rpcUrl} refused eth_chainId: ${body.error?.message ?? `HTTP ${res.status}`}`);
@@ -39,7 +43,10 @@ export async function probeChainId(rpcUrl: string, timeoutMs = 5000): Promise<bi
 /** A provider pinned to the node's chain id (no background re-detection). */
 export async function connectRpc(rpcUrl: string): Promise<{ provider: JsonRpcProvider; chainId: bigint }> {
   const chainId = await probeChainId(rpcUrl);
-  const provider = new JsonRpcProvider(rpcUrl, Network.from(chainId), { staticNetwork: true, cacheTimeout: -1 });
+  const provider = new JsonRpcProvider(rpcUrl, Network.from(chainId), {
+    staticNetwork: true,
+    cacheTimeout: -1,
+  });
   // Local nodes mine at once; poll receipts often rather than every 4 s.
   if (/^https?:\/\/(127\.0\.0\.1|localhost)[:/]/.test(rpcUrl)) provider.pollingInterval = 100;
   return { provider, chainId };

@@ -47,7 +47,14 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export function anvilBinary(): string {
   const candidates = [
     join(ROOT, 'node_modules', '.bin', 'anvil'),
-    join(ROOT, 'node_modules', '@foundry-rs', `anvil-${process.platform}-${process.arch === 'x64' ? 'amd64' : process.arch}`, 'bin', 'anvil'),
+    join(
+      ROOT,
+      'node_modules',
+      '@foundry-rs',
+      `anvil-${process.platform}-${process.arch === 'x64' ? 'amd64' : process.arch}`,
+      'bin',
+      'anvil',
+    ),
   ];
   const found = candidates.find((path) => existsSync(path));
   if (!found) throw new Error('anvil not found in node_modules: run npm ci (package @foundry-rs/anvil)');

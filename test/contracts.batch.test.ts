@@ -26,7 +26,13 @@ afterAll(async () => {
   await fx?.stop();
 });
 
-async function entry(ev: Member, hcs: Member, evWh = 10_000n, hcsWh = 10_000n, overrides: Partial<SettlementTerms> = {}) {
+async function entry(
+  ev: Member,
+  hcs: Member,
+  evWh = 10_000n,
+  hcsWh = 10_000n,
+  overrides: Partial<SettlementTerms> = {},
+) {
   const terms = await newTerms(fx, ev, hcs, overrides);
   return { terms, ...sessionReports(fx, terms, evWh, hcsWh) };
 }
@@ -35,9 +41,16 @@ describe('settleBatch', () => {
   it('settles the good entries and skips each bad one with its reason', async () => {
     const [ev0, ev1, ev2, ev3] = fx.evs as [Member, Member, Member, Member];
     const [hcs0, hcs1] = fx.hcss as [Member, Member];
-    const good = [await entry(ev0, hcs0), await entry(ev1, hcs1), await entry(ev2, hcs0), await entry(ev3, hcs1)];
+    const good = [
+      await entry(ev0, hcs0),
+      await entry(ev1, hcs1),
+      await entry(ev2, hcs0),
+      await entry(ev3, hcs1),
+    ];
     const forged = await entry(ev0, hcs1);
-    forged.evReport = sessionReports(fx, forged.terms, 10_000n, 10_000n, { ev: fx.strangers[0]!.privateKey }).evReport;
+    forged.evReport = sessionReports(fx, forged.terms, 10_000n, 10_000n, {
+      ev: fx.strangers[0]!.privateKey,
+    }).evReport;
     const outOfTolerance = await entry(ev1, hcs0, 5_000n, 10_000n);
     const overCap = await entry(ev2, hcs1, 50_000n, 50_000n);
     const duplicate = good[0]!; // the same txid twice in one batch: the second is a replay
@@ -59,13 +72,17 @@ describe('settleBatch', () => {
       expect(await fx.operator.client.sessionState(bad.terms.hcs, bad.terms.seq)).toBe(SessionState.Open);
     }
     // ev0 paid once for its one good session, not for the duplicate.
-    expect((await fx.operator.client.depositOf(ev0.address)).balance).toBe(evBefore - (10_000n * PRICE) / 1000n);
-    // The contract's return value agrees with the events.
-    const count = await relayer.client.contract.getFunction('settleBatch').staticCall(
-      [good[0]!.terms, (await entry(ev3, hcs0)).terms],
-      [good[0]!.evReport, good[0]!.evReport],
-      [good[0]!.hcsReport, good[0]!.hcsReport],
+    expect((await fx.operator.client.depositOf(ev0.address)).balance).toBe(
+      evBefore - (10_000n * PRICE) / 1000n,
     );
+    // The contract's return value agrees with the events.
+    const count = await relayer.client.contract
+      .getFunction('settleBatch')
+      .staticCall(
+        [good[0]!.terms, (await entry(ev3, hcs0)).terms],
+        [good[0]!.evReport, good[0]!.evReport],
+        [good[0]!.hcsReport, good[0]!.hcsReport],
+      );
     expect(count).toBe(0n);
   });
 
@@ -123,7 +140,10 @@ describe('settleDisputed', () => {
     );
     const forged = await entry(fx.evs[0]!, fx.hcss[0]!, 1_000n, 10_000n);
     const wrong = sessionReports(fx, forged.terms, 1_000n, 10_000n, { hcs: fx.strangers[0]!.privateKey });
-    await expectRevert(relayer.client.settleDisputed(forged.terms, forged.evReport, wrong.hcsReport), 'WrongSigner');
+    await expectRevert(
+      relayer.client.settleDisputed(forged.terms, forged.evReport, wrong.hcsReport),
+      'WrongSigner',
+    );
   });
 });
 
@@ -133,11 +153,16 @@ describe('expire', () => {
     const hcs = fx.hcss[0]!;
     const e = await entry(ev, hcs);
     await expectRevert(hcs.client.expire(e.terms), 'SettlementWindowOpen');
-    await increaseTime(fx.provider, e.terms.settleBy - BigInt((await fx.provider.getBlock('latest'))!.timestamp) + 1n);
+    await increaseTime(
+      fx.provider,
+      e.terms.settleBy - BigInt((await fx.provider.getBlock('latest'))!.timestamp) + 1n,
+    );
     // Not the EV: closing made-up terms with a live seq would let it dodge a bill.
     await expectRevert(ev.client.expire(e.terms), 'NotSessionHcs');
     const receipt = await hcs.client.expire(e.terms);
-    const event = receipt.logs.map((l) => hcs.client.contract.interface.parseLog(l)).find((x) => x?.name === 'SessionExpired');
+    const event = receipt.logs
+      .map((l) => hcs.client.contract.interface.parseLog(l))
+      .find((x) => x?.name === 'SessionExpired');
     expect(event?.args.txid).toBe(e.txid);
     expect(await fx.operator.client.sessionState(hcs.address, e.terms.seq)).toBe(SessionState.Expired);
     await expectRevert(hcs.client.expire(e.terms), 'AlreadyExpired');
@@ -152,7 +177,10 @@ describe('expire', () => {
     const hcs = fx.hcss[1]!;
     const s = await entry(fx.evs[0]!, hcs);
     await relayer.client.settle(s.terms, s.evReport, s.hcsReport);
-    await increaseTime(fx.provider, s.terms.settleBy - BigInt((await fx.provider.getBlock('latest'))!.timestamp) + 1n);
+    await increaseTime(
+      fx.provider,
+      s.terms.settleBy - BigInt((await fx.provider.getBlock('latest'))!.timestamp) + 1n,
+    );
     await expectRevert(hcs.client.expire(s.terms), 'AlreadySettled');
   });
 });

@@ -53,10 +53,18 @@ describe('registry and verification', () => {
     await fx.operator.client.revoke(a.address);
     await expectRevert(fx.operator.client.verify(a.address), 'InvalidStatusTransition');
     await expectRevert(a.client.registerEv(commitment('a again')), 'AlreadyRegistered');
-    await expectRevert(a.client.registerHcs({ ...hcsRegistration(), identityCommitment: commitment('x') }), 'AlreadyRegistered');
+    await expectRevert(
+      a.client.registerHcs({ ...hcsRegistration(), identityCommitment: commitment('x') }),
+      'AlreadyRegistered',
+    );
     await registerHcs(b, 7);
     const profile = await fx.operator.client.hcsProfile(b.address);
-    expect(profile).toMatchObject({ latMicroDeg: 52_520_015, lonMicroDeg: 13_404_954, powerW: 11_000, priceWeiPerKWh: PRICE });
+    expect(profile).toMatchObject({
+      latMicroDeg: 52_520_015,
+      lonMicroDeg: 13_404_954,
+      powerW: 11_000,
+      priceWeiPerKWh: PRICE,
+    });
     const counts = await fx.operator.client.memberCounts();
     expect(counts).toEqual({ evs: 4, hcss: 3 });
   });
@@ -72,7 +80,10 @@ describe('registry and verification', () => {
   it('refuses a zero identity commitment and an impossible location', async () => {
     const c = fx.strangers[2]!;
     await expectRevert(c.client.registerEv(`0x${'00'.repeat(32)}`), 'ZeroIdentityCommitment');
-    await expectRevert(c.client.registerHcs({ ...hcsRegistration(), latMicroDeg: 90_000_001 }), 'InvalidLocation');
+    await expectRevert(
+      c.client.registerHcs({ ...hcsRegistration(), latMicroDeg: 90_000_001 }),
+      'InvalidLocation',
+    );
   });
 
   it('lets an HCS, and only an HCS, set its price', async () => {
@@ -134,7 +145,9 @@ describe('deposits and withdrawals', () => {
     expect(earnings).toBeGreaterThan(0n);
     const before = await fx.provider.getBalance(hcs.address);
     const receipt = await hcs.client.withdrawEarnings();
-    expect((await fx.provider.getBalance(hcs.address)) - before + receipt.gasUsed * receipt.gasPrice).toBe(earnings);
+    expect((await fx.provider.getBalance(hcs.address)) - before + receipt.gasUsed * receipt.gasPrice).toBe(
+      earnings,
+    );
     expect(await fx.operator.client.earningsOf(hcs.address)).toBe(0n);
     await expectRevert(hcs.client.withdrawEarnings(), 'NothingToWithdraw');
     await expectRevert(fx.evs[0]!.client.withdrawEarnings(), 'NotAnHcs');
@@ -147,7 +160,8 @@ describe('deposits and withdrawals', () => {
     const attacker = await factory.deploy(fx.deployment.address);
     await attacker.waitForDeployment();
     const attackerAddress = await attacker.getAddress();
-    const call = async (method: string, ...args: unknown[]) => (await attacker.getFunction(method)(...args)).wait();
+    const call = async (method: string, ...args: unknown[]) =>
+      (await attacker.getFunction(method)(...args)).wait();
     await call('join', commitment('attacker'), { value: parseEther('1') });
     // A second EV's money sits in the same contract: what a reentrancy would steal.
     const contractBefore = await fx.provider.getBalance(fx.deployment.address);
@@ -156,7 +170,9 @@ describe('deposits and withdrawals', () => {
     await call('attack');
     const iface = fx.operator.client.contract.interface;
     expect(await attacker.getFunction('reentryAttempts')()).toBe(1n);
-    expect(iface.getError(await attacker.getFunction('reentryError')())?.name).toBe('ReentrancyGuardReentrantCall');
+    expect(iface.getError(await attacker.getFunction('reentryError')())?.name).toBe(
+      'ReentrancyGuardReentrantCall',
+    );
     expect(await fx.provider.getBalance(attackerAddress)).toBe(parseEther('1')); // paid once
     expect(await fx.provider.getBalance(fx.deployment.address)).toBe(contractBefore - parseEther('1'));
   });
@@ -172,7 +188,9 @@ describe('ratings', () => {
     const meanBefore = await fx.operator.client.meanRating(hcs.address);
     expect(meanBefore).toBe(0);
     const receipt = await ev1.client.rate(s1.terms, 5, 'great!', s1.hcsReport);
-    const event = receipt.logs.map((l) => ev1.client.contract.interface.parseLog(l)).find((e) => e?.name === 'Rated');
+    const event = receipt.logs
+      .map((l) => ev1.client.contract.interface.parseLog(l))
+      .find((e) => e?.name === 'Rated');
     expect(event?.args.comment).toBe(commentBytes10('great!'));
     await ev2.client.rate(s2.terms, 4, 'ok', s2.hcsReport);
     expect(await fx.operator.client.meanRating(hcs.address)).toBe(450);

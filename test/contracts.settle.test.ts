@@ -52,7 +52,9 @@ describe('settle: happy path', () => {
     expect((await fx.operator.client.depositOf(ev.address)).balance).toBe(evBefore - bill);
     expect(await fx.operator.client.earningsOf(hcs.address)).toBe(hcsBefore + bill);
     expect(await fx.operator.client.sessionState(hcs.address, terms.seq)).toBe(SessionState.Settled);
-    const event = receipt.logs.map((l) => relayer.client.contract.interface.parseLog(l)).find((e) => e?.name === 'Settled');
+    const event = receipt.logs
+      .map((l) => relayer.client.contract.interface.parseLog(l))
+      .find((e) => e?.name === 'Settled');
     expect(event?.args.txid).toBe(txid);
     expect(event?.args.energyWh).toBe(20_950n);
     expect(event?.args.amountWei).toBe(bill);
@@ -95,8 +97,9 @@ describe('settle: attacks', () => {
   it('refuses a forged signature', async () => {
     const { terms, evReport, hcsReport } = await freshSession(10_000n, 10_000n);
     const forged = Uint8Array.from(evReport);
-    forged[forged.length - 40] ^= 0xff; // flip bits of s
-    forged[forged.length - 60] ^= 0x01; // and of r
+    const n = forged.length;
+    forged[n - 40] = forged[n - 40]! ^ 0xff; // flip bits of s
+    forged[n - 60] = forged[n - 60]! ^ 0x01; // and of r
     const res = relayer.client.settle(terms, forged, hcsReport);
     await expect(res).rejects.toThrow();
     // Either the signature does not recover or it recovers someone else.
@@ -106,7 +109,9 @@ describe('settle: attacks', () => {
 
   it('refuses a report signed by someone other than the session EV', async () => {
     const terms = await newTerms(fx, ev, hcs);
-    const { evReport, hcsReport } = sessionReports(fx, terms, 10_000n, 10_000n, { ev: fx.strangers[0]!.privateKey });
+    const { evReport, hcsReport } = sessionReports(fx, terms, 10_000n, 10_000n, {
+      ev: fx.strangers[0]!.privateKey,
+    });
     await expectRevert(relayer.client.settle(terms, evReport, hcsReport), 'WrongSigner');
   });
 
@@ -160,7 +165,10 @@ describe('settle: attacks', () => {
     await expectRevert(relayer.client.settle(terms, evReport, hcsReport), 'AlreadySettled');
     // Nor through the dispute path with other amounts for the same session.
     const other = sessionReports(fx, terms, 1n, 30_000n);
-    await expectRevert(relayer.client.settleDisputed(terms, other.evReport, other.hcsReport), 'AlreadySettled');
+    await expectRevert(
+      relayer.client.settleDisputed(terms, other.evReport, other.hcsReport),
+      'AlreadySettled',
+    );
   });
 
   it('refuses an energy above the agreed cap', async () => {
@@ -170,7 +178,9 @@ describe('settle: attacks', () => {
 
   it('refuses a bill beyond the deposit', async () => {
     // 40 kWh at 0.03 ether/kWh = 1.2 ether > the 1 ether deposit.
-    const { terms, evReport, hcsReport } = await freshSession(40_000n, 40_000n, { priceWeiPerKWh: PRICE * 100n });
+    const { terms, evReport, hcsReport } = await freshSession(40_000n, 40_000n, {
+      priceWeiPerKWh: PRICE * 100n,
+    });
     await expectRevert(relayer.client.settle(terms, evReport, hcsReport), 'InsufficientDeposit');
   });
 
@@ -220,7 +230,10 @@ describe('settle: attacks', () => {
 
   it('refuses a settlement after the window closed', async () => {
     const { terms, evReport, hcsReport } = await freshSession(10_000n, 10_000n);
-    await increaseTime(fx.provider, terms.settleBy - BigInt((await fx.provider.getBlock('latest'))!.timestamp) + 1n);
+    await increaseTime(
+      fx.provider,
+      terms.settleBy - BigInt((await fx.provider.getBlock('latest'))!.timestamp) + 1n,
+    );
     await expectRevert(relayer.client.settle(terms, evReport, hcsReport), 'SettlementWindowClosed');
   });
 });

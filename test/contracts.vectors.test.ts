@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { ContractFactory, TypedDataEncoder, parseEther, Wallet } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadArtifact } from '../contracts/build.js';
-import { SettlementClient, type SettlementTerms } from '../contracts/client.js';
+import type { SettlementClient, SettlementTerms } from '../contracts/client.js';
 import { EIP712_TYPES } from '../protocol/envelope.js';
 import { commitment, type SettlementFixture, setupSettlement } from './helpers/anvilSettlement.js';
 
@@ -16,7 +16,12 @@ interface Vector {
   name: string;
   fields: Record<string, unknown>;
   hex: string;
-  envelope: { privateKey: string; domain: { chainId: string; verifyingContract: string }; hex: string; signer: string };
+  envelope: {
+    privateKey: string;
+    domain: { chainId: string; verifyingContract: string };
+    hex: string;
+    signer: string;
+  };
 }
 interface VectorFile {
   txid: string;
@@ -24,7 +29,9 @@ interface VectorFile {
   vectors: Vector[];
 }
 
-const file: VectorFile = JSON.parse(readFileSync(new URL('../protocol/vectors.json', import.meta.url), 'utf8'));
+const file: VectorFile = JSON.parse(
+  readFileSync(new URL('../protocol/vectors.json', import.meta.url), 'utf8'),
+);
 const reports = file.vectors.filter((v) => v.name === 'chargeReceived' || v.name === 'chargeProvided');
 const terms: SettlementTerms = {
   ev: file.terms.ev,
@@ -88,7 +95,10 @@ describe('protocol vectors on chain', () => {
   });
 
   it('settles the vector session from the vector envelopes, byte for byte', async () => {
-    const [evVector, hcsVector] = [reports.find((v) => v.name === 'chargeReceived')!, reports.find((v) => v.name === 'chargeProvided')!];
+    const [evVector, hcsVector] = [
+      reports.find((v) => v.name === 'chargeReceived')!,
+      reports.find((v) => v.name === 'chargeProvided')!,
+    ];
     const ev = new Wallet(evVector.envelope.privateKey, fx.provider);
     const hcs = new Wallet(hcsVector.envelope.privateKey, fx.provider);
     for (const w of [ev, hcs]) await fx.provider.send('anvil_setBalance', [w.address, '0x8ac7230489e80000']);
@@ -107,7 +117,9 @@ describe('protocol vectors on chain', () => {
     await client.verify(hcs.address);
     await asEv.deposit(parseEther('1'));
     const receipt = await client.settle(terms, evVector.envelope.hex, hcsVector.envelope.hex);
-    const settled = receipt.logs.map((l) => client.contract.interface.parseLog(l)).find((e) => e?.name === 'Settled');
+    const settled = receipt.logs
+      .map((l) => client.contract.interface.parseLog(l))
+      .find((e) => e?.name === 'Settled');
     expect(settled?.args.txid).toBe(file.txid);
     expect(settled?.args.energyWh).toBe(20_950n); // min(20,950 EV, 21,000 HCS): within 50 Wh
     expect(settled?.args.amountWei).toBe((20_950n * terms.priceWeiPerKWh) / 1000n);
@@ -120,7 +132,12 @@ describe('protocol vectors on chain', () => {
     await other.waitForDeployment();
     const otherAddress = await other.getAddress();
     expect(otherAddress).not.toBe(fx.deployment.address);
-    const otherDomain = { name: 'P2PEV', version: '1', chainId: fx.anvil.chainId, verifyingContract: otherAddress };
+    const otherDomain = {
+      name: 'P2PEV',
+      version: '1',
+      chainId: fx.anvil.chainId,
+      verifyingContract: otherAddress,
+    };
     for (const v of reports) {
       expect(await other.getFunction('digest')(v.hex)).toBe(
         TypedDataEncoder.hash(otherDomain, EIP712_TYPES, { payload: v.hex }),

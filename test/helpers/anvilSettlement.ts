@@ -4,7 +4,11 @@
  * signatures the agents send). Free of vitest, so the gas benchmark builds on it too.
  */
 import { JsonRpcProvider, Network, parseEther, Wallet } from 'ethers';
-import { type SettlementClient as Client, type SettlementTerms, SettlementClient } from '../../contracts/client.js';
+import {
+  type SettlementClient as Client,
+  type SettlementTerms,
+  SettlementClient,
+} from '../../contracts/client.js';
 import { type Deployment, deploySettlement, type SettlementParams } from '../../contracts/deploy.js';
 import { encode } from '../../protocol/codec.js';
 import { type Domain, signEnvelope } from '../../protocol/envelope.js';
@@ -53,7 +57,10 @@ export async function setupSettlement(options: FixtureOptions = {}): Promise<Set
   const nHcs = options.hcss ?? 2;
   const nStrangers = options.strangers ?? 2;
   const anvil = await startAnvil({ ...options.anvil, accounts: 1 + nEv + nHcs + nStrangers });
-  const provider = new JsonRpcProvider(anvil.rpcUrl, Network.from(anvil.chainId), { staticNetwork: true, cacheTimeout: -1 });
+  const provider = new JsonRpcProvider(anvil.rpcUrl, Network.from(anvil.chainId), {
+    staticNetwork: true,
+    cacheTimeout: -1,
+  });
   provider.pollingInterval = 50;
   const wallets = anvil.accounts.map((a) => new Wallet(a.privateKey, provider));
   const deployment = await deploySettlement({ signer: wallets[0]!, params: options.params });
@@ -147,7 +154,12 @@ export async function newTerms(
  * docs/DESIGN.md (meter serial, profile, start/end register, times, status) as real reports carry
  * it: it is part of the signed bytes and of the calldata, so it counts in the gas figures.
  */
-export function reportPayload(kind: 'ev' | 'hcs', terms: SettlementTerms, txid: string, energyWh: bigint): Uint8Array {
+export function reportPayload(
+  kind: 'ev' | 'hcs',
+  terms: SettlementTerms,
+  txid: string,
+  energyWh: bigint,
+): Uint8Array {
   const start = kind === 'ev' ? 1_000_000 : 5_000_000;
   return encode({
     type: kind === 'ev' ? 'chargeReceived' : 'chargeProvided',
