@@ -164,7 +164,9 @@ export class ModbusLine {
             })
           : t.kind === 'tcp'
             ? client.connectTCP(t.host, { port: t.port })
-            : client.connectTcpRTUBuffered(t.host, { port: t.port });
+            : // modbus-serial's "Telnet" port is RTU framing (with CRC) over a socket; its
+              // "TcpRTUBuffered" port is MBAP framing despite the name.
+              client.connectTelnet(t.host, { port: t.port });
       await withDeadline(connecting, 3_000, `opening ${describeTransport(t)} timed out`);
       if (!client.isOpen) throw new Error(`connection to ${describeTransport(t)} closed at once`);
     } catch (err) {
