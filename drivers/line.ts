@@ -110,8 +110,16 @@ export class ModbusLine {
       client.setTimeout(timeoutMs);
       stats.request();
       const started = nowMs();
+      // modbus-serial lets a transaction run into its timeout when the connection drops under
+      // it; a device that closes on us (reboot, single-client refusal, unplug) should fail fast.
+      const events = client as unknown as NodeJS.EventEmitter;
+      let onClose: (() => void) | undefined;
+      const closed = new Promise<never>((_, reject) => {
+        onClose = () => reject(new Error('connection closed by the other side (ECONNRESET)'));
+        events.once('close', onClose);
+      });
       try {
-        const result = await op(client);
+        const result = await Promise.race([op(client), closed]);
         const done = nowMs();
         stats.response(done - started);
         this.consecutiveTimeouts = 0;
@@ -131,6 +139,9 @@ export class ModbusLine {
         }
         if (e.kind === 'port-gone' || !client.isOpen) await this.drop();
         throw e;
+      } finally {
+        if (onClose) events.off('close', onClose);
+        closed.catch(() => {});
       }
     };
     const result = this.tail.then(run, run);

@@ -1,4 +1,5 @@
 /** The public shapes of the meter drivers; `index.ts` re-exports them. */
+import type { MeterError } from './errors.js';
 
 export type Parity = 'none' | 'even' | 'odd';
 
@@ -175,7 +176,8 @@ export interface Meter {
   stats(): BusStats;
   close(): Promise<void>;
   on(event: 'reset' | 'replaced', cb: (d: Discontinuity) => void): this;
-  on(event: 'fault', cb: (err: Error & { kind: ErrorKind; hint: string }) => void): this;
+  /** A read that failed after its retries (the same error the call throws). */
+  on(event: 'fault', cb: (err: MeterError) => void): this;
   // biome-ignore lint/suspicious/noExplicitAny: listeners of either event type may be removed
   off(event: 'reset' | 'replaced' | 'fault', cb: (...args: any[]) => void): this;
 }

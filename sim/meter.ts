@@ -54,6 +54,9 @@ export interface SimBusOptions {
 export interface SimBus {
   readonly port?: number;
   readonly meters: SimMeter[];
+  /** The whole endpoint goes away (TCP: connections closed and refused) for `forMs`, or until reappear(). */
+  disappear(forMs?: number): void;
+  reappear(): void;
   close(): Promise<void>;
 }
 
@@ -143,6 +146,8 @@ export async function startSimBus(opts: SimBusOptions): Promise<SimBus> {
       return endpoint.port;
     },
     meters,
+    disappear: (forMs) => endpoint.disappear(forMs),
+    reappear: () => endpoint.reappear(),
     close,
   };
 }
