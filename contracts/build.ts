@@ -114,9 +114,15 @@ function compile(sources: Record<string, string>, hash: string): Artifact[] {
   const errors = (output.errors ?? []).filter((e) => e.severity === 'error');
   if (errors.length > 0) throw new Error(`solc failed:\n${errors.map((e) => e.formattedMessage).join('\n')}`);
   const artifacts: Artifact[] = [];
+  // OpenZeppelin's own notices (e.g. on its transient-storage guard) are not ours to fix.
+  const warnings = (output.errors ?? []).filter(
+    (e) => e.severity === 'warning' && !e.formattedMessage.includes('@openzeppelin/'),
+  );
+  if (warnings.length > 0) process.stderr.write(`${warnings.map((e) => e.formattedMessage).join('\n')}\n`);
   for (const [sourceName, contracts] of Object.entries(output.contracts ?? {})) {
+    if (!(sourceName in sources)) continue; // OpenZeppelin's libraries are inlined, not deployed
     for (const [contractName, c] of Object.entries(contracts)) {
-      if (!c.evm.bytecode.object) continue; // libraries and abstract contracts inline into the others
+      if (!c.evm.bytecode.object) continue; // abstract contracts
       artifacts.push({
         contractName,
         sourceName,

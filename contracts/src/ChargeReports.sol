@@ -28,20 +28,22 @@ library ChargeReports {
     /// @notice True if the first 73 bytes are exactly `expectedType ‖ ev ‖ hcs ‖ txid`: the whole
     /// head but the energy, compared as three calldata words instead of field by field. A `false`
     /// says nothing of which field differs; the caller re-checks field by field to name it.
-    /// @dev `ev` and `hcs` must be clean addresses (upper 96 bits zero), as Solidity keeps them.
-    function hasHead(bytes calldata report, uint256 expectedType, address ev, address hcs, bytes32 id)
-        internal
-        pure
-        returns (bool ok)
-    {
+    /// @dev The addresses must be clean (upper 96 bits zero), as Solidity keeps them.
+    function hasHead(
+        bytes calldata report,
+        uint256 expectedType,
+        address expectedEv,
+        address expectedHcs,
+        bytes32 expectedTxid
+    ) internal pure returns (bool ok) {
         assembly ("memory-safe") {
             let p := report.offset
             // bytes 0..31: type ‖ ev ‖ hcs[0..10]
-            let w0 := or(or(shl(248, expectedType), shl(88, ev)), shr(72, hcs))
+            let w0 := or(or(shl(248, expectedType), shl(88, expectedEv)), shr(72, expectedHcs))
             // bytes 32..63: hcs[11..19] ‖ txid[0..22]
-            let w1 := or(shl(184, hcs), shr(72, id))
+            let w1 := or(shl(184, expectedHcs), shr(72, expectedTxid))
             // bytes 64..72: txid[23..31]; the energy that follows is shifted out
-            let tail := and(id, 0xffffffffffffffffff)
+            let tail := and(expectedTxid, 0xffffffffffffffffff)
             ok := and(
                 and(eq(calldataload(p), w0), eq(calldataload(add(p, 32)), w1)),
                 eq(shr(184, calldataload(add(p, 64))), tail)
