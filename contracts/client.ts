@@ -11,17 +11,11 @@ import {
   type InterfaceAbi,
   type TransactionReceipt,
 } from 'ethers';
+import type { Terms } from '../protocol/terms.js';
 import type { Deployment } from './deploy.js';
 
-/** Agreement terms, as the contract's `Terms` struct (docs/DESIGN.md). */
-export interface SettlementTerms {
-  ev: string;
-  hcs: string;
-  seq: bigint;
-  priceWeiPerKWh: bigint;
-  maxEnergyWh: bigint;
-  settleBy: bigint;
-}
+/** Agreement terms, as the contract's `Terms` struct (docs/DESIGN.md); the protocol's own type. */
+export type SettlementTerms = Terms;
 
 export const Role = { None: 0, EV: 1, HCS: 2 } as const;
 export const MemberStatus = { None: 0, Pending: 1, Verified: 2, Suspended: 3, Revoked: 4 } as const;
