@@ -107,10 +107,10 @@ function meterFor(o: LineOptions & { profile: string }, transport: Transport): M
 }
 
 async function readOnce(meter: ModbusMeter) {
+  // The billing register first: if it fails, its error (with what to check) is the answer.
+  await meter.readValue('energy', meter.profile.quantities.energy);
   const identity = await meter.identity().catch(() => undefined);
   const values = await meter.readAll();
-  const energy = values.find((v) => v.name === 'energy');
-  if (energy?.error) throw new MeterError('timeout', energy.error, '');
   return { identity, values };
 }
 
