@@ -43,18 +43,15 @@ export interface Anvil {
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-/** The anvil binary: the npm shim, or the platform package it wraps. */
+/**
+ * The anvil binary. The platform package's executable comes first: node_modules/.bin/anvil is a
+ * Node shim that spawns it, and killing the shim could leave the real node running.
+ */
 export function anvilBinary(): string {
+  const arch = process.arch === 'x64' ? 'amd64' : process.arch;
   const candidates = [
+    join(ROOT, 'node_modules', '@foundry-rs', `anvil-${process.platform}-${arch}`, 'bin', 'anvil'),
     join(ROOT, 'node_modules', '.bin', 'anvil'),
-    join(
-      ROOT,
-      'node_modules',
-      '@foundry-rs',
-      `anvil-${process.platform}-${process.arch === 'x64' ? 'amd64' : process.arch}`,
-      'bin',
-      'anvil',
-    ),
   ];
   const found = candidates.find((path) => existsSync(path));
   if (!found) throw new Error('anvil not found in node_modules: run npm ci (package @foundry-rs/anvil)');

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { registerChainCommands } from '../contracts/cli.js';
+import { probeChainId } from '../contracts/rpc.js';
 import { freePort, type Anvil, startAnvil } from '../sim/chain.js';
 
 let anvil: Anvil;
@@ -40,6 +41,16 @@ async function run(...args: string[]): Promise<{ out: string; exitCode: number |
     process.exitCode = before;
   }
 }
+
+describe('startAnvil', () => {
+  it('runs the real anvil binary on 127.0.0.1, and stop() leaves nothing answering', async () => {
+    const node = await startAnvil({ accounts: 1 });
+    expect(node.rpcUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(await probeChainId(node.rpcUrl)).toBe(31337n);
+    await node.stop();
+    await expect(probeChainId(node.rpcUrl, 500)).rejects.toThrow(/unreachable/);
+  });
+});
 
 describe('p2pev chain', () => {
   it('deploys, writes the deployment file, and shows its status', async () => {
