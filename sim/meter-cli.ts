@@ -3,6 +3,7 @@
  * meter for the agent, `p2pev diag` or any Modbus master (mbpoll, QModMaster …).
  */
 import type { Command } from 'commander';
+import { parseHostPort } from '../drivers/diag/options.js';
 import { PROFILE_NAMES } from '../drivers/profiles.js';
 import { SIM_CONTROL, type SimMeter, startSimMeter } from './meter.js';
 
@@ -22,14 +23,6 @@ export interface SimMeterCliOptions {
   initialKwh?: string;
   serial?: string;
   json?: boolean;
-}
-
-export function parseHostPort(text: string, defaultHost = '127.0.0.1'): { host: string; port: number } {
-  const m = /^(?:\[?([^\]]*?)\]?:)?(\d+)$/.exec(text.trim());
-  if (!m) throw new Error(`"${text}" is not HOST:PORT`);
-  const port = Number(m[2]);
-  if (port > 65535) throw new Error(`port ${port} is out of range`);
-  return { host: m[1] || defaultHost, port };
 }
 
 export async function runSimMeter(
