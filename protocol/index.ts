@@ -6,3 +6,4 @@ export { fromHex, toHex } from './hex.js';
 export * from './json.js';
 export * from './schema.js';
 export * from './terms.js';
+export * from './senders.js';

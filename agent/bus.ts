@@ -1,0 +1,217 @@
+/**
+ * The message bus: signed envelopes over MQTT.
+ *
+ * Topics (documented in docs/AGENT.md): every device subscribes to its own inbox
+ * `<prefix>/to/<address>`; a message for a device is published there, QoS 1, with a persistent
+ * session (clean: false, a fixed client id), so the broker keeps what arrives while the device is
+ * offline. Payloads are the raw envelopes: packed message ‖ 65-byte signature.
+ *
+ * A message is accepted only if it decodes, its signature recovers to a sender the message names,
+ * the signer is a verified member (or our server), and it was not seen before. Anything else is
+ * dropped with one log line and a counter, and changes no state.
+ */
+import { readFileSync } from 'node:fs';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import {
+  DecodeError,
+  type Domain,
+  decode,
+  encode,
+  type Message,
+  type MessageInput,
+  openEnvelope,
+  signEnvelope,
+  signerMayHaveSent,
+} from '../protocol/index.js';
+import type { AgentConfig } from './config.js';
+import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
+
+export type DropReason = 'decode' | 'signature' | 'sender-mismatch' | 'not-member' | 'replay' | 'not-for-us';
+
+export interface Incoming {
+  msg: Message;
+  signer: string;
+  envelope: Uint8Array;
+}
+
+export interface BusOptions {
+  mqtt: AgentConfig['mqtt'];
+  address: string;
+  privateKey: string;
+  domain: Domain;
+  server?: string;
+  /** Whether an address is a verified, not suspended member (cached by the caller). */
+  isMember: (address: string) => Promise<boolean>;
+  log: Logger;
+  metrics: Metrics;
+  clientId?: string;
+}
+
+const RECENT_LIMIT = 20_000;
+
+export class Bus {
+  private client?: MqttClient;
+  private readonly recent = new Set<string>();
+  private handler: (incoming: Incoming) => Promise<void> | void = () => {};
+  private backoffMs = 1000;
+  /** Sent and received counts, for the session figures. */
+  readonly stats = { sent: 0, sentBytes: 0, received: 0, dropped: 0 };
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(private readonly opts: BusOptions) {}
+
+  get inbox(): string {
+    return `${this.opts.mqtt.topicPrefix}/to/${this.opts.address}`;
+  }
+
+  onMessage(handler: (incoming: Incoming) => Promise<void> | void): void {
+    this.handler = handler;
+  }
+
+  async connect(): Promise<void> {
+    const m = this.opts.mqtt;
+    const options: IClientOptions = {
+      clientId: this.opts.clientId ?? `p2pev-${this.opts.address.slice(2, 14)}`,
+      clean: false,
+      keepalive: m.keepaliveS,
+      reconnectPeriod: 1000,
+      connectTimeout: 10_000,
+      ...(m.username ? { username: m.username } : {}),
+      ...(m.passwordEnv && process.env[m.passwordEnv] ? { password: process.env[m.passwordEnv] } : {}),
+      ...(m.caFile ? { ca: readFileSync(m.caFile) } : {}),
+      ...(m.certFile ? { cert: readFileSync(m.certFile) } : {}),
+      ...(m.keyFile ? { key: readFileSync(m.keyFile) } : {}),
+    };
+    const client = mqtt.connect(m.url, options);
+    this.client = client;
+    client.on('message', (_topic, payload) => {
+      // One message at a time, in arrival order: handlers change session state.
+      this.chain = this.chain
+        .then(() => this.receive(new Uint8Array(payload)))
+        .catch((err) => {
+          this.opts.log.error({ err }, 'message handler failed');
+        });
+    });
+    client.on('connect', () => {
+      this.backoffMs = 1000;
+      client.options.reconnectPeriod = 1000;
+      this.opts.log.info({ broker: m.url }, 'broker connected');
+    });
+    client.on('offline', () => {
+      // Back off up to 30 s while the broker (or the cellular link) is away.
+      this.backoffMs = Math.min(this.backoffMs * 2, 30_000);
+      client.options.reconnectPeriod = this.backoffMs;
+      this.opts.log.warn({ broker: m.url, retryMs: this.backoffMs }, 'broker unreachable; retrying');
+    });
+    client.on('error', (err) => this.opts.log.warn({ err: err.message }, 'mqtt error'));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () =>
+          reject(
+            new Error(`no answer from the MQTT broker at ${m.url} within 15 s: is it running and reachable?`),
+          ),
+        15_000,
+      );
+      client.once('connect', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    await client.subscribeAsync(this.inbox, { qos: 1 });
+  }
+
+  get connected(): boolean {
+    return this.client?.connected ?? false;
+  }
+
+  /** Encodes and signs `msg` with the device key, without sending it. */
+  async sign(msg: MessageInput): Promise<Uint8Array> {
+    return signEnvelope(encode(msg), this.opts.privateKey, this.opts.domain);
+  }
+
+  /** Encodes, signs and publishes `msg` to `to`'s inbox (QoS 1). Returns the envelope. */
+  async send(to: string, msg: MessageInput): Promise<Uint8Array> {
+    const envelope = await this.sign(msg);
+    await this.publishEnvelope(to, envelope, msg.type);
+    return envelope;
+  }
+
+  /** Publishes an envelope signed earlier (a journaled report being sent again). */
+  async publishEnvelope(to: string, envelope: Uint8Array, type = 'envelope'): Promise<void> {
+    if (!this.client) throw new Error('bus is not connected');
+    await this.client.publishAsync(
+      `${this.opts.mqtt.topicPrefix}/to/${to.toLowerCase()}`,
+      Buffer.from(envelope),
+      { qos: 1 },
+    );
+    this.stats.sent++;
+    this.stats.sentBytes += envelope.length;
+    this.opts.metrics.messagesOut.inc({ type });
+    this.opts.metrics.bytesOut.inc(envelope.length);
+  }
+
+  private drop(reason: DropReason, detail: Record<string, unknown>): void {
+    this.stats.dropped++;
+    this.opts.metrics.dropped.inc({ reason });
+    this.opts.log.warn({ reason, ...detail }, 'message dropped');
+  }
+
+  /** Checks one envelope and hands it to the handler; exported for tests of the drop rules. */
+  async receive(envelope: Uint8Array): Promise<void> {
+    let signer: string;
+    let msg: Message;
+    try {
+      const opened = openEnvelope(envelope, this.opts.domain);
+      signer = opened.signer;
+      msg = decode(opened.payload);
+    } catch (err) {
+      if (err instanceof DecodeError) {
+        this.drop(err.field === 'signature' || err.field === 'envelope' ? 'signature' : 'decode', {
+          error: err.message,
+          bytes: envelope.length,
+        });
+        return;
+      }
+      throw err;
+    }
+    if (!signerMayHaveSent(msg, signer, this.opts.server)) {
+      this.drop('sender-mismatch', { type: msg.type, signer });
+      return;
+    }
+    const key = Buffer.from(envelope.subarray(envelope.length - 65)).toString('base64');
+    if (this.recent.has(key)) {
+      this.drop('replay', { type: msg.type, signer });
+      return;
+    }
+    if (signer !== this.opts.server && msg.type !== 'registration' && !(await this.opts.isMember(signer))) {
+      this.drop('not-member', { type: msg.type, signer });
+      return;
+    }
+    this.remember(key);
+    this.stats.received++;
+    this.opts.metrics.messagesIn.inc({ type: msg.type });
+    await this.handler({ msg, signer, envelope });
+  }
+
+  private remember(key: string): void {
+    this.recent.add(key);
+    if (this.recent.size > RECENT_LIMIT) {
+      // Sets iterate in insertion order: forget the oldest half.
+      let n = RECENT_LIMIT / 2;
+      for (const k of this.recent) {
+        if (n-- <= 0) break;
+        this.recent.delete(k);
+      }
+    }
+  }
+
+  /** Waits for messages already received to be handled. */
+  idle(): Promise<void> {
+    return this.chain;
+  }
+
+  async close(): Promise<void> {
+    await this.client?.endAsync();
+  }
+}

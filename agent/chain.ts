@@ -1,0 +1,170 @@
+/**
+ * The agent's chain client: one wallet per device over ethers, a serial send queue with the
+ * nonce taken from the node ('pending' count, so it is right after any restart), retries with
+ * backoff while the node is unreachable (reverts are not retried: they are answers), a
+ * confirmation depth, and a cache of member status for the message bus.
+ */
+import { type JsonRpcProvider, NonceManager, type TransactionReceipt, Wallet } from 'ethers';
+import { MemberStatus, revertName, SettlementClient } from '../contracts/client.js';
+import { type Deployment, readDeployment } from '../contracts/deploy.js';
+import { connectRpc } from '../contracts/rpc.js';
+import type { Domain } from '../protocol/index.js';
+import type { Logger } from './log.js';
+
+export interface ChainOptions {
+  rpcUrl: string;
+  deploymentFile: string;
+  privateKey: string;
+  confirmations: number;
+  retryMaxMs: number;
+  log: Logger;
+}
+
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'NETWORK_ERROR',
+  'TIMEOUT',
+  'SERVER_ERROR',
+  'UND_ERR_SOCKET',
+]);
+
+/** Whether an error is the node being away (retry) rather than an answer (do not). */
+export function isNetworkError(err: unknown): boolean {
+  const e = err as { code?: string; cause?: { code?: string }; message?: string };
+  if (revertName(err)) return false;
+  if (e?.code === 'CALL_EXCEPTION') return false;
+  return (
+    NETWORK_CODES.has(e?.code ?? '') ||
+    NETWORK_CODES.has(e?.cause?.code ?? '') ||
+    /fetch failed|ECONNREFUSED|socket hang up|unreachable/i.test(e?.message ?? '')
+  );
+}
+
+export class Chain {
+  readonly deployment: Deployment;
+  readonly domain: Domain;
+  readonly address: string;
+  private provider!: JsonRpcProvider;
+  private signer!: NonceManager;
+  client!: SettlementClient;
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly members = new Map<string, { ok: boolean; until: number }>();
+  reachable = false;
+
+  private constructor(private readonly opts: ChainOptions) {
+    this.deployment = readDeployment(opts.deploymentFile);
+    this.domain = {
+      chainId: BigInt(this.deployment.chainId),
+      verifyingContract: this.deployment.address.toLowerCase(),
+    };
+    this.address = new Wallet(opts.privateKey).address.toLowerCase();
+  }
+
+  /** Connects, waiting (with backoff) for the node if it is not up yet. */
+  static async connect(opts: ChainOptions): Promise<Chain> {
+    const chain = new Chain(opts);
+    await chain.retry('connect', async () => {
+      const { provider, chainId } = await connectRpc(opts.rpcUrl);
+      if (chainId !== chain.domain.chainId) {
+        throw Object.assign(
+          new Error(
+            `${opts.rpcUrl} is chain ${chainId}, but ${opts.deploymentFile} is for chain ${chain.domain.chainId}: wrong node or wrong deployment file`,
+          ),
+          { fatal: true },
+        );
+      }
+      if ((await provider.getCode(chain.deployment.address)) === '0x') {
+        throw Object.assign(
+          new Error(
+            `no contract at ${chain.deployment.address} on ${opts.rpcUrl}: was the chain reset? deploy again`,
+          ),
+          { fatal: true },
+        );
+      }
+      chain.provider = provider;
+      chain.signer = new NonceManager(new Wallet(opts.privateKey, provider));
+      chain.client = SettlementClient.fromDeployment(chain.deployment, chain.signer);
+    });
+    chain.reachable = true;
+    return chain;
+  }
+
+  /** Runs `fn`, retrying network failures with exponential backoff; other errors pass through. */
+  async retry<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    let wait = 250;
+    for (;;) {
+      try {
+        const out = await fn();
+        this.reachable = true;
+        return out;
+      } catch (err) {
+        if ((err as { fatal?: boolean }).fatal || !isNetworkError(err)) throw err;
+        this.reachable = false;
+        this.opts.log.warn(
+          { what, rpc: this.opts.rpcUrl, retryMs: wait },
+          'chain node unreachable; retrying',
+        );
+        await new Promise((r) => setTimeout(r, wait));
+        wait = Math.min(wait * 2, this.opts.retryMaxMs);
+      }
+    }
+  }
+
+  /**
+   * Sends one transaction at a time from this device's wallet (the nonce manager counts from the
+   * node's pending nonce; after a failed send it is reset, since a nonce may not have been used).
+   */
+  send<T>(what: string, fn: (client: SettlementClient) => Promise<T>): Promise<T> {
+    const run = async () =>
+      this.retry(what, async () => {
+        try {
+          return await fn(this.client);
+        } catch (err) {
+          this.signer.reset();
+          throw err;
+        }
+      });
+    const next = this.queue.then(run, run);
+    this.queue = next.catch(() => {});
+    return next;
+  }
+
+  async confirmations(receipt: TransactionReceipt): Promise<void> {
+    if (this.opts.confirmations > 1)
+      await receipt.confirmations().then(async (n) => {
+        if (n < this.opts.confirmations)
+          await this.provider.waitForTransaction(receipt.hash, this.opts.confirmations);
+      });
+  }
+
+  /** Verified and not suspended (cached: 30 s when yes, 5 s when no). */
+  async isMember(address: string): Promise<boolean> {
+    const hit = this.members.get(address);
+    if (hit && hit.until > Date.now()) return hit.ok;
+    const info = await this.retry('authInfo', () => this.client.authInfo(address));
+    const ok = info.status === MemberStatus.Verified;
+    this.members.set(address, { ok, until: Date.now() + (ok ? 30_000 : 5_000) });
+    return ok;
+  }
+
+  async balance(): Promise<bigint> {
+    return this.retry('balance', () => this.provider.getBalance(this.address));
+  }
+
+  async blockTimestamp(): Promise<number> {
+    const block = await this.retry('block', () => this.provider.getBlock('latest'));
+    return block?.timestamp ?? Math.floor(Date.now() / 1000);
+  }
+
+  get rpc(): JsonRpcProvider {
+    return this.provider;
+  }
+
+  close(): void {
+    this.provider?.destroy();
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * The crash-safe journal: a key → value log on local disk. Every change is one JSON line,
+ * appended and fsynced before the agent acts on it or sends anything that depends on it, so after
+ * `kill -9` or a power cut the last state of every key is on disk. Replay keeps the last value
+ * per key; a torn last line (power cut mid-write) is dropped. When the file grows past its limit
+ * it is compacted: the live keys are written to a new file, fsynced, and renamed over the old one
+ * (an atomic switch), so the journal stays small on an SD card however long the device runs.
+ */
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
+import { join } from 'node:path';
+
+export interface JournalOptions {
+  /** Compact when the file passes this size (bytes). */
+  maxBytes?: number;
+  /** Called before each write; tests use it to crash at a chosen point. */
+  beforeWrite?: (key: string, value: unknown) => void;
+}
+
+export class Journal {
+  readonly path: string;
+  private fd: number;
+  private readonly entries = new Map<string, unknown>();
+  private bytes = 0;
+  private readonly maxBytes: number;
+  private readonly beforeWrite: JournalOptions['beforeWrite'];
+  /** Lines dropped at replay (a torn tail). */
+  readonly dropped: number;
+
+  constructor(dir: string, opts: JournalOptions = {}) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    this.path = join(dir, 'journal.jsonl');
+    this.maxBytes = opts.maxBytes ?? 512 * 1024;
+    this.beforeWrite = opts.beforeWrite;
+    this.dropped = existsSync(this.path) ? this.replay() : 0;
+    this.fd = openSync(this.path, 'a', 0o600);
+    this.bytes = statSync(this.path).size;
+    // Start from a clean file: the torn tail (if any) is gone, and old history too.
+    if (this.dropped > 0 || this.bytes > this.maxBytes / 2) this.compact();
+  }
+
+  private replay(): number {
+    let dropped = 0;
+    for (const line of readFileSync(this.path, 'utf8').split('\n')) {
+      if (!line) continue;
+      try {
+        const { k, v } = JSON.parse(line) as { k: string; v: unknown };
+        if (v === null) this.entries.delete(k);
+        else this.entries.set(k, v);
+      } catch {
+        dropped++;
+      }
+    }
+    return dropped;
+  }
+
+  get<T>(key: string): T | undefined {
+    return this.entries.get(key) as T | undefined;
+  }
+
+  /** Keys starting with `prefix`, with their values. */
+  list<T>(prefix: string): [string, T][] {
+    const out: [string, T][] = [];
+    for (const [k, v] of this.entries) if (k.startsWith(prefix)) out.push([k, v as T]);
+    return out;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get fileBytes(): number {
+    return this.bytes;
+  }
+
+  /** Writes and syncs; returns only once the value is on disk. `undefined`/`null` deletes. */
+  put(key: string, value: unknown): void {
+    this.beforeWrite?.(key, value);
+    const v = value === undefined ? null : value;
+    const line = `${JSON.stringify({ k: key, v }, bigintReplacer)}\n`;
+    this.bytes += writeSync(this.fd, line);
+    fsyncSync(this.fd);
+    if (v === null) this.entries.delete(key);
+    else this.entries.set(key, JSON.parse(JSON.stringify(v, bigintReplacer)));
+    if (this.bytes > this.maxBytes) this.compact();
+  }
+
+  delete(key: string): void {
+    if (this.entries.has(key)) this.put(key, null);
+  }
+
+  /** Rewrites the file with only the live keys (atomic rename; the directory is synced too). */
+  compact(): void {
+    const tmp = `${this.path}.tmp`;
+    const fd = openSync(tmp, 'w', 0o600);
+    let bytes = 0;
+    for (const [k, v] of this.entries) bytes += writeSync(fd, `${JSON.stringify({ k, v })}\n`);
+    fsyncSync(fd);
+    closeSync(fd);
+    renameSync(tmp, this.path);
+    const dir = openSync(join(this.path, '..'), 'r');
+    fsyncSync(dir);
+    closeSync(dir);
+    closeSync(this.fd);
+    this.fd = openSync(this.path, 'a', 0o600);
+    this.bytes = bytes;
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
+}
+
+/** Bigints are stored as `{ "$big": "123" }`-free decimal strings with an `n` suffix. */
+export function bigintReplacer(_key: string, value: unknown): unknown {
+  return typeof value === 'bigint' ? `${value}n` : value;
+}
+
+/** Reads back a value stored by bigintReplacer. */
+export function big(value: unknown): bigint {
+  if (typeof value === 'bigint') return value;
+  if (typeof value === 'string') return BigInt(value.endsWith('n') ? value.slice(0, -1) : value);
+  if (typeof value === 'number') return BigInt(value);
+  throw new Error(`not a bigint: ${String(value)}`);
+}

@@ -1,0 +1,76 @@
+/**
+ * Prometheus metrics (prom-client), served on the configured port at /metrics. One registry per
+ * agent so that several agents in one test process do not collide.
+ */
+import { createServer, type Server } from 'node:http';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const r = [registry];
+  return {
+    registry,
+    meterReadSeconds: new Histogram({
+      name: 'p2pev_meter_read_seconds',
+      help: 'Meter read latency',
+      registers: r,
+      buckets: [0.01, 0.03, 0.1, 0.3, 1, 3],
+    }),
+    meterErrors: new Counter({
+      name: 'p2pev_meter_errors_total',
+      help: 'Meter read errors by class',
+      labelNames: ['kind'],
+      registers: r,
+    }),
+    sessions: new Gauge({
+      name: 'p2pev_sessions',
+      help: 'Sessions by state',
+      labelNames: ['state'],
+      registers: r,
+    }),
+    messagesIn: new Counter({
+      name: 'p2pev_messages_received_total',
+      help: 'Accepted messages by type',
+      labelNames: ['type'],
+      registers: r,
+    }),
+    messagesOut: new Counter({
+      name: 'p2pev_messages_sent_total',
+      help: 'Sent messages by type',
+      labelNames: ['type'],
+      registers: r,
+    }),
+    bytesOut: new Counter({ name: 'p2pev_bytes_sent_total', help: 'Envelope bytes published', registers: r }),
+    dropped: new Counter({
+      name: 'p2pev_messages_dropped_total',
+      help: 'Dropped messages by reason',
+      labelNames: ['reason'],
+      registers: r,
+    }),
+    journalBytes: new Gauge({ name: 'p2pev_journal_bytes', help: 'Journal file size', registers: r }),
+    billsQueued: new Gauge({ name: 'p2pev_bills_queued', help: 'Bills waiting for the chain', registers: r }),
+    chainSubmitSeconds: new Histogram({
+      name: 'p2pev_chain_submit_seconds',
+      help: 'Time from submit to receipt',
+      registers: r,
+      buckets: [0.1, 0.3, 1, 3, 10, 30, 100],
+    }),
+  };
+}
+export type Metrics = ReturnType<typeof createMetrics>;
+
+export function serveMetrics(metrics: Metrics, host: string, port: number): Promise<Server> {
+  const server = createServer(async (req, res) => {
+    if (req.url !== '/metrics') {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': metrics.registry.contentType });
+    res.end(await metrics.registry.metrics());
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve(server));
+  });
+}

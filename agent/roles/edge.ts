@@ -1,0 +1,335 @@
+/**
+ * The edge: the paper's server and smart billing system. Answers searches with stations ranked
+ * by distance and mean rating, forms the mutual agreement (checking the EV's deposit covers the
+ * cap), collects both signed reports, reconciles them, and puts the bills on the chain in batches.
+ *
+ * Bills are journaled at every step. A batch is marked `submitted` before it is sent; after a
+ * crash the edge asks the chain which of those sessions settled and queues the rest again (the
+ * contract settles a session at most once, so a resubmission can never bill twice).
+ */
+import type { ContractTransactionResponse } from 'ethers';
+import { SessionState as ChainSessionState, revertName } from '../../contracts/client.js';
+import {
+  billWei,
+  computeTxId,
+  MEMBER_STATUS,
+  type MessageOf,
+  PAYMENT_STATUS,
+  REQUEST_STATUS,
+} from '../../protocol/index.js';
+import type { Incoming } from '../bus.js';
+import { crashPoint } from '../crash.js';
+import { big } from '../journal.js';
+import type { Agent, Role } from '../runtime.js';
+import { parseTerms, type TermsJson, termsFromJson } from '../session.js';
+import { rankStations, StationDirectory } from '../stations.js';
+import { reportEnergyWh, withinToleranceOf } from './settle.js';
+
+export interface Bill {
+  txid: string;
+  ev: string;
+  hcs: string;
+  terms: TermsJson;
+  evReport?: string;
+  hcsReport?: string;
+  state: 'collecting' | 'queued' | 'submitted' | 'settled' | 'failed';
+  disputed?: boolean;
+  batchTx?: string;
+  energyWh?: string;
+  amountWei?: string;
+  error?: string;
+  createdAt: number;
+  queuedAt?: number;
+  settledAt?: number;
+}
+
+/** Settled bills kept in the journal for the status page; older ones are compacted away. */
+const KEEP_FINISHED = 500;
+
+export class EdgeRole implements Role {
+  private readonly stations: StationDirectory;
+  private readonly bills = new Map<string, Bill>();
+  readonly figures = { batches: 0, settled: 0, failed: 0, gasUsed: 0n };
+
+  constructor(private readonly agent: Agent) {
+    this.stations = new StationDirectory(agent.chain);
+    for (const [, b] of agent.journal.list<Bill>('b:')) this.bills.set(b.txid, b);
+  }
+
+  private save(b: Bill): void {
+    this.agent.journal.put(`b:${b.txid}`, b);
+    this.bills.set(b.txid, b);
+    this.agent.metrics.billsQueued.set([...this.bills.values()].filter((x) => x.state === 'queued').length);
+  }
+
+  async resume(): Promise<void> {
+    for (const b of this.bills.values()) {
+      if (b.state !== 'submitted') continue;
+      const state = await this.agent.chain.retry('sessionState', () =>
+        this.agent.chain.client.sessionState(b.hcs, big(b.terms.seq)),
+      );
+      if (state === ChainSessionState.Settled || state === ChainSessionState.Rated) {
+        this.agent.log.info({ txid: b.txid }, 'bill found settled after restart');
+        await this.finish(b, 'settled');
+      } else {
+        this.agent.log.info({ txid: b.txid }, 'bill not on chain after restart; queued again');
+        this.save({ ...b, state: 'queued', queuedAt: Date.now() });
+      }
+    }
+  }
+
+  async onMessage({ msg, signer, envelope }: Incoming): Promise<void> {
+    const me = this.agent.address;
+    switch (msg.type) {
+      case 'search': {
+        if (msg.server !== me) return;
+        const ranked = rankStations(await this.stations.list(), msg, this.agent.cfg.edge.suggestions);
+        await this.agent.send(signer, {
+          type: 'suggestion',
+          server: me,
+          requester: signer,
+          stations: ranked.map((r) => ({
+            hcs: r.hcs,
+            distanceM: Math.min(r.distanceM, 2 ** 32 - 1),
+            meanRating: r.meanRating,
+            priceWeiPerKWh: r.priceWeiPerKWh,
+          })),
+        });
+        return;
+      }
+      case 'response':
+        if (msg.status === REQUEST_STATUS.accept) await this.agree(msg, signer);
+        return;
+      case 'chargeReceived':
+      case 'chargeProvided': {
+        const b = this.bills.get(msg.txid);
+        if (!b || b.state !== 'collecting') return;
+        const hex = Buffer.from(envelope).toString('hex');
+        if (msg.type === 'chargeReceived' && signer === b.ev) b.evReport = hex;
+        else if (msg.type === 'chargeProvided' && signer === b.hcs) b.hcsReport = hex;
+        else return;
+        if (b.evReport && b.hcsReport) await this.reconcile(b);
+        else this.save(b);
+        return;
+      }
+      case 'reqAuthInfo':
+      case 'registration': {
+        const subject = msg.type === 'reqAuthInfo' ? msg.subject : msg.member;
+        const info = await this.agent.chain.retry('authInfo', () =>
+          this.agent.chain.client.authInfo(subject),
+        );
+        await this.agent.send(signer, {
+          type: 'verification',
+          status: Math.min(info.status, MEMBER_STATUS.revoked),
+          server: me,
+          requester: signer,
+          subject,
+          role: info.role,
+          nonce: msg.type === 'reqAuthInfo' ? msg.nonce : 0n,
+        });
+        return;
+      }
+      case 'rating':
+        this.agent.log.info({ txid: msg.txid, rating: msg.rating, comment: msg.comment }, 'rating received');
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** An HCS accepted a request: check the EV can pay for the cap, then send the mutual agreement. */
+  private async agree(msg: MessageOf<'response'>, hcs: string): Promise<void> {
+    const terms = parseTerms(msg.optional);
+    if (typeof terms === 'string') return void this.agent.log.warn({ hcs, problem: terms }, 'unusable terms');
+    const ev = msg.receiver;
+    const t = termsFromJson(ev, hcs, terms);
+    const txid = computeTxId(t, this.agent.chain.domain);
+    if (this.bills.has(txid)) return;
+    const available = await this.agent.chain.retry('availableDeposit', () =>
+      this.agent.chain.client.availableDeposit(ev),
+    );
+    if (available < billWei(t.maxEnergyWh, t.priceWeiPerKWh)) {
+      this.agent.log.warn(
+        { ev, hcs, available: available.toString() },
+        'deposit does not cover the cap; no agreement',
+      );
+      return;
+    }
+    this.save({ txid, ev, hcs, terms, state: 'collecting', createdAt: Date.now() });
+    const mutual = {
+      type: 'mutual',
+      server: this.agent.address,
+      ev,
+      hcs,
+      txid,
+      optional: terms as unknown as Record<string, unknown>,
+    } as const;
+    await this.agent.send(ev, mutual);
+    await this.agent.send(hcs, mutual);
+  }
+
+  /** Both reports are in: decide the bill, tell both parties, and queue it for the chain. */
+  private async reconcile(b: Bill): Promise<void> {
+    const evWh = reportEnergyWh(b.evReport!);
+    const hcsWh = reportEnergyWh(b.hcsReport!);
+    const agreed = withinToleranceOf(this.agent.chain.deployment, evWh, hcsWh);
+    const billed = evWh < hcsWh ? evWh : hcsWh;
+    const amount = billWei(billed, big(b.terms.price));
+    this.save({
+      ...b,
+      state: 'queued',
+      disputed: !agreed,
+      energyWh: billed.toString(),
+      amountWei: amount.toString(),
+      queuedAt: Date.now(),
+    });
+    const note = {
+      type: 'amount',
+      server: this.agent.address,
+      txid: b.txid,
+      sender: b.ev,
+      receiver: b.hcs,
+      amountWei: amount,
+      paymentStatus: agreed ? PAYMENT_STATUS.pending : PAYMENT_STATUS.disputed,
+    } as const;
+    await this.agent.send(b.ev, note);
+    await this.agent.send(b.hcs, note);
+  }
+
+  async tick(): Promise<void> {
+    const queued = [...this.bills.values()].filter((b) => b.state === 'queued');
+    if (queued.length === 0) return;
+    const { batchSize, batchMaxWaitMs } = this.agent.cfg.edge;
+    const oldest = Math.min(...queued.map((b) => b.queuedAt ?? 0));
+    if (queued.length < batchSize && Date.now() - oldest < batchMaxWaitMs) return;
+    const disputed = queued.filter((b) => b.disputed);
+    const normal = queued.filter((b) => !b.disputed).slice(0, batchSize);
+    if (normal.length) await this.submitBatch(normal);
+    for (const b of disputed) await this.submitDisputed(b);
+  }
+
+  private entries(bills: Bill[]) {
+    return bills.map((b) => ({
+      terms: termsFromJson(b.ev, b.hcs, b.terms),
+      evReport: `0x${b.evReport}`,
+      hcsReport: `0x${b.hcsReport}`,
+    }));
+  }
+
+  private async submitBatch(bills: Bill[]): Promise<void> {
+    for (const b of bills) this.save({ ...b, state: 'submitted' });
+    const entries = this.entries(bills);
+    const started = Date.now();
+    let tx: ContractTransactionResponse;
+    try {
+      tx = await this.agent.chain.send('settleBatch', (c) =>
+        c.contract.getFunction('settleBatch')(
+          entries.map((e) => e.terms),
+          entries.map((e) => e.evReport),
+          entries.map((e) => e.hcsReport),
+        ),
+      );
+    } catch (err) {
+      this.agent.log.error(
+        { err: revertName(err) ?? (err as Error).message, bills: bills.length },
+        'batch refused; queued again',
+      );
+      for (const b of bills) this.save({ ...this.bills.get(b.txid)!, state: 'queued', queuedAt: Date.now() });
+      return;
+    }
+    for (const b of bills) this.save({ ...this.bills.get(b.txid)!, batchTx: tx.hash });
+    crashPoint('after-submit', this.agent.cfg.dataDir);
+    const receipt = await this.agent.chain.retry('receipt', () => tx.wait());
+    this.agent.metrics.chainSubmitSeconds.observe((Date.now() - started) / 1000);
+    this.figures.batches++;
+    this.figures.gasUsed += receipt?.gasUsed ?? 0n;
+    const iface = this.agent.chain.client.contract.interface;
+    for (const log of receipt?.logs ?? []) {
+      const parsed = iface.parseLog(log);
+      const b = parsed ? this.bills.get(String(parsed.args.txid)) : undefined;
+      if (!b || !parsed) continue;
+      if (parsed.name === 'Settled' || parsed.name === 'SettledDisputed')
+        await this.finish(b, 'settled', receipt!.hash);
+      else if (parsed.name === 'SettlementSkipped') {
+        const reason = iface.getError(parsed.args.reason as string)?.name ?? String(parsed.args.reason);
+        await this.finish(b, reason === 'AlreadySettled' ? 'settled' : 'failed', receipt!.hash, reason);
+      }
+    }
+    this.agent.log.info(
+      { tx: receipt?.hash, bills: bills.length, gas: receipt?.gasUsed?.toString() },
+      'batch settled',
+    );
+  }
+
+  private async submitDisputed(b: Bill): Promise<void> {
+    this.save({ ...b, state: 'submitted' });
+    const [e] = this.entries([b]);
+    try {
+      const receipt = await this.agent.chain.send('settleDisputed', (c) =>
+        c.settleDisputed(e!.terms, e!.evReport, e!.hcsReport),
+      );
+      await this.finish(b, 'settled', receipt.hash);
+    } catch (err) {
+      const reason = revertName(err) ?? (err as Error).message;
+      await this.finish(b, reason === 'AlreadySettled' ? 'settled' : 'failed', undefined, reason);
+    }
+  }
+
+  /** Records the outcome and tells both parties with a transaction message. */
+  private async finish(b: Bill, state: 'settled' | 'failed', txHash?: string, error?: string): Promise<void> {
+    const done: Bill = {
+      ...b,
+      state,
+      settledAt: Date.now(),
+      ...(txHash ? { batchTx: txHash } : {}),
+      ...(error ? { error } : {}),
+    };
+    this.save(done);
+    if (state === 'settled') this.figures.settled++;
+    else this.figures.failed++;
+    const status =
+      state === 'failed'
+        ? PAYMENT_STATUS.failed
+        : b.disputed
+          ? PAYMENT_STATUS.disputed
+          : PAYMENT_STATUS.settled;
+    const msg = {
+      type: 'transaction',
+      txid: b.txid,
+      sender: b.ev,
+      receiver: b.hcs,
+      amountWei: big(b.amountWei ?? '0'),
+      paymentStatus: status,
+      rating: 0,
+      comment: '',
+    } as const;
+    await this.agent.send(b.ev, msg);
+    await this.agent.send(b.hcs, msg);
+    this.pruneBills();
+  }
+
+  private pruneBills(): void {
+    const finished = [...this.bills.values()]
+      .filter((b) => b.state === 'settled' || b.state === 'failed')
+      .sort((a, b) => (a.settledAt ?? 0) - (b.settledAt ?? 0));
+    for (const b of finished.slice(0, Math.max(0, finished.length - KEEP_FINISHED))) {
+      this.bills.delete(b.txid);
+      this.agent.journal.delete(`b:${b.txid}`);
+    }
+  }
+
+  async control(action: string): Promise<unknown> {
+    if (action === 'flush') {
+      for (const b of this.bills.values()) if (b.state === 'queued') b.queuedAt = 0;
+      await this.tick();
+      return this.status();
+    }
+    throw new Error(`unknown action ${action}: try flush`);
+  }
+
+  status(): Record<string, unknown> {
+    const by: Record<string, number> = {};
+    for (const b of this.bills.values()) by[b.state] = (by[b.state] ?? 0) + 1;
+    return { edge: { bills: by, ...this.figures, gasUsed: this.figures.gasUsed.toString() } };
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * Settling one session straight on the chain, without the edge: what an HCS does when there is no
+ * edge in reach (or the edge is late). The contract decides; this only picks `settle` or
+ * `settleDisputed` by the documented tolerance rule and reads the answer.
+ */
+import { revertName, SessionState } from '../../contracts/client.js';
+import { big } from '../journal.js';
+import type { Agent } from '../runtime.js';
+import { type SessionRecord, termsFromJson } from '../session.js';
+import { reportEnergyWh } from './charging.js';
+
+/** The contract's rule (docs/CONTRACT.md): |eEV − eHCS| ≤ max(abs, rel × max(eEV, eHCS)). */
+export function withinTolerance(evWh: bigint, hcsWh: bigint, absWh: bigint, relBps: bigint): boolean {
+  const diff = evWh > hcsWh ? evWh - hcsWh : hcsWh - evWh;
+  const larger = evWh > hcsWh ? evWh : hcsWh;
+  const rel = (larger * relBps) / 10_000n;
+  return diff <= (absWh > rel ? absWh : rel);
+}
+
+/** The tolerance rule with the deployment's parameters. */
+export function withinToleranceOf(
+  d: { params: { absToleranceWh: string; relToleranceBps: string } },
+  evWh: bigint,
+  hcsWh: bigint,
+): boolean {
+  return withinTolerance(evWh, hcsWh, BigInt(d.params.absToleranceWh), BigInt(d.params.relToleranceBps));
+}
+
+export { reportEnergyWh };
+
+export interface SettleResult {
+  done: boolean;
+  txHash?: string;
+  error?: string;
+}
+
+export async function settleDirectly(agent: Agent, s: SessionRecord): Promise<SettleResult> {
+  const terms = termsFromJson(s.ev, s.hcs!, s.terms!);
+  const evReport = `0x${s.role === 'ev' ? s.myReport : s.peerReport}`;
+  const hcsReport = `0x${s.role === 'hcs' ? s.myReport : s.peerReport}`;
+  const chain = agent.chain;
+  const state = await chain.retry('sessionState', () => chain.client.sessionState(s.hcs!, big(s.terms!.seq)));
+  if (state === SessionState.Settled || state === SessionState.Rated) return { done: true };
+  if (state === SessionState.Expired)
+    return { done: false, error: 'the session expired on chain before it was settled' };
+  const agreed = withinToleranceOf(
+    chain.deployment,
+    reportEnergyWh(evReport.slice(2)),
+    reportEnergyWh(hcsReport.slice(2)),
+  );
+  try {
+    const receipt = await chain.send('settle', (c) =>
+      agreed ? c.settle(terms, evReport, hcsReport) : c.settleDisputed(terms, evReport, hcsReport),
+    );
+    agent.log.info({ txid: s.txid, tx: receipt.hash, disputed: !agreed }, 'settled directly on chain');
+    return { done: true, txHash: receipt.hash };
+  } catch (err) {
+    const name = revertName(err);
+    if (name === 'AlreadySettled') return { done: true };
+    return { done: false, error: `the chain refused the bill: ${name ?? (err as Error).message}` };
+  }
+}

@@ -1,0 +1,287 @@
+/**
+ * One agent process: config → keys → chain → bus → meter → role. The runtime owns the shared
+ * machinery (journal, session records, the ticker that drives meter polls and timeouts, the local
+ * control port); the role (roles/ev.ts, roles/hcs.ts, roles/edge.ts) owns the protocol.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { MessageInput } from '../protocol/index.js';
+import { Bus, type Incoming } from './bus.js';
+import { Chain } from './chain.js';
+import type { AgentConfig } from './config.js';
+import { Journal } from './journal.js';
+import { type DeviceKey, openKeystore, readPassword } from './keys.js';
+import { createLogger, type Logger } from './log.js';
+import { Metering } from './metering.js';
+import { createMetrics, type Metrics, serveMetrics } from './metrics.js';
+import { canMove, OPEN_STATES, type SessionRecord, type SessionState } from './session.js';
+
+export interface Role {
+  /** Picks up the sessions found in the journal (after a restart). */
+  resume(): Promise<void>;
+  onMessage(incoming: Incoming): Promise<void>;
+  /** Called every poll period: meter reads, timeouts, batches. */
+  tick(): Promise<void>;
+  /** Local control (`POST /<action>` on the control port). */
+  control(action: string, body: Record<string, unknown>): Promise<unknown>;
+  status(): Record<string, unknown>;
+}
+
+export interface AgentOptions {
+  /** The keystore password; read from the config's env variable or file when omitted. */
+  password?: string;
+  log?: Logger;
+}
+
+export class Agent {
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly journal: Journal;
+  readonly sessions = new Map<string, SessionRecord>();
+  chain!: Chain;
+  bus!: Bus;
+  metering?: Metering;
+  role!: Role;
+  private timer?: NodeJS.Timeout;
+  private ticking = false;
+  private servers: Server[] = [];
+  controlPort?: number;
+  metricsPort?: number;
+  readonly startedAt = Date.now();
+
+  private constructor(
+    readonly cfg: AgentConfig,
+    readonly key: DeviceKey,
+    log: Logger,
+  ) {
+    this.log = log;
+    this.metrics = createMetrics();
+    this.journal = new Journal(cfg.dataDir);
+    for (const [, s] of this.journal.list<SessionRecord>('s:')) this.sessions.set(s.id, s);
+  }
+
+  get address(): string {
+    return this.key.address;
+  }
+
+  static async start(cfg: AgentConfig, opts: AgentOptions = {}): Promise<Agent> {
+    const log = opts.log ?? createLogger({ level: cfg.log.level, name: cfg.name });
+    const key = await openKeystore(cfg.keystore.path, opts.password ?? readPassword(cfg.keystore));
+    const agent = new Agent(cfg, key, log);
+    log.info(
+      {
+        role: cfg.role,
+        address: key.address,
+        journal: agent.journal.path,
+        open: agent.openSessions().length,
+      },
+      'agent starting',
+    );
+    agent.chain = await Chain.connect({ ...cfg.chain, privateKey: key.privateKey, log });
+    agent.bus = new Bus({
+      mqtt: cfg.mqtt,
+      address: key.address,
+      privateKey: key.privateKey,
+      domain: agent.chain.domain,
+      ...(cfg.server ? { server: cfg.server } : cfg.role === 'edge' ? { server: key.address } : {}),
+      isMember: (a) => agent.chain.isMember(a),
+      log,
+      metrics: agent.metrics,
+    });
+    if (cfg.role !== 'edge') agent.metering = await Metering.open(cfg.meter!, agent.metrics, log);
+    agent.role = await agent.createRole();
+    agent.bus.onMessage((m) => agent.exclusive(() => agent.role.onMessage(m)));
+    await agent.bus.connect();
+    await agent.role.resume();
+    await agent.serve();
+    const pollMs = cfg.meter?.pollMs ?? 500;
+    agent.timer = setInterval(() => void agent.tick(), Math.min(pollMs, 1000));
+    log.info({ control: agent.controlPort, metrics: agent.metricsPort }, 'agent running');
+    return agent;
+  }
+
+  private async createRole(): Promise<Role> {
+    switch (this.cfg.role) {
+      case 'ev':
+        return new (await import('./roles/ev.js')).EvRole(this);
+      case 'hcs':
+        return new (await import('./roles/hcs.js')).HcsRole(this);
+      case 'edge':
+        return new (await import('./roles/edge.js')).EdgeRole(this);
+    }
+  }
+
+  private lock: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Runs `fn` alone: messages, ticks and control calls all change session state, and must not
+   * interleave (a completion arriving while a poll ends the same charge would end it twice).
+   */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.lock.then(fn, fn);
+    this.lock = run.catch(() => {});
+    return run;
+  }
+
+  /** A local control action (what `POST /<action>` on the control port does). */
+  control(action: string, body: Record<string, unknown> = {}): Promise<unknown> {
+    return this.exclusive(() => this.role.control(action, body));
+  }
+
+  private async tick(): Promise<void> {
+    if (this.ticking) return;
+    this.ticking = true;
+    try {
+      await this.exclusive(() => this.role.tick());
+      this.metrics.journalBytes.set(this.journal.fileBytes);
+    } catch (err) {
+      this.log.error({ err }, 'tick failed');
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  openSessions(): SessionRecord[] {
+    return [...this.sessions.values()].filter((s) => OPEN_STATES.includes(s.state));
+  }
+
+  /** Journals the record (synced) and updates the gauges; call before acting on the new state. */
+  save(s: SessionRecord): void {
+    s.updatedAt = Date.now();
+    this.journal.put(`s:${s.id}`, s);
+    this.sessions.set(s.id, s);
+    this.updateGauges();
+  }
+
+  /** Moves a session to `to` if the state table allows it; returns false (and logs) if not. */
+  move(s: SessionRecord, to: SessionState, patch: Partial<SessionRecord> = {}): boolean {
+    if (!canMove(s, to)) {
+      this.log.debug({ id: s.id, from: s.state, to }, 'transition not allowed; ignored');
+      return false;
+    }
+    this.log.info(
+      { id: s.id, txid: s.txid, from: s.state, to, ...(patch.error ? { error: patch.error } : {}) },
+      'session',
+    );
+    Object.assign(s, patch, { state: to });
+    this.save(s);
+    return true;
+  }
+
+  /** Forgets finished sessions beyond the newest `keep`, so the journal stays bounded. */
+  prune(keep = 200): void {
+    const finished = [...this.sessions.values()]
+      .filter((s) => !OPEN_STATES.includes(s.state))
+      .sort((a, b) => a.updatedAt - b.updatedAt);
+    for (const s of finished.slice(0, Math.max(0, finished.length - keep))) {
+      this.sessions.delete(s.id);
+      this.journal.delete(`s:${s.id}`);
+    }
+  }
+
+  private updateGauges(): void {
+    const counts: Record<string, number> = {};
+    for (const s of this.sessions.values()) counts[s.state] = (counts[s.state] ?? 0) + 1;
+    this.metrics.sessions.reset();
+    for (const [state, n] of Object.entries(counts)) this.metrics.sessions.set({ state }, n);
+  }
+
+  /** Sends to a device, logging (not throwing) when the broker is away: QoS 1 retries later. */
+  async send(to: string, msg: MessageInput): Promise<Uint8Array | undefined> {
+    try {
+      return await this.bus.send(to, msg);
+    } catch (err) {
+      this.log.warn({ to, type: msg.type, err: (err as Error).message }, 'send failed');
+      return undefined;
+    }
+  }
+
+  status(): Record<string, unknown> {
+    return {
+      name: this.cfg.name,
+      role: this.cfg.role,
+      address: this.address,
+      uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
+      broker: { url: this.cfg.mqtt.url, connected: this.bus.connected },
+      chain: {
+        rpcUrl: this.cfg.chain.rpcUrl,
+        reachable: this.chain.reachable,
+        contract: this.chain.deployment.address,
+        chainId: this.chain.deployment.chainId,
+      },
+      meter: this.metering
+        ? {
+            profile: this.metering.profile,
+            serial: this.metering.serial,
+            lastWh: this.metering.lastWh,
+            lastReadAt: this.metering.lastReadAt || undefined,
+          }
+        : undefined,
+      journal: { path: this.journal.path, bytes: this.journal.fileBytes, keys: this.journal.size },
+      messages: this.bus.stats,
+      sessions: this.openSessions().map((s) => ({
+        id: s.id,
+        state: s.state,
+        txid: s.txid,
+        peer: s.role === 'ev' ? s.hcs : s.ev,
+      })),
+      ...this.role.status(),
+    };
+  }
+
+  /** The local control and status port (loopback by default), and the metrics port. */
+  private async serve(): Promise<void> {
+    if (this.cfg.control.port !== undefined) {
+      const server = createServer((req, res) => {
+        let body = '';
+        req.on('data', (c) => {
+          body += c;
+          if (body.length > 65536) req.destroy();
+        });
+        req.on('end', async () => {
+          try {
+            let out: unknown;
+            if (req.method === 'GET' && req.url === '/status') out = this.status();
+            else if (req.method === 'GET' && req.url === '/sessions') out = [...this.sessions.values()];
+            else if (req.method === 'POST' && req.url?.startsWith('/')) {
+              const action = req.url.slice(1);
+              const args = body ? JSON.parse(body) : {};
+              out = await this.control(action, args);
+            } else {
+              res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
+              return;
+            }
+            res
+              .writeHead(200, { 'content-type': 'application/json' })
+              .end(JSON.stringify(out, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)));
+          } catch (err) {
+            res
+              .writeHead(400, { 'content-type': 'application/json' })
+              .end(JSON.stringify({ error: (err as Error).message }));
+          }
+        });
+      });
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(this.cfg.control.port, this.cfg.control.host, () => resolve());
+      });
+      this.controlPort = (server.address() as AddressInfo).port;
+      this.servers.push(server);
+    }
+    if (this.cfg.metrics.port !== undefined) {
+      const server = await serveMetrics(this.metrics, this.cfg.metrics.host, this.cfg.metrics.port);
+      this.metricsPort = (server.address() as AddressInfo).port;
+      this.servers.push(server);
+    }
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    for (const s of this.servers) s.close();
+    await this.bus?.close().catch(() => {});
+    await this.metering?.close().catch(() => {});
+    this.chain?.close();
+    this.journal.close();
+    this.log.info('agent stopped');
+  }
+}

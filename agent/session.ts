@@ -1,0 +1,118 @@
+/**
+ * Sessions as explicit state machines (docs/AGENT.md has the tables). A session record is
+ * journaled at every transition, before the agent sends anything that depends on it; after a
+ * crash the agent resumes each open session from its record.
+ */
+import { SESSION_END, type Terms } from '../protocol/index.js';
+import { big } from './journal.js';
+
+export type EvState =
+  | 'searching'
+  | 'requesting'
+  | 'awaitingMutual'
+  | 'charging'
+  | 'awaitingSettlement'
+  | 'done'
+  | 'failed';
+export type HcsState = 'offered' | 'charging' | 'awaitingSettlement' | 'done' | 'failed';
+export type SessionState = EvState | HcsState;
+
+/** Terms as stored in the journal and sent in optional data (decimal strings for the big numbers). */
+export interface TermsJson {
+  seq: string;
+  price: string;
+  maxWh: number;
+  settleBy: number;
+}
+
+export interface SessionRecord {
+  id: string;
+  role: 'ev' | 'hcs';
+  state: SessionState;
+  /** When the current waiting state times out (ms since epoch); 0 = never. */
+  deadline: number;
+  ev: string;
+  hcs?: string;
+  server?: string;
+  terms?: TermsJson;
+  txid?: string;
+  kw?: number;
+  targetWh?: number;
+  candidates?: { hcs: string; price: string }[];
+  startWh?: number;
+  endWh?: number;
+  lastWh?: number;
+  lastProgressAt?: number;
+  t0?: number;
+  t1?: number;
+  endStatus?: number;
+  /** Envelopes (hex): this device's signed report, and the peer's. */
+  myReport?: string;
+  peerReport?: string;
+  settledTxHash?: string;
+  rating?: { stars: number; comment: string };
+  rated?: boolean;
+  error?: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** Transitions allowed per role: anything else is a bug or a stale message, and is ignored. */
+export const TRANSITIONS: Record<'ev' | 'hcs', Record<string, readonly SessionState[]>> = {
+  ev: {
+    searching: ['requesting', 'failed'],
+    requesting: ['requesting', 'awaitingMutual', 'failed'],
+    awaitingMutual: ['charging', 'requesting', 'failed'],
+    charging: ['awaitingSettlement', 'failed'],
+    awaitingSettlement: ['done', 'failed'],
+  },
+  hcs: {
+    offered: ['charging', 'failed'],
+    charging: ['awaitingSettlement', 'failed'],
+    awaitingSettlement: ['done', 'failed'],
+  },
+};
+
+export function canMove(s: SessionRecord, to: SessionState): boolean {
+  return TRANSITIONS[s.role][s.state]?.includes(to) ?? false;
+}
+
+export const OPEN_STATES: readonly SessionState[] = [
+  'searching',
+  'requesting',
+  'awaitingMutual',
+  'offered',
+  'charging',
+  'awaitingSettlement',
+];
+
+export function termsFromJson(ev: string, hcs: string, t: TermsJson): Terms {
+  return {
+    ev,
+    hcs,
+    seq: big(t.seq),
+    priceWeiPerKWh: big(t.price),
+    maxEnergyWh: BigInt(t.maxWh),
+    settleBy: BigInt(t.settleBy),
+  };
+}
+
+/** Checks terms that arrived in optional data; returns them typed, or a reason they are unusable. */
+export function parseTerms(raw: unknown): TermsJson | string {
+  const t = raw as Record<string, unknown> | undefined;
+  if (!t || typeof t !== 'object') return 'no terms';
+  if (typeof t.seq !== 'string' && typeof t.seq !== 'number') return 'terms: seq missing';
+  if (typeof t.price !== 'string' || !/^[0-9]+$/.test(t.price))
+    return 'terms: price must be a decimal string';
+  if (typeof t.maxWh !== 'number' || !Number.isInteger(t.maxWh) || t.maxWh <= 0)
+    return 'terms: maxWh must be a positive integer';
+  if (typeof t.settleBy !== 'number' || !Number.isInteger(t.settleBy))
+    return 'terms: settleBy must be unix seconds';
+  return { seq: String(t.seq), price: t.price, maxWh: t.maxWh, settleBy: t.settleBy };
+}
+
+export const END = SESSION_END;
+export const END_NAMES = Object.fromEntries(Object.entries(SESSION_END).map(([k, v]) => [v, k])) as Record<
+  number,
+  string
+>;

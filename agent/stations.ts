@@ -1,0 +1,106 @@
+/**
+ * The stations an EV can be sent to, read from the chain (HcsProfileSet events and views), and
+ * the ranking of the paper's Section 4.5: distance and mean rating.
+ *
+ * Rank rule: only verified HCSs within the search radius; score = distance × (1 + (5 − stars) / 5)
+ * where stars is the mean rating (an unrated station counts as 3 stars), lower is better; ties go
+ * to the lower price. A 5-star station 2 km away thus ranks level with a 0-star one 1 km away:
+ * rating moves a station ahead, but not across town.
+ */
+import { Role } from '../contracts/client.js';
+import type { Chain } from './chain.js';
+
+export interface Station {
+  hcs: string;
+  latitude: number;
+  longitude: number;
+  priceWeiPerKWh: bigint;
+  powerW: number;
+  /** Hundredths of a star, 0..500; 0 with ratingCount 0 means unrated. */
+  meanRating: number;
+  ratingCount: number;
+}
+
+export interface RankedStation extends Station {
+  distanceM: number;
+  score: number;
+}
+
+const EARTH_RADIUS_M = 6_371_008.8;
+
+/** Great-circle distance (haversine), metres. */
+export function distanceM(lat1: number, lon1: number, lat2: number, lon2: number): number {
+  const rad = Math.PI / 180;
+  const dLat = (lat2 - lat1) * rad;
+  const dLon = (lon2 - lon1) * rad;
+  const a = Math.sin(dLat / 2) ** 2 + Math.cos(lat1 * rad) * Math.cos(lat2 * rad) * Math.sin(dLon / 2) ** 2;
+  return 2 * EARTH_RADIUS_M * Math.asin(Math.min(1, Math.sqrt(a)));
+}
+
+export function rankStations(
+  stations: Station[],
+  at: { latitude: number; longitude: number; radiusM: number },
+  limit: number,
+): RankedStation[] {
+  return stations
+    .map((s) => {
+      const d = distanceM(at.latitude, at.longitude, s.latitude, s.longitude);
+      const stars = s.ratingCount > 0 ? s.meanRating / 100 : 3;
+      return { ...s, distanceM: Math.round(d), score: d * (1 + (5 - stars) / 5) };
+    })
+    .filter((s) => s.distanceM <= at.radiusM)
+    .sort(
+      (a, b) =>
+        a.score - b.score ||
+        (a.priceWeiPerKWh < b.priceWeiPerKWh ? -1 : a.priceWeiPerKWh > b.priceWeiPerKWh ? 1 : 0),
+    )
+    .slice(0, limit);
+}
+
+/** Reads the verified stations from the chain; cached for `ttlMs`. */
+export class StationDirectory {
+  private cache: { at: number; stations: Station[] } | undefined;
+
+  constructor(
+    private readonly chain: Chain,
+    private readonly ttlMs = 3000,
+  ) {}
+
+  invalidate(): void {
+    this.cache = undefined;
+  }
+
+  async list(): Promise<Station[]> {
+    if (this.cache && Date.now() - this.cache.at < this.ttlMs) return this.cache.stations;
+    const stations = await this.chain.retry('stations', async () => {
+      const c = this.chain.client.contract;
+      const logs = await c.queryFilter(c.filters.HcsProfileSet!(), this.chain.deployment.block);
+      const addresses = [
+        ...new Set(
+          logs.map((l) => String((l as unknown as { args: { hcs: string } }).args.hcs).toLowerCase()),
+        ),
+      ];
+      const out: Station[] = [];
+      for (const hcs of addresses) {
+        if (!(await this.chain.client.isVerified(hcs, Role.HCS))) continue;
+        const [p, mean, count] = await Promise.all([
+          this.chain.client.hcsProfile(hcs),
+          this.chain.client.meanRating(hcs),
+          this.chain.client.ratingCount(hcs),
+        ]);
+        out.push({
+          hcs,
+          latitude: p.latMicroDeg / 1e6,
+          longitude: p.lonMicroDeg / 1e6,
+          priceWeiPerKWh: p.priceWeiPerKWh,
+          powerW: p.powerW,
+          meanRating: mean,
+          ratingCount: count,
+        });
+      }
+      return out;
+    });
+    this.cache = { at: Date.now(), stations };
+    return stations;
+  }
+}

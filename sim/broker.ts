@@ -1,0 +1,90 @@
+/**
+ * MQTT brokers for the sim and the tests: an embedded one (aedes, in-process, in-memory
+ * persistence) and Debian's mosquitto as a real external peer. Both listen on loopback only.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createConnection, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Aedes } from 'aedes';
+import { freePort } from './chain.js';
+
+export interface Broker {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function startEmbeddedBroker(opts: { port?: number; host?: string } = {}): Promise<Broker> {
+  const host = opts.host ?? '127.0.0.1';
+  const aedes = await (Aedes as unknown as { createBroker(): Promise<Aedes> }).createBroker();
+  const server = createServer(aedes.handle as never);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, host, () => resolve());
+  });
+  const port = (server.address() as { port: number }).port;
+  return {
+    url: `mqtt://${host}:${port}`,
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        aedes.close(() => server.close(() => resolve()));
+      }),
+  };
+}
+
+function waitForPort(port: number, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const attempt = () => {
+      const sock = createConnection({ port, host: '127.0.0.1' });
+      sock.once('connect', () => {
+        sock.destroy();
+        resolve();
+      });
+      sock.once('error', () => {
+        sock.destroy();
+        if (Date.now() > until)
+          reject(new Error(`mosquitto did not listen on port ${port} within ${timeoutMs} ms`));
+        else setTimeout(attempt, 50);
+      });
+    };
+    attempt();
+  });
+}
+
+/** Starts Debian's mosquitto on a free loopback port (apt-get install mosquitto). */
+export async function startMosquitto(opts: { port?: number } = {}): Promise<Broker> {
+  const port = opts.port ?? (await freePort());
+  const dir = mkdtempSync(join(tmpdir(), 'p2pev-mosquitto-'));
+  const conf = join(dir, 'mosquitto.conf');
+  writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
+  const child = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => {
+    stderr += d;
+  });
+  const exited = new Promise<never>((_, reject) => {
+    child.once('error', (err) =>
+      reject(new Error(`cannot start mosquitto (${err.message}): apt-get install mosquitto`)),
+    );
+    child.once('exit', (code) => reject(new Error(`mosquitto exited with ${code}: ${stderr.trim()}`)));
+  });
+  await Promise.race([waitForPort(port, 10_000), exited]);
+  const kill = () => child.kill('SIGTERM');
+  process.once('exit', kill);
+  return {
+    url: `mqtt://127.0.0.1:${port}`,
+    port,
+    close: async () => {
+      process.off('exit', kill);
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await new Promise((r) => child.once('exit', r));
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

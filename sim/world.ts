@@ -1,0 +1,257 @@
+/**
+ * A whole simulated deployment on this machine: anvil with the settlement contract, a broker,
+ * one simulated Modbus meter per device, keystores and agent configs for EVs, HCSs and an edge,
+ * every member funded, registered and verified by the operator. The sim (`p2pev sim`) and the
+ * agent tests both build on it; the agents themselves are the real `p2pev run` (or Agent.start).
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { keccak256, NonceManager, parseEther, toUtf8Bytes, Wallet } from 'ethers';
+import { createKeystore } from '../agent/keys.js';
+import { SettlementClient } from '../contracts/client.js';
+import { type Deployment, deploySettlement } from '../contracts/deploy.js';
+import { connectRpc } from '../contracts/rpc.js';
+import { type Broker, startEmbeddedBroker, startMosquitto } from './broker.js';
+import { type Anvil, anvilAccounts, startAnvil } from './chain.js';
+import { type SimMeter, startSimMeter } from './meter.js';
+import { openPtyPair, type PtyPair } from './pty.js';
+
+export const SIM_PASSWORD = 'sim-only-password';
+/** scrypt cost for sim keystores: real devices use the default 2^17; dozens of sim agents can't. */
+export const SIM_SCRYPT_N = 1024;
+
+export interface StationSpec {
+  name: string;
+  latitude: number;
+  longitude: number;
+  priceWeiPerKWh: bigint;
+  powerKw: number;
+  profile: string;
+}
+
+export interface EvSpec {
+  name: string;
+  latitude: number;
+  longitude: number;
+  profile: string;
+}
+
+export interface WorldOptions {
+  dir: string;
+  stations: StationSpec[];
+  evs: EvSpec[];
+  edge: boolean;
+  /** An external broker URL, 'mosquitto' (start one), or the embedded broker (default). */
+  broker?: string;
+  rpcUrl?: string;
+  meters?: 'tcp' | 'rtu';
+  /** Simulated seconds per real second on the meters. */
+  timeScale?: number;
+  fundEther?: string;
+  depositEther?: string;
+  /** Agent config overrides (timeouts, edge batching …). */
+  overrides?: Record<string, unknown>;
+  log?: (line: string) => void;
+}
+
+export interface Device {
+  name: string;
+  role: 'ev' | 'hcs' | 'edge';
+  address: string;
+  configPath: string;
+  dataDir: string;
+  meter?: SimMeter;
+  pty?: PtyPair;
+}
+
+export interface World {
+  anvil?: Anvil;
+  rpcUrl: string;
+  broker?: Broker;
+  brokerUrl: string;
+  deployment: Deployment;
+  deploymentFile: string;
+  operator: SettlementClient;
+  devices: Device[];
+  close(): Promise<void>;
+}
+
+export async function buildWorld(opts: WorldOptions): Promise<World> {
+  const log = opts.log ?? (() => {});
+  const accounts = anvilAccounts(2 + opts.stations.length + opts.evs.length);
+  let anvil: Anvil | undefined;
+  let rpcUrl = opts.rpcUrl;
+  if (!rpcUrl) {
+    anvil = await startAnvil({ accounts: accounts.length });
+    rpcUrl = anvil.rpcUrl;
+    log(`anvil ${rpcUrl}`);
+  }
+  let broker: Broker | undefined;
+  let brokerUrl = opts.broker;
+  if (!brokerUrl || brokerUrl === 'mosquitto') {
+    broker = brokerUrl === 'mosquitto' ? await startMosquitto() : await startEmbeddedBroker();
+    brokerUrl = broker.url;
+  }
+  log(`broker ${brokerUrl}`);
+  const { provider } = await connectRpc(rpcUrl);
+  const operatorWallet = new NonceManager(new Wallet(accounts[0]!.privateKey, provider));
+  mkdirSync(opts.dir, { recursive: true });
+  const deploymentFile = join(opts.dir, 'deployment.json');
+  const deployment = await deploySettlement({ signer: operatorWallet, rpcUrl, out: deploymentFile });
+  log(`settlement contract ${deployment.address}`);
+  const operator = SettlementClient.fromDeployment(deployment, operatorWallet);
+
+  const devices: Device[] = [];
+  const closers: (() => Promise<void>)[] = [];
+  const fund = parseEther(opts.fundEther ?? '100');
+  const timeScale = opts.timeScale ?? 60;
+
+  async function device(
+    role: Device['role'],
+    name: string,
+    account: { address: string; privateKey: string },
+    extra: Record<string, unknown>,
+    profile?: string,
+  ): Promise<Device> {
+    const dataDir = join(opts.dir, name.toLowerCase());
+    const keystore = join(dataDir, 'key.json');
+    await createKeystore(keystore, SIM_PASSWORD, { privateKey: account.privateKey, scryptN: SIM_SCRYPT_N });
+    if (role !== 'edge') await provider.send('anvil_setBalance', [account.address, `0x${fund.toString(16)}`]);
+    const d: Device = {
+      name,
+      role,
+      address: account.address.toLowerCase(),
+      configPath: join(dataDir, 'agent.config.json'),
+      dataDir,
+    };
+    let meterConfig: Record<string, unknown> | undefined;
+    if (profile) {
+      if (opts.meters === 'rtu') {
+        d.pty = await openPtyPair();
+        d.meter = await startSimMeter({ profile, rtu: { path: d.pty.slave, baudRate: 19200 } });
+        meterConfig = {
+          profile,
+          unitId: d.meter.unitId,
+          transport: { kind: 'rtu', port: d.pty.master, baudRate: 19200 },
+        };
+        closers.push(async () => {
+          await d.meter!.close();
+          await d.pty!.close();
+        });
+      } else {
+        d.meter = await startSimMeter({ profile, tcp: { port: 0 } });
+        meterConfig = {
+          profile,
+          unitId: d.meter.unitId,
+          transport: { kind: 'tcp', host: '127.0.0.1', port: d.meter.port },
+        };
+        closers.push(() => d.meter!.close());
+      }
+      // The charge curve runs `timeScale` times faster than the wall clock.
+      d.meter.startCharging(1, { timeScale });
+      d.meter.stopCharging();
+      // The plausibility check bounds energy by power × time; sim time runs `timeScale` times faster.
+      Object.assign(meterConfig, {
+        pollMs: 100,
+        charger: 'sim-control',
+        timeoutMs: 1000,
+        retries: 2,
+        plausibility: { maxPowerW: 25_000 * timeScale },
+      });
+    }
+    const config = {
+      role,
+      name,
+      dataDir: '.',
+      keystore: { path: 'key.json', passwordEnv: 'P2PEV_KEY_PASSWORD' },
+      chain: { rpcUrl, deploymentFile, confirmations: 1 },
+      mqtt: { url: brokerUrl },
+      ...(meterConfig ? { meter: meterConfig } : {}),
+      control: { port: 0 },
+      log: { level: 'info' },
+      ...extra,
+      ...(opts.overrides ?? {}),
+    };
+    writeFileSync(d.configPath, `${JSON.stringify(config, null, 2)}\n`);
+    devices.push(d);
+    return d;
+  }
+
+  const edgeAccount = accounts[1]!;
+  const server = opts.edge ? { server: edgeAccount.address.toLowerCase() } : {};
+  if (opts.edge) await device('edge', 'EDGE', edgeAccount, { edge: { batchSize: 10, batchMaxWaitMs: 1000 } });
+  for (const [i, st] of opts.stations.entries()) {
+    const acct = accounts[2 + i]!;
+    await device(
+      'hcs',
+      st.name,
+      acct,
+      {
+        ...server,
+        hcs: {
+          priceWeiPerKWh: st.priceWeiPerKWh.toString(),
+          powerKw: st.powerKw,
+          latitude: st.latitude,
+          longitude: st.longitude,
+        },
+      },
+      st.profile,
+    );
+  }
+  for (const [i, ev] of opts.evs.entries()) {
+    const acct = accounts[2 + opts.stations.length + i]!;
+    await device(
+      'ev',
+      ev.name,
+      acct,
+      {
+        ...server,
+        ev: {
+          latitude: ev.latitude,
+          longitude: ev.longitude,
+          depositWei: parseEther(opts.depositEther ?? '10').toString(),
+        },
+      },
+      ev.profile,
+    );
+  }
+
+  // Registration by each member, then the operator's verification (the paper's physical check).
+  for (const d of devices) {
+    if (d.role === 'edge') continue;
+    const acct = accounts.find((a) => a.address.toLowerCase() === d.address)!;
+    const member = operator.connect(new NonceManager(new Wallet(acct.privateKey, provider)));
+    const commitment = keccak256(toUtf8Bytes(`sim identity of ${d.name}`));
+    if (d.role === 'ev') await member.register('ev', commitment);
+    else {
+      const st = opts.stations.find((s) => s.name === d.name)!;
+      await member.register('hcs', {
+        identityCommitment: commitment,
+        latMicroDeg: Math.round(st.latitude * 1e6),
+        lonMicroDeg: Math.round(st.longitude * 1e6),
+        priceWeiPerKWh: st.priceWeiPerKWh,
+        powerW: Math.round(st.powerKw * 1000),
+        profileHash: keccak256(toUtf8Bytes(st.name)),
+      });
+    }
+    await operator.verify(d.address);
+  }
+  log(`${devices.length} devices registered and verified`);
+
+  return {
+    ...(anvil ? { anvil } : {}),
+    rpcUrl,
+    ...(broker ? { broker } : {}),
+    brokerUrl,
+    deployment,
+    deploymentFile,
+    operator,
+    devices,
+    async close() {
+      for (const c of closers.reverse()) await c().catch(() => {});
+      await broker?.close().catch(() => {});
+      provider.destroy();
+      await anvil?.stop();
+    },
+  };
+}

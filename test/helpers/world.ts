@@ -1,0 +1,58 @@
+/** Shared setup for the agent tests: a world (sim/world.ts) and in-process agents. */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseEther } from 'ethers';
+import { loadConfig } from '../../agent/config.js';
+import { createLogger } from '../../agent/log.js';
+import { Agent } from '../../agent/runtime.js';
+import { buildWorld, type Device, SIM_PASSWORD, type World, type WorldOptions } from '../../sim/world.js';
+
+export const PRICE = parseEther('0.0003'); // wei per kWh
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), `p2pev-${prefix}-`));
+}
+
+export async function smallWorld(opts: Partial<WorldOptions> & { edge: boolean }): Promise<World> {
+  return buildWorld({
+    dir: tempDir('world'),
+    stations: [
+      {
+        name: 'HCS1',
+        latitude: 52.52,
+        longitude: 13.405,
+        priceWeiPerKWh: PRICE,
+        powerKw: 11,
+        profile: 'sdm630',
+      },
+    ],
+    evs: [{ name: 'EV1', latitude: 52.521, longitude: 13.41, profile: 'sdm120' }],
+    timeScale: 200,
+    overrides: { timeouts: { replyMs: 5000, reportMs: 5000, chargeIdleMs: 20000, settleFallbackMs: 30000 } },
+    ...opts,
+  });
+}
+
+export async function startAgent(d: Device, level = process.env.P2PEV_TEST_LOG ?? 'warn'): Promise<Agent> {
+  return Agent.start(loadConfig(d.configPath), {
+    password: SIM_PASSWORD,
+    log: createLogger({ level, name: d.name, pretty: false }),
+  });
+}
+
+export async function waitFor<T>(
+  what: string,
+  fn: () => T | undefined | Promise<T | undefined>,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export const device = (w: World, name: string): Device => w.devices.find((d) => d.name === name)!;
