@@ -95,16 +95,25 @@ async function rpcChainId(rpcUrl: string): Promise<bigint | undefined> {
   }
 }
 
-const running = new Set<ChildProcess>();
-let exitHookInstalled = false;
+/**
+ * anvil runs under a small sh watchdog holding the read end of a pipe from us: when this process
+ * goes away for any reason (exit, crash, SIGKILL of a test worker) the pipe closes and the
+ * watchdog stops anvil, so no node is left orphaned on the machine. Closing the pipe is also how
+ * stop() asks it to end.
+ */
+const WATCHDOG = [
+  'exec 3<&0',
+  '"$0" "$@" </dev/null &',
+  'node=$!',
+  '( read -r _ <&3; kill "$node" 2>/dev/null ) &',
+  'watcher=$!',
+  'wait "$node"; status=$?',
+  'kill "$watcher" 2>/dev/null',
+  'exit "$status"',
+].join('\n');
 
-function killAllOnExit(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  // 'exit' handlers must be synchronous: a signal is all we can do, and all anvil needs.
-  process.once('exit', () => {
-    for (const child of running) child.kill('SIGKILL');
-  });
+function spawnWatched(binary: string, args: string[]): ChildProcess {
+  return spawn('/bin/sh', ['-c', WATCHDOG, binary, ...args], { stdio: ['pipe', 'ignore', 'pipe'] });
 }
 
 /**
@@ -144,9 +153,7 @@ async function launch(port: number, options: AnvilOptions): Promise<Anvil> {
   if (options.blockTime !== undefined) args.push('--block-time', String(options.blockTime));
   args.push(...(options.extraArgs ?? []));
 
-  const child = spawn(anvilBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  running.add(child);
-  killAllOnExit();
+  const child = spawnWatched(anvilBinary(), args);
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {
     stderr = (stderr + chunk.toString()).slice(-2000);
@@ -155,13 +162,14 @@ async function launch(port: number, options: AnvilOptions): Promise<Anvil> {
   let hasExited = false;
   void exited.then(() => {
     hasExited = true;
-    running.delete(child);
   });
+  // Our end of the watchdog pipe must not keep this process alive.
+  (child.stdin as unknown as { unref?: () => void } | null)?.unref?.();
 
   const stop = async (): Promise<void> => {
     if (hasExited) return;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+    child.stdin?.end();
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
     await exited;
     clearTimeout(timer);
   };
