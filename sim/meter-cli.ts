@@ -31,7 +31,7 @@ export async function runSimMeter(
 ): Promise<SimMeter> {
   if (!o.tcp === !o.port) throw new Error('give exactly one of --tcp HOST:PORT or --port TTY');
   const baud = o.baud ? Number(o.baud) : undefined;
-  const tcp = o.tcp ? parseHostPort(o.tcp) : undefined;
+  const tcp = o.tcp ? parseHostPort(o.tcp, true) : undefined;
   const sim = await startSimMeter({
     profile: o.profile,
     unitId: Number(o.unit),

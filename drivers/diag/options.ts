@@ -16,11 +16,13 @@ export interface LineOptions {
 
 const usage = (message: string, hint: string) => new MeterError('config', message, hint);
 
-export function parseHostPort(text: string): { host: string; port: number } {
+/** "host:port" or "port"; a server (the simulated meter) may ask for port 0 = any free port. */
+export function parseHostPort(text: string, allowPortZero = false): { host: string; port: number } {
   const m = /^(?:\[?([^\]]*?)\]?:)?(\d+)$/.exec(text.trim());
   const port = m ? Number(m[2]) : Number.NaN;
-  if (!m || port < 1 || port > 65535)
+  if (!m || port < (allowPortZero ? 0 : 1) || port > 65535) {
     throw usage(`"${text}" is not HOST:PORT`, 'e.g. --tcp 192.168.1.20:502');
+  }
   return { host: m[1] || '127.0.0.1', port };
 }
 
