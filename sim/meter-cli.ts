@@ -88,6 +88,8 @@ export async function runSimMeter(
 
 /** Adds `meter` under `p2pev sim`. */
 export function registerSimMeterCommand(sim: Command): void {
+  // `sim` has options of its own (--json, --time-scale …): after `meter`, options are meter's.
+  sim.enablePositionalOptions();
   sim
     .command('meter')
     .description('Run one simulated Modbus meter in the foreground (TCP, or RTU on a tty/pty)')
