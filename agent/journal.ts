@@ -63,6 +63,23 @@ export class Journal {
     return dropped;
   }
 
+  /** The live keys of a journal on disk, read without opening it for writing (for tools and the sim). */
+  static read(dir: string): Map<string, unknown> {
+    const out = new Map<string, unknown>();
+    const path = join(dir, 'journal.jsonl');
+    if (!existsSync(path)) return out;
+    for (const line of readFileSync(path, 'utf8').split('\n')) {
+      try {
+        const { k, v } = JSON.parse(line) as { k: string; v: unknown };
+        if (v === null) out.delete(k);
+        else out.set(k, v);
+      } catch {
+        // a torn last line
+      }
+    }
+    return out;
+  }
+
   get<T>(key: string): T | undefined {
     return this.entries.get(key) as T | undefined;
   }

@@ -12,7 +12,7 @@ import { SettlementClient } from '../contracts/client.js';
 import { type Deployment, deploySettlement } from '../contracts/deploy.js';
 import { connectRpc } from '../contracts/rpc.js';
 import { type Broker, startEmbeddedBroker, startMosquitto } from './broker.js';
-import { type Anvil, anvilAccounts, startAnvil } from './chain.js';
+import { type Anvil, anvilAccounts, freePort, startAnvil } from './chain.js';
 import { type SimMeter, startSimMeter } from './meter.js';
 import { openPtyPair, type PtyPair } from './pty.js';
 
@@ -56,6 +56,8 @@ export interface WorldOptions {
 
 export interface Device {
   name: string;
+  /** The agent's local control port (status, charge, stop). */
+  controlPort: number;
   role: 'ev' | 'hcs' | 'edge';
   address: string;
   configPath: string;
@@ -117,9 +119,11 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
     const keystore = join(dataDir, 'key.json');
     await createKeystore(keystore, SIM_PASSWORD, { privateKey: account.privateKey, scryptN: SIM_SCRYPT_N });
     if (role !== 'edge') await provider.send('anvil_setBalance', [account.address, `0x${fund.toString(16)}`]);
+    const controlPort = await freePort();
     const d: Device = {
       name,
       role,
+      controlPort,
       address: account.address.toLowerCase(),
       configPath: join(dataDir, 'agent.config.json'),
       dataDir,
@@ -167,7 +171,7 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
       chain: { rpcUrl, deploymentFile, confirmations: 1 },
       mqtt: { url: brokerUrl },
       ...(meterConfig ? { meter: meterConfig } : {}),
-      control: { port: 0 },
+      control: { port: controlPort },
       log: { level: 'info' },
       ...extra,
       ...(opts.overrides ?? {}),

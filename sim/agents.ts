@@ -1,0 +1,103 @@
+/**
+ * Runs agents as their own processes (the real `p2pev run`) and talks to them over their local
+ * control ports. Their JSON log lines are parsed so the sim can print session events.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { Device } from './world.js';
+import { SIM_PASSWORD } from './world.js';
+
+const P2PEV = fileURLToPath(new URL('../bin/p2pev.mjs', import.meta.url));
+
+export interface AgentProcess {
+  device: Device;
+  child: ChildProcess;
+  /** Resolves when the process exits. */
+  exited: Promise<number | null>;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export interface LogLine {
+  level: number;
+  msg: string;
+  agent?: string;
+  [key: string]: unknown;
+}
+
+export function spawnAgent(
+  device: Device,
+  onLog: (line: LogLine, device: Device) => void,
+  env: Record<string, string> = {},
+): AgentProcess {
+  const child = spawn(process.execPath, [P2PEV, 'run', '--config', device.configPath], {
+    env: { ...process.env, P2PEV_KEY_PASSWORD: SIM_PASSWORD, CI: '1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  for (const stream of [child.stdout!, child.stderr!]) {
+    createInterface({ input: stream }).on('line', (text) => {
+      try {
+        onLog(JSON.parse(text) as LogLine, device);
+      } catch {
+        onLog({ level: 50, msg: text }, device);
+      }
+    });
+  }
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const kill = () => child.kill('SIGKILL');
+  process.once('exit', kill);
+  return {
+    device,
+    child,
+    exited,
+    async stop(signal = 'SIGTERM') {
+      process.off('exit', kill);
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill(signal);
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** GET /status or POST /<action> on a device's control port. */
+export async function control<T = Record<string, unknown>>(
+  device: Device,
+  action: string,
+  body?: unknown,
+): Promise<T> {
+  const url = `http://127.0.0.1:${device.controlPort}/${action}`;
+  const res = await fetch(
+    url,
+    body === undefined
+      ? {}
+      : { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } },
+  );
+  const json = (await res.json()) as T & { error?: string };
+  if (!res.ok) throw new Error(`${device.name} ${action}: ${json.error ?? res.status}`);
+  return json;
+}
+
+/** Waits until the agent answers on its control port (it has connected to chain and broker). */
+export async function waitReady(agent: AgentProcess, timeoutMs = 60_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  let exitCode: number | null | undefined;
+  void agent.exited.then((c) => {
+    exitCode = c;
+  });
+  for (;;) {
+    if (exitCode !== undefined)
+      throw new Error(`${agent.device.name} exited with code ${exitCode} before it was ready`);
+    try {
+      await control(agent.device, 'status');
+      return;
+    } catch {
+      if (Date.now() > until)
+        throw new Error(
+          `${agent.device.name} did not answer on port ${agent.device.controlPort} within ${timeoutMs} ms`,
+        );
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}

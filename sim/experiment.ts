@@ -1,0 +1,376 @@
+/**
+ * `p2pev sim`: the paper's Section 5 experiment in one command. Two EVs, two HCSs and an edge
+ * (the paper's five virtual machines), every member funded with 100 ether, a default scenario of
+ * sessions (different energies and prices, one termination, ratings), each agent the real
+ * `p2pev run` as its own process, each meter a simulated Modbus device. At the end, the table of
+ * the paper's web interface, read back from the chain and the agents' journals.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { formatEther, type Log, parseEther } from 'ethers';
+import { Journal } from '../agent/journal.js';
+import type { SessionRecord } from '../agent/session.js';
+import { type AgentProcess, control, type LogLine, spawnAgent, waitReady } from './agents.js';
+import { buildWorld, type Device, type EvSpec, type StationSpec, type World } from './world.js';
+
+export interface ExperimentOptions {
+  broker?: string;
+  rpc?: string;
+  meters?: 'tcp' | 'rtu';
+  json?: string;
+  timeScale?: number;
+  dir?: string;
+  out?: (line: string) => void;
+}
+
+interface Charge {
+  ev: string;
+  targetWh: number;
+  rating: number;
+  comment: string;
+  /** The driver unplugs after this much energy (a termination). */
+  stopAfterWh?: number;
+}
+
+export const STATIONS: StationSpec[] = [
+  {
+    name: 'HCS1',
+    latitude: 52.52,
+    longitude: 13.405,
+    priceWeiPerKWh: parseEther('0.0003'),
+    powerKw: 11,
+    profile: 'sdm630',
+  },
+  {
+    name: 'HCS2',
+    latitude: 52.53,
+    longitude: 13.38,
+    priceWeiPerKWh: parseEther('0.00025'),
+    powerKw: 7.4,
+    profile: 'abb-b23',
+  },
+];
+export const EVS: EvSpec[] = [
+  { name: 'EV1', latitude: 52.521, longitude: 13.407, profile: 'sdm120' },
+  { name: 'EV2', latitude: 52.5295, longitude: 13.382, profile: 'em340' },
+];
+export const SCENARIO: Charge[] = [
+  { ev: 'EV1', targetWh: 12_000, rating: 5, comment: 'fast' },
+  { ev: 'EV2', targetWh: 8_000, rating: 4, comment: 'ok' },
+  { ev: 'EV1', targetWh: 6_000, stopAfterWh: 2_500, rating: 3, comment: 'cut short' },
+  { ev: 'EV2', targetWh: 15_000, rating: 5, comment: 'great' },
+];
+
+export interface SessionRow {
+  txid: string;
+  ev: string;
+  hcs: string;
+  evWh: number;
+  hcsWh: number;
+  billedWh: number;
+  amountEther: string;
+  txHash: string;
+  block: number;
+  gas: number;
+  rating?: number;
+  comment?: string;
+  endStatus?: number;
+}
+
+export interface MemberRow {
+  name: string;
+  role: string;
+  address: string;
+  walletBeforeEther: string;
+  walletAfterEther: string;
+  depositEther: string;
+  earnedEther: string;
+  paidEther: string;
+}
+
+export interface ExperimentReport {
+  contract: string;
+  chainId: number;
+  sessions: SessionRow[];
+  members: MemberRow[];
+  stations: { name: string; meanRating: number; ratingCount: number }[];
+  totals: { paidWei: string; creditedWei: string; balanced: boolean };
+}
+
+const short = (hex: string) => `${hex.slice(0, 8)}…${hex.slice(-4)}`;
+
+export async function runExperiment(opts: ExperimentOptions = {}): Promise<ExperimentReport> {
+  const out = opts.out ?? ((l: string) => process.stdout.write(`${l}\n`));
+  const started = Date.now();
+  const stamp = () => `[${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s]`;
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'p2pev-sim-'));
+  out(`${stamp()} building the world in ${dir}`);
+  const world = await buildWorld({
+    dir,
+    stations: STATIONS,
+    evs: EVS,
+    edge: true,
+    ...(opts.broker ? { broker: opts.broker } : {}),
+    ...(opts.rpc ? { rpcUrl: opts.rpc } : {}),
+    meters: opts.meters ?? 'tcp',
+    timeScale: opts.timeScale ?? 300,
+    fundEther: '100',
+    depositEther: '10',
+    log: (l) => out(`${stamp()} ${l}`),
+  });
+  const agents: AgentProcess[] = [];
+  const names = new Map(world.devices.map((d) => [d.address, d.name]));
+  const onLog = (line: LogLine, d: Device) => {
+    if (line.msg === 'session') {
+      out(
+        `${stamp()} ${d.name.padEnd(4)} session ${String(line.txid ? short(String(line.txid)) : line.id).padEnd(14)} ${line.from} → ${line.to}${line.error ? ` (${line.error})` : ''}`,
+      );
+    } else if (line.msg === 'batch settled') {
+      out(
+        `${stamp()} ${d.name.padEnd(4)} batch of ${line.bills} bill(s) settled in ${short(String(line.tx))}, gas ${line.gas}`,
+      );
+    } else if (line.level >= 50) {
+      out(
+        `${stamp()} ${d.name.padEnd(4)} ERROR ${line.msg}${line.err ? `: ${JSON.stringify(line.err)}` : ''}`,
+      );
+    }
+  };
+  try {
+    const provider = world.operator.contract.runner!.provider!;
+    const before = new Map<string, bigint>();
+    for (const d of world.devices) before.set(d.address, await provider.getBalance(d.address));
+    for (const role of ['edge', 'hcs', 'ev'] as const) {
+      const started = world.devices.filter((d) => d.role === role).map((d) => spawnAgent(d, onLog));
+      agents.push(...started);
+      await Promise.all(started.map((a) => waitReady(a)));
+    }
+    out(`${stamp()} ${agents.length} agents running (${agents.map((a) => a.device.name).join(', ')})`);
+
+    // Each EV runs its charges one after another; the two EVs in parallel.
+    const byEv = new Map<string, Charge[]>();
+    for (const c of SCENARIO) byEv.set(c.ev, [...(byEv.get(c.ev) ?? []), c]);
+    let done = 0;
+    await Promise.all(
+      [...byEv].map(async ([evName, charges]) => {
+        const ev = world.devices.find((d) => d.name === evName)!;
+        for (const c of charges) {
+          await chargeOnce(ev, c);
+          done++;
+          out(`${stamp()} progress: ${done}/${SCENARIO.length} sessions`);
+        }
+      }),
+    );
+    const report = await collect(world, before, names);
+    print(report, out);
+    if (opts.json) {
+      writeFileSync(opts.json, `${JSON.stringify(report, null, 2)}\n`);
+      out(`report written to ${opts.json}`);
+    }
+    return report;
+  } finally {
+    await Promise.all(agents.map((a) => a.stop()));
+    await world.close();
+  }
+}
+
+/** One charge, as a driver would do it through the EV's app; waits until settled (and rated). */
+async function chargeOnce(ev: Device, c: Charge): Promise<void> {
+  const { id } = await control<{ id: string }>(ev, 'charge', {
+    targetWh: c.targetWh,
+    rating: c.rating,
+    comment: c.comment,
+  });
+  let stopped = false;
+  const until = Date.now() + 300_000;
+  for (;;) {
+    const sessions = await control<SessionRecord[]>(ev, 'sessions');
+    const s = sessions.find((x) => x.id === id);
+    if (s?.state === 'done') return;
+    if (s?.state === 'failed') throw new Error(`${ev.name}: session ${id} failed: ${s.error}`);
+    if (
+      c.stopAfterWh &&
+      !stopped &&
+      s?.state === 'charging' &&
+      (s.lastWh ?? 0) - (s.startWh ?? 0) >= c.stopAfterWh
+    ) {
+      await control(ev, 'stop', {});
+      stopped = true;
+    }
+    if (Date.now() > until)
+      throw new Error(`${ev.name}: session ${id} did not finish in 5 minutes (state ${s?.state})`);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}
+
+/** Reads every figure back from the chain (events, receipts, views) and the agents' journals. */
+async function collect(
+  world: World,
+  before: Map<string, bigint>,
+  names: Map<string, string>,
+): Promise<ExperimentReport> {
+  const c = world.operator.contract;
+  const provider = c.runner!.provider!;
+  const from = world.deployment.block;
+  const settled = [
+    ...(await c.queryFilter(c.filters.Settled!(), from)),
+    ...(await c.queryFilter(c.filters.SettledDisputed!(), from)),
+  ];
+  const rated = await c.queryFilter(c.filters.Rated!(), from);
+  const journals = world.devices
+    .filter((d) => d.role !== 'edge')
+    .map((d) => ({ d, entries: [...Journal.read(d.dataDir).values()] as SessionRecord[] }));
+  const reportOf = (txid: string, role: 'ev' | 'hcs') => {
+    for (const { d, entries } of journals) {
+      if (d.role !== role) continue;
+      const s = entries.find((e) => e?.txid === txid && e.myReport);
+      if (s) return s;
+    }
+    return undefined;
+  };
+  const receipts = new Map<string, { gas: bigint; entries: number; block: number }>();
+  for (const log of settled) {
+    const r = receipts.get(log.transactionHash) ?? { gas: 0n, entries: 0, block: log.blockNumber };
+    r.entries++;
+    receipts.set(log.transactionHash, r);
+  }
+  for (const [hash, r] of receipts) r.gas = (await provider.getTransactionReceipt(hash))!.gasUsed;
+  const args = (l: Log) => (l as unknown as { args: Record<string, unknown> }).args;
+  const sessions: SessionRow[] = settled.map((log) => {
+    const a = args(log);
+    const txid = String(a.txid);
+    const evRec = reportOf(txid, 'ev');
+    const hcsRec = reportOf(txid, 'hcs');
+    const rating = rated.find((r) => String(args(r).txid) === txid);
+    const r = receipts.get(log.transactionHash)!;
+    const energy = (rec?: SessionRecord) =>
+      rec?.myReport ? Number(BigInt(`0x${rec.myReport.slice(146, 186)}`)) : Number.NaN;
+    return {
+      txid,
+      ev: names.get(String(a.ev).toLowerCase()) ?? String(a.ev),
+      hcs: names.get(String(a.hcs).toLowerCase()) ?? String(a.hcs),
+      evWh: energy(evRec),
+      hcsWh: energy(hcsRec),
+      billedWh: Number(
+        a.energyWh ?? (Number(a.evEnergyWh) < Number(a.hcsEnergyWh) ? a.evEnergyWh : a.hcsEnergyWh),
+      ),
+      amountEther: formatEther(a.amountWei as bigint),
+      txHash: log.transactionHash,
+      block: log.blockNumber,
+      gas: Number(r.gas / BigInt(r.entries)),
+      ...(rating
+        ? {
+            rating: Number(args(rating).rating),
+            comment: Buffer.from(String(args(rating).comment).slice(2), 'hex')
+              .toString('utf8')
+              .replace(/\0+$/, ''),
+          }
+        : {}),
+      ...(evRec?.endStatus !== undefined ? { endStatus: evRec.endStatus } : {}),
+    };
+  });
+  let paid = 0n;
+  let credited = 0n;
+  const members: MemberRow[] = [];
+  for (const d of world.devices) {
+    if (d.role === 'edge') continue;
+    const wallet = await provider.getBalance(d.address);
+    const dep = await world.operator.depositOf(d.address);
+    const earned = d.role === 'hcs' ? await world.operator.earningsOf(d.address) : 0n;
+    const paidBy = settled
+      .filter((l) => String(args(l).ev).toLowerCase() === d.address)
+      .reduce((n, l) => n + (args(l).amountWei as bigint), 0n);
+    if (d.role === 'ev') paid += paidBy;
+    else credited += earned;
+    members.push({
+      name: d.name,
+      role: d.role,
+      address: d.address,
+      walletBeforeEther: formatEther(before.get(d.address)!),
+      walletAfterEther: formatEther(wallet),
+      depositEther: d.role === 'ev' ? formatEther(dep.balance) : '',
+      earnedEther: formatEther(earned),
+      paidEther: formatEther(paidBy),
+    });
+  }
+  const stations = [];
+  for (const d of world.devices.filter((x) => x.role === 'hcs')) {
+    stations.push({
+      name: d.name,
+      meanRating: (await world.operator.meanRating(d.address)) / 100,
+      ratingCount: await world.operator.ratingCount(d.address),
+    });
+  }
+  return {
+    contract: world.deployment.address,
+    chainId: world.deployment.chainId,
+    sessions,
+    members,
+    stations,
+    totals: { paidWei: paid.toString(), creditedWei: credited.toString(), balanced: paid === credited },
+  };
+}
+
+function table(rows: Record<string, unknown>[]): string[] {
+  if (rows.length === 0) return ['(none)'];
+  const keys = Object.keys(rows[0]!);
+  const cell = (v: unknown) => (v === undefined ? '' : String(v));
+  const widths = keys.map((k) => Math.max(k.length, ...rows.map((r) => cell(r[k]).length)));
+  const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i]!)).join('  ');
+  return [
+    line(keys),
+    line(widths.map((w) => '-'.repeat(w))),
+    ...rows.map((r) => line(keys.map((k) => cell(r[k])))),
+  ];
+}
+
+export function print(r: ExperimentReport, out: (l: string) => void): void {
+  out('');
+  out(`Sessions (settlement contract ${r.contract}, chain ${r.chainId})`);
+  for (const l of table(
+    r.sessions.map((s) => ({
+      txid: short(s.txid),
+      ev: s.ev,
+      hcs: s.hcs,
+      'EV Wh': s.evWh,
+      'HCS Wh': s.hcsWh,
+      'billed Wh': s.billedWh,
+      ether: s.amountEther,
+      tx: short(s.txHash),
+      block: s.block,
+      gas: s.gas,
+      rating: s.rating ? `${s.rating} "${s.comment}"` : '',
+      end: s.endStatus === 1 ? 'completed' : s.endStatus ? `terminated (${s.endStatus})` : '',
+    })),
+  ))
+    out(l);
+  out('');
+  out('Members (ether)');
+  for (const l of table(
+    r.members.map((m) => ({
+      member: m.name,
+      role: m.role,
+      address: short(m.address),
+      'wallet before': m.walletBeforeEther,
+      'wallet after': m.walletAfterEther,
+      deposit: m.depositEther,
+      paid: m.paidEther,
+      earned: m.earnedEther,
+    })),
+  ))
+    out(l);
+  out('');
+  out('Stations');
+  for (const l of table(
+    r.stations.map((s) => ({
+      station: s.name,
+      'mean rating': s.meanRating.toFixed(2),
+      ratings: s.ratingCount,
+    })),
+  ))
+    out(l);
+  out('');
+  out(
+    `EVs paid ${formatEther(r.totals.paidWei)} ether; HCSs were credited ${formatEther(r.totals.creditedWei)} ether: ${r.totals.balanced ? 'balanced' : 'NOT BALANCED'}`,
+  );
+}
