@@ -13,6 +13,7 @@ export function buildProgram(): Command {
   const program = new Command('p2pev')
     .description('Smart-meter agent for peer-to-peer EV charging (EV, HCS and edge roles)')
     .version('0.1.0')
+    .enablePositionalOptions()
     .showHelpAfterError()
     .configureHelp({ sortSubcommands: true });
   registerMsgCommands(program);
