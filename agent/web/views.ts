@@ -1,0 +1,272 @@
+/**
+ * What the page shows, derived from the indexed events alone (pure functions, no I/O): the
+ * stations, the sessions with each side's energy and the rating, and a member's statement.
+ */
+import { type RankedStation, rankStations, type Station } from '../stations.js';
+import type { SettlementInput } from './calldata.js';
+import type { IndexedEvent } from './indexer.js';
+
+export const STATUS_NAMES = ['none', 'pending', 'verified', 'suspended', 'revoked'] as const;
+export const ROLE_NAMES = ['none', 'ev', 'hcs'] as const;
+
+export interface StationView extends Station {
+  status: (typeof STATUS_NAMES)[number];
+  /** Sessions settled at this station. */
+  sessions: number;
+}
+
+export interface SessionView {
+  txid: string;
+  ev: string;
+  hcs: string;
+  outcome: 'settled' | 'disputed' | 'expired';
+  block: number;
+  txHash: string;
+  time: number;
+  seq?: bigint;
+  priceWeiPerKWh?: bigint;
+  /** What each side signed for; undefined where the settling call could not be read. */
+  evEnergyWh?: bigint;
+  hcsEnergyWh?: bigint;
+  billedWh: bigint;
+  amountWei: bigint;
+  /** Unix seconds from the meters' audit data (the EV's report). */
+  chargedFrom?: number;
+  chargedTo?: number;
+  rating?: number;
+  comment?: string;
+  ratedTxHash?: string;
+}
+
+export interface SessionFilter {
+  member?: string;
+  ev?: string;
+  hcs?: string;
+  outcome?: SessionView['outcome'];
+  rated?: boolean;
+  fromTime?: number;
+  toTime?: number;
+}
+
+export interface StatementLine {
+  time: number;
+  block: number;
+  txHash: string;
+  kind: 'deposit' | 'payment' | 'earning' | 'withdrawal' | 'withdrawal-requested' | 'withdrawal-cancelled';
+  /** Change of the member's balance in the contract (deposit for an EV, earnings for an HCS). */
+  deltaWei: bigint;
+  balanceWei: bigint;
+  /** The session (payment, earning) or the announced amount (withdrawal request). */
+  txid?: string;
+  noteWei?: bigint;
+}
+
+export interface Statement {
+  member: string;
+  role: (typeof ROLE_NAMES)[number];
+  fromTime: number;
+  toTime: number;
+  openingWei: bigint;
+  depositsWei: bigint;
+  paymentsWei: bigint;
+  earningsWei: bigint;
+  withdrawalsWei: bigint;
+  closingWei: bigint;
+  lines: StatementLine[];
+}
+
+const str = (v: unknown) => String(v);
+const big = (v: unknown) => BigInt(v as bigint);
+/** min() for bigints (Math.min throws on them). */
+const smaller = (a: bigint, b: bigint) => (a < b ? a : b);
+
+/** bytes10 → text: UTF-8 up to the first zero byte. */
+export function commentText(hex: string): string {
+  const bytes = Buffer.from(hex.slice(2), 'hex');
+  const end = bytes.indexOf(0);
+  return bytes.subarray(0, end < 0 ? bytes.length : end).toString('utf8');
+}
+
+/** The contract's mean: hundredths of a star, rounded down, 0 when unrated. */
+function mean(sum: number, count: number): number {
+  return count === 0 ? 0 : Math.floor((sum * 100) / count);
+}
+
+export function stationsOf(events: IndexedEvent[]): StationView[] {
+  const stations = new Map<string, StationView>();
+  const status = new Map<string, StationView['status']>();
+  const ratings = new Map<string, { sum: number; count: number }>();
+  const sessions = new Map<string, number>();
+  for (const e of events) {
+    const a = e.args;
+    if (e.name === 'HcsProfileSet') {
+      const hcs = str(a.hcs);
+      stations.set(hcs, {
+        hcs,
+        latitude: Number(a.latMicroDeg) / 1e6,
+        longitude: Number(a.lonMicroDeg) / 1e6,
+        priceWeiPerKWh: big(a.priceWeiPerKWh),
+        powerW: Number(a.powerW),
+        meanRating: 0,
+        ratingCount: 0,
+        status: 'pending',
+        sessions: 0,
+      });
+    } else if (e.name === 'PriceChanged') {
+      const s = stations.get(str(a.hcs));
+      if (s) s.priceWeiPerKWh = big(a.priceWeiPerKWh);
+    } else if (e.name === 'MemberStatusChanged') {
+      status.set(str(a.member), STATUS_NAMES[Number(a.status)] ?? 'none');
+    } else if (e.name === 'Rated') {
+      const r = ratings.get(str(a.hcs)) ?? { sum: 0, count: 0 };
+      r.sum += Number(a.rating);
+      r.count += 1;
+      ratings.set(str(a.hcs), r);
+    } else if (e.name === 'Settled' || e.name === 'SettledDisputed') {
+      sessions.set(str(a.hcs), (sessions.get(str(a.hcs)) ?? 0) + 1);
+    }
+  }
+  for (const s of stations.values()) {
+    const r = ratings.get(s.hcs) ?? { sum: 0, count: 0 };
+    s.meanRating = mean(r.sum, r.count);
+    s.ratingCount = r.count;
+    s.status = status.get(s.hcs) ?? 'pending';
+    s.sessions = sessions.get(s.hcs) ?? 0;
+  }
+  return [...stations.values()];
+}
+
+/** The suggestion an EV at `at` would get: verified stations only, as the edge ranks them. */
+export function suggestionFor(
+  stations: StationView[],
+  at: { latitude: number; longitude: number; radiusM: number },
+  limit = 5,
+): RankedStation[] {
+  return rankStations(
+    stations.filter((s) => s.status === 'verified'),
+    at,
+    limit,
+  );
+}
+
+/** Every session that reached an outcome on chain, newest first. */
+export function sessionsOf(
+  events: IndexedEvent[],
+  inputs: ReadonlyMap<string, SettlementInput>,
+): SessionView[] {
+  const out = new Map<string, SessionView>();
+  for (const e of events) {
+    const a = e.args;
+    const txid = str(a.txid);
+    if (e.name === 'Settled' || e.name === 'SettledDisputed') {
+      const input = inputs.get(txid);
+      const disputed = e.name === 'SettledDisputed';
+      const evWh = disputed ? big(a.evEnergyWh) : input?.ev.energyWh;
+      const hcsWh = disputed ? big(a.hcsEnergyWh) : input?.hcs.energyWh;
+      out.set(txid, {
+        txid,
+        ev: str(a.ev),
+        hcs: str(a.hcs),
+        outcome: disputed ? 'disputed' : 'settled',
+        block: e.block,
+        txHash: e.txHash,
+        time: e.time,
+        ...(input
+          ? { seq: input.seq, priceWeiPerKWh: input.priceWeiPerKWh }
+          : disputed
+            ? { seq: big(a.seq) }
+            : {}),
+        ...(evWh !== undefined ? { evEnergyWh: evWh } : {}),
+        ...(hcsWh !== undefined ? { hcsEnergyWh: hcsWh } : {}),
+        billedWh: disputed ? smaller(evWh!, hcsWh!) : big(a.energyWh),
+        amountWei: big(a.amountWei),
+        ...(input?.ev.audit.t0 !== undefined ? { chargedFrom: input.ev.audit.t0 } : {}),
+        ...(input?.ev.audit.t1 !== undefined ? { chargedTo: input.ev.audit.t1 } : {}),
+      });
+    } else if (e.name === 'SessionExpired') {
+      out.set(txid, {
+        txid,
+        ev: str(a.ev),
+        hcs: str(a.hcs),
+        outcome: 'expired',
+        block: e.block,
+        txHash: e.txHash,
+        time: e.time,
+        seq: big(a.seq),
+        billedWh: 0n,
+        amountWei: 0n,
+      });
+    } else if (e.name === 'Rated') {
+      const s = out.get(txid);
+      if (s)
+        Object.assign(s, {
+          rating: Number(a.rating),
+          comment: commentText(str(a.comment)),
+          ratedTxHash: e.txHash,
+        });
+    }
+  }
+  return [...out.values()].reverse();
+}
+
+export function filterSessions(sessions: SessionView[], f: SessionFilter): SessionView[] {
+  const m = f.member?.toLowerCase();
+  return sessions.filter(
+    (s) =>
+      (!m || s.ev === m || s.hcs === m) &&
+      (!f.ev || s.ev === f.ev.toLowerCase()) &&
+      (!f.hcs || s.hcs === f.hcs.toLowerCase()) &&
+      (!f.outcome || s.outcome === f.outcome) &&
+      (f.rated === undefined || (s.rating !== undefined) === f.rated) &&
+      (f.fromTime === undefined || s.time >= f.fromTime) &&
+      (f.toTime === undefined || s.time <= f.toTime),
+  );
+}
+
+/**
+ * A member's balance in the contract (an EV's deposit, an HCS's earnings) over a period: the
+ * opening balance from everything before it, each movement in it, the closing balance. The same
+ * arithmetic the contract does, so the closing balance at the tip equals depositOf / earningsOf.
+ */
+export function statementOf(
+  events: IndexedEvent[],
+  member: string,
+  fromTime: number,
+  toTime: number,
+): Statement {
+  const me = member.toLowerCase();
+  let role: Statement['role'] = 'none';
+  let balance = 0n;
+  let opening = 0n;
+  const totals = { depositsWei: 0n, paymentsWei: 0n, earningsWei: 0n, withdrawalsWei: 0n };
+  const lines: StatementLine[] = [];
+  for (const e of events) {
+    if (e.time > toTime) break;
+    const a = e.args;
+    let line: Omit<StatementLine, 'balanceWei' | 'time' | 'block' | 'txHash'> | undefined;
+    if (e.name === 'MemberRegistered' && a.member === me) role = ROLE_NAMES[Number(a.role)] ?? 'none';
+    else if (e.name === 'Deposited' && a.ev === me) line = { kind: 'deposit', deltaWei: big(a.amount) };
+    else if ((e.name === 'Settled' || e.name === 'SettledDisputed') && a.ev === me)
+      line = { kind: 'payment', deltaWei: -big(a.amountWei), txid: str(a.txid) };
+    else if ((e.name === 'Settled' || e.name === 'SettledDisputed') && a.hcs === me)
+      line = { kind: 'earning', deltaWei: big(a.amountWei), txid: str(a.txid) };
+    else if ((e.name === 'Withdrawn' && a.ev === me) || (e.name === 'EarningsWithdrawn' && a.hcs === me))
+      line = { kind: 'withdrawal', deltaWei: -big(a.amount) };
+    else if (e.name === 'WithdrawalRequested' && a.ev === me)
+      line = { kind: 'withdrawal-requested', deltaWei: 0n, noteWei: big(a.amount) };
+    else if (e.name === 'WithdrawalCancelled' && a.ev === me)
+      line = { kind: 'withdrawal-cancelled', deltaWei: 0n };
+    if (!line) continue;
+    balance += line.deltaWei;
+    if (e.time < fromTime) {
+      opening = balance;
+      continue;
+    }
+    if (line.kind === 'deposit') totals.depositsWei += line.deltaWei;
+    if (line.kind === 'payment') totals.paymentsWei -= line.deltaWei;
+    if (line.kind === 'earning') totals.earningsWei += line.deltaWei;
+    if (line.kind === 'withdrawal') totals.withdrawalsWei -= line.deltaWei;
+    lines.push({ ...line, time: e.time, block: e.block, txHash: e.txHash, balanceWei: balance });
+  }
+  return { member: me, role, fromTime, toTime, openingWei: opening, ...totals, closingWei: balance, lines };
+}

@@ -1,0 +1,190 @@
+/**
+ * The members' page indexer on a real anvil: each side's energy read back from the settlement
+ * calldata (single, disputed, batch), statements that balance against the contract's own view,
+ * and reorgs (anvil's evm_snapshot / evm_revert) — at the tip, deeper than the kept checkpoints,
+ * and in the middle of a read.
+ */
+import { JsonRpcProvider, Network, parseEther } from 'ethers';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ChainIndexer } from '../agent/web/indexer.js';
+import { sessionsOf, statementOf, stationsOf } from '../agent/web/views.js';
+import { billWei } from '../protocol/index.js';
+import {
+  newTerms,
+  PRICE,
+  type SettlementFixture,
+  sessionReports,
+  setupSettlement,
+} from './helpers/anvilSettlement.js';
+
+let fx: SettlementFixture;
+
+function indexerProvider(): JsonRpcProvider {
+  return new JsonRpcProvider(fx.anvil.rpcUrl, Network.from(fx.anvil.chainId), {
+    staticNetwork: true,
+    cacheTimeout: -1,
+  });
+}
+
+function newIndexer(opts: { keepBlocks?: number; provider?: JsonRpcProvider } = {}): ChainIndexer {
+  // Three blocks per getLogs call, so catching up takes several reads.
+  return new ChainIndexer({
+    provider: opts.provider ?? indexerProvider(),
+    deployment: fx.deployment,
+    confirmations: 1,
+    chunkBlocks: 3,
+    ...(opts.keepBlocks !== undefined ? { keepBlocks: opts.keepBlocks } : {}),
+  });
+}
+
+const snapshot = (): Promise<string> => fx.provider.send('evm_snapshot', []);
+const revert = (id: string): Promise<boolean> => fx.provider.send('evm_revert', [id]);
+
+async function expectBalanced(indexer: ChainIndexer, member: string): Promise<void> {
+  const st = statementOf(indexer.events, member, 0, Number.MAX_SAFE_INTEGER);
+  const moved = st.depositsWei - st.paymentsWei + st.earningsWei - st.withdrawalsWei;
+  expect(st.closingWei).toBe(st.openingWei + moved);
+  const onChain =
+    st.role === 'ev'
+      ? (await fx.operator.client.depositOf(member)).balance
+      : await fx.operator.client.earningsOf(member);
+  expect(st.closingWei).toBe(onChain);
+}
+
+beforeAll(async () => {
+  fx = await setupSettlement({ evs: 2, hcss: 1, strangers: 0 });
+}, 120_000);
+
+afterAll(async () => {
+  await fx?.stop();
+});
+
+describe('the page indexer', () => {
+  it('reads each side’s energy from the settle, settleDisputed and settleBatch calldata', async () => {
+    const [ev1, ev2] = fx.evs;
+    const hcs = fx.hcss[0]!;
+    const single = await newTerms(fx, ev1!, hcs);
+    const a = sessionReports(fx, single, 1000n, 1010n);
+    await hcs.client.settle(single, a.evReport, a.hcsReport);
+    const disputed = await newTerms(fx, ev1!, hcs);
+    const b = sessionReports(fx, disputed, 500n, 2000n);
+    await hcs.client.settleDisputed(disputed, b.evReport, b.hcsReport);
+    const t1 = await newTerms(fx, ev1!, hcs);
+    const t2 = await newTerms(fx, ev2!, hcs);
+    const c1 = sessionReports(fx, t1, 3000n, 3020n);
+    const c2 = sessionReports(fx, t2, 4010n, 4000n);
+    await fx.operator.client.settleBatch([
+      { terms: t1, evReport: c1.evReport, hcsReport: c1.hcsReport },
+      { terms: t2, evReport: c2.evReport, hcsReport: c2.hcsReport },
+    ]);
+    await ev1!.client.rate(single, 4, 'fast', a.hcsReport);
+    await ev2!.client.rate(t2, 1, 'slow', c2.hcsReport);
+
+    const indexer = newIndexer();
+    await indexer.sync();
+    const sessions = sessionsOf(indexer.events, indexer.settlements);
+    const byTxid = new Map(sessions.map((s) => [s.txid, s]));
+    const expectSession = (txid: string, evWh: bigint, hcsWh: bigint, outcome: string) => {
+      const s = byTxid.get(txid.toLowerCase())!;
+      expect(s, txid).toBeDefined();
+      expect([s.evEnergyWh, s.hcsEnergyWh, s.outcome]).toEqual([evWh, hcsWh, outcome]);
+      const billed = [evWh, hcsWh].sort((x, y) => (x < y ? -1 : 1))[0]!;
+      expect(s.billedWh).toBe(billed);
+      expect(s.amountWei).toBe(billWei(billed, PRICE));
+      return s;
+    };
+    expect(expectSession(a.txid, 1000n, 1010n, 'settled')).toMatchObject({
+      rating: 4,
+      comment: 'fast',
+      seq: 1n,
+    });
+    expectSession(b.txid, 500n, 2000n, 'disputed');
+    expectSession(c1.txid, 3000n, 3020n, 'settled');
+    expect(expectSession(c2.txid, 4010n, 4000n, 'settled')).toMatchObject({ rating: 1, comment: 'slow' });
+    // Both batch entries come from one transaction.
+    expect(byTxid.get(c1.txid)!.txHash).toBe(byTxid.get(c2.txid)!.txHash);
+    expect(sessions).toHaveLength(4);
+
+    const [station] = stationsOf(indexer.events);
+    expect(station!.hcs).toBe(hcs.address.toLowerCase());
+    expect(station!.meanRating).toBe(await fx.operator.client.meanRating(hcs.address));
+    expect(station!.ratingCount).toBe(2);
+    for (const m of [ev1!, ev2!, hcs]) await expectBalanced(indexer, m.address);
+  }, 60_000);
+
+  it('drops a replaced tip block and indexes the new one (evm_snapshot / evm_revert)', async () => {
+    const ev = fx.evs[0]!;
+    const indexer = newIndexer();
+    await indexer.sync();
+    const id = await snapshot();
+    await ev.client.deposit(parseEther('0.5'));
+    await indexer.sync();
+    const deposits = () =>
+      indexer.events
+        .filter((e) => e.name === 'Deposited' && e.args.ev === ev.address.toLowerCase())
+        .map((e) => e.args.amount);
+    expect(deposits().at(-1)).toBe(parseEther('0.5'));
+    const height = indexer.tip!.number;
+
+    await revert(id);
+    // Same height, another block: the indexer must notice by the hash, not the number.
+    await ev.client.deposit(parseEther('0.25'));
+    expect(await fx.provider.getBlockNumber()).toBe(height);
+    await indexer.sync();
+    expect(indexer.reorgs).toBe(1);
+    expect(deposits()).not.toContain(parseEther('0.5'));
+    expect(deposits().at(-1)).toBe(parseEther('0.25'));
+    await expectBalanced(indexer, ev.address);
+  }, 60_000);
+
+  it('re-indexes from the deployment when a reorg is deeper than the kept checkpoints', async () => {
+    const ev = fx.evs[1]!;
+    const indexer = newIndexer({ keepBlocks: 2 });
+    await indexer.sync();
+    const id = await snapshot();
+    for (let i = 0; i < 6; i++) await ev.client.deposit(parseEther('0.01'));
+    await indexer.sync();
+    const before = indexer.events.length;
+    await revert(id);
+    await fx.provider.send('evm_mine', []);
+    await ev.client.deposit(parseEther('0.02'));
+    await fx.provider.send('evm_mine', []);
+    await fx.provider.send('evm_mine', []);
+    await fx.provider.send('evm_mine', []);
+    await indexer.sync();
+    expect(indexer.reorgs).toBe(1);
+    expect(indexer.events.length).toBe(before - 6 + 1);
+    const fresh = newIndexer();
+    await fresh.sync();
+    expect(indexer.events).toEqual(fresh.events);
+    await expectBalanced(indexer, ev.address);
+  }, 60_000);
+
+  it('throws away a read that a reorg cut through, and gets it right on the next step', async () => {
+    const ev = fx.evs[0]!;
+    const provider = indexerProvider();
+    const indexer = newIndexer({ provider });
+    await indexer.sync();
+    const id = await snapshot();
+    await ev.client.deposit(parseEther('0.125'));
+    // The reorg lands between the logs and the headers of the same read.
+    const getLogs = provider.getLogs.bind(provider);
+    let cut = true;
+    provider.getLogs = async (filter) => {
+      const logs = await getLogs(filter);
+      if (cut && logs.length > 0) {
+        cut = false;
+        await revert(id);
+        await ev.client.deposit(parseEther('0.0625'));
+      }
+      return logs;
+    };
+    const eventsBefore = indexer.events.length;
+    await expect(indexer.sync()).rejects.toThrow(/changed while it was read/);
+    expect(indexer.events.length).toBe(eventsBefore);
+    await indexer.sync();
+    const last = indexer.events.at(-1)!;
+    expect([last.name, last.args.amount]).toEqual(['Deposited', parseEther('0.0625')]);
+    await expectBalanced(indexer, ev.address);
+  }, 60_000);
+});
