@@ -8,6 +8,7 @@ import { registerDiagCommands } from '../drivers/cli.js';
 import { registerMsgCommands } from '../protocol/cli.js';
 import { registerSimCommands } from '../sim/cli.js';
 import { registerAgentCommands } from './commands.js';
+import { registerOpsCommands } from './ops-commands.js';
 
 export function buildProgram(): Command {
   const program = new Command('p2pev')
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerDiagCommands(program);
   registerSimCommands(program);
   registerAgentCommands(program);
+  registerOpsCommands(program);
   return program;
 }
 

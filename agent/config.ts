@@ -47,6 +47,8 @@ export interface AgentConfig {
   control: { host: string; port?: number };
   metrics: { host: string; port?: number };
   log: { level: string };
+  /** Home Assistant MQTT discovery (agent/homeassistant.ts); absent = off. */
+  homeassistant?: import('./homeassistant.js').HomeAssistantConfig;
 }
 
 export class ConfigError extends Error {

@@ -14,6 +14,7 @@ import { type DeviceKey, openKeystore, readPassword } from './keys.js';
 import { createLogger, type Logger } from './log.js';
 import { Metering } from './metering.js';
 import { createMetrics, type Metrics, serveMetrics } from './metrics.js';
+import { Ops } from './ops.js';
 import { canMove, OPEN_STATES, type SessionRecord, type SessionState } from './session.js';
 
 export interface Role {
@@ -47,6 +48,8 @@ export class Agent {
   private servers: Server[] = [];
   controlPort?: number;
   metricsPort?: number;
+  /** Telemetry, Home Assistant, clock-jump watch, systemd watchdog (agent/ops.ts). */
+  ops?: Ops;
   readonly startedAt = Date.now();
 
   private constructor(
@@ -94,6 +97,7 @@ export class Agent {
     await agent.bus.connect();
     await agent.role.resume();
     await agent.serve();
+    agent.ops = await Ops.start(agent);
     const pollMs = cfg.meter?.pollMs ?? 500;
     agent.timer = setInterval(() => void agent.tick(), Math.min(pollMs, 1000));
     log.info({ control: agent.controlPort, metrics: agent.metricsPort }, 'agent running');
@@ -132,6 +136,7 @@ export class Agent {
     if (this.ticking) return;
     this.ticking = true;
     try {
+      this.ops?.tick();
       await this.exclusive(() => this.role.tick());
       this.metrics.journalBytes.set(this.journal.fileBytes);
     } catch (err) {
@@ -225,6 +230,7 @@ export class Agent {
         txid: s.txid,
         peer: s.role === 'ev' ? s.hcs : s.ev,
       })),
+      ...this.ops?.status(),
       ...this.role.status(),
     };
   }
@@ -279,6 +285,7 @@ export class Agent {
     clearInterval(this.timer);
     for (const s of this.servers) s.close();
     await this.bus?.close().catch(() => {});
+    await this.ops?.stop();
     await this.metering?.close().catch(() => {});
     this.chain?.close();
     this.journal.close();

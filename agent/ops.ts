@@ -1,0 +1,200 @@
+/**
+ * The operations side of a running agent, hooked into the runtime's ticker: a telemetry sample
+ * every `intervalS` (the meter's full reading, the wallet balance, the HCS's earnings or the EV's
+ * deposit) for `GET /status` and Home Assistant; the clock-jump watch (agent/clock.ts); and
+ * systemd's watchdog, pinged only while ticks keep running, so a wedged agent is restarted.
+ */
+import { execFile } from 'node:child_process';
+import { resolveProfile } from '../drivers/index.js';
+import { ClockWatch, shiftSessionTimes } from './clock.js';
+import type { AgentConfig } from './config.js';
+import { type HaState, HomeAssistant } from './homeassistant.js';
+import type { Agent } from './runtime.js';
+import { OPEN_STATES } from './session.js';
+
+export const VERSION = '0.1.0';
+const DEFAULT_INTERVAL_S = 30;
+
+export interface Telemetry {
+  at?: number;
+  reading?: { energyWh: number; powerW?: number; voltageV?: number; currentA?: number; at: number };
+  meterError?: string;
+  balanceWei?: string;
+  /** HCS: earnings held by the contract. EV: deposit available for charging. */
+  earningsWei?: string;
+  depositWei?: string;
+  chainError?: string;
+}
+
+/** The meter's vendor and model from its profile (none for a generic profile). */
+export function meterModel(meter: AgentConfig['meter']): { vendor?: string; model?: string } {
+  if (!meter || meter.profile === 'generic') return {};
+  try {
+    const p = resolveProfile(meter.profile);
+    return { vendor: p.vendor, model: p.model };
+  } catch {
+    return {};
+  }
+}
+
+/** A broker URL fit for a status page: user and password (if any were put in it) removed. */
+export function withoutCredentials(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = '';
+    u.password = '';
+    return u.toString();
+  } catch {
+    return '(unparsable URL)';
+  }
+}
+
+function systemdNotify(...args: string[]): void {
+  // Only under systemd (Type=notify sets NOTIFY_SOCKET); the unit has NotifyAccess=all because
+  // the message comes from this child process, not the agent's own pid.
+  if (!process.env.NOTIFY_SOCKET) return;
+  execFile('systemd-notify', args, () => {});
+}
+
+export class Ops {
+  telemetry: Telemetry = {};
+  readonly clock = new ClockWatch();
+  private ha?: HomeAssistant;
+  private sampling = false;
+  private lastSample = 0;
+  private lastWatchdog = 0;
+  private readonly intervalMs: number;
+  private readonly watchdogMs: number;
+
+  constructor(private readonly agent: Agent) {
+    this.intervalMs = (agent.cfg.homeassistant?.intervalS ?? DEFAULT_INTERVAL_S) * 1000;
+    // systemd asks for a ping within WATCHDOG_USEC; ping at half of it.
+    const usec = Number(process.env.WATCHDOG_USEC ?? 0);
+    this.watchdogMs = usec > 0 ? usec / 2000 : 0;
+  }
+
+  static async start(agent: Agent): Promise<Ops> {
+    const ops = new Ops(agent);
+    const ha = agent.cfg.homeassistant;
+    if (ha) {
+      ops.ha = new HomeAssistant({ ...ha, url: ha.url ?? agent.cfg.mqtt.url }, ops.deviceInfo(), agent.log);
+      ops.ha.start();
+    }
+    // In the background: a silent meter or node must not delay the start.
+    void ops.sample();
+    systemdNotify('--ready', `--status=${agent.cfg.role} ${agent.address}`);
+    return ops;
+  }
+
+  private deviceInfo() {
+    const a = this.agent;
+    return {
+      address: a.address,
+      name: a.cfg.name,
+      role: a.cfg.role,
+      version: VERSION,
+      ...(a.metering ? { meter: { ...meterModel(a.cfg.meter), serial: a.metering.serial } } : {}),
+    };
+  }
+
+  /** Called on every runtime tick, before the role's tick. Never throws, never waits. */
+  tick(): void {
+    const jump = this.clock.check();
+    if (jump) this.onClockJump(jump);
+    const now = Date.now();
+    if (this.watchdogMs && now - this.lastWatchdog >= this.watchdogMs) {
+      this.lastWatchdog = now;
+      systemdNotify('WATCHDOG=1');
+    }
+    if (!this.sampling && now - this.lastSample >= this.intervalMs) void this.sample();
+  }
+
+  private onClockJump(ms: number): void {
+    const a = this.agent;
+    const open = a.sessions.size ? [...a.sessions.values()].filter((s) => OPEN_STATES.includes(s.state)) : [];
+    a.log.warn({ jumpMs: ms, open: open.length }, 'system clock stepped; session timers shifted to match');
+    for (const s of open) {
+      shiftSessionTimes(s, ms);
+      // Straight to the journal: save() would stamp updatedAt with the new clock.
+      a.journal.put(`s:${s.id}`, s);
+    }
+    (a.role as { onClockJump?: (ms: number) => void } | undefined)?.onClockJump?.(ms);
+    this.lastSample += ms;
+    this.lastWatchdog += ms;
+  }
+
+  /** One telemetry sample; failures are recorded in it (status shows them), never thrown. */
+  async sample(): Promise<void> {
+    this.sampling = true;
+    this.lastSample = Date.now();
+    const a = this.agent;
+    const t: Telemetry = { at: Date.now() };
+    try {
+      if (a.metering) {
+        try {
+          const r = await a.metering.meter.read();
+          t.reading = {
+            energyWh: Math.floor(r.energyWh),
+            ...(r.powerW !== undefined ? { powerW: r.powerW } : {}),
+            ...(r.voltageV !== undefined ? { voltageV: r.voltageV } : {}),
+            ...(r.currentA !== undefined ? { currentA: r.currentA } : {}),
+            at: r.at,
+          };
+        } catch (err) {
+          t.meterError = (err as Error).message;
+        }
+      }
+      try {
+        // Straight to the node, no retries: a sample must not hang while the node is away.
+        t.balanceWei = (await a.chain.rpc.getBalance(a.address)).toString();
+        if (a.cfg.role === 'hcs') t.earningsWei = (await a.chain.client.earningsOf(a.address)).toString();
+        if (a.cfg.role === 'ev') t.depositWei = (await a.chain.client.availableDeposit(a.address)).toString();
+      } catch (err) {
+        t.chainError = (err as Error).message.split('\n')[0];
+      }
+      this.telemetry = t;
+      await this.ha?.publishState(this.haState());
+    } finally {
+      this.sampling = false;
+    }
+  }
+
+  private haState(): HaState {
+    const a = this.agent;
+    const r = this.telemetry.reading;
+    const open = [...a.sessions.values()].find((s) => OPEN_STATES.includes(s.state));
+    const wei = this.telemetry.earningsWei ?? this.telemetry.depositWei;
+    const edgeBills = (a.role.status() as { edge?: { bills?: Record<string, number> } }).edge?.bills;
+    return {
+      energy_kwh: r ? r.energyWh / 1000 : null,
+      power_w: r?.powerW ?? null,
+      voltage_v: r?.voltageV ?? null,
+      current_a: r?.currentA ?? null,
+      session: edgeBills
+        ? Object.entries(edgeBills)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', ') || 'idle'
+        : (open?.state ?? 'idle'),
+      money_eth: wei !== undefined ? Number(BigInt(wei) / 10n ** 9n) / 1e9 : null,
+    };
+  }
+
+  status(): Record<string, unknown> {
+    return {
+      telemetry: this.telemetry,
+      clock: { jumps: this.clock.seen.jumps, totalJumpMs: this.clock.seen.totalMs },
+      ...(this.agent.cfg.homeassistant
+        ? {
+            homeassistant: {
+              url: withoutCredentials(this.agent.cfg.homeassistant.url ?? this.agent.cfg.mqtt.url),
+            },
+          }
+        : {}),
+    };
+  }
+
+  async stop(): Promise<void> {
+    systemdNotify('STOPPING=1');
+    await this.ha?.stop();
+  }
+}
