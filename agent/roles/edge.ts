@@ -327,6 +327,12 @@ export class EdgeRole implements Role {
     throw new Error(`unknown action ${action}: try flush`);
   }
 
+  /** The clock stepped (agent/ops.ts): queued bills keep their place in the batch wait. */
+  onClockJump(ms: number): void {
+    for (const b of this.bills.values())
+      if (b.state === 'queued' && b.queuedAt) this.save({ ...b, queuedAt: b.queuedAt + ms });
+  }
+
   status(): Record<string, unknown> {
     const by: Record<string, number> = {};
     for (const b of this.bills.values()) by[b.state] = (by[b.state] ?? 0) + 1;
