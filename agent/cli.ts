@@ -8,6 +8,7 @@ import { registerDiagCommands } from '../drivers/cli.js';
 import { registerMsgCommands } from '../protocol/cli.js';
 import { registerSimCommands } from '../sim/cli.js';
 import { registerAgentCommands } from './commands.js';
+import { registerWebCommands } from './web/cli.js';
 import { registerOpsCommands } from './ops-commands.js';
 
 export function buildProgram(): Command {
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerDiagCommands(program);
   registerSimCommands(program);
   registerAgentCommands(program);
+  registerWebCommands(program);
   registerOpsCommands(program);
   return program;
 }

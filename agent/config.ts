@@ -47,6 +47,8 @@ export interface AgentConfig {
   control: { host: string; port?: number };
   metrics: { host: string; port?: number };
   log: { level: string };
+  /** The members' page on its own port (agent/web/, docs/WEB.md); absent = control port only. */
+  web?: { host: string; port?: number };
   /** Home Assistant MQTT discovery (agent/homeassistant.ts); absent = off. */
   homeassistant?: import('./homeassistant.js').HomeAssistantConfig;
 }

@@ -16,6 +16,7 @@ import { Metering } from './metering.js';
 import { createMetrics, type Metrics, serveMetrics } from './metrics.js';
 import { Ops } from './ops.js';
 import { canMove, OPEN_STATES, type SessionRecord, type SessionState } from './session.js';
+import { type AgentWeb, agentWeb, serveWeb } from './web/agent.js';
 
 export interface Role {
   /** Picks up the sessions found in the journal (after a restart). */
@@ -48,6 +49,9 @@ export class Agent {
   private servers: Server[] = [];
   controlPort?: number;
   metricsPort?: number;
+  /** The members' page (agent/web/): the control port's unknown GETs, and `web.port`. */
+  private web?: AgentWeb;
+  webPort?: number;
   /** Telemetry, Home Assistant, clock-jump watch, systemd watchdog (agent/ops.ts). */
   ops?: Ops;
   readonly startedAt = Date.now();
@@ -237,6 +241,7 @@ export class Agent {
 
   /** The local control and status port (loopback by default), and the metrics port. */
   private async serve(): Promise<void> {
+    this.web = agentWeb(this);
     if (this.cfg.control.port !== undefined) {
       const server = createServer((req, res) => {
         let body = '';
@@ -249,6 +254,7 @@ export class Agent {
             let out: unknown;
             if (req.method === 'GET' && req.url === '/status') out = this.status();
             else if (req.method === 'GET' && req.url === '/sessions') out = [...this.sessions.values()];
+            else if (req.method === 'GET' && (await this.web!.handle(req, res))) return;
             else if (req.method === 'POST' && req.url?.startsWith('/')) {
               const action = req.url.slice(1);
               const args = body ? JSON.parse(body) : {};
@@ -279,11 +285,17 @@ export class Agent {
       this.metricsPort = (server.address() as AddressInfo).port;
       this.servers.push(server);
     }
+    if (this.cfg.web?.port !== undefined) {
+      const server = await serveWeb(this.web.handle, this.cfg.web.host, this.cfg.web.port);
+      this.webPort = (server.address() as AddressInfo).port;
+      this.servers.push(server);
+    }
   }
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
     for (const s of this.servers) s.close();
+    this.web?.close();
     await this.bus?.close().catch(() => {});
     await this.ops?.stop();
     await this.metering?.close().catch(() => {});

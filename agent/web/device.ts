@@ -41,6 +41,8 @@ interface RecordLike {
   targetWh?: number;
   startWh?: number;
   lastWh?: number;
+  /** Unix seconds when the charge began. */
+  t0?: number;
   updatedAt?: number;
 }
 
@@ -68,6 +70,12 @@ export class PowerEstimator {
   }
 }
 
+function meanPowerW(r: RecordLike | undefined): number | undefined {
+  if (r?.state !== 'charging' || !r.t0 || r.startWh === undefined || r.lastWh === undefined) return undefined;
+  const seconds = Date.now() / 1000 - r.t0;
+  return seconds > 0 ? Math.round(((r.lastWh - r.startWh) * 3600) / seconds) : undefined;
+}
+
 export function deviceState(status: StatusLike, records: RecordLike[], power: PowerEstimator): DeviceState {
   const open = records.filter((r) => OPEN.has(r.state));
   // The one that matters on a meter: the charge in progress, else the newest open one.
@@ -88,7 +96,8 @@ export function deviceState(status: StatusLike, records: RecordLike[], power: Po
             ...(m.profile !== undefined ? { profile: m.profile } : {}),
             ...(m.lastWh !== undefined ? { energyWh: m.lastWh } : {}),
             ...(m.lastReadAt ? { readAt: m.lastReadAt } : {}),
-            powerW: power.estimate(address, m.lastWh, m.lastReadAt),
+            // Until two readings are seen, the mean power of the charge so far.
+            powerW: power.estimate(address, m.lastWh, m.lastReadAt) ?? meanPowerW(current),
           },
         }
       : {}),

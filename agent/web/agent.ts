@@ -1,0 +1,55 @@
+/**
+ * The members' page inside a running agent: the control port hands it the GET requests it does
+ * not know, and `web.port` (the edge's public page) serves it alone. The indexer starts on the
+ * first request, so an agent whose page nobody opens spends nothing on it.
+ */
+import { connectRpc } from '../../contracts/rpc.js';
+import type { Agent } from '../runtime.js';
+import { deviceState, PowerEstimator } from './device.js';
+import { ChainIndexer } from './indexer.js';
+import { createWebApp, type WebHandler } from './server.js';
+
+export { serveWeb } from './server.js';
+
+export interface AgentWeb {
+  handle: WebHandler;
+  close(): void;
+}
+
+export function agentWeb(agent: Agent): AgentWeb {
+  const power = new PowerEstimator();
+  let app: Promise<ReturnType<typeof createWebApp>> | undefined;
+  let closed = false;
+  const start = async () => {
+    // Its own provider: the page's reads never queue behind the agent's transactions.
+    const { provider } = await connectRpc(agent.cfg.chain.rpcUrl);
+    const indexer = new ChainIndexer({
+      provider,
+      deployment: agent.chain.deployment,
+      confirmations: agent.cfg.chain.confirmations,
+      onError: (err) => agent.log.warn({ err: err.message }, 'page indexer'),
+    });
+    const web = createWebApp({
+      indexer,
+      devices: async () => [deviceState(agent.status(), [...agent.sessions.values()], power)],
+    });
+    return {
+      handle: web.handle,
+      close: () => {
+        web.close();
+        provider.destroy();
+      },
+    };
+  };
+  return {
+    handle: async (req, res) => {
+      if (closed || (req.method !== 'GET' && req.method !== 'HEAD')) return false;
+      app ??= start();
+      return (await app).handle(req, res);
+    },
+    close: () => {
+      closed = true;
+      void app?.then((a) => a.close()).catch(() => {});
+    },
+  };
+}

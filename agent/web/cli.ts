@@ -1,0 +1,71 @@
+/**
+ * `p2pev web`: the members' page on its own, against a chain and a deployment (the sim, an
+ * operator's laptop), optionally showing the live state of agents through their control ports.
+ */
+import type { Command } from 'commander';
+import { readDeployment } from '../../contracts/deploy.js';
+import { connectRpc } from '../../contracts/rpc.js';
+import { fetchDeviceState, PowerEstimator } from './device.js';
+import { ChainIndexer } from './indexer.js';
+import { createWebApp, portOf, serveWeb } from './server.js';
+
+interface WebOpts {
+  deployment: string;
+  rpc?: string;
+  port: number;
+  host: string;
+  confirmations: number;
+  device: string[];
+}
+
+export function registerWebCommands(program: Command): void {
+  program
+    .command('web')
+    .description("Serve the members' page (stations, sessions, statements, ratings) for a deployment")
+    .option('--deployment <file>', 'the deployment file', 'deployment.json')
+    .option('--rpc <url>', "the chain's JSON-RPC (default: the deployment's)")
+    .option('--port <n>', 'HTTP port (0 = any free port)', (v) => Number(v), 8080)
+    .option('--host <addr>', 'address to listen on', '127.0.0.1')
+    .option('--confirmations <n>', 'index a block once it has this many confirmations', (v) => Number(v), 1)
+    .option(
+      '--device <url>',
+      "an agent's control port (http://127.0.0.1:PORT) to show live; repeatable",
+      (v: string, all: string[]) => [...all, v],
+      [],
+    )
+    .action(async (opts: WebOpts) => {
+      const deployment = readDeployment(opts.deployment);
+      const rpcUrl = opts.rpc ?? deployment.rpcUrl;
+      if (!rpcUrl) throw new Error(`${opts.deployment} names no RPC URL: pass --rpc URL`);
+      const { provider, chainId } = await connectRpc(rpcUrl);
+      if (chainId !== BigInt(deployment.chainId))
+        throw new Error(
+          `${rpcUrl} is chain ${chainId}, but ${opts.deployment} is for chain ${deployment.chainId}`,
+        );
+      const indexer = new ChainIndexer({
+        provider,
+        deployment,
+        confirmations: opts.confirmations,
+        onError: (err) => process.stderr.write(`p2pev web: ${err.message}\n`),
+      });
+      await indexer.start();
+      const power = new PowerEstimator();
+      const web = createWebApp({
+        indexer,
+        ...(opts.device.length
+          ? { devices: () => Promise.all(opts.device.map((url) => fetchDeviceState(url, power))) }
+          : {}),
+      });
+      const server = await serveWeb(web.handle, opts.host, opts.port);
+      process.stdout.write(
+        `members' page on http://${opts.host}:${portOf(server)}/ (indexed to block ${indexer.tip?.number})\n`,
+      );
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      server.close();
+      web.close();
+      provider.destroy();
+    });
+}
