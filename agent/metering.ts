@@ -10,7 +10,7 @@ import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 
 /** The simulated meter's sim-only holding registers (see sim/meter/model.ts). */
-const SIM_CONTROL = { enable: 0x7f00, powerHectoWatt: 0x7f01 } as const;
+const SIM_CONTROL = { enable: 0x7f00, powerHectoWatt: 0x7f01, plug: 0x7f02 } as const;
 
 export class Metering {
   serial = 'unknown';
@@ -64,13 +64,24 @@ export class Metering {
     }
   }
 
-  /** Switches charging on (at `kw`) or off, where this device has a charger to switch. */
-  async setCharging(on: boolean, kw = 0): Promise<void> {
+  /**
+   * Switches charging on (at `kw`) or off, where this device has a charger to switch. An EV names
+   * the station it is plugged into (`plugTo`), which the simulated cable needs.
+   */
+  async setCharging(on: boolean, kw = 0, plugTo?: string): Promise<void> {
     if (this.cfg.charger !== 'sim-control') return;
     const write = (this.meter as unknown as { writeRegisters?: (a: number, v: number[]) => Promise<void> })
       .writeRegisters;
     if (!write) throw new Error('this meter driver cannot write registers (needed for charger: sim-control)');
     // Power first, then the switch: the meter starts at the power it was given.
+    if (plugTo) {
+      const hex = plugTo.slice(2).padStart(40, '0');
+      await write.call(
+        this.meter,
+        SIM_CONTROL.plug,
+        Array.from({ length: 10 }, (_, i) => Number.parseInt(hex.slice(4 * i, 4 * i + 4), 16)),
+      );
+    }
     if (on) await write.call(this.meter, SIM_CONTROL.powerHectoWatt, [Math.round(kw * 10)]);
     await write.call(this.meter, SIM_CONTROL.enable, [on ? 1 : 0]);
     this.log.debug({ on, kw }, 'charger switched');

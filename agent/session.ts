@@ -46,6 +46,8 @@ export interface SessionRecord {
   t0?: number;
   t1?: number;
   endStatus?: number;
+  /** The peer announced the end (so we need not announce it again). */
+  endedByPeer?: boolean;
   /** Envelopes (hex): this device's signed report, and the peer's. */
   myReport?: string;
   peerReport?: string;

@@ -35,6 +35,8 @@ export interface SimMeter {
   energyWh: number;
   readonly powerW: number;
   readonly charging: boolean;
+  /** The model behind the registers (the world links an EV's meter to its station's through it). */
+  readonly model: SimMeterModel;
   /** kw: a preset (3.7, 7.4, 11, 22) or any power. */
   startCharging(kw: number, opts?: StartChargingOptions): void;
   stopCharging(): void;
@@ -85,6 +87,9 @@ function facade(
     },
     get charging() {
       return model.charging;
+    },
+    get model() {
+      return model;
     },
     startCharging: (kw, opts) => model.startCharging(kw, opts),
     stopCharging: () => model.stopCharging(),

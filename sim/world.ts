@@ -154,6 +154,7 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
       // The charge curve runs `timeScale` times faster than the wall clock.
       d.meter.startCharging(1, { timeScale });
       d.meter.stopCharging();
+      d.meter.model.linked = true;
       // The plausibility check bounds energy by power × time; sim time runs `timeScale` times faster.
       Object.assign(meterConfig, {
         pollMs: 100,
@@ -241,6 +242,8 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
     await operator.verify(d.address);
   }
   log(`${devices.length} devices registered and verified`);
+  const physics = setInterval(() => cables(devices), 20);
+  physics.unref();
 
   return {
     ...(anvil ? { anvil } : {}),
@@ -252,10 +255,37 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
     operator,
     devices,
     async close() {
+      clearInterval(physics);
       for (const c of closers.reverse()) await c().catch(() => {});
       await broker?.close().catch(() => {});
       provider.destroy();
       await anvil?.stop();
     },
   };
+}
+
+/**
+ * The charging cables: current flows through an EV's meter and its station's only while both
+ * switches are on and the EV is plugged into that station (its plug registers name it). So a
+ * station that stops, or dies, stops the EV's energy too, as a real charge point would.
+ */
+export function cables(devices: Device[]): void {
+  const stations = new Map(
+    devices.filter((d) => d.role === 'hcs' && d.meter).map((d) => [d.address, d.meter!.model]),
+  );
+  const feeding = new Set<string>();
+  for (const ev of devices) {
+    if (ev.role !== 'ev' || !ev.meter) continue;
+    const m = ev.meter.model;
+    const station = stations.get(m.pluggedTo);
+    const flows = m.switchedOn && station?.switchedOn === true;
+    if (flows) feeding.add(m.pluggedTo);
+    if (flows && !m.charging) m.startCharging(m.chargeKwSetting);
+    else if (!flows && m.charging) m.stopCharging();
+  }
+  for (const [address, m] of stations) {
+    const flows = m.switchedOn && feeding.has(address);
+    if (flows && !m.charging) m.startCharging(m.chargeKwSetting);
+    else if (!flows && m.charging) m.stopCharging();
+  }
 }

@@ -9,8 +9,25 @@ import { big } from '../journal.js';
 import type { Agent } from '../runtime.js';
 import { END, type SessionRecord } from '../session.js';
 
+/** The EV plugs into the session's station; the station plugs into nothing. */
+const plugOf = (s: SessionRecord) => (s.role === 'ev' ? s.hcs : undefined);
+
 /** Consecutive failed meter reads that end a charge as a meter fault. */
 const METER_FAULT_AFTER = 5;
+
+/** After a restart: a charge in progress goes on (the meter kept counting); switch the charger back on. */
+export async function resumeCharging(agent: Agent, s: SessionRecord, kw: number): Promise<void> {
+  agent.log.info({ id: s.id, txid: s.txid, startWh: s.startWh }, 'resuming a charge after restart');
+  s.lastProgressAt = Date.now();
+  await agent
+    .metering!.setCharging(true, kw, plugOf(s))
+    .catch((err) => agent.log.warn({ err: (err as Error).message }, 'charger switch-on failed'));
+}
+
+/** After a restart: send the end of the charge and our signed report again (receivers ignore repeats). */
+export async function resumeReport(agent: Agent, s: SessionRecord): Promise<void> {
+  if (s.myReport) await announceEnd(agent, s, s.endedByPeer ?? true);
+}
 
 export async function beginCharging(agent: Agent, s: SessionRecord, kw: number): Promise<void> {
   const startWh = await agent.metering!.energyWh();
@@ -22,7 +39,7 @@ export async function beginCharging(agent: Agent, s: SessionRecord, kw: number):
     deadline: 0,
   });
   crashPoint('after-mutual', agent.cfg.dataDir);
-  await agent.metering!.setCharging(true, kw);
+  await agent.metering!.setCharging(true, kw, plugOf(s));
 }
 
 /**
@@ -96,6 +113,7 @@ export async function endCharging(
     t1: Math.floor(Date.now() / 1000),
     endStatus: status,
     myReport: Buffer.from(report).toString('hex'),
+    endedByPeer: fromPeer,
     deadline: Date.now() + agent.cfg.timeouts.reportMs,
   });
   crashPoint('after-report', agent.cfg.dataDir);

@@ -25,6 +25,12 @@ import { parseTerms, type TermsJson, termsFromJson } from '../session.js';
 import { rankStations, StationDirectory } from '../stations.js';
 import { reportEnergyWh, withinToleranceOf } from './settle.js';
 
+/** The `n` (nonce) of a request's optional data, to echo in the answer. */
+export function nonceOf(optional: Record<string, unknown> | undefined): { optional?: { n: string } } {
+  const n = optional?.n;
+  return typeof n === 'string' && n.length <= 32 ? { optional: { n } } : {};
+}
+
 export interface Bill {
   txid: string;
   ev: string;
@@ -94,6 +100,9 @@ export class EdgeRole implements Role {
             meanRating: r.meanRating,
             priceWeiPerKWh: r.priceWeiPerKWh,
           })),
+          // Echo the search's nonce: ties the answer to the question (and two answers listing the
+          // same stations are still two messages, not a replay).
+          ...nonceOf(msg.optional),
         });
         return;
       }

@@ -6,13 +6,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { SessionState as ChainSessionState, revertName } from '../../contracts/client.js';
-import { computeTxId, type MessageOf, REQUEST_STATUS } from '../../protocol/index.js';
+import { computeTxId, type MessageOf, PAYMENT_STATUS, REQUEST_STATUS } from '../../protocol/index.js';
 import type { Incoming } from '../bus.js';
 import { big } from '../journal.js';
 import type { Agent, Role } from '../runtime.js';
 import { END, parseTerms, type SessionRecord, termsFromJson } from '../session.js';
 import { rankStations, StationDirectory } from '../stations.js';
-import { announceEnd, beginCharging, endCharging, pollCharging } from './charging.js';
+import { beginCharging, endCharging, pollCharging, resumeCharging, resumeReport } from './charging.js';
 
 /** The car's own meter sits behind the charging cable: it sees a little less than the station's. */
 const CABLE_EFFICIENCY = 0.99;
@@ -38,7 +38,8 @@ export class EvRole implements Role {
       }
     }
     for (const s of this.agent.openSessions()) {
-      if (s.state === 'awaitingSettlement' && s.myReport) await announceEnd(this.agent, s, true);
+      if (s.state === 'awaitingSettlement') await resumeReport(this.agent, s);
+      if (s.state === 'charging') await resumeCharging(this.agent, s, (s.kw ?? 11) * CABLE_EFFICIENCY);
     }
   }
 
@@ -117,7 +118,10 @@ export class EvRole implements Role {
       case 'transaction': {
         const s = this.find((x) => x.txid === msg.txid && x.state === 'awaitingSettlement');
         if (!s || signer !== s.server) return;
-        if (msg.paymentStatus === 2 || msg.paymentStatus === 3) await this.settled(s);
+        if (msg.paymentStatus === PAYMENT_STATUS.settled || msg.paymentStatus === PAYMENT_STATUS.disputed)
+          await this.settled(s);
+        else if (msg.paymentStatus === PAYMENT_STATUS.failed)
+          this.agent.move(s, 'failed', { error: 'the chain refused the bill', deadline: 0 });
         return;
       }
       default:

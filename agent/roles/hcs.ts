@@ -6,12 +6,20 @@
  * has not settled in time.
  */
 import { SessionState as ChainSessionState } from '../../contracts/client.js';
-import { billWei, computeTxId, type Message, type MessageOf, REQUEST_STATUS } from '../../protocol/index.js';
+import {
+  billWei,
+  computeTxId,
+  type Message,
+  type MessageOf,
+  PAYMENT_STATUS,
+  REQUEST_STATUS,
+} from '../../protocol/index.js';
 import type { Incoming } from '../bus.js';
 import { big } from '../journal.js';
 import type { Agent, Role } from '../runtime.js';
 import { END, type SessionRecord, type TermsJson, termsFromJson } from '../session.js';
-import { announceEnd, beginCharging, endCharging, pollCharging } from './charging.js';
+import { beginCharging, endCharging, pollCharging, resumeCharging, resumeReport } from './charging.js';
+import { nonceOf } from './edge.js';
 import { settleDirectly } from './settle.js';
 
 /** Whether `now` (local time) is inside "HH:MM-HH:MM" (a window may run past midnight). */
@@ -44,8 +52,8 @@ export class HcsRole implements Role {
 
   async resume(): Promise<void> {
     for (const s of this.agent.openSessions()) {
-      if (s.state === 'awaitingSettlement' && s.myReport) await announceEnd(this.agent, s, true);
-      // A charge in progress goes on: the meter kept counting while we were down.
+      if (s.state === 'awaitingSettlement') await resumeReport(this.agent, s);
+      if (s.state === 'charging') await resumeCharging(this.agent, s, this.hcs.powerKw);
     }
   }
 
@@ -65,24 +73,29 @@ export class HcsRole implements Role {
       case 'chargeReceived':
         return this.onPeerReport(msg as MessageOf<'chargeReceived'>, signer, envelope);
       case 'transaction':
-        return this.onTransaction(msg as MessageOf<'transaction'>);
+        return this.onTransaction(msg as MessageOf<'transaction'>, signer);
       default:
         return;
     }
   }
 
-  private async reply(ev: string, status: number, optional?: Record<string, unknown>): Promise<void> {
+  /** Answers a request, echoing its nonce so that every answer is its own message. */
+  private async reply(ev: string, status: number, optional: Record<string, unknown> = {}): Promise<void> {
     await this.agent.send(ev, {
       type: 'response',
       status,
       sender: this.agent.address,
       receiver: ev,
-      ...(optional ? { optional } : {}),
+      optional: { ...optional, ...this.nonce },
     });
   }
 
+  /** The nonce of the request being answered. */
+  private nonce: { n?: string } = {};
+
   private async onRequest(msg: MessageOf<'request'>, ev: string): Promise<void> {
     if (msg.receiver !== this.agent.address) return;
+    this.nonce = nonceOf(msg.optional).optional ?? {};
     if (this.busy) return this.reply(ev, REQUEST_STATUS.busy, { why: 'busy' });
     if (!withinServiceHours(this.hcs.serviceHours))
       return this.reply(ev, REQUEST_STATUS.reject, { why: 'closed' });
@@ -119,7 +132,7 @@ export class HcsRole implements Role {
       updatedAt: Date.now(),
     };
     this.agent.save(s);
-    const optional = { ...terms, kw: this.hcs.powerKw };
+    const optional = { ...terms, kw: this.hcs.powerKw, ...this.nonce };
     await this.reply(ev, REQUEST_STATUS.accept, optional);
     if (server) {
       // The edge forms the agreement: it checks the deposit and sends the mutual to both.
@@ -172,12 +185,15 @@ export class HcsRole implements Role {
     if (s.state === 'awaitingSettlement' && !s.server) await this.settle(s);
   }
 
-  private async onTransaction(msg: MessageOf<'transaction'>): Promise<void> {
+  private async onTransaction(msg: MessageOf<'transaction'>, signer: string): Promise<void> {
     const s = this.session(msg.txid);
+    if (signer !== s?.server) return;
     if (!s || s.state !== 'awaitingSettlement') return;
-    if (msg.paymentStatus === 2 || msg.paymentStatus === 3) {
+    if (msg.paymentStatus === PAYMENT_STATUS.settled || msg.paymentStatus === PAYMENT_STATUS.disputed) {
       this.agent.move(s, 'done', { deadline: 0 });
       this.agent.prune();
+    } else if (msg.paymentStatus === PAYMENT_STATUS.failed) {
+      this.agent.move(s, 'failed', { error: 'the chain refused the bill', deadline: 0 });
     }
   }
 

@@ -14,7 +14,14 @@ import { FaultPlan, type RequestEffects } from './faults.js';
  * or off (0), 0x7F01 = charging power in units of 100 W (e.g. 110 = 11 kW); coil 0x7F00 mirrors
  * 0x7F00. Lets a charge point (or `mbpoll`) switch the simulated load over Modbus.
  */
-export const SIM_CONTROL = { enable: 0x7f00, powerHectoWatt: 0x7f01 } as const;
+export const SIM_CONTROL = {
+  enable: 0x7f00,
+  powerHectoWatt: 0x7f01,
+  plugFirst: 0x7f02,
+  plugWords: 10,
+} as const;
+// 0x7F02..0x7F0B: the 20-byte address of the station an EV's meter is plugged into (sim/world.ts
+// links the two meters: current flows only while both switches are on, as through a real cable).
 
 const NOMINAL_VOLTAGE = 230;
 const NOMINAL_FREQUENCY = 50;
@@ -58,6 +65,23 @@ export class SimMeterModel {
   private lastAdvance = performance.now();
   private chargeKw = 11;
   private chargeTimeScale = 1;
+  /** The switch as last written over Modbus (0x7F00). */
+  switchedOn = false;
+  /**
+   * When linked, the switch does not start the load by itself: the world decides whether current
+   * flows (both ends switched on and plugged together) and calls start/stopCharging.
+   */
+  linked = false;
+  private readonly plug = new Array<number>(SIM_CONTROL.plugWords).fill(0);
+
+  /** The address written into the plug registers, lowercase 0x-hex (all zeros: unplugged). */
+  get pluggedTo(): string {
+    return `0x${this.plug.map((w) => w.toString(16).padStart(4, '0')).join('')}`;
+  }
+
+  get chargeKwSetting(): number {
+    return this.chargeKw;
+  }
 
   constructor(opts: SimMeterModelOptions) {
     this.profile = resolveProfile(opts.profile);
@@ -208,6 +232,8 @@ export class SimMeterModel {
   /** Writes to the control block; false where the meter has no writable register. */
   writeRegister(address: number, value: number): boolean {
     if (address === SIM_CONTROL.enable) {
+      this.switchedOn = value !== 0;
+      if (this.linked) return true;
       if (value === 0) this.stopCharging();
       else if (!this.charging) this.startCharging(this.chargeKw);
       return true;
@@ -215,6 +241,10 @@ export class SimMeterModel {
     if (address === SIM_CONTROL.powerHectoWatt) {
       this.chargeKw = value / 10;
       if (this.charging) this.startCharging(this.chargeKw);
+      return true;
+    }
+    if (address >= SIM_CONTROL.plugFirst && address < SIM_CONTROL.plugFirst + SIM_CONTROL.plugWords) {
+      this.plug[address - SIM_CONTROL.plugFirst] = value & 0xffff;
       return true;
     }
     return false;

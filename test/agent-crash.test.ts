@@ -1,0 +1,99 @@
+/**
+ * Crash tests: the agent process is killed with SIGKILL (a power cut, as far as it can tell) at
+ * each step of the session and restarted; every session settles exactly once, with nothing lost.
+ * The agents are the real `p2pev run`, each its own process.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SessionRecord } from '../agent/session.js';
+import { billWei } from '../protocol/index.js';
+import { type AgentProcess, control, spawnAgent, waitReady } from '../sim/agents.js';
+import type { Device, World } from '../sim/world.js';
+import { device, PRICE, smallWorld, waitFor } from './helpers/world.js';
+
+const quiet = (line: { msg: string; level: number }, d: { name: string }) => {
+  if (process.env.P2PEV_TEST_LOG) console.log(d.name, JSON.stringify(line).slice(0, 300));
+};
+
+describe('an agent killed with SIGKILL at each step comes back and finishes exactly once', () => {
+  let world: World;
+  const running = new Map<string, AgentProcess>();
+
+  async function start(d: Device, crashAt?: string): Promise<AgentProcess> {
+    const a = spawnAgent(d, quiet, crashAt ? { P2PEV_CRASH_AT: crashAt } : {});
+    running.set(d.name, a);
+    await waitReady(a);
+    return a;
+  }
+
+  beforeAll(async () => {
+    world = await smallWorld({ edge: true });
+    for (const d of world.devices) await start(d);
+  }, 180_000);
+
+  afterAll(async () => {
+    for (const a of running.values()) await a.stop();
+    await world?.close();
+  });
+
+  it.each([
+    ['HCS1', 'after-mutual'],
+    ['EV1', 'charging'],
+    ['HCS1', 'after-report'],
+    ['EDGE', 'after-submit'],
+  ])(
+    '%s killed %s',
+    async (name, point) => {
+      const victim = device(world, name);
+      const ev = device(world, 'EV1');
+      const hcs = device(world, 'HCS1');
+      await running.get(name)!.stop();
+      const crashing = await start(victim, point);
+      const earnedBefore = await world.operator.earningsOf(hcs.address);
+      const depositBefore = (await world.operator.depositOf(ev.address)).balance;
+
+      const { id } = await control<{ id: string }>(ev, 'charge', {
+        targetWh: 2500,
+        rating: 5,
+        comment: 'crash',
+      });
+      // The victim dies at its crash point: by SIGKILL, so no handler of its own ran.
+      await waitFor(
+        'the victim to reach its crash point',
+        async () => {
+          const s = (await control<SessionRecord[]>(ev, 'sessions').catch(() => [])).find((x) => x.id === id);
+          if (s?.state === 'failed') throw new Error(`session failed before the crash: ${s.error}`);
+          return crashing.child.exitCode !== null || crashing.child.signalCode !== null;
+        },
+        60_000,
+      );
+      expect(crashing.child.signalCode).toBe('SIGKILL');
+      await start(victim);
+
+      const evSession = await waitFor(
+        'the EV session to settle',
+        async () => {
+          const sessions = await control<SessionRecord[]>(ev, 'sessions').catch(() => []);
+          const s = sessions.find((x) => x.id === id);
+          if (s?.state === 'failed') throw new Error(`session failed: ${s.error}`);
+          return s?.state === 'done' ? s : undefined;
+        },
+        90_000,
+      );
+      const c = world.operator.contract;
+      const settledEvents = await c.queryFilter(c.filters.Settled!(evSession.txid), world.deployment.block);
+      expect(settledEvents).toHaveLength(1);
+      const billed = (settledEvents[0] as unknown as { args: { energyWh: bigint; amountWei: bigint } }).args;
+      expect(billed.amountWei).toBe(billWei(billed.energyWh, PRICE));
+      expect(billed.energyWh).toBeGreaterThanOrEqual(2500n);
+      expect((await world.operator.earningsOf(hcs.address)) - earnedBefore).toBe(billed.amountWei);
+      expect(depositBefore - (await world.operator.depositOf(ev.address)).balance).toBe(billed.amountWei);
+      const hcsSessions = await waitFor('the HCS session to finish', async () => {
+        const list = await control<SessionRecord[]>(hcs, 'sessions').catch(() => []);
+        return list.find((x) => x.txid === evSession.txid && x.state === 'done');
+      });
+      // The HCS's own report names the same energy it billed, give or take the tolerance.
+      expect(BigInt(`0x${hcsSessions.myReport!.slice(146, 186)}`)).toBeGreaterThanOrEqual(billed.energyWh);
+    },
+    150_000,
+  );
+});
