@@ -13,7 +13,7 @@ import { END, type SessionRecord } from '../session.js';
 const plugOf = (s: SessionRecord) => (s.role === 'ev' ? s.hcs : undefined);
 
 /** Consecutive failed meter reads that end a charge as a meter fault. */
-const METER_FAULT_AFTER = 5;
+const METER_FAULT_AFTER = 3;
 
 /** After a restart: a charge in progress goes on (the meter kept counting); switch the charger back on. */
 export async function resumeCharging(agent: Agent, s: SessionRecord, kw: number): Promise<void> {

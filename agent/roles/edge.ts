@@ -293,6 +293,8 @@ export class EdgeRole implements Role {
       ...(txHash ? { batchTx: txHash } : {}),
       ...(error ? { error } : {}),
     };
+    if (state === 'failed')
+      this.agent.log.warn({ txid: b.txid, reason: error }, 'the chain refused the bill');
     this.save(done);
     if (state === 'settled') this.figures.settled++;
     else this.figures.failed++;

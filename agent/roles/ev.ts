@@ -17,6 +17,8 @@ import { beginCharging, endCharging, pollCharging, resumeCharging, resumeReport 
 /** The car's own meter sits behind the charging cable: it sees a little less than the station's. */
 const CABLE_EFFICIENCY = 0.99;
 const CHAIN_POLL_MS = 2000;
+/** After settleBy, how long to wait for a settlement already on its way to a block. */
+const SETTLE_GRACE_S = 15;
 
 export class EvRole implements Role {
   private readonly stations: StationDirectory;
@@ -201,6 +203,12 @@ export class EvRole implements Role {
         if (state === ChainSessionState.Settled || state === ChainSessionState.Rated) await this.settled(s);
         else if (state === ChainSessionState.Expired)
           this.agent.move(s, 'failed', { error: 'expired unsettled', deadline: 0 });
+        else if (now / 1000 > s.terms!.settleBy + SETTLE_GRACE_S)
+          // Past the window nobody can settle it any more: the station never reported. Nothing was paid.
+          this.agent.move(s, 'failed', {
+            error: 'never settled: no report from the station in the settlement window',
+            deadline: 0,
+          });
       }
     }
   }
