@@ -13,7 +13,13 @@ const added = [];
 /** The registry's metadata, or undefined where this registry does not carry the package. */
 function view(name, version) {
   try {
-    const meta = JSON.parse(execFileSync('npm', ['view', `${name}@${version}`, 'version', 'dist.integrity', 'os', 'cpu', 'libc', 'license', '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
+    const meta = JSON.parse(
+      execFileSync(
+        'npm',
+        ['view', `${name}@${version}`, 'version', 'dist.integrity', 'os', 'cpu', 'libc', 'license', '--json'],
+        { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
+      ),
+    );
     return Array.isArray(meta) ? meta.at(-1) : meta;
   } catch {
     return undefined;
@@ -23,10 +29,20 @@ function view(name, version) {
 /** Platform from a package name like `@biomejs/cli-linux-arm64-musl` (no integrity: never installed here). */
 function fromName(name, version) {
   const parts = name.split('/').at(-1).split('-');
-  const os = parts.find((p) => ['android', 'darwin', 'linux', 'win32', 'freebsd', 'openbsd', 'netbsd', 'sunos', 'aix'].includes(p));
-  const cpuName = parts.find((p) => ['arm64', 'x64', 'arm', 'ia32', 'amd64', 'ppc64', 's390x', 'riscv64', 'loong64'].includes(p));
-  if (!os || !cpuName) throw new Error(`${name}@${version}: not in the registry, and its platform is not in its name`);
-  return { version, os, cpu: cpuName === 'amd64' ? 'x64' : cpuName, ...(parts.includes('musl') ? { libc: 'musl' } : {}) };
+  const os = parts.find((p) =>
+    ['android', 'darwin', 'linux', 'win32', 'freebsd', 'openbsd', 'netbsd', 'sunos', 'aix'].includes(p),
+  );
+  const cpuName = parts.find((p) =>
+    ['arm64', 'x64', 'arm', 'ia32', 'amd64', 'ppc64', 's390x', 'riscv64', 'loong64'].includes(p),
+  );
+  if (!os || !cpuName)
+    throw new Error(`${name}@${version}: not in the registry, and its platform is not in its name`);
+  return {
+    version,
+    os,
+    cpu: cpuName === 'amd64' ? 'x64' : cpuName,
+    ...(parts.includes('musl') ? { libc: 'musl' } : {}),
+  };
 }
 for (let round = 0; round < 5; round++) {
   let changed = false;
@@ -53,6 +69,10 @@ for (let round = 0; round < 5; round++) {
   }
   if (!changed) break;
 }
-lock.packages = Object.fromEntries(Object.entries(lock.packages).sort(([a], [b]) => (a === '' ? -1 : b === '' ? 1 : a < b ? -1 : 1)));
+lock.packages = Object.fromEntries(
+  Object.entries(lock.packages).sort(([a], [b]) => (a === '' ? -1 : b === '' ? 1 : a < b ? -1 : 1)),
+);
 writeFileSync(path, `${JSON.stringify(lock, null, 2)}\n`);
-console.log(added.length ? `added ${added.length} platform packages:\n  ${added.join('\n  ')}` : 'lockfile complete');
+console.log(
+  added.length ? `added ${added.length} platform packages:\n  ${added.join('\n  ')}` : 'lockfile complete',
+);

@@ -39,7 +39,10 @@ export async function main(argv: string[]): Promise<void> {
       process.exitCode = err.exitCode === 0 ? 0 : 2;
       return;
     }
-    process.stderr.write(`p2pev: ${err instanceof Error ? err.message : String(err)}\n`);
+    // ethers' errors carry the whole transaction in `message`; its `shortMessage` is the one line.
+    const e = err as { shortMessage?: string; message?: string };
+    const line = (e?.shortMessage ?? e?.message ?? String(err)).split('\n')[0]!.slice(0, 400);
+    process.stderr.write(`p2pev: ${line}\n`);
     process.exitCode = 1;
   }
 }

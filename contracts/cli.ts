@@ -246,4 +246,50 @@ export function registerChainCommands(program: Command): void {
       process.stdout.write(`${opts.json ? JSON.stringify(status) : formatStatus(status)}\n`);
       if (status.problems.length > 0) process.exitCode = 1;
     });
+  // The operator's side of the paper's physical registration check.
+  for (const [action, what] of [
+    ['verify', 'Mark a registered member verified (after the physical check of its documents)'],
+    ['suspend', 'Suspend a member: its messages are dropped and its sessions cannot settle'],
+    ['revoke', 'Revoke a membership for good'],
+  ] as const) {
+    chain
+      .command(action)
+      .description(`${what}; needs the operator key`)
+      .argument('<address>', 'the member')
+      .option('--deployment <file>', 'deployment file', DEFAULT_DEPLOYMENT_FILE)
+      .option('--rpc <url>', 'JSON-RPC URL (default: the one in the deployment file)')
+      .option('--key <hex>', 'operator private key (or set P2PEV_DEPLOYER_KEY)')
+      .option('--keystore <file>', 'encrypted JSON keystore; password from P2PEV_KEYSTORE_PASSWORD')
+      .option('--json', 'print as one JSON line')
+      .action(
+        async (
+          member: string,
+          opts: { deployment: string; rpc?: string; key?: string; keystore?: string; json?: boolean },
+        ) => {
+          const address = checkedAddress(member, '<address>');
+          const deployment = readDeployment(opts.deployment);
+          const rpc = opts.rpc ?? deployment.rpcUrl;
+          if (!rpc) throw new Error(`${opts.deployment} names no RPC URL: give --rpc`);
+          const key = await deployerKey({ ...opts, rpc } as unknown as DeployCliOptions);
+          const { provider } = await connectRpc(rpc);
+          try {
+            const client = SettlementClient.fromDeployment(deployment, new Wallet(key, provider));
+            const receipt = await client[action](address);
+            const info = await client.authInfo(address);
+            const out = {
+              member: address,
+              action,
+              tx: receipt.hash,
+              block: receipt.blockNumber,
+              status: info.status,
+            };
+            process.stdout.write(
+              `${opts.json ? JSON.stringify(out) : `${address}: ${action} in block ${receipt.blockNumber} (status ${info.status})`}\n`,
+            );
+          } finally {
+            provider.destroy();
+          }
+        },
+      );
+  }
 }

@@ -96,6 +96,13 @@ export interface ExperimentReport {
   members: MemberRow[];
   stations: { name: string; meanRating: number; ratingCount: number }[];
   totals: { paidWei: string; creditedWei: string; balanced: boolean };
+  /** Measured over the run: messages and envelope bytes sent by all agents, per settled session. */
+  figures: {
+    messagesPerSession: number;
+    bytesPerSession: number;
+    requestToSettledS: number;
+    plugOutToSettledS: number;
+  };
 }
 
 const short = (hex: string) => `${hex.slice(0, 8)}…${hex.slice(-4)}`;
@@ -161,7 +168,13 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
         }
       }),
     );
-    const report = await collect(world, before, names);
+    const traffic = { messages: 0, bytes: 0 };
+    for (const a of agents) {
+      const st = await control<{ messages: { sent: number; sentBytes: number } }>(a.device, 'status');
+      traffic.messages += st.messages.sent;
+      traffic.bytes += st.messages.sentBytes;
+    }
+    const report = await collect(world, before, names, traffic);
     print(report, out);
     if (opts.json) {
       writeFileSync(opts.json, `${JSON.stringify(report, null, 2)}\n`);
@@ -208,6 +221,7 @@ async function collect(
   world: World,
   before: Map<string, bigint>,
   names: Map<string, string>,
+  traffic: { messages: number; bytes: number },
 ): Promise<ExperimentReport> {
   const c = world.operator.contract;
   const provider = c.runner!.provider!;
@@ -308,6 +322,27 @@ async function collect(
     members,
     stations,
     totals: { paidWei: paid.toString(), creditedWei: credited.toString(), balanced: paid === credited },
+    figures: timing(journals, sessions.length, traffic),
+  };
+}
+
+/** Medians over the EVs' finished sessions (journal timestamps), and traffic per session. */
+function timing(
+  journals: { d: Device; entries: SessionRecord[] }[],
+  settled: number,
+  traffic: { messages: number; bytes: number },
+) {
+  const done = journals
+    .filter((j) => j.d.role === 'ev')
+    .flatMap((j) => j.entries.filter((e) => e?.state === 'done' && e.t1));
+  const median = (xs: number[]) =>
+    xs.length ? xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]! : Number.NaN;
+  const round = (x: number) => Math.round(x * 100) / 100;
+  return {
+    messagesPerSession: round(traffic.messages / Math.max(1, settled)),
+    bytesPerSession: Math.round(traffic.bytes / Math.max(1, settled)),
+    requestToSettledS: round(median(done.map((e) => (e.updatedAt - e.createdAt) / 1000))),
+    plugOutToSettledS: round(median(done.map((e) => e.updatedAt / 1000 - e.t1!))),
   };
 }
 

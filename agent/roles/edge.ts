@@ -112,7 +112,7 @@ export class EdgeRole implements Role {
       case 'chargeReceived':
       case 'chargeProvided': {
         const b = this.bills.get(msg.txid);
-        if (!b || b.state !== 'collecting') return;
+        if (b?.state !== 'collecting') return;
         const hex = Buffer.from(envelope).toString('hex');
         if (msg.type === 'chargeReceived' && signer === b.ev) b.evReport = hex;
         else if (msg.type === 'chargeProvided' && signer === b.hcs) b.hcsReport = hex;

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { SessionState as ChainSessionState, revertName } from '../../contracts/client.js';
-import { computeTxId, type MessageOf, PAYMENT_STATUS, REQUEST_STATUS } from '../../protocol/index.js';
+import { computeTxId, PAYMENT_STATUS, REQUEST_STATUS } from '../../protocol/index.js';
 import type { Incoming } from '../bus.js';
 import { big } from '../journal.js';
 import type { Agent, Role } from '../runtime.js';

@@ -159,7 +159,7 @@ export class HcsRole implements Role {
 
   private async onMutual(msg: MessageOf<'mutual'>, signer: string): Promise<void> {
     const s = this.session(msg.txid);
-    if (!s || s.state !== 'offered' || msg.hcs !== this.agent.address || msg.ev !== s.ev) return;
+    if (s?.state !== 'offered' || msg.hcs !== this.agent.address || msg.ev !== s.ev) return;
     if (signer !== s.server) return;
     await beginCharging(this.agent, s, this.hcs.powerKw);
   }
@@ -188,7 +188,7 @@ export class HcsRole implements Role {
   private async onTransaction(msg: MessageOf<'transaction'>, signer: string): Promise<void> {
     const s = this.session(msg.txid);
     if (signer !== s?.server) return;
-    if (!s || s.state !== 'awaitingSettlement') return;
+    if (s?.state !== 'awaitingSettlement') return;
     if (msg.paymentStatus === PAYMENT_STATUS.settled || msg.paymentStatus === PAYMENT_STATUS.disputed) {
       this.agent.move(s, 'done', { deadline: 0 });
       this.agent.prune();
