@@ -5,9 +5,11 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
-export function createMetrics() {
+export function createMetrics(processMetrics = true) {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  // The process's own figures (memory, event loop lag) only where someone scrapes them: many sim
+  // agents in one process would each start their own event-loop monitor.
+  if (processMetrics) collectDefaultMetrics({ register: registry });
   const r = [registry];
   return {
     registry,

@@ -62,7 +62,7 @@ export class Agent {
     log: Logger,
   ) {
     this.log = log;
-    this.metrics = createMetrics();
+    this.metrics = createMetrics(cfg.metrics.port !== undefined);
     this.journal = new Journal(cfg.dataDir);
     for (const [, s] of this.journal.list<SessionRecord>('s:')) this.sessions.set(s.id, s);
   }

@@ -45,6 +45,8 @@ export interface SessionRecord {
   lastProgressAt?: number;
   t0?: number;
   t1?: number;
+  /** When the charge ended (plug-out), ms since epoch. */
+  endedAt?: number;
   endStatus?: number;
   /** The peer announced the end (so we need not announce it again). */
   endedByPeer?: boolean;

@@ -10,13 +10,16 @@ export function registerSimCommands(program: Command): void {
     )
     .option(
       '--broker <url>',
-      'use an external MQTT broker (e.g. mqtt://127.0.0.1:1883) instead of the embedded one',
+      "an external MQTT broker (e.g. mqtt://127.0.0.1:1883), or 'mosquitto' to start Debian's (default: embedded)",
     )
     .option('--rpc <url>', 'use an external Ethereum node instead of starting anvil')
     .option('--meters <kind>', 'simulated meters on tcp or rtu (a socat pseudo-terminal pair each)', 'tcp')
     .option('--time-scale <x>', 'simulated seconds per real second on the meters', (v) => Number(v), 300)
     .option('--dir <dir>', 'where the world lives (default: a new temporary directory)')
     .option('--json <file>', 'also write the report as JSON')
+    .option('--evs <n>', 'at scale: this many EVs (with --hcs and --sessions)', (v) => Number(v))
+    .option('--hcs <n>', 'at scale: this many stations', (v) => Number(v))
+    .option('--sessions <n>', 'at scale: this many sessions in all', (v) => Number(v))
     .action(
       async (opts: {
         broker?: string;
@@ -25,7 +28,20 @@ export function registerSimCommands(program: Command): void {
         timeScale: number;
         dir?: string;
         json?: string;
+        evs?: number;
+        hcs?: number;
+        sessions?: number;
       }) => {
+        if (opts.evs !== undefined || opts.hcs !== undefined || opts.sessions !== undefined) {
+          const { runScale } = await import('./scale.js');
+          const report = await runScale({
+            evs: opts.evs ?? 50,
+            hcs: opts.hcs ?? 10,
+            sessions: opts.sessions ?? 100,
+          });
+          if (report.lost > 0 || report.doubleBilled > 0) process.exitCode = 1;
+          return;
+        }
         if (opts.meters !== 'tcp' && opts.meters !== 'rtu')
           throw new Error(`--meters ${opts.meters}: use tcp or rtu`);
         const { runExperiment } = await import('./experiment.js');

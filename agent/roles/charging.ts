@@ -111,6 +111,7 @@ export async function endCharging(
   agent.move(s, 'awaitingSettlement', {
     endWh,
     t1: Math.floor(Date.now() / 1000),
+    endedAt: Date.now(),
     endStatus: status,
     myReport: Buffer.from(report).toString('hex'),
     endedByPeer: fromPeer,

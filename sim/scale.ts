@@ -1,0 +1,273 @@
+/**
+ * `p2pev sim --evs N --hcs M --sessions K`: the experiment at scale.
+ *
+ * Threads, not processes: 600 agent processes would need some 30 GB and 600 Node start-ups on a
+ * 2-core machine. A worker thread runs every EV and HCS agent (and their simulated meters, which
+ * the simulated cables link), the main thread runs the edge, and one HCS runs as its own
+ * `p2pev run` process so that the memory of one agent alone can be measured. The limit is the
+ * signature work: every message is signed once and verified by each receiver.
+ */
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { parseEther } from 'ethers';
+import { loadConfig } from '../agent/config.js';
+import { createLogger } from '../agent/log.js';
+import { Agent } from '../agent/runtime.js';
+import { SAMPLES, VECTOR_DOMAIN, VECTOR_KEYS } from '../protocol/vectors.js';
+import { encode, openEnvelope, signEnvelope } from '../protocol/index.js';
+import { type AgentProcess, control, spawnAgent, waitReady } from './agents.js';
+import type { SessionResult, ToWorker } from './scale-worker.js';
+import { type Device, type EvSpec, SIM_PASSWORD, type StationSpec } from './world.js';
+
+export interface ScaleOptions {
+  evs: number;
+  hcs: number;
+  sessions: number;
+  targetWh?: number;
+  timeoutMs?: number;
+  out?: (line: string) => void;
+}
+
+export interface ScaleReport {
+  evs: number;
+  hcs: number;
+  sessions: number;
+  settled: number;
+  lost: number;
+  doubleBilled: number;
+  busyRetries: number;
+  sessionsPerSec: number;
+  verifyPerSec: number;
+  verificationsPerSession: number;
+  cryptoCeilingPerSec: number;
+  ofCryptoCeiling: number;
+  settleP50Ms: number;
+  settleP95Ms: number;
+  gasPerSession: number;
+  messagesPerSession: number;
+  bytesPerSession: number;
+  agentRssMb: number;
+  workerHeapMb: number;
+  seconds: number;
+}
+
+/** A deterministic pseudo-random sequence, so that runs are comparable. */
+function rng(seed: number): () => number {
+  let x = seed;
+  return () => {
+    x = (x * 1103515245 + 12345) % 2 ** 31;
+    return x / 2 ** 31;
+  };
+}
+
+const PROFILES = ['sdm630', 'abb-b23', 'em340', 'sdm120'];
+
+function layout(evs: number, hcs: number): { stations: StationSpec[]; cars: EvSpec[] } {
+  const r = rng(42);
+  const around = () => ({ latitude: 52.52 + (r() - 0.5) * 0.08, longitude: 13.405 + (r() - 0.5) * 0.12 });
+  return {
+    stations: Array.from({ length: hcs }, (_, i) => ({
+      name: `HCS${i + 1}`,
+      ...around(),
+      priceWeiPerKWh: parseEther('0.0002') + BigInt(Math.floor(r() * 200)) * 10n ** 12n,
+      powerKw: [3.7, 7.4, 11, 22][i % 4]!,
+      profile: PROFILES[i % PROFILES.length]!,
+    })),
+    cars: Array.from({ length: evs }, (_, i) => ({
+      name: `EV${i + 1}`,
+      ...around(),
+      profile: PROFILES[(i + 1) % PROFILES.length]!,
+    })),
+  };
+}
+
+/** Envelope verifications (signer recovery) per second on one core, measured here and now. */
+function measureVerify(ms = 1000): number {
+  const env = signEnvelope(encode(SAMPLES.chargeProvided.message), VECTOR_KEYS.hcs, VECTOR_DOMAIN);
+  for (let i = 0; i < 50; i++) openEnvelope(env, VECTOR_DOMAIN);
+  const start = performance.now();
+  let n = 0;
+  while (performance.now() - start < ms) {
+    openEnvelope(env, VECTOR_DOMAIN);
+    n++;
+  }
+  return (n * 1000) / (performance.now() - start);
+}
+
+const percentile = (xs: number[], p: number) => {
+  if (xs.length === 0) return Number.NaN;
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+};
+
+function peakRssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN);
+  return Math.round((kb / 1024) * 10) / 10;
+}
+
+export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
+  const out = opts.out ?? ((l: string) => process.stdout.write(`${l}\n`));
+  const verifyPerSec = measureVerify();
+  out(`verify (recover signer) ${verifyPerSec.toFixed(0)}/s on one core; ${availableParallelism()} cores`);
+  // The journals fsync every transition; on tmpfs that costs nothing, as on the Pis' own SD cards
+  // it would be spread over 600 devices rather than one disk.
+  const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+  const dir = mkdtempSync(join(base, 'p2pev-scale-'));
+  const { stations, cars } = layout(opts.evs, opts.hcs);
+  const worker = new Worker(new URL('./scale-worker.mjs', import.meta.url));
+  const replies: ((v: { ok: boolean; value?: unknown; error?: string }) => void)[] = [];
+  let lastProgress = { progress: 0, started: 0, busyRetries: 0 };
+  worker.on('message', (m) => {
+    if ('progress' in m) lastProgress = m;
+    else replies.shift()?.(m);
+  });
+  worker.on('error', (err: Error) => out(`worker failed: ${err.stack}`));
+  const ask = <T>(msg: ToWorker): Promise<T> =>
+    new Promise((resolve, reject) => {
+      replies.push((m) => (m.ok ? resolve(m.value as T) : reject(new Error(m.error))));
+      worker.postMessage(msg);
+    });
+
+  const t0 = Date.now();
+  let edge: Agent | undefined;
+  let standalone: AgentProcess | undefined;
+  try {
+    out(`building a world of ${opts.evs} EVs, ${opts.hcs} stations and an edge in ${dir}`);
+    const world = await ask<{ rpcUrl: string; devices: (Device & { standalone: boolean })[] }>({
+      cmd: 'build',
+      opts: {
+        dir,
+        stations,
+        evs: cars,
+        edge: true,
+        timeScale: 3600,
+        depositEther: '5',
+        overrides: {
+          timeouts: { replyMs: 20_000, reportMs: 20_000, chargeIdleMs: 60_000, settleFallbackMs: 300_000 },
+          edge: { batchSize: 50, batchMaxWaitMs: 1000, suggestions: 10 },
+          log: { level: 'error' },
+        },
+      },
+      standalone: ['HCS1'],
+    });
+    out(`world ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    const edgeDevice = world.devices.find((d) => d.role === 'edge')!;
+    edge = await Agent.start(loadConfig(edgeDevice.configPath), {
+      password: SIM_PASSWORD,
+      log: createLogger({ level: 'error', pretty: false }),
+    });
+    const solo = world.devices.find((d) => d.standalone)!;
+    standalone = spawnAgent(solo, (line) => {
+      if (line.level >= 50) out(`${solo.name}: ${line.msg}`);
+    });
+    await waitReady(standalone);
+    await ask({ cmd: 'start' });
+    out(`${opts.evs + opts.hcs} agents running (edge in the main thread, ${solo.name} as its own process)`);
+
+    const started = Date.now();
+    const ticker = setInterval(() => {
+      const s = (Date.now() - started) / 1000;
+      out(
+        `  ${lastProgress.progress}/${opts.sessions} sessions ended, ${(lastProgress.progress / s).toFixed(1)}/s, ${s.toFixed(0)} s elapsed (${lastProgress.busyRetries} searches found every station busy)`,
+      );
+    }, 5000);
+    const results = await ask<SessionResult[]>({
+      cmd: 'run',
+      sessions: opts.sessions,
+      targetWh: opts.targetWh ?? 1000,
+      timeoutMs: opts.timeoutMs ?? 600_000,
+    });
+    clearInterval(ticker);
+    // Wait for the last bills in flight (a batch, its receipt, the transaction messages).
+    await new Promise((r) => setTimeout(r, 3000));
+
+    const settledResults = results.filter((r) => r.ok);
+    const lastDone = Math.max(...settledResults.map((r) => r.doneAt ?? 0));
+    const seconds = (lastDone - started) / 1000;
+    const c = edge.chain.client.contract;
+    const events = [
+      ...(await c.queryFilter(c.filters.Settled!(), edge.chain.deployment.block)),
+      ...(await c.queryFilter(c.filters.SettledDisputed!(), edge.chain.deployment.block)),
+    ];
+    const perTxid = new Map<string, number>();
+    for (const e of events) {
+      const txid = String((e as unknown as { args: { txid: string } }).args.txid);
+      perTxid.set(txid, (perTxid.get(txid) ?? 0) + 1);
+    }
+    const txHashes = [...new Set(events.map((e) => e.transactionHash))];
+    let gas = 0n;
+    for (const h of txHashes) gas += (await edge.chain.rpc.getTransactionReceipt(h))!.gasUsed;
+    const w = await ask<{
+      bus: { sent: number; sentBytes: number; received: number; dropped: number };
+      heapMb: number;
+    }>({ cmd: 'stats' });
+    const soloStatus = await control<{
+      messages: { sent: number; sentBytes: number; received: number; dropped: number };
+    }>(solo, 'status');
+    const sent = w.bus.sent + edge.bus.stats.sent + soloStatus.messages.sent;
+    const bytes = w.bus.sentBytes + edge.bus.stats.sentBytes + soloStatus.messages.sentBytes;
+    const verified =
+      w.bus.received +
+      w.bus.dropped +
+      edge.bus.stats.received +
+      edge.bus.stats.dropped +
+      soloStatus.messages.received +
+      soloStatus.messages.dropped;
+    const n = Math.max(1, events.length);
+    const verificationsPerSession = verified / n;
+    const cryptoCeilingPerSec = (availableParallelism() * verifyPerSec) / verificationsPerSession;
+    const sessionsPerSec = settledResults.length / Math.max(0.001, seconds);
+    const latencies = settledResults.filter((r) => r.endedAt && r.doneAt).map((r) => r.doneAt! - r.endedAt!);
+    const report: ScaleReport = {
+      evs: opts.evs,
+      hcs: opts.hcs,
+      sessions: results.length,
+      settled: settledResults.length,
+      // A charge that ended but was never billed; a charge billed twice.
+      lost: results.filter((r) => !r.ok && r.endedAt).length,
+      doubleBilled: [...perTxid.values()].filter((k) => k > 1).length,
+      busyRetries: lastProgress.busyRetries,
+      sessionsPerSec: Math.round(sessionsPerSec * 10) / 10,
+      verifyPerSec: Math.round(verifyPerSec),
+      verificationsPerSession: Math.round(verificationsPerSession * 10) / 10,
+      cryptoCeilingPerSec: Math.round(cryptoCeilingPerSec * 10) / 10,
+      ofCryptoCeiling: Math.round((sessionsPerSec / cryptoCeilingPerSec) * 100) / 100,
+      settleP50Ms: Math.round(percentile(latencies, 50)),
+      settleP95Ms: Math.round(percentile(latencies, 95)),
+      gasPerSession: Math.round(Number(gas) / n),
+      messagesPerSession: Math.round((sent / n) * 10) / 10,
+      bytesPerSession: Math.round(bytes / n),
+      agentRssMb: peakRssMb(standalone.child.pid!),
+      workerHeapMb: Math.round(w.heapMb),
+      seconds: Math.round(seconds * 10) / 10,
+    };
+    const failed = results.filter((r) => !r.ok);
+    if (failed.length)
+      out(
+        `${failed.length} sessions did not settle, e.g.: ${failed
+          .slice(0, 3)
+          .map((r) => r.error)
+          .join('; ')}`,
+      );
+    out(
+      `${report.settled}/${report.sessions} sessions settled in ${report.seconds} s: ${report.sessionsPerSec}/s ` +
+        `(crypto ceiling ${report.cryptoCeilingPerSec}/s = ${availableParallelism()} cores × ${report.verifyPerSec} verifications/s ÷ ${report.verificationsPerSession} per session: ${(report.ofCryptoCeiling * 100).toFixed(0)} % of it)`,
+    );
+    out(
+      `plug-out → settled p50 ${report.settleP50Ms} ms, p95 ${report.settleP95Ms} ms; gas ${report.gasPerSession}/session; ${report.messagesPerSession} messages, ${report.bytesPerSession} bytes per session`,
+    );
+    out(
+      `one agent alone (${solo.name}, its own process): peak RSS ${report.agentRssMb} MB; lost ${report.lost}, double-billed ${report.doubleBilled}`,
+    );
+    out(JSON.stringify(report));
+    return report;
+  } finally {
+    await standalone?.stop();
+    await edge?.stop();
+    await ask({ cmd: 'stop' }).catch(() => {});
+    await worker.terminate();
+  }
+}
