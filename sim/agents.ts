@@ -3,8 +3,10 @@
  * control ports. Their JSON log lines are parsed so the sim can print session events.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { freePort } from './chain.js';
 import type { Device } from './world.js';
 import { SIM_PASSWORD } from './world.js';
 

@@ -73,9 +73,10 @@ export function freePort(): Promise<number> {
 
 /** The first `count` accounts of anvil's default mnemonic. */
 export function anvilAccounts(count: number): AnvilAccount[] {
-  const mnemonic = Mnemonic.fromPhrase(ANVIL_MNEMONIC);
+  // The seed (PBKDF2, 2048 rounds) once; each account is then one cheap child derivation.
+  const parent = HDNodeWallet.fromMnemonic(Mnemonic.fromPhrase(ANVIL_MNEMONIC), "m/44'/60'/0'/0");
   return Array.from({ length: count }, (_, i) => {
-    const wallet = HDNodeWallet.fromMnemonic(mnemonic, `m/44'/60'/0'/0/${i}`);
+    const wallet = parent.deriveChild(i);
     return { address: wallet.address, privateKey: wallet.privateKey };
   });
 }

@@ -148,7 +148,9 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
     const before = new Map<string, bigint>();
     for (const d of world.devices) before.set(d.address, await provider.getBalance(d.address));
     for (const role of ['edge', 'hcs', 'ev'] as const) {
-      const started = world.devices.filter((d) => d.role === role).map((d) => spawnAgent(d, onLog));
+      const started = await Promise.all(
+        world.devices.filter((d) => d.role === role).map((d) => spawnAgent(d, onLog)),
+      );
       agents.push(...started);
       await Promise.all(started.map((a) => waitReady(a)));
     }

@@ -54,12 +54,10 @@ async function start(standalone: Set<string>) {
   const log = createLogger({ level: 'error', pretty: false });
   for (const d of world!.devices) {
     if (d.role === 'edge' || standalone.has(d.name)) continue;
-    agents.push(
-      await Agent.start(loadConfig(d.configPath), {
-        password: SIM_PASSWORD,
-        log: log.child({ agent: d.name }),
-      }),
-    );
+    const cfg = loadConfig(d.configPath);
+    // In-process agents need no control port (and hundreds of them would race for free ports).
+    cfg.control.port = undefined;
+    agents.push(await Agent.start(cfg, { password: SIM_PASSWORD, log: log.child({ agent: d.name }) }));
   }
 }
 

@@ -155,12 +155,14 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
     });
     out(`world ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     const edgeDevice = world.devices.find((d) => d.role === 'edge')!;
-    edge = await Agent.start(loadConfig(edgeDevice.configPath), {
+    const edgeConfig = loadConfig(edgeDevice.configPath);
+    edgeConfig.control.port = undefined; // in-process: no control port needed
+    edge = await Agent.start(edgeConfig, {
       password: SIM_PASSWORD,
       log: createLogger({ level: 'error', pretty: false }),
     });
     const solo = world.devices.find((d) => d.standalone)!;
-    standalone = spawnAgent(solo, (line) => {
+    standalone = await spawnAgent(solo, (line) => {
       if (line.level >= 50) out(`${solo.name}: ${line.msg}`);
     });
     await waitReady(standalone);

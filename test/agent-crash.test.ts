@@ -19,7 +19,7 @@ describe('an agent killed with SIGKILL at each step comes back and finishes exac
   const running = new Map<string, AgentProcess>();
 
   async function start(d: Device, crashAt?: string): Promise<AgentProcess> {
-    const a = spawnAgent(d, quiet, crashAt ? { P2PEV_CRASH_AT: crashAt } : {});
+    const a = await spawnAgent(d, quiet, crashAt ? { P2PEV_CRASH_AT: crashAt } : {});
     running.set(d.name, a);
     await waitReady(a);
     return a;
