@@ -64,48 +64,56 @@ async function start(standalone: Set<string>) {
 /** `sessions` charges spread over the EVs, each EV charging again as soon as its last one settled. */
 async function run(sessions: number, targetWh: number, timeoutMs: number): Promise<SessionResult[]> {
   const evs = agents.filter((a) => a.cfg.role === 'ev');
-  const results: SessionResult[] = [];
-  let started = 0;
+  /** Sessions a station took (they have a txid), by txid. */
+  const counted = new Map<string, { ev: Agent; requestedAt: number }>();
   let busyRetries = 0;
   const until = Date.now() + timeoutMs;
+  const recordOf = (txid: string) =>
+    [...counted.get(txid)!.ev.sessions.values()].find((x) => x.txid === txid);
+  const ended = () =>
+    [...counted.keys()].filter((t) => ['done', 'failed'].includes(recordOf(t)?.state ?? '')).length;
   const progress = setInterval(
-    () => port.postMessage({ progress: results.filter((r) => r.doneAt).length, started, busyRetries }),
+    () => port.postMessage({ progress: ended(), started: counted.size, busyRetries }),
     1000,
   );
   await Promise.all(
     evs.map(async (ev) => {
-      while (started < sessions && Date.now() < until) {
+      while (counted.size < sessions && Date.now() < until) {
         const requestedAt = Date.now();
         const { id } = (await ev.control('charge', { targetWh })) as { id: string };
-        let s = ev.sessions.get(id);
-        while (s && s.state !== 'done' && s.state !== 'failed' && Date.now() < until) {
+        let mine: string | undefined;
+        for (
+          let s = ev.sessions.get(id);
+          s && s.state !== 'done' && s.state !== 'failed' && Date.now() < until;
+          s = ev.sessions.get(id)
+        ) {
           // Count a session once a station took it: a car that found every station busy drives on.
-          if (s.txid && !results.some((r) => r.txid === s!.txid)) {
-            if (started >= sessions) break;
-            started++;
-            results.push({ ev: ev.cfg.name, ok: false, txid: s.txid, requestedAt });
+          if (s.state === 'charging' && !mine && counted.size < sessions) {
+            mine = s.txid!;
+            counted.set(mine, { ev, requestedAt });
           }
           await new Promise((res) => setTimeout(res, 50));
-          s = ev.sessions.get(id);
         }
-        const r = results.find((x) => x.txid && x.txid === s?.txid);
-        if (!r) {
+        if (!mine) {
           busyRetries++;
           await new Promise((res) => setTimeout(res, 200 + Math.random() * 800));
-          continue;
         }
-        Object.assign(r, {
-          ok: s?.state === 'done',
-          endedAt: s?.endedAt,
-          doneAt: s?.updatedAt,
-          ...(s?.error ? { error: s.error } : {}),
-        });
-        if (s?.state !== 'done' && s?.state !== 'failed') r.error = `still ${s?.state} at the deadline`;
       }
     }),
   );
   clearInterval(progress);
-  return results;
+  return [...counted].map(([txid, { ev, requestedAt }]) => {
+    const s = recordOf(txid);
+    return {
+      ev: ev.cfg.name,
+      ok: s?.state === 'done',
+      txid,
+      requestedAt,
+      ...(s?.endedAt ? { endedAt: s.endedAt } : {}),
+      ...(s && (s.state === 'done' || s.state === 'failed') ? { doneAt: s.updatedAt } : {}),
+      ...(s?.state !== 'done' ? { error: s?.error ?? `still ${s?.state ?? 'unknown'} at the deadline` } : {}),
+    };
+  });
 }
 
 function stats() {

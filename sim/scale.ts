@@ -7,7 +7,7 @@
  * `p2pev run` process so that the memory of one agent alone can be measured. The limit is the
  * signature work: every message is signed once and verified by each receiver.
  */
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -271,5 +271,6 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
     await edge?.stop();
     await ask({ cmd: 'stop' }).catch(() => {});
     await worker.terminate();
+    rmSync(dir, { recursive: true, force: true });
   }
 }

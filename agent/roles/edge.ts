@@ -58,7 +58,8 @@ export class EdgeRole implements Role {
   readonly figures = { batches: 0, settled: 0, failed: 0, gasUsed: 0n };
 
   constructor(private readonly agent: Agent) {
-    this.stations = new StationDirectory(agent.chain);
+    // Registrations and ratings change slowly; busy stations are filtered per search below.
+    this.stations = new StationDirectory(agent.chain, 15_000);
     for (const [, b] of agent.journal.list<Bill>('b:')) this.bills.set(b.txid, b);
   }
 
@@ -89,7 +90,13 @@ export class EdgeRole implements Role {
     switch (msg.type) {
       case 'search': {
         if (msg.server !== me) return;
-        const ranked = rankStations(await this.stations.list(), msg, this.agent.cfg.edge.suggestions);
+        // Stations with an agreement still being charged are busy: suggesting them only costs a
+        // refused request. The edge formed those agreements, so it knows.
+        const busy = new Set(
+          [...this.bills.values()].filter((b) => b.state === 'collecting').map((b) => b.hcs),
+        );
+        const free = (await this.stations.list()).filter((st) => !busy.has(st.hcs));
+        const ranked = rankStations(free, msg, this.agent.cfg.edge.suggestions);
         await this.agent.send(signer, {
           type: 'suggestion',
           server: me,

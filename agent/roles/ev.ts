@@ -16,7 +16,8 @@ import { beginCharging, endCharging, pollCharging, resumeCharging, resumeReport 
 
 /** The car's own meter sits behind the charging cable: it sees a little less than the station's. */
 const CABLE_EFFICIENCY = 0.99;
-const CHAIN_POLL_MS = 2000;
+/** How often an EV asks the chain whether its bill settled: often when it settles alone, rarely when an edge tells it. */
+const CHAIN_POLL_MS = { direct: 2000, withEdge: 15_000 };
 /** After settleBy, how long to wait for a settlement already on its way to a block. */
 const SETTLE_GRACE_S = 15;
 
@@ -195,7 +196,10 @@ export class EvRole implements Role {
       } else if (s.state === 'charging') {
         const end = await pollCharging(this.agent, s, s.targetWh!, END.completed);
         if (end !== undefined) await endCharging(this.agent, s, end, false);
-      } else if (s.state === 'awaitingSettlement' && now - this.lastChainPoll > CHAIN_POLL_MS) {
+      } else if (
+        s.state === 'awaitingSettlement' &&
+        now - this.lastChainPoll > (s.server ? CHAIN_POLL_MS.withEdge : CHAIN_POLL_MS.direct)
+      ) {
         this.lastChainPoll = now;
         const state = await this.agent.chain.retry('sessionState', () =>
           this.agent.chain.client.sessionState(s.hcs!, big(s.terms!.seq)),
