@@ -4,10 +4,14 @@
  * MQTT, real anvil, simulated meters. The page must find the run's sessions with each side's
  * energy and the amounts the contract moved, statements that balance against the contract's own
  * view, the ratings' means, the ranking an EV would get, and let the EV sign a rating in its
- * wallet (an EIP-6963 provider backed by anvil's unlocked account). Screenshots go to
- * docs/screenshots/.
+ * wallet (an EIP-6963 provider backed by anvil's unlocked account). Screenshots go to a
+ * temporary directory, or to docs/screenshots/ with P2PEV_SCREENSHOTS=docs (to refresh the docs'
+ * pictures without every test run rewriting tracked files).
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { formatEther, parseEther } from 'ethers';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,7 +23,10 @@ import type { World } from '../sim/world.js';
 import { device, PRICE, smallWorld, startAgent, waitFor } from './helpers/world.js';
 
 const CHROMIUM = '/usr/bin/chromium';
-const SHOTS = new URL('../docs/screenshots/', import.meta.url);
+const SHOTS =
+  process.env.P2PEV_SCREENSHOTS === 'docs'
+    ? new URL('../docs/screenshots/', import.meta.url)
+    : pathToFileURL(`${mkdtempSync(join(tmpdir(), 'p2pev-shots-'))}/`);
 const HCS2_PRICE = PRICE * 2n;
 
 interface Run {
