@@ -8,7 +8,7 @@ import type { Agent } from '../agent/runtime.js';
 import type { SessionRecord } from '../agent/session.js';
 import { billWei } from '../protocol/index.js';
 import type { World } from '../sim/world.js';
-import { device, PRICE, smallWorld, startAgent, waitFor } from './helpers/world.js';
+import { device, PRICE, smallWorld, startAgent, waitFor, sessionDone } from './helpers/world.js';
 
 async function runSession(world: World, agents: Agent[], targetWh: number) {
   const ev = agents.find((a) => a.cfg.role === 'ev')!;
@@ -16,15 +16,7 @@ async function runSession(world: World, agents: Agent[], targetWh: number) {
   const before = await world.operator.depositOf(ev.address);
   const earnedBefore = await world.operator.earningsOf(hcs.address);
   const { id } = (await ev.control('charge', { targetWh, rating: 4, comment: 'quick' })) as { id: string };
-  const done = await waitFor(
-    'EV session done',
-    () => {
-      const s = ev.sessions.get(id);
-      if (s?.state === 'failed') throw new Error(`session failed: ${s.error}`);
-      return s?.state === 'done' ? s : undefined;
-    },
-    60_000,
-  );
+  const done = await sessionDone(ev, id, 60_000);
   const hcsSession = await waitFor(
     'HCS session done',
     () => [...hcs.sessions.values()].find((s: SessionRecord) => s.txid === done.txid && s.state === 'done'),

@@ -14,7 +14,7 @@ import type { SessionRecord } from '../agent/session.js';
 import { freePort } from '../sim/chain.js';
 import { SIM_PASSWORD, type World } from '../sim/world.js';
 import { checkTransaction, parseOcmf, verifyOcmf } from './helpers/ocmf-verifier.js';
-import { device, smallWorld, startAgent, tempDir, waitFor } from './helpers/world.js';
+import { device, smallWorld, startAgent, tempDir, waitFor, sessionDone } from './helpers/world.js';
 
 const BIN = new URL('../bin/p2pev.mjs', import.meta.url).pathname;
 
@@ -75,15 +75,7 @@ describe('operating a charge point', () => {
   async function charge(targetWh: number): Promise<SessionRecord> {
     const ev = agents.get('EV1')!;
     const { id } = (await ev.control('charge', { targetWh, ...where() })) as { id: string };
-    return waitFor(
-      'EV session done',
-      () => {
-        const s = ev.sessions.get(id);
-        if (s?.state === 'failed') throw new Error(`session failed: ${s.error}`);
-        return s?.state === 'done' ? s : undefined;
-      },
-      60_000,
-    );
+    return sessionDone(ev, id, 60_000);
   }
 
   beforeAll(async () => {
@@ -240,15 +232,7 @@ describe('operating a charge point', () => {
     const stepMs = 600_000;
     const spy = vi.spyOn(Date, 'now').mockImplementation(() => realNow() + stepMs);
     try {
-      const done = await waitFor(
-        'EV session done',
-        () => {
-          const s = ev.sessions.get(id);
-          if (s?.state === 'failed') throw new Error(`session failed: ${s.error}`);
-          return s?.state === 'done' ? s : undefined;
-        },
-        60_000,
-      );
+      const done = await sessionDone(ev, id, 60_000);
       expect(done.endStatus).toBe(1); // completed, not "timeout" (5)
       expect(done.t0).toBe(t0Before + stepMs / 1000);
       expect(done.t1! - done.t0!).toBeLessThan(120);

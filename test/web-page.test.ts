@@ -20,7 +20,7 @@ import type { SessionRecord } from '../agent/session.js';
 import { reportEnergyWh } from '../agent/roles/charging.js';
 import { billWei } from '../protocol/index.js';
 import type { World } from '../sim/world.js';
-import { device, PRICE, smallWorld, startAgent, waitFor } from './helpers/world.js';
+import { device, PRICE, smallWorld, startAgent, waitFor, sessionDone } from './helpers/world.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const SHOTS =
@@ -50,15 +50,7 @@ async function charge(
     await waitFor('EV charging', () => ev.sessions.get(id)?.state === 'charging', 30_000);
     await onCharging();
   }
-  const done = await waitFor(
-    'EV session done',
-    () => {
-      const s = ev.sessions.get(id);
-      if (s?.state === 'failed') throw new Error(`session failed: ${s.error}`);
-      return s?.state === 'done' ? s : undefined;
-    },
-    45_000,
-  );
+  const done = await sessionDone(ev, id, 45_000);
   const hcs = agents.find((a) => a.address === done.hcs)!;
   const hcsSession = await waitFor('HCS report', () =>
     [...hcs.sessions.values()].find((s: SessionRecord) => s.txid === done.txid && s.myReport),

@@ -3,6 +3,7 @@
  * carries only the billed energy (gas); the EV's and the HCS's own figures, and the audit data of
  * their meters, are inside the signed reports passed to settle / settleDisputed / settleBatch.
  */
+import type { Terms } from '../../protocol/index.js';
 import type { Interface, TransactionDescription } from 'ethers';
 import { decode, fromHex, SIGNATURE_BYTES } from '../../protocol/index.js';
 
@@ -36,14 +37,8 @@ export interface SettlementInput {
   hcsReport: string;
 }
 
-interface TermsArg {
-  ev: string;
-  hcs: string;
-  seq: bigint;
-  priceWeiPerKWh: bigint;
-  maxEnergyWh: bigint;
-  settleBy: bigint;
-}
+/** The contract's Terms struct as it arrives in calldata: the protocol's Terms. */
+type TermsArg = Terms;
 
 function side(reportHex: string): { txid: string; side: ReportSide } | undefined {
   try {

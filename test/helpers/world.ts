@@ -56,3 +56,16 @@ export async function waitFor<T>(
 }
 
 export const device = (w: World, name: string): Device => w.devices.find((d) => d.name === name)!;
+
+/** Waits until an agent's session `id` is done (settled); a failed session fails the wait. */
+export function sessionDone(agent: Agent, id: string, timeoutMs = 60_000) {
+  return waitFor(
+    'EV session done',
+    () => {
+      const s = agent.sessions.get(id);
+      if (s?.state === 'failed') throw new Error(`session failed: ${s.error}`);
+      return s?.state === 'done' ? s : undefined;
+    },
+    timeoutMs,
+  );
+}
