@@ -136,13 +136,14 @@ export class Agent {
     return this.exclusive(() => this.role.control(action, body));
   }
 
-  private lastFullTick = 0;
+  private lastFullTick = Number.NEGATIVE_INFINITY;
 
   private async tick(): Promise<void> {
     if (this.ticking) return;
     // Poll fast only while a charge is metered; otherwise once a second is plenty for timeouts,
     // and hundreds of idle agents in one process (the sim at scale) stay cheap.
-    const now = Date.now();
+    // Monotonic: a wall-clock step (NTP) must not stop the ticker.
+    const now = performance.now();
     if (now - this.lastFullTick < 1000 && !this.openSessions().some((s) => s.state === 'charging')) return;
     this.lastFullTick = now;
     this.ticking = true;

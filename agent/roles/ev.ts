@@ -23,7 +23,7 @@ const SETTLE_GRACE_S = 15;
 
 export class EvRole implements Role {
   private readonly stations: StationDirectory;
-  private lastChainPoll = 0;
+  private lastChainPoll = Number.NEGATIVE_INFINITY; // monotonic (performance.now)
 
   constructor(private readonly agent: Agent) {
     this.stations = new StationDirectory(agent.chain);
@@ -198,9 +198,9 @@ export class EvRole implements Role {
         if (end !== undefined) await endCharging(this.agent, s, end, false);
       } else if (
         s.state === 'awaitingSettlement' &&
-        now - this.lastChainPoll > (s.server ? CHAIN_POLL_MS.withEdge : CHAIN_POLL_MS.direct)
+        performance.now() - this.lastChainPoll > (s.server ? CHAIN_POLL_MS.withEdge : CHAIN_POLL_MS.direct)
       ) {
-        this.lastChainPoll = now;
+        this.lastChainPoll = performance.now();
         const state = await this.agent.chain.retry('sessionState', () =>
           this.agent.chain.client.sessionState(s.hcs!, big(s.terms!.seq)),
         );
