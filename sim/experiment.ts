@@ -5,7 +5,7 @@
  * `p2pev run` as its own process, each meter a simulated Modbus device. At the end, the table of
  * the paper's web interface, read back from the chain and the agents' journals.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatEther, type Log, parseEther } from 'ethers';
@@ -102,6 +102,8 @@ export interface ExperimentReport {
     bytesPerSession: number;
     requestToSettledS: number;
     plugOutToSettledS: number;
+    /** Peak resident memory of each agent process (VmHWM), MB. */
+    agentRssMb: Record<string, number>;
   };
 }
 
@@ -177,6 +179,9 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
       traffic.bytes += st.messages.sentBytes;
     }
     const report = await collect(world, before, names, traffic);
+    report.figures.agentRssMb = Object.fromEntries(
+      agents.map((a) => [a.device.name, peakRssMb(a.child.pid!)]),
+    );
     print(report, out);
     if (opts.json) {
       writeFileSync(opts.json, `${JSON.stringify(report, null, 2)}\n`);
@@ -328,6 +333,16 @@ async function collect(
   };
 }
 
+/** Peak resident set of a process (VmHWM), MB; NaN where /proc does not tell. */
+function peakRssMb(pid: number): number {
+  try {
+    const kb = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+    return Math.round(kb / 102.4) / 10;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 /** Medians over the EVs' finished sessions (journal timestamps), and traffic per session. */
 function timing(
   journals: { d: Device; entries: SessionRecord[] }[],
@@ -344,7 +359,10 @@ function timing(
     messagesPerSession: round(traffic.messages / Math.max(1, settled)),
     bytesPerSession: Math.round(traffic.bytes / Math.max(1, settled)),
     requestToSettledS: round(median(done.map((e) => (e.updatedAt - e.createdAt) / 1000))),
-    plugOutToSettledS: round(median(done.map((e) => e.updatedAt / 1000 - e.t1!))),
+    agentRssMb: {},
+    plugOutToSettledS: round(
+      median(done.map((e) => (e.endedAt ? (e.updatedAt - e.endedAt) / 1000 : e.updatedAt / 1000 - e.t1!))),
+    ),
   };
 }
 
@@ -407,6 +425,15 @@ export function print(r: ExperimentReport, out: (l: string) => void): void {
   ))
     out(l);
   out('');
+  const f = r.figures;
+  out(
+    `Agent processes, peak resident memory (MB): ${Object.entries(f.agentRssMb)
+      .map(([n, mb]) => `${n} ${mb}`)
+      .join(', ')}`,
+  );
+  out(
+    `Per settled session: ${f.messagesPerSession} messages, ${f.bytesPerSession} bytes on the wire; median request → settled ${f.requestToSettledS} s (charging included), plug-out → settled ${f.plugOutToSettledS} s`,
+  );
   out(
     `EVs paid ${formatEther(r.totals.paidWei)} ether; HCSs were credited ${formatEther(r.totals.creditedWei)} ether: ${r.totals.balanced ? 'balanced' : 'NOT BALANCED'}`,
   );
