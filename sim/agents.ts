@@ -27,13 +27,32 @@ export interface LogLine {
   [key: string]: unknown;
 }
 
-export function spawnAgent(
+/**
+ * Gives the device a control port that is free right now: ports picked when the world was built
+ * may have been taken since by one of the many servers a world starts.
+ */
+export async function freshControlPort(device: Device): Promise<void> {
+  const cfg = JSON.parse(readFileSync(device.configPath, 'utf8'));
+  device.controlPort = await freePort();
+  cfg.control = { ...cfg.control, port: device.controlPort };
+  writeFileSync(device.configPath, `${JSON.stringify(cfg, null, 2)}\n`);
+}
+
+export async function spawnAgent(
   device: Device,
   onLog: (line: LogLine, device: Device) => void,
   env: Record<string, string> = {},
-): AgentProcess {
+): Promise<AgentProcess> {
+  await freshControlPort(device);
   const child = spawn(process.execPath, [P2PEV, 'run', '--config', device.configPath], {
-    env: { ...process.env, P2PEV_KEY_PASSWORD: SIM_PASSWORD, CI: '1', ...env },
+    // The installed unit's memory settings (agent/install/p2pev.service), so the sim measures what a Pi runs.
+    env: {
+      ...process.env,
+      NODE_OPTIONS: '--max-old-space-size=192 --max-semi-space-size=2',
+      P2PEV_KEY_PASSWORD: SIM_PASSWORD,
+      CI: '1',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   for (const stream of [child.stdout!, child.stderr!]) {
