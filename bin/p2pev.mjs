@@ -1,8 +1,20 @@
 #!/usr/bin/env node
-// Entry point of the `p2pev` command. The sources are TypeScript, run through tsx's loader
-// so that a fresh `npm ci` is enough on a Pi (no build step, no compiler at run time).
-import { register } from 'tsx/esm/api';
+// Entry point of the `p2pev` command. The sources are TypeScript, run through tsx's loader so that
+// a fresh `npm ci` is enough (no build step). With P2PEV_DIST=1 (the installed service sets it) the
+// compiled JavaScript of `npm run build` runs instead: no compile at start, ~30 MB less memory.
+import { existsSync } from 'node:fs';
 
-register();
-const { main } = await import('../agent/cli.ts');
-await main(process.argv);
+const dist = new URL('../dist/agent/cli.js', import.meta.url);
+if (process.env.P2PEV_DIST === '1') {
+  if (!existsSync(dist)) {
+    process.stderr.write('p2pev: P2PEV_DIST=1 but dist/ is not built: run npm run build\n');
+    process.exit(1);
+  }
+  const { main } = await import(dist.href);
+  await main(process.argv);
+} else {
+  const { register } = await import('tsx/esm/api');
+  register();
+  const { main } = await import('../agent/cli.ts');
+  await main(process.argv);
+}

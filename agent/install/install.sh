@@ -6,7 +6,7 @@
 #                                              system commands (useradd, systemctl …) instead
 #
 # What it does: copies the package to /opt/p2pev and installs its production dependencies
-# (npm ci --omit=dev), creates the system user p2pev (group dialout, for the RS-485 adapter),
+# (npm ci, npm run build, then npm prune --omit=dev), creates the system user p2pev (group dialout, for the RS-485 adapter),
 # the config skeleton /etc/p2pev/agent.config.json (never overwrites one), the udev rule that
 # names the adapter /dev/p2pev-meter, journald size limits, and the systemd unit p2pev.service
 # (enabled, not started: the config and the key come first; see docs/INSTALL.md).
@@ -67,13 +67,16 @@ fi
 
 say "copying the package to $PREFIX"
 mkdir -p "$PREFIX"
-for item in package.json package-lock.json tsconfig.json bin agent contracts drivers protocol sim docs README.md; do
+for item in package.json package-lock.json tsconfig.json tsconfig.build.json .ci bin agent contracts drivers protocol sim docs README.md; do
   [ -e "$SRC/$item" ] || continue
   rm -rf "${PREFIX:?}/$item"
   cp -R "$SRC/$item" "$PREFIX/$item"
 done
 if [ "$SKIP_NPM" = 0 ]; then
-  run npm ci --omit=dev --no-audit --no-fund --prefix "$PREFIX"
+  # Compile once here (the service runs the JavaScript: P2PEV_DIST=1), then drop the build tools.
+  run npm ci --no-audit --no-fund --prefix "$PREFIX"
+  run npm run build --prefix "$PREFIX"
+  run npm prune --omit=dev --no-audit --no-fund --prefix "$PREFIX"
 fi
 
 say "system user p2pev (groups: dialout)"

@@ -1,0 +1,40 @@
+/**
+ * The compiled build that installed devices run (`npm run build`, then P2PEV_DIST=1): it must
+ * behave like the TypeScript sources, including the files read at run time (the config schema).
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { buildVectors } from '../protocol/vectors.js';
+
+const run = promisify(execFile);
+const root = new URL('..', import.meta.url).pathname;
+const P2PEV = `${root}bin/p2pev.mjs`;
+
+describe('the compiled build (P2PEV_DIST=1)', () => {
+  it('builds, decodes a signed vector like the sources, and loads its config schema', async () => {
+    await run(process.execPath, [`${root}.ci/build.mjs`], { cwd: root });
+    const v = buildVectors().find((x) => x.name === 'chargeProvided')!;
+    const args = [
+      'msg',
+      'decode',
+      v.envelope.hex,
+      '--chain-id',
+      v.envelope.domain.chainId,
+      '--contract',
+      v.envelope.domain.verifyingContract,
+    ];
+    const compiled = await run(process.execPath, [P2PEV, ...args], {
+      env: { ...process.env, P2PEV_DIST: '1' },
+    });
+    const sources = await run(process.execPath, [P2PEV, ...args], {
+      env: { ...process.env, P2PEV_DIST: '' },
+    });
+    expect(JSON.parse(compiled.stdout)).toEqual(JSON.parse(sources.stdout));
+    expect(JSON.parse(compiled.stdout).signer).toBe(v.envelope.signer);
+    const bad = await run(process.execPath, [P2PEV, 'run', '--config', '/nonexistent/agent.config.json'], {
+      env: { ...process.env, P2PEV_DIST: '1' },
+    }).catch((e) => e);
+    expect(bad.stderr).toMatch(/cannot read \/nonexistent\/agent.config.json/);
+  }, 120_000);
+});
