@@ -7,8 +7,19 @@ import { cpSync, existsSync, rmSync } from 'node:fs';
 
 const root = new URL('..', import.meta.url).pathname;
 rmSync(`${root}dist`, { recursive: true, force: true });
-execFileSync(process.execPath, [`${root}node_modules/typescript/bin/tsc`, '-p', `${root}tsconfig.build.json`], { stdio: 'inherit' });
-for (const asset of ['agent/config.schema.json', 'agent/web/public', 'protocol/vectors.json', 'agent/install', 'contracts/src', 'contracts/test']) {
+execFileSync(
+  process.execPath,
+  [`${root}node_modules/typescript/bin/tsc`, '-p', `${root}tsconfig.build.json`],
+  { stdio: 'inherit' },
+);
+for (const asset of [
+  'agent/config.schema.json',
+  'agent/web/public',
+  'protocol/vectors.json',
+  'agent/install',
+  'contracts/src',
+  'contracts/test',
+]) {
   if (existsSync(`${root}${asset}`)) cpSync(`${root}${asset}`, `${root}dist/${asset}`, { recursive: true });
 }
 console.log('built dist/');
