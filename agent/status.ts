@@ -4,6 +4,7 @@
  */
 import { formatEther } from 'ethers';
 import { loadConfig } from './config.js';
+import type { Telemetry } from './ops.js';
 
 export interface ControlEndpoint {
   host: string;
@@ -68,15 +69,7 @@ export function formatStatus(s: Record<string, unknown>): string {
     chain: { rpcUrl: string; reachable: boolean; contract: string; chainId: number };
     meter?: { profile: string; serial: string };
     sessions: { id: string; state: string; txid?: string; peer?: string }[];
-    telemetry?: {
-      at?: number;
-      reading?: { energyWh: number; powerW?: number; voltageV?: number; currentA?: number; at: number };
-      meterError?: string;
-      balanceWei?: string;
-      earningsWei?: string;
-      depositWei?: string;
-      chainError?: string;
-    };
+    telemetry?: Telemetry;
     clock?: { jumps: number; totalJumpMs: number };
     edge?: { bills?: Record<string, number> };
     hcs?: { seq: string; pricePerKWhEther: number };

@@ -79,26 +79,23 @@ export class HcsRole implements Role {
     }
   }
 
-  /** Answers a request, echoing its nonce so that every answer is its own message. */
-  private async reply(ev: string, status: number, optional: Record<string, unknown> = {}): Promise<void> {
+  /** Answers a request; `optional` carries the request's nonce back, so every answer is its own message. */
+  private async reply(ev: string, status: number, optional: Record<string, unknown>): Promise<void> {
     await this.agent.send(ev, {
       type: 'response',
       status,
       sender: this.agent.address,
       receiver: ev,
-      optional: { ...optional, ...this.nonce },
+      optional,
     });
   }
 
-  /** The nonce of the request being answered. */
-  private nonce: { n?: string } = {};
-
   private async onRequest(msg: MessageOf<'request'>, ev: string): Promise<void> {
     if (msg.receiver !== this.agent.address) return;
-    this.nonce = nonceOf(msg.optional).optional ?? {};
-    if (this.busy) return this.reply(ev, REQUEST_STATUS.busy, { why: 'busy' });
+    const nonce = nonceOf(msg.optional).optional ?? {};
+    if (this.busy) return this.reply(ev, REQUEST_STATUS.busy, { why: 'busy', ...nonce });
     if (!withinServiceHours(this.hcs.serviceHours))
-      return this.reply(ev, REQUEST_STATUS.reject, { why: 'closed' });
+      return this.reply(ev, REQUEST_STATUS.reject, { why: 'closed', ...nonce });
     const price = BigInt(this.hcs.priceWeiPerKWh);
     const available = await this.agent.chain.retry('availableDeposit', () =>
       this.agent.chain.client.availableDeposit(ev),
@@ -107,7 +104,8 @@ export class HcsRole implements Role {
     const wanted = Number((msg.optional as { wh?: number } | undefined)?.wh ?? this.hcs.maxSessionWh);
     const affordable = price > 0n ? Number((available * 1000n) / price) : this.hcs.maxSessionWh;
     const maxWh = Math.min(Math.ceil(wanted * 1.2) + 1000, this.hcs.maxSessionWh, affordable);
-    if (maxWh < Math.min(wanted, 1000)) return this.reply(ev, REQUEST_STATUS.reject, { why: 'deposit' });
+    if (maxWh < Math.min(wanted, 1000))
+      return this.reply(ev, REQUEST_STATUS.reject, { why: 'deposit', ...nonce });
     const terms: TermsJson = {
       seq: this.nextSeq().toString(),
       price: price.toString(),
@@ -132,7 +130,7 @@ export class HcsRole implements Role {
       updatedAt: Date.now(),
     };
     this.agent.save(s);
-    const optional = { ...terms, kw: this.hcs.powerKw, ...this.nonce };
+    const optional = { ...terms, kw: this.hcs.powerKw, ...nonce };
     await this.reply(ev, REQUEST_STATUS.accept, optional);
     if (server) {
       // The edge forms the agreement: it checks the deposit and sends the mutual to both.
