@@ -44,6 +44,9 @@ export function isNetworkError(err: unknown): boolean {
   );
 }
 
+/** How long a call made while the agent is running may wait for an unreachable node. */
+export const CALL_BUDGET_MS = 5000;
+
 export class Chain {
   readonly deployment: Deployment;
   readonly domain: Domain;
@@ -67,35 +70,45 @@ export class Chain {
   /** Connects, waiting (with backoff) for the node if it is not up yet. */
   static async connect(opts: ChainOptions): Promise<Chain> {
     const chain = new Chain(opts);
-    await chain.retry('connect', async () => {
-      const { provider, chainId } = await connectRpc(opts.rpcUrl);
-      if (chainId !== chain.domain.chainId) {
-        throw Object.assign(
-          new Error(
-            `${opts.rpcUrl} is chain ${chainId}, but ${opts.deploymentFile} is for chain ${chain.domain.chainId}: wrong node or wrong deployment file`,
-          ),
-          { fatal: true },
-        );
-      }
-      if ((await provider.getCode(chain.deployment.address)) === '0x') {
-        throw Object.assign(
-          new Error(
-            `no contract at ${chain.deployment.address} on ${opts.rpcUrl}: was the chain reset? deploy again`,
-          ),
-          { fatal: true },
-        );
-      }
-      chain.provider = provider;
-      chain.signer = new NonceManager(new Wallet(opts.privateKey, provider));
-      chain.client = SettlementClient.fromDeployment(chain.deployment, chain.signer);
-    });
+    await chain.retry(
+      'connect',
+      async () => {
+        const { provider, chainId } = await connectRpc(opts.rpcUrl);
+        if (chainId !== chain.domain.chainId) {
+          throw Object.assign(
+            new Error(
+              `${opts.rpcUrl} is chain ${chainId}, but ${opts.deploymentFile} is for chain ${chain.domain.chainId}: wrong node or wrong deployment file`,
+            ),
+            { fatal: true },
+          );
+        }
+        if ((await provider.getCode(chain.deployment.address)) === '0x') {
+          throw Object.assign(
+            new Error(
+              `no contract at ${chain.deployment.address} on ${opts.rpcUrl}: was the chain reset? deploy again`,
+            ),
+            { fatal: true },
+          );
+        }
+        chain.provider = provider;
+        chain.signer = new NonceManager(new Wallet(opts.privateKey, provider));
+        chain.client = SettlementClient.fromDeployment(chain.deployment, chain.signer);
+      },
+      Number.POSITIVE_INFINITY,
+    );
     chain.reachable = true;
     return chain;
   }
 
-  /** Runs `fn`, retrying network failures with exponential backoff; other errors pass through. */
-  async retry<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn`, retrying network failures with exponential backoff for up to `budgetMs`; other
+   * errors pass through at once. The budget is short by default: a call made while handling a
+   * message or a tick must not hold the agent while the node is away (the caller's state stays
+   * journaled, and the next tick tries again). Start-up passes Infinity.
+   */
+  async retry<T>(what: string, fn: () => Promise<T>, budgetMs = CALL_BUDGET_MS): Promise<T> {
     let wait = 250;
+    const until = Date.now() + budgetMs;
     for (;;) {
       try {
         const out = await fn();
@@ -104,6 +117,12 @@ export class Chain {
       } catch (err) {
         if ((err as { fatal?: boolean }).fatal || !isNetworkError(err)) throw err;
         this.reachable = false;
+        if (Date.now() + wait > until) {
+          throw Object.assign(
+            new Error(`chain node ${this.opts.rpcUrl} unreachable (${what}); will retry later`),
+            { code: 'NETWORK_ERROR', cause: err },
+          );
+        }
         this.opts.log.warn(
           { what, rpc: this.opts.rpcUrl, retryMs: wait },
           'chain node unreachable; retrying',
@@ -145,7 +164,14 @@ export class Chain {
   async isMember(address: string): Promise<boolean> {
     const hit = this.members.get(address);
     if (hit && hit.until > Date.now()) return hit.ok;
-    const info = await this.retry('authInfo', () => this.client.authInfo(address));
+    let info: { status: number };
+    try {
+      info = await this.retry('authInfo', () => this.client.authInfo(address));
+    } catch (err) {
+      // The node is away: the last answer we had is better than dropping a member's message.
+      if (hit && isNetworkError(err)) return hit.ok;
+      throw err;
+    }
     const ok = info.status === MemberStatus.Verified;
     this.members.set(address, { ok, until: Date.now() + (ok ? 30_000 : 5_000) });
     return ok;

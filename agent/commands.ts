@@ -36,13 +36,21 @@ export function registerAgentCommands(program: Command): void {
     .option('-c, --config <file>', 'the agent config', 'agent.config.json')
     .action(async (opts: { config: string }) => {
       const cfg = loadConfig(opts.config);
-      const agent = await Agent.start(cfg);
+      let agent: Agent | undefined;
+      // ethers' HTTP layer can leave a refused connection's promise unawaited while the node is
+      // away; Node would end the process for it. A device runs for years: log it and carry on.
+      process.on('unhandledRejection', (reason) => {
+        const err = reason instanceof Error ? reason.message : String(reason);
+        if (agent) agent.log.warn({ err }, 'unhandled rejection; carrying on');
+        else process.stderr.write(`p2pev: unhandled rejection: ${err}\n`);
+      });
+      agent = await Agent.start(cfg);
       await new Promise<void>((resolve) => {
         const stop = () => resolve();
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       });
-      await agent.stop();
+      await agent?.stop();
     });
 
   const keys = program.command('keys').description('Device keys in an encrypted keystore (mode 0600)');

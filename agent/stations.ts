@@ -8,7 +8,7 @@
  * rating moves a station ahead, but not across town.
  */
 import { Role } from '../contracts/client.js';
-import type { Chain } from './chain.js';
+import { type Chain, isNetworkError } from './chain.js';
 
 export interface Station {
   hcs: string;
@@ -72,6 +72,16 @@ export class StationDirectory {
 
   async list(): Promise<Station[]> {
     if (this.cache && Date.now() - this.cache.at < this.ttlMs) return this.cache.stations;
+    try {
+      return await this.refresh();
+    } catch (err) {
+      // The node is away: the stations we knew are still the best answer to a search.
+      if (this.cache && isNetworkError(err)) return this.cache.stations;
+      throw err;
+    }
+  }
+
+  private async refresh(): Promise<Station[]> {
     const stations = await this.chain.retry('stations', async () => {
       const c = this.chain.client.contract;
       const logs = await c.queryFilter(c.filters.HcsProfileSet!(), this.chain.deployment.block);

@@ -18,6 +18,7 @@ import {
   REQUEST_STATUS,
 } from '../../protocol/index.js';
 import type { Incoming } from '../bus.js';
+import { isNetworkError } from '../chain.js';
 import { crashPoint } from '../crash.js';
 import { big } from '../journal.js';
 import type { Agent, Role } from '../runtime.js';
@@ -46,8 +47,12 @@ export interface Bill {
   error?: string;
   createdAt: number;
   queuedAt?: number;
+  submittedAt?: number;
   settledAt?: number;
 }
+
+/** A batch without a receipt this long is asked about on chain. */
+const RECHECK_SUBMITTED_MS = 20_000;
 
 /** Settled bills kept in the journal for the status page; older ones are compacted away. */
 const KEEP_FINISHED = 500;
@@ -70,16 +75,25 @@ export class EdgeRole implements Role {
   }
 
   async resume(): Promise<void> {
+    await this.recheckSubmitted(0);
+  }
+
+  /**
+   * Bills sent in a batch whose receipt never came (a crash, or the node went away after the send):
+   * after `olderThanMs` the chain says which settled; the others are queued again (the contract
+   * settles a session at most once, so a resubmission cannot bill twice).
+   */
+  private async recheckSubmitted(olderThanMs: number): Promise<void> {
     for (const b of this.bills.values()) {
-      if (b.state !== 'submitted') continue;
+      if (b.state !== 'submitted' || Date.now() - (b.submittedAt ?? 0) < olderThanMs) continue;
       const state = await this.agent.chain.retry('sessionState', () =>
         this.agent.chain.client.sessionState(b.hcs, big(b.terms.seq)),
       );
       if (state === ChainSessionState.Settled || state === ChainSessionState.Rated) {
-        this.agent.log.info({ txid: b.txid }, 'bill found settled after restart');
+        this.agent.log.info({ txid: b.txid }, 'bill found settled on chain');
         await this.finish(b, 'settled');
       } else {
-        this.agent.log.info({ txid: b.txid }, 'bill not on chain after restart; queued again');
+        this.agent.log.info({ txid: b.txid }, 'bill not on chain; queued again');
         this.save({ ...b, state: 'queued', queuedAt: Date.now() });
       }
     }
@@ -213,6 +227,7 @@ export class EdgeRole implements Role {
   }
 
   async tick(): Promise<void> {
+    await this.recheckSubmitted(RECHECK_SUBMITTED_MS);
     const queued = [...this.bills.values()].filter((b) => b.state === 'queued');
     if (queued.length === 0) return;
     const { batchSize, batchMaxWaitMs } = this.agent.cfg.edge;
@@ -233,7 +248,7 @@ export class EdgeRole implements Role {
   }
 
   private async submitBatch(bills: Bill[]): Promise<void> {
-    for (const b of bills) this.save({ ...b, state: 'submitted' });
+    for (const b of bills) this.save({ ...b, state: 'submitted', submittedAt: Date.now() });
     const entries = this.entries(bills);
     const started = Date.now();
     let tx: ContractTransactionResponse;
@@ -248,7 +263,7 @@ export class EdgeRole implements Role {
     } catch (err) {
       this.agent.log.error(
         { err: revertName(err) ?? (err as Error).message, bills: bills.length },
-        'batch refused; queued again',
+        isNetworkError(err) ? 'chain unreachable; bills wait in the journal' : 'batch refused; queued again',
       );
       for (const b of bills) this.save({ ...this.bills.get(b.txid)!, state: 'queued', queuedAt: Date.now() });
       return;
@@ -278,7 +293,7 @@ export class EdgeRole implements Role {
   }
 
   private async submitDisputed(b: Bill): Promise<void> {
-    this.save({ ...b, state: 'submitted' });
+    this.save({ ...b, state: 'submitted', submittedAt: Date.now() });
     const [e] = this.entries([b]);
     try {
       const receipt = await this.agent.chain.send('settleDisputed', (c) =>
@@ -286,6 +301,8 @@ export class EdgeRole implements Role {
       );
       await this.finish(b, 'settled', receipt.hash);
     } catch (err) {
+      // The node away is no answer: the bill waits in the journal (rechecked, then queued again).
+      if (isNetworkError(err)) return;
       const reason = revertName(err) ?? (err as Error).message;
       await this.finish(b, reason === 'AlreadySettled' ? 'settled' : 'failed', undefined, reason);
     }

@@ -1,0 +1,117 @@
+/**
+ * The edge (its own `p2pev run` process) loses its chain node in the middle of a session (a TCP
+ * proxy in front of anvil is cut):
+ * the charge completes, the bill waits in the journal, the edge keeps handling messages, and when
+ * the node is back the bill goes out and settles exactly once.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Journal } from '../agent/journal.js';
+import type { Agent } from '../agent/runtime.js';
+import { type AgentProcess, control, spawnAgent, waitReady } from '../sim/agents.js';
+import { billWei } from '../protocol/index.js';
+import type { World } from '../sim/world.js';
+import { device, PRICE, sessionDone, smallWorld, startAgent, waitFor } from './helpers/world.js';
+
+/** A TCP proxy that can be cut (connections refused and dropped) and restored on the same port. */
+async function cuttableProxy(target: URL) {
+  const sockets = new Set<Socket>();
+  let server: Server | undefined;
+  let port = 0;
+  const listen = () =>
+    new Promise<void>((resolve) => {
+      server = createServer((client) => {
+        const upstream = createConnection({ host: target.hostname, port: Number(target.port) });
+        for (const s of [client, upstream]) {
+          sockets.add(s);
+          s.on('close', () => sockets.delete(s));
+          s.on('error', () => {});
+        }
+        client.pipe(upstream).pipe(client);
+      });
+      server.listen(port, '127.0.0.1', () => {
+        port = (server!.address() as { port: number }).port;
+        resolve();
+      });
+    });
+  await listen();
+  return {
+    url: () => `http://127.0.0.1:${port}`,
+    cut: async () => {
+      // Stop accepting, then drop the open (keep-alive) connections, which close() would wait for.
+      const closed = new Promise<void>((r) => server!.close(() => r()));
+      for (const s of sockets) s.destroy();
+      await closed;
+    },
+    restore: listen,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => (server?.listening ? server.close(() => r()) : r()));
+    },
+  };
+}
+
+describe('the edge loses its chain node', () => {
+  let world: World;
+  let proxy: Awaited<ReturnType<typeof cuttableProxy>>;
+  const agents = new Map<string, Agent>();
+  let edge: AgentProcess;
+
+  beforeAll(async () => {
+    world = await smallWorld({ edge: true });
+    proxy = await cuttableProxy(new URL(world.rpcUrl));
+    const edgeDevice = device(world, 'EDGE');
+    const cfg = JSON.parse(readFileSync(edgeDevice.configPath, 'utf8'));
+    cfg.chain.rpcUrl = proxy.url();
+    writeFileSync(edgeDevice.configPath, JSON.stringify(cfg));
+    edge = await spawnAgent(device(world, 'EDGE'), () => {});
+    await waitReady(edge);
+    for (const d of world.devices) if (d.role !== 'edge') agents.set(d.name, await startAgent(d));
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const a of agents.values()) await a.stop().catch(() => {});
+    await edge?.stop();
+    await proxy?.close();
+    await world?.close();
+  });
+
+  it('the bill waits in the journal and settles once when the node is back', async () => {
+    const ev = agents.get('EV1')!;
+    const edgeDevice = device(world, 'EDGE');
+    const edgeStatus = () =>
+      control<{ chain: { reachable: boolean }; edge: { bills: Record<string, number> } }>(
+        edgeDevice,
+        'status',
+      );
+    const { id } = (await ev.control('charge', { targetWh: 2000 })) as { id: string };
+    await waitFor('charging', () => ev.sessions.get(id)?.state === 'charging');
+    await proxy.cut();
+    const s = await waitFor('the EV to report', () => {
+      const x = ev.sessions.get(id);
+      return x?.state === 'awaitingSettlement' ? x : undefined;
+    });
+    // The edge holds the bill, and keeps working: it still answers while the node is away.
+    const held = await waitFor('the edge to hold the bill', async () => {
+      const { bills } = (await edgeStatus()).edge;
+      return (bills.queued ?? 0) + (bills.submitted ?? 0) >= 1 ? bills : undefined;
+    });
+    expect(held).toBeDefined();
+    await new Promise((r) => setTimeout(r, 6000));
+    expect((await edgeStatus()).chain.reachable).toBe(false);
+    const c = world.operator.contract;
+    expect(await c.queryFilter(c.filters.Settled!(s.txid), world.deployment.block)).toHaveLength(0);
+    expect(ev.sessions.get(id)?.state).toBe('awaitingSettlement');
+    const journaled = Journal.read(edgeDevice.dataDir).get(`b:${s.txid}`) as { state: string } | undefined;
+    expect(['queued', 'submitted']).toContain(journaled?.state);
+
+    await proxy.restore();
+    const done = await sessionDone(ev, id, 60_000);
+    const events = await c.queryFilter(c.filters.Settled!(done.txid), world.deployment.block);
+    expect(events).toHaveLength(1);
+    const args = (events[0] as unknown as { args: { energyWh: bigint; amountWei: bigint } }).args;
+    expect(args.amountWei).toBe(billWei(args.energyWh, PRICE));
+    expect((await edgeStatus()).chain.reachable).toBe(true);
+  }, 120_000);
+});
