@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatEther, type Log, parseEther } from 'ethers';
 import { Journal } from '../agent/journal.js';
+import { reportEnergyWh } from '../agent/roles/charging.js';
 import type { SessionRecord } from '../agent/session.js';
 import { type AgentProcess, control, type LogLine, spawnAgent, waitReady } from './agents.js';
 import { buildWorld, type Device, type EvSpec, type StationSpec, type World } from './world.js';
@@ -265,7 +266,7 @@ async function collect(
     const rating = rated.find((r) => String(args(r).txid) === txid);
     const r = receipts.get(log.transactionHash)!;
     const energy = (rec?: SessionRecord) =>
-      rec?.myReport ? Number(BigInt(`0x${rec.myReport.slice(146, 186)}`)) : Number.NaN;
+      rec?.myReport ? Number(reportEnergyWh(rec.myReport)) : Number.NaN;
     return {
       txid,
       ev: names.get(String(a.ev).toLowerCase()) ?? String(a.ev),
