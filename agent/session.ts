@@ -120,3 +120,9 @@ export const END_NAMES = Object.fromEntries(Object.entries(SESSION_END).map(([k,
   number,
   string
 >;
+
+/** The `n` (nonce) of a request's optional data, to echo in the answer. */
+export function nonceOf(optional: Record<string, unknown> | undefined): { optional?: { n: string } } {
+  const n = optional?.n;
+  return typeof n === 'string' && n.length <= 32 ? { optional: { n } } : {};
+}

@@ -59,68 +59,27 @@ describe('p2pev sim meter, read and switched by mbpoll', () => {
     }
   });
 
+  /** mbpoll as a Modbus TCP master of unit 1 on the simulated meter's port. */
+  const mbpollTcp = (args: string[]) => run('mbpoll', ['-m', 'tcp', '-p', String(port), '-a', '1', ...args]);
+
   it('mbpoll reads the billing register (input 30073, float32 big-endian)', async () => {
-    const { stdout } = await run('mbpoll', [
-      '-m',
-      'tcp',
-      '-p',
-      String(port),
-      '-a',
-      '1',
-      '-t',
-      '3:float',
-      '-B',
-      '-r',
-      '73',
-      '-1',
-      '127.0.0.1',
-    ]);
+    const { stdout } = await mbpollTcp(['-t', '3:float', '-B', '-r', '73', '-1', '127.0.0.1']);
     expect(mbpollValues(stdout)[73]).toBe('1234.5');
   });
 
   it('mbpoll reads the serial number (holding 0xFC00, uint32)', async () => {
-    const { stdout } = await run('mbpoll', [
-      '-m',
-      'tcp',
-      '-p',
-      String(port),
-      '-a',
-      '1',
-      '-t',
-      '4:int',
-      '-B',
-      '-0',
-      '-r',
-      String(0xfc00),
-      '-1',
-      '127.0.0.1',
-    ]);
+    const { stdout } = await mbpollTcp(['-t', '4:int', '-B', '-0', '-r', String(0xfc00), '-1', '127.0.0.1']);
     expect(mbpollValues(stdout)[0xfc00]).toBe('21000001');
   });
 
   it('mbpoll switches charging on through the sim-only control registers', async () => {
-    const mb = ['-m', 'tcp', '-p', String(port), '-a', '1', '-t', '4', '-0'];
-    await run('mbpoll', [...mb, '-r', String(0x7f01), '-1', '127.0.0.1', '220']);
-    await run('mbpoll', [...mb, '-r', String(0x7f00), '-1', '127.0.0.1', '1']);
-    const { stdout } = await run('mbpoll', [...mb, '-r', String(0x7f00), '-c', '2', '-1', '127.0.0.1']);
+    const mb = ['-t', '4', '-0'];
+    await mbpollTcp([...mb, '-r', String(0x7f01), '-1', '127.0.0.1', '220']);
+    await mbpollTcp([...mb, '-r', String(0x7f00), '-1', '127.0.0.1', '1']);
+    const { stdout } = await mbpollTcp([...mb, '-r', String(0x7f00), '-c', '2', '-1', '127.0.0.1']);
     expect(mbpollValues(stdout)).toMatchObject({ [0x7f00]: '1', [0x7f01]: '220' });
     await new Promise((r) => setTimeout(r, 1200));
-    const power = await run('mbpoll', [
-      '-m',
-      'tcp',
-      '-p',
-      String(port),
-      '-a',
-      '1',
-      '-t',
-      '3:float',
-      '-B',
-      '-0',
-      '-r',
-      '52',
-      '-1',
-      '127.0.0.1',
-    ]);
+    const power = await mbpollTcp(['-t', '3:float', '-B', '-0', '-r', '52', '-1', '127.0.0.1']);
     expect(Number(mbpollValues(power.stdout)[52])).toBeGreaterThan(0);
   });
 });

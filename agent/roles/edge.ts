@@ -22,15 +22,9 @@ import { isNetworkError } from '../chain.js';
 import { crashPoint } from '../crash.js';
 import { big } from '../journal.js';
 import type { Agent, Role } from '../runtime.js';
-import { parseTerms, type TermsJson, termsFromJson } from '../session.js';
+import { parseTerms, type TermsJson, termsFromJson, nonceOf } from '../session.js';
 import { rankStations, StationDirectory } from '../stations.js';
 import { reportEnergyWh, withinToleranceOf } from './settle.js';
-
-/** The `n` (nonce) of a request's optional data, to echo in the answer. */
-export function nonceOf(optional: Record<string, unknown> | undefined): { optional?: { n: string } } {
-  const n = optional?.n;
-  return typeof n === 'string' && n.length <= 32 ? { optional: { n } } : {};
-}
 
 export interface Bill {
   txid: string;

@@ -17,9 +17,8 @@ import {
 import type { Incoming } from '../bus.js';
 import { big } from '../journal.js';
 import type { Agent, Role } from '../runtime.js';
-import { END, type SessionRecord, type TermsJson, termsFromJson } from '../session.js';
+import { END, type SessionRecord, type TermsJson, termsFromJson, nonceOf } from '../session.js';
 import { beginCharging, endCharging, pollCharging, resumeCharging, resumeReport } from './charging.js';
-import { nonceOf } from './edge.js';
 import { settleDirectly } from './settle.js';
 
 /** Whether `now` (local time) is inside "HH:MM-HH:MM" (a window may run past midnight). */
