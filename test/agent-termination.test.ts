@@ -129,12 +129,17 @@ describe('termination paths', () => {
   it('the chain refuses the bill (the settlement window closed while the edge was away): both sides end failed, nothing moves', async () => {
     const depositBefore = (await world.operator.depositOf(ev().address)).balance;
     const earnedBefore = await world.operator.earningsOf(hcs().address);
-    const id = await startCharge(2000);
+    // A charge too long to end by itself: the reports go out only once the edge is surely gone
+    // (a short charge could report, and be billed in the window, before the edge had stopped).
+    const id = await startCharge(20_000);
     await waitFor('charging', () => evSession(id)?.state === 'charging');
     const edge = agents.get('EDGE')!;
     agents.delete('EDGE');
     await edge.stop();
+    await waitFor('some energy', () => delivered(evSession(id)) >= 500);
+    await ev().control('stop');
     const s = await until(id, 'awaitingSettlement');
+    expect(s.terms!.settleBy * 1000).toBeGreaterThan(Date.now());
     // Back after the window: the reports waited for it at the broker, the chain refuses them.
     await new Promise((r) => setTimeout(r, Math.max(0, (s.terms!.settleBy + 1) * 1000 - Date.now())));
     agents.set('EDGE', await startAgent(device(world, 'EDGE')));
