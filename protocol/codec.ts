@@ -9,8 +9,16 @@
  */
 import { BitReader, BitWriter } from './bits.js';
 import { DecodeError, EncodeError } from './errors.js';
+import {
+  commitBytes as commitBytes_,
+  type FastDecoder,
+  type FastEncoder,
+  fastDecoders as fastDecoders_,
+  fastEncoders as fastEncoders_,
+  takeBytes as takeBytes_,
+} from './fastpath.js';
 import { isHexOfLength } from './hex.js';
-import { decodeOptional, encodeOptional } from './optional.js';
+import { decodeOptional as decodeOptional_, encodeOptional as encodeOptional_ } from './optional.js';
 import {
   type Field,
   MESSAGES,
@@ -23,6 +31,15 @@ import {
 } from './schema.js';
 
 type Values = Record<string, unknown>;
+
+// Module-local bindings for the hot path: under a CommonJS transpiler (tsx), every use of an
+// imported binding is a getter call.
+const fastEncoders = fastEncoders_;
+const fastDecoders = fastDecoders_;
+const takeBytes = takeBytes_;
+const commitBytes = commitBytes_;
+const encodeOptional = encodeOptional_;
+const decodeOptional = decodeOptional_;
 interface FieldOp {
   write(w: BitWriter, values: Values): void;
   read(r: BitReader, out: Values): void;
@@ -222,6 +239,7 @@ interface Compiled {
 }
 
 const compiled = new Map<MessageName, Compiled>();
+const selects = new Map<MessageName, { field: string; values: readonly number[] }>();
 /** Names that share each type code, for the decoder (request/response …). */
 const byCode: (Compiled[] | undefined)[] = new Array(16);
 for (const [name, schema] of Object.entries(MESSAGES as Record<MessageName, MessageSchema>) as [
@@ -238,6 +256,7 @@ for (const [name, schema] of Object.entries(MESSAGES as Record<MessageName, Mess
   const c: Compiled = { name, code: schema.code, ops: compileFields(schema.fields, '', presets), keys };
   if (schema.select) c.select = schema.select;
   compiled.set(name, c);
+  if (schema.select) selects.set(name, schema.select);
   byCode[schema.code] = [...(byCode[schema.code] ?? []), c];
 }
 
@@ -245,8 +264,52 @@ for (const [name, schema] of Object.entries(MESSAGES as Record<MessageName, Mess
 
 const writer = new BitWriter(256);
 
-/** Packs a message. Throws EncodeError, naming the field, for anything out of range. */
+/**
+ * Packs a message. Throws EncodeError, naming the field, for anything out of range.
+ *
+ * The result is a view of exactly the message's bytes; like a small `Buffer.allocUnsafe`, it may
+ * share its `ArrayBuffer` with other encoded messages (never with anything that is written again).
+ */
 export function encode(msg: MessageInput): Uint8Array {
+  const values = msg as unknown as Values;
+  const fast = fastEncoders.get(values.type as string);
+  if (fast !== undefined) {
+    const bytes = encodeFast(fast, values);
+    if (bytes !== undefined) return bytes;
+  }
+  return encodeReference(msg);
+}
+
+/** The fast path (`fastpath.ts`): undefined wherever the reference encoder has to decide. */
+function encodeFast(c: FastEncoder, values: Values): Uint8Array | undefined {
+  let region: Uint8Array | undefined;
+  try {
+    for (const key in values) if (!c.keys.has(key) && values[key] !== undefined) return undefined;
+    const select = selects.get(values.type as MessageName);
+    if (select !== undefined) {
+      const given = values[select.field];
+      if (!(given === undefined && select.values.length === 1) && !select.values.includes(given as number))
+        return undefined;
+    }
+    const size = c.size(values);
+    if (size < 0) return undefined;
+    const optional = values.optional === undefined ? undefined : encodeOptional(values.optional as Values);
+    region = takeBytes(optional === undefined ? size : size + optional.length);
+    if (!c.fields(values, region, 0)) {
+      region.fill(0);
+      return undefined;
+    }
+    if (optional !== undefined) region.set(optional, size);
+    commitBytes(region);
+    return region;
+  } catch {
+    region?.fill(0);
+    return undefined;
+  }
+}
+
+/** The reference encoder: the table interpreted field by field; every EncodeError comes from here. */
+export function encodeReference(msg: MessageInput): Uint8Array {
   const values = msg as unknown as Values;
   const c = compiled.get(values.type as MessageName);
   if (!c) throw new EncodeError(`unknown message type ${JSON.stringify(values.type)}`, 'type');
@@ -275,10 +338,40 @@ export function encode(msg: MessageInput): Uint8Array {
 /** Unpacks a message. Throws DecodeError, and nothing else, for any input bytes. */
 export function decode(bytes: Uint8Array): Message {
   try {
+    if (bytes instanceof Uint8Array && bytes.length > 0) {
+      const fast = fastDecoders[bytes[0]! >> 4];
+      if (fast !== undefined && bytes.length >= fast.minBytes) {
+        const out = decodeFast(fast, bytes);
+        if (out !== undefined) return out;
+      }
+    }
     return decodeUnchecked(bytes);
   } catch (err) {
     if (err instanceof DecodeError) throw err;
     // A bug, not bad input, but the promise to callers holds: only DecodeError escapes.
+    throw new DecodeError(`internal decoder error: ${(err as Error)?.message ?? err}`, 0);
+  }
+}
+
+/** The fast path (`fastpath.ts`): undefined wherever the reference decoder has to decide. */
+function decodeFast(c: FastDecoder, bytes: Uint8Array): Message | undefined {
+  try {
+    const out = c.fields(bytes, 0);
+    if (out === undefined) return undefined;
+    const end = c.end[0]! >> 3;
+    if (bytes.length > end) out.optional = decodeOptional(bytes.subarray(end), end * 8);
+    return out as Message;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The reference decoder: the table interpreted field by field; every DecodeError comes from here. */
+export function decodeReference(bytes: Uint8Array): Message {
+  try {
+    return decodeUnchecked(bytes);
+  } catch (err) {
+    if (err instanceof DecodeError) throw err;
     throw new DecodeError(`internal decoder error: ${(err as Error)?.message ?? err}`, 0);
   }
 }

@@ -5,6 +5,15 @@ for (let i = 0; i < 16; i++) {
   NIBBLE['0123456789abcdef'.charCodeAt(i)] = i;
   NIBBLE['0123456789ABCDEF'.charCodeAt(i)] = i;
 }
+/** Byte b → the char codes of its two lowercase hex digits, at [2b] and [2b + 1]. */
+export const HEX_CHARS = new Uint8Array(512);
+for (let i = 0; i < 256; i++) {
+  HEX_CHARS[2 * i] = HEX[i]!.charCodeAt(0);
+  HEX_CHARS[2 * i + 1] = HEX[i]!.charCodeAt(1);
+}
+/** Any UTF-16 char code → its hex digit value, or -1: no bounds check needed on `charCodeAt`. */
+export const NIBBLES = new Int8Array(65536).fill(-1);
+NIBBLES.set(NIBBLE);
 
 export function toHex(bytes: Uint8Array, start = 0, end = bytes.length): string {
   let s = '0x';
