@@ -2,7 +2,39 @@
  * Connecting to a JSON-RPC node with a clear one-line error when it is not there. ethers'
  * JsonRpcProvider alone retries network detection forever; we probe once and pin the network.
  */
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { JsonRpcProvider, Network } from 'ethers';
+
+/**
+ * One JSON-RPC POST over node:http(s), the modules ethers' provider uses anyway. Not the global
+ * `fetch`: its first call loads undici and compiles its WebAssembly HTTP parser, which costs an
+ * agent ~13 MB resident for good and ~30 MB more at its peak (docs/BENCHMARKS.md).
+ */
+function postJson(url: URL, body: string, timeoutMs: number): Promise<{ status: number; text: string }> {
+  const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        timeout: timeoutMs,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(Object.assign(new Error('timed out'), { code: 'TimeoutError' })));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
 
 /** The chain id a node reports, or an Error that says which URL failed and what to check. */
 export async function probeChainId(rpcUrl: string, timeoutMs = 5000): Promise<bigint> {
@@ -12,30 +44,33 @@ export async function probeChainId(rpcUrl: string, timeoutMs = 5000): Promise<bi
   } catch {
     throw new Error(`RPC URL ${JSON.stringify(rpcUrl)} is not a URL (expected e.g. http://127.0.0.1:8545)`);
   }
-  let res: Response;
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new Error(
+      `RPC URL ${JSON.stringify(rpcUrl)} is not an http(s) URL (expected e.g. http://127.0.0.1:8545)`,
+    );
+  let res: { status: number; text: string };
   try {
-    res = await fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_chainId', params: [] }),
-      signal: AbortSignal.timeout(timeoutMs),
-    });
+    res = await postJson(
+      url,
+      JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_chainId', params: [] }),
+      timeoutMs,
+    );
   } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
+    const cause = (err as { code?: string }).code ?? (err as Error).name;
     throw new Error(
       `RPC ${rpcUrl} unreachable (${cause}): check that the node is running and the URL/port are right`,
     );
   }
   let body: { result?: string; error?: { message?: string } };
   try {
-    body = (await res.json()) as typeof body;
+    body = JSON.parse(res.text) as typeof body;
   } catch {
     throw new Error(
       `RPC ${rpcUrl} answered HTTP ${res.status} without JSON: is this an Ethereum JSON-RPC endpoint?`,
     );
   }
-  if (!body.result) {
-    throw new Error(`RPC ${rpcUrl} refused eth_chainId: ${body.error?.message ?? `HTTP ${res.status}`}`);
+  if (!body?.result) {
+    throw new Error(`RPC ${rpcUrl} refused eth_chainId: ${body?.error?.message ?? `HTTP ${res.status}`}`);
   }
   return BigInt(body.result);
 }

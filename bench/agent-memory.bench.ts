@@ -1,0 +1,139 @@
+/**
+ * `npm run bench:memory` — the resident memory of one agent process, as `p2pev sim` runs it: the
+ * default world (anvil, the embedded broker, 2 HCSs, 2 EVs, an edge, simulated Modbus TCP meters),
+ * every agent the real `p2pev run` in its own process with the installed unit's NODE_OPTIONS.
+ * For each way of running (TypeScript through tsx; the compiled JavaScript of `npm run build`,
+ * P2PEV_DIST=1) the agents start, each EV charges once (settled and rated), and each process's
+ * /proc/<pid>/status is read: VmHWM (peak) once ready and at the end, VmRSS, RssAnon and RssFile.
+ * Prints a table, then one JSON object as the last line. Figures only: nothing here asserts.
+ *
+ * BENCH_VARIANTS=tsx,compiled picks the ways of running; BENCH_NODE_OPTIONS replaces the unit's
+ * NODE_OPTIONS (to try V8 flags).
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { SessionRecord } from '../agent/session.js';
+import { type AgentProcess, control, type LogLine, spawnAgent, waitReady } from '../sim/agents.js';
+import { EVS, STATIONS } from '../sim/experiment.js';
+import { buildWorld, type Device } from '../sim/world.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const VARIANTS: Record<string, Record<string, string>> = {
+  tsx: {},
+  compiled: { P2PEV_DIST: '1' },
+};
+const picked = (process.env.BENCH_VARIANTS ?? 'tsx,compiled').split(',').filter((v) => v in VARIANTS);
+
+interface Sample {
+  /** Peak resident set once the agent answers on its control port (start-up), MB. */
+  readyHwm: number;
+  /** Peak resident set over the whole run, MB. */
+  hwm: number;
+  /** Resident set at the end, and its anonymous (heap, code space) and file-backed parts, MB. */
+  rss: number;
+  anon: number;
+  file: number;
+}
+
+function status(pid: number): Sample {
+  const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const mb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(text)?.[1]) / 1024;
+  return { readyHwm: 0, hwm: mb('VmHWM'), rss: mb('VmRSS'), anon: mb('RssAnon'), file: mb('RssFile') };
+}
+
+async function chargeOnce(ev: AgentProcess, targetWh: number): Promise<void> {
+  const { id } = await control<{ id: string }>(ev.device, 'charge', { targetWh, rating: 5, comment: 'ok' });
+  const until = Date.now() + 180_000;
+  for (;;) {
+    const s = (await control<SessionRecord[]>(ev.device, 'sessions')).find((x) => x.id === id);
+    if (s?.state === 'done') return;
+    if (s?.state === 'failed') throw new Error(`${ev.device.name}: session failed: ${s.error}`);
+    if (Date.now() > until) throw new Error(`${ev.device.name}: session not done (${s?.state})`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** Errors and warnings of the agents go to stderr; the rest of their log is dropped. */
+const onLog = (line: LogLine, d: Device) => {
+  if (line.level >= 40)
+    process.stderr.write(`${d.name} ${line.msg}${line.err ? `: ${JSON.stringify(line.err)}` : ''}\n`);
+};
+
+const r1 = (x: number) => Math.round(x * 10) / 10;
+
+async function main(): Promise<void> {
+  if (picked.includes('compiled') && !existsSync(join(root, 'dist/agent/cli.js'))) {
+    process.stdout.write('building dist/ (npm run build)\n');
+    execFileSync(process.execPath, [join(root, '.ci/build.mjs')], { stdio: 'inherit' });
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'p2pev-mem-'));
+  const world = await buildWorld({
+    dir,
+    stations: STATIONS,
+    evs: EVS,
+    edge: true,
+    meters: 'tcp',
+    timeScale: 300,
+    fundEther: '100',
+    depositEther: '10',
+  });
+  const results: Record<string, Record<string, Sample>> = {};
+  try {
+    for (const variant of picked) {
+      const env: Record<string, string> = { ...VARIANTS[variant] };
+      if (process.env.BENCH_NODE_OPTIONS !== undefined) env.NODE_OPTIONS = process.env.BENCH_NODE_OPTIONS;
+      const agents: AgentProcess[] = [];
+      try {
+        for (const role of ['edge', 'hcs', 'ev'] as const) {
+          const started = await Promise.all(
+            world.devices.filter((d) => d.role === role).map((d) => spawnAgent(d, onLog, env)),
+          );
+          agents.push(...started);
+          await Promise.all(started.map((a) => waitReady(a)));
+        }
+        const ready = new Map(agents.map((a) => [a.device.name, status(a.child.pid!).hwm]));
+        await Promise.all(agents.filter((a) => a.device.role === 'ev').map((a) => chargeOnce(a, 3000)));
+        results[variant] = Object.fromEntries(
+          agents.map((a) => [
+            a.device.name,
+            { ...status(a.child.pid!), readyHwm: ready.get(a.device.name)! },
+          ]),
+        );
+      } finally {
+        await Promise.all(agents.map((a) => a.stop()));
+      }
+    }
+  } finally {
+    await world.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  const out = (l: string) => process.stdout.write(`${l}\n`);
+  out('');
+  out('Peak resident memory of each `p2pev run` process (MB), one charge per EV:');
+  out('variant   agent  ready peak  peak   rss now  anon   file');
+  for (const [variant, byAgent] of Object.entries(results))
+    for (const [name, s] of Object.entries(byAgent))
+      out(
+        `${variant.padEnd(9)} ${name.padEnd(6)} ${r1(s.readyHwm).toFixed(1).padStart(10)} ${r1(s.hwm).toFixed(1).padStart(6)} ${r1(s.rss).toFixed(1).padStart(8)} ${r1(s.anon).toFixed(1).padStart(6)} ${r1(s.file).toFixed(1).padStart(6)}`,
+      );
+  const figures: Record<string, unknown> = {
+    nodeOptions: process.env.BENCH_NODE_OPTIONS ?? '--max-old-space-size=192 --max-semi-space-size=2',
+  };
+  for (const [variant, byAgent] of Object.entries(results)) {
+    const peaks = Object.values(byAgent).map((s) => s.hwm);
+    figures[variant] = {
+      peakMinMb: r1(Math.min(...peaks)),
+      peakMaxMb: r1(Math.max(...peaks)),
+      peakMb: Object.fromEntries(Object.entries(byAgent).map(([n, s]) => [n, r1(s.hwm)])),
+      readyPeakMb: Object.fromEntries(Object.entries(byAgent).map(([n, s]) => [n, r1(s.readyHwm)])),
+      rssMb: Object.fromEntries(Object.entries(byAgent).map(([n, s]) => [n, r1(s.rss)])),
+    };
+  }
+  out(JSON.stringify(figures));
+}
+
+await main();
