@@ -142,6 +142,8 @@ export class HomeAssistant {
       clientId: `${nodeId(this.device.address).slice(0, 18)}-ha`,
       clean: true,
       reconnectPeriod: 5000,
+      // No cache of 65,536 packet-id Buffers (~6 MB); see agent/bus.ts.
+      writeCache: false,
       connectTimeout: 10_000,
       will: { topic: this.t.availability, payload: Buffer.from('offline'), qos: 1, retain: true },
       ...(c.username ? { username: c.username } : {}),
