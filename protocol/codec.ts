@@ -239,7 +239,6 @@ interface Compiled {
 }
 
 const compiled = new Map<MessageName, Compiled>();
-const selects = new Map<MessageName, { field: string; values: readonly number[] }>();
 /** Names that share each type code, for the decoder (request/response …). */
 const byCode: (Compiled[] | undefined)[] = new Array(16);
 for (const [name, schema] of Object.entries(MESSAGES as Record<MessageName, MessageSchema>) as [
@@ -256,7 +255,6 @@ for (const [name, schema] of Object.entries(MESSAGES as Record<MessageName, Mess
   const c: Compiled = { name, code: schema.code, ops: compileFields(schema.fields, '', presets), keys };
   if (schema.select) c.select = schema.select;
   compiled.set(name, c);
-  if (schema.select) selects.set(name, schema.select);
   byCode[schema.code] = [...(byCode[schema.code] ?? []), c];
 }
 
@@ -284,13 +282,6 @@ export function encode(msg: MessageInput): Uint8Array {
 function encodeFast(c: FastEncoder, values: Values): Uint8Array | undefined {
   let region: Uint8Array | undefined;
   try {
-    for (const key in values) if (!c.keys.has(key) && values[key] !== undefined) return undefined;
-    const select = selects.get(values.type as MessageName);
-    if (select !== undefined) {
-      const given = values[select.field];
-      if (!(given === undefined && select.values.length === 1) && !select.values.includes(given as number))
-        return undefined;
-    }
     const size = c.size(values);
     if (size < 0) return undefined;
     const optional = values.optional === undefined ? undefined : encodeOptional(values.optional as Values);

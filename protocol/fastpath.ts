@@ -10,19 +10,22 @@
  * interpreter, which accepts or throws exactly as before. So the fast path may be stricter than
  * the reference, never looser, and every error keeps its message and offset.
  */
-import { HEX_CHARS as hexChars_, NIBBLES as nibbles_ } from './hex.js';
+import { HEX_PAIRS as hexPairs_, NIBBLE_HI as nibbleHi_, NIBBLE_LO as nibbleLo_ } from './hex.js';
 import { type Field, MESSAGES, type MessageName, type MessageSchema, TYPE_BITS } from './schema.js';
 
 type Values = Record<string, unknown>;
 
 // Module-local bindings: a transpiler's CommonJS interop (tsx) turns every use of an imported
 // binding into a getter call, which in these loops cost more than the lookups themselves.
-const HEX_CHARS = hexChars_;
-const NIBBLES = nibbles_;
+const HEX_PAIRS = hexPairs_;
+const NIBBLE_HI = nibbleHi_;
+const NIBBLE_LO = nibbleLo_;
 
 // ---------------------------------------------------------------- writers
 // `at` is a bit offset. The target is zeroed beyond the field being written, so a field that
-// shares its first byte with the previous one is ORed in.
+// shares its first byte with the previous one is ORed in. Helpers come in variants by where the
+// field starts in its byte, known when the message is compiled: A(ligned), N(ibble: 4 bits in,
+// where every hex digit is one nibble of the output) and U(naligned, any other offset).
 
 function putBits(buf: Uint8Array, at: number, value: number, width: number): void {
   let left = width;
@@ -46,50 +49,73 @@ function putByte(buf: Uint8Array, at: number, byte: number): void {
   }
 }
 
-/** Validates `0x` + 2n hex digits and writes them; false if `hex` is anything else. */
-function putHex(buf: Uint8Array, at: number, hex: unknown, n: number): boolean {
-  if (
-    typeof hex !== 'string' ||
-    hex.length !== 2 + 2 * n ||
-    hex.charCodeAt(0) !== 48 ||
-    (hex.charCodeAt(1) | 32) !== 120
-  ) {
-    return false;
-  }
-  const s = at & 7;
-  let o = at >> 3;
+/** Whether `hex` is a string of `0x` (or `0X`) and 2n more characters; the digits are checked as they are written. */
+function hexShape(hex: unknown, n: number): hex is string {
+  return (
+    typeof hex === 'string' &&
+    hex.length === 2 + 2 * n &&
+    hex.charCodeAt(0) === 48 &&
+    (hex.charCodeAt(1) | 32) === 120
+  );
+}
+
+/**
+ * Validates `0x` + 2n hex digits and writes them; false if `hex` is anything else. A digit's
+ * table entry is negative when it is not a digit, and `wide` collects the char codes, so one
+ * test at the end catches both.
+ */
+function putHexA(buf: Uint8Array, at: number, hex: unknown, n: number): boolean {
+  if (!hexShape(hex, n)) return false;
   let bad = 0;
-  const end = hex.length;
-  if (s === 0) {
-    for (let i = 2; i < end; i += 2) {
-      const hi = NIBBLES[hex.charCodeAt(i)]!;
-      const lo = NIBBLES[hex.charCodeAt(i + 1)]!;
-      bad |= hi | lo;
-      buf[o++] = (hi << 4) | lo;
-    }
-  } else if (s === 4) {
-    // Every digit is one nibble of the output: no shifting across bytes.
-    for (let i = 2; i < end; i += 2) {
-      const hi = NIBBLES[hex.charCodeAt(i)]!;
-      const lo = NIBBLES[hex.charCodeAt(i + 1)]!;
-      bad |= hi | lo;
-      buf[o++]! |= hi;
-      buf[o] = lo << 4;
-    }
-  } else {
-    for (let i = 2; i < end; i += 2) {
-      const hi = NIBBLES[hex.charCodeAt(i)]!;
-      const lo = NIBBLES[hex.charCodeAt(i + 1)]!;
-      bad |= hi | lo;
-      const byte = (hi << 4) | lo;
-      buf[o++]! |= byte >> s;
-      buf[o] = byte << (8 - s);
-    }
+  let wide = 0;
+  for (let i = 2, o = at >> 3; i < hex.length; i += 2, o++) {
+    const c1 = hex.charCodeAt(i);
+    const c2 = hex.charCodeAt(i + 1);
+    const b = NIBBLE_HI[c1 & 0x7f]! | NIBBLE_LO[c2 & 0x7f]!;
+    wide |= c1 | c2;
+    bad |= b;
+    buf[o] = b;
   }
-  return bad >= 0;
+  return bad >= 0 && wide < 0x80;
+}
+
+function putHexN(buf: Uint8Array, at: number, hex: unknown, n: number): boolean {
+  if (!hexShape(hex, n)) return false;
+  let bad = 0;
+  let wide = 0;
+  let o = at >> 3;
+  let carry = buf[o]!;
+  for (let i = 2; i < hex.length; i += 2) {
+    const c1 = hex.charCodeAt(i);
+    const c2 = hex.charCodeAt(i + 1);
+    const hi = NIBBLE_LO[c1 & 0x7f]!;
+    const lo = NIBBLE_HI[c2 & 0x7f]!;
+    wide |= c1 | c2;
+    bad |= hi | lo;
+    buf[o++] = carry | hi;
+    carry = lo;
+  }
+  buf[o] = carry;
+  return bad >= 0 && wide < 0x80;
+}
+
+function putHexU(buf: Uint8Array, at: number, hex: unknown, n: number): boolean {
+  if (!hexShape(hex, n)) return false;
+  let bad = 0;
+  let wide = 0;
+  for (let i = 2; i < hex.length; i += 2, at += 8) {
+    const c1 = hex.charCodeAt(i);
+    const c2 = hex.charCodeAt(i + 1);
+    const b = NIBBLE_HI[c1 & 0x7f]! | NIBBLE_LO[c2 & 0x7f]!;
+    wide |= c1 | c2;
+    bad |= b;
+    putByte(buf, at, b & 0xff);
+  }
+  return bad >= 0 && wide < 0x80;
 }
 
 const scratch = new DataView(new ArrayBuffer(8));
+const scratchBytes = new Uint8Array(scratch.buffer);
 const U64_MAX = (1n << 64n) - 1n;
 
 /** Writes `x` (already range-checked: 0 ≤ x < 2^(8n)) as n big-endian bytes. */
@@ -97,32 +123,35 @@ function putBig(buf: Uint8Array, at: number, x: bigint, n: number): void {
   if (x <= U64_MAX) {
     scratch.setBigUint64(0, x);
     // The leading bytes are zero already; x < 2^(8n) when n < 8, so its top bytes are zero too.
-    for (let i = n < 8 ? 8 - n : 0, p = at + (n - 8 + i) * 8; i < 8; i++, p += 8) {
-      putByte(buf, p, scratch.getUint8(i));
-    }
+    const first = n < 8 ? 8 - n : 0;
+    const p = at + (n - 8) * 8;
+    if ((at & 7) === 0) for (let i = first, o = p >> 3; i < 8; i++) buf[o + i] = scratchBytes[i]!;
+    else for (let i = first; i < 8; i++) putByte(buf, p + i * 8, scratchBytes[i]!);
     return;
   }
   const hex = x.toString(16);
   // Right to left, two digits a byte; a missing leading digit is 0.
   for (let j = 0, k = hex.length - 1; k >= 0; j++, k -= 2) {
-    const lo = NIBBLES[hex.charCodeAt(k)]!;
-    const hi = k > 0 ? NIBBLES[hex.charCodeAt(k - 1)]! : 0;
-    putByte(buf, at + (n - 1 - j) * 8, (hi << 4) | lo);
+    const lo = NIBBLE_LO[hex.charCodeAt(k)]!;
+    const hi = k > 0 ? NIBBLE_HI[hex.charCodeAt(k - 1)]! : 0;
+    putByte(buf, at + (n - 1 - j) * 8, hi | lo);
   }
 }
 
 function putF64(buf: Uint8Array, at: number, x: number): void {
   scratch.setFloat64(0, x);
-  for (let i = 0; i < 8; i++) putByte(buf, at + i * 8, scratch.getUint8(i));
+  for (let i = 0; i < 8; i++) putByte(buf, at + i * 8, scratchBytes[i]!);
 }
 
 /** ASCII text without NULs, zero-padded to `size` bytes; false for anything else (the reference handles UTF-8). */
 function putText(buf: Uint8Array, at: number, text: unknown, size: number): boolean {
   if (typeof text !== 'string' || text.length > size) return false;
-  for (let i = 0; i < text.length; i++) {
+  const aligned = (at & 7) === 0;
+  for (let i = 0, o = at >> 3; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c === 0 || c > 0x7f) return false;
-    putByte(buf, at + i * 8, c);
+    if (aligned) buf[o + i] = c;
+    else putByte(buf, at + i * 8, c);
   }
   return true;
 }
@@ -150,56 +179,63 @@ function getByte(bytes: Uint8Array, at: number): number {
   return s === 0 ? bytes[o]! : ((bytes[o]! << s) | (bytes[o + 1]! >> (8 - s))) & 0xff;
 }
 
-/** Hex text is written as Latin-1 char codes here, then made a string in one native call. */
+/**
+ * Hex text is written as Latin-1 char codes, two at a time through a 16-bit view, then made a
+ * string in one native call.
+ */
 const chars = Buffer.alloc(4096);
-const bigChars = Buffer.alloc(2 + 2 * 4096);
+const chars16 = new Uint16Array(chars.buffer, chars.byteOffset, chars.length / 2);
+/** `Buffer#latin1Slice` (what `toString('latin1')` calls, without its argument handling) where there is one. */
+const latin1: (b: Buffer, end: number) => string =
+  typeof (Buffer.prototype as { latin1Slice?: unknown }).latin1Slice === 'function'
+    ? (b, end) => (b as unknown as { latin1Slice(start: number, end: number): string }).latin1Slice(0, end)
+    : (b, end) => b.toString('latin1', 0, end);
+/** `0x` in memory order. */
+const PREFIX = new Uint16Array(new Uint8Array([48, 120]).buffer)[0]!;
 
-/** Writes `0x` and the 2n hex digits of n bytes at bit `at` into `out` from `pos`. */
-function hexInto(bytes: Uint8Array, at: number, n: number, out: Uint8Array, pos: number): void {
-  out[pos++] = 48;
-  out[pos++] = 120;
-  const s = at & 7;
-  let o = at >> 3;
-  if (s === 0) {
-    for (const end = o + n; o < end; o++) {
-      const b = bytes[o]! << 1;
-      out[pos++] = HEX_CHARS[b]!;
-      out[pos++] = HEX_CHARS[b + 1]!;
-    }
-  } else if (s === 4) {
-    for (const end = o + n; o < end; o++) {
-      out[pos++] = HEX_CHARS[((bytes[o]! & 0x0f) << 1) + 1]!;
-      out[pos++] = HEX_CHARS[((bytes[o + 1]! >> 4) << 1) + 1]!;
-    }
-  } else {
-    for (let i = 0; i < n; i++, at += 8) {
-      const b = getByte(bytes, at) << 1;
-      out[pos++] = HEX_CHARS[b]!;
-      out[pos++] = HEX_CHARS[b + 1]!;
-    }
+/** Writes `0x` and the 2n hex digits of n bytes at bit `at` into `out` from pair `pos` (char 2 × pos). */
+function hexIntoA(bytes: Uint8Array, at: number, n: number, out: Uint16Array, pos: number): void {
+  out[pos++] = PREFIX;
+  for (let o = at >> 3, end = o + n; o < end; o++) out[pos++] = HEX_PAIRS[bytes[o]!]!;
+}
+
+function hexIntoN(bytes: Uint8Array, at: number, n: number, out: Uint16Array, pos: number): void {
+  out[pos++] = PREFIX;
+  for (let o = at >> 3, end = o + n; o < end; o++) {
+    out[pos++] = HEX_PAIRS[((bytes[o]! << 4) | (bytes[o + 1]! >> 4)) & 0xff]!;
   }
+}
+
+function hexIntoU(bytes: Uint8Array, at: number, n: number, out: Uint16Array, pos: number): void {
+  out[pos++] = PREFIX;
+  for (let i = 0; i < n; i++, at += 8) out[pos++] = HEX_PAIRS[getByte(bytes, at)]!;
 }
 
 function getHex(bytes: Uint8Array, at: number, n: number): string {
-  hexInto(bytes, at, n, chars, 0);
-  return chars.toString('latin1', 0, 2 + 2 * n);
+  const s = at & 7;
+  (s === 0 ? hexIntoA : s === 4 ? hexIntoN : hexIntoU)(bytes, at, n, chars16, 0);
+  return latin1(chars, 2 + 2 * n);
 }
 
+/** An unsigned big-endian integer of n bytes; one DataView read when it fits 64 bits. */
 function getBig(bytes: Uint8Array, at: number, n: number): bigint {
   const lead = n > 8 ? n - 8 : 0;
-  for (let i = 0; i < lead; i++) {
-    if (getByte(bytes, at + i * 8) !== 0) {
-      hexInto(bytes, at, n, bigChars, 0);
-      return BigInt(bigChars.toString('latin1', 0, 2 + 2 * n));
-    }
+  let nonZero = 0;
+  if ((at & 7) === 0) {
+    for (let o = at >> 3, end = o + lead; o < end; o++) nonZero |= bytes[o]!;
+  } else {
+    for (let i = 0; i < lead; i++) nonZero |= getByte(bytes, at + i * 8);
+  }
+  if (nonZero !== 0) {
+    return BigInt(getHex(bytes, at, n));
   }
   scratch.setBigUint64(0, 0n);
-  for (let i = lead, j = 8 - (n - lead); i < n; i++, j++) scratch.setUint8(j, getByte(bytes, at + i * 8));
+  for (let i = lead, j = 8 - (n - lead); i < n; i++, j++) scratchBytes[j] = getByte(bytes, at + i * 8);
   return scratch.getBigUint64(0);
 }
 
 function getF64(bytes: Uint8Array, at: number): number {
-  for (let i = 0; i < 8; i++) scratch.setUint8(i, getByte(bytes, at + i * 8));
+  for (let i = 0; i < 8; i++) scratchBytes[i] = getByte(bytes, at + i * 8);
   return scratch.getFloat64(0);
 }
 
@@ -216,10 +252,29 @@ function getText(bytes: Uint8Array, at: number, size: number): string | undefine
       else textChars[i] = c;
     } else if (c !== 0) return undefined;
   }
-  return textChars.toString('latin1', 0, end);
+  return latin1(textChars, end);
 }
 
-const H = { putBits, putHex, putBig, putF64, putText, getBits, getHex, getBig, getF64, getText, hexInto };
+const H = {
+  putBits,
+  putHexA,
+  putHexN,
+  putHexU,
+  putBig,
+  putF64,
+  putText,
+  getBits,
+  getHex,
+  getBig,
+  getF64,
+  getText,
+  hexIntoA,
+  hexIntoN,
+  hexIntoU,
+};
+/** The variant of helper `name` for a field at bit offset `shift` in its byte. */
+const variant = (name: 'putHex' | 'hexInto', shift: number) =>
+  `H.${name}${shift === 0 ? 'A' : shift === 4 ? 'N' : 'U'}`;
 
 // ---------------------------------------------------------------- the compiler
 
@@ -299,8 +354,15 @@ type Decoder = (bytes: Uint8Array, at: number) => Values | undefined;
  * Encoder source for `fields` starting at bit `at` (+ a compile-time `start` within the byte):
  * `d` is the bit position where the fields after the last list start.
  */
-function encoderSource(fields: readonly Field[], start: number, presets: Record<string, number>, k: Consts) {
-  const lines = ['let d = at, x;'];
+function encoderSource(
+  fields: readonly Field[],
+  start: number,
+  shift: number,
+  presets: Record<string, number>,
+  k: Consts,
+  prelude: string[] = [],
+) {
+  const lines = ['let d = at, x;', ...prelude];
   let pos = start;
   for (const f of fields) {
     const p = `d + ${pos}`;
@@ -331,7 +393,7 @@ function encoderSource(fields: readonly Field[], start: number, presets: Record<
       case 'addr':
       case 'bytes32':
         lines.push(
-          `if (!H.putHex(buf, ${p}, v[${q(f.name)}], ${f.kind === 'addr' ? 20 : 32})) return false;`,
+          `if (!${variant('putHex', (shift + pos) & 7)}(buf, ${p}, v[${q(f.name)}], ${f.kind === 'addr' ? 20 : 32})) return false;`,
         );
         break;
       case 'f64':
@@ -345,7 +407,7 @@ function encoderSource(fields: readonly Field[], start: number, presets: Record<
         lines.push(`if (!H.putText(buf, ${p}, v[${q(f.name)}], ${f.bytes})) return false;`);
         break;
       case 'list': {
-        const item = compileEncoder(f.item, 0, {});
+        const item = compileEncoder(f.item, 0, (shift + pos + f.countBits) & 7, {});
         const itemBits = layout(f.item, 0).minBits;
         const first = `${p} + ${f.countBits}`;
         lines.push(
@@ -367,9 +429,15 @@ function encoderSource(fields: readonly Field[], start: number, presets: Record<
   return lines.join('\n');
 }
 
-function compileEncoder(fields: readonly Field[], start: number, presets: Record<string, number>): Encoder {
+function compileEncoder(
+  fields: readonly Field[],
+  start: number,
+  shift: number,
+  presets: Record<string, number>,
+  prelude: (k: Consts) => string[] = () => [],
+): Encoder {
   const k = new Consts();
-  const body = encoderSource(fields, start, presets, k);
+  const body = encoderSource(fields, start, shift, presets, k, prelude(k));
   return new Function('H', 'K', `return function encodeFields(v, buf, at) {\n${body}\n};`)(H, k.list);
 }
 
@@ -380,6 +448,7 @@ function compileEncoder(fields: readonly Field[], start: number, presets: Record
 function compileDecoder(
   fields: readonly Field[],
   start: number,
+  shift: number,
   top: { typeOf: (local: (name: string) => string | undefined) => string; k: Consts } | undefined,
 ): Decoder {
   const k = top?.k ?? new Consts();
@@ -420,7 +489,7 @@ function compileDecoder(
         const n = f.kind === 'addr' ? 20 : 32;
         if (top) {
           // Positions in the shared character buffer are fixed: lists only move the input side.
-          lines.push(`H.hexInto(bytes, ${p}, ${n}, C, ${hexPos});`);
+          lines.push(`${variant('hexInto', (shift + pos) & 7)}(bytes, ${p}, ${n}, C16, ${hexPos / 2});`);
           hexFields.push({ local: v, from: hexPos, to: hexPos + 2 + 2 * n });
           hexPos += 2 + 2 * n;
           lines.push(`let ${v};`);
@@ -437,7 +506,7 @@ function compileDecoder(
         break;
       case 'list': {
         const itemBits = layout(f.item, 0).minBits;
-        const item = compileDecoder(f.item, 0, undefined);
+        const item = compileDecoder(f.item, 0, (shift + pos + f.countBits) & 7, undefined);
         const first = `${p} + ${f.countBits}`;
         lines.push(`const n${i} = H.getBits(bytes, ${p}, ${f.countBits});`);
         // The whole fixed part, with this many entries, must be in the input.
@@ -466,9 +535,9 @@ function compileDecoder(
   if (top && rest) lines.push(`if (H.getBits(bytes, d + ${pos}, ${rest}) !== 0) return undefined;`);
   if (hexPos > hexChars.length) throw new Error('schema: too many hex fields in one message');
   if (hexFields.length === 1) {
-    lines.push(`${hexFields[0]!.local} = C.toString('latin1', 0, ${hexPos});`);
+    lines.push(`${hexFields[0]!.local} = L(C, ${hexPos});`);
   } else if (hexFields.length > 1) {
-    lines.push(`const hex = C.toString('latin1', 0, ${hexPos});`);
+    lines.push(`const hex = L(C, ${hexPos});`);
     for (const h of hexFields) lines.push(`${h.local} = hex.slice(${h.from}, ${h.to});`);
   }
   if (top) {
@@ -481,18 +550,18 @@ function compileDecoder(
   }
   lines.push(`return { ${props.join(', ')} };`);
   const src = `return function decodeFields(bytes, at) {\n${lines.join('\n')}\n};`;
-  return new Function('H', 'K', 'C', 'E', src)(H, k.list, hexChars, end);
+  return new Function('H', 'K', 'C', 'C16', 'E', 'L', src)(H, k.list, hexChars, hexChars16, end, latin1);
 }
 
 const hexChars = Buffer.alloc(4096);
+const hexChars16 = new Uint16Array(hexChars.buffer, hexChars.byteOffset, hexChars.length / 2);
 /** Where the last fast decode's fixed part ended, in bits. */
 const end = new Int32Array(1);
 
 // ---------------------------------------------------------------- messages
 
 export interface FastEncoder {
-  keys: Set<string>;
-  /** The encoder of the fixed part; `at` is 0. */
+  /** The encoder of the whole fixed part, type code and checks included; `at` is 0. */
   fields: Encoder;
   /** Size of the fixed part in bytes, or -1 if the value can't be encoded (a list is wrong). */
   size: (v: Values) => number;
@@ -509,12 +578,28 @@ function compileMessage(schema: MessageSchema, presets: Record<string, number>):
   if (!compilable(schema.fields, true)) return undefined;
   const { minBits, lists } = layout(schema.fields, TYPE_BITS);
   const minBytes = (minBits + TYPE_BITS) / 8;
-  const typeCode = schema.code;
-  const fields = compileEncoder(schema.fields, TYPE_BITS, presets);
-  const encodeAll: Encoder = (v, buf, at) => {
-    putBits(buf, at, typeCode, TYPE_BITS);
-    return fields(v, buf, at);
+  const keys = ['type', 'optional', ...schema.fields.flatMap((f) => (f.kind === 'pad' ? [] : [f.name]))];
+  // What `encode` checks before any field, as the reference does: no unknown keys, and the field
+  // that names the variant (if given) has one of its values. Then the type code.
+  const prelude = (k: Consts): string[] => {
+    const lines = [
+      'for (const key in v) {',
+      `  switch (key) { ${keys.map((n) => `case ${q(n)}:`).join(' ')} break;`,
+      '    default: if (v[key] !== undefined) return false;',
+      '  }',
+      '}',
+    ];
+    const sel = schema.select;
+    if (sel) {
+      lines.push(`x = v[${q(sel.field)}];`);
+      if (sel.values.length === 1)
+        lines.push(`if (x !== undefined && x !== ${k.ref(sel.values[0])}) return false;`);
+      else lines.push(`if (!${k.ref(sel.values)}.includes(x)) return false;`);
+    }
+    lines.push(`H.putBits(buf, at, ${schema.code}, ${TYPE_BITS});`);
+    return lines;
   };
+  const fields = compileEncoder(schema.fields, TYPE_BITS, 0, presets, prelude);
   const size = (v: Values): number => {
     let n = minBytes;
     for (const l of lists) {
@@ -524,12 +609,7 @@ function compileMessage(schema: MessageSchema, presets: Record<string, number>):
     }
     return n;
   };
-  const keys = new Set([
-    'type',
-    'optional',
-    ...schema.fields.flatMap((f) => (f.kind === 'pad' ? [] : [f.name])),
-  ]);
-  return { keys, fields: encodeAll, size };
+  return { fields, size };
 }
 
 const messages = MESSAGES as Record<MessageName, MessageSchema>;
@@ -563,7 +643,7 @@ for (let code = 0; code < 16; code++) {
   const { minBits } = layout(first.fields, TYPE_BITS);
   fastDecoders[code] = {
     minBytes: (minBits + TYPE_BITS) / 8,
-    fields: compileDecoder(first.fields, TYPE_BITS, { typeOf, k }),
+    fields: compileDecoder(first.fields, TYPE_BITS, 0, { typeOf, k }),
     end,
   };
 }
