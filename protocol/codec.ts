@@ -10,11 +10,11 @@
 import { BitReader, BitWriter } from './bits.js';
 import { DecodeError, EncodeError } from './errors.js';
 import {
-  commitBytes as commitBytes_,
   type FastDecoder,
   type FastEncoder,
   fastDecoders as fastDecoders_,
   fastEncoders as fastEncoders_,
+  releaseBytes as releaseBytes_,
   takeBytes as takeBytes_,
 } from './fastpath.js';
 import { isHexOfLength } from './hex.js';
@@ -37,7 +37,7 @@ type Values = Record<string, unknown>;
 const fastEncoders = fastEncoders_;
 const fastDecoders = fastDecoders_;
 const takeBytes = takeBytes_;
-const commitBytes = commitBytes_;
+const releaseBytes = releaseBytes_;
 const encodeOptional = encodeOptional_;
 const decodeOptional = decodeOptional_;
 interface FieldOp {
@@ -287,14 +287,13 @@ function encodeFast(c: FastEncoder, values: Values): Uint8Array | undefined {
     const optional = values.optional === undefined ? undefined : encodeOptional(values.optional as Values);
     region = takeBytes(optional === undefined ? size : size + optional.length);
     if (!c.fields(values, region, 0)) {
-      region.fill(0);
+      releaseBytes(region);
       return undefined;
     }
     if (optional !== undefined) region.set(optional, size);
-    commitBytes(region);
     return region;
   } catch {
-    region?.fill(0);
+    if (region !== undefined) releaseBytes(region);
     return undefined;
   }
 }

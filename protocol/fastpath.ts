@@ -659,16 +659,24 @@ const SLAB_BYTES = 8192;
 let slab = new ArrayBuffer(SLAB_BYTES);
 let slabUsed = 0;
 
-/** A zeroed region of n bytes; `commit` keeps it, otherwise the next call hands it out again. */
+/**
+ * A zeroed region of n bytes, handed out for good at once (a getter that encodes while a message is
+ * being written gets a region of its own); `releaseBytes` gives back one that was not used.
+ */
 export function takeBytes(n: number): Uint8Array {
   if (n > SLAB_BYTES / 4) return new Uint8Array(n);
+  // (A slab whose ArrayBuffer someone transferred away has byteLength 0: it is replaced too.)
   if (slabUsed + n > slab.byteLength) {
     slab = new ArrayBuffer(SLAB_BYTES);
     slabUsed = 0;
   }
-  return new Uint8Array(slab, slabUsed, n);
+  const region = new Uint8Array(slab, slabUsed, n);
+  slabUsed += n;
+  return region;
 }
 
-export function commitBytes(region: Uint8Array): void {
-  if (region.buffer === slab) slabUsed += region.length;
+/** Zeroes a region `encode` did not use; the slab takes it back if nothing was handed out since. */
+export function releaseBytes(region: Uint8Array): void {
+  region.fill(0);
+  if (region.buffer === slab && region.byteOffset + region.length === slabUsed) slabUsed = region.byteOffset;
 }
