@@ -370,7 +370,7 @@ function encoderSource(
       case 'pad':
         break;
       case 'uint': {
-        const get = `x = v[${q(f.name)}]${presets[f.name] !== undefined ? ` ?? ${presets[f.name]}` : ''};`;
+        const get = `x = v[${q(f.name)}]${presets[f.name] !== undefined ? ` ?? ${k.ref(presets[f.name])}` : ''};`;
         if (f.bits <= 32) {
           const min = f.min ?? 0;
           const max = f.max ?? 2 ** f.bits - 1;
@@ -443,7 +443,7 @@ function compileEncoder(
 
 /**
  * Decoder source; `top` decoders batch their hex fields into one string conversion and report
- * where the fixed part ends in `E[0]` (in bits). `typeExpr` is the source of the `type` value.
+ * where the fixed part ends in `E[0]` (in bits); `top.typeOf` gives the source of the `type` value.
  */
 function compileDecoder(
   fields: readonly Field[],
