@@ -11,10 +11,15 @@ import { SAMPLES, VECTOR_DOMAIN, VECTOR_KEYS } from '../protocol/vectors.js';
 const cbor = new Encoder({ useRecords: false, mapsAsObjects: true });
 const cborDecoder = new Decoder({ useRecords: false, mapsAsObjects: true });
 
-/** Runs `fn` for about `ms` milliseconds (after a warm-up) and returns operations per second. */
-function rate(fn: () => void, ms = 1500): number {
+/**
+ * Runs `fn` for about `ms` milliseconds (after a warm-up) and returns operations per second of
+ * wall time and, from the same run, per second of this process's CPU time (steadier when other
+ * processes share the cores).
+ */
+function rates(fn: () => void, ms = 1500): { wall: number; cpu: number } {
   for (let i = 0; i < 2000; i++) fn();
   let n = 0;
+  const cpuStart = process.cpuUsage();
   const start = performance.now();
   let now = start;
   while (now - start < ms) {
@@ -22,8 +27,10 @@ function rate(fn: () => void, ms = 1500): number {
     n += 200;
     now = performance.now();
   }
-  return (n * 1000) / (now - start);
+  const cpu = process.cpuUsage(cpuStart);
+  return { wall: (n * 1000) / (now - start), cpu: (n * 1e6) / (cpu.user + cpu.system) };
 }
+const rate = (fn: () => void, ms?: number): number => rates(fn, ms).wall;
 
 // The records the bench moves: the fixed fields of the two busiest settlement messages.
 const records = (['chargeProvided', 'transaction'] as const).map((name) => {
@@ -34,6 +41,8 @@ const records = (['chargeProvided', 'transaction'] as const).map((name) => {
 const rows: Record<string, number | string>[] = [];
 let packedOps = 0;
 let cborOps = 0;
+let packedCpuOps = 0;
+let cborCpuOps = 0;
 let packedBytes = 0;
 let cborBytes = 0;
 let jsonBytes = 0;
@@ -41,19 +50,22 @@ for (const { name, fields } of records) {
   const packed = encode(fields);
   const asCbor = cbor.encode(fields);
   const asJson = Buffer.byteLength(JSON.stringify(messageToJson(decode(packed))));
-  const p = rate(() => decode(encode(fields)));
-  const c = rate(() => cborDecoder.decode(cbor.encode(fields)));
+  const { wall: p, cpu: pCpu } = rates(() => decode(encode(fields)));
+  const { wall: c, cpu: cCpu } = rates(() => cborDecoder.decode(cbor.encode(fields)));
   rows.push({
     message: name,
     packedOpsPerSec: Math.round(p),
     cborOpsPerSec: Math.round(c),
     ratio: +(p / c).toFixed(2),
+    cpuRatio: +(pCpu / cCpu).toFixed(2),
     packedBytes: packed.length,
     cborBytes: asCbor.length,
     jsonBytes: asJson,
   });
   packedOps += p / records.length;
   cborOps += c / records.length;
+  packedCpuOps += pCpu / records.length;
+  cborCpuOps += cCpu / records.length;
   packedBytes += packed.length / records.length;
   cborBytes += asCbor.length / records.length;
   jsonBytes += asJson / records.length;
@@ -76,6 +88,9 @@ console.log(
     packedOpsPerSec: Math.round(packedOps),
     cborOpsPerSec: Math.round(cborOps),
     rateRatio: +(packedOps / cborOps).toFixed(2),
+    packedOpsPerCpuSec: Math.round(packedCpuOps),
+    cborOpsPerCpuSec: Math.round(cborCpuOps),
+    cpuRateRatio: +(packedCpuOps / cborCpuOps).toFixed(2),
     packedBytes: Math.round(packedBytes),
     cborBytes: Math.round(cborBytes),
     jsonBytes: Math.round(jsonBytes),
