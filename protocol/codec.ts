@@ -3,9 +3,12 @@
  * `schema.ts`. Each field kind has one writer and one reader; a message is its 4-bit type code,
  * its fields in order, zero padding to the byte boundary, then the optional CBOR map.
  *
- * The table is compiled once, at load, into a list of small closures per message, with every
- * field's range and error path worked out in advance: the hot path does no table lookups and
- * builds no strings.
+ * Two compilations of the same table, both at load:
+ * - the fast path (`fastpath.ts`): per message, one generated encoder and decoder with every
+ *   position and range as a constant. It accepts or refuses, never explains;
+ * - the reference below: a list of small closures per message over a bit writer and reader, with
+ *   every field's range and error path worked out in advance. It runs whenever the fast path
+ *   refuses, so every EncodeError and DecodeError (message, field, bit offset) comes from here.
  */
 import { BitReader, BitWriter } from './bits.js';
 import { DecodeError, EncodeError } from './errors.js';
