@@ -2,9 +2,10 @@
  * Device keys in encrypted JSON keystores (ethers, the Web3 Secret Storage format), mode 0600.
  * The password comes from an environment variable or a file, never from the config or a log.
  */
+import { scrypt as nodeScrypt } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { decryptKeystoreJson, encryptKeystoreJson, getAddress, isKeystoreJson, Wallet } from 'ethers';
+import { decryptKeystoreJson, encryptKeystoreJson, getAddress, isKeystoreJson, scrypt, Wallet } from 'ethers';
 
 export interface DeviceKey {
   address: string;
@@ -15,6 +16,36 @@ export interface DeviceKey {
 export interface PasswordSource {
   passwordEnv?: string;
   passwordFile?: string;
+}
+
+let nativeScrypt = false;
+
+/**
+ * ethers' keystores derive their key with OpenSSL's scrypt (node:crypto) instead of ethers' pure
+ * JS one: the same bytes, as fast as the JS one with the JIT and independent of it (device agents
+ * run without V8's optimizing compiler, where the JS scrypt at N = 2^17 takes ~30 s instead of
+ * ~1 s). Its working memory (128·N·r bytes: 128 MB at the default cost) is freed as soon as it
+ * returns rather than at some later garbage collection.
+ */
+function useNativeScrypt(): void {
+  if (nativeScrypt) return;
+  nativeScrypt = true;
+  try {
+    scrypt.register(
+      (password, salt, N, r, p, dkLen) =>
+        new Promise<Uint8Array>((resolve, reject) =>
+          nodeScrypt(
+            password,
+            salt,
+            dkLen,
+            { N, r, p, maxmem: 2 * 128 * N * r * p + (1 << 20) },
+            (err, key) => (err ? reject(err) : resolve(new Uint8Array(key))),
+          ),
+        ),
+    );
+  } catch {
+    // ethers.lock() was called: its own scrypt stays.
+  }
 }
 
 export function readPassword(src: PasswordSource): string {
@@ -45,6 +76,7 @@ export async function createKeystore(
   opts: { privateKey?: string; scryptN?: number } = {},
 ): Promise<string> {
   if (existsSync(path)) throw new Error(`${path} exists already; refusing to overwrite a key`);
+  useNativeScrypt();
   const wallet = opts.privateKey ? new Wallet(opts.privateKey) : Wallet.createRandom();
   const json = await encryptKeystoreJson(
     { address: wallet.address, privateKey: wallet.privateKey },
@@ -83,6 +115,7 @@ export async function openKeystore(path: string, password: string): Promise<Devi
   const mode = statSync(path).mode & 0o777;
   if (mode & 0o077)
     throw new Error(`${path} is readable by others (mode ${mode.toString(8)}); chmod 600 ${path}`);
+  useNativeScrypt();
   try {
     const account = await decryptKeystoreJson(json, password);
     return { address: account.address.toLowerCase(), privateKey: account.privateKey };

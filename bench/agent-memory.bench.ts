@@ -7,18 +7,22 @@
  * /proc/<pid>/status is read: VmHWM (peak) once ready and at the end, VmRSS, RssAnon and RssFile.
  * Prints a table, then one JSON object as the last line. Figures only: nothing here asserts.
  *
+ * Last, one HCS runs (compiled) with its keystore encrypted at a device's scrypt cost instead of
+ * the sim's light one, for the start-up peak a real device sees (BENCH_DEVICE_KEYSTORE=0 skips it).
+ *
  * BENCH_VARIANTS=tsx,compiled picks the ways of running; BENCH_NODE_OPTIONS replaces the unit's
  * NODE_OPTIONS (to try V8 flags).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createKeystore, openKeystore } from '../agent/keys.js';
 import type { SessionRecord } from '../agent/session.js';
 import { type AgentProcess, control, type LogLine, spawnAgent, waitReady } from '../sim/agents.js';
 import { EVS, STATIONS } from '../sim/experiment.js';
-import { buildWorld, type Device } from '../sim/world.js';
+import { buildWorld, type Device, SIM_PASSWORD } from '../sim/world.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const VARIANTS: Record<string, Record<string, string>> = {
@@ -81,6 +85,7 @@ async function main(): Promise<void> {
     depositEther: '10',
   });
   const results: Record<string, Record<string, Sample>> = {};
+  let deviceKeystore: (Sample & { name: string }) | undefined;
   try {
     for (const variant of picked) {
       const env: Record<string, string> = { ...VARIANTS[variant] };
@@ -104,6 +109,28 @@ async function main(): Promise<void> {
         );
       } finally {
         await Promise.all(agents.map((a) => a.stop()));
+      }
+    }
+    // The sim's keystores use a light scrypt (N = 2^10, 1 MB); a device's has the default
+    // N = 2^17, whose 128 MB of working memory every start passes through. One HCS, compiled,
+    // with its keystore encrypted again at the default cost: its start-up peak.
+    if (picked.includes('compiled') && process.env.BENCH_DEVICE_KEYSTORE !== '0') {
+      const hcs = world.devices.find((d) => d.role === 'hcs')!;
+      const keystore = join(hcs.dataDir, 'key.json');
+      const light = readFileSync(keystore, 'utf8');
+      const key = await openKeystore(keystore, SIM_PASSWORD);
+      rmSync(keystore);
+      await createKeystore(keystore, SIM_PASSWORD, { privateKey: key.privateKey });
+      const env: Record<string, string> = { ...VARIANTS.compiled };
+      if (process.env.BENCH_NODE_OPTIONS !== undefined) env.NODE_OPTIONS = process.env.BENCH_NODE_OPTIONS;
+      const agent = await spawnAgent(hcs, onLog, env);
+      try {
+        await waitReady(agent, 180_000);
+        deviceKeystore = { name: hcs.name, ...status(agent.child.pid!) };
+      } finally {
+        await agent.stop();
+        rmSync(keystore);
+        writeFileSync(keystore, light, { mode: 0o600 });
       }
     }
   } finally {
@@ -132,6 +159,12 @@ async function main(): Promise<void> {
       readyPeakMb: Object.fromEntries(Object.entries(byAgent).map(([n, s]) => [n, r1(s.readyHwm)])),
       rssMb: Object.fromEntries(Object.entries(byAgent).map(([n, s]) => [n, r1(s.rss)])),
     };
+  }
+  if (deviceKeystore) {
+    out(
+      `compiled, ${deviceKeystore.name} with a device keystore (scrypt N = 2^17): start-up peak ${r1(deviceKeystore.hwm).toFixed(1)} MB, then ${r1(deviceKeystore.rss).toFixed(1)} MB`,
+    );
+    figures.deviceKeystore = { peakMb: r1(deviceKeystore.hwm), rssMb: r1(deviceKeystore.rss) };
   }
   out(JSON.stringify(figures));
 }

@@ -3,6 +3,14 @@
 // a fresh `npm ci` is enough (no build step). With P2PEV_DIST=1 (the installed service sets it) the
 // compiled JavaScript of `npm run build` runs instead: no compile at start, ~30 MB less memory.
 import { existsSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
+
+// `p2pev run` is one long-lived agent. It starts without V8's optimizing compiler (TurboFan):
+// loading ethers and the rest would otherwise optimize their start-up loops, and the optimized
+// code and compiler memory stay, ~10 MB of an EV's or HCS's resident set. An EV or HCS checks a
+// few dozen signatures a session, ~3× the CPU each without it; the edge turns it back on once it
+// has read its config (agent/commands.ts). Only this flag, only for `run`; set before any import.
+if (process.argv[2] === 'run') setFlagsFromString('--no-turbofan');
 
 const dist = new URL('../dist/agent/cli.js', import.meta.url);
 if (process.env.P2PEV_DIST === '1') {
