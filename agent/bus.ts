@@ -140,13 +140,22 @@ export class Bus {
     return envelope;
   }
 
-  /** Publishes an envelope signed earlier (a journaled report being sent again). */
+  /**
+   * Publishes an envelope (also one signed earlier: a journaled report sent again), QoS 1, without
+   * waiting for the broker's acknowledgement. The client keeps the message until it is acknowledged
+   * and sends it again after a reconnect; waiting here would hold the agent's lock for a network
+   * round trip (or, with the broker away, for as long as it is away), and every message behind it.
+   * What must survive a crash is journaled before it is sent, and sent again on restart.
+   */
   async publishEnvelope(to: string, envelope: Uint8Array, type = 'envelope'): Promise<void> {
     if (!this.client) throw new Error('bus is not connected');
-    await this.client.publishAsync(
+    this.client.publish(
       `${this.opts.mqtt.topicPrefix}/to/${to.toLowerCase()}`,
       Buffer.from(envelope),
       { qos: 1 },
+      (err) => {
+        if (err) this.opts.log.warn({ err: err.message, to, type }, 'publish failed');
+      },
     );
     this.stats.sent++;
     this.stats.sentBytes += envelope.length;
@@ -214,7 +223,15 @@ export class Bus {
     return this.chain;
   }
 
+  /** Lets messages in flight be acknowledged (for up to 3 s: the broker may be away), then closes. */
   async close(): Promise<void> {
-    await this.client?.endAsync();
+    const client = this.client;
+    if (!client) return;
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = new Promise<boolean>((r) => {
+      timer = setTimeout(() => r(true), 3000);
+    });
+    if (await Promise.race([client.endAsync().then(() => false), gaveUp])) await client.endAsync(true);
+    clearTimeout(timer);
   }
 }

@@ -27,6 +27,8 @@ export interface Role {
   /** Local control (`POST /<action>` on the control port). */
   control(action: string, body: Record<string, unknown>): Promise<unknown>;
   status(): Record<string, unknown>;
+  /** Finishes work in flight before the agent closes (optional). */
+  stop?(): Promise<void>;
 }
 
 export interface AgentOptions {
@@ -302,6 +304,8 @@ export class Agent {
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    // Let a batch on its way hear its receipt, within reason: what it misses is journaled.
+    await Promise.race([this.role?.stop?.(), new Promise((r) => setTimeout(r, 5000).unref())]);
     for (const s of this.servers) s.close();
     this.web?.close();
     await this.bus?.close().catch(() => {});

@@ -8,7 +8,7 @@
  * rating moves a station ahead, but not across town.
  */
 import { Role } from '../contracts/client.js';
-import { type Chain, isNetworkError } from './chain.js';
+import type { Chain } from './chain.js';
 
 export interface Station {
   hcs: string;
@@ -57,9 +57,14 @@ export function rankStations(
     .slice(0, limit);
 }
 
-/** Reads the verified stations from the chain; cached for `ttlMs`. */
+/**
+ * Reads the verified stations from the chain; cached for `ttlMs`. Past that, a search is answered
+ * from the cache while one refresh runs behind it: registrations and ratings change slowly, and a
+ * refresh (a few calls per station) must not hold up the searches queued behind it.
+ */
 export class StationDirectory {
   private cache: { at: number; stations: Station[] } | undefined;
+  private refreshing: Promise<Station[]> | undefined;
 
   constructor(
     private readonly chain: Chain,
@@ -72,13 +77,15 @@ export class StationDirectory {
 
   async list(): Promise<Station[]> {
     if (this.cache && Date.now() - this.cache.at < this.ttlMs) return this.cache.stations;
-    try {
-      return await this.refresh();
-    } catch (err) {
-      // The node is away: the stations we knew are still the best answer to a search.
-      if (this.cache && isNetworkError(err)) return this.cache.stations;
-      throw err;
+    this.refreshing ??= this.refresh().finally(() => {
+      this.refreshing = undefined;
+    });
+    // Stale: the stations we knew are the best answer now (and still, if the node is away).
+    if (this.cache) {
+      this.refreshing.catch(() => {});
+      return this.cache.stations;
     }
+    return this.refreshing;
   }
 
   private async refresh(): Promise<Station[]> {
@@ -90,25 +97,28 @@ export class StationDirectory {
           logs.map((l) => String((l as unknown as { args: { hcs: string } }).args.hcs).toLowerCase()),
         ),
       ];
-      const out: Station[] = [];
-      for (const hcs of addresses) {
-        if (!(await this.chain.client.isVerified(hcs, Role.HCS))) continue;
-        const [p, mean, count] = await Promise.all([
-          this.chain.client.hcsProfile(hcs),
-          this.chain.client.meanRating(hcs),
-          this.chain.client.ratingCount(hcs),
-        ]);
-        out.push({
-          hcs,
-          latitude: p.latMicroDeg / 1e6,
-          longitude: p.lonMicroDeg / 1e6,
-          priceWeiPerKWh: p.priceWeiPerKWh,
-          powerW: p.powerW,
-          meanRating: mean,
-          ratingCount: count,
-        });
-      }
-      return out;
+      // All stations at once: the provider batches the calls into a few JSON-RPC round trips.
+      const verified = await Promise.all(addresses.map((hcs) => this.chain.client.isVerified(hcs, Role.HCS)));
+      return Promise.all(
+        addresses
+          .filter((_, i) => verified[i])
+          .map(async (hcs): Promise<Station> => {
+            const [p, mean, count] = await Promise.all([
+              this.chain.client.hcsProfile(hcs),
+              this.chain.client.meanRating(hcs),
+              this.chain.client.ratingCount(hcs),
+            ]);
+            return {
+              hcs,
+              latitude: p.latMicroDeg / 1e6,
+              longitude: p.lonMicroDeg / 1e6,
+              priceWeiPerKWh: p.priceWeiPerKWh,
+              powerW: p.powerW,
+              meanRating: mean,
+              ratingCount: count,
+            };
+          }),
+      );
     });
     this.cache = { at: Date.now(), stations };
     return stations;

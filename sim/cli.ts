@@ -38,6 +38,8 @@ export function registerSimCommands(program: Command): void {
             evs: opts.evs ?? 50,
             hcs: opts.hcs ?? 10,
             sessions: opts.sessions ?? 100,
+            ...(opts.broker ? { broker: opts.broker } : {}),
+            ...(opts.json ? { json: opts.json } : {}),
           });
           if (report.lost > 0 || report.doubleBilled > 0) process.exitCode = 1;
           return;

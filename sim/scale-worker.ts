@@ -4,6 +4,7 @@
  * so that the simulated cables can link their meters. The edge runs in the main thread: the two
  * threads share the signature work on two cores.
  */
+import { performance } from 'node:perf_hooks';
 import { parentPort } from 'node:worker_threads';
 import { loadConfig } from '../agent/config.js';
 import { createLogger } from '../agent/log.js';
@@ -61,23 +62,71 @@ async function start(standalone: Set<string>) {
   }
 }
 
+/** This thread's event-loop utilisation at the start of the run (to tell how busy it was). */
+let runElu: ReturnType<typeof performance.eventLoopUtilization> | undefined;
+
+/** How long the EVs' sessions spent in each state (ms), to see where a session's time goes. */
+const phases = new Map<string, number[]>();
+
+function timePhases(ev: Agent): void {
+  const entered = new Map<string, number>();
+  const move = ev.move.bind(ev);
+  ev.move = (s, to, patch) => {
+    const from = s.state;
+    const moved = move(s, to, patch);
+    if (moved) {
+      const now = Date.now();
+      const since = entered.get(s.id) ?? s.createdAt;
+      if (!phases.has(from)) phases.set(from, []);
+      phases.get(from)!.push(now - since);
+      if (to === 'done' || to === 'failed') entered.delete(s.id);
+      else entered.set(s.id, now);
+    }
+    return moved;
+  };
+}
+
+function phaseMedians(): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [state, xs] of phases) {
+    const sorted = [...xs].sort((a, b) => a - b);
+    out[state] = sorted[Math.floor(sorted.length / 2)]!;
+  }
+  return out;
+}
+
 /** `sessions` charges spread over the EVs, each EV charging again as soon as its last one settled. */
 async function run(sessions: number, targetWh: number, timeoutMs: number): Promise<SessionResult[]> {
   const evs = agents.filter((a) => a.cfg.role === 'ev');
+  for (const ev of evs) timePhases(ev);
+  runElu = performance.eventLoopUtilization();
   /** Sessions a station took (they have a txid), by txid. */
   const counted = new Map<string, { ev: Agent; requestedAt: number }>();
   let busyRetries = 0;
+  /** Why the cars that found no station found none, and how often. */
+  const missReasons = new Map<string, number>();
   const until = Date.now() + timeoutMs;
   const recordOf = (txid: string) =>
     [...counted.get(txid)!.ev.sessions.values()].find((x) => x.txid === txid);
   const ended = () =>
     [...counted.keys()].filter((t) => ['done', 'failed'].includes(recordOf(t)?.state ?? '')).length;
   const progress = setInterval(
-    () => port.postMessage({ progress: ended(), started: counted.size, busyRetries }),
+    () =>
+      port.postMessage({
+        progress: ended(),
+        started: counted.size,
+        busyRetries,
+        why: Object.fromEntries(missReasons),
+      }),
     1000,
   );
+  // Cars arrive over a ramp, not all in the same millisecond (which no real fleet does, and which
+  // only measures how a thundering herd queues at the edge).
+  const rampMs = Math.min(30_000, evs.length * 10);
   await Promise.all(
     evs.map(async (ev) => {
+      await new Promise((res) => setTimeout(res, Math.random() * rampMs));
+      let misses = 0;
       while (counted.size < sessions && Date.now() < until) {
         const requestedAt = Date.now();
         const { id } = (await ev.control('charge', { targetWh })) as { id: string };
@@ -95,9 +144,15 @@ async function run(sessions: number, targetWh: number, timeoutMs: number): Promi
           await new Promise((res) => setTimeout(res, 50));
         }
         if (!mine) {
+          if (counted.size >= sessions) break; // the plan is full: this car's charge is not counted
+          const why = ev.sessions.get(id)?.error ?? 'unknown';
+          missReasons.set(why, (missReasons.get(why) ?? 0) + 1);
+          // Every station busy: try again later, backing off (with jitter) as a driver would.
           busyRetries++;
-          await new Promise((res) => setTimeout(res, 200 + Math.random() * 800));
-        }
+          misses++;
+          const backoffMs = Math.min(8000, 250 * 2 ** misses);
+          await new Promise((res) => setTimeout(res, backoffMs * (0.5 + Math.random())));
+        } else misses = 0;
       }
     }),
   );
@@ -119,7 +174,13 @@ async function run(sessions: number, targetWh: number, timeoutMs: number): Promi
 function stats() {
   const bus = { sent: 0, sentBytes: 0, received: 0, dropped: 0 };
   for (const a of agents) for (const k of Object.keys(bus) as (keyof typeof bus)[]) bus[k] += a.bus.stats[k];
-  return { bus, agents: agents.length, heapMb: process.memoryUsage().heapUsed / 2 ** 20 };
+  return {
+    bus,
+    agents: agents.length,
+    heapMb: process.memoryUsage().heapUsed / 2 ** 20,
+    phaseMedianMs: phaseMedians(),
+    busy: runElu ? performance.eventLoopUtilization(runElu).utilization : Number.NaN,
+  };
 }
 
 let standaloneNames = new Set<string>();

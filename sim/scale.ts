@@ -7,7 +7,8 @@
  * `p2pev run` process so that the memory of one agent alone can be measured. The limit is the
  * signature work: every message is signed once and verified by each receiver.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -27,6 +28,10 @@ export interface ScaleOptions {
   sessions: number;
   targetWh?: number;
   timeoutMs?: number;
+  /** An external broker URL, or 'mosquitto' to start Debian's (default: embedded, in the worker). */
+  broker?: string;
+  /** Also write the report to this file, as JSON. */
+  json?: string;
   out?: (line: string) => void;
 }
 
@@ -119,7 +124,7 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
   const { stations, cars } = layout(opts.evs, opts.hcs);
   const worker = new Worker(new URL('./scale-worker.mjs', import.meta.url));
   const replies: ((v: { ok: boolean; value?: unknown; error?: string }) => void)[] = [];
-  let lastProgress = { progress: 0, started: 0, busyRetries: 0 };
+  let lastProgress = { progress: 0, started: 0, busyRetries: 0, why: {} as Record<string, number> };
   worker.on('message', (m) => {
     if ('progress' in m) lastProgress = m;
     else replies.shift()?.(m);
@@ -144,6 +149,7 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
         evs: cars,
         edge: true,
         timeScale: 3600,
+        ...(opts.broker ? { broker: opts.broker } : {}),
         depositEther: '5',
         overrides: {
           timeouts: { replyMs: 20_000, reportMs: 20_000, chargeIdleMs: 60_000, settleFallbackMs: 300_000 },
@@ -170,10 +176,14 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
     out(`${opts.evs + opts.hcs} agents running (edge in the main thread, ${solo.name} as its own process)`);
 
     const started = Date.now();
+    const mainElu = performance.eventLoopUtilization();
     const ticker = setInterval(() => {
       const s = (Date.now() - started) / 1000;
+      const why = Object.entries(lastProgress.why)
+        .map(([reason, n]) => `${n}× ${reason}`)
+        .join('; ');
       out(
-        `  ${lastProgress.progress}/${opts.sessions} sessions ended, ${(lastProgress.progress / s).toFixed(1)}/s, ${s.toFixed(0)} s elapsed (${lastProgress.busyRetries} searches found every station busy)`,
+        `  ${lastProgress.progress}/${opts.sessions} sessions ended, ${(lastProgress.progress / s).toFixed(1)}/s, ${s.toFixed(0)} s elapsed (${lastProgress.busyRetries} searches found no station${why ? `: ${why}` : ''})`,
       );
     }, 5000);
     const results = await ask<SessionResult[]>({
@@ -205,7 +215,10 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
     const w = await ask<{
       bus: { sent: number; sentBytes: number; received: number; dropped: number };
       heapMb: number;
+      phaseMedianMs: Record<string, number>;
+      busy: number;
     }>({ cmd: 'stats' });
+    const edgeBusy = performance.eventLoopUtilization(mainElu).utilization;
     const soloStatus = await control<{
       messages: { sent: number; sentBytes: number; received: number; dropped: number };
     }>(solo, 'status');
@@ -262,8 +275,17 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
       `plug-out → settled p50 ${report.settleP50Ms} ms, p95 ${report.settleP95Ms} ms; gas ${report.gasPerSession}/session; ${report.messagesPerSession} messages, ${report.bytesPerSession} bytes per session`,
     );
     out(
+      `busy share of each thread over the run: worker (EV and HCS agents, broker) ${Math.round(w.busy * 100)} %, main (edge) ${Math.round(edgeBusy * 100)} %`,
+    );
+    out(
+      `median time in each EV state: ${Object.entries(w.phaseMedianMs)
+        .map(([state, ms]) => `${state} ${ms} ms`)
+        .join(', ')}`,
+    );
+    out(
       `one agent alone (${solo.name}, its own process): peak RSS ${report.agentRssMb} MB; lost ${report.lost}, double-billed ${report.doubleBilled}`,
     );
+    if (opts.json) writeFileSync(opts.json, `${JSON.stringify(report, null, 2)}\n`);
     out(JSON.stringify(report));
     return report;
   } finally {

@@ -23,7 +23,7 @@ import { crashPoint } from '../crash.js';
 import { big } from '../journal.js';
 import type { Agent, Role } from '../runtime.js';
 import { parseTerms, type TermsJson, termsFromJson, nonceOf } from '../session.js';
-import { rankStations, StationDirectory } from '../stations.js';
+import { type RankedStation, rankStations, type Station, StationDirectory } from '../stations.js';
 import { reportEnergyWh, withinToleranceOf } from './settle.js';
 
 export interface Bill {
@@ -51,9 +51,26 @@ const RECHECK_SUBMITTED_MS = 20_000;
 /** Settled bills kept in the journal for the status page; older ones are compacted away. */
 const KEEP_FINISHED = 500;
 
+/**
+ * How long the station at the top of a suggestion is held for the EV it was suggested to: long
+ * enough for its request and the station's answer to come back, short enough that a car which
+ * drove on does not block the station. Without it every car searching at once is sent to the
+ * same nearest stations, and all but one per station pay a refused request for nothing.
+ */
+const HOLD_MS = 5000;
+
+/** A bill whose reports never both came is given up this long after its settlement window. */
+const COLLECT_GRACE_S = 60;
+
 export class EdgeRole implements Role {
   private readonly stations: StationDirectory;
   private readonly bills = new Map<string, Bill>();
+  /** Stations held for the EV they were just suggested to, until a time (ms). */
+  private readonly holds = new Map<string, { ev: string; until: number }>();
+  /** Searches that found every station near them taken, by EV (insertion order: first come). */
+  private readonly waiting = new Map<string, { search: MessageOf<'search'>; until: number }>();
+  /** The batch on its way to the chain, if any. */
+  private inFlight: Promise<void> | undefined;
   readonly figures = { batches: 0, settled: 0, failed: 0, gasUsed: 0n };
 
   constructor(private readonly agent: Agent) {
@@ -98,27 +115,17 @@ export class EdgeRole implements Role {
     switch (msg.type) {
       case 'search': {
         if (msg.server !== me) return;
-        // Stations with an agreement still being charged are busy: suggesting them only costs a
-        // refused request. The edge formed those agreements, so it knows.
-        const busy = new Set(
-          [...this.bills.values()].filter((b) => b.state === 'collecting').map((b) => b.hcs),
-        );
-        const free = (await this.stations.list()).filter((st) => !busy.has(st.hcs));
-        const ranked = rankStations(free, msg, this.agent.cfg.edge.suggestions);
-        await this.agent.send(signer, {
-          type: 'suggestion',
-          server: me,
-          requester: signer,
-          stations: ranked.map((r) => ({
-            hcs: r.hcs,
-            distanceM: Math.min(r.distanceM, 2 ** 32 - 1),
-            meanRating: r.meanRating,
-            priceWeiPerKWh: r.priceWeiPerKWh,
-          })),
-          // Echo the search's nonce: ties the answer to the question (and two answers listing the
-          // same stations are still two messages, not a replay).
-          ...nonceOf(msg.optional),
-        });
+        this.waiting.delete(signer);
+        const stations = await this.stations.list();
+        if (await this.suggest(signer, msg, stations, this.takenStations(signer))) return;
+        if (rankStations(stations, msg, 1).length === 0) {
+          // Nothing in the radius at all: say so now (an empty suggestion), waiting cannot help.
+          await this.sendSuggestion(signer, msg, []);
+          return;
+        }
+        // Every station near the car is taken: answer as soon as one frees (first come, first
+        // served), rather than have every car search again and again.
+        this.waiting.set(signer, { search: msg, until: Date.now() + this.agent.cfg.timeouts.replyMs - 1000 });
         return;
       }
       case 'response':
@@ -134,6 +141,8 @@ export class EdgeRole implements Role {
         else return;
         if (b.evReport && b.hcsReport) await this.reconcile(b);
         else this.save(b);
+        // The station's report means its charge is over: it is free for a waiting car.
+        if (msg.type === 'chargeProvided') await this.serveWaiting();
         return;
       }
       case 'reqAuthInfo':
@@ -161,6 +170,77 @@ export class EdgeRole implements Role {
     }
   }
 
+  /**
+   * Stations not to suggest to `ev`: those charging under an agreement this edge formed (until
+   * the station's report says the charge is over, or the window has passed), and those held for
+   * another car. Suggesting them only costs a refused request.
+   */
+  private takenStations(ev: string): Set<string> {
+    const now = Date.now();
+    const taken = new Set<string>();
+    for (const b of this.bills.values())
+      if (b.state === 'collecting' && !b.hcsReport && now < b.terms.settleBy * 1000) taken.add(b.hcs);
+    for (const [hcs, hold] of this.holds) {
+      if (hold.until < now) this.holds.delete(hcs);
+      else if (hold.ev !== ev) taken.add(hcs);
+    }
+    return taken;
+  }
+
+  /** Suggests the best free stations to `ev` and holds the first one for it; false if none is free. */
+  private async suggest(
+    ev: string,
+    search: MessageOf<'search'>,
+    stations: Station[],
+    taken: Set<string>,
+  ): Promise<boolean> {
+    const ranked = rankStations(
+      stations.filter((st) => !taken.has(st.hcs)),
+      search,
+      this.agent.cfg.edge.suggestions,
+    );
+    if (!ranked[0]) return false;
+    // The car will ask the first one first: hold it for this car for a moment.
+    this.holds.set(ranked[0].hcs, { ev, until: Date.now() + HOLD_MS });
+    taken.add(ranked[0].hcs);
+    await this.sendSuggestion(ev, search, ranked);
+    return true;
+  }
+
+  private async sendSuggestion(
+    ev: string,
+    search: MessageOf<'search'>,
+    ranked: RankedStation[],
+  ): Promise<void> {
+    await this.agent.send(ev, {
+      type: 'suggestion',
+      server: this.agent.address,
+      requester: ev,
+      stations: ranked.map((r) => ({
+        hcs: r.hcs,
+        distanceM: Math.min(r.distanceM, 2 ** 32 - 1),
+        meanRating: r.meanRating,
+        priceWeiPerKWh: r.priceWeiPerKWh,
+      })),
+      // Echo the search's nonce: ties the answer to the question (and two answers listing the
+      // same stations are still two messages, not a replay).
+      ...nonceOf(search.optional),
+    });
+  }
+
+  /** Answers the waiting searches, oldest first, while stations are free. */
+  private async serveWaiting(): Promise<void> {
+    if (this.waiting.size === 0) return;
+    const now = Date.now();
+    const stations = await this.stations.list();
+    const taken = this.takenStations('');
+    for (const [ev, w] of this.waiting) {
+      if (taken.size >= stations.length) return;
+      if (w.until < now) this.waiting.delete(ev);
+      else if (await this.suggest(ev, w.search, stations, taken)) this.waiting.delete(ev);
+    }
+  }
+
   /** An HCS accepted a request: check the EV can pay for the cap, then send the mutual agreement. */
   private async agree(msg: MessageOf<'response'>, hcs: string): Promise<void> {
     const terms = parseTerms(msg.optional);
@@ -179,6 +259,7 @@ export class EdgeRole implements Role {
       );
       return;
     }
+    this.holds.delete(hcs);
     this.save({ txid, ev, hcs, terms, state: 'collecting', createdAt: Date.now() });
     const mutual = {
       type: 'mutual',
@@ -221,6 +302,10 @@ export class EdgeRole implements Role {
   }
 
   async tick(): Promise<void> {
+    this.giveUpUncollected();
+    await this.serveWaiting();
+    // One batch at a time; and a batch still on its way is not "stale".
+    if (this.inFlight) return;
     await this.recheckSubmitted(RECHECK_SUBMITTED_MS);
     const queued = [...this.bills.values()].filter((b) => b.state === 'queued');
     if (queued.length === 0) return;
@@ -229,8 +314,21 @@ export class EdgeRole implements Role {
     if (queued.length < batchSize && Date.now() - oldest < batchMaxWaitMs) return;
     const disputed = queued.filter((b) => b.disputed);
     const normal = queued.filter((b) => !b.disputed).slice(0, batchSize);
-    if (normal.length) await this.submitBatch(normal);
-    for (const b of disputed) await this.submitDisputed(b);
+    // The batch goes out of the agent's lock (its bills are journaled `submitted` before the first
+    // await): waiting for a block must not hold up the searches and agreements queued behind it.
+    this.inFlight = (async () => {
+      if (normal.length) await this.submitBatch(normal);
+      for (const b of disputed) await this.submitDisputed(b);
+    })()
+      .catch((err) => this.agent.log.error({ err }, 'batch submission failed; the bills wait in the journal'))
+      .finally(() => {
+        this.inFlight = undefined;
+      });
+  }
+
+  /** Waits for the batch on its way to the chain (a graceful stop; the flush action). */
+  async stop(): Promise<void> {
+    await this.inFlight;
   }
 
   private entries(bills: Bill[]) {
@@ -337,6 +435,26 @@ export class EdgeRole implements Role {
     this.pruneBills();
   }
 
+  /**
+   * A bill still waiting for a report long after its window can never settle (the contract
+   * refuses it): it is closed as failed, so that it no longer counts its station as busy. Nobody
+   * was billed; each side learns that from the chain on its own.
+   */
+  private giveUpUncollected(): void {
+    const now = Date.now() / 1000;
+    for (const b of this.bills.values()) {
+      if (b.state !== 'collecting' || now < b.terms.settleBy + COLLECT_GRACE_S) continue;
+      const missing = [b.evReport ? '' : 'EV', b.hcsReport ? '' : 'station'].filter(Boolean).join(' and ');
+      this.agent.log.warn({ txid: b.txid, missing }, 'no report within the settlement window; bill given up');
+      this.save({
+        ...b,
+        state: 'failed',
+        settledAt: Date.now(),
+        error: `no ${missing} report in the window`,
+      });
+    }
+  }
+
   private pruneBills(): void {
     const finished = [...this.bills.values()]
       .filter((b) => b.state === 'settled' || b.state === 'failed')
@@ -351,6 +469,7 @@ export class EdgeRole implements Role {
     if (action === 'flush') {
       for (const b of this.bills.values()) if (b.state === 'queued') b.queuedAt = 0;
       await this.tick();
+      await this.inFlight;
       return this.status();
     }
     throw new Error(`unknown action ${action}: try flush`);

@@ -60,6 +60,13 @@ export class EvRole implements Role {
         const candidates = msg.stations
           .filter((st) => max === undefined || st.priceWeiPerKWh <= BigInt(max))
           .map((st) => ({ hcs: st.hcs, price: st.priceWeiPerKWh.toString() }));
+        if (candidates.length === 0)
+          return void this.agent.move(s, 'failed', {
+            error: msg.stations.length
+              ? 'every suggested station is above the price limit (ev.maxPriceWeiPerKWh)'
+              : 'no station within the search radius: search a wider one (ev.searchRadiusM)',
+            deadline: 0,
+          });
         return this.requestNext(s, candidates);
       }
       case 'response': {
@@ -191,7 +198,11 @@ export class EvRole implements Role {
         now > s.deadline
       ) {
         if (s.state === 'searching')
-          this.agent.move(s, 'failed', { error: 'no suggestion from the edge in time', deadline: 0 });
+          this.agent.move(s, 'failed', {
+            // The edge answers a search when a station near the car is free; it waits for one.
+            error: 'no suggestion from the edge in time: every station nearby was busy, or the edge is away',
+            deadline: 0,
+          });
         else await this.requestNext(s, s.candidates ?? []);
       } else if (s.state === 'charging') {
         const end = await pollCharging(this.agent, s, s.targetWh!, END.completed);
