@@ -3,9 +3,13 @@
  * signature over `Message(bytes payload)` in the domain of one settlement deployment, so the
  * contract can check it with `ecrecover` and a report never replays on another chain or contract.
  *
- * Device keys sign with @noble/secp256k1 (RFC 6979 deterministic nonces, low-s). Recovery
+ * Device keys sign with @noble/secp256k1 (RFC 6979 deterministic nonces, low-s). Signers are
+ * recovered with @noble/curves (same author, audited, the same curve arithmetic with the GLV
+ * endomorphism and windowed precomputation): recovery is what every receiver pays for every
+ * message, and there it is ~2× faster than the minimal library (docs/BENCHMARKS.md). Recovery
  * rejects high-s and malformed v, as OpenZeppelin's ECDSA does on chain.
  */
+import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { hmac } from '@noble/hashes/hmac.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { keccak_256 } from '@noble/hashes/sha3.js';
@@ -139,8 +143,11 @@ export function recoverSigner(payload: Uint8Array, signature: Uint8Array, domain
     throw new DecodeError('high-s signature (malleable); only low-s is accepted', at + 32 * 8, 'signature');
   try {
     const recovered = concatBytes(Uint8Array.of(v - 27), signature.subarray(0, 64));
-    const pub = secp.recoverPublicKey(recovered, messageDigest(payload, domain), { prehash: false });
-    return addressOfPublicKey(pub);
+    const point = secp256k1.Signature.fromBytes(recovered, 'recovered').recoverPublicKey(
+      messageDigest(payload, domain),
+    );
+    // Uncompressed straight from the point: no square root to decompress it again.
+    return addressOfPublicKey(point.toBytes(false));
   } catch {
     throw new DecodeError('signature does not recover to a public key', at, 'signature');
   }

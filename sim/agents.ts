@@ -94,7 +94,11 @@ export async function control<T = Record<string, unknown>>(
     body === undefined
       ? {}
       : { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } },
-  );
+  ).catch((err: Error & { cause?: { code?: string } }) => {
+    throw new Error(
+      `${device.name} ${action}: no answer on its control port ${url} (${err.cause?.code ?? err.message}): is the agent still running?`,
+    );
+  });
   const json = (await res.json()) as T & { error?: string };
   if (!res.ok) throw new Error(`${device.name} ${action}: ${json.error ?? res.status}`);
   return json;

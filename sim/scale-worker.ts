@@ -4,6 +4,8 @@
  * so that the simulated cables can link their meters. The edge runs in the main thread: the two
  * threads share the signature work on two cores.
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parentPort } from 'node:worker_threads';
 import { loadConfig } from '../agent/config.js';
@@ -183,6 +185,21 @@ function stats() {
   };
 }
 
+/** Starts V8's CPU profiler on this thread; the function returned writes the profile to a dir. */
+async function profile(): Promise<(dir: string) => Promise<void>> {
+  const { Session } = await import('node:inspector/promises');
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return async (dir) => {
+    const { profile } = await session.post('Profiler.stop');
+    const file = join(dir, `scale-worker-${Date.now()}.cpuprofile`);
+    writeFileSync(file, JSON.stringify(profile));
+    session.disconnect();
+  };
+}
+
 let standaloneNames = new Set<string>();
 port.on('message', async (msg: ToWorker) => {
   try {
@@ -193,8 +210,13 @@ port.on('message', async (msg: ToWorker) => {
       case 'start':
         await start(standaloneNames);
         return reply({ ok: true });
-      case 'run':
-        return reply({ ok: true, value: await run(msg.sessions, msg.targetWh, msg.timeoutMs) });
+      case 'run': {
+        // P2PEV_SCALE_PROFILE=<dir>: a CPU profile of this thread over the run (not the build).
+        const stopProfile = process.env.P2PEV_SCALE_PROFILE ? await profile() : undefined;
+        const value = await run(msg.sessions, msg.targetWh, msg.timeoutMs);
+        await stopProfile?.(process.env.P2PEV_SCALE_PROFILE!);
+        return reply({ ok: true, value });
+      }
       case 'stats':
         return reply({ ok: true, value: stats() });
       case 'stop':

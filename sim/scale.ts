@@ -138,6 +138,7 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
 
   const t0 = Date.now();
   let edge: Agent | undefined;
+  let stopping = false;
   let standalone: AgentProcess | undefined;
   try {
     out(`building a world of ${opts.evs} EVs, ${opts.hcs} stations and an edge in ${dir}`);
@@ -170,6 +171,9 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
     const solo = world.devices.find((d) => d.standalone)!;
     standalone = await spawnAgent(solo, (line) => {
       if (line.level >= 50) out(`${solo.name}: ${line.msg}`);
+    });
+    void standalone.exited.then((code) => {
+      if (!stopping) out(`${solo.name} (its own process) exited with code ${code}`);
     });
     await waitReady(standalone);
     await ask({ cmd: 'start' });
@@ -289,6 +293,7 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
     out(JSON.stringify(report));
     return report;
   } finally {
+    stopping = true;
     await standalone?.stop();
     await edge?.stop();
     await ask({ cmd: 'stop' }).catch(() => {});
