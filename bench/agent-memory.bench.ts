@@ -148,7 +148,7 @@ async function main(): Promise<void> {
         `${variant.padEnd(9)} ${name.padEnd(6)} ${r1(s.readyHwm).toFixed(1).padStart(10)} ${r1(s.hwm).toFixed(1).padStart(6)} ${r1(s.rss).toFixed(1).padStart(8)} ${r1(s.anon).toFixed(1).padStart(6)} ${r1(s.file).toFixed(1).padStart(6)}`,
       );
   const figures: Record<string, unknown> = {
-    nodeOptions: process.env.BENCH_NODE_OPTIONS ?? '--max-old-space-size=192 --max-semi-space-size=2',
+    nodeOptions: process.env.BENCH_NODE_OPTIONS ?? '--max-old-space-size=192 --max-semi-space-size=1',
   };
   for (const [variant, byAgent] of Object.entries(results)) {
     const peaks = Object.values(byAgent).map((s) => s.hwm);
