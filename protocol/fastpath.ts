@@ -183,7 +183,7 @@ function getByte(bytes: Uint8Array, at: number): number {
  * Hex text is written as Latin-1 char codes, two at a time through a 16-bit view, then made a
  * string in one native call.
  */
-const chars = Buffer.alloc(4096);
+const chars = Buffer.from(new ArrayBuffer(4096)); // its own ArrayBuffer: offset 0, fit for 16-bit views
 const chars16 = new Uint16Array(chars.buffer, chars.byteOffset, chars.length / 2);
 /** `Buffer#latin1Slice` (what `toString('latin1')` calls, without its argument handling) where there is one. */
 const latin1: (b: Buffer, end: number) => string =
@@ -325,7 +325,7 @@ function compilable(fields: readonly Field[], top: boolean): boolean {
       const itemBits = f.item.reduce((n, i) => n + widthAt(i, 0), 0);
       if (itemBits % 8 !== 0 || !compilable(f.item, false)) return false;
     }
-    if (f.kind === 'uint' && f.bits > 32 && f.bits % 8 !== 0) return false;
+    if (f.kind === 'uint' && f.bits > 32 && (f.bits % 8 !== 0 || 2 + f.bits / 4 > chars.length)) return false;
     if (f.kind === 'text' && f.bytes > TEXT_MAX) return false;
   }
   return true;
@@ -553,7 +553,7 @@ function compileDecoder(
   return new Function('H', 'K', 'C', 'C16', 'E', 'L', src)(H, k.list, hexChars, hexChars16, end, latin1);
 }
 
-const hexChars = Buffer.alloc(4096);
+const hexChars = Buffer.from(new ArrayBuffer(4096));
 const hexChars16 = new Uint16Array(hexChars.buffer, hexChars.byteOffset, hexChars.length / 2);
 /** Where the last fast decode's fixed part ended, in bits. */
 const end = new Int32Array(1);
