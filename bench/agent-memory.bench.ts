@@ -40,12 +40,25 @@ interface Sample {
   rss: number;
   anon: number;
   file: number;
+  /** CPU time (user + system) the process has used, seconds: start-up and one charge. */
+  cpuS: number;
 }
 
 function status(pid: number): Sample {
   const text = readFileSync(`/proc/${pid}/status`, 'utf8');
   const mb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(text)?.[1]) / 1024;
-  return { readyHwm: 0, hwm: mb('VmHWM'), rss: mb('VmRSS'), anon: mb('RssAnon'), file: mb('RssFile') };
+  // /proc/<pid>/stat: utime and stime are fields 14 and 15, in clock ticks (100 a second on Linux).
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const cpuS = (Number(fields[11]) + Number(fields[12])) / 100;
+  return {
+    readyHwm: 0,
+    hwm: mb('VmHWM'),
+    rss: mb('VmRSS'),
+    anon: mb('RssAnon'),
+    file: mb('RssFile'),
+    cpuS,
+  };
 }
 
 async function chargeOnce(ev: AgentProcess, targetWh: number): Promise<void> {
@@ -141,14 +154,14 @@ async function main(): Promise<void> {
   const out = (l: string) => process.stdout.write(`${l}\n`);
   out('');
   out('Peak resident memory of each `p2pev run` process (MB), one charge per EV:');
-  out('variant   agent  ready peak  peak   rss now  anon   file');
+  out('variant   agent  ready peak  peak   rss now  anon   file   cpu s');
   for (const [variant, byAgent] of Object.entries(results))
     for (const [name, s] of Object.entries(byAgent))
       out(
-        `${variant.padEnd(9)} ${name.padEnd(6)} ${r1(s.readyHwm).toFixed(1).padStart(10)} ${r1(s.hwm).toFixed(1).padStart(6)} ${r1(s.rss).toFixed(1).padStart(8)} ${r1(s.anon).toFixed(1).padStart(6)} ${r1(s.file).toFixed(1).padStart(6)}`,
+        `${variant.padEnd(9)} ${name.padEnd(6)} ${r1(s.readyHwm).toFixed(1).padStart(10)} ${r1(s.hwm).toFixed(1).padStart(6)} ${r1(s.rss).toFixed(1).padStart(8)} ${r1(s.anon).toFixed(1).padStart(6)} ${r1(s.file).toFixed(1).padStart(6)} ${s.cpuS.toFixed(2).padStart(7)}`,
       );
   const figures: Record<string, unknown> = {
-    nodeOptions: process.env.BENCH_NODE_OPTIONS ?? '--max-old-space-size=192 --max-semi-space-size=2',
+    nodeOptions: process.env.BENCH_NODE_OPTIONS ?? '--max-old-space-size=192 --max-semi-space-size=1',
   };
   for (const [variant, byAgent] of Object.entries(results)) {
     const peaks = Object.values(byAgent).map((s) => s.hwm);
@@ -158,6 +171,7 @@ async function main(): Promise<void> {
       peakMb: Object.fromEntries(Object.entries(byAgent).map(([n, s]) => [n, r1(s.hwm)])),
       readyPeakMb: Object.fromEntries(Object.entries(byAgent).map(([n, s]) => [n, r1(s.readyHwm)])),
       rssMb: Object.fromEntries(Object.entries(byAgent).map(([n, s]) => [n, r1(s.rss)])),
+      cpuS: Object.fromEntries(Object.entries(byAgent).map(([n, s]) => [n, s.cpuS])),
     };
   }
   if (deviceKeystore) {

@@ -10,7 +10,7 @@
  * interpreter, which accepts or throws exactly as before. So the fast path may be stricter than
  * the reference, never looser, and every error keeps its message and offset.
  */
-import { HEX_DIGIT_PAIRS as hexDigitPairs_, HEX_PAIRS as hexPairs_ } from './hex.js';
+import { HEX_PAIRS as hexPairs_, NIBBLE_HI as nibbleHi_, NIBBLE_LO as nibbleLo_ } from './hex.js';
 import { type Field, MESSAGES, type MessageName, type MessageSchema, TYPE_BITS } from './schema.js';
 
 type Values = Record<string, unknown>;
@@ -18,7 +18,8 @@ type Values = Record<string, unknown>;
 // Module-local bindings: a transpiler's CommonJS interop (tsx) turns every use of an imported
 // binding into a getter call, which in these loops cost more than the lookups themselves.
 const HEX_PAIRS = hexPairs_;
-const HEX_DIGIT_PAIRS = hexDigitPairs_;
+const NIBBLE_HI = nibbleHi_;
+const NIBBLE_LO = nibbleLo_;
 
 // ---------------------------------------------------------------- writers
 // `at` is a bit offset. The target is zeroed beyond the field being written, so a field that
@@ -48,70 +49,69 @@ function putByte(buf: Uint8Array, at: number, byte: number): void {
   }
 }
 
-/**
- * Hex text to write is first copied, natively, into `hexIn` as UTF-8: that is as many bytes as
- * characters exactly when the text is all ASCII, and then two digits are one table lookup.
- * (Faster than `charCodeAt` per digit, above all on concatenated strings.)
- */
-const hexIn = Buffer.alloc(256);
-const utf8Write: (text: string) => number =
-  typeof (Buffer.prototype as { utf8Write?: unknown }).utf8Write === 'function'
-    ? (text) =>
-        (hexIn as unknown as { utf8Write(s: string, at: number, max: number): number }).utf8Write(
-          text,
-          0,
-          256,
-        )
-    : (text) => hexIn.write(text, 0, 256, 'utf8');
-
-/** Whether `hex` is `0x` (or `0X`) and 2n more ASCII characters, now in `hexIn`; the digits are checked as they are written. */
+/** Whether `hex` is a string of `0x` (or `0X`) and 2n more characters; the digits are checked as they are written. */
 function hexShape(hex: unknown, n: number): hex is string {
-  // 2n + 2 ≤ 66 characters are at most 198 UTF-8 bytes: `hexIn` never truncates them.
   return (
     typeof hex === 'string' &&
     hex.length === 2 + 2 * n &&
-    utf8Write(hex) === hex.length &&
-    hexIn[0] === 48 &&
-    (hexIn[1]! | 32) === 120
+    hex.charCodeAt(0) === 48 &&
+    (hex.charCodeAt(1) | 32) === 120
   );
 }
 
-/** Validates `0x` + 2n hex digits and writes them; false if `hex` is anything else. */
+/**
+ * Validates `0x` + 2n hex digits and writes them; false if `hex` is anything else. A digit's
+ * table entry is negative when it is not a digit, and `wide` collects the char codes, so one
+ * test at the end catches both.
+ */
 function putHexA(buf: Uint8Array, at: number, hex: unknown, n: number): boolean {
   if (!hexShape(hex, n)) return false;
   let bad = 0;
-  for (let i = 2, o = at >> 3, end = 2 + 2 * n; i < end; i += 2, o++) {
-    const b = HEX_DIGIT_PAIRS[(hexIn[i]! << 7) | hexIn[i + 1]!]!;
+  let wide = 0;
+  for (let i = 2, o = at >> 3; i < hex.length; i += 2, o++) {
+    const c1 = hex.charCodeAt(i);
+    const c2 = hex.charCodeAt(i + 1);
+    const b = NIBBLE_HI[c1 & 0x7f]! | NIBBLE_LO[c2 & 0x7f]!;
+    wide |= c1 | c2;
     bad |= b;
     buf[o] = b;
   }
-  return bad >= 0;
+  return bad >= 0 && wide < 0x80;
 }
 
 function putHexN(buf: Uint8Array, at: number, hex: unknown, n: number): boolean {
   if (!hexShape(hex, n)) return false;
   let bad = 0;
+  let wide = 0;
   let o = at >> 3;
   let carry = buf[o]!;
-  for (let i = 2, end = 2 + 2 * n; i < end; i += 2) {
-    const b = HEX_DIGIT_PAIRS[(hexIn[i]! << 7) | hexIn[i + 1]!]!;
-    bad |= b;
-    buf[o++] = carry | (b >> 4);
-    carry = b << 4;
+  for (let i = 2; i < hex.length; i += 2) {
+    const c1 = hex.charCodeAt(i);
+    const c2 = hex.charCodeAt(i + 1);
+    const hi = NIBBLE_LO[c1 & 0x7f]!;
+    const lo = NIBBLE_HI[c2 & 0x7f]!;
+    wide |= c1 | c2;
+    bad |= hi | lo;
+    buf[o++] = carry | hi;
+    carry = lo;
   }
   buf[o] = carry;
-  return bad >= 0;
+  return bad >= 0 && wide < 0x80;
 }
 
 function putHexU(buf: Uint8Array, at: number, hex: unknown, n: number): boolean {
   if (!hexShape(hex, n)) return false;
   let bad = 0;
-  for (let i = 2, end = 2 + 2 * n; i < end; i += 2, at += 8) {
-    const b = HEX_DIGIT_PAIRS[(hexIn[i]! << 7) | hexIn[i + 1]!]!;
+  let wide = 0;
+  for (let i = 2; i < hex.length; i += 2, at += 8) {
+    const c1 = hex.charCodeAt(i);
+    const c2 = hex.charCodeAt(i + 1);
+    const b = NIBBLE_HI[c1 & 0x7f]! | NIBBLE_LO[c2 & 0x7f]!;
+    wide |= c1 | c2;
     bad |= b;
     putByte(buf, at, b & 0xff);
   }
-  return bad >= 0;
+  return bad >= 0 && wide < 0x80;
 }
 
 const scratch = new DataView(new ArrayBuffer(8));
@@ -132,8 +132,9 @@ function putBig(buf: Uint8Array, at: number, x: bigint, n: number): void {
   const hex = x.toString(16);
   // Right to left, two digits a byte; a missing leading digit is 0.
   for (let j = 0, k = hex.length - 1; k >= 0; j++, k -= 2) {
-    const hi = k > 0 ? hex.charCodeAt(k - 1) : 48;
-    putByte(buf, at + (n - 1 - j) * 8, HEX_DIGIT_PAIRS[(hi << 7) | hex.charCodeAt(k)]!);
+    const lo = NIBBLE_LO[hex.charCodeAt(k)]!;
+    const hi = k > 0 ? NIBBLE_HI[hex.charCodeAt(k - 1)]! : 0;
+    putByte(buf, at + (n - 1 - j) * 8, hi | lo);
   }
 }
 
@@ -182,7 +183,7 @@ function getByte(bytes: Uint8Array, at: number): number {
  * Hex text is written as Latin-1 char codes, two at a time through a 16-bit view, then made a
  * string in one native call.
  */
-const chars = Buffer.alloc(4096);
+const chars = Buffer.from(new ArrayBuffer(4096)); // its own ArrayBuffer: offset 0, fit for 16-bit views
 const chars16 = new Uint16Array(chars.buffer, chars.byteOffset, chars.length / 2);
 /** `Buffer#latin1Slice` (what `toString('latin1')` calls, without its argument handling) where there is one. */
 const latin1: (b: Buffer, end: number) => string =
@@ -324,7 +325,7 @@ function compilable(fields: readonly Field[], top: boolean): boolean {
       const itemBits = f.item.reduce((n, i) => n + widthAt(i, 0), 0);
       if (itemBits % 8 !== 0 || !compilable(f.item, false)) return false;
     }
-    if (f.kind === 'uint' && f.bits > 32 && f.bits % 8 !== 0) return false;
+    if (f.kind === 'uint' && f.bits > 32 && (f.bits % 8 !== 0 || 2 + f.bits / 4 > chars.length)) return false;
     if (f.kind === 'text' && f.bytes > TEXT_MAX) return false;
   }
   return true;
@@ -552,7 +553,7 @@ function compileDecoder(
   return new Function('H', 'K', 'C', 'C16', 'E', 'L', src)(H, k.list, hexChars, hexChars16, end, latin1);
 }
 
-const hexChars = Buffer.alloc(4096);
+const hexChars = Buffer.from(new ArrayBuffer(4096));
 const hexChars16 = new Uint16Array(hexChars.buffer, hexChars.byteOffset, hexChars.length / 2);
 /** Where the last fast decode's fixed part ended, in bits. */
 const end = new Int32Array(1);

@@ -17,12 +17,13 @@ export const HEX_PAIRS = new Uint16Array(256);
     bytes[2 * i + 1] = HEX[i]!.charCodeAt(1);
   }
 }
-/** Two ASCII char codes c1, c2 → the byte they spell as hex digits, at [(c1 << 7) | c2]; -1 if they don't. */
-export const HEX_DIGIT_PAIRS = new Int16Array(1 << 14).fill(-1);
-for (let c1 = 0; c1 < 128; c1++) {
-  for (let c2 = 0; c2 < 128; c2++) {
-    if (NIBBLE[c1]! >= 0 && NIBBLE[c2]! >= 0)
-      HEX_DIGIT_PAIRS[(c1 << 7) | c2] = (NIBBLE[c1]! << 4) | NIBBLE[c2]!;
+/** Char code (< 128) of a hex digit → its value × 16 (NIBBLE_HI) or its value (NIBBLE_LO); -256 if not a digit. */
+export const NIBBLE_HI = new Int16Array(128).fill(-256);
+export const NIBBLE_LO = new Int16Array(128).fill(-256);
+for (let i = 0; i < 128; i++) {
+  if (NIBBLE[i]! >= 0) {
+    NIBBLE_HI[i] = NIBBLE[i]! << 4;
+    NIBBLE_LO[i] = NIBBLE[i]!;
   }
 }
 

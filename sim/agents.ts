@@ -48,7 +48,7 @@ export async function spawnAgent(
     // The installed unit's memory settings (agent/install/p2pev.service), so the sim measures what a Pi runs.
     env: {
       ...process.env,
-      NODE_OPTIONS: '--max-old-space-size=192 --max-semi-space-size=2',
+      NODE_OPTIONS: '--max-old-space-size=192 --max-semi-space-size=1',
       P2PEV_KEY_PASSWORD: SIM_PASSWORD,
       CI: '1',
       ...env,
