@@ -146,7 +146,13 @@ export class Agent {
     // and hundreds of idle agents in one process (the sim at scale) stay cheap.
     // Monotonic: a wall-clock step (NTP) must not stop the ticker.
     const now = performance.now();
-    if (now - this.lastFullTick < 1000 && !this.openSessions().some((s) => s.state === 'charging')) return;
+    // The edge (no meter, a handful per deployment) ticks every period: its batches wait on it.
+    if (
+      this.cfg.role !== 'edge' &&
+      now - this.lastFullTick < 1000 &&
+      !this.openSessions().some((s) => s.state === 'charging')
+    )
+      return;
     this.lastFullTick = now;
     this.ticking = true;
     try {

@@ -47,6 +47,8 @@ export interface SessionRecord {
   t1?: number;
   /** When the charge ended (plug-out), ms since epoch. */
   endedAt?: number;
+  /** When this side learned the bill was on chain (ms; before the EV's rating, which follows). */
+  settledAt?: number;
   endStatus?: number;
   /** The peer announced the end (so we need not announce it again). */
   endedByPeer?: boolean;

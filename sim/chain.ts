@@ -41,7 +41,9 @@ export interface Anvil {
   stop(): Promise<void>;
 }
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const HERE = dirname(fileURLToPath(import.meta.url));
+/** The package root: one level up from sim/, two from the compiled dist/sim/. */
+const ROOTS = [join(HERE, '..'), join(HERE, '..', '..')];
 
 /**
  * The anvil binary. The platform package's executable comes first: node_modules/.bin/anvil is a
@@ -49,10 +51,10 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
  */
 export function anvilBinary(): string {
   const arch = process.arch === 'x64' ? 'amd64' : process.arch;
-  const candidates = [
-    join(ROOT, 'node_modules', '@foundry-rs', `anvil-${process.platform}-${arch}`, 'bin', 'anvil'),
-    join(ROOT, 'node_modules', '.bin', 'anvil'),
-  ];
+  const candidates = ROOTS.flatMap((root) => [
+    join(root, 'node_modules', '@foundry-rs', `anvil-${process.platform}-${arch}`, 'bin', 'anvil'),
+    join(root, 'node_modules', '.bin', 'anvil'),
+  ]);
   const found = candidates.find((path) => existsSync(path));
   if (!found) throw new Error('anvil not found in node_modules: run npm ci (package @foundry-rs/anvil)');
   return found;

@@ -27,6 +27,8 @@ export interface SessionResult {
   requestedAt: number;
   endedAt?: number;
   doneAt?: number;
+  /** When the EV learned its bill was on chain (before its rating). */
+  settledAt?: number;
   error?: string;
 }
 
@@ -167,6 +169,7 @@ async function run(sessions: number, targetWh: number, timeoutMs: number): Promi
       txid,
       requestedAt,
       ...(s?.endedAt ? { endedAt: s.endedAt } : {}),
+      ...(s?.settledAt ? { settledAt: s.settledAt } : {}),
       ...(s && (s.state === 'done' || s.state === 'failed') ? { doneAt: s.updatedAt } : {}),
       ...(s?.state !== 'done' ? { error: s?.error ?? `still ${s?.state ?? 'unknown'} at the deadline` } : {}),
     };

@@ -201,7 +201,7 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
     await new Promise((r) => setTimeout(r, 3000));
 
     const settledResults = results.filter((r) => r.ok);
-    const lastDone = Math.max(...settledResults.map((r) => r.doneAt ?? 0));
+    const lastDone = Math.max(...settledResults.map((r) => r.settledAt ?? r.doneAt ?? 0));
     const seconds = (lastDone - started) / 1000;
     const c = edge.chain.client.contract;
     const events = [
@@ -239,7 +239,10 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
     const verificationsPerSession = verified / n;
     const cryptoCeilingPerSec = (availableParallelism() * verifyPerSec) / verificationsPerSession;
     const sessionsPerSec = settledResults.length / Math.max(0.001, seconds);
-    const latencies = settledResults.filter((r) => r.endedAt && r.doneAt).map((r) => r.doneAt! - r.endedAt!);
+    // Plug-out → the EV learns its bill is on chain (its rating, a transaction of its own, follows).
+    const latencies = settledResults
+      .filter((r) => r.endedAt && (r.settledAt ?? r.doneAt))
+      .map((r) => (r.settledAt ?? r.doneAt)! - r.endedAt!);
     const report: ScaleReport = {
       evs: opts.evs,
       hcs: opts.hcs,

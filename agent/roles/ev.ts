@@ -162,6 +162,7 @@ export class EvRole implements Role {
 
   /** The bill is on chain: rate the station (if the driver gave a rating), then done. */
   private async settled(s: SessionRecord): Promise<void> {
+    s.settledAt ??= Date.now();
     if (s.rating && !s.rated && s.peerReport) {
       const terms = termsFromJson(s.ev, s.hcs!, s.terms!);
       try {
