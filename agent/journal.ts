@@ -4,7 +4,10 @@
  * `kill -9` or a power cut the last state of every key is on disk. Replay keeps the last value
  * per key; a torn last line (power cut mid-write) is dropped. When the file grows past its limit
  * it is compacted: the live keys are written to a new file, fsynced, and renamed over the old one
- * (an atomic switch), so the journal stays small on an SD card however long the device runs.
+ * (an atomic switch), so the journal stays small on an SD card however long the device runs. The
+ * next compaction waits until the file has grown by at least half its live size: when the live keys
+ * alone pass the limit (an edge keeping hundreds of bills), compacting on every write would
+ * rewrite the whole file each time.
  */
 import {
   closeSync,
@@ -32,6 +35,10 @@ export class Journal {
   private readonly entries = new Map<string, unknown>();
   private bytes = 0;
   private readonly maxBytes: number;
+  /** Compact when the file passes this: the limit, or 1.5× the live size if that is more. */
+  private compactAt: number;
+  /** Compactions since open (for tests and metrics). */
+  compactions = 0;
   private readonly beforeWrite: JournalOptions['beforeWrite'];
   /** Lines dropped at replay (a torn tail). */
   readonly dropped: number;
@@ -40,6 +47,7 @@ export class Journal {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     this.path = join(dir, 'journal.jsonl');
     this.maxBytes = opts.maxBytes ?? 512 * 1024;
+    this.compactAt = this.maxBytes;
     this.beforeWrite = opts.beforeWrite;
     this.dropped = existsSync(this.path) ? this.replay() : 0;
     this.fd = openSync(this.path, 'a', 0o600);
@@ -108,7 +116,7 @@ export class Journal {
     fsyncSync(this.fd);
     if (v === null) this.entries.delete(key);
     else this.entries.set(key, JSON.parse(JSON.stringify(v, bigintReplacer)));
-    if (this.bytes > this.maxBytes) this.compact();
+    if (this.bytes > this.compactAt) this.compact();
   }
 
   delete(key: string): void {
@@ -130,6 +138,8 @@ export class Journal {
     closeSync(this.fd);
     this.fd = openSync(this.path, 'a', 0o600);
     this.bytes = bytes;
+    this.compactAt = Math.max(this.maxBytes, Math.ceil(1.5 * bytes));
+    this.compactions++;
   }
 
   close(): void {
