@@ -135,17 +135,16 @@ async function run(sessions: number, targetWh: number, timeoutMs: number): Promi
         const requestedAt = Date.now();
         const { id } = (await ev.control('charge', { targetWh })) as { id: string };
         let mine: string | undefined;
-        for (
-          let s = ev.sessions.get(id);
-          s && s.state !== 'done' && s.state !== 'failed' && Date.now() < until;
-          s = ev.sessions.get(id)
-        ) {
-          // Count a session once a station took it: a car that found every station busy drives on.
-          if (s.state === 'charging' && !mine && counted.size < sessions) {
-            mine = s.txid!;
+        for (;;) {
+          const s = ev.sessions.get(id);
+          // Count a session once a station took it (it charged: however short, it has a txid and
+          // an end): a car that found every station busy drives on.
+          if (s?.txid && (s.state === 'charging' || s.endedAt) && !mine && counted.size < sessions) {
+            mine = s.txid;
             counted.set(mine, { ev, requestedAt });
           }
-          await new Promise((res) => setTimeout(res, 50));
+          if (!s || s.state === 'done' || s.state === 'failed' || Date.now() >= until) break;
+          await new Promise((res) => setTimeout(res, 200));
         }
         if (!mine) {
           if (counted.size >= sessions) break; // the plan is full: this car's charge is not counted
