@@ -3,14 +3,17 @@
  * control ports. Their JSON log lines are parsed so the sim can print session events.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './chain.js';
 import type { Device } from './world.js';
 import { SIM_PASSWORD } from './world.js';
 
-const P2PEV = fileURLToPath(new URL('../bin/p2pev.mjs', import.meta.url));
+// The package's bin: one level up from sim/, two from the compiled dist/sim/.
+const P2PEV = [new URL('../bin/p2pev.mjs', import.meta.url), new URL('../../bin/p2pev.mjs', import.meta.url)]
+  .map((u) => fileURLToPath(u))
+  .find((path) => existsSync(path))!;
 
 export interface AgentProcess {
   device: Device;
