@@ -1,8 +1,9 @@
 /**
- * The worker thread of `p2pev sim --evs N --hcs M`: it builds the world (anvil, the broker, one
- * simulated meter per device, all members registered) and runs every EV and HCS agent in-process,
- * so that the simulated cables can link their meters. The edge runs in the main thread: the two
- * threads share the signature work on two cores.
+ * A worker thread of `p2pev sim --evs N --hcs M`. The first one builds the world (anvil, the
+ * broker, one simulated meter per device, the simulated cables linking them, all members
+ * registered); each runs the EV and HCS agents it is given, in-process, and their share of the
+ * sessions. Agents reach their meters over Modbus TCP, so an agent's meter may live in the other
+ * thread. The edge runs in the main thread.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,7 +16,7 @@ import { buildWorld, SIM_PASSWORD, type World, type WorldOptions } from './world
 
 export type ToWorker =
   | { cmd: 'build'; opts: WorldOptions; standalone: string[] }
-  | { cmd: 'start' }
+  | { cmd: 'start'; configPaths: string[] }
   | { cmd: 'run'; sessions: number; targetWh: number; timeoutMs: number }
   | { cmd: 'stats' }
   | { cmd: 'stop' };
@@ -55,14 +56,14 @@ async function build(opts: WorldOptions, standalone: string[]) {
   };
 }
 
-async function start(standalone: Set<string>) {
+/** Starts the agents of these configs in this thread (their meters, broker and node may be elsewhere). */
+async function start(configPaths: string[]) {
   const log = createLogger({ level: 'error', pretty: false });
-  for (const d of world!.devices) {
-    if (d.role === 'edge' || standalone.has(d.name)) continue;
-    const cfg = loadConfig(d.configPath);
+  for (const configPath of configPaths) {
+    const cfg = loadConfig(configPath);
     // In-process agents need no control port (and hundreds of them would race for free ports).
     cfg.control.port = undefined;
-    agents.push(await Agent.start(cfg, { password: SIM_PASSWORD, log: log.child({ agent: d.name }) }));
+    agents.push(await Agent.start(cfg, { password: SIM_PASSWORD, log: log.child({ agent: cfg.name }) }));
   }
 }
 
@@ -88,15 +89,6 @@ function timePhases(ev: Agent): void {
     }
     return moved;
   };
-}
-
-function phaseMedians(): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const [state, xs] of phases) {
-    const sorted = [...xs].sort((a, b) => a - b);
-    out[state] = sorted[Math.floor(sorted.length / 2)]!;
-  }
-  return out;
 }
 
 /** `sessions` charges spread over the EVs, each EV charging again as soon as its last one settled. */
@@ -182,7 +174,7 @@ function stats() {
     bus,
     agents: agents.length,
     heapMb: process.memoryUsage().heapUsed / 2 ** 20,
-    phaseMedianMs: phaseMedians(),
+    phases: Object.fromEntries(phases),
     busy: runElu ? performance.eventLoopUtilization(runElu).utilization : Number.NaN,
   };
 }
@@ -202,15 +194,13 @@ async function profile(): Promise<(dir: string) => Promise<void>> {
   };
 }
 
-let standaloneNames = new Set<string>();
 port.on('message', async (msg: ToWorker) => {
   try {
     switch (msg.cmd) {
       case 'build':
-        standaloneNames = new Set(msg.standalone);
         return reply({ ok: true, value: await build(msg.opts, msg.standalone) });
       case 'start':
-        await start(standaloneNames);
+        await start(msg.configPaths);
         return reply({ ok: true });
       case 'run': {
         // P2PEV_SCALE_PROFILE=<dir>: a CPU profile of this thread over the run (not the build).
