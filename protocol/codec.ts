@@ -30,6 +30,7 @@ import {
   type MessageName,
   type MessageSchema,
   type ScalarField,
+  scalarBits,
   TYPE_BITS,
 } from './schema.js';
 
@@ -50,21 +51,6 @@ interface FieldOp {
 
 const utf8 = new TextEncoder();
 const utf8Strict = new TextDecoder('utf-8', { fatal: true });
-
-function scalarBits(f: ScalarField): number {
-  switch (f.kind) {
-    case 'uint':
-      return f.bits;
-    case 'addr':
-      return 160;
-    case 'bytes32':
-      return 256;
-    case 'f64':
-      return 64;
-    case 'text':
-      return f.bytes * 8;
-  }
-}
 
 function compileScalar(f: ScalarField, path: string, preset?: number): FieldOp {
   const name = f.name;

@@ -11,7 +11,14 @@
  * the reference, never looser, and every error keeps its message and offset.
  */
 import { HEX_PAIRS as hexPairs_, NIBBLE_HI as nibbleHi_, NIBBLE_LO as nibbleLo_ } from './hex.js';
-import { type Field, MESSAGES, type MessageName, type MessageSchema, TYPE_BITS } from './schema.js';
+import {
+  type Field,
+  MESSAGES,
+  type MessageName,
+  type MessageSchema,
+  scalarBits,
+  TYPE_BITS,
+} from './schema.js';
 
 type Values = Record<string, unknown>;
 
@@ -280,22 +287,9 @@ const variant = (name: 'putHex' | 'hexInto', shift: number) =>
 
 /** Bits a field takes, with `pad` taking what is left of its byte at bit `pos`. */
 function widthAt(f: Field, pos: number): number {
-  switch (f.kind) {
-    case 'uint':
-      return f.bits;
-    case 'addr':
-      return 160;
-    case 'bytes32':
-      return 256;
-    case 'f64':
-      return 64;
-    case 'text':
-      return f.bytes * 8;
-    case 'pad':
-      return (8 - (pos & 7)) & 7;
-    case 'list':
-      return f.countBits; // and count × item, at run time
-  }
+  if (f.kind === 'pad') return (8 - (pos & 7)) & 7;
+  if (f.kind === 'list') return f.countBits; // and count × item, at run time
+  return scalarBits(f);
 }
 
 const q = (s: string) => JSON.stringify(s);

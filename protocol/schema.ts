@@ -51,6 +51,22 @@ export interface PadField {
 export type ScalarField = UintField | AddrField | Bytes32Field | F64Field | TextField;
 export type Field = ScalarField | ListField | PadField;
 
+/** The bits a scalar field takes on the wire. */
+export function scalarBits(f: ScalarField): number {
+  switch (f.kind) {
+    case 'uint':
+      return f.bits;
+    case 'addr':
+      return 160;
+    case 'bytes32':
+      return 256;
+    case 'f64':
+      return 64;
+    case 'text':
+      return f.bytes * 8;
+  }
+}
+
 /**
  * One message name. Several names can share a type code (request/response, completion/termination,
  * chargeReceived/chargeProvided); `select` says which values of which field mean this name.
