@@ -54,9 +54,10 @@ if [ ! -f "$SRC/package.json" ] || [ ! -f "$SRC/bin/p2pev.mjs" ]; then
 fi
 
 NODE=$(command -v node || true)
-[ -n "$NODE" ] || die "node is not installed: install Node.js 20 or newer first (docs/INSTALL.md)"
-NODE_MAJOR=$("$NODE" -p 'process.versions.node.split(".")[0]')
-[ "$NODE_MAJOR" -ge 20 ] || die "node $("$NODE" --version) is too old: p2pev needs Node.js 20 or newer (docs/INSTALL.md)"
+[ -n "$NODE" ] || die "node is not installed: install Node.js 20.19 or newer first (docs/INSTALL.md)"
+# 20.19: the noble cryptography packages need it (their package.json engines).
+NODE_OK=$("$NODE" -p 'const [a, b] = process.versions.node.split(".").map(Number); a > 20 || (a === 20 && b >= 19) ? 1 : 0')
+[ "$NODE_OK" = 1 ] || die "node $("$NODE" --version) is too old: p2pev needs Node.js 20.19 or newer (docs/INSTALL.md)"
 if command -v dpkg >/dev/null 2>&1; then
   ARCH=$(dpkg --print-architecture)
   case "$ARCH" in
