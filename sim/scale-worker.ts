@@ -98,7 +98,6 @@ async function run(sessions: number, targetWh: number, timeoutMs: number): Promi
   runElu = performance.eventLoopUtilization();
   /** Sessions a station took (they have a txid), by txid. */
   const counted = new Map<string, { ev: Agent; requestedAt: number }>();
-  let busyRetries = 0;
   /** Why the cars that found no station found none, and how often. */
   const missReasons = new Map<string, number>();
   const until = Date.now() + timeoutMs;
@@ -111,7 +110,6 @@ async function run(sessions: number, targetWh: number, timeoutMs: number): Promi
       port.postMessage({
         progress: ended(),
         started: counted.size,
-        busyRetries,
         why: Object.fromEntries(missReasons),
       }),
     1000,
@@ -143,7 +141,6 @@ async function run(sessions: number, targetWh: number, timeoutMs: number): Promi
           const why = ev.sessions.get(id)?.error ?? 'unknown';
           missReasons.set(why, (missReasons.get(why) ?? 0) + 1);
           // Every station busy: try again later, backing off (with jitter) as a driver would.
-          busyRetries++;
           misses++;
           const backoffMs = Math.min(8000, 250 * 2 ** misses);
           await new Promise((res) => setTimeout(res, backoffMs * (0.5 + Math.random())));

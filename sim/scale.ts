@@ -133,11 +133,12 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
   const dir = mkdtempSync(join(base, 'p2pev-scale-'));
   const { stations, cars } = layout(opts.evs, opts.hcs);
   // The agents over WORKERS threads; the first also holds the world (node, broker, meters).
-  type Progress = { progress: number; started: number; busyRetries: number; why: Record<string, number> };
+  /** Sessions ended and started, and why the cars that found no station found none (how often). */
+  type Progress = { progress: number; started: number; why: Record<string, number> };
   const workers = Array.from({ length: WORKERS }, () => {
     const worker = new Worker(new URL('./scale-worker.mjs', import.meta.url));
     const replies: ((v: { ok: boolean; value?: unknown; error?: string }) => void)[] = [];
-    const w = { worker, replies, progress: { progress: 0, started: 0, busyRetries: 0, why: {} } as Progress };
+    const w = { worker, replies, progress: { progress: 0, started: 0, why: {} } as Progress };
     worker.on('message', (m) => {
       if ('progress' in m) w.progress = m;
       else replies.shift()?.(m);
@@ -150,12 +151,12 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
       workers[i]!.replies.push((m) => (m.ok ? resolve(m.value as T) : reject(new Error(m.error))));
       workers[i]!.worker.postMessage(msg);
     });
+  const misses = (p: Progress) => Object.values(p.why).reduce((a, b) => a + b, 0);
   const progress = (): Progress => {
-    const sum: Progress = { progress: 0, started: 0, busyRetries: 0, why: {} };
+    const sum: Progress = { progress: 0, started: 0, why: {} };
     for (const { progress: p } of workers) {
       sum.progress += p.progress;
       sum.started += p.started;
-      sum.busyRetries += p.busyRetries;
       for (const [k, n] of Object.entries(p.why)) sum.why[k] = (sum.why[k] ?? 0) + n;
     }
     return sum;
@@ -224,7 +225,7 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
         .map(([reason, n]) => `${n}× ${reason}`)
         .join('; ');
       out(
-        `  ${lastProgress.progress}/${opts.sessions} sessions ended, ${(lastProgress.progress / s).toFixed(1)}/s, ${s.toFixed(0)} s elapsed (${lastProgress.busyRetries} searches found no station${why ? `: ${why}` : ''})`,
+        `  ${lastProgress.progress}/${opts.sessions} sessions ended, ${(lastProgress.progress / s).toFixed(1)}/s, ${s.toFixed(0)} s elapsed (${misses(lastProgress)} searches found no station${why ? `: ${why}` : ''})`,
       );
     }, 5000);
     const results = (
@@ -310,7 +311,7 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
       // A charge that ended but was never billed; a charge billed twice.
       lost: results.filter((r) => !r.ok && r.endedAt).length,
       doubleBilled: [...perTxid.values()].filter((k) => k > 1).length,
-      busyRetries: progress().busyRetries,
+      busyRetries: misses(progress()),
       sessionsPerSec: Math.round(sessionsPerSec * 10) / 10,
       verifyPerSec: Math.round(verifyPerSec),
       verificationsPerSession: Math.round(verificationsPerSession * 10) / 10,

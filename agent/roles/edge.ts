@@ -173,9 +173,9 @@ export class EdgeRole implements Role {
   /**
    * Stations not to suggest to `ev`: those charging under an agreement this edge formed (until
    * the station's report says the charge is over, or the window has passed), and those held for
-   * another car. Suggesting them only costs a refused request.
+   * another car (any car's hold, without `ev`). Suggesting them only costs a refused request.
    */
-  private takenStations(ev: string): Set<string> {
+  private takenStations(ev?: string): Set<string> {
     const now = Date.now();
     const taken = new Set<string>();
     for (const b of this.bills.values())
@@ -233,7 +233,7 @@ export class EdgeRole implements Role {
     if (this.waiting.size === 0) return;
     const now = Date.now();
     const stations = await this.stations.list();
-    const taken = this.takenStations('');
+    const taken = this.takenStations();
     for (const [ev, w] of this.waiting) {
       if (taken.size >= stations.length) return;
       if (w.until < now) this.waiting.delete(ev);
