@@ -9,7 +9,7 @@ import { registerMsgCommands } from '../protocol/cli.js';
 import { registerSimCommands } from '../sim/cli.js';
 import { registerAgentCommands } from './commands.js';
 import { registerWebCommands } from './web/cli.js';
-import { registerOpsCommands } from './ops-commands.js';
+import { registerOpsCommands } from './ops/commands.js';
 
 export function buildProgram(): Command {
   const program = new Command('p2pev')

@@ -6,11 +6,11 @@ import { setFlagsFromString } from 'node:v8';
 import type { Command } from 'commander';
 import { keccak256, toUtf8Bytes, Wallet } from 'ethers';
 import { Role } from '../contracts/client.js';
-import { Chain } from './chain.js';
-import { loadConfig } from './config.js';
-import { createKeystore, keystoreAddress, openKeystore, readPassword } from './keys.js';
-import { createLogger } from './log.js';
-import { Agent } from './runtime.js';
+import { Chain } from './core/chain.js';
+import { loadConfig } from './core/config.js';
+import { createKeystore, keystoreAddress, openKeystore, readPassword } from './core/keys.js';
+import { createLogger } from './core/log.js';
+import { Agent } from './core/runtime.js';
 
 interface PasswordOpts {
   passwordEnv?: string;

@@ -18,8 +18,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createKeystore, openKeystore } from '../agent/keys.js';
-import type { SessionRecord } from '../agent/session.js';
+import { createKeystore, openKeystore } from '../agent/core/keys.js';
+import type { SessionRecord } from '../agent/core/session.js';
 import { type AgentProcess, control, type LogLine, spawnAgent, waitReady } from '../sim/agents.js';
 import { EVS, STATIONS } from '../sim/experiment.js';
 import { buildWorld, type Device, SIM_PASSWORD } from '../sim/world.js';

@@ -9,9 +9,9 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatEther, type Log, parseEther } from 'ethers';
-import { Journal } from '../agent/journal.js';
+import { Journal } from '../agent/core/journal.js';
 import { reportEnergyWh } from '../agent/roles/charging.js';
-import type { SessionRecord } from '../agent/session.js';
+import type { SessionRecord } from '../agent/core/session.js';
 import { type AgentProcess, control, type LogLine, spawnAgent, waitReady } from './agents.js';
 import { buildWorld, type Device, type EvSpec, type StationSpec, type World } from './world.js';
 

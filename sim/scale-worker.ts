@@ -9,9 +9,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parentPort } from 'node:worker_threads';
-import { loadConfig } from '../agent/config.js';
-import { createLogger } from '../agent/log.js';
-import { Agent } from '../agent/runtime.js';
+import { loadConfig } from '../agent/core/config.js';
+import { createLogger } from '../agent/core/log.js';
+import { Agent } from '../agent/core/runtime.js';
 import { buildWorld, SIM_PASSWORD, type World, type WorldOptions } from './world.js';
 
 export type ToWorker =

@@ -7,7 +7,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { keccak256, NonceManager, parseEther, toUtf8Bytes, Wallet } from 'ethers';
-import { createKeystore } from '../agent/keys.js';
+import { createKeystore } from '../agent/core/keys.js';
 import { SettlementClient } from '../contracts/client.js';
 import { type Deployment, deploySettlement } from '../contracts/deploy.js';
 import { connectRpc } from '../contracts/rpc.js';

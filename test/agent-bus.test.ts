@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Agent } from '../agent/runtime.js';
+import type { Agent } from '../agent/core/runtime.js';
 import { addressOf, encode, type MessageInput, signEnvelope } from '../protocol/index.js';
 import type { World } from '../sim/world.js';
 import { smallWorld, startAgent, waitFor } from './helpers/world.js';

@@ -7,8 +7,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Journal } from '../agent/journal.js';
-import type { Agent } from '../agent/runtime.js';
+import { Journal } from '../agent/core/journal.js';
+import type { Agent } from '../agent/core/runtime.js';
 import { type AgentProcess, control, spawnAgent, waitReady } from '../sim/agents.js';
 import { billWei } from '../protocol/index.js';
 import type { World } from '../sim/world.js';

@@ -4,7 +4,7 @@
  * The agents are the real `p2pev run`, each its own process.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SessionRecord } from '../agent/session.js';
+import type { SessionRecord } from '../agent/core/session.js';
 import { billWei } from '../protocol/index.js';
 import { type AgentProcess, control, spawnAgent, waitReady } from '../sim/agents.js';
 import type { Device, World } from '../sim/world.js';

@@ -4,7 +4,7 @@
  * and a search with no station in its radius is answered at once with an empty suggestion.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Agent } from '../agent/runtime.js';
+import type { Agent } from '../agent/core/runtime.js';
 import type { World } from '../sim/world.js';
 import { device, PRICE, smallWorld, startAgent, waitFor } from './helpers/world.js';
 

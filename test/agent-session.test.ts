@@ -4,8 +4,8 @@
  * for the billed energy, the EV's deposit debited by the same, and the rating recorded.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Agent } from '../agent/runtime.js';
-import type { SessionRecord } from '../agent/session.js';
+import type { Agent } from '../agent/core/runtime.js';
+import type { SessionRecord } from '../agent/core/session.js';
 import { billWei } from '../protocol/index.js';
 import type { World } from '../sim/world.js';
 import { device, PRICE, smallWorld, startAgent, waitFor, sessionDone } from './helpers/world.js';

@@ -5,8 +5,8 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Agent } from '../agent/runtime.js';
-import { END, type SessionRecord } from '../agent/session.js';
+import type { Agent } from '../agent/core/runtime.js';
+import { END, type SessionRecord } from '../agent/core/session.js';
 import { billWei } from '../protocol/index.js';
 import type { World } from '../sim/world.js';
 import { device, PRICE, smallWorld, startAgent, waitFor } from './helpers/world.js';

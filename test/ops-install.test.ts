@@ -8,7 +8,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../agent/config.js';
+import { parseConfig } from '../agent/core/config.js';
 import { tempDir } from './helpers/world.js';
 
 const INSTALL = new URL('../agent/install/', import.meta.url).pathname;
@@ -27,7 +27,7 @@ describe('install.sh --root (dry run into a temporary root)', () => {
 
   it('writes the package, config skeleton, udev rule, journald limits and unit, with safe modes', () => {
     expect(existsSync(join(root, 'opt/p2pev/bin/p2pev.mjs'))).toBe(true);
-    expect(existsSync(join(root, 'opt/p2pev/agent/runtime.ts'))).toBe(true);
+    expect(existsSync(join(root, 'opt/p2pev/agent/core/runtime.ts'))).toBe(true);
     expect(readlinkSync(join(root, 'usr/local/bin/p2pev'))).toBe('/opt/p2pev/bin/p2pev.mjs');
     expect(statSync(join(root, 'etc/p2pev')).mode & 0o777).toBe(0o750);
     expect(statSync(join(root, 'var/lib/p2pev')).mode & 0o777).toBe(0o700);

@@ -7,11 +7,11 @@ import { createPublicKey, verify } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { computeAddress, Wallet } from 'ethers';
 import { describe, expect, it } from 'vitest';
-import { ClockWatch, shiftSessionTimes } from '../agent/clock.js';
-import { discoveryMessages } from '../agent/homeassistant.js';
-import { Journal } from '../agent/journal.js';
-import { ocmfPayload, ocmfTime, publicKeyHex, signOcmf } from '../agent/ocmf.js';
-import type { SessionRecord } from '../agent/session.js';
+import { ClockWatch, shiftSessionTimes } from '../agent/core/clock.js';
+import { discoveryMessages } from '../agent/ops/homeassistant.js';
+import { Journal } from '../agent/core/journal.js';
+import { ocmfPayload, ocmfTime, publicKeyHex, signOcmf } from '../agent/ops/ocmf.js';
+import type { SessionRecord } from '../agent/core/session.js';
 import { OcmfInvalid, parseOcmf, verifyOcmf } from './helpers/ocmf-verifier.js';
 import { tempDir } from './helpers/world.js';
 

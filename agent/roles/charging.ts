@@ -4,10 +4,10 @@
  * the charge report and send it to the peer and the server. The report is journaled before it is
  * sent; a resumed session sends it again.
  */
-import { crashPoint } from '../crash.js';
-import { big } from '../journal.js';
-import type { Agent } from '../runtime.js';
-import { END, type SessionRecord } from '../session.js';
+import { crashPoint } from '../core/crash.js';
+import { big } from '../core/journal.js';
+import type { Agent } from '../core/runtime.js';
+import { END, type SessionRecord } from '../core/session.js';
 
 /** The EV plugs into the session's station; the station plugs into nothing. */
 const plugOf = (s: SessionRecord) => (s.role === 'ev' ? s.hcs : undefined);

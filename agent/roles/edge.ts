@@ -17,13 +17,13 @@ import {
   PAYMENT_STATUS,
   REQUEST_STATUS,
 } from '../../protocol/index.js';
-import type { Incoming } from '../bus.js';
-import { isNetworkError } from '../chain.js';
-import { crashPoint } from '../crash.js';
-import { big } from '../journal.js';
-import type { Agent, Role } from '../runtime.js';
-import { parseTerms, type TermsJson, termsFromJson, nonceOf } from '../session.js';
-import { type RankedStation, rankStations, type Station, StationDirectory } from '../stations.js';
+import type { Incoming } from '../core/bus.js';
+import { isNetworkError } from '../core/chain.js';
+import { crashPoint } from '../core/crash.js';
+import { big } from '../core/journal.js';
+import type { Agent, Role } from '../core/runtime.js';
+import { parseTerms, type TermsJson, termsFromJson, nonceOf } from '../core/session.js';
+import { type RankedStation, rankStations, type Station, StationDirectory } from '../core/stations.js';
 import { reportEnergyWh, withinToleranceOf } from './settle.js';
 
 export interface Bill {
@@ -475,7 +475,7 @@ export class EdgeRole implements Role {
     throw new Error(`unknown action ${action}: try flush`);
   }
 
-  /** The clock stepped (agent/ops.ts): queued bills keep their place in the batch wait. */
+  /** The clock stepped (agent/ops/telemetry.ts): queued bills keep their place in the batch wait. */
   onClockJump(ms: number): void {
     for (const b of this.bills.values())
       if (b.state === 'queued' && b.queuedAt) this.save({ ...b, queuedAt: b.queuedAt + ms });

@@ -7,11 +7,11 @@
 import { randomBytes } from 'node:crypto';
 import { SessionState as ChainSessionState, revertName } from '../../contracts/client.js';
 import { computeTxId, PAYMENT_STATUS, REQUEST_STATUS } from '../../protocol/index.js';
-import type { Incoming } from '../bus.js';
-import { big } from '../journal.js';
-import type { Agent, Role } from '../runtime.js';
-import { END, parseTerms, type SessionRecord, termsFromJson } from '../session.js';
-import { rankStations, StationDirectory } from '../stations.js';
+import type { Incoming } from '../core/bus.js';
+import { big } from '../core/journal.js';
+import type { Agent, Role } from '../core/runtime.js';
+import { END, parseTerms, type SessionRecord, termsFromJson } from '../core/session.js';
+import { rankStations, StationDirectory } from '../core/stations.js';
 import { beginCharging, endCharging, pollCharging, resumeCharging, resumeReport } from './charging.js';
 
 /** The car's own meter sits behind the charging cable: it sees a little less than the station's. */

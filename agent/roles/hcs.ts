@@ -14,10 +14,10 @@ import {
   PAYMENT_STATUS,
   REQUEST_STATUS,
 } from '../../protocol/index.js';
-import type { Incoming } from '../bus.js';
-import { big } from '../journal.js';
-import type { Agent, Role } from '../runtime.js';
-import { END, type SessionRecord, type TermsJson, termsFromJson, nonceOf } from '../session.js';
+import type { Incoming } from '../core/bus.js';
+import { big } from '../core/journal.js';
+import type { Agent, Role } from '../core/runtime.js';
+import { END, type SessionRecord, type TermsJson, termsFromJson, nonceOf } from '../core/session.js';
 import { beginCharging, endCharging, pollCharging, resumeCharging, resumeReport } from './charging.js';
 import { settleDirectly } from './settle.js';
 

@@ -4,9 +4,9 @@
  * `settleDisputed` by the documented tolerance rule and reads the answer.
  */
 import { revertName, SessionState } from '../../contracts/client.js';
-import { big } from '../journal.js';
-import type { Agent } from '../runtime.js';
-import { type SessionRecord, termsFromJson } from '../session.js';
+import { big } from '../core/journal.js';
+import type { Agent } from '../core/runtime.js';
+import { type SessionRecord, termsFromJson } from '../core/session.js';
 import { reportEnergyWh } from './charging.js';
 
 /** The contract's rule (docs/CONTRACT.md): |eEV − eHCS| ≤ max(abs, rel × max(eEV, eHCS)). */

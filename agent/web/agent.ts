@@ -4,7 +4,7 @@
  * first request, so an agent whose page nobody opens spends nothing on it.
  */
 import { connectRpc } from '../../contracts/rpc.js';
-import type { Agent } from '../runtime.js';
+import type { Agent } from '../core/runtime.js';
 import { deviceState, PowerEstimator } from './device.js';
 import { ChainIndexer } from './indexer.js';
 import { createWebApp, type WebHandler } from './server.js';

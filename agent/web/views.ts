@@ -2,7 +2,7 @@
  * What the page shows, derived from the indexed events alone (pure functions, no I/O): the
  * stations, the sessions with each side's energy and the rating, and a member's statement.
  */
-import { type RankedStation, rankStations, type Station } from '../stations.js';
+import { type RankedStation, rankStations, type Station } from '../core/stations.js';
 import type { SettlementInput } from './calldata.js';
 import type { IndexedEvent } from './indexer.js';
 

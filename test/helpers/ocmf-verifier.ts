@@ -1,6 +1,6 @@
 /**
  * An OCMF parser and verifier written from the specification (S.A.F.E. e.V., "Open Charge
- * Metering Format", OCMF-en.md), independent of agent/ocmf.ts: it shares no code with the
+ * Metering Format", OCMF-en.md), independent of agent/ops/ocmf.ts: it shares no code with the
  * signer, checks the structure strictly (sections, mandatory keys, enumerations, time format,
  * reserved extension letters) and verifies the signature with Node's OpenSSL, not noble.
  */

@@ -3,9 +3,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseEther } from 'ethers';
-import { loadConfig } from '../../agent/config.js';
-import { createLogger } from '../../agent/log.js';
-import { Agent } from '../../agent/runtime.js';
+import { loadConfig } from '../../agent/core/config.js';
+import { createLogger } from '../../agent/core/log.js';
+import { Agent } from '../../agent/core/runtime.js';
 import { buildWorld, type Device, SIM_PASSWORD, type World, type WorldOptions } from '../../sim/world.js';
 
 export const PRICE = parseEther('0.0003'); // wei per kWh

@@ -10,12 +10,12 @@ import { execFile } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync, statfsSync, statSync } from 'node:fs';
 import { formatEther, isKeystoreJson } from 'ethers';
 import mqtt from 'mqtt';
-import { MemberStatus, Role, SettlementClient } from '../contracts/client.js';
-import { readDeployment } from '../contracts/deploy.js';
-import { connectRpc } from '../contracts/rpc.js';
-import { openMeter, resolveProfile } from '../drivers/index.js';
-import { type AgentConfig, loadConfig } from './config.js';
-import { openKeystore, readPassword } from './keys.js';
+import { MemberStatus, Role, SettlementClient } from '../../contracts/client.js';
+import { readDeployment } from '../../contracts/deploy.js';
+import { connectRpc } from '../../contracts/rpc.js';
+import { openMeter, resolveProfile } from '../../drivers/index.js';
+import { type AgentConfig, loadConfig } from '../core/config.js';
+import { openKeystore, readPassword } from '../core/keys.js';
 import { fetchStatus } from './status.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';

@@ -4,7 +4,7 @@
  * point the switch belongs to the wallbox; with `charger: "sim-control"` it is the simulated
  * meter's control register (sim/meter, SIM_CONTROL), for development and the sim.
  */
-import { type Meter, openMeter } from '../drivers/index.js';
+import { type Meter, openMeter } from '../../drivers/index.js';
 import type { AgentConfig } from './config.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';

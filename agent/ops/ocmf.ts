@@ -17,10 +17,10 @@
 import { hmac } from '@noble/hashes/hmac.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import * as secp from '@noble/secp256k1';
-import { resolveProfile } from '../drivers/index.js';
-import { billWei, type Domain, decode, fromHex, openEnvelope, toHex } from '../protocol/index.js';
-import { END } from './session.js';
-import type { SessionRecord } from './session.js';
+import { resolveProfile } from '../../drivers/index.js';
+import { billWei, type Domain, decode, fromHex, openEnvelope, toHex } from '../../protocol/index.js';
+import { END } from '../core/session.js';
+import type { SessionRecord } from '../core/session.js';
 
 secp.hashes.sha256 = sha256;
 secp.hashes.hmacSha256 = (key, msg) => hmac(sha256, key, msg);

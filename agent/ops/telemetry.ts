@@ -1,16 +1,16 @@
 /**
  * The operations side of a running agent, hooked into the runtime's ticker: a telemetry sample
  * every `intervalS` (the meter's full reading, the wallet balance, the HCS's earnings or the EV's
- * deposit) for `GET /status` and Home Assistant; the clock-jump watch (agent/clock.ts); and
+ * deposit) for `GET /status` and Home Assistant; the clock-jump watch (agent/core/clock.ts); and
  * systemd's watchdog, pinged only while ticks keep running, so a wedged agent is restarted.
  */
 import { execFile } from 'node:child_process';
-import { resolveProfile } from '../drivers/index.js';
-import { ClockWatch, shiftSessionTimes } from './clock.js';
-import type { AgentConfig } from './config.js';
+import { resolveProfile } from '../../drivers/index.js';
+import { ClockWatch, shiftSessionTimes } from '../core/clock.js';
+import type { AgentConfig } from '../core/config.js';
 import { type HaState, HomeAssistant } from './homeassistant.js';
-import type { Agent } from './runtime.js';
-import { OPEN_STATES } from './session.js';
+import type { Agent } from '../core/runtime.js';
+import { OPEN_STATES } from '../core/session.js';
 
 export const VERSION = '0.1.0';
 const DEFAULT_INTERVAL_S = 30;

@@ -10,7 +10,7 @@
  */
 import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import type { Logger } from './log.js';
+import type { Logger } from '../core/log.js';
 
 export interface HomeAssistantConfig {
   url?: string;
@@ -142,7 +142,7 @@ export class HomeAssistant {
       clientId: `${nodeId(this.device.address).slice(0, 18)}-ha`,
       clean: true,
       reconnectPeriod: 5000,
-      // No cache of 65,536 packet-id Buffers (~6 MB); see agent/bus.ts.
+      // No cache of 65,536 packet-id Buffers (~6 MB); see agent/core/bus.ts.
       writeCache: false,
       connectTimeout: 10_000,
       will: { topic: this.t.availability, payload: Buffer.from('offline'), qos: 1, retain: true },

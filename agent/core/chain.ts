@@ -5,10 +5,10 @@
  * confirmation depth, and a cache of member status for the message bus.
  */
 import { type JsonRpcProvider, NonceManager, type TransactionReceipt, Wallet } from 'ethers';
-import { MemberStatus, revertName, SettlementClient } from '../contracts/client.js';
-import { type Deployment, readDeployment } from '../contracts/deploy.js';
-import { connectRpc } from '../contracts/rpc.js';
-import type { Domain } from '../protocol/index.js';
+import { MemberStatus, revertName, SettlementClient } from '../../contracts/client.js';
+import { type Deployment, readDeployment } from '../../contracts/deploy.js';
+import { connectRpc } from '../../contracts/rpc.js';
+import type { Domain } from '../../protocol/index.js';
 import type { Logger } from './log.js';
 
 export interface ChainOptions {

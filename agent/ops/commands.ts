@@ -4,14 +4,14 @@
  */
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { readDeployment } from '../contracts/deploy.js';
-import { loadConfig } from './config.js';
+import { readDeployment } from '../../contracts/deploy.js';
+import { loadConfig } from '../core/config.js';
 import { formatChecks, runDoctor } from './doctor.js';
-import { Journal } from './journal.js';
-import { openKeystore, readPassword } from './keys.js';
+import { Journal } from '../core/journal.js';
+import { openKeystore, readPassword } from '../core/keys.js';
 import { exportOcmf } from './ocmf.js';
-import { VERSION } from './ops.js';
-import type { SessionRecord } from './session.js';
+import { VERSION } from './telemetry.js';
+import type { SessionRecord } from '../core/session.js';
 import { controlEndpoint, fetchStatus, formatStatus } from './status.js';
 
 function parseNonNegative(flag: string) {

@@ -22,7 +22,7 @@ import {
   openEnvelope,
   signEnvelope,
   signerMayHaveSent,
-} from '../protocol/index.js';
+} from '../../protocol/index.js';
 import type { AgentConfig } from './config.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';

@@ -7,7 +7,7 @@
  * to the lower price. A 5-star station 2 km away thus ranks level with a 0-star one 1 km away:
  * rating moves a station ahead, but not across town.
  */
-import { Role } from '../contracts/client.js';
+import { Role } from '../../contracts/client.js';
 import type { Chain } from './chain.js';
 
 export interface Station {

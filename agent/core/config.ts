@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
-import type { MeterConfig } from '../drivers/index.js';
+import type { MeterConfig } from '../../drivers/index.js';
 
 export interface AgentConfig {
   role: 'ev' | 'hcs' | 'edge';
@@ -49,15 +49,15 @@ export interface AgentConfig {
   log: { level: string };
   /** The members' page on its own port (agent/web/, docs/WEB.md); absent = control port only. */
   web?: { host: string; port?: number };
-  /** Home Assistant MQTT discovery (agent/homeassistant.ts); absent = off. */
-  homeassistant?: import('./homeassistant.js').HomeAssistantConfig;
+  /** Home Assistant MQTT discovery (agent/ops/homeassistant.ts); absent = off. */
+  homeassistant?: import('../ops/homeassistant.js').HomeAssistantConfig;
 }
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
-export const SCHEMA_PATH = new URL('./config.schema.json', import.meta.url);
+export const SCHEMA_PATH = new URL('../config.schema.json', import.meta.url);
 const schema = JSON.parse(readFileSync(SCHEMA_PATH, 'utf8'));
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
 const validate = ajv.compile(schema);

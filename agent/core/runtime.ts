@@ -5,7 +5,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { MessageInput } from '../protocol/index.js';
+import type { MessageInput } from '../../protocol/index.js';
 import { Bus, type Incoming } from './bus.js';
 import { Chain } from './chain.js';
 import type { AgentConfig } from './config.js';
@@ -14,9 +14,9 @@ import { type DeviceKey, openKeystore, readPassword } from './keys.js';
 import { createLogger, type Logger } from './log.js';
 import { Metering } from './metering.js';
 import { createMetrics, type Metrics, serveMetrics } from './metrics.js';
-import { Ops } from './ops.js';
+import { Ops } from '../ops/telemetry.js';
 import { canMove, OPEN_STATES, type SessionRecord, type SessionState } from './session.js';
-import { type AgentWeb, agentWeb, serveWeb } from './web/agent.js';
+import { type AgentWeb, agentWeb, serveWeb } from '../web/agent.js';
 
 export interface Role {
   /** Picks up the sessions found in the journal (after a restart). */
@@ -54,7 +54,7 @@ export class Agent {
   /** The members' page (agent/web/): the control port's unknown GETs, and `web.port`. */
   private web?: AgentWeb;
   webPort?: number;
-  /** Telemetry, Home Assistant, clock-jump watch, systemd watchdog (agent/ops.ts). */
+  /** Telemetry, Home Assistant, clock-jump watch, systemd watchdog (agent/ops/telemetry.ts). */
   ops?: Ops;
   readonly startedAt = Date.now();
 
@@ -113,11 +113,11 @@ export class Agent {
   private async createRole(): Promise<Role> {
     switch (this.cfg.role) {
       case 'ev':
-        return new (await import('./roles/ev.js')).EvRole(this);
+        return new (await import('../roles/ev.js')).EvRole(this);
       case 'hcs':
-        return new (await import('./roles/hcs.js')).HcsRole(this);
+        return new (await import('../roles/hcs.js')).HcsRole(this);
       case 'edge':
-        return new (await import('./roles/edge.js')).EdgeRole(this);
+        return new (await import('../roles/edge.js')).EdgeRole(this);
     }
   }
 

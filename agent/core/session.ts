@@ -3,7 +3,7 @@
  * journaled at every transition, before the agent sends anything that depends on it; after a
  * crash the agent resumes each open session from its record.
  */
-import { SESSION_END, type Terms } from '../protocol/index.js';
+import { SESSION_END, type Terms } from '../../protocol/index.js';
 import { big } from './journal.js';
 
 export type EvState =

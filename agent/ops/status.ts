@@ -3,8 +3,8 @@
  * (`GET /status`, loopback), printed as a short report or as the JSON the agent returned.
  */
 import { formatEther } from 'ethers';
-import { loadConfig } from './config.js';
-import type { Telemetry } from './ops.js';
+import { loadConfig } from '../core/config.js';
+import type { Telemetry } from './telemetry.js';
 
 export interface ControlEndpoint {
   host: string;
