@@ -7,12 +7,13 @@
  */
 import { parseEther } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SettlementTerms } from '../contracts/client.js';
+import { packSettlements, revertName, type SettlementTerms } from '../contracts/client.js';
 import {
   increaseTime,
   latestTimestamp,
   type Member,
   newTerms,
+  reserve,
   type SettlementFixture,
   sessionReports,
   setupSettlement,
@@ -35,23 +36,26 @@ const attempt = (p: Promise<unknown>) =>
     () => false,
   );
 
-/** What the honest agents do (today's protocol: no reservation, one final report each). */
+/**
+ * What the honest agents do: the agreement is a reservation on chain (the station switches on
+ * once it stands), the station settles with the highest receipt the EV signed and its own meter,
+ * and numbers its sessions above what the chain holds.
+ */
 const honest = {
   /** The agreement: true if it stands and the station may switch on. */
-  async agree(_t: SettlementTerms): Promise<boolean> {
-    return true;
+  async agree(t: SettlementTerms): Promise<boolean> {
+    return attempt(reserve(fx, t));
   },
-  /** The station settles with the EV's receipts it holds (the last one) and its own meter. */
+  /** The station settles with the EV's highest receipt and its own meter. */
   async settle(t: SettlementTerms, evReceiptsWh: bigint[], hcsWh: bigint): Promise<void> {
-    const evWh = evReceiptsWh[evReceiptsWh.length - 1]!;
+    const evWh = evReceiptsWh.reduce((a, b) => (a > b ? a : b), 0n);
     const r = sessionReports(fx, t, evWh, hcsWh);
     const hcs = fx.hcss.find((h) => h.address === t.hcs)!;
-    if (!(await attempt(hcs.client.settle(t, r.evReport, r.hcsReport))))
-      await attempt(hcs.client.settleDisputed(t, r.evReport, r.hcsReport));
+    await attempt(hcs.client.settle(t, r.evReport, r.hcsReport));
   },
-  /** The seq a station picks after losing its journal. */
-  async seqAfterJournalLoss(_hcs: Member): Promise<bigint> {
-    return 1n;
+  /** The seq a station picks after losing its journal: above what the chain holds. */
+  async seqAfterJournalLoss(hcs: Member): Promise<bigint> {
+    return (await fx.operator.client.lastSeq(hcs.address)) + 1n;
   },
 };
 
@@ -121,7 +125,6 @@ describe('issue 12: an honest station is always paid', () => {
     expect(await honest.agree(t2)).toBe(true);
     const zero = sessionReports(fx, t2, 0n, 20_000n);
     await attempt(ev.client.settle(t2, zero.evReport, zero.hcsReport));
-    await attempt(ev.client.settleDisputed(t2, zero.evReport, zero.hcsReport));
     before = await earnings(station);
     await honest.settle(t2, [5_000n, 10_000n, 15_000n, 0n], 20_000n);
     expect((await earnings(station)) - before).toBeGreaterThanOrEqual(bill(15_000n, t2));
@@ -158,11 +161,22 @@ describe('issue 12: an honest station is always paid', () => {
     // Today's station terms: settleBy = offer + 3,600 s, a 22 kWh cap at 11 kW (2 h of charging).
     const now = await latestTimestamp(fx.provider);
     const t = await newTerms(fx, ev, station, { maxEnergyWh: 22_000n, settleBy: now + 3600n });
-    if (!(await honest.agree(t))) return; // refused up front: the station never switches on
+    const refusal = await reserve(fx, t).then(
+      () => '',
+      (e) => revertName(e),
+    );
+    // Refused up front (the station never switches on) ...
+    expect(refusal).toBe('WindowShorterThanCharge');
+    // ... and a window from the terms (start + maxWh ÷ power + a margin) holds the whole charge.
+    const fromTerms = await newTerms(fx, ev, station, {
+      maxEnergyWh: 22_000n,
+      settleBy: (await latestTimestamp(fx.provider)) + (22_000n * 3600n) / 11_000n + 600n,
+    });
+    expect(await honest.agree(fromTerms)).toBe(true);
     await increaseTime(fx.provider, 7200n);
     const before = await earnings(station);
-    await honest.settle(t, [22_000n], 22_000n);
-    expect((await earnings(station)) - before).toBe(bill(22_000n, t));
+    await honest.settle(fromTerms, [22_000n], 22_000n);
+    expect((await earnings(station)) - before).toBe(bill(22_000n, fromTerms));
   });
 
   it('F. ratings for free', async () => {
@@ -174,7 +188,7 @@ describe('issue 12: an honest station is always paid', () => {
       await attempt(honestOrNot(t, station, ev));
       const r = sessionReports(fx, t, 0n, 0n);
       await attempt(station.client.settle(t, r.evReport, r.hcsReport));
-      await attempt(ev.client.rate(t, 5, 'great', r.hcsReport));
+      await attempt(ev.client.rate(t, 5, 'great'));
     }
     expect(await fx.operator.client.ratingCount(station.address)).toBe(countBefore);
   });
@@ -222,6 +236,9 @@ describe('issue 12: an honest station is always paid', () => {
     if (await honest.agree(first)) await honest.settle(first, [1000n], 1000n);
     // ... then the journal is lost: the station numbers its next session from what it knows.
     const seq = await honest.seqAfterJournalLoss(station);
+    // A reused seq is refused before any energy flows.
+    const reused = await newTerms(fx, ev, station, { seq: 1n, maxEnergyWh: 8000n });
+    expect(await reserve(fx, reused).then(() => '', revertName)).toBe('SeqUsed');
     const t = await newTerms(fx, ev, station, { seq, maxEnergyWh: 8000n });
     if (!(await honest.agree(t))) throw new Error('the station could not agree after losing its journal');
     const before = await earnings(station);
@@ -243,7 +260,7 @@ async function settleTx(
 ) {
   return station.client.contract
     .getFunction('settle')
-    .send(t, r.evReport, r.hcsReport, {
+    .send(packSettlements([{ terms: t, ...r }]), {
       gasLimit: 500_000n,
       maxPriorityFeePerGas: 1_000_000_000n,
       maxFeePerGas: 50_000_000_000n,
