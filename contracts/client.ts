@@ -119,7 +119,12 @@ export function packReceipt(envelope: BytesLike): Uint8Array {
   if (optional.length > MAX_OPTIONAL_BYTES)
     throw new Error(`report optional data is ${optional.length} bytes; at most ${MAX_OPTIONAL_BYTES}`);
   return getBytes(
-    concat([toBeHex(energy, 8), toBeHex(optional.length, 2), optional, b.subarray(b.length - SIGNATURE_BYTES)]),
+    concat([
+      toBeHex(energy, 8),
+      toBeHex(optional.length, 2),
+      optional,
+      b.subarray(b.length - SIGNATURE_BYTES),
+    ]),
   );
 }
 
@@ -208,7 +213,8 @@ export function receiptResults(iface: Interface, receipt: TransactionReceipt): E
       continue;
     }
     if (parsed?.name === 'SessionsSettled') out.push(...parseEntryResults(iface, parsed.args.results, true));
-    if (parsed?.name === 'SessionsReserved') out.push(...parseEntryResults(iface, parsed.args.results, false));
+    if (parsed?.name === 'SessionsReserved')
+      out.push(...parseEntryResults(iface, parsed.args.results, false));
   }
   return out;
 }

@@ -180,8 +180,7 @@ export function reportPayload(
     hcs: terms.hcs,
     txid,
     energyWh,
-    optional:
-      interim === undefined ? { a: getBytes(keccak256(encodeOptional(audit))) } : { i: interim },
+    optional: interim === undefined ? { a: getBytes(keccak256(encodeOptional(audit))) } : { i: interim },
   });
 }
 
