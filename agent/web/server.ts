@@ -205,7 +205,7 @@ export function createWebApp(opts: WebAppOptions): { handle: WebHandler; close()
           maxEnergyWh: input.maxEnergyWh,
           settleBy: input.settleBy,
         };
-        const data = indexer.iface.encodeFunctionData('rate', [terms, rating, comment, input.hcsReport]);
+        const data = indexer.iface.encodeFunctionData('rate', [terms, rating, comment]);
         return { from: session.ev, to: indexer.address, chainId: indexer.chainId, data };
       }
       default:
