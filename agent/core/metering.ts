@@ -17,6 +17,11 @@ export class Metering {
   lastWh: number | undefined;
   lastReadAt = 0;
   consecutiveErrors = 0;
+  /**
+   * Discontinuities seen (the register reset, or the meter swapped): a session that started in
+   * another epoch bills only up to its last reading before it, never a subtraction across it.
+   */
+  epoch = 0;
 
   private constructor(
     readonly meter: Meter,
@@ -32,8 +37,14 @@ export class Metering {
   ): Promise<Metering> {
     const { pollMs: _p, charger: _c, ...driverConfig } = cfg;
     const m = new Metering(await openMeter(driverConfig), cfg, metrics, log);
-    m.meter.on('reset', (d) => log.warn({ d }, 'meter energy register went backwards (reset)'));
-    m.meter.on('replaced', (d) => log.warn({ d }, 'meter replaced (new serial)'));
+    m.meter.on('reset', (d) => {
+      m.epoch++;
+      log.warn({ d }, 'meter energy register went backwards (reset)');
+    });
+    m.meter.on('replaced', (d) => {
+      m.epoch++;
+      log.warn({ d }, 'meter replaced (new serial), or its register jumped');
+    });
     try {
       m.serial = (await m.meter.identity()).serial ?? 'unknown';
     } catch (err) {

@@ -8,7 +8,13 @@
  * contract settles a session at most once, so a resubmission can never bill twice).
  */
 import type { ContractTransactionResponse } from 'ethers';
-import { SessionState as ChainSessionState, revertName } from '../../contracts/client.js';
+import {
+  isSettledState,
+  packReservations,
+  packSettlements,
+  receiptResults,
+  revertName,
+} from '../../contracts/client.js';
 import {
   billWei,
   computeTxId,
@@ -24,6 +30,7 @@ import { big } from '../core/journal.js';
 import type { Agent, Role } from '../core/runtime.js';
 import { parseTerms, type TermsJson, termsFromJson, nonceOf } from '../core/session.js';
 import { type RankedStation, rankStations, type Station, StationDirectory } from '../core/stations.js';
+import { interimIndex } from './charging.js';
 import { reportEnergyWh, withinToleranceOf } from './settle.js';
 
 export interface Bill {
@@ -33,6 +40,9 @@ export interface Bill {
   terms: TermsJson;
   evReport?: string;
   hcsReport?: string;
+  /** The EV's consent (envelope hex) and where its reservation stands. */
+  consent?: string;
+  reservation?: 'queued' | 'submitted' | 'reserved' | 'refused';
   state: 'collecting' | 'queued' | 'submitted' | 'settled' | 'failed';
   disputed?: boolean;
   batchTx?: string;
@@ -71,6 +81,8 @@ export class EdgeRole implements Role {
   private readonly waiting = new Map<string, { search: MessageOf<'search'>; until: number }>();
   /** The batch on its way to the chain, if any. */
   private inFlight: Promise<void> | undefined;
+  /** The reservations on their way to the chain, if any. */
+  private reserving: Promise<void> | undefined;
   readonly figures = { batches: 0, settled: 0, failed: 0, gasUsed: 0n };
 
   constructor(private readonly agent: Agent) {
@@ -100,7 +112,7 @@ export class EdgeRole implements Role {
       const state = await this.agent.chain.retry('sessionState', () =>
         this.agent.chain.client.sessionState(b.hcs, big(b.terms.seq)),
       );
-      if (state === ChainSessionState.Settled || state === ChainSessionState.Rated) {
+      if (isSettledState(state)) {
         this.agent.log.info({ txid: b.txid }, 'bill found settled on chain');
         await this.finish(b, 'settled');
       } else {
@@ -136,6 +148,13 @@ export class EdgeRole implements Role {
         const b = this.bills.get(msg.txid);
         if (b?.state !== 'collecting') return;
         const hex = Buffer.from(envelope).toString('hex');
+        if (msg.type === 'chargeReceived' && signer === b.ev && interimIndex(msg.optional) !== undefined) {
+          // The EV's consent (receipt 0) is queued for the next reservation batch; the interim
+          // receipts that follow are the station's business (it settles a disagreement itself).
+          if (interimIndex(msg.optional) === 0 && !b.consent)
+            this.save({ ...b, consent: hex, reservation: 'queued' });
+          return;
+        }
         if (msg.type === 'chargeReceived' && signer === b.ev) b.evReport = hex;
         else if (msg.type === 'chargeProvided' && signer === b.hcs) b.hcsReport = hex;
         else return;
@@ -278,15 +297,20 @@ export class EdgeRole implements Role {
     const evWh = reportEnergyWh(b.evReport!);
     const hcsWh = reportEnergyWh(b.hcsReport!);
     const agreed = withinToleranceOf(this.agent.chain.deployment, evWh, hcsWh);
-    const billed = evWh < hcsWh ? evWh : hcsWh;
+    // The contract's rule: the station's meter (capped) inside the tolerance; outside it only the
+    // station itself may settle, for what the EV acknowledged (its highest receipt, which the
+    // station holds): that bill is left to the station.
+    const cap = BigInt(b.terms.maxWh);
+    const billed = agreed ? (hcsWh < cap ? hcsWh : cap) : evWh < hcsWh ? evWh : hcsWh;
     const amount = billWei(billed, big(b.terms.price));
     this.save({
       ...b,
-      state: 'queued',
+      state: agreed ? 'queued' : 'failed',
       disputed: !agreed,
       energyWh: billed.toString(),
       amountWei: amount.toString(),
       queuedAt: Date.now(),
+      ...(agreed ? {} : { error: 'outside the tolerance: left to the station, which alone may settle it' }),
     });
     const note = {
       type: 'amount',
@@ -303,6 +327,7 @@ export class EdgeRole implements Role {
 
   async tick(): Promise<void> {
     this.giveUpUncollected();
+    this.reserveQueued();
     await this.serveWaiting();
     // One batch at a time; and a batch still on its way is not "stale".
     if (this.inFlight) return;
@@ -312,13 +337,11 @@ export class EdgeRole implements Role {
     const { batchSize, batchMaxWaitMs } = this.agent.cfg.edge;
     const oldest = Math.min(...queued.map((b) => b.queuedAt ?? 0));
     if (queued.length < batchSize && Date.now() - oldest < batchMaxWaitMs) return;
-    const disputed = queued.filter((b) => b.disputed);
-    const normal = queued.filter((b) => !b.disputed).slice(0, batchSize);
+    const normal = queued.slice(0, batchSize);
     // The batch goes out of the agent's lock (its bills are journaled `submitted` before the first
     // await): waiting for a block must not hold up the searches and agreements queued behind it.
     this.inFlight = (async () => {
       if (normal.length) await this.submitBatch(normal);
-      for (const b of disputed) await this.submitDisputed(b);
     })()
       .catch((err) => this.agent.log.error({ err }, 'batch submission failed; the bills wait in the journal'))
       .finally(() => {
@@ -329,6 +352,50 @@ export class EdgeRole implements Role {
   /** Waits for the batch on its way to the chain (a graceful stop; the flush action). */
   async stop(): Promise<void> {
     await this.inFlight;
+    await this.reserving;
+  }
+
+  /**
+   * Every consent that came in since the last tick, reserved in one transaction: the stations
+   * wait for it before they switch on, so reservations do not wait for a full batch.
+   */
+  private reserveQueued(): void {
+    if (this.reserving) return;
+    const bills = [...this.bills.values()].filter(
+      (b) => b.reservation === 'queued' && b.state === 'collecting',
+    );
+    if (bills.length === 0) return;
+    for (const b of bills) this.save({ ...b, reservation: 'submitted' });
+    const entries = bills.map((b) => ({
+      terms: termsFromJson(b.ev, b.hcs, b.terms),
+      evConsent: `0x${b.consent}`,
+    }));
+    this.reserving = (async () => {
+      try {
+        const tx: ContractTransactionResponse = await this.agent.chain.send('reserveBatch', (c) =>
+          c.contract.getFunction('reserveBatch')(packReservations(entries)),
+        );
+        const receipt = await this.agent.chain.retry('receipt', () => tx.wait());
+        this.figures.gasUsed += receipt?.gasUsed ?? 0n;
+        const results = receipt ? receiptResults(this.agent.chain.client.contract.interface, receipt) : [];
+        for (const r of results) {
+          const b = this.bills.get(r.txid.toLowerCase()) ?? this.bills.get(r.txid);
+          if (!b) continue;
+          // SeqUsed: the station reserved it itself in the meantime.
+          const ok = r.reason === '' || r.reason === 'SeqUsed';
+          if (!ok) this.agent.log.warn({ txid: b.txid, reason: r.reason }, 'reservation refused');
+          this.save({ ...b, reservation: ok ? 'reserved' : 'refused' });
+        }
+      } catch (err) {
+        this.agent.log.warn(
+          { err: revertName(err) ?? (err as Error).message },
+          'reservation batch failed; the stations reserve themselves',
+        );
+        for (const b of bills) this.save({ ...this.bills.get(b.txid)!, reservation: 'refused' });
+      }
+    })().finally(() => {
+      this.reserving = undefined;
+    });
   }
 
   private entries(bills: Bill[]) {
@@ -346,11 +413,7 @@ export class EdgeRole implements Role {
     let tx: ContractTransactionResponse;
     try {
       tx = await this.agent.chain.send('settleBatch', (c) =>
-        c.contract.getFunction('settleBatch')(
-          entries.map((e) => e.terms),
-          entries.map((e) => e.evReport),
-          entries.map((e) => e.hcsReport),
-        ),
+        c.contract.getFunction('settleBatch')(packSettlements(entries)),
       );
     } catch (err) {
       this.agent.log.error(
@@ -366,38 +429,23 @@ export class EdgeRole implements Role {
     this.agent.metrics.chainSubmitSeconds.observe((Date.now() - started) / 1000);
     this.figures.batches++;
     this.figures.gasUsed += receipt?.gasUsed ?? 0n;
-    const iface = this.agent.chain.client.contract.interface;
-    for (const log of receipt?.logs ?? []) {
-      const parsed = iface.parseLog(log);
-      const b = parsed ? this.bills.get(String(parsed.args.txid)) : undefined;
-      if (!b || !parsed) continue;
-      if (parsed.name === 'Settled' || parsed.name === 'SettledDisputed')
-        await this.finish(b, 'settled', receipt!.hash);
-      else if (parsed.name === 'SettlementSkipped') {
-        const reason = iface.getError(parsed.args.reason as string)?.name ?? String(parsed.args.reason);
-        await this.finish(b, reason === 'AlreadySettled' ? 'settled' : 'failed', receipt!.hash, reason);
-      }
+    const results = receipt ? receiptResults(this.agent.chain.client.contract.interface, receipt) : [];
+    for (const r of results) {
+      const b = this.bills.get(r.txid.toLowerCase()) ?? this.bills.get(r.txid);
+      if (!b) continue;
+      if (r.reason === '')
+        await this.finish(
+          { ...b, amountWei: r.amountWei.toString(), energyWh: r.billedWh.toString() },
+          'settled',
+          receipt!.hash,
+        );
+      else
+        await this.finish(b, r.reason === 'AlreadySettled' ? 'settled' : 'failed', receipt!.hash, r.reason);
     }
     this.agent.log.info(
       { tx: receipt?.hash, bills: bills.length, gas: receipt?.gasUsed?.toString() },
       'batch settled',
     );
-  }
-
-  private async submitDisputed(b: Bill): Promise<void> {
-    this.save({ ...b, state: 'submitted', submittedAt: Date.now() });
-    const [e] = this.entries([b]);
-    try {
-      const receipt = await this.agent.chain.send('settleDisputed', (c) =>
-        c.settleDisputed(e!.terms, e!.evReport, e!.hcsReport),
-      );
-      await this.finish(b, 'settled', receipt.hash);
-    } catch (err) {
-      // The node away is no answer: the bill waits in the journal (rechecked, then queued again).
-      if (isNetworkError(err)) return;
-      const reason = revertName(err) ?? (err as Error).message;
-      await this.finish(b, reason === 'AlreadySettled' ? 'settled' : 'failed', undefined, reason);
-    }
   }
 
   /** Records the outcome and tells both parties with a transaction message. */

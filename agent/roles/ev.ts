@@ -5,14 +5,21 @@
  * settlement happens later and without it, and then it rates the station.
  */
 import { randomBytes } from 'node:crypto';
-import { SessionState as ChainSessionState, revertName } from '../../contracts/client.js';
+import { SessionState as ChainSessionState, isSettledState, revertName } from '../../contracts/client.js';
 import { computeTxId, PAYMENT_STATUS, REQUEST_STATUS } from '../../protocol/index.js';
 import type { Incoming } from '../core/bus.js';
 import { big } from '../core/journal.js';
 import type { Agent, Role } from '../core/runtime.js';
 import { END, parseTerms, type SessionRecord, termsFromJson } from '../core/session.js';
 import { rankStations, StationDirectory } from '../core/stations.js';
-import { beginCharging, endCharging, pollCharging, resumeCharging, resumeReport } from './charging.js';
+import {
+  beginCharging,
+  endCharging,
+  pollCharging,
+  resumeCharging,
+  resumeReport,
+  signReceipt,
+} from './charging.js';
 
 /** The car's own meter sits behind the charging cable: it sees a little less than the station's. */
 const CABLE_EFFICIENCY = 0.99;
@@ -89,11 +96,19 @@ export class EvRole implements Role {
           return this.requestNext(s, s.candidates ?? []);
         }
         const txid = computeTxId(termsFromJson(me, signer, terms), this.agent.chain.domain);
-        const kw = Number((msg.optional as { kw?: number }).kw ?? 11);
+        const offer = msg.optional as { kw?: number; rWh?: number; rMs?: number };
+        const kw = Number(offer.kw ?? 11);
+        // The station's receipt rule binds (it switches off on it); our own config otherwise.
+        const own = this.agent.cfg.receipts;
+        const receipts = {
+          wh: Number.isInteger(offer.rWh) && offer.rWh! > 0 ? offer.rWh! : own.wh,
+          ms: Number.isInteger(offer.rMs) && offer.rMs! > 0 ? offer.rMs! : own.intervalMs,
+        };
         this.agent.move(s, 'awaitingMutual', {
           terms,
           txid,
           kw,
+          receipts,
           deadline: Date.now() + this.agent.cfg.timeouts.replyMs * 2,
         });
         return;
@@ -103,7 +118,14 @@ export class EvRole implements Role {
         if (!s || msg.ev !== me || msg.hcs !== s.hcs) return;
         // The agreement comes from our edge, or (direct) from the station itself.
         if (signer !== (s.server ?? s.hcs)) return;
+        // Our consent: the first receipt (0 Wh) reserves cap × price of our deposit on chain;
+        // the station switches on once the reservation stands.
+        const consent = await signReceipt(this.agent, s, 0, 0);
+        for (const to of s.server ? [s.hcs!, s.server] : [s.hcs!])
+          await this.agent.bus.publishEnvelope(to, consent, 'chargeReceived').catch(() => {});
         await beginCharging(this.agent, s, (s.kw ?? 11) * CABLE_EFFICIENCY);
+        Object.assign(s, { receiptIndex: 0, receiptWh: 0, receiptAt: Date.now() });
+        this.agent.save(s);
         return;
       }
       case 'completion':
@@ -163,12 +185,10 @@ export class EvRole implements Role {
   /** The bill is on chain: rate the station (if the driver gave a rating), then done. */
   private async settled(s: SessionRecord): Promise<void> {
     s.settledAt ??= Date.now();
-    if (s.rating && !s.rated && s.peerReport) {
+    if (s.rating && !s.rated) {
       const terms = termsFromJson(s.ev, s.hcs!, s.terms!);
       try {
-        await this.agent.chain.send('rate', (c) =>
-          c.rate(terms, s.rating!.stars, s.rating!.comment, `0x${s.peerReport}`),
-        );
+        await this.agent.chain.send('rate', (c) => c.rate(terms, s.rating!.stars, s.rating!.comment));
         s.rated = true;
       } catch (err) {
         const name = revertName(err);
@@ -208,6 +228,7 @@ export class EvRole implements Role {
       } else if (s.state === 'charging') {
         const end = await pollCharging(this.agent, s, s.targetWh!, END.completed);
         if (end !== undefined) await endCharging(this.agent, s, end, false);
+        else await this.sendReceiptIfDue(s, now);
       } else if (
         s.state === 'awaitingSettlement' &&
         performance.now() - this.lastChainPoll > (s.server ? CHAIN_POLL_MS.withEdge : CHAIN_POLL_MS.direct)
@@ -216,9 +237,9 @@ export class EvRole implements Role {
         const state = await this.agent.chain.retry('sessionState', () =>
           this.agent.chain.client.sessionState(s.hcs!, big(s.terms!.seq)),
         );
-        if (state === ChainSessionState.Settled || state === ChainSessionState.Rated) await this.settled(s);
-        else if (state === ChainSessionState.Expired)
-          this.agent.move(s, 'failed', { error: 'expired unsettled', deadline: 0 });
+        if (isSettledState(state)) await this.settled(s);
+        else if (state === ChainSessionState.Released)
+          this.agent.move(s, 'failed', { error: 'released unsettled', deadline: 0 });
         else if (now / 1000 > s.terms!.settleBy + SETTLE_GRACE_S)
           // Past the window nobody can settle it any more: the station never reported. Nothing was paid.
           this.agent.move(s, 'failed', {
@@ -227,6 +248,21 @@ export class EvRole implements Role {
           });
       }
     }
+  }
+
+  /**
+   * While charging, a signed receipt for our cumulative energy every `wh` or `ms` (the station's
+   * rule): what the station can settle with if we go silent, and what keeps it switched on.
+   */
+  private async sendReceiptIfDue(s: SessionRecord, now: number): Promise<void> {
+    const rule = s.receipts ?? { wh: this.agent.cfg.receipts.wh, ms: this.agent.cfg.receipts.intervalMs };
+    const own = Math.max(0, (s.lastWh ?? s.startWh!) - s.startWh!);
+    if (own - (s.receiptWh ?? 0) < rule.wh && now - (s.receiptAt ?? 0) < rule.ms) return;
+    const index = (s.receiptIndex ?? 0) + 1;
+    const receipt = await signReceipt(this.agent, s, own, index);
+    Object.assign(s, { receiptIndex: index, receiptWh: own, receiptAt: now });
+    this.agent.save(s);
+    await this.agent.bus.publishEnvelope(s.hcs!, receipt, 'chargeReceived').catch(() => {});
   }
 
   async control(action: string, body: Record<string, unknown>): Promise<unknown> {
