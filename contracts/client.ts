@@ -413,6 +413,36 @@ export class SettlementClient {
   async lastSeq(hcs: string): Promise<bigint> {
     return this.contract.getFunction('lastSeq')(hcs);
   }
+  /**
+   * Every session settled since `fromBlock` (optionally only `txid`), from the SessionsSettled
+   * events, with the disputed ones marked (a Disputed event in the same transaction).
+   */
+  async settledSessions(
+    fromBlock: number,
+    txid?: string,
+  ): Promise<(EntryResult & { disputed: boolean; txHash: string; blockNumber: number })[]> {
+    const c = this.contract;
+    const logs = await c.queryFilter(c.filters.SessionsSettled!(), fromBlock);
+    const disputes = await c.queryFilter(c.filters.Disputed!(), fromBlock);
+    const disputed = new Set(
+      disputes.map((d) => `${d.transactionHash}:${String(d.topics[1]).toLowerCase()}`),
+    );
+    const out: (EntryResult & { disputed: boolean; txHash: string; blockNumber: number })[] = [];
+    for (const log of logs) {
+      const parsed = c.interface.parseLog(log);
+      if (!parsed) continue;
+      for (const r of parseEntryResults(c.interface, parsed.args.results, true)) {
+        if (r.reason !== '' || (txid && r.txid.toLowerCase() !== txid.toLowerCase())) continue;
+        out.push({
+          ...r,
+          disputed: disputed.has(`${log.transactionHash}:${r.txid.toLowerCase()}`),
+          txHash: log.transactionHash,
+          blockNumber: log.blockNumber,
+        });
+      }
+    }
+    return out;
+  }
   async memberCounts(): Promise<{ evs: number; hcss: number }> {
     const [evs, hcss] = await this.contract.getFunction('memberCounts')();
     return { evs: Number(evs), hcss: Number(hcss) };

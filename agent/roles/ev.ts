@@ -39,8 +39,10 @@ export class EvRole implements Role {
   async resume(): Promise<void> {
     const want = this.agent.cfg.ev?.depositWei;
     if (want) {
-      const have = await this.agent.chain.retry('availableDeposit', () =>
-        this.agent.chain.client.availableDeposit(this.agent.address),
+      // The whole deposit, open reservations included: they are ours until settled.
+      const have = await this.agent.chain.retry(
+        'depositOf',
+        async () => (await this.agent.chain.client.depositOf(this.agent.address)).balance,
       );
       if (have < BigInt(want)) {
         await this.agent.chain.send('deposit', (c) => c.deposit(BigInt(want) - have));

@@ -82,7 +82,10 @@ export function switchOffDecision(
     return { status: END.stoppedByHcs, why: 'the settlement window is closing' };
   const lastAck = s.lastAckAt ?? nowMs;
   if (nowMs - lastAck > rules.receiptMs + rules.graceMs)
-    return { status: END.peerLost, why: `no receipt from the EV for ${Math.round((nowMs - lastAck) / 1000)} s` };
+    return {
+      status: END.peerLost,
+      why: `no receipt from the EV for ${Math.round((nowMs - lastAck) / 1000)} s`,
+    };
   const delivered = (s.lastWh ?? s.startWh ?? 0) - (s.startWh ?? 0);
   const behind = delivered - (s.ackWh ?? 0);
   // A receipt is due every `receiptWh`; it may take the grace time to arrive, at the power seen so far.
@@ -391,13 +394,15 @@ export class HcsRole implements Role {
    * tolerance only the station itself can settle, at once.
    */
   private async checkSettlement(s: SessionRecord, now: number): Promise<void> {
+    // The EV's final report is awaited until the report deadline; then its highest receipt serves.
+    if (!s.peerReport && now <= s.deadline) return;
     const evReport = bestEvReport(s);
     const disputed =
       evReport !== undefined &&
       !withinToleranceOf(this.agent.chain.deployment, reportEnergyWh(evReport), reportEnergyWh(s.myReport!));
     const fallbackAt = s.updatedAt + this.agent.cfg.timeouts.settleFallbackMs;
-    if (s.server && now < fallbackAt && !disputed) return;
-    if (evReport && (s.peerReport || now > s.deadline)) return this.settle(s);
+    if (s.server && s.peerReport && !disputed && now < fallbackAt) return;
+    if (evReport) return this.settle(s);
     if (now > s.deadline) {
       const state = await this.agent.chain.retry('sessionState', () =>
         this.agent.chain.client.sessionState(this.agent.address, big(s.terms!.seq)),
