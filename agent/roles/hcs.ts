@@ -262,6 +262,7 @@ export class HcsRole implements Role {
   /** Reserves the session on chain with the EV's consent (no edge, or the edge is late). */
   private async reserve(s: SessionRecord): Promise<void> {
     const terms = termsFromJson(s.ev, this.agent.address, s.terms!);
+    this.agent.log.info({ txid: s.txid, edge: s.server }, 'reserving the session on chain');
     try {
       await this.agent.chain.send('reserve', (c) => c.reserve(terms, `0x${s.consent}`));
     } catch (err) {
@@ -378,8 +379,9 @@ export class HcsRole implements Role {
         this.agent.chain.client.sessionState(this.agent.address, big(s.terms!.seq)),
       );
       if (state === ChainSessionState.Reserved) return this.switchOn(s);
-      // The edge has not reserved it in time (away?): reserve it ourselves.
-      if (s.server && now > s.updatedAt + this.agent.cfg.timeouts.replyMs) return this.reserve(s);
+      // The edge has not reserved it in time (away?): reserve it ourselves. (The consent set the
+      // deadline two reply times ahead; receipts that follow it must not push this back.)
+      if (s.server && now > s.deadline - this.agent.cfg.timeouts.replyMs) return this.reserve(s);
     }
     if (s.deadline && now > s.deadline)
       this.agent.move(s, 'failed', {
