@@ -359,8 +359,15 @@ export class HcsRole implements Role {
         await this.checkReservation(s, now);
       } else if (s.state === 'charging') {
         const end = await pollCharging(this.agent, s, s.terms!.maxWh, END.stoppedByHcs);
+        // The receipt rule is judged on a fresh reading only: a failing meter (whose retries hold
+        // up this tick, and with it the receipts) ends the charge as a meter fault, not as a silent EV.
+        const fresh = this.agent.metering!.consecutiveErrors === 0;
         const decision =
-          end !== undefined ? { status: end, why: 'meter' } : switchOffDecision(s, Date.now(), this.rules);
+          end !== undefined
+            ? { status: end, why: 'meter' }
+            : fresh
+              ? switchOffDecision(s, Date.now(), this.rules)
+              : undefined;
         if (decision) {
           if (decision.why !== 'meter')
             this.agent.log.warn({ txid: s.txid, why: decision.why }, 'switching off');
