@@ -175,7 +175,8 @@ export function createWebApp(opts: WebAppOptions): { handle: WebHandler; close()
         if (to >= tipTime && statement.role !== 'none') {
           onChainWei =
             statement.role === 'ev'
-              ? ((await view('depositOf', [member])) as bigint[])[0]!
+              ? // The deposit with its announced withdrawal: both still in the contract.
+                ((d) => d[0]! + d[2]!)((await view('depositOf', [member])) as bigint[])
               : ((await view('earningsOf', [member])) as bigint);
         }
         return { ...statement, atBlock: indexer.tip?.number, onChainWei };
