@@ -57,6 +57,47 @@ export function sessionWindow(
   return { maxWh, settleBy: nowS + Math.ceil((maxWh * 3600) / powerW) + marginS };
 }
 
+/**
+ * The station's configured window against the contract (checked at start and by `p2pev doctor`):
+ * `fail` when the contract would refuse every reservation, `warn` when full sessions get cut.
+ */
+export function windowCheck(
+  hcs: { settlementWindowS: number; settleMarginS: number; maxSessionWh: number; powerKw: number },
+  contractWindowS: number,
+  registeredPowerW?: number,
+): { level: 'ok' | 'warn' | 'fail'; detail: string; fix?: string } {
+  const powerW = Math.round(hcs.powerKw * 1000);
+  if (hcs.settlementWindowS > contractWindowS)
+    return {
+      level: 'fail',
+      detail: `hcs.settlementWindowS ${hcs.settlementWindowS} s is longer than the contract's ${contractWindowS} s (its withdrawal notice): every reservation would be refused`,
+      fix: `set hcs.settlementWindowS to at most ${contractWindowS}`,
+    };
+  if (hcs.settleMarginS >= hcs.settlementWindowS)
+    return {
+      level: 'fail',
+      detail: `hcs.settleMarginS ${hcs.settleMarginS} s leaves no time to charge in a ${hcs.settlementWindowS} s window`,
+      fix: 'lower hcs.settleMarginS or raise hcs.settlementWindowS',
+    };
+  if (registeredPowerW !== undefined && registeredPowerW < powerW)
+    return {
+      level: 'fail',
+      detail: `hcs.powerKw ${hcs.powerKw} is above the ${registeredPowerW} W registered on chain: the contract would find the windows too short`,
+      fix: `set hcs.powerKw to ${registeredPowerW / 1000} (or register the station again with its real power)`,
+    };
+  const fullS = Math.ceil((hcs.maxSessionWh * 3600) / powerW) + hcs.settleMarginS;
+  if (fullS > hcs.settlementWindowS)
+    return {
+      level: 'warn',
+      detail: `a full session (${hcs.maxSessionWh} Wh at ${hcs.powerKw} kW) needs a ${fullS} s window; sessions are capped at ${Math.floor(((hcs.settlementWindowS - hcs.settleMarginS) * powerW) / 3600)} Wh`,
+      fix: `raise hcs.settlementWindowS to ${Math.min(fullS, contractWindowS)} (at most the contract's ${contractWindowS} s) or lower hcs.maxSessionWh`,
+    };
+  return {
+    level: 'ok',
+    detail: `window ≤ ${hcs.settlementWindowS} s (contract ${contractWindowS} s): a full session fits`,
+  };
+}
+
 /** What the switch-off rule needs to know (config and the deployment's tolerance). */
 export interface SwitchOffRules {
   receiptWh: number;
@@ -137,6 +178,14 @@ export class HcsRole implements Role {
   }
 
   async resume(): Promise<void> {
+    // The configured window against the contract's, before any offer is made.
+    const client = this.agent.chain.client;
+    const [contractWindow, profile] = await this.agent.chain.retry('window', () =>
+      Promise.all([client.settlementWindow(), client.hcsProfile(this.agent.address)]),
+    );
+    const check = windowCheck(this.hcs, Number(contractWindow), profile.powerW || undefined);
+    if (check.level === 'fail') throw new Error(`${check.detail}: ${check.fix}`);
+    if (check.level === 'warn') this.agent.log.warn({ fix: check.fix }, check.detail);
     for (const s of this.agent.openSessions()) {
       if (s.state === 'awaitingSettlement') await resumeReport(this.agent, s);
       if (s.state === 'charging') await resumeCharging(this.agent, s, this.hcs.powerKw);
