@@ -27,7 +27,6 @@ import {
 
 type Values = Record<string, unknown>;
 
-
 interface FieldOp {
   write(w: BitWriter, values: Values): void;
   read(r: BitReader, out: Values): void;
