@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatEther, type Log, parseEther } from 'ethers';
 import { Journal } from '../agent/core/journal.js';
-import { reportEnergyWh } from '../agent/roles/charging.js';
+import { reportEnergyWh } from '../protocol/index.js';
 import type { SessionRecord } from '../agent/core/session.js';
 import { type AgentProcess, control, type LogLine, spawnAgent, waitReady } from './agents.js';
 import { buildWorld, type Device, type EvSpec, type StationSpec, type World } from './world.js';

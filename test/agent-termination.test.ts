@@ -7,7 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../agent/core/runtime.js';
 import { END, type SessionRecord } from '../agent/core/session.js';
-import { billWei } from '../protocol/index.js';
+import { billWei, reportEnergyWh } from '../protocol/index.js';
 import type { World } from '../sim/world.js';
 import { device, PRICE, smallWorld, startAgent, waitFor } from './helpers/world.js';
 
@@ -89,8 +89,8 @@ describe('termination paths', () => {
       const hcsSession = [...hcs().sessions.values()].find((x) => x.txid === s.txid)!;
       expect(hcsSession.endStatus).toBe(END.meterFault);
       const [event] = await settledEvents(s.txid!);
-      const evWh = BigInt(`0x${s.myReport!.slice(146, 186)}`);
-      const hcsWh = BigInt(`0x${hcsSession.myReport!.slice(146, 186)}`);
+      const evWh = reportEnergyWh(s.myReport!);
+      const hcsWh = reportEnergyWh(hcsSession.myReport!);
       // The station bills only its last good reading, never an invented one.
       expect(hcsWh).toBeLessThanOrEqual(BigInt(hcsSession.lastWh! - hcsSession.startWh!));
       const billed = evWh < hcsWh ? evWh : hcsWh;

@@ -16,10 +16,12 @@ import {
   messageDigest,
   messageFromJson,
   openEnvelope,
+  readReport,
+  reportEnergyWh,
   signEnvelope,
   toHex,
 } from '../protocol/index.js';
-import { buildVectors, SAMPLES, VECTOR_DOMAIN, VECTORS_PATH } from '../protocol/vectors.js';
+import { buildVectors, SAMPLES, VECTOR_DOMAIN, VECTOR_KEYS, VECTORS_PATH } from '../protocol/vectors.js';
 import { anyMessage, messageArbitrary } from './helpers/arbitraries.js';
 
 const ethersDomain = (d: typeof VECTOR_DOMAIN) => ({
@@ -289,5 +291,27 @@ describe('test vectors', () => {
       expect(normalize(decode(bytes) as never)).toEqual(normalize(messageFromJson(v.fields) as never));
       expect(toHex(encode(messageFromJson(v.fields)))).toBe(v.hex);
     }
+  });
+});
+
+describe('charge reports read back from their envelopes', () => {
+  const sign = (name: 'chargeReceived' | 'chargeProvided' | 'completion') =>
+    signEnvelope(encode(SAMPLES[name].message), VECTOR_KEYS[SAMPLES[name].signer], VECTOR_DOMAIN);
+
+  it('gives the energy the report states, from bytes or hex (with or without 0x)', () => {
+    for (const name of ['chargeReceived', 'chargeProvided'] as const) {
+      const env = sign(name);
+      const stated = (SAMPLES[name].message as { energyWh: bigint }).energyWh;
+      expect(reportEnergyWh(env)).toBe(stated);
+      expect(reportEnergyWh(toHex(env))).toBe(stated);
+      expect(reportEnergyWh(toHex(env).slice(2))).toBe(stated);
+      expect(readReport(env).type).toBe(name);
+    }
+  });
+
+  it('refuses what is not a report, with a DecodeError', () => {
+    expect(() => readReport(sign('completion'))).toThrow(/not a charge report/);
+    expect(() => readReport('zz')).toThrow(DecodeError);
+    expect(() => readReport(new Uint8Array(65))).toThrow(DecodeError);
   });
 });

@@ -18,7 +18,15 @@ import { hmac } from '@noble/hashes/hmac.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import * as secp from '@noble/secp256k1';
 import { resolveProfile } from '../../drivers/index.js';
-import { billWei, type Domain, decode, fromHex, openEnvelope, toHex } from '../../protocol/index.js';
+import {
+  billWei,
+  type Domain,
+  decode,
+  fromHex,
+  openEnvelope,
+  reportEnergyWh,
+  toHex,
+} from '../../protocol/index.js';
 import { END } from '../core/session.js';
 import type { SessionRecord } from '../core/session.js';
 
@@ -281,7 +289,7 @@ export function exportOcmf(opts: {
     const price = BigInt(r.terms!.price);
     let billedWh: bigint | undefined;
     if (r.peerReport) {
-      const peer = BigInt(`0x${r.peerReport.slice(73 * 2, 93 * 2)}`);
+      const peer = reportEnergyWh(r.peerReport);
       billedWh = peer < s.energyWh ? peer : s.energyWh;
     }
     out.sessions.push({

@@ -5,7 +5,6 @@
  * sent; a resumed session sends it again.
  */
 import { crashPoint } from '../core/crash.js';
-import { big } from '../core/journal.js';
 import type { Agent } from '../core/runtime.js';
 import { END, type SessionRecord } from '../core/session.js';
 
@@ -141,9 +140,4 @@ export async function announceEnd(agent: Agent, s: SessionRecord, fromPeer: bool
     await agent.bus
       .publishEnvelope(dest, report, s.role === 'ev' ? 'chargeReceived' : 'chargeProvided')
       .catch(() => {});
-}
-
-/** Energy in a report envelope (hex), from its fixed part (bytes 73..92). */
-export function reportEnergyWh(envelopeHex: string): bigint {
-  return big(`0x${envelopeHex.slice(73 * 2, 93 * 2)}`);
 }

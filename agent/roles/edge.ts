@@ -16,6 +16,7 @@ import {
   type MessageOf,
   PAYMENT_STATUS,
   REQUEST_STATUS,
+  reportEnergyWh,
 } from '../../protocol/index.js';
 import type { Incoming } from '../core/bus.js';
 import { isNetworkError } from '../core/chain.js';
@@ -24,7 +25,7 @@ import { big } from '../core/journal.js';
 import type { Agent, Role } from '../core/runtime.js';
 import { parseTerms, type TermsJson, termsFromJson, nonceOf } from '../core/session.js';
 import { type RankedStation, rankStations, type Station, StationDirectory } from '../core/stations.js';
-import { reportEnergyWh, withinToleranceOf } from './settle.js';
+import { withinToleranceOf } from './settle.js';
 
 export interface Bill {
   txid: string;

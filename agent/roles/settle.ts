@@ -7,7 +7,7 @@ import { revertName, SessionState } from '../../contracts/client.js';
 import { big } from '../core/journal.js';
 import type { Agent } from '../core/runtime.js';
 import { type SessionRecord, termsFromJson } from '../core/session.js';
-import { reportEnergyWh } from './charging.js';
+import { reportEnergyWh } from '../../protocol/index.js';
 
 /** The contract's rule (docs/CONTRACT.md): |eEV − eHCS| ≤ max(abs, rel × max(eEV, eHCS)). */
 export function withinTolerance(evWh: bigint, hcsWh: bigint, absWh: bigint, relBps: bigint): boolean {
@@ -26,8 +26,6 @@ export function withinToleranceOf(
   return withinTolerance(evWh, hcsWh, BigInt(d.params.absToleranceWh), BigInt(d.params.relToleranceBps));
 }
 
-export { reportEnergyWh };
-
 export interface SettleResult {
   done: boolean;
   txHash?: string;
@@ -43,11 +41,7 @@ export async function settleDirectly(agent: Agent, s: SessionRecord): Promise<Se
   if (state === SessionState.Settled || state === SessionState.Rated) return { done: true };
   if (state === SessionState.Expired)
     return { done: false, error: 'the session expired on chain before it was settled' };
-  const agreed = withinToleranceOf(
-    chain.deployment,
-    reportEnergyWh(evReport.slice(2)),
-    reportEnergyWh(hcsReport.slice(2)),
-  );
+  const agreed = withinToleranceOf(chain.deployment, reportEnergyWh(evReport), reportEnergyWh(hcsReport));
   try {
     const receipt = await chain.send('settle', (c) =>
       agreed ? c.settle(terms, evReport, hcsReport) : c.settleDisputed(terms, evReport, hcsReport),
