@@ -31,11 +31,26 @@ export interface HcsRegistration {
   profileHash: BytesLike;
 }
 
+export interface SettlementEntry {
+  terms: SettlementTerms;
+  evReport: BytesLike;
+  hcsReport: BytesLike;
+}
+
 export interface BatchResult {
   receipt: TransactionReceipt;
+  /** Entries settled within tolerance (`Settled` events). */
   settled: number;
+  /** Every entry settled by this batch, within tolerance or disputed (`Settled`, `SettledDisputed`). */
+  settledTxids: string[];
   /** Entries the contract refused, with the name of the custom error it gave. */
   skipped: { txid: string; reason: string }[];
+}
+
+/** A batch sent to the chain: its hash at once, its outcome once mined. */
+export interface PendingBatch {
+  hash: string;
+  result(): Promise<BatchResult>;
 }
 
 /** The custom error a failed call or transaction reverted with (e.g. 'WrongSigner'), if known. */
@@ -73,13 +88,24 @@ export class SettlementClient {
   }
 
   private async send(method: string, args: unknown[], value?: bigint): Promise<TransactionReceipt> {
+    return this.receiptOf(method, await this.sendOnly(method, args, value));
+  }
+
+  /** Sends a transaction without waiting for it to be mined. */
+  private async sendOnly(
+    method: string,
+    args: unknown[],
+    value?: bigint,
+  ): Promise<ContractTransactionResponse> {
     const fn = this.contract.getFunction(method);
-    let tx: ContractTransactionResponse;
     try {
-      tx = await (value === undefined ? fn(...args) : fn(...args, { value }));
+      return await (value === undefined ? fn(...args) : fn(...args, { value }));
     } catch (err) {
       throw this.withRevertName(method, err);
     }
+  }
+
+  private async receiptOf(method: string, tx: ContractTransactionResponse): Promise<TransactionReceipt> {
     const receipt = await tx.wait();
     if (!receipt) throw new Error(`${method}: no receipt for ${tx.hash}`);
     return receipt;
@@ -162,26 +188,39 @@ export class SettlementClient {
   ): Promise<TransactionReceipt> {
     return this.send('settleDisputed', [terms, evReport, hcsReport]);
   }
-  async settleBatch(
-    entries: { terms: SettlementTerms; evReport: BytesLike; hcsReport: BytesLike }[],
-  ): Promise<BatchResult> {
-    const receipt = await this.send('settleBatch', [
+  /** Sends a batch and waits for its receipt; what each entry came to is read from the logs. */
+  async settleBatch(entries: SettlementEntry[]): Promise<BatchResult> {
+    return (await this.submitSettleBatch(entries)).result();
+  }
+  /**
+   * Sends a batch without waiting for it: the hash is known at once (to journal before waiting);
+   * `result()` waits for the receipt and reads each entry's outcome from its logs (it may be
+   * called again after a failed wait).
+   */
+  async submitSettleBatch(entries: SettlementEntry[]): Promise<PendingBatch> {
+    const tx = await this.sendOnly('settleBatch', [
       entries.map((e) => e.terms),
       entries.map((e) => e.evReport),
       entries.map((e) => e.hcsReport),
     ]);
+    return { hash: tx.hash, result: async () => this.batchResult(await this.receiptOf('settleBatch', tx)) };
+  }
+  private batchResult(receipt: TransactionReceipt): BatchResult {
     const iface = this.contract.interface;
     const skipped: BatchResult['skipped'] = [];
+    const settledTxids: string[] = [];
     let settled = 0;
     for (const log of receipt.logs) {
       const parsed = iface.parseLog(log);
       if (parsed?.name === 'Settled') settled++;
+      if (parsed?.name === 'Settled' || parsed?.name === 'SettledDisputed')
+        settledTxids.push(String(parsed.args.txid));
       if (parsed?.name === 'SettlementSkipped') {
         const selector = parsed.args.reason as string;
-        skipped.push({ txid: parsed.args.txid, reason: iface.getError(selector)?.name ?? selector });
+        skipped.push({ txid: String(parsed.args.txid), reason: iface.getError(selector)?.name ?? selector });
       }
     }
-    return { receipt, settled, skipped };
+    return { receipt, settled, settledTxids, skipped };
   }
   expire(terms: SettlementTerms): Promise<TransactionReceipt> {
     return this.send('expire', [terms]);

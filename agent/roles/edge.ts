@@ -7,8 +7,7 @@
  * crash the edge asks the chain which of those sessions settled and queues the rest again (the
  * contract settles a session at most once, so a resubmission can never bill twice).
  */
-import type { ContractTransactionResponse } from 'ethers';
-import { SessionState as ChainSessionState, revertName } from '../../contracts/client.js';
+import { SessionState as ChainSessionState, type PendingBatch, revertName } from '../../contracts/client.js';
 import {
   billWei,
   computeTxId,
@@ -342,17 +341,10 @@ export class EdgeRole implements Role {
 
   private async submitBatch(bills: Bill[]): Promise<void> {
     for (const b of bills) this.save({ ...b, state: 'submitted', submittedAt: Date.now() });
-    const entries = this.entries(bills);
     const started = Date.now();
-    let tx: ContractTransactionResponse;
+    let pending: PendingBatch;
     try {
-      tx = await this.agent.chain.send('settleBatch', (c) =>
-        c.contract.getFunction('settleBatch')(
-          entries.map((e) => e.terms),
-          entries.map((e) => e.evReport),
-          entries.map((e) => e.hcsReport),
-        ),
-      );
+      pending = await this.agent.chain.send('settleBatch', (c) => c.submitSettleBatch(this.entries(bills)));
     } catch (err) {
       this.agent.log.error(
         { err: revertName(err) ?? (err as Error).message, bills: bills.length },
@@ -361,26 +353,24 @@ export class EdgeRole implements Role {
       for (const b of bills) this.save({ ...this.bills.get(b.txid)!, state: 'queued', queuedAt: Date.now() });
       return;
     }
-    for (const b of bills) this.save({ ...this.bills.get(b.txid)!, batchTx: tx.hash });
+    for (const b of bills) this.save({ ...this.bills.get(b.txid)!, batchTx: pending.hash });
     crashPoint('after-submit', this.agent.cfg.dataDir);
-    const receipt = await this.agent.chain.retry('receipt', () => tx.wait());
+    const { receipt, settledTxids, skipped } = await this.agent.chain.retry('receipt', () =>
+      pending.result(),
+    );
     this.agent.metrics.chainSubmitSeconds.observe((Date.now() - started) / 1000);
     this.figures.batches++;
-    this.figures.gasUsed += receipt?.gasUsed ?? 0n;
-    const iface = this.agent.chain.client.contract.interface;
-    for (const log of receipt?.logs ?? []) {
-      const parsed = iface.parseLog(log);
-      const b = parsed ? this.bills.get(String(parsed.args.txid)) : undefined;
-      if (!b || !parsed) continue;
-      if (parsed.name === 'Settled' || parsed.name === 'SettledDisputed')
-        await this.finish(b, 'settled', receipt!.hash);
-      else if (parsed.name === 'SettlementSkipped') {
-        const reason = iface.getError(parsed.args.reason as string)?.name ?? String(parsed.args.reason);
-        await this.finish(b, reason === 'AlreadySettled' ? 'settled' : 'failed', receipt!.hash, reason);
-      }
+    this.figures.gasUsed += receipt.gasUsed;
+    for (const txid of settledTxids) {
+      const b = this.bills.get(txid);
+      if (b) await this.finish(b, 'settled', receipt.hash);
+    }
+    for (const { txid, reason } of skipped) {
+      const b = this.bills.get(txid);
+      if (b) await this.finish(b, reason === 'AlreadySettled' ? 'settled' : 'failed', receipt.hash, reason);
     }
     this.agent.log.info(
-      { tx: receipt?.hash, bills: bills.length, gas: receipt?.gasUsed?.toString() },
+      { tx: receipt.hash, bills: bills.length, gas: receipt.gasUsed.toString() },
       'batch settled',
     );
   }
