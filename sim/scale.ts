@@ -247,17 +247,14 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
     const settledResults = results.filter((r) => r.ok);
     const lastDone = Math.max(...settledResults.map((r) => r.settledAt ?? r.doneAt ?? 0));
     const seconds = (lastDone - started) / 1000;
-    const c = edge.chain.client.contract;
+    const client = edge.chain.client;
     const events = [
-      ...(await c.queryFilter(c.filters.Settled!(), edge.chain.deployment.block)),
-      ...(await c.queryFilter(c.filters.SettledDisputed!(), edge.chain.deployment.block)),
+      ...(await client.events('Settled', edge.chain.deployment.block)),
+      ...(await client.events('SettledDisputed', edge.chain.deployment.block)),
     ];
     const perTxid = new Map<string, number>();
-    for (const e of events) {
-      const txid = String((e as unknown as { args: { txid: string } }).args.txid);
-      perTxid.set(txid, (perTxid.get(txid) ?? 0) + 1);
-    }
-    const txHashes = [...new Set(events.map((e) => e.transactionHash))];
+    for (const e of events) perTxid.set(e.args.txid, (perTxid.get(e.args.txid) ?? 0) + 1);
+    const txHashes = [...new Set(events.map((e) => e.log.transactionHash))];
     let gas = 0n;
     for (const h of txHashes) gas += (await edge.chain.rpc.getTransactionReceipt(h))!.gasUsed;
     const perWorker = await Promise.all(

@@ -10,7 +10,7 @@ import { execFile } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync, statfsSync, statSync } from 'node:fs';
 import { formatEther, isKeystoreJson } from 'ethers';
 import mqtt from 'mqtt';
-import { MemberStatus, Role, SettlementClient } from '../../contracts/client.js';
+import { MemberStatus, MemberRole, SettlementClient } from '../../contracts/client.js';
 import { readDeployment } from '../../contracts/deploy.js';
 import { connectRpc } from '../../contracts/rpc.js';
 import { openMeter, resolveProfile } from '../../drivers/index.js';
@@ -305,8 +305,8 @@ async function checkChain(cfg: AgentConfig, address: string | undefined): Promis
       return checks;
     }
     const info = await client.authInfo(address);
-    const wantRole = cfg.role === 'ev' ? Role.EV : Role.HCS;
-    if (info.role === Role.None)
+    const wantRole = cfg.role === 'ev' ? MemberRole.EV : MemberRole.HCS;
+    if (info.role === MemberRole.None)
       checks.push(
         fail(
           'registration',
@@ -318,7 +318,7 @@ async function checkChain(cfg: AgentConfig, address: string | undefined): Promis
       checks.push(
         fail(
           'registration',
-          `${address} is registered as ${info.role === Role.EV ? 'an EV' : 'a station'}, but the config says ${cfg.role}`,
+          `${address} is registered as ${info.role === MemberRole.EV ? 'an EV' : 'a station'}, but the config says ${cfg.role}`,
           'use the keystore that belongs to this role, or fix "role" in the config',
         ),
       );

@@ -7,7 +7,7 @@
  * crash the edge asks the chain which of those sessions settled and queues the rest again (the
  * contract settles a session at most once, so a resubmission can never bill twice).
  */
-import { SessionState as ChainSessionState, type PendingBatch, revertName } from '../../contracts/client.js';
+import { ChainSessionState, type PendingBatch, revertName } from '../../contracts/client.js';
 import {
   billWei,
   computeTxId,

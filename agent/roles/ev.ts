@@ -5,7 +5,7 @@
  * settlement happens later and without it, and then it rates the station.
  */
 import { randomBytes } from 'node:crypto';
-import { SessionState as ChainSessionState, revertName } from '../../contracts/client.js';
+import { ChainSessionState, revertName } from '../../contracts/client.js';
 import { computeTxId, PAYMENT_STATUS, REQUEST_STATUS } from '../../protocol/index.js';
 import type { Incoming } from '../core/bus.js';
 import { big } from '../core/journal.js';

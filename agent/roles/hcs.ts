@@ -5,7 +5,7 @@
  * makes sure it is paid: through the edge, or by settling directly when there is none or the edge
  * has not settled in time.
  */
-import { SessionState as ChainSessionState } from '../../contracts/client.js';
+import { ChainSessionState } from '../../contracts/client.js';
 import {
   billWei,
   computeTxId,

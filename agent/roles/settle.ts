@@ -3,7 +3,7 @@
  * edge in reach (or the edge is late). The contract decides; this only picks `settle` or
  * `settleDisputed` by the documented tolerance rule and reads the answer.
  */
-import { revertName, SessionState } from '../../contracts/client.js';
+import { revertName, ChainSessionState } from '../../contracts/client.js';
 import { big } from '../core/journal.js';
 import type { Agent } from '../core/runtime.js';
 import { type SessionRecord, termsFromJson } from '../core/session.js';
@@ -38,8 +38,8 @@ export async function settleDirectly(agent: Agent, s: SessionRecord): Promise<Se
   const hcsReport = `0x${s.role === 'hcs' ? s.myReport : s.peerReport}`;
   const chain = agent.chain;
   const state = await chain.retry('sessionState', () => chain.client.sessionState(s.hcs!, big(s.terms!.seq)));
-  if (state === SessionState.Settled || state === SessionState.Rated) return { done: true };
-  if (state === SessionState.Expired)
+  if (state === ChainSessionState.Settled || state === ChainSessionState.Rated) return { done: true };
+  if (state === ChainSessionState.Expired)
     return { done: false, error: 'the session expired on chain before it was settled' };
   const agreed = withinToleranceOf(chain.deployment, reportEnergyWh(evReport), reportEnergyWh(hcsReport));
   try {
