@@ -26,6 +26,7 @@ import {
 import type { AgentConfig } from './config.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
+import { Backoff } from '../../drivers/index.js';
 
 export type DropReason = 'decode' | 'signature' | 'sender-mismatch' | 'not-member' | 'replay' | 'not-for-us';
 
@@ -54,7 +55,8 @@ export class Bus {
   private client?: MqttClient;
   private readonly recent = new Set<string>();
   private handler: (incoming: Incoming) => Promise<void> | void = () => {};
-  private backoffMs = 1000;
+  /** Reconnect waits while the broker (or the cellular link) is away: 2 s doubling up to 30 s. */
+  private readonly backoff = new Backoff({ baseMs: 2000, maxMs: 30_000 });
   /** Sent and received counts, for the session figures. */
   readonly stats = { sent: 0, sentBytes: 0, received: 0, dropped: 0 };
   private chain: Promise<void> = Promise.resolve();
@@ -97,15 +99,14 @@ export class Bus {
         });
     });
     client.on('connect', () => {
-      this.backoffMs = 1000;
+      this.backoff.reset();
       client.options.reconnectPeriod = 1000;
       this.opts.log.info({ broker: m.url }, 'broker connected');
     });
     client.on('offline', () => {
-      // Back off up to 30 s while the broker (or the cellular link) is away.
-      this.backoffMs = Math.min(this.backoffMs * 2, 30_000);
-      client.options.reconnectPeriod = this.backoffMs;
-      this.opts.log.warn({ broker: m.url, retryMs: this.backoffMs }, 'broker unreachable; retrying');
+      const retryMs = this.backoff.next();
+      client.options.reconnectPeriod = retryMs;
+      this.opts.log.warn({ broker: m.url, retryMs }, 'broker unreachable; retrying');
     });
     client.on('error', (err) => this.opts.log.warn({ err: err.message }, 'mqtt error'));
     await new Promise<void>((resolve, reject) => {
