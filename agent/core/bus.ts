@@ -51,6 +51,22 @@ export interface BusOptions {
 
 const RECENT_LIMIT = 20_000;
 
+/**
+ * The broker login and TLS files of the config, as MQTT client options: the one place that reads
+ * them (the agent's bus and `p2pev doctor` connect alike). The password comes from the environment.
+ */
+export function mqttCredentials(
+  m: AgentConfig['mqtt'],
+): Pick<IClientOptions, 'username' | 'password' | 'ca' | 'cert' | 'key'> {
+  return {
+    ...(m.username ? { username: m.username } : {}),
+    ...(m.passwordEnv && process.env[m.passwordEnv] ? { password: process.env[m.passwordEnv] } : {}),
+    ...(m.caFile ? { ca: readFileSync(m.caFile) } : {}),
+    ...(m.certFile ? { cert: readFileSync(m.certFile) } : {}),
+    ...(m.keyFile ? { key: readFileSync(m.keyFile) } : {}),
+  };
+}
+
 export class Bus {
   private client?: MqttClient;
   private readonly recent = new Set<string>();
@@ -82,11 +98,7 @@ export class Bus {
       // mqtt-packet would otherwise build a cache of 65,536 two-byte Buffers (one per packet id)
       // at the first publish: ~6 MB of heap for good, for a device that sends a message a second.
       writeCache: false,
-      ...(m.username ? { username: m.username } : {}),
-      ...(m.passwordEnv && process.env[m.passwordEnv] ? { password: process.env[m.passwordEnv] } : {}),
-      ...(m.caFile ? { ca: readFileSync(m.caFile) } : {}),
-      ...(m.certFile ? { cert: readFileSync(m.certFile) } : {}),
-      ...(m.keyFile ? { key: readFileSync(m.keyFile) } : {}),
+      ...mqttCredentials(m),
     };
     const client = mqtt.connect(m.url, options);
     this.client = client;

@@ -100,11 +100,8 @@ export function parseConfig(raw: unknown, baseDir: string, source = 'config'): A
   for (const k of ['caFile', 'certFile', 'keyFile'] as const)
     if (cfg.mqtt[k]) cfg.mqtt[k] = abs(cfg.mqtt[k]!);
   if (cfg.server) cfg.server = cfg.server.toLowerCase();
-  if (cfg.meter) {
-    cfg.meter.unitId ??= 1;
-    cfg.meter.pollMs ??= 1000;
-    cfg.meter.charger ??= 'none';
-  }
+  // meter.unitId, meter.pollMs and meter.charger have their defaults in the schema (ajv's
+  // useDefaults fills them in above): one place for each.
   return cfg;
 }
 

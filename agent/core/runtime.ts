@@ -10,6 +10,7 @@ import { Bus, type Incoming } from './bus.js';
 import { Chain } from './chain.js';
 import type { AgentConfig } from './config.js';
 import { Journal } from './journal.js';
+import { toHttpJson } from './json.js';
 import { type DeviceKey, openKeystore, readPassword } from './keys.js';
 import { createLogger, type Logger } from './log.js';
 import { Metering } from './metering.js';
@@ -30,6 +31,9 @@ export interface Role {
   /** Finishes work in flight before the agent closes (optional). */
   stop?(): Promise<void>;
 }
+
+/** How often the edge (no meter) looks at its batches, holds and timeouts. */
+const EDGE_TICK_MS = 500;
 
 export interface AgentOptions {
   /** The keystore password; read from the config's env variable or file when omitted. */
@@ -104,8 +108,10 @@ export class Agent {
     await agent.role.resume();
     await agent.serve();
     agent.ops = await Ops.start(agent);
-    const pollMs = cfg.meter?.pollMs ?? 500;
-    agent.timer = setInterval(() => void agent.tick(), Math.min(pollMs, 1000));
+    // A meter is polled at its pollMs (the schema's default), at least once a second; the edge
+    // has no meter and ticks for its batches and timeouts.
+    const tickMs = cfg.meter ? Math.min(cfg.meter.pollMs, 1000) : EDGE_TICK_MS;
+    agent.timer = setInterval(() => void agent.tick(), tickMs);
     log.info({ control: agent.controlPort, metrics: agent.metricsPort }, 'agent running');
     return agent;
   }
@@ -279,9 +285,7 @@ export class Agent {
               res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
               return;
             }
-            res
-              .writeHead(200, { 'content-type': 'application/json' })
-              .end(JSON.stringify(out, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)));
+            res.writeHead(200, { 'content-type': 'application/json' }).end(toHttpJson(out));
           } catch (err) {
             res
               .writeHead(400, { 'content-type': 'application/json' })

@@ -4,7 +4,7 @@
  * crash the agent resumes each open session from its record.
  */
 import { SESSION_END, type Terms } from '../../protocol/index.js';
-import { big } from './journal.js';
+import { big } from './json.js';
 
 export type EvState =
   | 'searching'

@@ -16,6 +16,7 @@ import { connectRpc } from '../../contracts/rpc.js';
 import { openMeter, resolveProfile } from '../../drivers/index.js';
 import { type AgentConfig, loadConfig } from '../core/config.js';
 import { openKeystore, readPassword } from '../core/keys.js';
+import { mqttCredentials } from '../core/bus.js';
 import { fetchStatus } from './status.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
@@ -229,11 +230,7 @@ async function checkBroker(cfg: AgentConfig, timeoutMs: number): Promise<Check> 
         clean: true,
         reconnectPeriod: 0,
         connectTimeout: timeoutMs,
-        ...(m.username ? { username: m.username } : {}),
-        ...(m.passwordEnv && process.env[m.passwordEnv] ? { password: process.env[m.passwordEnv] } : {}),
-        ...(m.caFile ? { ca: readFileSync(m.caFile) } : {}),
-        ...(m.certFile ? { cert: readFileSync(m.certFile) } : {}),
-        ...(m.keyFile ? { key: readFileSync(m.keyFile) } : {}),
+        ...mqttCredentials(m),
       }),
       timeoutMs,
       `broker ${m.url}`,

@@ -20,7 +20,7 @@ import {
 import type { Incoming } from '../core/bus.js';
 import { isNetworkError } from '../core/chain.js';
 import { crashPoint } from '../core/crash.js';
-import { big } from '../core/journal.js';
+import { big } from '../core/json.js';
 import type { Agent, Role } from '../core/runtime.js';
 import { parseTerms, type TermsJson, termsFromJson, nonceOf } from '../core/session.js';
 import { type RankedStation, rankStations, type Station, StationDirectory } from '../core/stations.js';

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { ChainSessionState, revertName } from '../../contracts/client.js';
 import { computeTxId, PAYMENT_STATUS, REQUEST_STATUS } from '../../protocol/index.js';
 import type { Incoming } from '../core/bus.js';
-import { big } from '../core/journal.js';
+import { big } from '../core/json.js';
 import type { Agent, Role } from '../core/runtime.js';
 import { END, parseTerms, type SessionRecord, termsFromJson } from '../core/session.js';
 import { rankStations, StationDirectory } from '../core/stations.js';

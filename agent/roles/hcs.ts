@@ -15,7 +15,7 @@ import {
   REQUEST_STATUS,
 } from '../../protocol/index.js';
 import type { Incoming } from '../core/bus.js';
-import { big } from '../core/journal.js';
+import { big } from '../core/json.js';
 import type { Agent, Role } from '../core/runtime.js';
 import { END, type SessionRecord, type TermsJson, termsFromJson, nonceOf } from '../core/session.js';
 import { beginCharging, endCharging, pollCharging, resumeCharging, resumeReport } from './charging.js';

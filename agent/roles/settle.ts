@@ -4,7 +4,7 @@
  * `settleDisputed` by the documented tolerance rule and reads the answer.
  */
 import { revertName, ChainSessionState } from '../../contracts/client.js';
-import { big } from '../core/journal.js';
+import { big } from '../core/json.js';
 import type { Agent } from '../core/runtime.js';
 import { type SessionRecord, termsFromJson } from '../core/session.js';
 import { reportEnergyWh } from '../../protocol/index.js';
