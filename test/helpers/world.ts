@@ -34,11 +34,14 @@ export async function smallWorld(opts: Partial<WorldOptions> & { edge: boolean }
   });
 }
 
+/** Starts the device's agent in this process; its control port is whatever the OS gave it (port 0). */
 export async function startAgent(d: Device, level = process.env.P2PEV_TEST_LOG ?? 'warn'): Promise<Agent> {
-  return Agent.start(loadConfig(d.configPath), {
+  const agent = await Agent.start(loadConfig(d.configPath), {
     password: SIM_PASSWORD,
     log: createLogger({ level, name: d.name, pretty: false }),
   });
+  if (agent.controlPort !== undefined) d.controlPort = agent.controlPort;
+  return agent;
 }
 
 export async function waitFor<T>(
