@@ -6,9 +6,10 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { MessageInput } from '../../protocol/index.js';
-import { Bus, type Incoming } from './bus.js';
+import { Bus } from './bus.js';
 import { Chain } from './chain.js';
 import type { AgentConfig } from './config.js';
+import type { RoleContext, RoleHandler } from './context.js';
 import { Journal } from './journal.js';
 import { toHttpJson } from './json.js';
 import { type DeviceKey, openKeystore, readPassword } from './keys.js';
@@ -18,19 +19,6 @@ import { createMetrics, type Metrics, serveMetrics } from './metrics.js';
 import { Ops } from '../ops/telemetry.js';
 import { canMove, OPEN_STATES, type SessionRecord, type SessionState } from './session.js';
 import { type AgentWeb, agentWeb, serveWeb } from '../web/agent.js';
-
-export interface Role {
-  /** Picks up the sessions found in the journal (after a restart). */
-  resume(): Promise<void>;
-  onMessage(incoming: Incoming): Promise<void>;
-  /** Called every poll period: meter reads, timeouts, batches. */
-  tick(): Promise<void>;
-  /** Local control (`POST /<action>` on the control port). */
-  control(action: string, body: Record<string, unknown>): Promise<unknown>;
-  status(): Record<string, unknown>;
-  /** Finishes work in flight before the agent closes (optional). */
-  stop?(): Promise<void>;
-}
 
 /** How often the edge (no meter) looks at its batches, holds and timeouts. */
 const EDGE_TICK_MS = 500;
@@ -49,7 +37,7 @@ export class Agent {
   chain!: Chain;
   bus!: Bus;
   metering?: Metering;
-  role!: Role;
+  role!: RoleHandler;
   private timer?: NodeJS.Timeout;
   private ticking = false;
   private servers: Server[] = [];
@@ -116,15 +104,33 @@ export class Agent {
     return agent;
   }
 
-  private async createRole(): Promise<Role> {
-    switch (this.cfg.role) {
-      case 'ev':
-        return new (await import('../roles/ev.js')).EvRole(this);
-      case 'hcs':
-        return new (await import('../roles/hcs.js')).HcsRole(this);
-      case 'edge':
-        return new (await import('../roles/edge.js')).EdgeRole(this);
-    }
+  private async createRole(): Promise<RoleHandler> {
+    const ctx = this.roleContext();
+    if (this.cfg.role === 'edge') return new (await import('../roles/edge.js')).EdgeRole(ctx);
+    const metering = this.metering;
+    if (!metering) throw new Error(`a ${this.cfg.role} agent needs a meter (the config's meter section)`);
+    return this.cfg.role === 'ev'
+      ? new (await import('../roles/ev.js')).EvRole({ ...ctx, metering })
+      : new (await import('../roles/hcs.js')).HcsRole({ ...ctx, metering });
+  }
+
+  /** What the role may use of this agent (agent/core/context.ts); chain and bus are connected by now. */
+  private roleContext(): RoleContext {
+    return {
+      cfg: this.cfg,
+      address: this.address,
+      log: this.log,
+      metrics: this.metrics,
+      journal: this.journal,
+      chain: this.chain,
+      bus: this.bus,
+      sessions: this.sessions,
+      openSessions: () => this.openSessions(),
+      save: (s) => this.save(s),
+      move: (s, to, patch) => this.move(s, to, patch),
+      prune: (keep) => this.prune(keep),
+      send: (to, msg) => this.send(to, msg),
+    };
   }
 
   private lock: Promise<unknown> = Promise.resolve();

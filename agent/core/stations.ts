@@ -67,7 +67,7 @@ export class StationDirectory {
   private refreshing: Promise<Station[]> | undefined;
 
   constructor(
-    private readonly chain: Chain,
+    private readonly chain: Pick<Chain, 'retry' | 'client' | 'deployment'>,
     private readonly ttlMs = 3000,
   ) {}
 

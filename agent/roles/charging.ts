@@ -5,7 +5,7 @@
  * sent; a resumed session sends it again.
  */
 import { crashPoint } from '../core/crash.js';
-import type { Agent } from '../core/runtime.js';
+import type { MeteredContext } from '../core/context.js';
 import { END, type SessionRecord } from '../core/session.js';
 
 /** The EV plugs into the session's station; the station plugs into nothing. */
@@ -15,21 +15,21 @@ const plugOf = (s: SessionRecord) => (s.role === 'ev' ? s.hcs : undefined);
 const METER_FAULT_AFTER = 3;
 
 /** After a restart: a charge in progress goes on (the meter kept counting); switch the charger back on. */
-export async function resumeCharging(agent: Agent, s: SessionRecord, kw: number): Promise<void> {
+export async function resumeCharging(agent: MeteredContext, s: SessionRecord, kw: number): Promise<void> {
   agent.log.info({ id: s.id, txid: s.txid, startWh: s.startWh }, 'resuming a charge after restart');
   s.lastProgressAt = Date.now();
-  await agent
-    .metering!.setCharging(true, kw, plugOf(s))
+  await agent.metering
+    .setCharging(true, kw, plugOf(s))
     .catch((err) => agent.log.warn({ err: (err as Error).message }, 'charger switch-on failed'));
 }
 
 /** After a restart: send the end of the charge and our signed report again (receivers ignore repeats). */
-export async function resumeReport(agent: Agent, s: SessionRecord): Promise<void> {
+export async function resumeReport(agent: MeteredContext, s: SessionRecord): Promise<void> {
   if (s.myReport) await announceEnd(agent, s, s.endedByPeer ?? true);
 }
 
-export async function beginCharging(agent: Agent, s: SessionRecord, kw: number): Promise<void> {
-  const startWh = await agent.metering!.energyWh();
+export async function beginCharging(agent: MeteredContext, s: SessionRecord, kw: number): Promise<void> {
+  const startWh = await agent.metering.energyWh();
   agent.move(s, 'charging', {
     startWh,
     lastWh: startWh,
@@ -38,7 +38,7 @@ export async function beginCharging(agent: Agent, s: SessionRecord, kw: number):
     deadline: 0,
   });
   crashPoint('after-mutual', agent.cfg.dataDir);
-  await agent.metering!.setCharging(true, kw, plugOf(s));
+  await agent.metering.setCharging(true, kw, plugOf(s));
 }
 
 /**
@@ -46,17 +46,17 @@ export async function beginCharging(agent: Agent, s: SessionRecord, kw: number):
  * (`limitWh` reached, the meter failing, no progress for too long), else undefined.
  */
 export async function pollCharging(
-  agent: Agent,
+  agent: MeteredContext,
   s: SessionRecord,
   limitWh: number,
   limitStatus: number,
 ): Promise<number | undefined> {
   let wh: number;
   try {
-    wh = await agent.metering!.energyWh();
+    wh = await agent.metering.energyWh();
   } catch (err) {
     agent.log.warn({ id: s.id, err: (err as Error).message }, 'meter read failed while charging');
-    return agent.metering!.consecutiveErrors >= METER_FAULT_AFTER ? END.meterFault : undefined;
+    return agent.metering.consecutiveErrors >= METER_FAULT_AFTER ? END.meterFault : undefined;
   }
   crashPoint('charging', agent.cfg.dataDir);
   if (wh > (s.lastWh ?? 0)) {
@@ -73,17 +73,17 @@ export async function pollCharging(
  * the peer ended it (its completion/termination arrived), so we do not announce the end again.
  */
 export async function endCharging(
-  agent: Agent,
+  agent: MeteredContext,
   s: SessionRecord,
   status: number,
   fromPeer: boolean,
 ): Promise<void> {
-  await agent
-    .metering!.setCharging(false)
+  await agent.metering
+    .setCharging(false)
     .catch((err) => agent.log.warn({ err: (err as Error).message }, 'charger switch-off failed'));
   let endWh = s.lastWh ?? s.startWh!;
   try {
-    endWh = Math.max(endWh, await agent.metering!.energyWh());
+    endWh = Math.max(endWh, await agent.metering.energyWh());
   } catch {
     // The meter is gone: bill what was last read, never an invented reading.
   }
@@ -98,8 +98,8 @@ export async function endCharging(
     txid: s.txid!,
     energyWh,
     optional: {
-      m: agent.metering!.serial,
-      p: agent.metering!.profile,
+      m: agent.metering.serial,
+      p: agent.metering.profile,
       s: s.startWh!,
       e: endWh,
       t0: s.t0!,
@@ -121,7 +121,7 @@ export async function endCharging(
 }
 
 /** Sends the end of the charge (unless the peer ended it) and our report, to the peer and the server. */
-export async function announceEnd(agent: Agent, s: SessionRecord, fromPeer: boolean): Promise<void> {
+export async function announceEnd(agent: MeteredContext, s: SessionRecord, fromPeer: boolean): Promise<void> {
   const peer = s.role === 'ev' ? s.hcs! : s.ev;
   const to = [peer, ...(s.server && s.server !== peer ? [s.server] : [])];
   if (!fromPeer) {

@@ -21,7 +21,7 @@ import type { Incoming } from '../core/bus.js';
 import { isNetworkError } from '../core/chain.js';
 import { crashPoint } from '../core/crash.js';
 import { big } from '../core/json.js';
-import type { Agent, Role } from '../core/runtime.js';
+import type { RoleContext, RoleHandler } from '../core/context.js';
 import { parseTerms, type TermsJson, termsFromJson, nonceOf } from '../core/session.js';
 import { type RankedStation, rankStations, type Station, StationDirectory } from '../core/stations.js';
 import { withinToleranceOf } from './settle.js';
@@ -62,7 +62,7 @@ const HOLD_MS = 5000;
 /** A bill whose reports never both came is given up this long after its settlement window. */
 const COLLECT_GRACE_S = 60;
 
-export class EdgeRole implements Role {
+export class EdgeRole implements RoleHandler {
   private readonly stations: StationDirectory;
   private readonly bills = new Map<string, Bill>();
   /** Stations held for the EV they were just suggested to, until a time (ms). */
@@ -73,7 +73,7 @@ export class EdgeRole implements Role {
   private inFlight: Promise<void> | undefined;
   readonly figures = { batches: 0, settled: 0, failed: 0, gasUsed: 0n };
 
-  constructor(private readonly agent: Agent) {
+  constructor(private readonly agent: RoleContext) {
     // Registrations and ratings change slowly; busy stations are filtered per search below.
     this.stations = new StationDirectory(agent.chain, 15_000);
     for (const [, b] of agent.journal.list<Bill>('b:')) this.bills.set(b.txid, b);
@@ -475,6 +475,14 @@ export class EdgeRole implements Role {
   status(): Record<string, unknown> {
     const by: Record<string, number> = {};
     for (const b of this.bills.values()) by[b.state] = (by[b.state] ?? 0) + 1;
-    return { edge: { bills: by, ...this.figures, gasUsed: this.figures.gasUsed.toString() } };
+    return {
+      edge: {
+        bills: by,
+        // Searches kept until a station frees (every one near them was taken).
+        waiting: this.waiting.size,
+        ...this.figures,
+        gasUsed: this.figures.gasUsed.toString(),
+      },
+    };
   }
 }

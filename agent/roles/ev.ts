@@ -9,7 +9,7 @@ import { ChainSessionState, revertName } from '../../contracts/client.js';
 import { computeTxId, PAYMENT_STATUS, REQUEST_STATUS } from '../../protocol/index.js';
 import type { Incoming } from '../core/bus.js';
 import { big } from '../core/json.js';
-import type { Agent, Role } from '../core/runtime.js';
+import type { MeteredContext, RoleHandler } from '../core/context.js';
 import { END, parseTerms, type SessionRecord, termsFromJson } from '../core/session.js';
 import { rankStations, StationDirectory } from '../core/stations.js';
 import { beginCharging, endCharging, pollCharging, resumeCharging, resumeReport } from './charging.js';
@@ -21,11 +21,11 @@ const CHAIN_POLL_MS = { direct: 2000, withEdge: 15_000 };
 /** After settleBy, how long to wait for a settlement already on its way to a block. */
 const SETTLE_GRACE_S = 15;
 
-export class EvRole implements Role {
+export class EvRole implements RoleHandler {
   private readonly stations: StationDirectory;
   private lastChainPoll = Number.NEGATIVE_INFINITY; // monotonic (performance.now)
 
-  constructor(private readonly agent: Agent) {
+  constructor(private readonly agent: MeteredContext) {
     this.stations = new StationDirectory(agent.chain);
   }
 

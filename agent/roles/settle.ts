@@ -5,7 +5,7 @@
  */
 import { revertName, ChainSessionState } from '../../contracts/client.js';
 import { big } from '../core/json.js';
-import type { Agent } from '../core/runtime.js';
+import type { RoleContext } from '../core/context.js';
 import { type SessionRecord, termsFromJson } from '../core/session.js';
 import { reportEnergyWh } from '../../protocol/index.js';
 
@@ -32,7 +32,7 @@ export interface SettleResult {
   error?: string;
 }
 
-export async function settleDirectly(agent: Agent, s: SessionRecord): Promise<SettleResult> {
+export async function settleDirectly(agent: RoleContext, s: SessionRecord): Promise<SettleResult> {
   const terms = termsFromJson(s.ev, s.hcs!, s.terms!);
   const evReport = `0x${s.role === 'ev' ? s.myReport : s.peerReport}`;
   const hcsReport = `0x${s.role === 'hcs' ? s.myReport : s.peerReport}`;
