@@ -7,7 +7,8 @@
  * offline. Payloads are the raw envelopes: packed message ‖ 65-byte signature.
  *
  * A message is accepted only if it decodes, its signature recovers to a sender the message names,
- * the signer is a verified member (or our server), and it was not seen before. Anything else is
+ * its optional data holds what protocol/peerdata.ts says, the signer is a verified member (or our
+ * server), and it was not seen before. Anything else is
  * dropped with one log line and a counter, and changes no state.
  */
 import { readFileSync } from 'node:fs';
@@ -20,6 +21,7 @@ import {
   type Message,
   type MessageInput,
   openEnvelope,
+  optionalProblem,
   signEnvelope,
   signerMayHaveSent,
 } from '../../protocol/index.js';
@@ -28,7 +30,14 @@ import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { Backoff } from '../../drivers/index.js';
 
-export type DropReason = 'decode' | 'signature' | 'sender-mismatch' | 'not-member' | 'replay' | 'not-for-us';
+export type DropReason =
+  | 'decode'
+  | 'signature'
+  | 'sender-mismatch'
+  | 'optional'
+  | 'not-member'
+  | 'replay'
+  | 'not-for-us';
 
 export interface Incoming {
   msg: Message;
@@ -202,6 +211,11 @@ export class Bus {
     }
     if (!signerMayHaveSent(msg, signer, this.opts.server)) {
       this.drop('sender-mismatch', { type: msg.type, signer });
+      return;
+    }
+    const badOptional = optionalProblem(msg);
+    if (badOptional) {
+      this.drop('optional', { type: msg.type, signer, problem: badOptional });
       return;
     }
     const key = Buffer.from(envelope.subarray(envelope.length - 65)).toString('base64');

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { ChainSessionState, revertName } from '../../contracts/client.js';
-import { computeTxId, PAYMENT_STATUS, REQUEST_STATUS } from '../../protocol/index.js';
+import { computeTxId, optionalOf, PAYMENT_STATUS, REQUEST_STATUS } from '../../protocol/index.js';
 import type { Incoming } from '../core/bus.js';
 import { big } from '../core/json.js';
 import type { MeteredContext, RoleHandler } from '../core/context.js';
@@ -74,7 +74,7 @@ export class EvRole implements RoleHandler {
         if (!s || msg.receiver !== me) return;
         if (msg.status !== REQUEST_STATUS.accept) {
           this.agent.log.info(
-            { hcs: signer, status: msg.status, why: (msg.optional as { why?: string })?.why },
+            { hcs: signer, status: msg.status, why: optionalOf(msg).why },
             'request declined',
           );
           return this.requestNext(s, s.candidates ?? []);
@@ -89,7 +89,7 @@ export class EvRole implements RoleHandler {
           return this.requestNext(s, s.candidates ?? []);
         }
         const txid = computeTxId(termsFromJson(me, signer, terms), this.agent.chain.domain);
-        const kw = Number((msg.optional as { kw?: number }).kw ?? 11);
+        const kw = optionalOf(msg).kw ?? 11;
         this.agent.move(s, 'awaitingMutual', {
           terms,
           txid,

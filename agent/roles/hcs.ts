@@ -11,6 +11,7 @@ import {
   computeTxId,
   type Message,
   type MessageOf,
+  optionalOf,
   PAYMENT_STATUS,
   REQUEST_STATUS,
 } from '../../protocol/index.js';
@@ -102,7 +103,7 @@ export class HcsRole implements RoleHandler {
       this.agent.chain.client.availableDeposit(ev),
     );
     // The cap: what the car asked for (plus a margin), the station's limit, and what the deposit covers.
-    const wanted = Number((msg.optional as { wh?: number } | undefined)?.wh ?? this.station.maxSessionWh);
+    const wanted = optionalOf(msg).wh ?? this.station.maxSessionWh;
     const affordable = price > 0n ? Number((available * 1000n) / price) : this.station.maxSessionWh;
     const maxWh = Math.min(Math.ceil(wanted * 1.2) + 1000, this.station.maxSessionWh, affordable);
     if (maxWh < Math.min(wanted, 1000))
