@@ -9,3 +9,4 @@ export * from './terms.js';
 export * from './senders.js';
 export * from './peerdata.js';
 export * from './report.js';
+export * from './text.js';

@@ -9,6 +9,7 @@ import {
   EIP712_TYPES,
   EncodeError,
   encode,
+  fitUtf8,
   fixedSize,
   fromHex,
   MESSAGE_NAMES,
@@ -313,5 +314,16 @@ describe('charge reports read back from their envelopes', () => {
     expect(() => readReport(sign('completion'))).toThrow(/not a charge report/);
     expect(() => readReport('zz')).toThrow(DecodeError);
     expect(() => readReport(new Uint8Array(65))).toThrow(DecodeError);
+  });
+});
+
+describe('text fitted to UTF-8 bytes', () => {
+  it('cuts at the byte limit, never inside a character', () => {
+    expect(fitUtf8('great station', 10)).toBe('great stat');
+    expect(fitUtf8('äöüäöüäöü', 10)).toBe('äöüäö'); // 2 bytes each
+    expect(fitUtf8('⚡⚡⚡⚡', 10)).toBe('⚡⚡⚡'); // 3 bytes each
+    expect(fitUtf8('🚗🚗🚗', 10)).toBe('🚗🚗'); // 4 bytes each
+    expect(new TextEncoder().encode(fitUtf8('ééééééé', 10)).length).toBe(10);
+    expect(fitUtf8('', 10)).toBe('');
   });
 });

@@ -18,12 +18,13 @@ export type HcsState = 'offered' | 'charging' | 'awaitingSettlement' | 'done' | 
 export type SessionState = EvState | HcsState;
 
 /** Terms as stored in the journal and sent in optional data (decimal strings for the big numbers). */
-export interface TermsJson {
+// A type, not an interface: it goes into optional data (a plain record) as it is.
+export type TermsJson = {
   seq: string;
   price: string;
   maxWh: number;
   settleBy: number;
-}
+};
 
 export interface SessionRecord {
   id: string;

@@ -267,7 +267,7 @@ export class EdgeRole implements RoleHandler {
       ev,
       hcs,
       txid,
-      optional: terms as unknown as Record<string, unknown>,
+      optional: terms,
     } as const;
     await this.agent.send(ev, mutual);
     await this.agent.send(hcs, mutual);

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { ChainSessionState, revertName } from '../../contracts/client.js';
-import { computeTxId, optionalOf, PAYMENT_STATUS, REQUEST_STATUS } from '../../protocol/index.js';
+import { computeTxId, fitUtf8, optionalOf, PAYMENT_STATUS, REQUEST_STATUS } from '../../protocol/index.js';
 import type { Incoming } from '../core/bus.js';
 import { big } from '../core/json.js';
 import type { MeteredContext, RoleHandler } from '../core/context.js';
@@ -20,6 +20,8 @@ const CABLE_EFFICIENCY = 0.99;
 const CHAIN_POLL_MS = { direct: 2000, withEdge: 15_000 };
 /** After settleBy, how long to wait for a settlement already on its way to a block. */
 const SETTLE_GRACE_S = 15;
+/** The rating comment's size on the wire and on chain (bytes10): UTF-8 bytes, not characters. */
+const RATING_COMMENT_BYTES = 10;
 
 export class EvRole implements RoleHandler {
   private readonly stations: StationDirectory;
@@ -264,7 +266,9 @@ export class EvRole implements RoleHandler {
       ev: this.agent.address,
       ...(server ? { server } : {}),
       targetWh,
-      ...(stars ? { rating: { stars, comment: String(body.comment ?? '').slice(0, 10) } } : {}),
+      ...(stars
+        ? { rating: { stars, comment: fitUtf8(String(body.comment ?? ''), RATING_COMMENT_BYTES) } }
+        : {}),
       createdAt: Date.now(),
       updatedAt: Date.now(),
     };

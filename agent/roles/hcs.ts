@@ -152,7 +152,7 @@ export class HcsRole implements RoleHandler {
       ev,
       hcs: this.agent.address,
       txid,
-      optional: terms as unknown as Record<string, unknown>,
+      optional: terms,
     });
     await beginCharging(this.agent, s, this.station.powerKw);
   }
