@@ -33,7 +33,9 @@ async function agreedSession() {
   );
   const mutual = fake.sent.filter((m) => m.msg.type === 'mutual');
   expect(mutual.map((m) => m.to)).toEqual([ev.address, hcs.address]);
-  const txid = (mutual[0]?.msg as { txid: string }).txid;
+  const first = mutual[0]?.msg;
+  if (first?.type !== 'mutual') throw new Error('no mutual agreement sent');
+  const txid = first.txid;
   return { fake, edge, ev, hcs, txid };
 }
 

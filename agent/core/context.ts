@@ -12,7 +12,7 @@ import type { Journal } from './journal.js';
 import type { Logger } from './log.js';
 import type { Metering } from './metering.js';
 import type { Metrics } from './metrics.js';
-import type { SessionRecord, SessionState } from './session.js';
+import type { SessionBase, SessionIn, SessionRecord, SessionState } from './session.js';
 
 /** The chain as a role uses it: calls with retries, one send queue, the contract client. */
 export type ChainPort = Pick<Chain, 'retry' | 'send' | 'domain' | 'deployment' | 'client'>;
@@ -35,8 +35,12 @@ export interface SessionStore {
   openSessions(): SessionRecord[];
   /** Journals the record (synced); call before acting on the new state. */
   save(s: SessionRecord): void;
-  /** Moves a session to `to` if the state table allows it; false (and a log line) if not. */
-  move(s: SessionRecord, to: SessionState, patch?: Partial<SessionRecord>): boolean;
+  /** Moves a session to `to` if the state table allows it: the record, typed by its new state; undefined if not. */
+  move<T extends SessionState>(
+    s: SessionRecord,
+    to: T,
+    patch?: Partial<SessionBase>,
+  ): SessionIn<T> | undefined;
   /** Forgets finished sessions beyond the newest `keep`. */
   prune(keep?: number): void;
 }

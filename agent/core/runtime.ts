@@ -17,7 +17,14 @@ import { createLogger, type Logger } from './log.js';
 import { Metering } from './metering.js';
 import { createMetrics, type Metrics, serveMetrics } from './metrics.js';
 import { Ops } from '../ops/telemetry.js';
-import { canMove, OPEN_STATES, type SessionRecord, type SessionState } from './session.js';
+import {
+  canMove,
+  OPEN_STATES,
+  type SessionBase,
+  type SessionIn,
+  type SessionRecord,
+  type SessionState,
+} from './session.js';
 import { type AgentWeb, agentWeb, serveWeb } from '../web/agent.js';
 
 /** How often the edge (no meter) looks at its batches, holds and timeouts. */
@@ -190,11 +197,18 @@ export class Agent {
     this.updateGauges();
   }
 
-  /** Moves a session to `to` if the state table allows it; returns false (and logs) if not. */
-  move(s: SessionRecord, to: SessionState, patch: Partial<SessionRecord> = {}): boolean {
+  /**
+   * Moves a session to `to` if the state table allows it, and returns it typed by its new state;
+   * undefined (and a log line) if the table does not allow it.
+   */
+  move<T extends SessionState>(
+    s: SessionRecord,
+    to: T,
+    patch: Partial<SessionBase> = {},
+  ): SessionIn<T> | undefined {
     if (!canMove(s, to)) {
       this.log.debug({ id: s.id, from: s.state, to }, 'transition not allowed; ignored');
-      return false;
+      return undefined;
     }
     this.log.info(
       { id: s.id, txid: s.txid, from: s.state, to, ...(patch.error ? { error: patch.error } : {}) },
@@ -202,7 +216,8 @@ export class Agent {
     );
     Object.assign(s, patch, { state: to });
     this.save(s);
-    return true;
+    // The table allowed the move and the patch brought what the new state holds.
+    return s as SessionIn<T>;
   }
 
   /** Forgets finished sessions beyond the newest `keep`, so the journal stays bounded. */

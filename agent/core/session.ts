@@ -26,10 +26,10 @@ export type TermsJson = {
   settleBy: number;
 };
 
-export interface SessionRecord {
+/** What every session record may hold, whatever its state (the journal keeps it as JSON). */
+export interface SessionBase {
   id: string;
   role: 'ev' | 'hcs';
-  state: SessionState;
   /** When the current waiting state times out (ms since epoch); 0 = never. */
   deadline: number;
   ev: string;
@@ -64,8 +64,53 @@ export interface SessionRecord {
   updatedAt: number;
 }
 
-/** Transitions allowed per role: anything else is a bug or a stale message, and is ignored. */
-export const TRANSITIONS: Record<'ev' | 'hcs', Record<string, readonly SessionState[]>> = {
+/** From the offer (station) or the accepted terms (EV) on: the station, the terms, the txid. */
+interface Agreed {
+  hcs: string;
+  terms: TermsJson;
+  txid: string;
+}
+/** From the start of the charge on: the first reading and its time. */
+interface Metered {
+  startWh: number;
+  t0: number;
+}
+/** From the end of the charge on: the last reading, its time, why it ended, our signed report. */
+interface Reported {
+  endWh: number;
+  t1: number;
+  endStatus: number;
+  myReport: string;
+}
+
+/** What each state guarantees beyond the base: required there, so no assertion is needed. */
+interface StateShapes {
+  searching: object;
+  requesting: object;
+  /** Failing can follow any state: it guarantees nothing. */
+  failed: object;
+  awaitingMutual: Agreed;
+  offered: Agreed;
+  charging: Agreed & Metered;
+  awaitingSettlement: Agreed & Metered & Reported;
+  done: Agreed & Metered & Reported;
+}
+
+/**
+ * A session record, its type keyed on `state`: `s.state === 'charging'` gives the terms and the
+ * start reading without assertions.
+ */
+export type SessionRecord = {
+  [K in SessionState]: SessionBase & StateShapes[K] & { state: K };
+}[SessionState];
+
+/** The record in one of the states `S`. */
+export type SessionIn<S extends SessionState> = Extract<SessionRecord, { state: S }>;
+
+/** Each role's table, checked by the compiler: only that role's states, in and out. */
+type Table<S extends string> = { readonly [From in S]?: readonly S[] };
+
+export const TRANSITIONS: { ev: Table<EvState>; hcs: Table<HcsState> } = {
   ev: {
     searching: ['requesting', 'failed'],
     requesting: ['requesting', 'awaitingMutual', 'failed'],
@@ -81,7 +126,8 @@ export const TRANSITIONS: Record<'ev' | 'hcs', Record<string, readonly SessionSt
 };
 
 export function canMove(s: SessionRecord, to: SessionState): boolean {
-  return TRANSITIONS[s.role][s.state]?.includes(to) ?? false;
+  const table: Table<SessionState> = TRANSITIONS[s.role];
+  return table[s.state]?.includes(to) ?? false;
 }
 
 export const OPEN_STATES: readonly SessionState[] = [
@@ -128,4 +174,9 @@ export const END_NAMES = Object.fromEntries(Object.entries(SESSION_END).map(([k,
 export function nonceOf(optional: Record<string, unknown> | undefined): { optional?: { n: string } } {
   const n = optional?.n;
   return typeof n === 'string' && n.length <= 32 ? { optional: { n } } : {};
+}
+
+/** Whether `s` is in one of `states` (and typed so). */
+export function isIn<S extends SessionState>(s: SessionRecord, ...states: S[]): s is SessionIn<S> {
+  return (states as SessionState[]).includes(s.state);
 }

@@ -6,7 +6,7 @@
  */
 import { crashPoint } from '../core/crash.js';
 import type { MeteredContext } from '../core/context.js';
-import { END, type SessionRecord } from '../core/session.js';
+import { END, type SessionIn, type SessionRecord } from '../core/session.js';
 
 /** The EV plugs into the session's station; the station plugs into nothing. */
 const plugOf = (s: SessionRecord) => (s.role === 'ev' ? s.hcs : undefined);
@@ -15,7 +15,11 @@ const plugOf = (s: SessionRecord) => (s.role === 'ev' ? s.hcs : undefined);
 const METER_FAULT_AFTER = 3;
 
 /** After a restart: a charge in progress goes on (the meter kept counting); switch the charger back on. */
-export async function resumeCharging(agent: MeteredContext, s: SessionRecord, kw: number): Promise<void> {
+export async function resumeCharging(
+  agent: MeteredContext,
+  s: SessionIn<'charging'>,
+  kw: number,
+): Promise<void> {
   agent.log.info({ id: s.id, txid: s.txid, startWh: s.startWh }, 'resuming a charge after restart');
   s.lastProgressAt = Date.now();
   await agent.metering
@@ -24,11 +28,15 @@ export async function resumeCharging(agent: MeteredContext, s: SessionRecord, kw
 }
 
 /** After a restart: send the end of the charge and our signed report again (receivers ignore repeats). */
-export async function resumeReport(agent: MeteredContext, s: SessionRecord): Promise<void> {
-  if (s.myReport) await announceEnd(agent, s, s.endedByPeer ?? true);
+export async function resumeReport(agent: MeteredContext, s: SessionIn<'awaitingSettlement'>): Promise<void> {
+  await announceEnd(agent, s, s.endedByPeer ?? true);
 }
 
-export async function beginCharging(agent: MeteredContext, s: SessionRecord, kw: number): Promise<void> {
+export async function beginCharging(
+  agent: MeteredContext,
+  s: SessionIn<'awaitingMutual' | 'offered'>,
+  kw: number,
+): Promise<void> {
   const startWh = await agent.metering.energyWh();
   agent.move(s, 'charging', {
     startWh,
@@ -47,7 +55,7 @@ export async function beginCharging(agent: MeteredContext, s: SessionRecord, kw:
  */
 export async function pollCharging(
   agent: MeteredContext,
-  s: SessionRecord,
+  s: SessionIn<'charging'>,
   limitWh: number,
   limitStatus: number,
 ): Promise<number | undefined> {
@@ -63,7 +71,7 @@ export async function pollCharging(
     s.lastWh = wh;
     s.lastProgressAt = Date.now();
   }
-  if (wh - s.startWh! >= limitWh) return limitStatus;
+  if (wh - s.startWh >= limitWh) return limitStatus;
   if (Date.now() - (s.lastProgressAt ?? Date.now()) > agent.cfg.timeouts.chargeIdleMs) return END.timeout;
   return undefined;
 }
@@ -74,14 +82,14 @@ export async function pollCharging(
  */
 export async function endCharging(
   agent: MeteredContext,
-  s: SessionRecord,
+  s: SessionIn<'charging'>,
   status: number,
   fromPeer: boolean,
 ): Promise<void> {
   await agent.metering
     .setCharging(false)
     .catch((err) => agent.log.warn({ err: (err as Error).message }, 'charger switch-off failed'));
-  let endWh = s.lastWh ?? s.startWh!;
+  let endWh = s.lastWh ?? s.startWh;
   try {
     endWh = Math.max(endWh, await agent.metering.energyWh());
   } catch {
@@ -89,25 +97,25 @@ export async function endCharging(
   }
   // Never more than the agreed cap: the contract refuses it, and the EV never agreed to pay it.
   // The raw readings stay in the report's optional data for audit.
-  const energyWh = BigInt(Math.min(Math.max(0, endWh - s.startWh!), s.terms!.maxWh));
+  const energyWh = BigInt(Math.min(Math.max(0, endWh - s.startWh), s.terms.maxWh));
   const isEv = s.role === 'ev';
   const report = await agent.bus.sign({
     type: isEv ? 'chargeReceived' : 'chargeProvided',
     ev: s.ev,
-    hcs: s.hcs!,
-    txid: s.txid!,
+    hcs: s.hcs,
+    txid: s.txid,
     energyWh,
     optional: {
       m: agent.metering.serial,
       p: agent.metering.profile,
-      s: s.startWh!,
+      s: s.startWh,
       e: endWh,
-      t0: s.t0!,
+      t0: s.t0,
       t1: Math.floor(Date.now() / 1000),
       st: status,
     },
   });
-  agent.move(s, 'awaitingSettlement', {
+  const reported = agent.move(s, 'awaitingSettlement', {
     endWh,
     t1: Math.floor(Date.now() / 1000),
     endedAt: Date.now(),
@@ -117,12 +125,16 @@ export async function endCharging(
     deadline: Date.now() + agent.cfg.timeouts.reportMs,
   });
   crashPoint('after-report', agent.cfg.dataDir);
-  await announceEnd(agent, s, fromPeer);
+  if (reported) await announceEnd(agent, reported, fromPeer);
 }
 
 /** Sends the end of the charge (unless the peer ended it) and our report, to the peer and the server. */
-export async function announceEnd(agent: MeteredContext, s: SessionRecord, fromPeer: boolean): Promise<void> {
-  const peer = s.role === 'ev' ? s.hcs! : s.ev;
+export async function announceEnd(
+  agent: MeteredContext,
+  s: SessionIn<'awaitingSettlement'>,
+  fromPeer: boolean,
+): Promise<void> {
+  const peer = s.role === 'ev' ? s.hcs : s.ev;
   const to = [peer, ...(s.server && s.server !== peer ? [s.server] : [])];
   if (!fromPeer) {
     const status = s.endStatus ?? END.completed;
@@ -130,12 +142,12 @@ export async function announceEnd(agent: MeteredContext, s: SessionRecord, fromP
       await agent.send(
         dest,
         status === END.completed
-          ? { type: 'completion', ev: s.ev, hcs: s.hcs!, txid: s.txid! }
-          : { type: 'termination', ev: s.ev, hcs: s.hcs!, txid: s.txid!, status },
+          ? { type: 'completion', ev: s.ev, hcs: s.hcs, txid: s.txid }
+          : { type: 'termination', ev: s.ev, hcs: s.hcs, txid: s.txid, status },
       );
     }
   }
-  const report = Buffer.from(s.myReport!, 'hex');
+  const report = Buffer.from(s.myReport, 'hex');
   for (const dest of to)
     await agent.bus
       .publishEnvelope(dest, report, s.role === 'ev' ? 'chargeReceived' : 'chargeProvided')

@@ -139,7 +139,7 @@ export class EdgeRole implements RoleHandler {
         if (msg.type === 'chargeReceived' && signer === b.ev) b.evReport = hex;
         else if (msg.type === 'chargeProvided' && signer === b.hcs) b.hcsReport = hex;
         else return;
-        if (b.evReport && b.hcsReport) await this.reconcile(b);
+        if (b.evReport && b.hcsReport) await this.reconcile(b, b.evReport, b.hcsReport);
         else this.save(b);
         // The station's report means its charge is over: it is free for a waiting car.
         if (msg.type === 'chargeProvided') await this.serveWaiting();
@@ -274,9 +274,9 @@ export class EdgeRole implements RoleHandler {
   }
 
   /** Both reports are in: decide the bill, tell both parties, and queue it for the chain. */
-  private async reconcile(b: Bill): Promise<void> {
-    const evWh = reportEnergyWh(b.evReport!);
-    const hcsWh = reportEnergyWh(b.hcsReport!);
+  private async reconcile(b: Bill, evReport: string, hcsReport: string): Promise<void> {
+    const evWh = reportEnergyWh(evReport);
+    const hcsWh = reportEnergyWh(hcsReport);
     const agreed = withinToleranceOf(this.agent.chain.deployment, evWh, hcsWh);
     const billed = evWh < hcsWh ? evWh : hcsWh;
     const amount = billWei(billed, big(b.terms.price));
@@ -331,12 +331,13 @@ export class EdgeRole implements RoleHandler {
     await this.inFlight;
   }
 
-  private entries(bills: Bill[]) {
-    return bills.map((b) => ({
+  /** A bill as the contract takes it (a queued bill holds both reports). */
+  private entry(b: Bill) {
+    return {
       terms: termsFromJson(b.ev, b.hcs, b.terms),
       evReport: `0x${b.evReport}`,
       hcsReport: `0x${b.hcsReport}`,
-    }));
+    };
   }
 
   private async submitBatch(bills: Bill[]): Promise<void> {
@@ -344,16 +345,19 @@ export class EdgeRole implements RoleHandler {
     const started = Date.now();
     let pending: PendingBatch;
     try {
-      pending = await this.agent.chain.send('settleBatch', (c) => c.submitSettleBatch(this.entries(bills)));
+      pending = await this.agent.chain.send('settleBatch', (c) =>
+        c.submitSettleBatch(bills.map((b) => this.entry(b))),
+      );
     } catch (err) {
       this.agent.log.error(
         { err: revertName(err) ?? (err as Error).message, bills: bills.length },
         isNetworkError(err) ? 'chain unreachable; bills wait in the journal' : 'batch refused; queued again',
       );
-      for (const b of bills) this.save({ ...this.bills.get(b.txid)!, state: 'queued', queuedAt: Date.now() });
+      for (const b of bills)
+        this.save({ ...(this.bills.get(b.txid) ?? b), state: 'queued', queuedAt: Date.now() });
       return;
     }
-    for (const b of bills) this.save({ ...this.bills.get(b.txid)!, batchTx: pending.hash });
+    for (const b of bills) this.save({ ...(this.bills.get(b.txid) ?? b), batchTx: pending.hash });
     crashPoint('after-submit', this.agent.cfg.dataDir);
     const { receipt, settledTxids, skipped } = await this.agent.chain.retry('receipt', () =>
       pending.result(),
@@ -377,10 +381,10 @@ export class EdgeRole implements RoleHandler {
 
   private async submitDisputed(b: Bill): Promise<void> {
     this.save({ ...b, state: 'submitted', submittedAt: Date.now() });
-    const [e] = this.entries([b]);
+    const e = this.entry(b);
     try {
       const receipt = await this.agent.chain.send('settleDisputed', (c) =>
-        c.settleDisputed(e!.terms, e!.evReport, e!.hcsReport),
+        c.settleDisputed(e.terms, e.evReport, e.hcsReport),
       );
       await this.finish(b, 'settled', receipt.hash);
     } catch (err) {

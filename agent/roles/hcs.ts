@@ -19,7 +19,15 @@ import type { Incoming } from '../core/bus.js';
 import { big } from '../core/json.js';
 import type { AgentConfig } from '../core/config.js';
 import type { MeteredContext, RoleHandler } from '../core/context.js';
-import { END, type SessionRecord, type TermsJson, termsFromJson, nonceOf } from '../core/session.js';
+import {
+  END,
+  isIn,
+  nonceOf,
+  type SessionIn,
+  type SessionRecord,
+  type TermsJson,
+  termsFromJson,
+} from '../core/session.js';
 import { beginCharging, endCharging, pollCharging, resumeCharging, resumeReport } from './charging.js';
 import { settleDirectly } from './settle.js';
 
@@ -197,8 +205,8 @@ export class HcsRole implements RoleHandler {
     }
   }
 
-  private async settle(s: SessionRecord): Promise<void> {
-    if (!s.myReport || !s.peerReport) return;
+  private async settle(s: SessionIn<'awaitingSettlement'>): Promise<void> {
+    if (!s.peerReport) return;
     const result = await settleDirectly(this.agent, s);
     if (result.done) {
       this.agent.move(s, 'done', { deadline: 0, ...(result.txHash ? { settledTxHash: result.txHash } : {}) });
@@ -214,7 +222,7 @@ export class HcsRole implements RoleHandler {
       if (s.state === 'offered' && s.deadline && now > s.deadline) {
         this.agent.move(s, 'failed', { error: 'no mutual agreement in time', deadline: 0 });
       } else if (s.state === 'charging') {
-        const end = await pollCharging(this.agent, s, s.terms!.maxWh, END.stoppedByHcs);
+        const end = await pollCharging(this.agent, s, s.terms.maxWh, END.stoppedByHcs);
         if (end !== undefined) await endCharging(this.agent, s, end, false);
       } else if (s.state === 'awaitingSettlement') {
         await this.checkSettlement(s, now);
@@ -223,17 +231,17 @@ export class HcsRole implements RoleHandler {
   }
 
   /** Without an edge, settle as soon as both reports are here; with one, only as a fallback. */
-  private async checkSettlement(s: SessionRecord, now: number): Promise<void> {
+  private async checkSettlement(s: SessionIn<'awaitingSettlement'>, now: number): Promise<void> {
     const fallbackAt = s.updatedAt + this.agent.cfg.timeouts.settleFallbackMs;
     if (s.server && now < fallbackAt) return;
     if (s.peerReport) return this.settle(s);
     if (now > s.deadline) {
       const state = await this.agent.chain.retry('sessionState', () =>
-        this.agent.chain.client.sessionState(this.agent.address, big(s.terms!.seq)),
+        this.agent.chain.client.sessionState(this.agent.address, big(s.terms.seq)),
       );
       if (state === ChainSessionState.Settled || state === ChainSessionState.Rated)
         this.agent.move(s, 'done', { deadline: 0 });
-      else if (now / 1000 > s.terms!.settleBy)
+      else if (now / 1000 > s.terms.settleBy)
         this.agent.move(s, 'failed', {
           error: 'no report from the EV within the settlement window',
           deadline: 0,
@@ -243,7 +251,7 @@ export class HcsRole implements RoleHandler {
 
   async control(action: string): Promise<unknown> {
     if (action === 'stop') {
-      const s = this.agent.openSessions().find((x) => x.state === 'charging');
+      const s = this.agent.openSessions().find((x): x is SessionIn<'charging'> => isIn(x, 'charging'));
       if (!s) throw new Error('no charge in progress');
       await endCharging(this.agent, s, END.stoppedByHcs, false);
       return { id: s.id, state: s.state };

@@ -6,7 +6,7 @@
 import { revertName, ChainSessionState } from '../../contracts/client.js';
 import { big } from '../core/json.js';
 import type { RoleContext } from '../core/context.js';
-import { type SessionRecord, termsFromJson } from '../core/session.js';
+import { type SessionIn, termsFromJson } from '../core/session.js';
 import { reportEnergyWh } from '../../protocol/index.js';
 
 /** The contract's rule (docs/CONTRACT.md): |eEV − eHCS| ≤ max(abs, rel × max(eEV, eHCS)). */
@@ -32,12 +32,15 @@ export interface SettleResult {
   error?: string;
 }
 
-export async function settleDirectly(agent: RoleContext, s: SessionRecord): Promise<SettleResult> {
-  const terms = termsFromJson(s.ev, s.hcs!, s.terms!);
+export async function settleDirectly(
+  agent: RoleContext,
+  s: SessionIn<'awaitingSettlement'>,
+): Promise<SettleResult> {
+  const terms = termsFromJson(s.ev, s.hcs, s.terms);
   const evReport = `0x${s.role === 'ev' ? s.myReport : s.peerReport}`;
   const hcsReport = `0x${s.role === 'hcs' ? s.myReport : s.peerReport}`;
   const chain = agent.chain;
-  const state = await chain.retry('sessionState', () => chain.client.sessionState(s.hcs!, big(s.terms!.seq)));
+  const state = await chain.retry('sessionState', () => chain.client.sessionState(s.hcs, big(s.terms.seq)));
   if (state === ChainSessionState.Settled || state === ChainSessionState.Rated) return { done: true };
   if (state === ChainSessionState.Expired)
     return { done: false, error: 'the session expired on chain before it was settled' };

@@ -14,7 +14,13 @@ import type { Incoming } from '../../agent/core/bus.js';
 import { Journal } from '../../agent/core/journal.js';
 import { createLogger } from '../../agent/core/log.js';
 import { createMetrics } from '../../agent/core/metrics.js';
-import { canMove, OPEN_STATES, type SessionRecord } from '../../agent/core/session.js';
+import {
+  canMove,
+  OPEN_STATES,
+  type SessionIn,
+  type SessionRecord,
+  type SessionState,
+} from '../../agent/core/session.js';
 import type { Deployment } from '../../contracts/deploy.js';
 import {
   addressOf,
@@ -128,11 +134,11 @@ export function fakeContext(
       journal.put(`s:${s.id}`, s);
       sessions.set(s.id, s);
     },
-    move(s, to, patch = {}) {
-      if (!canMove(s, to)) return false;
+    move<T extends SessionState>(s: SessionRecord, to: T, patch = {}) {
+      if (!canMove(s, to)) return undefined;
       Object.assign(s, patch, { state: to });
       this.save(s);
-      return true;
+      return s as SessionIn<T>;
     },
     prune: () => {},
     send: async (to, msg) => {
