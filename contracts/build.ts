@@ -221,7 +221,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   const started = Date.now();
   const { built, hash } = await buildContracts({ force: process.argv.includes('--force') });
   const bindings = writeBindings();
-  const settlement = readArtifact('Settlement')!;
+  const settlement = await loadArtifact('Settlement');
   const size = (settlement.deployedBytecode.length - 2) / 2;
   process.stdout.write(
     `${built ? 'built' : 'up to date'}: ${relative(process.cwd(), BUILD_DIR)} (solc ${SOLC_VERSION}, ` +

@@ -77,11 +77,11 @@ const fmt = (v: number | undefined, digits = 3): string =>
   v === undefined ? '—' : Number.isInteger(v) ? String(v) : v.toFixed(digits);
 
 function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
+  const widths = (rows[0] ?? []).map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
   return rows
     .map((r) =>
       r
-        .map((cell, c) => cell.padEnd(widths[c]!))
+        .map((cell, c) => cell.padEnd(widths[c] ?? 0))
         .join('  ')
         .trimEnd(),
     )
@@ -341,7 +341,8 @@ export function registerDiagCommands(program: Command, io: DiagIo = processIo): 
           m.dump(kind, from, count),
         );
         const rows = words.map((w, i) => {
-          const pair = i + 1 < words.length ? [w, words[i + 1]!] : undefined;
+          const next = words[i + 1];
+          const pair = next !== undefined ? [w, next] : undefined;
           return {
             address: from + i,
             hex: w.toString(16).padStart(4, '0'),

@@ -155,8 +155,8 @@ export class ModbusMeter extends EventEmitter implements Meter {
     const raw = decodeRaw(words, spec);
     let exponent = 0;
     if (spec.exponentAddress !== undefined) {
-      const [e] = await this.readWords(spec.kind, spec.exponentAddress, 1);
-      exponent = decodeRaw([e!], { type: 'int16' });
+      const [e = 0] = await this.readWords(spec.kind, spec.exponentAddress, 1);
+      exponent = decodeRaw([e], { type: 'int16' });
     }
     const value = scaleToBase(raw, spec, exponent);
     if (!Number.isFinite(value)) throw this.implausible(`${where} is ${value}`);

@@ -223,7 +223,8 @@ for (const [name, schema] of Object.entries(MESSAGES as Record<MessageName, Mess
     ...schema.fields.flatMap((f) => (f.kind === 'pad' ? [] : [f.name])),
   ]);
   const sel = schema.select;
-  const presets = sel?.values.length === 1 ? { [sel.field]: sel.values[0]! } : {};
+  const only = sel?.values.length === 1 ? sel.values[0] : undefined;
+  const presets = sel && only !== undefined ? { [sel.field]: only } : {};
   const c: Compiled = { name, code: schema.code, ops: compileFields(schema.fields, '', presets), keys };
   if (schema.select) c.select = schema.select;
   compiled.set(name, c);
@@ -278,13 +279,15 @@ function decodeUnchecked(bytes: Uint8Array): Message {
   const r = new BitReader(bytes);
   const code = r.readSmall(TYPE_BITS, 'type');
   const candidates = byCode[code];
-  if (!candidates) throw new DecodeError(`unknown message type code 0x${code.toString(16)}`, 0, 'type');
+  const first = candidates?.[0];
+  if (!candidates || !first)
+    throw new DecodeError(`unknown message type code 0x${code.toString(16)}`, 0, 'type');
   // `type` first, so it also comes first when the message is printed.
-  const out: Values = { type: candidates[0]!.name };
-  for (const op of candidates[0]!.ops) op.read(r, out);
+  const out: Values = { type: first.name };
+  for (const op of first.ops) op.read(r, out);
   r.padToByte();
   if (candidates.length > 1) {
-    const match = candidates.find((c) => c.select!.values.includes(out[c.select!.field] as number));
+    const match = candidates.find((c) => c.select?.values.includes(out[c.select.field] as number));
     if (!match) throw new DecodeError('no message of this type has these field values', 0, 'type');
     out.type = match.name;
   }

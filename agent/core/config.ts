@@ -97,8 +97,10 @@ export function parseConfig(raw: unknown, baseDir: string, source = 'config'): A
   cfg.keystore.path = abs(cfg.keystore.path);
   if (cfg.keystore.passwordFile) cfg.keystore.passwordFile = abs(cfg.keystore.passwordFile);
   cfg.chain.deploymentFile = abs(cfg.chain.deploymentFile);
-  for (const k of ['caFile', 'certFile', 'keyFile'] as const)
-    if (cfg.mqtt[k]) cfg.mqtt[k] = abs(cfg.mqtt[k]!);
+  for (const k of ['caFile', 'certFile', 'keyFile'] as const) {
+    const path = cfg.mqtt[k];
+    if (path) cfg.mqtt[k] = abs(path);
+  }
   if (cfg.server) cfg.server = cfg.server.toLowerCase();
   // meter.unitId, meter.pollMs and meter.charger have their defaults in the schema (ajv's
   // useDefaults fills them in above): one place for each.

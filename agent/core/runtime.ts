@@ -96,7 +96,10 @@ export class Agent {
       log,
       metrics: agent.metrics,
     });
-    if (cfg.role !== 'edge') agent.metering = await Metering.open(cfg.meter!, agent.metrics, log);
+    if (cfg.role !== 'edge') {
+      if (!cfg.meter) throw new Error(`a ${cfg.role} agent needs the config's meter section`);
+      agent.metering = await Metering.open(cfg.meter, agent.metrics, log);
+    }
     agent.role = await agent.createRole();
     agent.bus.onMessage((m) => agent.exclusive(() => agent.role.onMessage(m)));
     await agent.bus.connect();
@@ -297,6 +300,7 @@ export class Agent {
             let out: unknown;
             if (req.method === 'GET' && req.url === '/status') out = this.status();
             else if (req.method === 'GET' && req.url === '/sessions') out = [...this.sessions.values()];
+            // biome-ignore lint/style/noNonNullAssertion: serve() sets this.web before the server listens
             else if (req.method === 'GET' && (await this.web!.handle(req, res))) return;
             else if (req.method === 'POST' && req.url?.startsWith('/')) {
               const action = req.url.slice(1);

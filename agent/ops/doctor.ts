@@ -160,7 +160,9 @@ export function implausible(
 }
 
 async function checkMeter(cfg: AgentConfig, running: Record<string, unknown> | undefined): Promise<Check> {
-  const m = cfg.meter!;
+  const m = cfg.meter;
+  if (!m)
+    return fail('meter', `a ${cfg.role} needs a meter section in the config`, 'add meter (docs/METERS.md)');
   let maxPowerW = 350_000;
   try {
     maxPowerW = m.plausibility?.maxPowerW ?? resolveProfile(m.profile, m.generic).maxPowerW ?? maxPowerW;
@@ -322,7 +324,7 @@ async function checkChain(cfg: AgentConfig, address: string | undefined): Promis
     else if (info.status === MemberStatus.Verified)
       checks.push(ok('registration', `${address} registered and verified`));
     else {
-      const why =
+      const why: [string, string] =
         info.status === MemberStatus.Pending
           ? [
               "is registered, awaiting the operator's verification",
@@ -332,7 +334,7 @@ async function checkChain(cfg: AgentConfig, address: string | undefined): Promis
               `is ${info.status === MemberStatus.Suspended ? 'suspended' : 'revoked'}`,
               'contact the operator; the agent cannot take part until it is verified again',
             ];
-      checks.push(fail('registration', `${address} ${why[0]}`, why[1]!));
+      checks.push(fail('registration', `${address} ${why[0]}`, why[1]));
     }
     checks.push(
       balance > 0n

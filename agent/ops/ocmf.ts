@@ -173,7 +173,7 @@ function derInteger(bytes: Uint8Array): Uint8Array {
   let i = 0;
   while (i < bytes.length - 1 && bytes[i] === 0) i++;
   const body = bytes.subarray(i);
-  const pad = body[0]! & 0x80 ? 1 : 0;
+  const pad = (body[0] ?? 0) & 0x80 ? 1 : 0;
   const out = new Uint8Array(2 + pad + body.length);
   out[0] = 0x02;
   out[1] = pad + body.length;
@@ -286,7 +286,8 @@ export function exportOcmf(opts: {
       continue;
     }
     const s = sessionFromRecord(r, opts.domain, opts.address);
-    const price = BigInt(r.terms!.price);
+    // sessionFromRecord refused a record without terms.
+    const price = BigInt(r.terms?.price ?? 0);
     let billedWh: bigint | undefined;
     if (r.peerReport) {
       const peer = reportEnergyWh(r.peerReport);
