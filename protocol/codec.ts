@@ -237,7 +237,7 @@ const writer = new BitWriter(256);
 
 /** Packs a message into fresh bytes. Throws EncodeError, naming the field, for anything out of range. */
 export function encode(msg: MessageInput): Uint8Array {
-  const values = msg as unknown as Values;
+  const values: Values = msg;
   const c = compiled.get(values.type as MessageName);
   if (!c) throw new EncodeError(`unknown message type ${JSON.stringify(values.type)}`, 'type');
   for (const key in values) {

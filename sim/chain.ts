@@ -185,7 +185,7 @@ async function launch(requestedPort: number, options: AnvilOptions): Promise<Anv
     hasExited = true;
   });
   // Our end of the watchdog pipe must not keep this process alive.
-  (child.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+  (child.stdin as { unref?: () => void } | null)?.unref?.();
 
   const stop = async (): Promise<void> => {
     if (hasExited) return;

@@ -27,6 +27,7 @@ import {
   type Domain,
   decode,
   encode,
+  type Message,
   type MessageInput,
   SIGNATURE_BYTES,
   signEnvelope,
@@ -57,9 +58,10 @@ export function incoming(from: Party, msg: MessageInput): Incoming {
   };
 }
 
+/** A message a role sent, as its receiver decodes it. */
 export interface Sent {
   to: string;
-  msg: MessageInput;
+  msg: Message;
 }
 
 export interface FakeChainAnswers {
@@ -92,6 +94,9 @@ export function fakeContext(
       keystore: { path: 'key.json', passwordEnv: 'P2PEV_KEY_PASSWORD' },
       chain: { rpcUrl: 'http://127.0.0.1:1', deploymentFile: 'deployment.json' },
       mqtt: { url: 'mqtt://127.0.0.1:1' },
+      ...(role === 'edge'
+        ? {}
+        : { meter: { profile: 'sdm630', transport: { kind: 'tcp', host: 'fake', port: 502 } } }),
       ...extra,
     },
     dir,
@@ -142,8 +147,9 @@ export function fakeContext(
     },
     prune: () => {},
     send: async (to, msg) => {
-      sent.push({ to, msg });
-      return signEnvelope(encode(msg), me.key, DOMAIN);
+      const bytes = encode(msg);
+      sent.push({ to, msg: decode(bytes) });
+      return signEnvelope(bytes, me.key, DOMAIN);
     },
   };
   return { ctx, me, sent, journal, sessions, answers };
