@@ -79,10 +79,11 @@ describe('an agent killed with SIGKILL at each step comes back and finishes exac
         },
         90_000,
       );
-      const c = world.operator.contract;
-      const settledEvents = await c.queryFilter(c.filters.Settled!(evSession.txid), world.deployment.block);
+      const settledEvents = (await world.operator.events('Settled', world.deployment.block)).filter(
+        (e) => e.args.txid === evSession.txid,
+      );
       expect(settledEvents).toHaveLength(1);
-      const billed = (settledEvents[0] as unknown as { args: { energyWh: bigint; amountWei: bigint } }).args;
+      const billed = settledEvents[0]!.args;
       expect(billed.amountWei).toBe(billWei(billed.energyWh, PRICE));
       expect(billed.energyWh).toBeGreaterThanOrEqual(2500n);
       expect((await world.operator.earningsOf(hcs.address)) - earnedBefore).toBe(billed.amountWei);
