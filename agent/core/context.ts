@@ -12,7 +12,7 @@ import type { Journal } from './journal.js';
 import type { Logger } from './log.js';
 import type { Metering } from './metering.js';
 import type { Metrics } from './metrics.js';
-import type { SessionBase, SessionIn, SessionRecord, SessionState } from './session.js';
+import type { MovePatch, NextOf, SessionIn, SessionRecord } from './session.js';
 
 /** The chain as a role uses it: calls with retries, one send queue, the contract client. */
 export type ChainPort = Pick<Chain, 'retry' | 'send' | 'domain' | 'deployment' | 'client'>;
@@ -36,10 +36,10 @@ export interface SessionStore {
   /** Journals the record (synced); call before acting on the new state. */
   save(s: SessionRecord): void;
   /** Moves a session to `to` if the state table allows it: the record, typed by its new state; undefined if not. */
-  move<T extends SessionState>(
-    s: SessionRecord,
+  move<R extends SessionRecord, T extends NextOf<R['state']>>(
+    s: R,
     to: T,
-    patch?: Partial<SessionBase>,
+    patch: MovePatch<R['state'], T>,
   ): SessionIn<T> | undefined;
   /** Forgets finished sessions beyond the newest `keep`. */
   prune(keep?: number): void;

@@ -20,10 +20,10 @@ import { Ops } from '../ops/telemetry.js';
 import {
   canMove,
   OPEN_STATES,
-  type SessionBase,
+  type MovePatch,
+  type NextOf,
   type SessionIn,
   type SessionRecord,
-  type SessionState,
 } from './session.js';
 import { type AgentWeb, agentWeb, serveWeb } from '../web/agent.js';
 
@@ -137,7 +137,7 @@ export class Agent {
       sessions: this.sessions,
       openSessions: () => this.openSessions(),
       save: (s) => this.save(s),
-      move: (s, to, patch) => this.move(s, to, patch),
+      move: this.move.bind(this),
       prune: (keep) => this.prune(keep),
       send: (to, msg) => this.send(to, msg),
     };
@@ -204,10 +204,10 @@ export class Agent {
    * Moves a session to `to` if the state table allows it, and returns it typed by its new state;
    * undefined (and a log line) if the table does not allow it.
    */
-  move<T extends SessionState>(
-    s: SessionRecord,
+  move<R extends SessionRecord, T extends NextOf<R['state']>>(
+    s: R,
     to: T,
-    patch: Partial<SessionBase> = {},
+    patch: MovePatch<R['state'], T>,
   ): SessionIn<T> | undefined {
     if (!canMove(s, to)) {
       this.log.debug({ id: s.id, from: s.state, to }, 'transition not allowed; ignored');

@@ -86,7 +86,8 @@ interface Reported {
 /** What each state guarantees beyond the base: required there, so no assertion is needed. */
 interface StateShapes {
   searching: object;
-  requesting: object;
+  /** The station asked. */
+  requesting: { hcs: string };
   /** Failing can follow any state: it guarantees nothing. */
   failed: object;
   awaitingMutual: Agreed;
@@ -110,7 +111,7 @@ export type SessionIn<S extends SessionState> = Extract<SessionRecord, { state: 
 /** Each role's table, checked by the compiler: only that role's states, in and out. */
 type Table<S extends string> = { readonly [From in S]?: readonly S[] };
 
-export const TRANSITIONS: { ev: Table<EvState>; hcs: Table<HcsState> } = {
+export const TRANSITIONS = {
   ev: {
     searching: ['requesting', 'failed'],
     requesting: ['requesting', 'awaitingMutual', 'failed'],
@@ -123,7 +124,21 @@ export const TRANSITIONS: { ev: Table<EvState>; hcs: Table<HcsState> } = {
     charging: ['awaitingSettlement', 'failed'],
     awaitingSettlement: ['done', 'failed'],
   },
-};
+} as const satisfies { ev: Table<EvState>; hcs: Table<HcsState> };
+
+type EvTable = (typeof TRANSITIONS)['ev'];
+type HcsTable = (typeof TRANSITIONS)['hcs'];
+/** The states the table allows after `S` (in either role's table). */
+export type NextOf<S extends SessionState> =
+  | (S extends keyof EvTable ? EvTable[S][number] : never)
+  | (S extends keyof HcsTable ? HcsTable[S][number] : never);
+
+/**
+ * What a move from `S` to `T` must bring: the fields `T` guarantees that `S` does not already
+ * (entering `charging` needs the start reading, `awaitingSettlement` the end and the report).
+ */
+export type MovePatch<S extends SessionState, T extends SessionState> = Partial<SessionBase> &
+  Pick<StateShapes[T], Exclude<keyof StateShapes[T], keyof StateShapes[S]>>;
 
 export function canMove(s: SessionRecord, to: SessionState): boolean {
   const table: Table<SessionState> = TRANSITIONS[s.role];

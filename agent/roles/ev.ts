@@ -88,7 +88,7 @@ export class EvRole implements RoleHandler {
         return this.requestNext(s, candidates);
       }
       case 'response': {
-        const s = this.find((x) => x.state === 'requesting' && x.hcs === signer);
+        const s = this.findIn('requesting', (x) => x.hcs === signer);
         if (!s || msg.receiver !== me) return;
         if (msg.status !== REQUEST_STATUS.accept) {
           this.agent.log.info(

@@ -19,7 +19,8 @@ import {
   OPEN_STATES,
   type SessionIn,
   type SessionRecord,
-  type SessionState,
+  type MovePatch,
+  type NextOf,
 } from '../../agent/core/session.js';
 import type { Deployment } from '../../contracts/deploy.js';
 import {
@@ -139,7 +140,11 @@ export function fakeContext(
       journal.put(`s:${s.id}`, s);
       sessions.set(s.id, s);
     },
-    move<T extends SessionState>(s: SessionRecord, to: T, patch = {}) {
+    move<R extends SessionRecord, T extends NextOf<R['state']>>(
+      s: R,
+      to: T,
+      patch: MovePatch<R['state'], T>,
+    ) {
       if (!canMove(s, to)) return undefined;
       Object.assign(s, patch, { state: to });
       this.save(s);
