@@ -194,6 +194,8 @@ export async function buildContracts(
  * and the sources' enums, when it differs from what is there.
  */
 function writeBindings(sources = listSources()): boolean {
+  // Only beside the sources: the compiled tree (dist/) runs the bindings, it does not write them.
+  if (!import.meta.url.endsWith('.ts')) return false;
   const settlement = readArtifact('Settlement');
   if (!settlement) return false;
   const text = bindingsText(settlement.abi, sources, SOLC_VERSION);
