@@ -137,7 +137,12 @@ export class Agent {
       sessions: this.sessions,
       openSessions: () => this.openSessions(),
       save: (s) => this.save(s),
-      move: this.move.bind(this),
+      // Through this agent at each call (the scale sim times phases by wrapping agent.move).
+      move: <R extends SessionRecord, T extends NextOf<R['state']>>(
+        s: R,
+        to: T,
+        patch: MovePatch<R['state'], T>,
+      ) => this.move(s, to, patch),
       prune: (keep) => this.prune(keep),
       send: (to, msg) => this.send(to, msg),
     };
