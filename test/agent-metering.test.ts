@@ -3,8 +3,12 @@
  * a swapped meter) are never subtracted. A session's start minus a later reading stays the energy
  * that flowed. In memory: a fake driver, no Modbus.
  */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { AgentConfig } from '../agent/core/config.js';
+import { Journal } from '../agent/core/journal.js';
 import { createLogger } from '../agent/core/log.js';
 import { Metering } from '../agent/core/metering.js';
 import { createMetrics } from '../agent/core/metrics.js';
@@ -13,10 +17,10 @@ import { FakeMeter } from './fakes/meter.js';
 
 const log = createLogger({ level: 'silent', pretty: false });
 
-async function metering(charger: 'none' | 'sim-control' = 'none') {
+async function metering(charger: 'none' | 'sim-control' = 'none', store?: Journal) {
   const meter = new FakeMeter();
   const cfg = { ...meter.config, pollMs: 1000, charger } as NonNullable<AgentConfig['meter']>;
-  return { meter, m: await Metering.over(meter, cfg, createMetrics(false), log) };
+  return { meter, m: await Metering.over(meter, cfg, createMetrics(false), log, store) };
 }
 
 describe('metering across a meter reset or swap', () => {
@@ -41,6 +45,20 @@ describe('metering across a meter reset or swap', () => {
     meter.discontinue(kind, 50_000);
     meter.wh = 50_100;
     expect((await m.energyWh()) - start).toBe(1000);
+  });
+
+  it('keeps the scale across a restart (the offset is journaled)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'p2pev-metering-'));
+    const first = await metering('none', new Journal(dir));
+    first.meter.wh = 10_000;
+    const start = await first.m.energyWh();
+    first.meter.discontinue('reset', 0);
+    first.meter.wh = 200;
+    expect((await first.m.energyWh()) - start).toBe(200);
+    // The agent restarts: a new Metering over the same register, the journal read again.
+    const again = await metering('none', new Journal(dir));
+    again.meter.wh = 300;
+    expect((await again.m.energyWh()) - start).toBe(300);
   });
 
   it('counts failed reads and says so', async () => {

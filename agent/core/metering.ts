@@ -12,8 +12,13 @@
  */
 import { type Discontinuity, type Meter, openMeter, switchSimCharge } from '../../drivers/index.js';
 import type { AgentConfig } from './config.js';
+import type { Journal } from './journal.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
+
+/** Where the offset is kept across restarts (the agent's journal). */
+export type OffsetStore = Pick<Journal, 'get' | 'put'>;
+const OFFSET_KEY = 'meter:offsetWh';
 
 export class Metering {
   serial = 'unknown';
@@ -28,15 +33,19 @@ export class Metering {
     private readonly cfg: NonNullable<AgentConfig['meter']>,
     private readonly metrics: Metrics,
     private readonly log: Logger,
-  ) {}
+    private readonly store?: OffsetStore,
+  ) {
+    this.offsetWh = store?.get<number>(OFFSET_KEY) ?? 0;
+  }
 
   static async open(
     cfg: NonNullable<AgentConfig['meter']>,
     metrics: Metrics,
     log: Logger,
+    store?: OffsetStore,
   ): Promise<Metering> {
     const { pollMs: _p, charger: _c, ...driverConfig } = cfg;
-    return Metering.over(await openMeter(driverConfig), cfg, metrics, log);
+    return Metering.over(await openMeter(driverConfig), cfg, metrics, log, store);
   }
 
   /** The agent's view of a meter already open (tests hand in a fake one). */
@@ -45,8 +54,9 @@ export class Metering {
     cfg: NonNullable<AgentConfig['meter']>,
     metrics: Metrics,
     log: Logger,
+    store?: OffsetStore,
   ): Promise<Metering> {
-    const m = new Metering(meter, cfg, metrics, log);
+    const m = new Metering(meter, cfg, metrics, log, store);
     m.meter.on('reset', (d) => m.discontinuity(d, 'meter energy register went backwards (reset)'));
     m.meter.on('replaced', (d) => m.discontinuity(d, 'meter replaced (new serial)'));
     try {
@@ -60,6 +70,8 @@ export class Metering {
   /** A new epoch: it continues from the last reading of the old one. */
   private discontinuity(d: Discontinuity, what: string): void {
     this.offsetWh += Math.floor(d.previousWh) - Math.floor(d.currentWh);
+    // Journaled: after a restart the readings must stay on the same scale as the open session's.
+    this.store?.put(OFFSET_KEY, this.offsetWh);
     this.log.warn({ d, offsetWh: this.offsetWh }, `${what}; readings continue from the last one before it`);
   }
 

@@ -98,7 +98,7 @@ export class Agent {
     });
     if (cfg.role !== 'edge') {
       if (!cfg.meter) throw new Error(`a ${cfg.role} agent needs the config's meter section`);
-      agent.metering = await Metering.open(cfg.meter, agent.metrics, log);
+      agent.metering = await Metering.open(cfg.meter, agent.metrics, log, agent.journal);
     }
     agent.role = await agent.createRole();
     agent.bus.onMessage((m) => agent.exclusive(() => agent.role.onMessage(m)));
