@@ -161,7 +161,7 @@ export async function chainStatus(opts: StatusCliOptions): Promise<ChainStatus> 
     };
     const counts = { reserved: 0, settled: 0, disputed: 0, released: 0, rated: 0, skipped: 0 };
     const names = ['SessionsReserved', 'SessionsSettled', 'Disputed', 'SessionReleased', 'Rated'];
-    const topics = names.map((name) => c.interface.getEvent(name)!.topicHash);
+    const topics = names.map((name) => c.interface.getEvent(name)?.topicHash ?? name);
     for (let from = d.block; from <= latestBlock; from += LOG_CHUNK_BLOCKS) {
       const to = Math.min(latestBlock, from + LOG_CHUNK_BLOCKS - 1);
       const logs = await provider.getLogs({
@@ -171,9 +171,9 @@ export async function chainStatus(opts: StatusCliOptions): Promise<ChainStatus> 
         topics: [topics],
       });
       for (const log of logs) {
-        const name = names[topics.indexOf(log.topics[0]!)];
-        if (name === 'SessionsReserved' || name === 'SessionsSettled') {
-          const parsed = c.interface.parseLog(log)!;
+        const name = names[topics.indexOf(log.topics[0] ?? '')];
+        const parsed = c.interface.parseLog(log);
+        if (parsed && (name === 'SessionsReserved' || name === 'SessionsSettled')) {
           const results = parseEntryResults(c.interface, parsed.args.results, name === 'SessionsSettled');
           const ok = results.filter((r) => r.reason === '').length;
           if (name === 'SessionsReserved') counts.reserved += ok;

@@ -1,7 +1,19 @@
 /**
  * A thin typed client over ethers.Contract for the agents: one method per contract function,
- * transactions awaited to their receipt, custom errors surfaced by name.
+ * transactions awaited to their receipt, custom errors surfaced by name. Every call's arguments
+ * and results, every event's fields and every enum are typed from the ABI and the Solidity that
+ * contracts/build.ts compiled (contracts/generated/settlement.ts, through abitype): a change to the
+ * contract that the agents do not follow fails `tsc`.
  */
+import type {
+  AbiParameter,
+  AbiParameterToPrimitiveType,
+  AbiParametersToPrimitiveTypes,
+  ExtractAbiEvent,
+  ExtractAbiEventNames,
+  ExtractAbiFunction,
+  ExtractAbiFunctionNames,
+} from 'abitype';
 import {
   type BytesLike,
   concat,
@@ -13,39 +25,85 @@ import {
   hexlify,
   type Interface,
   type InterfaceAbi,
+  type Log,
   type TransactionReceipt,
   toBeHex,
   zeroPadValue,
 } from 'ethers';
 import type { Terms } from '../protocol/terms.js';
 import type { Deployment } from './deploy.js';
+import { type SETTLEMENT_ABI, SOLIDITY_ENUMS } from './generated/settlement.js';
+
+declare module 'abitype' {
+  // How ethers v6 moves ABI values: addresses and bytes as hex strings (bytes in: also Uint8Array),
+  // every integer as a bigint (it accepts numbers going in, and always returns bigints).
+  interface Register {
+    addressType: string;
+    bytesType: { inputs: BytesLike; outputs: string };
+    intType: bigint;
+  }
+}
+
+export type SettlementAbi = typeof SETTLEMENT_ABI;
+type FunctionName = ExtractAbiFunctionNames<SettlementAbi>;
+type ViewName = ExtractAbiFunctionNames<SettlementAbi, 'view' | 'pure'>;
+type SendName = ExtractAbiFunctionNames<SettlementAbi, 'nonpayable' | 'payable'>;
+/** A function's arguments, as ethers takes them. */
+export type ArgsOf<F extends FunctionName> = AbiParametersToPrimitiveTypes<
+  ExtractAbiFunction<SettlementAbi, F>['inputs'],
+  'inputs'
+>;
+type OutputsOf<F extends FunctionName> = AbiParametersToPrimitiveTypes<
+  ExtractAbiFunction<SettlementAbi, F>['outputs'],
+  'outputs'
+>;
+/** A view's result, as ethers returns it: the value itself when there is one, else the tuple. */
+export type ResultOf<F extends FunctionName> =
+  OutputsOf<F> extends readonly [infer Only] ? Only : OutputsOf<F>;
+
+type EventName = ExtractAbiEventNames<SettlementAbi>;
+type EventArgs<E extends EventName> = {
+  [P in ExtractAbiEvent<SettlementAbi, E>['inputs'][number] as P extends { name: infer N extends string }
+    ? N
+    : never]: P extends AbiParameter ? AbiParameterToPrimitiveType<P, 'outputs'> : never;
+};
+/** A contract event read from a log: its name and its typed fields. */
+export type SettlementEvent = { [E in EventName]: { name: E; args: EventArgs<E> } }[EventName];
+/** One kind of event. */
+export type SettlementEventOf<E extends EventName> = Extract<SettlementEvent, { name: E }>;
+
+/**
+ * Reads a log of the Settlement contract into a typed event (undefined for another contract's log).
+ * ethers's `LogDescription.args` is an untyped Result; the ABI it was parsed with is the one the
+ * type comes from, so the one cast here is checked by construction.
+ */
+export function parseSettlementLog(iface: Interface, log: Log | { topics: readonly string[]; data: string }) {
+  const parsed = iface.parseLog(log);
+  return parsed ? ({ name: parsed.name, args: parsed.args } as SettlementEvent) : undefined;
+}
 
 /** Agreement terms, as the contract's `Terms` struct (docs/DESIGN.md); the protocol's own type. */
 export type SettlementTerms = Terms;
 
-export const Role = { None: 0, EV: 1, HCS: 2 } as const;
-export const MemberStatus = { None: 0, Pending: 1, Verified: 2, Suspended: 3, Revoked: 4 } as const;
-/** The contract's SessionState (docs/CONTRACT.md). */
-export const SessionState = {
-  None: 0,
-  Reserved: 1,
-  Settled: 2,
-  Rated: 3,
-  Released: 4,
-  SettledFree: 5,
-  Superseded: 6,
-} as const;
+/** A member's role on chain (Solidity `Role`, generated). */
+export const MemberRole = SOLIDITY_ENUMS.Role;
+/** A member's status on chain (Solidity `Status`, generated); the wire's MEMBER_STATUS has the same values. */
+export const MemberStatus = SOLIDITY_ENUMS.Status;
+/** A session's state on chain (Solidity `SessionState`, generated); not the agent's local session state. */
+export const ChainSessionState = SOLIDITY_ENUMS.SessionState;
+/** The same, under the name the contract tests use. */
+export const SessionState = ChainSessionState;
 
-/** True for the states in which a session's bill is on chain (or the ring moved past it). */
+/** True for the states in which a session's bill is on chain (or its ring slot moved past it). */
 export function isSettledState(state: number): boolean {
   return (
-    state === SessionState.Settled ||
-    state === SessionState.Rated ||
-    state === SessionState.SettledFree ||
-    state === SessionState.Superseded
+    state === ChainSessionState.Settled ||
+    state === ChainSessionState.Rated ||
+    state === ChainSessionState.SettledFree ||
+    state === ChainSessionState.Superseded
   );
 }
-export type RoleValue = (typeof Role)[keyof typeof Role];
+export type MemberRoleValue = (typeof MemberRole)[keyof typeof MemberRole];
 
 export interface HcsRegistration {
   identityCommitment: BytesLike;
@@ -56,7 +114,21 @@ export interface HcsRegistration {
   profileHash: BytesLike;
 }
 
-/** One entry's outcome, from the batch's SessionsSettled / SessionsReserved event. */
+export interface SettlementEntry {
+  terms: SettlementTerms;
+  /** The EV's highest signed receipt or report (envelope). */
+  evReport: BytesLike;
+  /** The HCS's signed chargeProvided (envelope). */
+  hcsReport: BytesLike;
+}
+
+export interface ReservationEntry {
+  terms: SettlementTerms;
+  /** The EV's signed consent: its first chargeReceived for the session (0 Wh, interim). */
+  evConsent: BytesLike;
+}
+
+/** One entry's outcome, from the call's SessionsSettled / SessionsReserved event. */
 export interface EntryResult {
   txid: string;
   /** '' when it went through, else the name of the custom error. */
@@ -67,24 +139,33 @@ export interface EntryResult {
 
 export interface BatchResult {
   receipt: TransactionReceipt;
+  /** Entries that went through (settled, or reserved). */
   settled: number;
+  /** Their txids. */
+  settledTxids: string[];
   /** Entries the contract refused, with the name of the custom error it gave. */
   skipped: { txid: string; reason: string }[];
+  /** Every entry's outcome, in order. */
   results: EntryResult[];
 }
 
-export interface SettlementEntry {
-  terms: SettlementTerms;
-  /** The EV's highest signed chargeReceived (envelope). */
-  evReport: BytesLike;
-  /** The HCS's signed chargeProvided (envelope). */
-  hcsReport: BytesLike;
+/** A batch sent to the chain: its hash at once, its outcome once mined. */
+export interface PendingBatch {
+  hash: string;
+  result(): Promise<BatchResult>;
 }
 
-export interface ReservationEntry {
-  terms: SettlementTerms;
-  /** The EV's signed consent: its first chargeReceived for the session (0 Wh, interim). */
-  evConsent: BytesLike;
+/** The custom error a failed call or transaction reverted with (e.g. 'WrongSigner'), if known. */
+export function revertName(err: unknown): string | undefined {
+  const e = err as { revert?: { name?: string }; info?: { error?: unknown }; error?: unknown };
+  return e?.revert?.name ?? (e?.error ? revertName(e.error) : undefined);
+}
+
+/** A comment string as the contract's bytes10 (UTF-8, zero-padded, at most 10 bytes). */
+export function commentBytes10(comment: string): string {
+  const bytes = new TextEncoder().encode(comment);
+  if (bytes.length > 10) throw new Error(`comment is ${bytes.length} bytes of UTF-8; at most 10 fit`);
+  return encodeBytes32String(comment).slice(0, 22);
 }
 
 const HEAD_BYTES = 93;
@@ -219,17 +300,10 @@ export function receiptResults(iface: Interface, receipt: TransactionReceipt): E
   return out;
 }
 
-/** The custom error a failed call or transaction reverted with (e.g. 'WrongSigner'), if known. */
-export function revertName(err: unknown): string | undefined {
-  const e = err as { revert?: { name?: string }; info?: { error?: unknown }; error?: unknown };
-  return e?.revert?.name ?? (e?.error ? revertName(e.error) : undefined);
-}
-
-/** A comment string as the contract's bytes10 (UTF-8, zero-padded, at most 10 bytes). */
-export function commentBytes10(comment: string): string {
-  const bytes = new TextEncoder().encode(comment);
-  if (bytes.length > 10) throw new Error(`comment is ${bytes.length} bytes of UTF-8; at most 10 fit`);
-  return encodeBytes32String(comment).slice(0, 22);
+/** A batch sent to the chain: its hash at once, its outcome once mined. */
+export interface PendingBatch {
+  hash: string;
+  result(): Promise<BatchResult>;
 }
 
 export class SettlementClient {
@@ -253,14 +327,34 @@ export class SettlementClient {
     return this.contract.target as string;
   }
 
-  private async send(method: string, args: unknown[], value?: bigint): Promise<TransactionReceipt> {
+  /** A view, its arguments and result typed from the ABI. */
+  private async view<F extends ViewName>(method: F, ...args: ArgsOf<F>): Promise<ResultOf<F>> {
+    return this.contract.getFunction(method)(...args);
+  }
+
+  private async send<F extends SendName>(
+    method: F,
+    args: ArgsOf<F>,
+    value?: bigint,
+  ): Promise<TransactionReceipt> {
+    return this.receiptOf(method, await this.sendOnly(method, args, value));
+  }
+
+  /** Sends a transaction without waiting for it to be mined. */
+  private async sendOnly<F extends SendName>(
+    method: F,
+    args: ArgsOf<F>,
+    value?: bigint,
+  ): Promise<ContractTransactionResponse> {
     const fn = this.contract.getFunction(method);
-    let tx: ContractTransactionResponse;
     try {
-      tx = await (value === undefined ? fn(...args) : fn(...args, { value }));
+      return await (value === undefined ? fn(...args) : fn(...args, { value }));
     } catch (err) {
       throw this.withRevertName(method, err);
     }
+  }
+
+  private async receiptOf(method: string, tx: ContractTransactionResponse): Promise<TransactionReceipt> {
     const receipt = await tx.wait();
     if (!receipt) throw new Error(`${method}: no receipt for ${tx.hash}`);
     return receipt;
@@ -289,10 +383,10 @@ export class SettlementClient {
   registerHcs(r: HcsRegistration): Promise<TransactionReceipt> {
     return this.send('registerHCS', [
       r.identityCommitment,
-      r.latMicroDeg,
-      r.lonMicroDeg,
+      BigInt(r.latMicroDeg),
+      BigInt(r.lonMicroDeg),
       r.priceWeiPerKWh,
-      r.powerW,
+      BigInt(r.powerW),
       r.profileHash,
     ]);
   }
@@ -338,21 +432,35 @@ export class SettlementClient {
     return this.send('reserve', [packReservations([{ terms, evConsent }])]);
   }
   async reserveBatch(entries: ReservationEntry[]): Promise<BatchResult> {
-    const receipt = await this.send('reserveBatch', [packReservations(entries)]);
-    return this.batchResult(receipt);
+    return (await this.submitReserveBatch(entries)).result();
+  }
+  /** Sends a reservation batch without waiting for it (as submitSettleBatch). */
+  async submitReserveBatch(entries: ReservationEntry[]): Promise<PendingBatch> {
+    const tx = await this.sendOnly('reserveBatch', [packReservations(entries)]);
+    return { hash: tx.hash, result: async () => this.batchResult(await this.receiptOf('reserveBatch', tx)) };
   }
   /** Settles one session from the EV's highest signed receipt and the HCS's signed report. */
   settle(terms: SettlementTerms, evReport: BytesLike, hcsReport: BytesLike): Promise<TransactionReceipt> {
     return this.send('settle', [packSettlements([{ terms, evReport, hcsReport }])]);
   }
+  /** Sends a batch and waits for its receipt; what each entry came to is read from its event. */
   async settleBatch(entries: SettlementEntry[]): Promise<BatchResult> {
-    const receipt = await this.send('settleBatch', [packSettlements(entries)]);
-    return this.batchResult(receipt);
+    return (await this.submitSettleBatch(entries)).result();
+  }
+  /**
+   * Sends a batch without waiting for it: the hash is known at once (to journal before waiting);
+   * `result()` waits for the receipt and reads each entry's outcome from its event (it may be
+   * called again after a failed wait).
+   */
+  async submitSettleBatch(entries: SettlementEntry[]): Promise<PendingBatch> {
+    const tx = await this.sendOnly('settleBatch', [packSettlements(entries)]);
+    return { hash: tx.hash, result: async () => this.batchResult(await this.receiptOf('settleBatch', tx)) };
   }
   private batchResult(receipt: TransactionReceipt): BatchResult {
     const results = receiptResults(this.contract.interface, receipt);
     const skipped = results.filter((r) => r.reason !== '').map(({ txid, reason }) => ({ txid, reason }));
-    return { receipt, settled: results.length - skipped.length, skipped, results };
+    const settledTxids = results.filter((r) => r.reason === '').map((r) => r.txid);
+    return { receipt, settled: settledTxids.length, settledTxids, skipped, results };
   }
   /** Gives an unsettled reservation back to its EV once the window is over. */
   release(terms: SettlementTerms): Promise<TransactionReceipt> {
@@ -361,19 +469,19 @@ export class SettlementClient {
   /** `comment` as a string (≤ 10 bytes UTF-8) or raw bytes10. */
   rate(terms: SettlementTerms, rating: number, comment: string): Promise<TransactionReceipt> {
     const raw = /^0x[0-9a-fA-F]{20}$/.test(comment) ? comment : commentBytes10(comment);
-    return this.send('rate', [terms, rating, raw]);
+    return this.send('rate', [terms, BigInt(rating), raw]);
   }
 
   // ---- views
   async authInfo(member: string): Promise<{ role: number; status: number; identityCommitment: string }> {
-    const [role, status, identityCommitment] = await this.contract.getFunction('authInfo')(member);
+    const [role, status, identityCommitment] = await this.view('authInfo', member);
     return { role: Number(role), status: Number(status), identityCommitment };
   }
-  async isVerified(member: string, role: RoleValue): Promise<boolean> {
-    return this.contract.getFunction('isVerified')(member, role);
+  async isVerified(member: string, role: MemberRoleValue): Promise<boolean> {
+    return this.view('isVerified', member, BigInt(role));
   }
   async hcsProfile(hcs: string): Promise<Omit<HcsRegistration, 'identityCommitment'>> {
-    const p = await this.contract.getFunction('hcsProfile')(hcs);
+    const p = await this.view('hcsProfile', hcs);
     return {
       latMicroDeg: Number(p.latMicroDeg),
       lonMicroDeg: Number(p.lonMicroDeg),
@@ -383,35 +491,34 @@ export class SettlementClient {
     };
   }
   async availableDeposit(ev: string): Promise<bigint> {
-    return this.contract.getFunction('availableDeposit')(ev);
+    return this.view('availableDeposit', ev);
   }
   /** The deposit (announced withdrawal excluded), what open reservations hold of it, the announcement. */
   async depositOf(
     ev: string,
   ): Promise<{ balance: bigint; reserved: bigint; pendingWithdrawal: bigint; withdrawableAt: bigint }> {
-    const [balance, reserved, pendingWithdrawal, withdrawableAt] =
-      await this.contract.getFunction('depositOf')(ev);
+    const [balance, reserved, pendingWithdrawal, withdrawableAt] = await this.view('depositOf', ev);
     return { balance, reserved, pendingWithdrawal, withdrawableAt };
   }
   async earningsOf(hcs: string): Promise<bigint> {
-    return this.contract.getFunction('earningsOf')(hcs);
+    return this.view('earningsOf', hcs);
   }
   /** Hundredths of a star, 0..500. */
   async meanRating(hcs: string): Promise<number> {
-    return Number(await this.contract.getFunction('meanRating')(hcs));
+    return Number(await this.view('meanRating', hcs));
   }
   async ratingCount(hcs: string): Promise<number> {
-    return Number(await this.contract.getFunction('ratingCount')(hcs));
+    return Number(await this.view('ratingCount', hcs));
   }
   async txIdOf(terms: SettlementTerms): Promise<string> {
-    return this.contract.getFunction('txIdOf')(terms);
+    return this.view('txIdOf', terms);
   }
   async sessionState(hcs: string, seq: bigint): Promise<number> {
-    return Number(await this.contract.getFunction('sessionState')(hcs, seq));
+    return Number(await this.view('sessionState', hcs, seq));
   }
   /** The highest seq the station's ring holds (0 if none): number new sessions above it. */
   async lastSeq(hcs: string): Promise<bigint> {
-    return this.contract.getFunction('lastSeq')(hcs);
+    return this.view('lastSeq', hcs);
   }
   /**
    * Every session settled since `fromBlock` (optionally only `txid`), from the SessionsSettled
@@ -421,33 +528,39 @@ export class SettlementClient {
     fromBlock: number,
     txid?: string,
   ): Promise<(EntryResult & { disputed: boolean; txHash: string; blockNumber: number })[]> {
-    const c = this.contract;
-    const logs = await c.queryFilter(c.filters.SessionsSettled!(), fromBlock);
-    const disputes = await c.queryFilter(c.filters.Disputed!(), fromBlock);
-    const disputed = new Set(
-      disputes.map((d) => `${d.transactionHash}:${String(d.topics[1]).toLowerCase()}`),
-    );
+    const settled = await this.events('SessionsSettled', fromBlock);
+    const disputes = await this.events('Disputed', fromBlock);
+    const disputed = new Set(disputes.map((d) => `${d.log.transactionHash}:${d.args.txid.toLowerCase()}`));
     const out: (EntryResult & { disputed: boolean; txHash: string; blockNumber: number })[] = [];
-    for (const log of logs) {
-      const parsed = c.interface.parseLog(log);
-      if (!parsed) continue;
-      for (const r of parseEntryResults(c.interface, parsed.args.results, true)) {
+    for (const e of settled) {
+      for (const r of parseEntryResults(this.contract.interface, e.args.results, true)) {
         if (r.reason !== '' || (txid && r.txid.toLowerCase() !== txid.toLowerCase())) continue;
         out.push({
           ...r,
-          disputed: disputed.has(`${log.transactionHash}:${r.txid.toLowerCase()}`),
-          txHash: log.transactionHash,
-          blockNumber: log.blockNumber,
+          disputed: disputed.has(`${e.log.transactionHash}:${r.txid.toLowerCase()}`),
+          txHash: e.log.transactionHash,
+          blockNumber: e.log.blockNumber,
         });
       }
     }
     return out;
   }
   async memberCounts(): Promise<{ evs: number; hcss: number }> {
-    const [evs, hcss] = await this.contract.getFunction('memberCounts')();
+    const [evs, hcss] = await this.view('memberCounts');
     return { evs: Number(evs), hcss: Number(hcss) };
   }
+  /** The contract's `name` events from `fromBlock` on, typed, each with the log it came from. */
+  async events<E extends EventName>(
+    name: E,
+    fromBlock: number,
+  ): Promise<(SettlementEventOf<E> & { log: Log })[]> {
+    const logs = await this.contract.queryFilter(name, fromBlock);
+    return logs.flatMap((log) => {
+      const e = parseSettlementLog(this.contract.interface, log);
+      return e?.name === name ? [{ ...(e as SettlementEventOf<E>), log }] : [];
+    });
+  }
   async settlementWindow(): Promise<bigint> {
-    return this.contract.getFunction('SETTLEMENT_WINDOW')();
+    return this.view('SETTLEMENT_WINDOW');
   }
 }

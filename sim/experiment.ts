@@ -8,9 +8,9 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { formatEther, type Log, parseEther } from 'ethers';
+import { formatEther, parseEther } from 'ethers';
 import { Journal } from '../agent/core/journal.js';
-import { reportEnergyWh } from '../agent/roles/charging.js';
+import { reportEnergyWh } from '../protocol/index.js';
 import type { SessionRecord } from '../agent/core/session.js';
 import { type AgentProcess, control, type LogLine, spawnAgent, waitReady } from './agents.js';
 import { buildWorld, type Device, type EvSpec, type StationSpec, type World } from './world.js';
@@ -239,12 +239,12 @@ async function collect(
   names: Map<string, string>,
   traffic: { messages: number; bytes: number },
 ): Promise<ExperimentReport> {
-  const c = world.operator.contract;
-  const provider = c.runner!.provider!;
+  const op = world.operator;
+  const provider = op.contract.runner!.provider!;
   const from = world.deployment.block;
   const settledList = await world.operator.settledSessions(from);
   const settled = new Map(settledList.map((r) => [r.txid.toLowerCase(), r]));
-  const rated = await c.queryFilter(c.filters.Rated!(), from);
+  const rated = await op.events('Rated', from);
   const journals = world.devices
     .filter((d) => d.role !== 'edge')
     .map((d) => ({ d, entries: [...Journal.read(d.dataDir).values()] as SessionRecord[] }));
@@ -263,7 +263,6 @@ async function collect(
     receipts.set(r.txHash, x);
   }
   for (const [hash, r] of receipts) r.gas = (await provider.getTransactionReceipt(hash))!.gasUsed;
-  const args = (l: Log) => (l as unknown as { args: Record<string, unknown> }).args;
   // Every session a station metered, settled or not: the promise is about energy delivered.
   const charged = journals
     .filter((j) => j.d.role === 'hcs')
@@ -272,7 +271,7 @@ async function collect(
     const txid = hcsRec.txid!.toLowerCase();
     const evRec = recordOf(txid, 'ev');
     const onChain = settled.get(txid);
-    const rating = rated.find((r) => String(args(r).txid).toLowerCase() === txid);
+    const rating = rated.find((r) => r.args.txid.toLowerCase() === txid)?.args;
     const r = onChain ? receipts.get(onChain.txHash)! : undefined;
     const energy = (hex?: string) => (hex ? Number(reportEnergyWh(hex)) : Number.NaN);
     const evWh = energy(evRec?.myReport);
@@ -293,10 +292,8 @@ async function collect(
       gas: r ? Number(r.gas / BigInt(r.entries)) : 0,
       ...(rating
         ? {
-            rating: Number(args(rating).rating),
-            comment: Buffer.from(String(args(rating).comment).slice(2), 'hex')
-              .toString('utf8')
-              .replace(/\0+$/, ''),
+            rating: Number(rating.rating),
+            comment: Buffer.from(rating.comment.slice(2), 'hex').toString('utf8').replace(/\0+$/, ''),
           }
         : {}),
       ...(evRec?.endStatus !== undefined ? { endStatus: evRec.endStatus } : {}),

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SessionRecord } from '../agent/core/session.js';
-import { billWei } from '../protocol/index.js';
+import { billWei, reportEnergyWh } from '../protocol/index.js';
 import { type AgentProcess, control, spawnAgent, waitReady } from '../sim/agents.js';
 import type { Device, World } from '../sim/world.js';
 import { device, PRICE, smallWorld, waitFor } from './helpers/world.js';
@@ -93,7 +93,7 @@ describe('an agent killed with SIGKILL at each step comes back and finishes exac
         return list.find((x) => x.txid === evSession.txid && x.state === 'done');
       });
       // The HCS's own report names the same energy it billed, give or take the tolerance.
-      expect(BigInt(`0x${hcsSessions.myReport!.slice(146, 186)}`)).toBeGreaterThanOrEqual(billed.energyWh);
+      expect(reportEnergyWh(hcsSessions.myReport!)).toBeGreaterThanOrEqual(billed.energyWh);
     },
     150_000,
   );

@@ -11,8 +11,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../agent/core/runtime.js';
 import { END, type SessionRecord } from '../agent/core/session.js';
-import { reportEnergyWh } from '../agent/roles/charging.js';
-import { billWei, type MessageInput } from '../protocol/index.js';
+import { billWei, type MessageInput, reportEnergyWh } from '../protocol/index.js';
 import type { World } from '../sim/world.js';
 import { device, PRICE, smallWorld, startAgent, waitFor } from './helpers/world.js';
 

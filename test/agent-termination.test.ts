@@ -1,13 +1,7 @@
-/**
- * The termination paths: the EV unplugs early, the HCS stops, a meter fault, the peer vanishes,
- * the chain refuses the bill. Each ends in the state the contract defines: delivered energy
- * settled once (disputed: only the uncontested part), or nothing paid.
- */
-import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../agent/core/runtime.js';
 import { END, type SessionRecord } from '../agent/core/session.js';
-import { billWei } from '../protocol/index.js';
+import { billWei, reportEnergyWh } from '../protocol/index.js';
 import type { World } from '../sim/world.js';
 import { device, PRICE, smallWorld, startAgent, waitFor } from './helpers/world.js';
 
@@ -87,8 +81,8 @@ describe('termination paths', () => {
       const hcsSession = [...hcs().sessions.values()].find((x) => x.txid === s.txid)!;
       expect(hcsSession.endStatus).toBe(END.meterFault);
       const [event] = await settledEvents(s.txid!);
-      const evWh = BigInt(`0x${s.myReport!.slice(146, 186)}`);
-      const hcsWh = BigInt(`0x${hcsSession.myReport!.slice(146, 186)}`);
+      const evWh = reportEnergyWh(s.myReport!);
+      const hcsWh = reportEnergyWh(hcsSession.myReport!);
       // The station bills only its last good reading, never an invented one.
       expect(hcsWh).toBeLessThanOrEqual(BigInt(hcsSession.lastWh! - hcsSession.startWh!));
       // Inside the tolerance the station's meter; outside it what the EV acknowledged (its highest

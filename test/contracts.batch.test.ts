@@ -3,7 +3,7 @@
  * node; one SessionsReserved / SessionsSettled event per batch carries every entry's outcome.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SessionState, type SettlementTerms } from '../contracts/client.js';
+import { ChainSessionState, type SettlementTerms } from '../contracts/client.js';
 import { expectRevert } from './helpers/anvilExpect.js';
 import {
   evReceipt,
@@ -54,7 +54,9 @@ describe('reserveBatch', () => {
       { txid: good[0]!.txid, reason: 'SeqUsed' },
     ]);
     for (const g of good)
-      expect(await fx.operator.client.sessionState(g.terms.hcs, g.terms.seq)).toBe(SessionState.Reserved);
+      expect(await fx.operator.client.sessionState(g.terms.hcs, g.terms.seq)).toBe(
+        ChainSessionState.Reserved,
+      );
     await relayer.client.settleBatch(good);
   });
 });
@@ -93,9 +95,11 @@ describe('settleBatch', () => {
       good.map(() => (10_000n * PRICE) / 1000n),
     );
     for (const g of good)
-      expect(await fx.operator.client.sessionState(g.terms.hcs, g.terms.seq)).toBe(SessionState.Settled);
+      expect(await fx.operator.client.sessionState(g.terms.hcs, g.terms.seq)).toBe(ChainSessionState.Settled);
     for (const bad of [forged, outOfTolerance])
-      expect(await fx.operator.client.sessionState(bad.terms.hcs, bad.terms.seq)).toBe(SessionState.Reserved);
+      expect(await fx.operator.client.sessionState(bad.terms.hcs, bad.terms.seq)).toBe(
+        ChainSessionState.Reserved,
+      );
     // ev0 paid once for its one good session, not for the duplicate.
     expect((await fx.operator.client.depositOf(ev0.address)).balance).toBe(
       evBefore - (10_000n * PRICE) / 1000n,

@@ -3,7 +3,7 @@
  */
 import { ContractFactory, parseEther, toBeHex } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { commentBytes10, MemberStatus, Role, SessionState } from '../contracts/client.js';
+import { commentBytes10, MemberStatus, MemberRole, ChainSessionState } from '../contracts/client.js';
 import { loadArtifact } from '../contracts/build.js';
 import { deploySettlement } from '../contracts/deploy.js';
 import { expectRevert } from './helpers/anvilExpect.js';
@@ -43,14 +43,14 @@ describe('registry and verification', () => {
     const [a, b] = fx.strangers as [Member, Member];
     await a.client.registerEv(commitment('a'));
     expect(await fx.operator.client.authInfo(a.address)).toEqual({
-      role: Role.EV,
+      role: MemberRole.EV,
       status: MemberStatus.Pending,
       identityCommitment: commitment('a'),
     });
-    expect(await fx.operator.client.isVerified(a.address, Role.EV)).toBe(false);
+    expect(await fx.operator.client.isVerified(a.address, MemberRole.EV)).toBe(false);
     await fx.operator.client.verify(a.address);
-    expect(await fx.operator.client.isVerified(a.address, Role.EV)).toBe(true);
-    expect(await fx.operator.client.isVerified(a.address, Role.HCS)).toBe(false);
+    expect(await fx.operator.client.isVerified(a.address, MemberRole.EV)).toBe(true);
+    expect(await fx.operator.client.isVerified(a.address, MemberRole.HCS)).toBe(false);
     await fx.operator.client.suspend(a.address);
     expect((await fx.operator.client.authInfo(a.address)).status).toBe(MemberStatus.Suspended);
     await fx.operator.client.revoke(a.address);
@@ -211,7 +211,7 @@ describe('ratings', () => {
     await ev2.client.rate(s2.terms, 4, 'ok');
     expect(await fx.operator.client.meanRating(hcs.address)).toBe(450);
     expect(await fx.operator.client.ratingCount(hcs.address)).toBe(2);
-    expect(await fx.operator.client.sessionState(hcs.address, s1.terms.seq)).toBe(SessionState.Rated);
+    expect(await fx.operator.client.sessionState(hcs.address, s1.terms.seq)).toBe(ChainSessionState.Rated);
   });
 
   it('refuses a rating twice, by a stranger, before settlement, or out of 1..5', async () => {
@@ -244,7 +244,7 @@ describe('ratings', () => {
     await reserve(fx, terms);
     const r = sessionReports(fx, terms, 5_000n, 5_000n);
     await fx.operator.client.settle(terms, r.evReport, r.hcsReport);
-    expect(await fx.operator.client.sessionState(hcs.address, terms.seq)).toBe(SessionState.SettledFree);
+    expect(await fx.operator.client.sessionState(hcs.address, terms.seq)).toBe(ChainSessionState.SettledFree);
     await expectRevert(ev.client.rate(terms, 5, 'free'), 'NotSettled');
   });
 });

@@ -5,25 +5,35 @@
  * makes sure it is paid: through the edge, or by settling directly when there is none or the edge
  * has not settled in time.
  */
-import { SessionState as ChainSessionState, isSettledState, revertName } from '../../contracts/client.js';
+import { ChainSessionState, isSettledState, revertName } from '../../contracts/client.js';
 import {
   billWei,
   computeTxId,
   type Message,
   type MessageOf,
+  optionalOf,
   PAYMENT_STATUS,
   REQUEST_STATUS,
+  reportEnergyWh,
 } from '../../protocol/index.js';
 import type { Incoming } from '../core/bus.js';
-import { big } from '../core/journal.js';
-import type { Agent, Role } from '../core/runtime.js';
-import { END, type SessionRecord, type TermsJson, termsFromJson, nonceOf } from '../core/session.js';
+import { big } from '../core/json.js';
+import type { AgentConfig } from '../core/config.js';
+import type { MeteredContext, RoleHandler } from '../core/context.js';
+import {
+  END,
+  isIn,
+  nonceOf,
+  type SessionIn,
+  type SessionRecord,
+  type TermsJson,
+  termsFromJson,
+} from '../core/session.js';
 import {
   beginCharging,
   endCharging,
   interimIndex,
   pollCharging,
-  reportEnergyWh,
   resumeCharging,
   resumeReport,
 } from './charging.js';
@@ -31,12 +41,11 @@ import { bestEvReport, settleDirectly, withinToleranceOf } from './settle.js';
 
 /** Whether `now` (local time) is inside "HH:MM-HH:MM" (a window may run past midnight). */
 export function withinServiceHours(hours: string, now = new Date()): boolean {
-  const [from, to] = hours.split('-').map((t) => {
-    const [h, m] = t.split(':').map(Number);
-    return h! * 60 + m!;
-  });
+  const m = /^\s*(\d+):(\d+)\s*-\s*(\d+):(\d+)\s*$/.exec(hours);
+  if (!m) return false;
+  const [from, to] = [Number(m[1]) * 60 + Number(m[2]), Number(m[3]) * 60 + Number(m[4])];
   const minute = now.getHours() * 60 + now.getMinutes();
-  return from! <= to! ? minute >= from! && minute < to! : minute >= from! || minute < to!;
+  return from <= to ? minute >= from && minute < to : minute >= from || minute < to;
 }
 
 /**
@@ -119,7 +128,7 @@ export function switchOffDecision(
   nowMs: number,
   rules: SwitchOffRules,
 ): { status: number; why: string } | undefined {
-  if (nowMs / 1000 >= s.terms!.settleBy - rules.marginS)
+  if (nowMs / 1000 >= (s.terms?.settleBy ?? 0) - rules.marginS)
     return { status: END.stoppedByHcs, why: 'the settlement window is closing' };
   const lastAck = s.lastAckAt ?? nowMs;
   if (nowMs - lastAck > rules.receiptMs + rules.graceMs)
@@ -137,11 +146,13 @@ export function switchOffDecision(
   return undefined;
 }
 
-export class HcsRole implements Role {
-  private readonly hcs: NonNullable<Agent['cfg']['hcs']>;
+export class HcsRole implements RoleHandler {
+  /** This station's settings (the config's `hcs` section); `s.hcs` is a session's station address. */
+  private readonly station: NonNullable<AgentConfig['hcs']>;
 
-  constructor(private readonly agent: Agent) {
-    this.hcs = agent.cfg.hcs!;
+  constructor(private readonly agent: MeteredContext) {
+    if (!agent.cfg.hcs) throw new Error("a station agent needs the config's hcs section");
+    this.station = agent.cfg.hcs;
   }
 
   private get busy(): boolean {
@@ -172,7 +183,7 @@ export class HcsRole implements Role {
       receiptWh: r.wh,
       receiptMs: r.intervalMs,
       graceMs: r.graceMs,
-      marginS: this.hcs.settleMarginS,
+      marginS: this.station.settleMarginS,
       toleranceWh: (wh) => Math.max(abs, Math.floor((wh * rel) / 10_000)),
     };
   }
@@ -183,12 +194,12 @@ export class HcsRole implements Role {
     const [contractWindow, profile] = await this.agent.chain.retry('window', () =>
       Promise.all([client.settlementWindow(), client.hcsProfile(this.agent.address)]),
     );
-    const check = windowCheck(this.hcs, Number(contractWindow), profile.powerW || undefined);
+    const check = windowCheck(this.station, Number(contractWindow), profile.powerW || undefined);
     if (check.level === 'fail') throw new Error(`${check.detail}: ${check.fix}`);
     if (check.level === 'warn') this.agent.log.warn({ fix: check.fix }, check.detail);
     for (const s of this.agent.openSessions()) {
       if (s.state === 'awaitingSettlement') await resumeReport(this.agent, s);
-      if (s.state === 'charging') await resumeCharging(this.agent, s, this.hcs.powerKw);
+      if (s.state === 'charging') await resumeCharging(this.agent, s, this.station.powerKw);
     }
   }
 
@@ -229,24 +240,25 @@ export class HcsRole implements Role {
     if (msg.receiver !== this.agent.address) return;
     const nonce = nonceOf(msg.optional).optional ?? {};
     if (this.busy) return this.reply(ev, REQUEST_STATUS.busy, { why: 'busy', ...nonce });
-    if (!withinServiceHours(this.hcs.serviceHours))
+    if (!withinServiceHours(this.station.serviceHours))
       return this.reply(ev, REQUEST_STATUS.reject, { why: 'closed', ...nonce });
-    const price = BigInt(this.hcs.priceWeiPerKWh);
+    const price = BigInt(this.station.priceWeiPerKWh);
     const available = await this.agent.chain.retry('availableDeposit', () =>
       this.agent.chain.client.availableDeposit(ev),
     );
     // The cap: what the car asked for (plus a margin), the station's limit, and what the deposit covers.
-    const wanted = Number((msg.optional as { wh?: number } | undefined)?.wh ?? this.hcs.maxSessionWh);
-    const affordable = price > 0n ? Number((available * 1000n) / price) : this.hcs.maxSessionWh;
-    const capWh = Math.min(Math.ceil(wanted * 1.2) + 1000, this.hcs.maxSessionWh, affordable);
+    const wanted = optionalOf(msg).wh ?? this.station.maxSessionWh;
+    const affordable = price > 0n ? Number((available * 1000n) / price) : this.station.maxSessionWh;
+    const capWh = Math.min(Math.ceil(wanted * 1.2) + 1000, this.station.maxSessionWh, affordable);
     if (capWh < Math.min(wanted, 1000))
       return this.reply(ev, REQUEST_STATUS.reject, { why: 'deposit', ...nonce });
+    // The window from the terms (issue 12, E): the whole charge at this power, plus the margin.
     const window = sessionWindow(
       Math.floor(Date.now() / 1000),
       capWh,
-      Math.round(this.hcs.powerKw * 1000),
-      this.hcs.settlementWindowS,
-      this.hcs.settleMarginS,
+      Math.round(this.station.powerKw * 1000),
+      this.station.settlementWindowS,
+      this.station.settleMarginS,
     );
     if (!window) return this.reply(ev, REQUEST_STATUS.reject, { why: 'window', ...nonce });
     const terms: TermsJson = {
@@ -268,14 +280,14 @@ export class HcsRole implements Role {
       ...(server ? { server } : {}),
       terms,
       txid,
-      kw: this.hcs.powerKw,
+      kw: this.station.powerKw,
       createdAt: Date.now(),
       updatedAt: Date.now(),
     };
     this.agent.save(s);
     // The receipt rule travels with the offer: the station is the one that switches off on it.
     const r = this.agent.cfg.receipts;
-    const optional = { ...terms, kw: this.hcs.powerKw, rWh: r.wh, rMs: r.intervalMs, ...nonce };
+    const optional = { ...terms, kw: this.station.powerKw, rWh: r.wh, rMs: r.intervalMs, ...nonce };
     await this.reply(ev, REQUEST_STATUS.accept, optional);
     if (server) {
       // The edge forms the agreement: it checks the deposit and sends the mutual to both.
@@ -296,7 +308,7 @@ export class HcsRole implements Role {
       ev,
       hcs: this.agent.address,
       txid,
-      optional: terms as unknown as Record<string, unknown>,
+      optional: terms,
     });
   }
 
@@ -309,17 +321,17 @@ export class HcsRole implements Role {
   }
 
   /** Reserves the session on chain with the EV's consent (no edge, or the edge is late). */
-  private async reserve(s: SessionRecord): Promise<void> {
-    const terms = termsFromJson(s.ev, this.agent.address, s.terms!);
+  private async reserve(s: SessionIn<'offered'>): Promise<void> {
+    if (!s.consent) return;
+    const consent = `0x${s.consent}`;
+    const terms = termsFromJson(s.ev, this.agent.address, s.terms);
     this.agent.log.info({ txid: s.txid, edge: s.server }, 'reserving the session on chain');
     try {
-      await this.agent.chain.send('reserve', (c) => c.reserve(terms, `0x${s.consent}`));
+      await this.agent.chain.send('reserve', (c) => c.reserve(terms, consent));
     } catch (err) {
       const name = revertName(err);
-      if (name === 'SeqUsed') {
-        // Reserved already (by the edge, in the meantime): the tick sees it.
-        return;
-      }
+      // SeqUsed: reserved already (by the edge, in the meantime); the tick sees it.
+      if (name === 'SeqUsed') return;
       this.agent.log.warn({ txid: s.txid, err: name ?? (err as Error).message }, 'reservation refused');
       if (name)
         this.agent.move(s, 'failed', { error: `the chain refused the reservation: ${name}`, deadline: 0 });
@@ -329,14 +341,10 @@ export class HcsRole implements Role {
   }
 
   /** The reservation stands: the charger switches on; the consent counts as the first receipt. */
-  private async switchOn(s: SessionRecord): Promise<void> {
-    if (s.state !== 'offered') return;
-    s.reserved = true;
-    s.ackWh = 0;
-    s.ackReport = s.consent;
-    await beginCharging(this.agent, s, this.hcs.powerKw);
-    s.lastAckAt = Date.now();
-    s.switchedOnAt = Date.now();
+  private async switchOn(s: SessionIn<'offered'>): Promise<void> {
+    Object.assign(s, { reserved: true, ackWh: 0, ackReport: s.consent });
+    await beginCharging(this.agent, s, this.station.powerKw);
+    Object.assign(s, { lastAckAt: Date.now(), switchedOnAt: Date.now() });
     this.agent.save(s);
   }
 
@@ -390,8 +398,8 @@ export class HcsRole implements Role {
     }
   }
 
-  private async settle(s: SessionRecord): Promise<void> {
-    if (!s.myReport || !bestEvReport(s)) return;
+  private async settle(s: SessionIn<'awaitingSettlement'>): Promise<void> {
+    if (!bestEvReport(s)) return;
     const result = await settleDirectly(this.agent, s);
     if (result.done) {
       this.agent.move(s, 'done', { deadline: 0, ...(result.txHash ? { settledTxHash: result.txHash } : {}) });
@@ -407,10 +415,10 @@ export class HcsRole implements Role {
       if (s.state === 'offered') {
         await this.checkReservation(s, now);
       } else if (s.state === 'charging') {
-        const end = await pollCharging(this.agent, s, s.terms!.maxWh, END.stoppedByHcs);
+        const end = await pollCharging(this.agent, s, s.terms.maxWh, END.stoppedByHcs);
         // The receipt rule is judged on a fresh reading only: a failing meter (whose retries hold
         // up this tick, and with it the receipts) ends the charge as a meter fault, not as a silent EV.
-        const fresh = this.agent.metering!.consecutiveErrors === 0;
+        const fresh = this.agent.metering.consecutiveErrors === 0;
         const decision =
           end !== undefined
             ? { status: end, why: 'meter' }
@@ -429,10 +437,10 @@ export class HcsRole implements Role {
   }
 
   /** An offer waits for the EV's consent and its reservation on chain, then the charger switches on. */
-  private async checkReservation(s: SessionRecord, now: number): Promise<void> {
+  private async checkReservation(s: SessionIn<'offered'>, now: number): Promise<void> {
     if (s.consent) {
       const state = await this.agent.chain.retry('sessionState', () =>
-        this.agent.chain.client.sessionState(this.agent.address, big(s.terms!.seq)),
+        this.agent.chain.client.sessionState(this.agent.address, big(s.terms.seq)),
       );
       if (state === ChainSessionState.Reserved) return this.switchOn(s);
       // The edge has not reserved it in time (away?): reserve it ourselves. (The consent set the
@@ -451,22 +459,22 @@ export class HcsRole implements Role {
    * deadline, with its highest receipt). With one, only as a fallback; but a bill outside the
    * tolerance only the station itself can settle, at once.
    */
-  private async checkSettlement(s: SessionRecord, now: number): Promise<void> {
+  private async checkSettlement(s: SessionIn<'awaitingSettlement'>, now: number): Promise<void> {
     // The EV's final report is awaited until the report deadline; then its highest receipt serves.
     if (!s.peerReport && now <= s.deadline) return;
     const evReport = bestEvReport(s);
     const disputed =
       evReport !== undefined &&
-      !withinToleranceOf(this.agent.chain.deployment, reportEnergyWh(evReport), reportEnergyWh(s.myReport!));
+      !withinToleranceOf(this.agent.chain.deployment, reportEnergyWh(evReport), reportEnergyWh(s.myReport));
     const fallbackAt = s.updatedAt + this.agent.cfg.timeouts.settleFallbackMs;
     if (s.server && s.peerReport && !disputed && now < fallbackAt) return;
     if (evReport) return this.settle(s);
     if (now > s.deadline) {
       const state = await this.agent.chain.retry('sessionState', () =>
-        this.agent.chain.client.sessionState(this.agent.address, big(s.terms!.seq)),
+        this.agent.chain.client.sessionState(this.agent.address, big(s.terms.seq)),
       );
       if (isSettledState(state)) this.agent.move(s, 'done', { deadline: 0 });
-      else if (now / 1000 > s.terms!.settleBy)
+      else if (now / 1000 > s.terms.settleBy)
         this.agent.move(s, 'failed', {
           error: 'no receipt from the EV within the settlement window',
           deadline: 0,
@@ -476,7 +484,7 @@ export class HcsRole implements Role {
 
   async control(action: string): Promise<unknown> {
     if (action === 'stop') {
-      const s = this.agent.openSessions().find((x) => x.state === 'charging');
+      const s = this.agent.openSessions().find((x): x is SessionIn<'charging'> => isIn(x, 'charging'));
       if (!s) throw new Error('no charge in progress');
       await endCharging(this.agent, s, END.stoppedByHcs, false);
       return { id: s.id, state: s.state };
@@ -485,7 +493,7 @@ export class HcsRole implements Role {
   }
 
   status(): Record<string, unknown> {
-    const price = BigInt(this.hcs.priceWeiPerKWh);
+    const price = BigInt(this.station.priceWeiPerKWh);
     return {
       hcs: {
         priceWeiPerKWh: price.toString(),

@@ -4,11 +4,11 @@
  * itself can settle those). The contract decides the bill (docs/CONTRACT.md); the station sends
  * the highest receipt the EV signed and its own report.
  */
-import { isSettledState, revertName, SessionState } from '../../contracts/client.js';
-import { big } from '../core/journal.js';
-import type { Agent } from '../core/runtime.js';
-import { type SessionRecord, termsFromJson } from '../core/session.js';
-import { reportEnergyWh } from './charging.js';
+import { ChainSessionState, isSettledState, revertName } from '../../contracts/client.js';
+import { big } from '../core/json.js';
+import type { RoleContext } from '../core/context.js';
+import { type SessionIn, type SessionRecord, termsFromJson } from '../core/session.js';
+import { reportEnergyWh } from '../../protocol/index.js';
 
 /** The contract's rule (docs/CONTRACT.md): |eEV − eHCS| ≤ max(abs, rel × max(eEV, eHCS)). */
 export function withinTolerance(evWh: bigint, hcsWh: bigint, absWh: bigint, relBps: bigint): boolean {
@@ -27,8 +27,6 @@ export function withinToleranceOf(
   return withinTolerance(evWh, hcsWh, BigInt(d.params.absToleranceWh), BigInt(d.params.relToleranceBps));
 }
 
-export { reportEnergyWh };
-
 export interface SettleResult {
   done: boolean;
   txHash?: string;
@@ -46,20 +44,19 @@ export function bestEvReport(s: SessionRecord): string | undefined {
   return candidates.sort((a, b) => (reportEnergyWh(b) > reportEnergyWh(a) ? 1 : -1))[0];
 }
 
-export async function settleDirectly(agent: Agent, s: SessionRecord): Promise<SettleResult> {
-  const terms = termsFromJson(s.ev, s.hcs!, s.terms!);
-  const evReport = `0x${bestEvReport(s)}`;
+export async function settleDirectly(
+  agent: RoleContext,
+  s: SessionIn<'awaitingSettlement'>,
+): Promise<SettleResult> {
+  const terms = termsFromJson(s.ev, s.hcs, s.terms);
+  const evReport = `0x${bestEvReport(s) ?? ''}`;
   const hcsReport = `0x${s.role === 'hcs' ? s.myReport : s.peerReport}`;
   const chain = agent.chain;
-  const state = await chain.retry('sessionState', () => chain.client.sessionState(s.hcs!, big(s.terms!.seq)));
+  const state = await chain.retry('sessionState', () => chain.client.sessionState(s.hcs, big(s.terms.seq)));
   if (isSettledState(state)) return { done: true };
-  if (state === SessionState.Released)
+  if (state === ChainSessionState.Released)
     return { done: false, error: 'the reservation was released on chain before it was settled' };
-  const agreed = withinToleranceOf(
-    chain.deployment,
-    reportEnergyWh(evReport.slice(2)),
-    reportEnergyWh(hcsReport.slice(2)),
-  );
+  const agreed = withinToleranceOf(chain.deployment, reportEnergyWh(evReport), reportEnergyWh(hcsReport));
   try {
     const receipt = await chain.send('settle', (c) => c.settle(terms, evReport, hcsReport));
     agent.log.info({ txid: s.txid, tx: receipt.hash, disputed: !agreed }, 'settled directly on chain');
