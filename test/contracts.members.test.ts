@@ -112,13 +112,19 @@ describe('deposits and withdrawals', () => {
     expect(await fx.operator.client.availableDeposit(ev.address)).toBe(0n);
     const { withdrawableAt } = await fx.operator.client.depositOf(ev.address);
     await expectRevert(ev.client.withdraw(), 'WithdrawalNotReady');
-    // At withdrawableAt itself still not: strictly after (a bill of that second comes first).
-    await fx.provider.send('evm_setNextBlockTimestamp', [Number(withdrawableAt)]);
-    await expectRevert(ev.client.withdraw(), 'WithdrawalNotReady');
     // The session settles inside the window, from the reservation.
     await fx.operator.client.settle(terms, evReport, hcsReport);
     const bill = (10_000n * PRICE) / 1000n;
-    await increaseTime(fx.provider, 2n);
+    // In a block at withdrawableAt itself the withdrawal still fails: strictly after (a bill of
+    // that second comes first).
+    await fx.provider.send('evm_setNextBlockTimestamp', [Number(withdrawableAt)]);
+    const early = await ev.client.contract.getFunction('withdraw').send({ gasLimit: 200_000n });
+    const mined = await early.wait().then(
+      (r) => r?.status,
+      (e: { receipt?: { status: number } }) => e.receipt?.status,
+    );
+    expect(mined).toBe(0);
+    await increaseTime(fx.provider, 1n);
     const before = await fx.provider.getBalance(ev.address);
     const receipt = await ev.client.withdraw();
     const paid = (await fx.provider.getBalance(ev.address)) - before + receipt.gasUsed * receipt.gasPrice;
