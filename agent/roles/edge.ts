@@ -37,6 +37,8 @@ export interface Bill {
   /** The EV's consent (envelope hex) and where its reservation stands. */
   consent?: string;
   reservation?: 'queued' | 'submitted' | 'reserved' | 'refused';
+  /** When a party announced the end of the charge (ms): the station is free from then on. */
+  endedAt?: number;
   state: 'collecting' | 'queued' | 'submitted' | 'settled' | 'failed';
   disputed?: boolean;
   batchTx?: string;
@@ -175,6 +177,16 @@ export class EdgeRole implements RoleHandler {
         });
         return;
       }
+      case 'completion':
+      case 'termination': {
+        // Either side announced the end of the charge (a car may stop before the station ever
+        // switched on, and the station then never reports): the station is free for a waiting car.
+        const b = this.bills.get(msg.txid);
+        if (b?.state !== 'collecting' || (signer !== b.ev && signer !== b.hcs) || b.endedAt) return;
+        this.save({ ...b, endedAt: Date.now() });
+        await this.serveWaiting();
+        return;
+      }
       case 'rating':
         this.agent.log.info({ txid: msg.txid, rating: msg.rating, comment: msg.comment }, 'rating received');
         return;
@@ -192,7 +204,8 @@ export class EdgeRole implements RoleHandler {
     const now = Date.now();
     const taken = new Set<string>();
     for (const b of this.bills.values())
-      if (b.state === 'collecting' && !b.hcsReport && now < b.terms.settleBy * 1000) taken.add(b.hcs);
+      if (b.state === 'collecting' && !b.hcsReport && !b.endedAt && now < b.terms.settleBy * 1000)
+        taken.add(b.hcs);
     for (const [hcs, hold] of this.holds) {
       if (hold.until < now) this.holds.delete(hcs);
       else if (hold.ev !== ev) taken.add(hcs);

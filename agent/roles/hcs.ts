@@ -460,13 +460,16 @@ export class HcsRole implements RoleHandler {
    * tolerance only the station itself can settle, at once.
    */
   private async checkSettlement(s: SessionIn<'awaitingSettlement'>, now: number): Promise<void> {
-    // The EV's final report is awaited until the report deadline; then its highest receipt serves.
+    // The EV's final report is awaited until the report deadline; then its highest receipt serves,
+    // at once if it agrees with our meter, else only after the fallback time (a disagreement costs
+    // us the difference: the final report, late on a busy network, deserves the longer wait).
     if (!s.peerReport && now <= s.deadline) return;
     const evReport = bestEvReport(s);
     const disputed =
       evReport !== undefined &&
       !withinToleranceOf(this.agent.chain.deployment, reportEnergyWh(evReport), reportEnergyWh(s.myReport));
     const fallbackAt = s.updatedAt + this.agent.cfg.timeouts.settleFallbackMs;
+    if (!s.peerReport && disputed && now < fallbackAt) return;
     if (s.server && s.peerReport && !disputed && now < fallbackAt) return;
     if (evReport) return this.settle(s);
     if (now > s.deadline) {
