@@ -30,14 +30,17 @@ writeFileSync(
 const REPORT = `data:text/javascript,import { register } from 'node:module'; register(${JSON.stringify(`file://${hooks}`)});`;
 
 describe('the command table', () => {
-  it.each(COMMANDS.map((c) => [c.name, c]))('%s is registered by its module as the table says', async (_n, c) => {
-    const mod = (await load(c.module)) as Record<string, (p: Command) => void>;
-    const program = new Command('p2pev');
-    mod[c.register]!(program);
-    const cmd = program.commands.find((x) => x.name() === c.name);
-    expect(cmd, `${c.module}.${c.register} registers no "${c.name}"`).toBeDefined();
-    expect(cmd!.description()).toBe(c.description);
-  });
+  it.each(COMMANDS.map((c) => [c.name, c]))(
+    '%s is registered by its module as the table says',
+    async (_n, c) => {
+      const mod = (await load(c.module)) as Record<string, (p: Command) => void>;
+      const program = new Command('p2pev');
+      mod[c.register]!(program);
+      const cmd = program.commands.find((x) => x.name() === c.name);
+      expect(cmd, `${c.module}.${c.register} registers no "${c.name}"`).toBeDefined();
+      expect(cmd!.description()).toBe(c.description);
+    },
+  );
 
   it('lists every command the modules register (none missing from --help)', async () => {
     const names = new Set<string>();

@@ -77,7 +77,7 @@ export class Ops {
     const ops = new Ops(agent);
     const ha = agent.cfg.homeassistant;
     if (ha) {
-      ops.ha = new HomeAssistant({ ...ha, url: ha.url ?? agent.cfg.mqtt.url }, ops.deviceInfo(), agent.log);
+      ops.ha = new HomeAssistant(ha, ops.deviceInfo(), agent.log);
       ops.ha.start();
     }
     // In the background: a silent meter or node must not delay the start.
@@ -186,7 +186,7 @@ export class Ops {
       ...(this.agent.cfg.homeassistant
         ? {
             homeassistant: {
-              url: withoutCredentials(this.agent.cfg.homeassistant.url ?? this.agent.cfg.mqtt.url),
+              url: withoutCredentials(this.agent.cfg.homeassistant.url),
             },
           }
         : {}),
