@@ -29,7 +29,10 @@ export async function runSimMeter(
   o: SimMeterCliOptions,
   out: (line: string) => void = console.log,
 ): Promise<SimMeter> {
-  if (!o.tcp === !o.port) throw new Error('give exactly one of --tcp HOST:PORT or --port TTY');
+  if (!o.tcp === !o.port)
+    throw Object.assign(new Error('give only one of --tcp HOST:PORT and --port TTY (one is needed)'), {
+      name: 'UsageError',
+    });
   const baud = o.baud ? Number(o.baud) : undefined;
   const tcp = o.tcp ? parseHostPort(o.tcp, true) : undefined;
   const sim = await startSimMeter({

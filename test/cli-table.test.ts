@@ -75,4 +75,31 @@ describe('the command table', () => {
     expect(loaded.some((l) => l.includes('/protocol/cli.ts'))).toBe(true);
     expect(loaded.filter((l) => l.includes('/sim/') || l.includes('/contracts/'))).toEqual([]);
   });
+
+  it('usage mistakes exit 2 with what to give; other failures exit 1', async () => {
+    const cases: [string[], number, RegExp][] = [
+      [['bogus'], 2, /unknown command 'bogus'/],
+      [
+        ['msg', 'decode', '00', '--chain-id', 'x', '--contract', `0x${'1'.repeat(40)}`],
+        2,
+        /--chain-id x is not a decimal number/,
+      ],
+      [['sessions', 'export', '--config', '/nonexistent.json'], 2, /say which format/],
+      [
+        ['diag', 'read', '--tcp', '127.0.0.1:1', '--port', '/dev/null'],
+        2,
+        /give only one of --port and --tcp/,
+      ],
+      [['chain', 'deploy', '--rpc', 'http://127.0.0.1:1', '--key', 'secret'], 2, /--key would show the key/],
+      [['config', 'check', '--config', '/nonexistent.json'], 1, /cannot read \/nonexistent\.json/],
+    ];
+    for (const [args, code, message] of cases) {
+      const r = await run(process.execPath, [BIN, ...args], {
+        env: { ...process.env, P2PEV_DIST: '0' },
+      }).catch((e) => e);
+      expect(r.code, args.join(' ')).toBe(code);
+      expect(r.stderr, args.join(' ')).toMatch(message);
+      expect(r.stderr).not.toContain('secret');
+    }
+  }, 60_000);
 });

@@ -3,7 +3,7 @@
  * `sessions export --ocmf`.
  */
 import { writeFileSync } from 'node:fs';
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import { readDeployment } from '../../contracts/deploy.js';
 import { loadConfig } from '../core/config.js';
 import { formatChecks, runDoctor } from './doctor.js';
@@ -14,9 +14,15 @@ import { VERSION } from './telemetry.js';
 import type { SessionRecord } from '../core/session.js';
 import { controlEndpoint, fetchStatus, formatStatus } from './status.js';
 
+/** A usage mistake: the CLI exits 2 for it (agent/cli.ts). */
+class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
 function parseNonNegative(flag: string) {
   return (v: string) => {
-    if (!/^[0-9]+$/.test(v)) throw new Error(`${flag} must be a whole number, not ${JSON.stringify(v)}`);
+    if (!/^[0-9]+$/.test(v))
+      throw new InvalidArgumentError(`${flag} must be a whole number, not ${JSON.stringify(v)}`);
     return v;
   };
 }
@@ -32,7 +38,7 @@ export function registerOpsCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (opts: { config: string; timeout: number; json?: boolean }) => {
       if (!Number.isInteger(opts.timeout) || opts.timeout < 100)
-        throw new Error('--timeout must be a whole number of ms, at least 100');
+        throw new UsageError('--timeout must be a whole number of ms, at least 100');
       const checks = await runDoctor({ configPath: opts.config, timeoutMs: opts.timeout });
       const failed = checks.some((c) => c.status === 'fail');
       process.stdout.write(
@@ -78,7 +84,7 @@ export function registerOpsCommands(program: Command): void {
         passwordEnv?: string;
         passwordFile?: string;
       }) => {
-        if (!opts.ocmf) throw new Error('say which format: p2pev sessions export --ocmf');
+        if (!opts.ocmf) throw new UsageError('say which format: p2pev sessions export --ocmf');
         const cfg = loadConfig(opts.config);
         if (cfg.role !== 'hcs')
           throw new Error(
