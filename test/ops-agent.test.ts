@@ -265,7 +265,10 @@ describe('operating a charge point', () => {
     const exp = JSON.parse(out.stdout);
     expect(exp.signatureAlgorithm).toBe('ECDSA-secp256k1-SHA256');
     // The key that signs the OCMF is the station's registered on-chain account.
-    expect(computeAddress(`0x${exp.publicKey}`).toLowerCase()).toBe(hcs.address);
+    expect(computeAddress(`0x${exp.publicKeyRaw}`).toLowerCase()).toBe(hcs.address);
+    // The key as verifiers take it: DER SubjectPublicKeyInfo of that point (and its PEM).
+    expect(exp.publicKey).toBe(`3056301006072a8648ce3d020106052b8104000a034200${exp.publicKeyRaw}`);
+    expect(exp.publicKeyPem).toContain('-----BEGIN PUBLIC KEY-----');
     expect(exp.sessions.length).toBe(doneBefore + 2);
     expect(exp.gaps).toEqual([]);
     const pages: number[] = [];

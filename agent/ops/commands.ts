@@ -123,7 +123,8 @@ export function registerOpsCommands(program: Command): void {
         else process.stdout.write(text);
         if (!opts.json) {
           process.stderr.write(
-            `${result.sessions.length} session(s); public key ${result.publicKey} (${result.signatureAlgorithm}, address ${result.address})\n`,
+            `${result.sessions.length} session(s), ${result.signatureAlgorithm}, address ${result.address}; public key (DER SubjectPublicKeyInfo, hex):\n${result.publicKey}\n${result.publicKeyPem}` +
+              'signed by this device, not by a certified meter: not Eichrecht-conformant (docs/INSTALL.md)\n',
           );
           for (const g of result.gaps) process.stderr.write(`no data set for T${g.seq}: ${g.reason}\n`);
         }
