@@ -4,7 +4,7 @@
  * point the switch belongs to the wallbox; with `charger: "sim-control"` it is the simulated
  * meter's control register (sim/meter, SIM_CONTROL), for development and the sim.
  */
-import { type Meter, openMeter } from '../../drivers/index.js';
+import { type Meter, type MeterReading, openMeter } from '../../drivers/index.js';
 import type { AgentConfig } from './config.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -32,7 +32,14 @@ export class Metering {
   ): Promise<Metering> {
     const { pollMs: _p, charger: _c, ...driverConfig } = cfg;
     const m = new Metering(await openMeter(driverConfig), cfg, metrics, log);
-    m.meter.on('reset', (d) => log.warn({ d }, 'meter energy register went backwards (reset)'));
+    m.meter.on('reset', (d) =>
+      log.warn(
+        { d },
+        d.currentWh > d.previousWh
+          ? 'meter energy register jumped forwards (faster than meter.plausibility.maxPowerW allows): a new count, believed after consistent reads'
+          : 'meter energy register went backwards (reset): a new count, believed after consistent reads',
+      ),
+    );
     m.meter.on('replaced', (d) => log.warn({ d }, 'meter replaced (new serial)'));
     try {
       m.serial = (await m.meter.identity()).serial ?? 'unknown';
@@ -48,15 +55,37 @@ export class Metering {
 
   /** The billing register in whole Wh; throws the driver's MeterError (which says what to check). */
   async energyWh(): Promise<number> {
+    return this.observed(
+      async () => Math.floor(await this.meter.readEnergyWh()),
+      (wh) => wh,
+    );
+  }
+
+  /** Every quantity (telemetry, status), with the same metrics as the billing read. */
+  async read(): Promise<MeterReading> {
+    const r = await this.observed(
+      () => this.meter.read(),
+      (reading) => Math.floor(reading.energyWh),
+    );
+    if (r.powerW !== undefined) this.metrics.meterPowerW.set(r.powerW);
+    return r;
+  }
+
+  /** One read, timed into the histogram, its outcome into meter_up and the error counter. */
+  private async observed<T>(read: () => Promise<T>, energyOf: (t: T) => number): Promise<T> {
     const end = this.metrics.meterReadSeconds.startTimer();
     try {
-      const wh = Math.floor(await this.meter.readEnergyWh());
+      const result = await read();
+      const wh = energyOf(result);
       this.lastWh = wh;
       this.lastReadAt = Date.now();
       this.consecutiveErrors = 0;
-      return wh;
+      this.metrics.meterEnergyWh.set(wh);
+      this.metrics.meterUp.set(1);
+      return result;
     } catch (err) {
       this.consecutiveErrors++;
+      this.metrics.meterUp.set(0);
       this.metrics.meterErrors.inc({ kind: (err as { kind?: string }).kind ?? 'unknown' });
       throw err;
     } finally {

@@ -67,6 +67,9 @@ export class Ops {
   private readonly watchdogMs: number;
 
   constructor(private readonly agent: Agent) {
+    agent.metrics.buildInfo.set({ version: VERSION, node: process.versions.node, role: agent.cfg.role }, 1);
+    agent.metrics.probes.brokerConnected = () => agent.bus.connected;
+    agent.metrics.probes.chainReachable = () => agent.chain.reachable;
     this.intervalMs = (agent.cfg.homeassistant?.intervalS ?? DEFAULT_INTERVAL_S) * 1000;
     // systemd asks for a ping within WATCHDOG_USEC; ping at half of it.
     const usec = Number(process.env.WATCHDOG_USEC ?? 0);
@@ -132,7 +135,7 @@ export class Ops {
     try {
       if (a.metering) {
         try {
-          const r = await a.metering.meter.read();
+          const r = await a.metering.read();
           t.reading = {
             energyWh: Math.floor(r.energyWh),
             ...(r.powerW !== undefined ? { powerW: r.powerW } : {}),
