@@ -58,6 +58,14 @@ const ago = (ms: number) => {
 };
 const eth = (wei: unknown) => (typeof wei === 'string' ? `${formatEther(BigInt(wei))} ETH` : '?');
 
+/** ", 2.40 of 10.00 kWh (24 %)": how far a charge is towards its target. */
+export function progress(x: { targetWh?: number; energyWh?: number }): string {
+  if (x.energyWh === undefined) return '';
+  const kwh = (wh: number) => (wh / 1000).toFixed(2);
+  if (!x.targetWh) return `, ${kwh(x.energyWh)} kWh`;
+  return `, ${kwh(x.energyWh)} of ${kwh(x.targetWh)} kWh (${Math.min(100, Math.floor((x.energyWh * 100) / x.targetWh))} %)`;
+}
+
 /** The status as a few lines for a person at a terminal. */
 export function formatStatus(s: Record<string, unknown>): string {
   const st = s as {
@@ -68,7 +76,14 @@ export function formatStatus(s: Record<string, unknown>): string {
     broker: { url: string; connected: boolean };
     chain: { rpcUrl: string; reachable: boolean; contract: string; chainId: number };
     meter?: { profile: string; serial: string };
-    sessions: { id: string; state: string; txid?: string; peer?: string }[];
+    sessions: {
+      id: string;
+      state: string;
+      txid?: string;
+      peer?: string;
+      targetWh?: number;
+      energyWh?: number;
+    }[];
     telemetry?: Telemetry;
     clock?: { jumps: number; totalJumpMs: number };
     edge?: { bills?: Record<string, number> };
@@ -103,7 +118,7 @@ export function formatStatus(s: Record<string, unknown>): string {
   }
   lines.push(
     st.sessions.length
-      ? `sessions ${st.sessions.map((x) => `#${x.id} ${x.state}${x.peer ? ` with ${x.peer}` : ''}`).join('; ')}`
+      ? `sessions ${st.sessions.map((x) => `#${x.id} ${x.state}${x.peer ? ` with ${x.peer}` : ''}${progress(x)}`).join('; ')}`
       : 'sessions none in progress',
   );
   if (st.clock?.jumps)

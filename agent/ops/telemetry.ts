@@ -56,6 +56,9 @@ function systemdNotify(...args: string[]): void {
   execFile('systemd-notify', args, () => {});
 }
 
+/** Telemetry period while a session is open (the configured one, 30 s by default, otherwise). */
+const OPEN_SESSION_INTERVAL_MS = 5000;
+
 export class Ops {
   telemetry: Telemetry = {};
   readonly clock = new ClockWatch();
@@ -63,6 +66,7 @@ export class Ops {
   private sampling = false;
   private lastSample = 0;
   private lastWatchdog = 0;
+  private lastOpen?: string;
   private readonly intervalMs: number;
   private readonly watchdogMs: number;
 
@@ -109,7 +113,22 @@ export class Ops {
       this.lastWatchdog = now;
       systemdNotify('WATCHDOG=1');
     }
-    if (!this.sampling && now - this.lastSample >= this.intervalMs) void this.sample();
+    // Fresh figures for `p2pev status` and Home Assistant: every few seconds while a session is
+    // open, and at once when one ends (no 11 kW shown after the charge, no stale earnings).
+    const open = this.openSessions();
+    const ended = this.lastOpen !== undefined && open !== this.lastOpen;
+    this.lastOpen = open;
+    const interval = open ? Math.min(this.intervalMs, OPEN_SESSION_INTERVAL_MS) : this.intervalMs;
+    if (!this.sampling && (ended || now - this.lastSample >= interval)) void this.sample();
+  }
+
+  /** The open sessions' ids and states, as one string to compare between ticks ('' when none). */
+  private openSessions(): string {
+    const a = this.agent;
+    if (!a.sessions.size) return '';
+    let key = '';
+    for (const s of a.sessions.values()) if (OPEN_STATES.includes(s.state)) key += `${s.id}:${s.state};`;
+    return key;
   }
 
   private onClockJump(ms: number): void {
