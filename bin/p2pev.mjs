@@ -31,7 +31,9 @@ export function rootProgram() {
     .version(VERSION)
     .enablePositionalOptions()
     .showHelpAfterError()
-    .configureHelp({ sortSubcommands: true });
+    .configureHelp({ sortSubcommands: true })
+    // Before any command is added: subcommands copy it, so their usage errors exit 2 too.
+    .exitOverride();
 }
 
 function addStubs(program) {
@@ -49,8 +51,16 @@ if (!entry && (args.length === 0 || ['-V', '--version', '-h', '--help', 'help'].
   // The fast path: the version and the list of commands need no command module.
   const program = rootProgram();
   addStubs(program);
-  program.parse(process.argv);
-  if (args.length === 0) program.help();
+  if (args.length === 0) {
+    program.outputHelp({ error: true });
+    process.exitCode = 2;
+  } else {
+    try {
+      program.parse(process.argv);
+    } catch (err) {
+      process.exitCode = err.exitCode === 0 ? 0 : 2;
+    }
+  }
 } else {
   const dist = new URL('dist/', root);
   const distBuilt = existsSync(new URL('agent/cli.js', dist));

@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import stripJsonComments from 'strip-json-comments';
+import { renderWithComments, startConfig } from '../agent/config-cli.js';
 import { ConfigError, loadConfig, nearest, parseConfig, SCHEMA_PATH } from '../agent/core/config.js';
 
 const run = promisify(execFile);
@@ -142,5 +144,58 @@ describe('the schema is the configuration manual', () => {
     };
     walk(schema, '');
     expect(missing).toEqual([]);
+  });
+});
+
+describe('p2pev config init', () => {
+  it('writes a complete, valid, commented start for every role, bench and installed', () => {
+    const schema = JSON.parse(readFileSync(SCHEMA_PATH, 'utf8'));
+    for (const role of ['ev', 'hcs', 'edge'] as const)
+      for (const bench of [true, false]) {
+        const text = renderWithComments(startConfig({ role, bench }), schema);
+        const cfg = parseConfig(JSON.parse(stripJsonComments(text)), dir, `${role}${bench ? ' bench' : ''}`);
+        expect(cfg.role).toBe(role);
+        expect(!!cfg.meter).toBe(role !== 'edge');
+        // A comment above each key: its description in the schema.
+        expect(text).toContain('  // Broker URL (mqtt, mqtts, ws, wss). Required.\n    "url"'.slice(2));
+        if (role === 'hcs') expect(cfg.hcs!.priceWeiPerKWh).toMatch(/^\d+$/);
+        if (role === 'ev') expect(cfg.ev).toBeDefined();
+      }
+  });
+
+  it('the CLI writes a file p2pev config check accepts, and will not overwrite one without --force', async () => {
+    const file = join(dir, 'init', 'ev.json');
+    const first = await run(process.execPath, [
+      BIN,
+      'config',
+      'init',
+      '--role',
+      'ev',
+      '--bench',
+      '--out',
+      file,
+    ]);
+    expect(first.stdout).toContain(`wrote ${file} (ev "bench-ev")`);
+    expect((await run(process.execPath, [BIN, 'config', 'check', '--config', file])).stdout).toContain(
+      'valid (ev "bench-ev")',
+    );
+    const again = await run(process.execPath, [BIN, 'config', 'init', '--role', 'ev', '--out', file]).catch(
+      (e) => e,
+    );
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain('exists: give --force');
+    const bad = await run(process.execPath, [BIN, 'config', 'init', '--role', 'car']).catch((e) => e);
+    expect(bad.code).toBe(2);
+  }, 30_000);
+
+  it('reads comments in a config, and still gives the right line and column of a syntax error', () => {
+    const file = join(dir, 'commented.json');
+    const text = `// a comment\n${JSON.stringify(good(), null, 2).replace('"chain": {', '/* here */ "chain": {,')}`;
+    writeFileSync(file, text);
+    const lineNo = text.split('\n').findIndex((l) => l.includes('"chain": {,')) + 1;
+    const column = text.split('\n')[lineNo - 1]!.indexOf('{,') + 2;
+    expect(() => loadConfig(file)).toThrow(`${file}:${lineNo}:${column}: not valid JSON`);
+    writeFileSync(file, `// a comment\n${JSON.stringify(good(), null, 2)}`);
+    expect(loadConfig(file).role).toBe('hcs');
   });
 });

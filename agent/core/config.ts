@@ -1,12 +1,14 @@
 /**
- * agent.config.json: read, checked against the published JSON Schema (agent/config.schema.json,
- * which editors use to complete it), defaults filled in, relative paths made absolute. A bad
- * config stops the agent at start with the key path and what is wrong, never later.
+ * agent.config.json: read (JSON with comments), checked against the published JSON Schema
+ * (agent/config.schema.json, which editors use to complete it), defaults filled in, relative paths
+ * made absolute. A bad config stops the agent at start with every problem, each with the key path
+ * and what is wrong, never later.
  */
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import leven from 'leven';
+import stripJsonComments from 'strip-json-comments';
 import type { MeterConfig } from '../../drivers/index.js';
 
 export interface AgentConfig {
@@ -174,7 +176,9 @@ export function loadConfig(path: string): AgentConfig {
   }
   let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    // `//` and `/* */` comments are allowed (`p2pev config init` writes them); they become
+    // spaces, so a syntax error's line and column still point into the file as written.
+    raw = JSON.parse(stripJsonComments(text, { trailingCommas: false }));
   } catch (err) {
     throw new ConfigError(jsonSyntaxError(path, text, err as Error));
   }
