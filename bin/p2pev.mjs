@@ -26,14 +26,30 @@ const VERSION = JSON.parse(readFileSync(new URL('package.json', root), 'utf8')).
 
 /** The program with every command as a stub (name and description); `load` adds the real ones. */
 export function rootProgram() {
-  return new Command('p2pev')
-    .description('Smart-meter agent for peer-to-peer EV charging (EV, HCS and edge roles)')
-    .version(VERSION)
-    .enablePositionalOptions()
-    .showHelpAfterError()
-    .configureHelp({ sortSubcommands: true })
-    // Before any command is added: subcommands copy it, so their usage errors exit 2 too.
-    .exitOverride();
+  return (
+    new Command('p2pev')
+      .description('Smart-meter agent for peer-to-peer EV charging (EV, HCS and edge roles)')
+      .version(VERSION)
+      .enablePositionalOptions()
+      .showHelpAfterError()
+      .configureHelp({ sortSubcommands: true })
+      // Before any command is added: subcommands copy it, so their usage errors exit 2 too.
+      .exitOverride()
+  );
+}
+
+/**
+ * Started by npm (`npx p2pev … &`, `npm run …`), this process is a grandchild: npm, then a shell,
+ * then node. A `kill $!` stops npm and the shell but not us, and an agent would keep its ports.
+ * So when npm is the launcher and we are orphaned (our parent is gone), stop as on SIGTERM.
+ * Only then: `nohup p2pev run &` from a shell that logs out must keep running.
+ */
+function stopWithLauncher() {
+  if (!process.env.npm_command) return;
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) process.kill(process.pid, 'SIGTERM');
+  }, 500).unref();
 }
 
 function addStubs(program) {
@@ -62,6 +78,7 @@ if (!entry && (args.length === 0 || ['-V', '--version', '-h', '--help', 'help'].
     }
   }
 } else {
+  stopWithLauncher();
   const dist = new URL('dist/', root);
   const distBuilt = existsSync(new URL('agent/cli.js', dist));
   const devCheckout = existsSync(new URL('.git', root));

@@ -8,7 +8,7 @@ import { type Command, Option } from 'commander';
 import { getAddress, Wallet } from 'ethers';
 import { MemberStatus, SettlementClient } from './client.js';
 import { DEFAULT_PARAMS, type Deployment, deploySettlement, readDeployment } from './deploy.js';
-import { connectRpc } from './rpc.js';
+import { connectRpc, probeChainId } from './rpc.js';
 
 export const DEFAULT_DEPLOYMENT_FILE = 'deployment.json';
 /** getLogs ranges, so that public nodes with range limits still answer. */
@@ -16,6 +16,7 @@ const LOG_CHUNK_BLOCKS = 10_000;
 
 export interface DeployCliOptions {
   rpc: string;
+  wait?: string;
   key?: string;
   keyFile?: string;
   keystore?: string;
@@ -156,6 +157,7 @@ export async function runDeploy(opts: DeployCliOptions): Promise<string> {
     ...(opts.admin ? { admin: checkedAddress(opts.admin, '--admin') } : {}),
   };
   const key = await deployerKey(opts);
+  if (opts.wait) await waitForNode(opts.rpc, Number(opts.wait));
   const d = await deploySettlement({ rpcUrl: opts.rpc, signer: key, params, out: opts.out });
   if (opts.json) {
     const { abi: _abi, ...summary } = d;
@@ -165,6 +167,21 @@ export async function runDeploy(opts: DeployCliOptions): Promise<string> {
     `deployed Settlement at ${d.address} on chain ${d.chainId} (block ${d.block}, tx ${d.txHash}); ` +
     `admin ${d.params.admin}; wrote ${opts.out}`
   );
+}
+
+/** Waits up to `seconds` for the node to answer (a bench that has just started anvil). */
+async function waitForNode(rpcUrl: string, seconds: number): Promise<void> {
+  if (!Number.isFinite(seconds) || seconds < 0) throw new UsageError('--wait takes a number of seconds');
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    try {
+      await probeChainId(rpcUrl, 2000);
+      return;
+    } catch (err) {
+      if (Date.now() >= deadline) throw err;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
 }
 
 function checkedAddress(value: string, flag: string): string {
@@ -311,6 +328,7 @@ export function registerChainCommands(program: Command): void {
       String(DEFAULT_PARAMS.relToleranceBps),
     )
     .option('--admin <address>', 'admin and first operator (default: the deployer)')
+    .option('--wait <seconds>', 'wait this long for the node to answer (a node that is just starting)')
     .option('--json', 'print the deployment (without its ABI) as one JSON line')
     .action(async (opts: DeployCliOptions) => {
       process.stdout.write(`${await runDeploy(opts)}\n`);

@@ -54,8 +54,24 @@ export function registerOpsCommands(program: Command): void {
     .option('-p, --port <n>', 'the control port, instead of reading the config', (v) => Number(v))
     .option('--host <host>', "the control host (default: the config's, or 127.0.0.1)")
     .option('--json', 'print the JSON the agent returned')
-    .action(async (opts: { config: string; port?: number; host?: string; json?: boolean }) => {
-      const status = await fetchStatus(controlEndpoint(opts));
+    .option('--wait <seconds>', 'wait this long for the agent to answer (one that is just starting)', (v) => {
+      const n = Number(v);
+      if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('a number of seconds');
+      return n;
+    })
+    .action(async (opts: { config: string; port?: number; host?: string; json?: boolean; wait?: number }) => {
+      const endpoint = controlEndpoint(opts);
+      const deadline = Date.now() + (opts.wait ?? 0) * 1000;
+      let status: Record<string, unknown>;
+      for (;;) {
+        try {
+          status = await fetchStatus(endpoint);
+          break;
+        } catch (err) {
+          if (Date.now() >= deadline) throw err;
+          await new Promise((r) => setTimeout(r, 250));
+        }
+      }
       process.stdout.write(opts.json ? `${JSON.stringify(status)}\n` : `${formatStatus(status)}\n`);
     });
 
