@@ -16,7 +16,7 @@ const root = new URL('..', import.meta.url).pathname;
 const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 
 /** The first ```sh block after the bench heading. */
-export function benchBlock(readme: string): string {
+function benchBlock(readme: string): string {
   const from = readme.indexOf("## Run one agent of each role (a developer's bench)");
   const block = /```sh\n([\s\S]*?)```/.exec(readme.slice(from));
   if (from < 0 || !block) throw new Error('README.md has no bench block');
