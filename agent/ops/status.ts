@@ -2,6 +2,7 @@
  * `p2pev status`: what the running agent is doing, read from its local control port
  * (`GET /status`, loopback), printed as a short report or as the JSON the agent returned.
  */
+import { existsSync } from 'node:fs';
 import { formatEther } from 'ethers';
 import { loadConfig } from '../core/config.js';
 import type { Telemetry } from './telemetry.js';
@@ -36,9 +37,11 @@ export async function fetchStatus(ep: ControlEndpoint, timeoutMs = 5000): Promis
   } catch (err) {
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
     const code = cause?.code ?? cause?.message ?? (err as Error).name;
-    throw new Error(
-      `no agent answers on ${ep.host}:${ep.port} (${code}): is it running? systemctl status p2pev; journalctl -u p2pev -n 50`,
-    );
+    // Under systemd the service's state and log; on a bench (no systemd) how to start one.
+    const check = existsSync('/run/systemd/system')
+      ? 'systemctl status p2pev; journalctl --namespace p2pev -n 50'
+      : 'no systemd here (a bench): start it with p2pev run --config FILE';
+    throw new Error(`no agent answers on ${ep.host}:${ep.port} (${code}): is it running? ${check}`);
   }
   if (!res.ok) throw new Error(`${url} answered HTTP ${res.status}: is this the p2pev control port?`);
   try {
