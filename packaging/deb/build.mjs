@@ -178,6 +178,9 @@ try {
       ' meter; stations and cars agree on a charge over MQTT with signed messages',
       ' and settle it on an Ethereum chain. This package holds the agent, its',
       ' systemd unit, the udev rule for USB RS-485 adapters and the system user.',
+      ' .',
+      ' Node.js 22 or 24 LTS is recommended (Node 20 is past its end of life);',
+      ' on Debian 12 install it from NodeSource before this package.',
     ].join('\n')}\n`,
   );
   writeFileSync(`${debian}/md5sums`, md5sums(stage));
