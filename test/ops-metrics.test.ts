@@ -81,3 +81,13 @@ describe("the members' page's power estimate", () => {
     expect(p.estimate('a', 105, 1_108_000)).toBe(10_000);
   });
 });
+
+describe('p2pev status: progress towards the target', () => {
+  it('says how far a charge is, in kWh and per cent', async () => {
+    const { progress } = await import('../agent/ops/status.js');
+    expect(progress({ targetWh: 10_000, energyWh: 2_400 })).toBe(', 2.40 of 10.00 kWh (24 %)');
+    expect(progress({ targetWh: 500, energyWh: 600 })).toBe(', 0.60 of 0.50 kWh (100 %)');
+    expect(progress({ energyWh: 1_234 })).toBe(', 1.23 kWh');
+    expect(progress({ targetWh: 500 })).toBe('');
+  });
+});
