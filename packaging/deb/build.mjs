@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// `npm run package [-- --arch arm64] [--out DIR] [--skip-build]`: the Debian package
+// `npm run package [-- --arch arm64] [--out DIR] [--skip-build]` (--skip-build: take the dist/ of
+// `npm run build` as it is, instead of compiling into the package): the Debian package
 // p2pev_<version>_<arch>.deb, built with Debian's own dpkg-deb. It holds the compiled JavaScript
 // (npm run build), the production dependencies only (for --arch arm64 or armhf: their ARM
 // prebuilds, `npm ci --cpu … --os linux`), the systemd unit, the udev rule, p2pev's journal
@@ -65,18 +66,18 @@ const pkg = JSON.parse(readFileSync(`${root}/package.json`, 'utf8'));
 const version = pkg.version;
 const say = (m) => process.stdout.write(`package: ${m}\n`);
 
-if (opts.build) {
-  say('compiling (npm run build)');
-  execFileSync(process.execPath, [`${root}/.ci/build.mjs`], { stdio: 'inherit' });
-}
-
 const stage = mkdtempSync(join(tmpdir(), 'p2pev-deb-'));
 const lib = `${stage}/usr/lib/p2pev`;
 try {
   mkdirSync(lib, { recursive: true });
   for (const f of ['package.json', 'package-lock.json']) cpSync(`${root}/${f}`, `${lib}/${f}`);
   cpSync(`${root}/bin`, `${lib}/bin`, { recursive: true });
-  cpSync(`${root}/dist`, `${lib}/dist`, { recursive: true });
+  if (opts.build) {
+    say('compiling into the package (.ci/build.mjs --out)');
+    execFileSync(process.execPath, [`${root}/.ci/build.mjs`, '--out', `${lib}/dist`], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+  } else cpSync(`${root}/dist`, `${lib}/dist`, { recursive: true });
   // The schema where the config's "$schema" and editors look for it.
   mkdirSync(`${lib}/agent`, { recursive: true });
   cpSync(`${root}/agent/config.schema.json`, `${lib}/agent/config.schema.json`);
