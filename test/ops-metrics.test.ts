@@ -91,3 +91,46 @@ describe('p2pev status: progress towards the target', () => {
     expect(progress({ targetWh: 500 })).toBe('');
   });
 });
+
+describe('telemetry freshness', () => {
+  it('samples every 5 s while a session is open, and at once when one ends', async () => {
+    const { Ops } = await import('../agent/ops/telemetry.js');
+    const sessions = new Map<string, { id: string; state: string }>();
+    const agent = {
+      cfg: { role: 'hcs' },
+      metrics: createMetrics(false),
+      bus: { connected: true },
+      chain: { reachable: true },
+      sessions,
+    };
+    const ops = new Ops(agent as never);
+    let samples = 0;
+    (ops as unknown as { sample: () => Promise<void> }).sample = async () => {
+      samples++;
+      (ops as unknown as { lastSample: number }).lastSample = Date.now();
+    };
+    const ago = (ms: number) => {
+      (ops as unknown as { lastSample: number }).lastSample = Date.now() - ms;
+    };
+    ago(0);
+    ops.tick();
+    expect(samples).toBe(0);
+    ago(6_000); // idle: the configured 30 s holds
+    ops.tick();
+    expect(samples).toBe(0);
+    sessions.set('1', { id: '1', state: 'charging' });
+    ops.tick(); // a session opened: a sample at once
+    expect(samples).toBe(1);
+    ago(6_000); // open: every 5 s
+    ops.tick();
+    expect(samples).toBe(2);
+    ops.tick();
+    expect(samples).toBe(2);
+    sessions.set('1', { id: '1', state: 'done' });
+    ops.tick(); // it ended: fresh power and earnings at once
+    expect(samples).toBe(3);
+    ago(6_000);
+    ops.tick();
+    expect(samples).toBe(3);
+  });
+});
