@@ -155,11 +155,11 @@ const fmt = (v: number | undefined, digits = 3): string =>
   v === undefined ? '—' : Number.isInteger(v) ? String(v) : v.toFixed(digits);
 
 function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
+  const widths = (rows[0] ?? []).map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
   return rows
     .map((r) =>
       r
-        .map((cell, c) => cell.padEnd(widths[c]!))
+        .map((cell, c) => cell.padEnd(widths[c] ?? 0))
         .join('  ')
         .trimEnd(),
     )
@@ -195,7 +195,8 @@ async function meterFor(
     const matches = await identify(transport, unitId, Math.max(timeoutMs ?? 300, 300)).catch((err) => {
       throw withScanHint(err, o);
     });
-    if (matches.length === 0) {
+    const [first, ...rest] = matches;
+    if (!first) {
       // Tell "nobody answers" from "an unknown register map" with one raw read.
       await withMeter(rawMeter(transport, unitId, timeoutMs ?? 500, 1), (m) => m.dump('holding', 0, 1)).catch(
         (err: unknown) => {
@@ -208,8 +209,8 @@ async function meterFor(
         'give --profile, or describe its registers as meter.generic in the config (see `diag dump`)',
       );
     }
-    profile = matches[0]!.profile;
-    const others = matches.slice(1).map((m) => m.profile);
+    profile = first.profile;
+    const others = rest.map((m) => m.profile);
     io.err(
       `profile detected: ${profile}${others.length ? ` (the same registers as ${others.join(', ')})` : ''}`,
     );
@@ -233,7 +234,15 @@ async function readOnce(meter: ModbusMeter) {
 
 export function registerDiagCommands(program: Command, io: DiagIo = processIo): void {
   const diag = program.command('diag').description('Field diagnostics of Modbus meters over serial or TCP');
+  registerPorts(diag, io);
+  registerScan(diag, io);
+  registerRead(diag, io);
+  registerWatch(diag, io);
+  registerDump(diag, io);
+}
 
+/** `p2pev diag ports`: the serial ports present, with adapter names. */
+function registerPorts(diag: Command, io: DiagIo): void {
   diag
     .command('ports')
     .description('List the serial ports present, with adapter names')
@@ -262,7 +271,10 @@ export function registerDiagCommands(program: Command, io: DiagIo = processIo): 
         io.out(table(rows));
       }),
     );
+}
 
+/** `p2pev diag scan`: the devices on a bus across baud rates and parities, and the profile each matches. */
+function registerScan(diag: Command, io: DiagIo): void {
   lineOptions(
     diag
       .command('scan')
@@ -364,7 +376,10 @@ export function registerDiagCommands(program: Command, io: DiagIo = processIo): 
       },
     ),
   );
+}
 
+/** `p2pev diag read`: one reading of every quantity of a meter, with units. */
+function registerRead(diag: Command, io: DiagIo): void {
   lineOptions(
     diag.command('read').description('One reading of every quantity of a meter, with units'),
     true,
@@ -402,7 +417,10 @@ export function registerDiagCommands(program: Command, io: DiagIo = processIo): 
       io.out(table(rows));
     }),
   );
+}
 
+/** `p2pev diag watch`: a live view refreshing in place. */
+function registerWatch(diag: Command, io: DiagIo): void {
   lineOptions(
     diag
       .command('watch')
@@ -463,7 +481,10 @@ export function registerDiagCommands(program: Command, io: DiagIo = processIo): 
       },
     ),
   );
+}
 
+/** `p2pev diag dump`: raw registers, in hex and decoded as the common types. */
+function registerDump(diag: Command, io: DiagIo): void {
   lineOptions(
     diag
       .command('dump')
@@ -495,7 +516,8 @@ export function registerDiagCommands(program: Command, io: DiagIo = processIo): 
           m.dump(kind, from, count),
         );
         const rows = words.map((w, i) => {
-          const pair = i + 1 < words.length ? [w, words[i + 1]!] : undefined;
+          const next = words[i + 1];
+          const pair = next !== undefined ? [w, next] : undefined;
           return {
             address: from + i,
             hex: w.toString(16).padStart(4, '0'),

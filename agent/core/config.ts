@@ -64,7 +64,8 @@ export const SCHEMA_PATH = new URL('../config.schema.json', import.meta.url);
 const schema = JSON.parse(readFileSync(SCHEMA_PATH, 'utf8'));
 // verbose: every error carries its schema (the known keys and allowed values for "did you mean").
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, verbose: true });
-const validate = ajv.compile(schema);
+// The schema is the type's source of truth for what a valid config holds; the guard says so.
+const validate = ajv.compile<AgentConfig>(schema);
 
 /** Objects whose defaults apply even when the whole section is left out. */
 const SECTIONS_WITH_DEFAULTS = ['edge', 'timeouts', 'control', 'metrics', 'log'] as const;
@@ -121,7 +122,7 @@ export function jsonSyntaxError(path: string, text: string, err: Error): string 
   if (offset !== undefined) {
     const before = text.slice(0, offset).split('\n');
     line = before.length;
-    column = before.at(-1)!.length + 1;
+    column = (before.at(-1) ?? '').length + 1;
   } else if (lc) {
     line = Number(lc[1]);
     column = Number(lc[2]);
@@ -129,7 +130,7 @@ export function jsonSyntaxError(path: string, text: string, err: Error): string 
     // Unexpected end of the text: the place is its end.
     const lines = text.split('\n');
     line = lines.length;
-    column = lines.at(-1)!.length + 1;
+    column = (lines.at(-1) ?? '').length + 1;
   }
   const source = text.split('\n')[line - 1] ?? '';
   return `${path}:${line}:${column}: not valid JSON: ${message}\n  ${source}\n  ${' '.repeat(Math.max(0, column - 1))}^`;
@@ -147,21 +148,20 @@ export function parseConfig(raw: unknown, baseDir: string, source = 'config'): A
       `${source} is invalid (${lines.length} problem${lines.length === 1 ? '' : 's'}; the keys are described in agent/config.schema.json):\n  ${lines.join('\n  ')}`,
     );
   }
-  const cfg = obj as unknown as AgentConfig;
+  const cfg: AgentConfig = obj;
   cfg.name ??= cfg.role;
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   cfg.dataDir = abs(cfg.dataDir);
   cfg.keystore.path = abs(cfg.keystore.path);
   if (cfg.keystore.passwordFile) cfg.keystore.passwordFile = abs(cfg.keystore.passwordFile);
   cfg.chain.deploymentFile = abs(cfg.chain.deploymentFile);
-  for (const k of ['caFile', 'certFile', 'keyFile'] as const)
-    if (cfg.mqtt[k]) cfg.mqtt[k] = abs(cfg.mqtt[k]!);
-  if (cfg.server) cfg.server = cfg.server.toLowerCase();
-  if (cfg.meter) {
-    cfg.meter.unitId ??= 1;
-    cfg.meter.pollMs ??= 1000;
-    cfg.meter.charger ??= 'none';
+  for (const k of ['caFile', 'certFile', 'keyFile'] as const) {
+    const path = cfg.mqtt[k];
+    if (path) cfg.mqtt[k] = abs(path);
   }
+  if (cfg.server) cfg.server = cfg.server.toLowerCase();
+  // meter.unitId, meter.pollMs and meter.charger have their defaults in the schema (ajv's
+  // useDefaults fills them in above): one place for each.
   return cfg;
 }
 

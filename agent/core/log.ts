@@ -20,8 +20,8 @@ const SYSLOG_PRIORITY: Record<string, number> = { 10: 7, 20: 7, 30: 6, 40: 4, 50
 
 /** The syslog priority for one pino JSON line (its level is the first field), info if unknown. */
 export function priorityOf(line: string): number {
-  const m = /^\{"level":(\d+)/.exec(line);
-  return (m && SYSLOG_PRIORITY[m[1]!]) ?? 6;
+  const level = /^\{"level":(\d+)/.exec(line)?.[1];
+  return (level === undefined ? undefined : SYSLOG_PRIORITY[level]) ?? 6;
 }
 
 /** A destination that writes each line behind its syslog priority prefix. */

@@ -7,9 +7,15 @@
 import { execFile } from 'node:child_process';
 import { resolveProfile } from '../../drivers/index.js';
 import { ClockWatch, shiftSessionTimes } from '../core/clock.js';
+import type { Bus } from '../core/bus.js';
+import type { Chain } from '../core/chain.js';
 import type { AgentConfig } from '../core/config.js';
+import type { JournalPort, RoleHandler } from '../core/context.js';
+import type { Logger } from '../core/log.js';
+import type { Metering } from '../core/metering.js';
+import type { Metrics } from '../core/metrics.js';
+import type { SessionRecord } from '../core/session.js';
 import { type HaState, HomeAssistant } from './homeassistant.js';
-import type { Agent } from '../core/runtime.js';
 import { OPEN_STATES } from '../core/session.js';
 
 export const VERSION = '0.1.0';
@@ -59,6 +65,20 @@ function systemdNotify(...args: string[]): void {
 /** Telemetry period while a session is open (the configured one, 30 s by default, otherwise). */
 const OPEN_SESSION_INTERVAL_MS = 5000;
 
+/** What the operations side needs of a running agent (the runtime hands itself over). */
+export interface OpsHost {
+  readonly cfg: AgentConfig;
+  readonly address: string;
+  readonly log: Logger;
+  readonly sessions: ReadonlyMap<string, SessionRecord>;
+  readonly journal: JournalPort;
+  readonly chain: Pick<Chain, 'rpc' | 'client' | 'reachable'>;
+  readonly bus: Pick<Bus, 'connected'>;
+  readonly metrics: Pick<Metrics, 'buildInfo' | 'probes'>;
+  readonly metering?: Pick<Metering, 'serial' | 'meter' | 'read'>;
+  readonly role: Pick<RoleHandler, 'status' | 'onClockJump'>;
+}
+
 export class Ops {
   telemetry: Telemetry = {};
   readonly clock = new ClockWatch();
@@ -70,7 +90,7 @@ export class Ops {
   private readonly intervalMs: number;
   private readonly watchdogMs: number;
 
-  constructor(private readonly agent: Agent) {
+  constructor(private readonly agent: OpsHost) {
     agent.metrics.buildInfo.set({ version: VERSION, node: process.versions.node, role: agent.cfg.role }, 1);
     agent.metrics.probes.brokerConnected = () => agent.bus.connected;
     agent.metrics.probes.chainReachable = () => agent.chain.reachable;
@@ -80,7 +100,7 @@ export class Ops {
     this.watchdogMs = usec > 0 ? usec / 2000 : 0;
   }
 
-  static async start(agent: Agent): Promise<Ops> {
+  static async start(agent: OpsHost): Promise<Ops> {
     const ops = new Ops(agent);
     const ha = agent.cfg.homeassistant;
     if (ha) {
@@ -140,7 +160,7 @@ export class Ops {
       // Straight to the journal: save() would stamp updatedAt with the new clock.
       a.journal.put(`s:${s.id}`, s);
     }
-    (a.role as { onClockJump?: (ms: number) => void } | undefined)?.onClockJump?.(ms);
+    a.role.onClockJump?.(ms);
     this.lastSample += ms;
     this.lastWatchdog += ms;
   }
