@@ -21,6 +21,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { bigintReplacer } from './json.js';
 
 export interface JournalOptions {
   /** Compact when the file passes this size (bytes). */
@@ -147,15 +148,5 @@ export class Journal {
   }
 }
 
-/** Bigints are stored as `{ "$big": "123" }`-free decimal strings with an `n` suffix. */
-export function bigintReplacer(_key: string, value: unknown): unknown {
-  return typeof value === 'bigint' ? `${value}n` : value;
-}
-
-/** Reads back a value stored by bigintReplacer. */
-export function big(value: unknown): bigint {
-  if (typeof value === 'bigint') return value;
-  if (typeof value === 'string') return BigInt(value.endsWith('n') ? value.slice(0, -1) : value);
-  if (typeof value === 'number') return BigInt(value);
-  throw new Error(`not a bigint: ${String(value)}`);
-}
+// The codec lives in json.ts (one for the journal and the HTTP APIs); re-exported for the roles.
+export { big, bigintReplacer } from './json.js';

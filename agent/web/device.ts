@@ -4,6 +4,7 @@
  * agent's control port). Power is not a register the agent reads; it is estimated from the last
  * two energy readings.
  */
+import { billWei } from '../../protocol/index.js';
 
 export interface DeviceState {
   name: string;
@@ -20,6 +21,17 @@ export interface DeviceState {
     targetWh?: number;
     /** Energy metered so far in this session (last reading − reading at start). */
     energyWh?: number;
+    /** The agreed terms (once offered): what the charge may cost at most. */
+    terms?: { priceWeiPerKWh: string; maxEnergyWh: number; settleBy: number };
+    /** The bill so far at the agreed price (what the contract would move for energyWh). */
+    predictedWei?: string;
+    /** Unix seconds the charge began (t0), ms the record last changed. */
+    startedAt?: number;
+    updatedAt?: number;
+    error?: string;
+    /** Pass-through of what the payment assurance adds to a record (reservation, signed receipts). */
+    reservation?: unknown;
+    receipts?: unknown[];
   };
   openSessions: number;
 }
@@ -44,6 +56,10 @@ interface RecordLike {
   /** Unix seconds when the charge began. */
   t0?: number;
   updatedAt?: number;
+  terms?: { price: string; maxWh: number; settleBy: number };
+  error?: string;
+  reservation?: unknown;
+  receipts?: unknown[];
 }
 
 const OPEN = new Set([
@@ -76,12 +92,22 @@ function meanPowerW(r: RecordLike | undefined): number | undefined {
   return seconds > 0 ? Math.round(((r.lastWh - r.startWh) * 3600) / seconds) : undefined;
 }
 
-export function deviceState(status: StatusLike, records: RecordLike[], power: PowerEstimator): DeviceState {
+/** How long a finished session stays on the device's tile (its bill, its error). */
+const RECENT_MS = 15 * 60_000;
+
+export function deviceState(
+  status: StatusLike,
+  records: RecordLike[],
+  power: PowerEstimator,
+  /** The meter's own power register (Metering.powerW), when read: it wins over any estimate. */
+  meterPowerW?: number,
+): DeviceState {
   const open = records.filter((r) => OPEN.has(r.state));
-  // The one that matters on a meter: the charge in progress, else the newest open one.
-  const current =
-    open.find((r) => r.state === 'charging') ??
-    open.sort((a, b) => (b.updatedAt ?? 0) - (a.updatedAt ?? 0))[0];
+  const newest = (list: RecordLike[]) => [...list].sort((a, b) => (b.updatedAt ?? 0) - (a.updatedAt ?? 0))[0];
+  // The one that matters on a meter: the charge in progress, else the newest open one, else the
+  // one that just ended (the driver still wants its bill).
+  const recent = newest(records.filter((r) => (r.updatedAt ?? 0) > Date.now() - RECENT_MS));
+  const current = open.find((r) => r.state === 'charging') ?? newest(open) ?? recent;
   const m = status.meter;
   const address = String(status.address ?? '');
   return {
@@ -97,7 +123,11 @@ export function deviceState(status: StatusLike, records: RecordLike[], power: Po
             ...(m.lastWh !== undefined ? { energyWh: m.lastWh } : {}),
             ...(m.lastReadAt ? { readAt: m.lastReadAt } : {}),
             // Until two readings are seen, the mean power of the charge so far.
-            powerW: power.estimate(address, m.lastWh, m.lastReadAt) ?? meanPowerW(current),
+            powerW: (() => {
+              // Keep the estimator's history current either way.
+              const estimate = power.estimate(address, m.lastWh, m.lastReadAt) ?? meanPowerW(current);
+              return meterPowerW ?? estimate;
+            })(),
           },
         }
       : {}),
@@ -116,6 +146,28 @@ export function deviceState(status: StatusLike, records: RecordLike[], power: Po
             ...(current.startWh !== undefined && current.lastWh !== undefined
               ? { energyWh: current.lastWh - current.startWh }
               : {}),
+            ...(current.terms
+              ? {
+                  terms: {
+                    priceWeiPerKWh: current.terms.price,
+                    maxEnergyWh: current.terms.maxWh,
+                    settleBy: current.terms.settleBy,
+                  },
+                  ...(current.startWh !== undefined && current.lastWh !== undefined
+                    ? {
+                        predictedWei: billWei(
+                          BigInt(Math.max(0, Math.min(current.lastWh - current.startWh, current.terms.maxWh))),
+                          BigInt(current.terms.price),
+                        ).toString(),
+                      }
+                    : {}),
+                }
+              : {}),
+            ...(current.t0 ? { startedAt: current.t0 } : {}),
+            ...(current.updatedAt ? { updatedAt: current.updatedAt } : {}),
+            ...(current.error ? { error: current.error } : {}),
+            ...(current.reservation !== undefined ? { reservation: current.reservation } : {}),
+            ...(Array.isArray(current.receipts) ? { receipts: current.receipts } : {}),
           },
         }
       : {}),
