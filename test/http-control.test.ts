@@ -110,7 +110,13 @@ describe('the control port', () => {
     const none = await call(port, 'POST', '/charge', json, '{"targetWh":2000}');
     expect(none.status).toBe(401);
     expect(JSON.parse(none.body).error).toMatch(/control\.token/);
-    const wrong = await call(port, 'POST', '/charge', { ...json, authorization: `Bearer ${'0'.repeat(64)}` }, '{}');
+    const wrong = await call(
+      port,
+      'POST',
+      '/charge',
+      { ...json, authorization: `Bearer ${'0'.repeat(64)}` },
+      '{}',
+    );
     expect(wrong.status).toBe(401);
     expect(actions.length).toBe(before);
   });
@@ -144,7 +150,13 @@ describe('the control port', () => {
       '{"targetWh":2000}',
     );
     expect(post.status).toBe(403);
-    const site = await call(port, 'POST', '/charge', { ...json, ...auth(), 'sec-fetch-site': 'cross-site' }, '{}');
+    const site = await call(
+      port,
+      'POST',
+      '/charge',
+      { ...json, ...auth(), 'sec-fetch-site': 'cross-site' },
+      '{}',
+    );
     expect(site.status).toBe(403);
     const get = await call(port, 'GET', '/status', { origin: 'http://evil.example' });
     expect(get.status).toBe(403);
@@ -154,7 +166,13 @@ describe('the control port', () => {
   it('refuses a foreign Host (DNS rebinding)', async () => {
     const r = await call(port, 'GET', '/status', { host: `evil.example:${port}` });
     expect(r.status).toBe(421);
-    const post = await call(port, 'POST', '/charge', { ...json, ...auth(), host: `rebind.evil.example:${port}` }, '{}');
+    const post = await call(
+      port,
+      'POST',
+      '/charge',
+      { ...json, ...auth(), host: `rebind.evil.example:${port}` },
+      '{}',
+    );
     expect(post.status).toBe(421);
     expect((await call(port, 'GET', '/status', { host: `localhost:${port}` })).status).toBe(200);
   });

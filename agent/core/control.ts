@@ -5,7 +5,15 @@
  * browser nor a rebound DNS name can start a charge.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { controlToken, guardRequest, HttpError, localHostNames, readJsonBody, sendJson, serveHttp } from './http.js';
+import {
+  controlToken,
+  guardRequest,
+  HttpError,
+  localHostNames,
+  readJsonBody,
+  sendJson,
+  serveHttp,
+} from './http.js';
 
 export interface ControlApp {
   status(): unknown;
@@ -44,7 +52,10 @@ export async function serveControl(opts: ControlOptions, app: ControlApp): Promi
         throw new HttpError(400, (err as Error).message);
       }
     }
-    if ((req.method === 'GET' || req.method === 'HEAD') && (await app.page?.(req, res, { token: guard.token })))
+    if (
+      (req.method === 'GET' || req.method === 'HEAD') &&
+      (await app.page?.(req, res, { token: guard.token }))
+    )
       return;
     throw new HttpError(404, 'not found');
   });

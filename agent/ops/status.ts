@@ -134,7 +134,9 @@ export async function postControl(
     });
   } catch (err) {
     const cause = (err as { cause?: { code?: string } }).cause;
-    throw new Error(`no agent answers on ${ep.host}:${ep.port} (${cause?.code ?? (err as Error).name}): is it running?`);
+    throw new Error(
+      `no agent answers on ${ep.host}:${ep.port} (${cause?.code ?? (err as Error).name}): is it running?`,
+    );
   }
   const answer = (await res.json().catch(() => ({}))) as { error?: string };
   if (!res.ok) throw new Error(`${action}: ${answer.error ?? `HTTP ${res.status}`}`);

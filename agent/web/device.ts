@@ -156,7 +156,9 @@ export function deviceState(
                   ...(current.startWh !== undefined && current.lastWh !== undefined
                     ? {
                         predictedWei: billWei(
-                          BigInt(Math.max(0, Math.min(current.lastWh - current.startWh, current.terms.maxWh))),
+                          BigInt(
+                            Math.max(0, Math.min(current.lastWh - current.startWh, current.terms.maxWh)),
+                          ),
                           BigInt(current.terms.price),
                         ).toString(),
                       }

@@ -42,7 +42,10 @@ export function nameToWords(name: string): string {
 }
 
 /** Revert data (0x + selector + arguments) as a sentence; undefined when it is no error of this ABI. */
-export function errorSentence(iface: Interface, data: string): { name: string; sentence: string } | undefined {
+export function errorSentence(
+  iface: Interface,
+  data: string,
+): { name: string; sentence: string } | undefined {
   let parsed: ReturnType<Interface['parseError']>;
   try {
     parsed = iface.parseError(data);
@@ -51,7 +54,6 @@ export function errorSentence(iface: Interface, data: string): { name: string; s
   }
   if (!parsed) return undefined;
   const words = ERROR_SENTENCES[parsed.name];
-  const sentence =
-    typeof words === 'function' ? words(parsed.args) : (words ?? nameToWords(parsed.name));
+  const sentence = typeof words === 'function' ? words(parsed.args) : (words ?? nameToWords(parsed.name));
   return { name: parsed.name, sentence };
 }

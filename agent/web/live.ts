@@ -105,7 +105,7 @@ export class LiveFeed {
   private record(devices: DeviceState[]): void {
     for (const d of devices) {
       const s = d.session;
-      if (!s || s.state !== 'charging' || s.energyWh === undefined) continue;
+      if (s?.state !== 'charging' || s.energyWh === undefined) continue;
       let points = this.traces.get(s.id);
       if (!points) {
         // The charge's first point: nothing metered at its start.

@@ -76,7 +76,10 @@ const STATIC: Record<string, { path: () => string; type: string }> = {
     path: () => join(dist('leaflet.markercluster'), 'leaflet.markercluster.js'),
     type: JS,
   },
-  '/vendor/MarkerCluster.css': { path: () => join(dist('leaflet.markercluster'), 'MarkerCluster.css'), type: CSS },
+  '/vendor/MarkerCluster.css': {
+    path: () => join(dist('leaflet.markercluster'), 'MarkerCluster.css'),
+    type: CSS,
+  },
   '/vendor/MarkerCluster.Default.css': {
     path: () => join(dist('leaflet.markercluster'), 'MarkerCluster.Default.css'),
     type: CSS,
@@ -122,7 +125,14 @@ function weiParam(q: URLSearchParams, key: string): bigint {
 }
 
 /** The wallet actions the page offers, and the contract function each one calls. */
-export const WALLET_CALLS = ['registerEV', 'deposit', 'requestWithdrawal', 'cancelWithdrawal', 'withdraw', 'withdrawEarnings'] as const;
+export const WALLET_CALLS = [
+  'registerEV',
+  'deposit',
+  'requestWithdrawal',
+  'cancelWithdrawal',
+  'withdraw',
+  'withdrawEarnings',
+] as const;
 
 export function createWebApp(opts: WebAppOptions): { handle: WebHandler; close(): void } {
   const { indexer } = opts;
@@ -130,7 +140,9 @@ export function createWebApp(opts: WebAppOptions): { handle: WebHandler; close()
   const csp = contentSecurityPolicy(tiles);
   const files = new Map<string, Buffer>();
   const contract = new Contract(indexer.address, indexer.iface, undefined);
-  const feed = opts.devices ? new LiveFeed({ sample: opts.devices, ...(opts.busy ? { busy: opts.busy } : {}) }) : undefined;
+  const feed = opts.devices
+    ? new LiveFeed({ sample: opts.devices, ...(opts.busy ? { busy: opts.busy } : {}) })
+    : undefined;
   feed?.start();
   let cache: { version: number; sessions: SessionView[]; stations: StationView[] } | undefined;
 
@@ -268,7 +280,8 @@ export function createWebApp(opts: WebAppOptions): { handle: WebHandler; close()
         let value: bigint | undefined;
         if (fn === 'registerEV') {
           const identity = q.get('identity')?.trim() ?? '';
-          if (!identity) throw new HttpError(400, 'identity is required: the reference of your identity documents');
+          if (!identity)
+            throw new HttpError(400, 'identity is required: the reference of your identity documents');
           // Only its hash goes on chain; the documents stay with the operator.
           args = [keccakText(identity)];
         } else if (fn === 'deposit') value = weiParam(q, 'amountWei');
@@ -284,8 +297,14 @@ export function createWebApp(opts: WebAppOptions): { handle: WebHandler; close()
       }
       case '/api/error': {
         const data = q.get('data') ?? '';
-        if (!/^0x[0-9a-fA-F]{8,}$/.test(data)) throw new HttpError(400, 'data must be revert data (0x + selector …)');
-        return errorSentence(indexer.iface, data) ?? { name: 'unknown', sentence: 'The contract refused the call for a reason this page does not know.' };
+        if (!/^0x[0-9a-fA-F]{8,}$/.test(data))
+          throw new HttpError(400, 'data must be revert data (0x + selector …)');
+        return (
+          errorSentence(indexer.iface, data) ?? {
+            name: 'unknown',
+            sentence: 'The contract refused the call for a reason this page does not know.',
+          }
+        );
       }
       case '/api/rate-call': {
         const txid = q.get('txid')?.toLowerCase() ?? '';

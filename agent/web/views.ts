@@ -309,7 +309,16 @@ export function statementCsv(s: Statement): string {
   const iso = (t: number) => new Date(t * 1000).toISOString();
   const rows: unknown[][] = [
     ['time_utc', 'block', 'tx_hash', 'kind', 'session_txid', 'change_wei', 'balance_wei', 'note_wei'],
-    [iso(s.fromTime === 0 ? (s.lines[0]?.time ?? 0) : s.fromTime), '', '', 'opening', '', '', s.openingWei, ''],
+    [
+      iso(s.fromTime === 0 ? (s.lines[0]?.time ?? 0) : s.fromTime),
+      '',
+      '',
+      'opening',
+      '',
+      '',
+      s.openingWei,
+      '',
+    ],
     ...s.lines.map((l) => [
       iso(l.time),
       l.block,
