@@ -39,6 +39,8 @@ export interface SessionRecord {
   kw?: number;
   targetWh?: number;
   candidates?: { hcs: string; price: string }[];
+  /** The station the driver picked (the page's map): asked first, or the charge fails. */
+  pick?: string;
   startWh?: number;
   endWh?: number;
   lastWh?: number;

@@ -1,11 +1,46 @@
 // The members' page: one HTML file, sections shown by the URL's hash (#stations, #sessions?…,
-// #statement?…, #device), every figure fetched from the read-only API over the chain indexer.
-import { addr, dayBound, el, ether, kwh, short, stars, utc } from './format.js';
+// #statement?…, #device, #wallet), every figure fetched from the read-only API over the chain
+// indexer; the device pushed live (server-sent events); a charge started and stopped through the
+// control port (its token is in this page's HTML only when the control port served it).
+import { drawChargeCurve, drawMonthly } from './charts.js';
+import { addr, dayBound, el, ether, kwh, parseEther, power, short, stars, utc } from './format.js';
+import { closeLive, openLive } from './live.js';
 import { drawMap } from './map.js';
-import { connect, discoverWallets, sendCall } from './wallet.js';
+import { connect, discoverWallets, runTransaction } from './wallet.js';
 
 const $ = (sel) => document.querySelector(sel);
-const state = { wallet: undefined, account: undefined, sessions: new URLSearchParams(), deviceTimer: 0 };
+const state = {
+  wallet: undefined,
+  account: undefined,
+  sessions: new URLSearchParams(),
+  info: undefined,
+  stations: [],
+  suggestion: [],
+  device: undefined,
+  traceFor: undefined,
+};
+/** The control token (only on the control port's page): the POSTs that start and stop a charge. */
+const controlToken = document.querySelector('meta[name="p2pev-control"]')?.content ?? '';
+
+async function control(action, body = {}) {
+  const res = await fetch(action, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${controlToken}` },
+    body: JSON.stringify(body),
+  });
+  const answer = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(answer.error ?? `HTTP ${res.status}`);
+  return answer;
+}
+
+/** A contract error's revert data as a sentence (the ABI's custom errors, in words). */
+async function explain(data) {
+  try {
+    return (await api('error', { data })).sentence;
+  } catch {
+    return 'The contract refused the call.';
+  }
+}
 
 async function api(path, params = {}) {
   const q = new URLSearchParams(
@@ -26,6 +61,7 @@ function fail(where, err) {
 async function showChain() {
   try {
     const i = await api('info');
+    state.info = i;
     const behind = i.head - (i.indexedBlock ?? 0);
     $('#chain').textContent =
       `Contract ${i.contract} on chain ${i.chainId}; indexed to block ${i.indexedBlock ?? '—'} of ${i.head}` +
@@ -42,11 +78,14 @@ async function showChain() {
 
 async function showStations(params) {
   const tbody = $('#stations-table tbody');
+  const ev = state.info?.ev;
   const at =
     params.get('lat') && params.get('lon')
       ? { latitude: Number(params.get('lat')), longitude: Number(params.get('lon')) }
-      : undefined;
-  const radiusKm = Number(params.get('radiusKm') ?? 10);
+      : ev
+        ? { latitude: ev.latitude, longitude: ev.longitude }
+        : undefined;
+  const radiusKm = Number(params.get('radiusKm') ?? (ev ? ev.radiusM / 1000 : 10));
   const form = $('#rank-form');
   if (at) {
     form.lat.value = at.latitude;
@@ -59,6 +98,8 @@ async function showStations(params) {
       lon: at?.longitude,
       radiusM: at ? Math.round(radiusKm * 1000) : undefined,
     });
+    state.stations = stations;
+    state.suggestion = suggestion ?? [];
     tbody.replaceChildren(
       ...stations.map((s) =>
         el(
@@ -75,7 +116,12 @@ async function showStations(params) {
         ),
       ),
     );
-    drawMap($('#map'), stations, at);
+    drawMap($('#map'), $('#map-note'), state.info ?? {}, stations, {
+      at,
+      radiusM: radiusKm * 1000,
+      suggestion: state.suggestion,
+      ...(canCharge() ? { onPick: pickStation } : {}),
+    });
     const box = $('#suggestion');
     if (!suggestion) box.replaceChildren();
     else if (suggestion.length === 0)
@@ -276,72 +322,339 @@ async function showStatement(params) {
         ),
       ),
     );
+    const q = new URLSearchParams({ member });
+    const from = dayBound(params.get('from'), false);
+    const to = dayBound(params.get('to'), true);
+    if (from !== undefined) q.set('from', from);
+    if (to !== undefined) q.set('to', to);
+    const csv = $('#statement-csv');
+    csv.href = `api/statement.csv?${q}`;
+    csv.hidden = false;
+    $('#monthly-figure').hidden = s.monthly.length === 0;
+    if (s.monthly.length) drawMonthly($('#monthly-chart'), s.monthly, s.role);
   } catch (err) {
     fail(body, err);
   }
 }
 
-// ------------------------------------------------------------------ device
+// ------------------------------------------------------------------ device (live)
 
-async function showDevices() {
-  const box = $('#devices');
+const STATE_WORDS = {
+  searching: 'searching for a station',
+  requesting: 'asking a station',
+  offered: 'offered to an EV',
+  awaitingMutual: 'terms agreed, about to start',
+  charging: 'charging',
+  awaitingSettlement: 'charged; waiting for the bill on chain',
+  done: 'done: the bill is on chain',
+  failed: 'ended without a charge',
+};
+
+function row(label, value, cls) {
+  return el('div', {}, el('dt', {}, label), el('dd', cls ? { class: cls } : {}, value));
+}
+
+function deviceTile(d) {
+  const s = d.session;
+  if (!d.reachable)
+    return el(
+      'article',
+      { class: 'device' },
+      el('h3', {}, d.name),
+      el('p', { class: 'error' }, `unreachable: ${d.error}`),
+    );
+  const terms = s?.terms;
+  return el(
+    'article',
+    { class: 'device', 'aria-label': `${d.name} (${d.role})`, dataset: { state: s?.state ?? 'idle' } },
+    el('h3', {}, `${d.name} `, el('small', {}, d.role)),
+    el(
+      'dl',
+      {},
+      row('Address', addr(d.address)),
+      row('Meter energy', kwh(d.meter?.energyWh), 'num meter-energy'),
+      row('Meter power', power(d.meter?.powerW), 'num meter-power'),
+      row(
+        'Session',
+        [
+          s
+            ? `${STATE_WORDS[s.state] ?? s.state}${s.peer ? ` with ${short(s.peer)}` : ''}`
+            : 'none in progress',
+          s?.error ? ` (${s.error})` : '',
+        ],
+        'session-state',
+      ),
+      s?.energyWh !== undefined
+        ? row(
+            'Charged',
+            [
+              `${kwh(s.energyWh)}${s.targetWh ? ` of ${kwh(s.targetWh)}` : ''}`,
+              s.targetWh
+                ? el('progress', {
+                    max: s.targetWh,
+                    value: Math.min(s.energyWh, s.targetWh),
+                    'aria-label': 'Charge progress',
+                  })
+                : '',
+            ],
+            'session-energy',
+          )
+        : undefined,
+      terms
+        ? row(
+            'Agreed terms',
+            `${ether(terms.priceWeiPerKWh)} ETH/kWh, at most ${kwh(terms.maxEnergyWh)}, settle by ${utc(terms.settleBy)} UTC`,
+            'session-terms',
+          )
+        : undefined,
+      s?.predictedWei !== undefined
+        ? row('Bill so far', `${ether(s.predictedWei)} ETH`, 'num session-bill')
+        : undefined,
+      s?.reservation !== undefined
+        ? row(
+            'Reservation',
+            typeof s.reservation === 'object' ? JSON.stringify(s.reservation) : String(s.reservation),
+            'session-reservation',
+          )
+        : undefined,
+      s?.receipts ? row('Signed receipts', String(s.receipts.length), 'num session-receipts') : undefined,
+    ),
+  );
+}
+
+async function showCurve(d) {
+  const s = d?.session;
+  const fig = $('#curve-figure');
+  if (!s || s.energyWh === undefined || !['charging', 'awaitingSettlement', 'done'].includes(s.state)) {
+    if (!s) fig.hidden = true;
+    return;
+  }
   try {
-    const { devices } = await api('device');
+    const { points } = await api('trace', { id: s.id });
+    if (!points.length) return;
+    fig.hidden = false;
+    drawChargeCurve($('#curve-chart'), points, s.receipts ?? []);
+    $('#curve-caption').textContent =
+      `This charge: energy (kWh) and the meter's power (kW) over time; ${points.length} readings, the last ${kwh(points.at(-1).wh)}` +
+      (s.receipts?.length ? `, ${s.receipts.length} signed receipts` : '') +
+      '.';
+  } catch {
+    // The next push draws it.
+  }
+}
+
+function renderDevices(devices) {
+  $('#devices').replaceChildren(...devices.map(deviceTile));
+  const mine = devices[0];
+  state.device = mine;
+  if (canCharge()) {
+    const charging = mine?.session?.state === 'charging';
+    const busy = mine?.session && !['done', 'failed', 'awaitingSettlement'].includes(mine.session.state);
+    $('#charge-stop').disabled = !charging;
+    $('#charge-start').disabled = Boolean(busy);
+  }
+  void showCurve(mine);
+}
+
+/** This page may start a charge: served by an EV's own control port (it holds the token). */
+function canCharge() {
+  return Boolean(controlToken) && state.info?.ev !== undefined;
+}
+
+function pickStation(hcs) {
+  location.hash = '#device';
+  setTimeout(() => {
+    $('#charge-station').value = hcs;
+    quote();
+    $('#charge-station').focus();
+  }, 50);
+}
+
+/** The charge's quote before it starts: which station, what the target buys, what it may cost. */
+function chargeTarget() {
+  const form = $('#charge-form');
+  const hcs = form.hcs.value;
+  const candidates = hcs ? state.stations.filter((s) => s.hcs === hcs) : state.suggestion;
+  if (!candidates.length) return { error: 'No station is open to book within the search radius.' };
+  // For a target in money, the dearest candidate's price: the charge never costs more than asked.
+  const price = candidates.map((s) => BigInt(s.priceWeiPerKWh)).reduce((a, b) => (a > b ? a : b));
+  let targetWh;
+  try {
+    targetWh =
+      form.unit.value === 'eth'
+        ? Number((parseEther(form.amount.value) * 1000n) / price)
+        : Math.round(Number(form.amount.value) * 1000);
+  } catch (err) {
+    return { error: err.message };
+  }
+  if (!Number.isFinite(targetWh) || targetWh < 1) return { error: 'Give a target of at least 1 Wh.' };
+  const station = candidates[0];
+  const costWei = (BigInt(targetWh) * price) / 1000n;
+  return { hcs, station, targetWh, price, costWei, candidates };
+}
+
+function quote() {
+  if (!canCharge()) return;
+  const t = chargeTarget();
+  const out = $('#charge-quote');
+  if (t.error) {
+    out.textContent = t.error;
+    return;
+  }
+  const where = t.hcs
+    ? `station ${short(t.hcs)}`
+    : `the edge's best suggestion (${t.candidates.length} nearby, first ${short(t.station.hcs)})`;
+  const minutes = Math.round((t.targetWh / t.station.powerW) * 60);
+  out.textContent =
+    `Before you start: ${where}, ${ether(t.price)} ETH/kWh at most, ${kwh(t.targetWh)} for at most ${ether(t.costWei)} ETH` +
+    `, about ${minutes} min at ${(t.station.powerW / 1000).toFixed(1)} kW. The station's signed terms show below before the charge starts.`;
+}
+
+async function startCharge(event) {
+  event.preventDefault();
+  const status = $('#charge-status');
+  const t = chargeTarget();
+  if (t.error) {
+    status.textContent = t.error;
+    return;
+  }
+  const ev = state.info.ev;
+  try {
+    status.textContent = 'Asking for a station…';
+    const r = await control('charge', {
+      targetWh: t.targetWh,
+      latitude: ev.latitude,
+      longitude: ev.longitude,
+      radiusM: ev.radiusM,
+      ...(t.hcs ? { hcs: t.hcs } : {}),
+    });
+    status.textContent = `Session ${r.id}: ${STATE_WORDS[r.state] ?? r.state}. Its terms show below as soon as a station offers them.`;
+  } catch (err) {
+    status.textContent = `Not started: ${err.message}`;
+  }
+}
+
+async function stopCharge() {
+  const status = $('#charge-status');
+  try {
+    const r = await control('stop');
+    status.textContent = `Stopped: ${STATE_WORDS[r.state] ?? r.state}.`;
+  } catch (err) {
+    status.textContent = `Not stopped: ${err.message}`;
+  }
+}
+
+async function showDevice() {
+  if (canCharge()) {
+    $('#charge-form').hidden = false;
+    if (!state.suggestion.length || !state.stations.length) {
+      const ev = state.info.ev;
+      const r = await api('stations', { lat: ev.latitude, lon: ev.longitude, radiusM: ev.radiusM });
+      state.stations = r.stations;
+      state.suggestion = r.suggestion ?? [];
+    }
+    const select = $('#charge-station');
+    const keep = select.value;
+    select.replaceChildren(
+      el('option', { value: '' }, "The edge's suggestion (best first)"),
+      ...state.suggestion.map((s, i) =>
+        el(
+          'option',
+          { value: s.hcs },
+          `#${i + 1} ${short(s.hcs)} — ${(s.distanceM / 1000).toFixed(2)} km, ${ether(s.priceWeiPerKWh)} ETH/kWh`,
+        ),
+      ),
+      ...state.stations
+        .filter((s) => s.status === 'verified' && !state.suggestion.some((x) => x.hcs === s.hcs))
+        .map((s) =>
+          el(
+            'option',
+            { value: s.hcs },
+            `${short(s.hcs)} — ${ether(s.priceWeiPerKWh)} ETH/kWh (outside the radius)`,
+          ),
+        ),
+    );
+    select.value = keep;
+    quote();
+  }
+  openLive(renderDevices, (text) => {
+    $('#live-status').textContent = text;
+  });
+}
+
+// ------------------------------------------------------------------ wallet actions
+
+const ETH_DIGITS = 6;
+
+async function showWallet() {
+  const box = $('#wallet-account');
+  for (const form of document.querySelectorAll('.wallet-action')) form.hidden = !state.account;
+  if (!state.account) {
     box.replaceChildren(
-      ...devices.map((d) => {
-        const s = d.session;
-        return el(
-          'article',
-          { class: 'device', 'aria-label': `${d.name} (${d.role})` },
-          el('h3', {}, `${d.name} `, el('small', {}, d.role)),
-          d.reachable
-            ? el(
-                'dl',
-                {},
-                el('div', {}, el('dt', {}, 'Address'), el('dd', {}, addr(d.address))),
-                el(
-                  'div',
-                  {},
-                  el('dt', {}, 'Meter energy'),
-                  el('dd', { class: 'num' }, kwh(d.meter?.energyWh)),
-                ),
-                el(
-                  'div',
-                  {},
-                  el('dt', {}, 'Meter power'),
-                  el(
-                    'dd',
-                    { class: 'num' },
-                    d.meter?.powerW === undefined ? '—' : `${(d.meter.powerW / 1000).toFixed(2)} kW`,
-                  ),
-                ),
-                el(
-                  'div',
-                  {},
-                  el('dt', {}, 'Session'),
-                  el(
-                    'dd',
-                    {},
-                    s ? `${s.state}${s.peer ? ` with ${short(s.peer)}` : ''}` : 'none in progress',
-                    s?.energyWh !== undefined
-                      ? ` — ${kwh(s.energyWh)}${s.targetWh ? ` of ${kwh(s.targetWh)}` : ''}`
-                      : '',
-                    s?.targetWh && s.energyWh !== undefined
-                      ? el('progress', {
-                          max: s.targetWh,
-                          value: Math.min(s.energyWh, s.targetWh),
-                          'aria-label': 'Charge progress',
-                        })
-                      : '',
-                  ),
-                ),
-              )
-            : el('p', { class: 'error' }, `unreachable: ${d.error}`),
-        );
-      }),
+      el(
+        'p',
+        {},
+        state.wallet
+          ? 'Connect your wallet (top right) to see your account and act on it.'
+          : 'No browser wallet was found: install one (any EIP-6963 wallet) to act from this page.',
+      ),
+    );
+    return;
+  }
+  try {
+    const a = await api('account', { address: state.account });
+    state.accountInfo = a;
+    box.replaceChildren(
+      el(
+        'dl',
+        { class: 'totals', id: 'account-figures' },
+        row('Account', addr(a.address)),
+        row(
+          'Member',
+          a.role === 'none' ? 'not registered' : `${a.role.toUpperCase()}, ${a.status}`,
+          'acct-member',
+        ),
+        row('Deposit', `${ether(a.depositWei, ETH_DIGITS)} ETH`, 'num acct-deposit'),
+        row(
+          'Announced withdrawal',
+          a.pendingWithdrawalWei === '0'
+            ? 'none'
+            : `${ether(a.pendingWithdrawalWei, ETH_DIGITS)} ETH from ${utc(a.withdrawableAt)} UTC`,
+          'acct-pending',
+        ),
+        a.role === 'hcs'
+          ? row('Earnings', `${ether(a.earningsWei, ETH_DIGITS)} ETH`, 'num acct-earnings')
+          : undefined,
+        row('In the wallet', `${ether(a.etherWei, ETH_DIGITS)} ETH`, 'num acct-ether'),
+      ),
     );
   } catch (err) {
     fail(box, err);
+  }
+}
+
+async function walletAction(event) {
+  event.preventDefault();
+  const form = event.target;
+  const fn = form.id.slice(2);
+  const status = form.querySelector('.tx-status');
+  const say = (kind, text) => {
+    status.dataset.state = kind;
+    status.textContent = `${kind === 'pending' ? 'Pending' : kind === 'confirmed' ? 'Confirmed' : 'Failed'}: ${text}`;
+  };
+  if (!state.wallet || !state.account) return say('failed', 'connect your wallet first.');
+  try {
+    const params = { fn, from: state.account };
+    if (form.identity) params.identity = form.identity.value;
+    if (form.amount) params.amountWei = parseEther(form.amount.value).toString();
+    const call = await api('call', params);
+    const button = form.querySelector('button');
+    button.disabled = true;
+    await runTransaction(state.wallet, call, say, explain);
+    button.disabled = false;
+    await showWallet();
+  } catch (err) {
+    say('failed', err.message);
   }
 }
 
@@ -369,23 +682,26 @@ async function submitRating(event) {
   if (event.submitter?.value !== 'sign') return;
   event.preventDefault();
   const status = $('#rate-status');
+  const say = (kind, text) => {
+    status.dataset.state = kind;
+    status.textContent = `${kind === 'pending' ? 'Pending' : kind === 'confirmed' ? 'Confirmed' : 'Failed'}: ${text}`;
+  };
   try {
-    status.textContent = 'Waiting for the wallet…';
     const call = await api('rate-call', {
       txid: form.dataset.txid,
       rating: form.rating.value,
       comment: form.comment.value,
     });
-    const hash = await sendCall(state.wallet, call);
-    status.textContent = `Sent: ${hash}. It shows in the table once its block is indexed.`;
-    // The rating is on chain once the indexer reaches its block: look again shortly, twice.
+    const hash = await runTransaction(state.wallet, call, say, explain);
+    if (!hash) return;
+    // The rating shows once the indexer reaches its block: look again shortly, twice.
     setTimeout(() => {
       $('#rate-dialog').close();
       route();
     }, 1500);
     setTimeout(route, 4000);
   } catch (err) {
-    status.textContent = `Not rated: ${err.message ?? err}`;
+    say('failed', err.message ?? String(err));
   }
 }
 
@@ -400,15 +716,16 @@ function route() {
     if (a.getAttribute('href') === `#${section.id}`) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
-  clearInterval(state.deviceTimer);
-  showChain();
-  if (section.id === 'stations') return showStations(params);
-  if (section.id === 'sessions') return showSessions(params);
-  if (section.id === 'statement') return showStatement(params);
-  if (section.id === 'device') {
-    state.deviceTimer = setInterval(showDevices, 2000);
-    return showDevices();
-  }
+  if (section.id !== 'device') closeLive();
+  const info = showChain();
+  // The map and the charge form need the chain's info (tiles, the EV's position) first.
+  return info.then(() => {
+    if (section.id === 'stations') return showStations(params);
+    if (section.id === 'sessions') return showSessions(params);
+    if (section.id === 'statement') return showStatement(params);
+    if (section.id === 'device') return showDevice();
+    if (section.id === 'wallet') return showWallet();
+  });
 }
 
 /** A form's fields as the hash's query (empty ones left out). */
@@ -445,6 +762,12 @@ function wire() {
     if (button) openRating(button.dataset.txid);
   });
   $('#rate-form').addEventListener('submit', submitRating);
+  $('#charge-form').addEventListener('submit', startCharge);
+  $('#charge-form').addEventListener('input', quote);
+  $('#charge-stop').addEventListener('click', stopCharge);
+  for (const form of document.querySelectorAll('.wallet-action'))
+    form.addEventListener('submit', walletAction);
+
   window.addEventListener('hashchange', () => {
     route();
     // Move focus to the new section's heading, so keyboard and screen-reader users land there.

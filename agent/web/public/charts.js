@@ -1,0 +1,135 @@
+// Charts with uPlot (served from its npm package by the agent): a charge's curve and a member's
+// months. Each chart's figure says in its caption and data attributes what it drew, for screen
+// readers and tests alike; the same figures are in the tables beside it.
+
+const charts = new Map();
+
+function width(container) {
+  return Math.max(280, Math.min(container.parentElement?.clientWidth || 640, 900) - 8);
+}
+
+function draw(key, container, opts, data) {
+  const old = charts.get(key);
+  // Same series: update the data in place (a live curve redraws every second).
+  if (old && old.series.length === opts.series.length && old.root.isConnected) {
+    old.setData(data);
+    return old;
+  }
+  old?.destroy();
+  container.replaceChildren();
+  const chart = new window.uPlot({ ...opts, width: width(container) }, data, container);
+  charts.set(key, chart);
+  return chart;
+}
+
+/**
+ * A charge's curve: energy (kWh) and the meter's power (kW) over time, from the session's
+ * readings (`points`: { t ms, wh, powerW? }) and its signed receipts ({ at ms|s, wh }) as dots.
+ */
+export function drawChargeCurve(container, points, receipts = []) {
+  if (!window.uPlot) return;
+  const xs = points.map((p) => p.t / 1000);
+  const energy = points.map((p) => p.wh / 1000);
+  const power = points.map((p) => (p.powerW === undefined ? null : p.powerW / 1000));
+  // Receipts on the same time axis (null where a reading has none).
+  const receiptAt = new Map(
+    receipts
+      .filter((r) => r && r.wh !== undefined && r.at !== undefined)
+      .map((r) => [
+        Math.round(Number(r.at) > 1e12 ? Number(r.at) / 1000 : Number(r.at)),
+        Number(r.wh) / 1000,
+      ]),
+  );
+  const signed = xs.map((x) => receiptAt.get(Math.round(x)) ?? null);
+  draw(
+    'curve',
+    container,
+    {
+      height: 240,
+      scales: { x: { time: true }, kwh: { auto: true }, kw: { auto: true } },
+      axes: [
+        {},
+        { scale: 'kwh', label: 'kWh', size: 56 },
+        { scale: 'kw', label: 'kW', side: 1, size: 56, grid: { show: false } },
+      ],
+      series: [
+        { label: 'Time' },
+        {
+          label: 'Energy',
+          scale: 'kwh',
+          stroke: '#0a5bb5',
+          width: 2,
+          value: (_u, v) => (v == null ? '—' : `${v.toFixed(3)} kWh`),
+        },
+        {
+          label: 'Power',
+          scale: 'kw',
+          stroke: '#a4141b',
+          width: 1.5,
+          value: (_u, v) => (v == null ? '—' : `${v.toFixed(2)} kW`),
+        },
+        {
+          label: 'Signed receipts',
+          scale: 'kwh',
+          stroke: '#1a6b2f',
+          width: 0,
+          points: { show: true, size: 8, fill: '#1a6b2f' },
+          value: (_u, v) => (v == null ? '—' : `${v.toFixed(3)} kWh`),
+        },
+      ],
+    },
+    [xs, energy, power, signed],
+  );
+  container.dataset.points = String(points.length);
+  container.dataset.lastWh = String(points.at(-1)?.wh ?? '');
+}
+
+/** Energy (kWh, bars) and money (ETH, line) per month; `months` from the statement API. */
+export function drawMonthly(container, months, role) {
+  if (!window.uPlot) return;
+  const xs = months.map((m) => Date.parse(`${m.month}-01T00:00:00Z`) / 1000);
+  const kwh = months.map((m) => Number(m.energyWh) / 1000);
+  const eth = months.map((m) => Number(BigInt(role === 'hcs' ? m.earnedWei : m.paidWei) / 10n ** 9n) / 1e9);
+  const bars = window.uPlot.paths?.bars?.({ size: [0.5, 60] });
+  draw(
+    'monthly',
+    container,
+    {
+      height: 220,
+      scales: {
+        x: { time: true },
+        kwh: { auto: true, range: (_u, _min, max) => [0, Math.max(max, 0.001) * 1.1] },
+        eth: { auto: true, range: (_u, _min, max) => [0, Math.max(max, 1e-9) * 1.1] },
+      },
+      axes: [
+        { values: (_u, ticks) => ticks.map((t) => new Date(t * 1000).toISOString().slice(0, 7)) },
+        { scale: 'kwh', label: 'kWh', size: 56 },
+        { scale: 'eth', label: 'ETH', side: 1, size: 70, grid: { show: false } },
+      ],
+      series: [
+        {
+          label: 'Month',
+          value: (_u, t) => (t == null ? '—' : new Date(t * 1000).toISOString().slice(0, 7)),
+        },
+        {
+          label: 'Energy',
+          scale: 'kwh',
+          stroke: '#0a5bb5',
+          fill: 'rgba(10,91,181,0.35)',
+          paths: bars,
+          value: (_u, v) => (v == null ? '—' : `${v.toFixed(3)} kWh`),
+        },
+        {
+          label: role === 'hcs' ? 'Earned' : 'Paid',
+          scale: 'eth',
+          stroke: '#a4141b',
+          width: 2,
+          points: { show: true, size: 7 },
+          value: (_u, v) => (v == null ? '—' : `${v.toFixed(6)} ETH`),
+        },
+      ],
+    },
+    [xs, kwh, eth],
+  );
+  container.dataset.months = String(months.length);
+}
