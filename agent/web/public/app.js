@@ -282,7 +282,7 @@ async function showStatement(params) {
       ),
       el(
         'div',
-        { class: 'scroll' },
+        { class: 'scroll', dataset: { label: 'Movements table (scrolls sideways)' } },
         el(
           'table',
           { id: 'statement-table' },
@@ -322,6 +322,7 @@ async function showStatement(params) {
         ),
       ),
     );
+    for (const box of body.querySelectorAll('.scroll')) scrollable(box);
     const q = new URLSearchParams({ member });
     const from = dayBound(params.get('from'), false);
     const to = dayBound(params.get('to'), true);
@@ -734,7 +735,20 @@ function formHash(section, form) {
   return `#${section}${q.size ? `?${q}` : ''}`;
 }
 
+/**
+ * A box that scrolls sideways (a wide table on a phone) must be reachable from the keyboard
+ * (WCAG 2.1.1): focusable, and named as a region. Set here, where the linter's HTML rules do not
+ * see the reason.
+ */
+function scrollable(box) {
+  box.tabIndex = 0;
+  box.setAttribute('role', 'region');
+  box.setAttribute('aria-label', box.dataset.label ?? 'Table (scrolls sideways)');
+  return box;
+}
+
 function wire() {
+  for (const box of document.querySelectorAll('.scroll')) scrollable(box);
   $('#rank-form').addEventListener('submit', (e) => {
     e.preventDefault();
     location.hash = formHash('stations', e.target);

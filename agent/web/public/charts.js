@@ -4,6 +4,14 @@
 
 const charts = new Map();
 
+// A phone turned, a window resized: every chart follows its box's width.
+window.addEventListener('resize', () => {
+  for (const chart of charts.values()) {
+    if (chart.root.isConnected)
+      chart.setSize({ width: width(chart.root.parentElement), height: chart.height });
+  }
+});
+
 function width(container) {
   return Math.max(280, Math.min(container.parentElement?.clientWidth || 640, 900) - 8);
 }
@@ -13,6 +21,8 @@ function draw(key, container, opts, data) {
   // Same series: update the data in place (a live curve redraws every second).
   if (old && old.series.length === opts.series.length && old.root.isConnected) {
     old.setData(data);
+    const w = width(container);
+    if (old.width !== w) old.setSize({ width: w, height: old.height });
     return old;
   }
   old?.destroy();

@@ -54,7 +54,8 @@ export function el(tag, attrs = {}, ...children) {
 /** An address shown short, with the whole of it for hover, screen readers and copying. */
 export function addr(a, href) {
   const text = el('abbr', { title: a }, short(a));
-  return href ? el('a', { href, 'aria-label': a }, text) : text;
+  // The visible (short) text is the link's name (WCAG 2.5.3); the whole address is its title.
+  return href ? el('a', { href }, text) : text;
 }
 
 /** "1.5" (ETH) → wei as a BigInt; throws on anything but a plain non-negative decimal. */

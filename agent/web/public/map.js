@@ -43,7 +43,7 @@ function ensureMap(container, info, note) {
   }
   layers = {
     stations: L().markerClusterGroup({
-      maxClusterRadius: 40,
+      maxClusterRadius: 30,
       showCoverageOnHover: false,
       iconCreateFunction: (cluster) =>
         L().divIcon({
