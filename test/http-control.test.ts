@@ -182,3 +182,21 @@ describe('the control port', () => {
     expect(r.body).toContain(token);
   });
 });
+
+describe('the metrics port, through the same HTTP layer', () => {
+  it('answers /metrics in the Prometheus format and 404 with a hint elsewhere', async () => {
+    const { createMetrics, serveMetrics } = await import('../agent/core/metrics.js');
+    const server = await serveMetrics(createMetrics(true), '127.0.0.1', 0);
+    try {
+      const port = portOf(server);
+      const metrics = await call(port, 'GET', '/metrics');
+      expect(metrics.status).toBe(200);
+      expect(metrics.body).toMatch(/^# HELP /m);
+      const other = await call(port, 'GET', '/');
+      expect(other.status).toBe(404);
+      expect(JSON.parse(other.body).error).toMatch(/\/metrics/);
+    } finally {
+      server.close();
+    }
+  });
+});

@@ -463,12 +463,9 @@ function canCharge() {
 }
 
 function pickStation(hcs) {
+  // The charge form is rebuilt when the device section opens: it takes the pick from here.
+  state.pick = hcs;
   location.hash = '#device';
-  setTimeout(() => {
-    $('#charge-station').value = hcs;
-    quote();
-    $('#charge-station').focus();
-  }, 50);
 }
 
 /** The charge's quote before it starts: which station, what the target buys, what it may cost. */
@@ -575,7 +572,9 @@ async function showDevice() {
           ),
         ),
     );
-    select.value = keep;
+    select.value = state.pick ?? keep;
+    if (state.pick) select.focus();
+    state.pick = undefined;
     quote();
   }
   openLive(renderDevices, (text) => {

@@ -28,7 +28,18 @@ export function distanceM(a, b) {
 
 function ensureMap(container, info, note) {
   if (map) return map;
-  map = L().map(container, { zoomControl: true, attributionControl: true, keyboard: true });
+  // No zoom and fade animations for whom motion is a burden (and a Pi's browser saves the work).
+  const still = window.matchMedia?.('(prefers-reduced-motion: reduce)').matches ?? false;
+  map = L().map(container, {
+    zoomControl: true,
+    attributionControl: true,
+    keyboard: true,
+    // Quarter zoom steps: the search radius fills the map instead of half of it.
+    zoomSnap: 0.25,
+    zoomAnimation: !still,
+    fadeAnimation: !still,
+    markerZoomAnimation: !still,
+  });
   map.attributionControl.setPrefix(false);
   if (info.tiles && info.tiles !== 'none') {
     const tiles = L().tileLayer(info.tiles, { maxZoom: 19, attribution: info.tileAttribution ?? '' });
@@ -44,6 +55,7 @@ function ensureMap(container, info, note) {
   layers = {
     stations: L().markerClusterGroup({
       maxClusterRadius: 30,
+      animate: !still,
       showCoverageOnHover: false,
       iconCreateFunction: (cluster) =>
         L().divIcon({
@@ -157,6 +169,8 @@ export function drawMap(container, note, info, stations, view = {}) {
       .addTo(layers.ev);
     bounds.push([at.latitude, at.longitude]);
   }
+  // The container may have been hidden, or resized, since the map was made.
+  m.invalidateSize();
   if (at)
     m.fitBounds(
       L()
@@ -166,6 +180,4 @@ export function drawMap(container, note, info, stations, view = {}) {
     );
   else if (bounds.length) m.fitBounds(L().latLngBounds(bounds).pad(0.3), { maxZoom: 15 });
   else m.setView([0, 0], 2);
-  // The container may have been hidden while drawn.
-  setTimeout(() => m.invalidateSize(), 0);
 }

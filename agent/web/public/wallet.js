@@ -70,7 +70,7 @@ export async function runTransaction(wallet, call, say, explain) {
   };
   try {
     const want = `0x${Number(call.chainId).toString(16)}`;
-    say('pending', 'Waiting for your wallet…');
+    say('pending', 'waiting for your wallet…');
     const have = await wallet.provider.request({ method: 'eth_chainId' });
     if (String(have).toLowerCase() !== want)
       await wallet.provider.request({ method: 'wallet_switchEthereumChain', params: [{ chainId: want }] });
@@ -83,25 +83,25 @@ export async function runTransaction(wallet, call, say, explain) {
     try {
       await wallet.provider.request({ method: 'eth_call', params: [tx, 'latest'] });
     } catch (err) {
-      say('failed', `Not sent: ${await why(err)}`);
+      say('failed', `not sent. ${await why(err)}`);
       return undefined;
     }
     const hash = await wallet.provider.request({ method: 'eth_sendTransaction', params: [tx] });
-    say('pending', `Sent (${String(hash).slice(0, 10)}…); waiting for its block…`);
+    say('pending', `sent (${String(hash).slice(0, 10)}…), waiting for its block…`);
     for (;;) {
       const receipt = await wallet.provider.request({ method: 'eth_getTransactionReceipt', params: [hash] });
       if (receipt) {
         if (receipt.status === '0x1' || receipt.status === 1) {
-          say('confirmed', `Confirmed in block ${Number(receipt.blockNumber)}.`);
+          say('confirmed', `in block ${Number(receipt.blockNumber)}.`);
           return hash;
         }
-        say('failed', 'The transaction failed on chain (reverted).');
+        say('failed', 'the transaction was reverted on chain.');
         return undefined;
       }
       await new Promise((r) => setTimeout(r, 1000));
     }
   } catch (err) {
-    say('failed', `Failed: ${await why(err)}`);
+    say('failed', await why(err));
     return undefined;
   }
 }
