@@ -97,30 +97,37 @@ export function drawChargeCurve(container, points, receipts = []) {
 /** Energy (kWh, bars) and money (ETH, line) per month; `months` from the statement API. */
 export function drawMonthly(container, months, role) {
   if (!window.uPlot) return;
-  const xs = months.map((m) => Date.parse(`${m.month}-01T00:00:00Z`) / 1000);
+  // One slot per month (a category axis): a single month is a bar, not a point on a years-wide axis.
+  const xs = months.map((_m, i) => i);
+  const label = (i) => months[Math.round(i)]?.month ?? '';
   const kwh = months.map((m) => Number(m.energyWh) / 1000);
   const eth = months.map((m) => Number(BigInt(role === 'hcs' ? m.earnedWei : m.paidWei) / 10n ** 9n) / 1e9);
   const bars = window.uPlot.paths?.bars?.({ size: [0.5, 60] });
+  const figures = (ticks) => ticks.map((t) => String(Number(t.toPrecision(3))));
   draw(
     'monthly',
     container,
     {
       height: 220,
       scales: {
-        x: { time: true },
-        kwh: { auto: true, range: (_u, _min, max) => [0, Math.max(max, 0.001) * 1.1] },
-        eth: { auto: true, range: (_u, _min, max) => [0, Math.max(max, 1e-9) * 1.1] },
+        x: { time: false, range: () => [-0.5, Math.max(0, months.length - 1) + 0.5] },
+        kwh: { range: (_u, _min, max) => [0, Math.max(max, 0.001) * 1.15] },
+        eth: { range: (_u, _min, max) => [0, Math.max(max, 1e-9) * 1.15] },
       },
       axes: [
-        { values: (_u, ticks) => ticks.map((t) => new Date(t * 1000).toISOString().slice(0, 7)) },
-        { scale: 'kwh', label: 'kWh', size: 56 },
-        { scale: 'eth', label: 'ETH', side: 1, size: 70, grid: { show: false } },
+        { splits: () => xs, values: (_u, ticks) => ticks.map(label) },
+        { scale: 'kwh', label: 'kWh', size: 56, values: (_u, ticks) => figures(ticks) },
+        {
+          scale: 'eth',
+          label: 'ETH',
+          side: 1,
+          size: 70,
+          grid: { show: false },
+          values: (_u, ticks) => figures(ticks),
+        },
       ],
       series: [
-        {
-          label: 'Month',
-          value: (_u, t) => (t == null ? '—' : new Date(t * 1000).toISOString().slice(0, 7)),
-        },
+        { label: 'Month', value: (_u, i) => (i == null ? '—' : label(i)) },
         {
           label: 'Energy',
           scale: 'kwh',
