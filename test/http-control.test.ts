@@ -3,7 +3,8 @@
  * (no JSON) and a request without the token are refused before any action runs; the token file
  * is the owner's alone; the page served on the port carries the token for its own POSTs.
  */
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { request, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -199,4 +200,59 @@ describe('the metrics port, through the same HTTP layer', () => {
       server.close();
     }
   });
+});
+
+describe('p2pev control', () => {
+  it("posts an action with the token from the agent's data directory, and says what the agent refused", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'p2pev-cli-'));
+    const seen: { action: string; body: Record<string, unknown> }[] = [];
+    const server = await serveControl(
+      { host: '127.0.0.1', port: 0, dataDir },
+      {
+        status: () => ({}),
+        sessions: () => [],
+        control: async (action, body) => {
+          if (action === 'stop') throw new Error('no charge in progress');
+          seen.push({ action, body });
+          return { id: 'abc', state: 'searching' };
+        },
+      },
+    );
+    const config = join(dataDir, 'agent.config.json');
+    writeFileSync(
+      config,
+      JSON.stringify({
+        role: 'edge',
+        dataDir: '.',
+        keystore: { path: 'key.json' },
+        chain: { rpcUrl: 'http://127.0.0.1:1', deploymentFile: 'deployment.json' },
+        mqtt: { url: 'mqtt://127.0.0.1:1' },
+        control: { port: portOf(server) },
+      }),
+    );
+    const cli = (args: string[]) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          [new URL('../bin/p2pev.mjs', import.meta.url).pathname, ...args, '--config', config],
+          { timeout: 30_000 },
+          (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
+        );
+      });
+    try {
+      const ok = await cli(['control', 'charge', '{"targetWh":500}']);
+      expect(ok.code).toBe(0);
+      expect(JSON.parse(ok.stdout)).toEqual({ id: 'abc', state: 'searching' });
+      expect(seen).toEqual([{ action: 'charge', body: { targetWh: 500 } }]);
+      const refused = await cli(['control', 'stop']);
+      expect(refused.code).not.toBe(0);
+      expect(refused.stderr).toMatch(/stop: no charge in progress/);
+      const bad = await cli(['control', 'charge', '{targetWh:500}']);
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toMatch(/not JSON/);
+      expect(seen.length).toBe(1);
+    } finally {
+      server.close();
+    }
+  }, 60_000);
 });
