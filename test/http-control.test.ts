@@ -178,9 +178,14 @@ describe('the control port', () => {
     expect((await call(port, 'GET', '/status', { host: `localhost:${port}` })).status).toBe(200);
   });
 
-  it('serves the page with the token for its own POSTs', async () => {
+  it('serves the page with the token for its own POSTs, also when a link elsewhere opens it', async () => {
     const r = await call(port, 'GET', '/');
     expect(r.body).toContain(token);
+    const linked = await call(port, 'GET', '/', {
+      'sec-fetch-site': 'cross-site',
+      'sec-fetch-mode': 'navigate',
+    });
+    expect(linked.status).toBe(200);
   });
 });
 

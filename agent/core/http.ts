@@ -7,7 +7,8 @@
  * - Host must name this machine (loopback, the configured host, the machine's own names and
  *   addresses, or `control.allowedHosts`): a DNS-rebinding page reaches us under its own name
  *   and is refused.
- * - Origin, when a browser sends one, must be this same origin: a page elsewhere cannot post.
+ * - Origin, when a browser sends one, must be this same origin, and a POST's Sec-Fetch-Site
+ *   same-origin: a page elsewhere can neither post nor read (a plain link may still open the page).
  * - A POST must carry `content-type: application/json` (which a cross-origin form cannot send
  *   without a CORS preflight we never answer) and the control token (`Authorization: Bearer …`).
  * The token is a random secret in `<dataDir>/control.token` (mode 0600): the `p2pev` commands
@@ -161,10 +162,12 @@ export function guardRequest(req: IncomingMessage, guard: Guard): void {
   const origin = req.headers.origin;
   if (origin !== undefined && origin !== `http://${host}`)
     throw new HttpError(403, `cross-origin requests are refused (Origin ${origin})`);
+  // A link from another site may open the page (a top-level GET: that site cannot read it); only
+  // what changes state must come from the page itself.
+  if (req.method === 'GET' || req.method === 'HEAD') return;
   const site = req.headers['sec-fetch-site'];
   if (site !== undefined && site !== 'same-origin' && site !== 'none')
     throw new HttpError(403, `cross-site requests are refused (Sec-Fetch-Site ${site})`);
-  if (req.method === 'GET' || req.method === 'HEAD') return;
   const given = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? '';
   const a = Buffer.from(given);
   const b = Buffer.from(guard.token);
