@@ -175,5 +175,24 @@ describe("the device's tile", () => {
       settleBy: 1_800_000_000,
     });
     expect(d.meter?.powerW).toBe(10_890);
+    expect(d.session?.receipt).toBeUndefined();
+    expect(d.session?.reserved).toBeUndefined();
+    // With the payment assurance's fields: the reservation and the newest signed receipt.
+    const assured = deviceState(
+      { name: 'EV1', role: 'ev', address: EV },
+      [
+        {
+          ...record,
+          consent: 'aa',
+          reserved: true,
+          receiptIndex: 3,
+          receiptWh: 1500,
+          receiptAt: 1_800_000_000_000,
+        },
+      ],
+      new PowerEstimator(),
+    );
+    expect(assured.session?.reserved).toBe(true);
+    expect(assured.session?.receipt).toEqual({ index: 3, wh: 1500, at: 1_800_000_000_000 });
   });
 });

@@ -29,9 +29,10 @@ export interface DeviceState {
     startedAt?: number;
     updatedAt?: number;
     error?: string;
-    /** Pass-through of what the payment assurance adds to a record (reservation, signed receipts). */
-    reservation?: unknown;
-    receipts?: unknown[];
+    /** The payment assurance: the session's cap × price reserved on chain (undefined before it applies). */
+    reserved?: boolean;
+    /** The EV's newest signed receipt (its cumulative Wh), or, at a station, the newest it holds. */
+    receipt?: { index?: number; wh: number; at?: number };
   };
   openSessions: number;
 }
@@ -58,8 +59,22 @@ interface RecordLike {
   updatedAt?: number;
   terms?: { price: string; maxWh: number; settleBy: number };
   error?: string;
-  reservation?: unknown;
-  receipts?: unknown[];
+  /** Fields of the payment assurance, where the record has them. */
+  reserved?: boolean;
+  consent?: string;
+  receiptIndex?: number;
+  receiptWh?: number;
+  receiptAt?: number;
+  ackWh?: number;
+  lastAckAt?: number;
+}
+
+/** The newest signed receipt of a record: the EV's own, or the one a station holds. */
+function receiptOf(r: RecordLike): { index?: number; wh: number; at?: number } | undefined {
+  if (r.receiptWh !== undefined && r.receiptIndex)
+    return { index: r.receiptIndex, wh: r.receiptWh, ...(r.receiptAt ? { at: r.receiptAt } : {}) };
+  if (r.ackWh !== undefined) return { wh: r.ackWh, ...(r.lastAckAt ? { at: r.lastAckAt } : {}) };
+  return undefined;
 }
 
 const OPEN = new Set([
@@ -168,8 +183,10 @@ export function deviceState(
             ...(current.t0 ? { startedAt: current.t0 } : {}),
             ...(current.updatedAt ? { updatedAt: current.updatedAt } : {}),
             ...(current.error ? { error: current.error } : {}),
-            ...(current.reservation !== undefined ? { reservation: current.reservation } : {}),
-            ...(Array.isArray(current.receipts) ? { receipts: current.receipts } : {}),
+            ...(current.reserved !== undefined || current.consent !== undefined
+              ? { reserved: Boolean(current.reserved) }
+              : {}),
+            ...(receiptOf(current) ? { receipt: receiptOf(current) } : {}),
           },
         }
       : {}),

@@ -15,6 +15,8 @@ export interface TracePoint {
   /** Energy of the session so far. */
   wh: number;
   powerW?: number;
+  /** A signed receipt that arrived with this sample: the energy it signs for. */
+  receiptWh?: number;
 }
 
 const SAMPLE_MS = 1000;
@@ -32,6 +34,8 @@ export interface LiveFeedOptions {
 export class LiveFeed {
   private readonly clients = new Set<ServerResponse>();
   private readonly traces = new Map<string, TracePoint[]>();
+  /** Per session, the energy of the last receipt put on its curve. */
+  private readonly receiptSeen = new Map<string, number>();
   private timer?: NodeJS.Timeout;
   private last = '';
   private latest: DeviceState[] = [];
@@ -111,14 +115,24 @@ export class LiveFeed {
         // The charge's first point: nothing metered at its start.
         points = s.startedAt ? [{ t: s.startedAt * 1000, wh: 0 }] : [];
         this.traces.set(s.id, points);
-        while (this.traces.size > MAX_TRACES) this.traces.delete(this.traces.keys().next().value!);
+        while (this.traces.size > MAX_TRACES) {
+          const oldest = this.traces.keys().next().value!;
+          this.traces.delete(oldest);
+          this.receiptSeen.delete(oldest);
+        }
       }
+      // A receipt not yet on the curve marks this sample.
+      const receipt = s.receipt && s.receipt.wh !== this.receiptSeen.get(s.id) ? s.receipt : undefined;
+      if (receipt) this.receiptSeen.set(s.id, receipt.wh);
       const point: TracePoint = {
         t: d.meter?.readAt ?? Date.now(),
         wh: s.energyWh,
         ...(d.meter?.powerW !== undefined ? { powerW: d.meter.powerW } : {}),
+        ...(receipt ? { receiptWh: receipt.wh } : {}),
       };
-      if (points.at(-1)?.t !== point.t) points.push(point);
+      const last = points.at(-1);
+      if (last?.t !== point.t) points.push(point);
+      else if (receipt) last.receiptWh = receipt.wh;
       if (points.length > MAX_POINTS) points.splice(1, points.length - MAX_POINTS);
     }
   }

@@ -411,14 +411,20 @@ function deviceTile(d) {
       s?.predictedWei !== undefined
         ? row('Bill so far', `${ether(s.predictedWei)} ETH`, 'num session-bill')
         : undefined,
-      s?.reservation !== undefined
+      s?.reserved !== undefined
         ? row(
             'Reservation',
-            typeof s.reservation === 'object' ? JSON.stringify(s.reservation) : String(s.reservation),
+            s.reserved ? 'the cap is reserved on chain' : 'waiting for the reservation on chain',
             'session-reservation',
           )
         : undefined,
-      s?.receipts ? row('Signed receipts', String(s.receipts.length), 'num session-receipts') : undefined,
+      s?.receipt
+        ? row(
+            'Signed receipt',
+            `${s.receipt.index ? `#${s.receipt.index}: ` : ''}${kwh(s.receipt.wh)}${s.receipt.at ? ` at ${utc(s.receipt.at / 1000).slice(11)}` : ''}`,
+            'session-receipt',
+          )
+        : undefined,
     ),
   );
 }
@@ -434,10 +440,12 @@ async function showCurve(d) {
     const { points } = await api('trace', { id: s.id });
     if (!points.length) return;
     fig.hidden = false;
-    drawChargeCurve($('#curve-chart'), points, s.receipts ?? []);
+    drawChargeCurve($('#curve-chart'), points);
     $('#curve-caption').textContent =
       `This charge: energy (kWh) and the meter's power (kW) over time; ${points.length} readings, the last ${kwh(points.at(-1).wh)}` +
-      (s.receipts?.length ? `, ${s.receipts.length} signed receipts` : '') +
+      (points.some((p) => p.receiptWh !== undefined)
+        ? `, ${points.filter((p) => p.receiptWh !== undefined).length} signed receipts (dots)`
+        : '') +
       '.';
   } catch {
     // The next push draws it.

@@ -34,23 +34,14 @@ function draw(key, container, opts, data) {
 
 /**
  * A charge's curve: energy (kWh) and the meter's power (kW) over time, from the session's
- * readings (`points`: { t ms, wh, powerW? }) and its signed receipts ({ at ms|s, wh }) as dots.
+ * readings (`points`: { t ms, wh, powerW?, receiptWh? }), the EV's signed receipts as dots.
  */
-export function drawChargeCurve(container, points, receipts = []) {
+export function drawChargeCurve(container, points) {
   if (!window.uPlot) return;
   const xs = points.map((p) => p.t / 1000);
   const energy = points.map((p) => p.wh / 1000);
   const power = points.map((p) => (p.powerW === undefined ? null : p.powerW / 1000));
-  // Receipts on the same time axis (null where a reading has none).
-  const receiptAt = new Map(
-    receipts
-      .filter((r) => r && r.wh !== undefined && r.at !== undefined)
-      .map((r) => [
-        Math.round(Number(r.at) > 1e12 ? Number(r.at) / 1000 : Number(r.at)),
-        Number(r.wh) / 1000,
-      ]),
-  );
-  const signed = xs.map((x) => receiptAt.get(Math.round(x)) ?? null);
+  const signed = points.map((p) => (p.receiptWh === undefined ? null : p.receiptWh / 1000));
   draw(
     'curve',
     container,
@@ -82,7 +73,8 @@ export function drawChargeCurve(container, points, receipts = []) {
           label: 'Signed receipts',
           scale: 'kwh',
           stroke: '#1a6b2f',
-          width: 0,
+          // Dots only: a receipt is a signature at a moment, not a line.
+          paths: () => null,
           points: { show: true, size: 8, fill: '#1a6b2f' },
           value: (_u, v) => (v == null ? '—' : `${v.toFixed(3)} kWh`),
         },
@@ -91,6 +83,7 @@ export function drawChargeCurve(container, points, receipts = []) {
     [xs, energy, power, signed],
   );
   container.dataset.points = String(points.length);
+  container.dataset.receipts = String(signed.filter((v) => v !== null).length);
   container.dataset.lastWh = String(points.at(-1)?.wh ?? '');
 }
 
