@@ -336,7 +336,7 @@ export function createWebApp(opts: WebAppOptions): { handle: WebHandler; close()
     }
   }
 
-  function staticFile(path: string, type: string, res: ServerResponse): void {
+  function staticFile(path: string, type: string, res: ServerResponse, cache = 'no-cache'): void {
     let body = files.get(path);
     if (!body) {
       body = readFileSync(path);
@@ -345,7 +345,7 @@ export function createWebApp(opts: WebAppOptions): { handle: WebHandler; close()
     res
       .writeHead(200, {
         'content-type': type,
-        'cache-control': 'no-cache',
+        'cache-control': cache,
         'content-security-policy': csp,
         ...SECURITY_HEADERS,
       })
@@ -380,7 +380,13 @@ export function createWebApp(opts: WebAppOptions): { handle: WebHandler; close()
     }
     const file = STATIC[url.pathname];
     if (file) {
-      staticFile(file.path(), file.type, res);
+      // The libraries change only with the package: a phone need not fetch them again for a day.
+      staticFile(
+        file.path(),
+        file.type,
+        res,
+        url.pathname.startsWith('/vendor/') ? 'public, max-age=86400' : 'no-cache',
+      );
       return true;
     }
     if (url.pathname === '/api/live') {
