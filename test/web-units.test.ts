@@ -196,3 +196,16 @@ describe("the device's tile", () => {
     expect(assured.session?.receipt).toEqual({ index: 3, wh: 1500, at: 1_800_000_000_000 });
   });
 });
+
+describe('the power estimate from two energy readings', () => {
+  it('is the energy over the time between them, and nothing after a meter reset', () => {
+    const power = new PowerEstimator();
+    expect(power.estimate('m', 1000, 1_000_000)).toBeUndefined();
+    expect(power.estimate('m', 1010, 1_003_600)).toBe(10_000);
+    // The same reading again: the same figure.
+    expect(power.estimate('m', 1010, 1_003_600)).toBe(10_000);
+    // The register restarted at 0: no figure (the bench once showed −2271 W).
+    expect(power.estimate('m', 3, 1_007_200)).toBeUndefined();
+    expect(power.estimate('m', 4, 1_010_800)).toBe(1000);
+  });
+});

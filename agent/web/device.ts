@@ -94,8 +94,11 @@ export class PowerEstimator {
     if (wh === undefined || !at) return undefined;
     const prev = this.last.get(device);
     if (prev && prev.at === at) return prev.powerW;
+    // A register that went back (a meter reset or swap) gives no power, never a negative one.
     const powerW =
-      prev && at > prev.at ? Math.round(((wh - prev.wh) * 3_600_000) / (at - prev.at)) : undefined;
+      prev && at > prev.at && wh >= prev.wh
+        ? Math.round(((wh - prev.wh) * 3_600_000) / (at - prev.at))
+        : undefined;
     this.last.set(device, { wh, at, ...(powerW !== undefined ? { powerW } : {}) });
     return powerW;
   }
