@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serveControl } from '../agent/core/control.js';
 import { portOf, TOKEN_FILE } from '../agent/core/http.js';
-import { big, toJson } from '../agent/core/json.js';
+import { big, toHttpJson } from '../agent/core/json.js';
 
 interface Answer {
   status: number;
@@ -83,7 +83,7 @@ describe('the control port', () => {
     const r = await call(port, 'GET', '/status');
     expect(r.status).toBe(200);
     expect(JSON.parse(r.body)).toEqual({ name: 'ev1', balanceWei: '12345678901234567890123' });
-    expect(big(JSON.parse(toJson({ v: 5n })).v)).toBe(5n);
+    expect(big(JSON.parse(toHttpJson({ v: 5n })).v)).toBe(5n);
   });
 
   it('takes a JSON POST with the token', async () => {

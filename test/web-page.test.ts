@@ -21,8 +21,7 @@ import { type Browser, type BrowserContext, chromium, type Page } from 'playwrig
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../agent/core/runtime.js';
 import type { SessionRecord } from '../agent/core/session.js';
-import { reportEnergyWh } from '../agent/roles/charging.js';
-import { billWei } from '../protocol/index.js';
+import { billWei, reportEnergyWh } from '../protocol/index.js';
 import type { World } from '../sim/world.js';
 import { device, PRICE, sessionDone, smallWorld, startAgent, waitFor } from './helpers/world.js';
 

@@ -38,7 +38,7 @@ export async function serveControl(opts: ControlOptions, app: ControlApp): Promi
   const guard = { hosts: localHostNames(opts.host, opts.allowedHosts), token: controlToken(opts.dataDir) };
   return serveHttp(opts.host, opts.port, async (req, res) => {
     guardRequest(req, guard);
-    const path = (req.url ?? '/').split('?')[0]!;
+    const path = new URL(req.url ?? '/', 'http://control').pathname;
     if (req.method === 'GET' && path === '/status') return sendJson(res, 200, app.status());
     if (req.method === 'GET' && path === '/sessions') return sendJson(res, 200, app.sessions());
     if (req.method === 'POST') {

@@ -21,7 +21,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { hostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
-import { toJson } from './json.js';
+import { toHttpJson } from './json.js';
 
 /** An error with the HTTP status it answers with; anything else answers 500. */
 export class HttpError extends Error {
@@ -57,7 +57,7 @@ export function sendJson(
       ...SECURITY_HEADERS,
       ...headers,
     })
-    .end(toJson(body));
+    .end(toHttpJson(body));
 }
 
 const MAX_BODY = 65_536;
@@ -67,7 +67,7 @@ const MAX_BODY = 65_536;
  * 64 kB (413), an object or empty (400).
  */
 export async function readJsonBody(req: IncomingMessage): Promise<Record<string, unknown>> {
-  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  const type = (req.headers['content-type'] ?? '').split(';', 1)[0]?.trim().toLowerCase() ?? '';
   if (type !== 'application/json')
     throw new HttpError(
       415,

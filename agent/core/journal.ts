@@ -21,7 +21,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { bigintReplacer } from './json.js';
+import { journalReplacer } from './json.js';
 
 export interface JournalOptions {
   /** Compact when the file passes this size (bytes). */
@@ -112,11 +112,11 @@ export class Journal {
   put(key: string, value: unknown): void {
     this.beforeWrite?.(key, value);
     const v = value === undefined ? null : value;
-    const line = `${JSON.stringify({ k: key, v }, bigintReplacer)}\n`;
+    const line = `${JSON.stringify({ k: key, v }, journalReplacer)}\n`;
     this.bytes += writeSync(this.fd, line);
     fsyncSync(this.fd);
     if (v === null) this.entries.delete(key);
-    else this.entries.set(key, JSON.parse(JSON.stringify(v, bigintReplacer)));
+    else this.entries.set(key, JSON.parse(JSON.stringify(v, journalReplacer)));
     if (this.bytes > this.compactAt) this.compact();
   }
 
@@ -147,6 +147,3 @@ export class Journal {
     closeSync(this.fd);
   }
 }
-
-// The codec lives in json.ts (one for the journal and the HTTP APIs); re-exported for the roles.
-export { big, bigintReplacer } from './json.js';

@@ -2,38 +2,69 @@
  * The agent's view of its meter: the billing register read through the driver (with latency and
  * error metrics), the meter's identity for the reports, and the charger switch. On a real charge
  * point the switch belongs to the wallbox; with `charger: "sim-control"` it is the simulated
- * meter's control register (sim/meter, SIM_CONTROL), for development and the sim.
+ * meter's control block (drivers/simcontrol.ts), for development and the sim.
+ *
+ * The driver's rule (drivers/types.ts, `MeterReading.epoch`): two readings are comparable only
+ * within one epoch; a counter reset or a swapped meter starts a new one. Sessions subtract a start
+ * reading from later ones, so `energyWh()` is continuous across a discontinuity: the new epoch
+ * continues from the last reading of the old one (whatever flowed between that reading and the
+ * reset is unknown, and billing it would be invented). Readings are never subtracted across a reset.
  */
-import { type Meter, ModbusMeter, openMeter } from '../../drivers/index.js';
+import {
+  type Discontinuity,
+  type Meter,
+  ModbusMeter,
+  openMeter,
+  switchSimCharge,
+} from '../../drivers/index.js';
 import type { AgentConfig } from './config.js';
+import type { Journal } from './journal.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 
-/** The simulated meter's sim-only holding registers (see sim/meter/model.ts). */
-const SIM_CONTROL = { enable: 0x7f00, powerHectoWatt: 0x7f01, plug: 0x7f02 } as const;
+/** Where the offset is kept across restarts (the agent's journal). */
+export type OffsetStore = Pick<Journal, 'get' | 'put'>;
+const OFFSET_KEY = 'meter:offsetWh';
 
 export class Metering {
   serial = 'unknown';
   lastWh: number | undefined;
   lastReadAt = 0;
   consecutiveErrors = 0;
+  /** Added to the register so readings stay continuous across resets and swaps (see above). */
+  private offsetWh = 0;
 
   private constructor(
     readonly meter: Meter,
     private readonly cfg: NonNullable<AgentConfig['meter']>,
     private readonly metrics: Metrics,
     private readonly log: Logger,
-  ) {}
+    private readonly store?: OffsetStore,
+  ) {
+    this.offsetWh = store?.get<number>(OFFSET_KEY) ?? 0;
+  }
 
   static async open(
     cfg: NonNullable<AgentConfig['meter']>,
     metrics: Metrics,
     log: Logger,
+    store?: OffsetStore,
   ): Promise<Metering> {
     const { pollMs: _p, charger: _c, ...driverConfig } = cfg;
-    const m = new Metering(await openMeter(driverConfig), cfg, metrics, log);
-    m.meter.on('reset', (d) => log.warn({ d }, 'meter energy register went backwards (reset)'));
-    m.meter.on('replaced', (d) => log.warn({ d }, 'meter replaced (new serial)'));
+    return Metering.over(await openMeter(driverConfig), cfg, metrics, log, store);
+  }
+
+  /** The agent's view of a meter already open (tests hand in a fake one). */
+  static async over(
+    meter: Meter,
+    cfg: NonNullable<AgentConfig['meter']>,
+    metrics: Metrics,
+    log: Logger,
+    store?: OffsetStore,
+  ): Promise<Metering> {
+    const m = new Metering(meter, cfg, metrics, log, store);
+    m.meter.on('reset', (d) => m.discontinuity(d, 'meter energy register went backwards (reset)'));
+    m.meter.on('replaced', (d) => m.discontinuity(d, 'meter replaced (new serial)'));
     try {
       m.serial = (await m.meter.identity()).serial ?? 'unknown';
     } catch (err) {
@@ -42,15 +73,27 @@ export class Metering {
     return m;
   }
 
+  /** A new epoch: it continues from the last reading of the old one. */
+  private discontinuity(d: Discontinuity, what: string): void {
+    this.offsetWh += Math.floor(d.previousWh) - Math.floor(d.currentWh);
+    // Journaled: after a restart the readings must stay on the same scale as the open session's.
+    this.store?.put(OFFSET_KEY, this.offsetWh);
+    this.log.warn({ d, offsetWh: this.offsetWh }, `${what}; readings continue from the last one before it`);
+  }
+
   get profile(): string {
     return this.cfg.profile;
   }
 
-  /** The billing register in whole Wh; throws the driver's MeterError (which says what to check). */
+  /**
+   * The billing register in whole Wh, continuous across resets and swaps (see above); throws the
+   * driver's MeterError (which says what to check).
+   */
   async energyWh(): Promise<number> {
     const end = this.metrics.meterReadSeconds.startTimer();
     try {
-      const wh = Math.floor(await this.meter.readEnergyWh());
+      // The driver emits a discontinuity before it returns the reading that starts the new epoch.
+      const wh = Math.floor(await this.meter.readEnergyWh()) + this.offsetWh;
       this.lastWh = wh;
       this.lastReadAt = Date.now();
       this.consecutiveErrors = 0;
@@ -91,20 +134,7 @@ export class Metering {
    */
   async setCharging(on: boolean, kw = 0, plugTo?: string): Promise<void> {
     if (this.cfg.charger !== 'sim-control') return;
-    const write = (this.meter as unknown as { writeRegisters?: (a: number, v: number[]) => Promise<void> })
-      .writeRegisters;
-    if (!write) throw new Error('this meter driver cannot write registers (needed for charger: sim-control)');
-    // Power first, then the switch: the meter starts at the power it was given.
-    if (plugTo) {
-      const hex = plugTo.slice(2).padStart(40, '0');
-      await write.call(
-        this.meter,
-        SIM_CONTROL.plug,
-        Array.from({ length: 10 }, (_, i) => Number.parseInt(hex.slice(4 * i, 4 * i + 4), 16)),
-      );
-    }
-    if (on) await write.call(this.meter, SIM_CONTROL.powerHectoWatt, [Math.round(kw * 10)]);
-    await write.call(this.meter, SIM_CONTROL.enable, [on ? 1 : 0]);
+    await switchSimCharge(this.meter, on, kw, plugTo);
     this.log.debug({ on, kw }, 'charger switched');
   }
 

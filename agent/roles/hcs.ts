@@ -5,37 +5,48 @@
  * makes sure it is paid: through the edge, or by settling directly when there is none or the edge
  * has not settled in time.
  */
-import { SessionState as ChainSessionState } from '../../contracts/client.js';
+import { ChainSessionState } from '../../contracts/client.js';
 import {
   billWei,
   computeTxId,
   type Message,
   type MessageOf,
+  optionalOf,
   PAYMENT_STATUS,
   REQUEST_STATUS,
 } from '../../protocol/index.js';
 import type { Incoming } from '../core/bus.js';
-import { big } from '../core/journal.js';
-import type { Agent, Role } from '../core/runtime.js';
-import { END, type SessionRecord, type TermsJson, termsFromJson, nonceOf } from '../core/session.js';
+import { big } from '../core/json.js';
+import type { AgentConfig } from '../core/config.js';
+import type { MeteredContext, RoleHandler } from '../core/context.js';
+import {
+  END,
+  isIn,
+  nonceOf,
+  type SessionIn,
+  type SessionRecord,
+  type TermsJson,
+  termsFromJson,
+} from '../core/session.js';
 import { beginCharging, endCharging, pollCharging, resumeCharging, resumeReport } from './charging.js';
 import { settleDirectly } from './settle.js';
 
 /** Whether `now` (local time) is inside "HH:MM-HH:MM" (a window may run past midnight). */
 export function withinServiceHours(hours: string, now = new Date()): boolean {
-  const [from, to] = hours.split('-').map((t) => {
-    const [h, m] = t.split(':').map(Number);
-    return h! * 60 + m!;
-  });
+  const m = /^\s*(\d+):(\d+)\s*-\s*(\d+):(\d+)\s*$/.exec(hours);
+  if (!m) return false;
+  const [from, to] = [Number(m[1]) * 60 + Number(m[2]), Number(m[3]) * 60 + Number(m[4])];
   const minute = now.getHours() * 60 + now.getMinutes();
-  return from! <= to! ? minute >= from! && minute < to! : minute >= from! || minute < to!;
+  return from <= to ? minute >= from && minute < to : minute >= from || minute < to;
 }
 
-export class HcsRole implements Role {
-  private readonly hcs: NonNullable<Agent['cfg']['hcs']>;
+export class HcsRole implements RoleHandler {
+  /** This station's settings (the config's `hcs` section); `s.hcs` is a session's station address. */
+  private readonly station: NonNullable<AgentConfig['hcs']>;
 
-  constructor(private readonly agent: Agent) {
-    this.hcs = agent.cfg.hcs!;
+  constructor(private readonly agent: MeteredContext) {
+    if (!agent.cfg.hcs) throw new Error("a station agent needs the config's hcs section");
+    this.station = agent.cfg.hcs;
   }
 
   private get busy(): boolean {
@@ -52,7 +63,7 @@ export class HcsRole implements Role {
   async resume(): Promise<void> {
     for (const s of this.agent.openSessions()) {
       if (s.state === 'awaitingSettlement') await resumeReport(this.agent, s);
-      if (s.state === 'charging') await resumeCharging(this.agent, s, this.hcs.powerKw);
+      if (s.state === 'charging') await resumeCharging(this.agent, s, this.station.powerKw);
     }
   }
 
@@ -93,23 +104,23 @@ export class HcsRole implements Role {
     if (msg.receiver !== this.agent.address) return;
     const nonce = nonceOf(msg.optional).optional ?? {};
     if (this.busy) return this.reply(ev, REQUEST_STATUS.busy, { why: 'busy', ...nonce });
-    if (!withinServiceHours(this.hcs.serviceHours))
+    if (!withinServiceHours(this.station.serviceHours))
       return this.reply(ev, REQUEST_STATUS.reject, { why: 'closed', ...nonce });
-    const price = BigInt(this.hcs.priceWeiPerKWh);
+    const price = BigInt(this.station.priceWeiPerKWh);
     const available = await this.agent.chain.retry('availableDeposit', () =>
       this.agent.chain.client.availableDeposit(ev),
     );
     // The cap: what the car asked for (plus a margin), the station's limit, and what the deposit covers.
-    const wanted = Number((msg.optional as { wh?: number } | undefined)?.wh ?? this.hcs.maxSessionWh);
-    const affordable = price > 0n ? Number((available * 1000n) / price) : this.hcs.maxSessionWh;
-    const maxWh = Math.min(Math.ceil(wanted * 1.2) + 1000, this.hcs.maxSessionWh, affordable);
+    const wanted = optionalOf(msg).wh ?? this.station.maxSessionWh;
+    const affordable = price > 0n ? Number((available * 1000n) / price) : this.station.maxSessionWh;
+    const maxWh = Math.min(Math.ceil(wanted * 1.2) + 1000, this.station.maxSessionWh, affordable);
     if (maxWh < Math.min(wanted, 1000))
       return this.reply(ev, REQUEST_STATUS.reject, { why: 'deposit', ...nonce });
     const terms: TermsJson = {
       seq: this.nextSeq().toString(),
       price: price.toString(),
       maxWh,
-      settleBy: Math.floor(Date.now() / 1000) + this.hcs.settlementWindowS,
+      settleBy: Math.floor(Date.now() / 1000) + this.station.settlementWindowS,
     };
     const t = termsFromJson(ev, this.agent.address, terms);
     const txid = computeTxId(t, this.agent.chain.domain);
@@ -124,12 +135,12 @@ export class HcsRole implements Role {
       ...(server ? { server } : {}),
       terms,
       txid,
-      kw: this.hcs.powerKw,
+      kw: this.station.powerKw,
       createdAt: Date.now(),
       updatedAt: Date.now(),
     };
     this.agent.save(s);
-    const optional = { ...terms, kw: this.hcs.powerKw, ...nonce };
+    const optional = { ...terms, kw: this.station.powerKw, ...nonce };
     await this.reply(ev, REQUEST_STATUS.accept, optional);
     if (server) {
       // The edge forms the agreement: it checks the deposit and sends the mutual to both.
@@ -149,16 +160,16 @@ export class HcsRole implements Role {
       ev,
       hcs: this.agent.address,
       txid,
-      optional: terms as unknown as Record<string, unknown>,
+      optional: terms,
     });
-    await beginCharging(this.agent, s, this.hcs.powerKw);
+    await beginCharging(this.agent, s, this.station.powerKw);
   }
 
   private async onMutual(msg: MessageOf<'mutual'>, signer: string): Promise<void> {
     const s = this.session(msg.txid);
     if (s?.state !== 'offered' || msg.hcs !== this.agent.address || msg.ev !== s.ev) return;
     if (signer !== s.server) return;
-    await beginCharging(this.agent, s, this.hcs.powerKw);
+    await beginCharging(this.agent, s, this.station.powerKw);
   }
 
   private async onEnd(msg: Message & { txid: string; status: number }, signer: string): Promise<void> {
@@ -194,8 +205,8 @@ export class HcsRole implements Role {
     }
   }
 
-  private async settle(s: SessionRecord): Promise<void> {
-    if (!s.myReport || !s.peerReport) return;
+  private async settle(s: SessionIn<'awaitingSettlement'>): Promise<void> {
+    if (!s.peerReport) return;
     const result = await settleDirectly(this.agent, s);
     if (result.done) {
       this.agent.move(s, 'done', { deadline: 0, ...(result.txHash ? { settledTxHash: result.txHash } : {}) });
@@ -211,7 +222,7 @@ export class HcsRole implements Role {
       if (s.state === 'offered' && s.deadline && now > s.deadline) {
         this.agent.move(s, 'failed', { error: 'no mutual agreement in time', deadline: 0 });
       } else if (s.state === 'charging') {
-        const end = await pollCharging(this.agent, s, s.terms!.maxWh, END.stoppedByHcs);
+        const end = await pollCharging(this.agent, s, s.terms.maxWh, END.stoppedByHcs);
         if (end !== undefined) await endCharging(this.agent, s, end, false);
       } else if (s.state === 'awaitingSettlement') {
         await this.checkSettlement(s, now);
@@ -220,17 +231,17 @@ export class HcsRole implements Role {
   }
 
   /** Without an edge, settle as soon as both reports are here; with one, only as a fallback. */
-  private async checkSettlement(s: SessionRecord, now: number): Promise<void> {
+  private async checkSettlement(s: SessionIn<'awaitingSettlement'>, now: number): Promise<void> {
     const fallbackAt = s.updatedAt + this.agent.cfg.timeouts.settleFallbackMs;
     if (s.server && now < fallbackAt) return;
     if (s.peerReport) return this.settle(s);
     if (now > s.deadline) {
       const state = await this.agent.chain.retry('sessionState', () =>
-        this.agent.chain.client.sessionState(this.agent.address, big(s.terms!.seq)),
+        this.agent.chain.client.sessionState(this.agent.address, big(s.terms.seq)),
       );
       if (state === ChainSessionState.Settled || state === ChainSessionState.Rated)
         this.agent.move(s, 'done', { deadline: 0 });
-      else if (now / 1000 > s.terms!.settleBy)
+      else if (now / 1000 > s.terms.settleBy)
         this.agent.move(s, 'failed', {
           error: 'no report from the EV within the settlement window',
           deadline: 0,
@@ -240,7 +251,7 @@ export class HcsRole implements Role {
 
   async control(action: string): Promise<unknown> {
     if (action === 'stop') {
-      const s = this.agent.openSessions().find((x) => x.state === 'charging');
+      const s = this.agent.openSessions().find((x): x is SessionIn<'charging'> => isIn(x, 'charging'));
       if (!s) throw new Error('no charge in progress');
       await endCharging(this.agent, s, END.stoppedByHcs, false);
       return { id: s.id, state: s.state };
@@ -249,7 +260,7 @@ export class HcsRole implements Role {
   }
 
   status(): Record<string, unknown> {
-    const price = BigInt(this.hcs.priceWeiPerKWh);
+    const price = BigInt(this.station.priceWeiPerKWh);
     return {
       hcs: {
         priceWeiPerKWh: price.toString(),

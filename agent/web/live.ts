@@ -6,7 +6,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SECURITY_HEADERS } from '../core/http.js';
-import { toJson } from '../core/json.js';
+import { toHttpJson } from '../core/json.js';
 import type { DeviceState } from './device.js';
 
 export interface TracePoint {
@@ -82,7 +82,7 @@ export class LiveFeed {
   }
 
   private event(devices: DeviceState[]): string {
-    return `event: device\ndata: ${toJson({ devices, at: Date.now() })}\n\n`;
+    return `event: device\ndata: ${toHttpJson({ devices, at: Date.now() })}\n\n`;
   }
 
   private async tick(force = false): Promise<void> {
@@ -93,7 +93,7 @@ export class LiveFeed {
       const devices = await this.opts.sample();
       this.latest = devices;
       this.record(devices);
-      const text = toJson(devices);
+      const text = toHttpJson(devices);
       if (text !== this.last || force) {
         this.last = text;
         const event = this.event(devices);
