@@ -65,7 +65,7 @@ const CSS = 'text/css; charset=utf-8';
 const STATIC: Record<string, { path: () => string; type: string }> = {
   '/style.css': { path: () => new URL('style.css', PUBLIC).pathname, type: CSS },
   ...Object.fromEntries(
-    ['app.js', 'format.js', 'map.js', 'wallet.js', 'charts.js', 'live.js'].map((f) => [
+    ['app.js', 'api.js', 'device.js', 'account.js', 'format.js', 'map.js', 'wallet.js', 'charts.js', 'live.js'].map((f) => [
       `/${f}`,
       { path: () => new URL(f, PUBLIC).pathname, type: JS },
     ]),
