@@ -65,10 +65,17 @@ const CSS = 'text/css; charset=utf-8';
 const STATIC: Record<string, { path: () => string; type: string }> = {
   '/style.css': { path: () => new URL('style.css', PUBLIC).pathname, type: CSS },
   ...Object.fromEntries(
-    ['app.js', 'api.js', 'device.js', 'account.js', 'format.js', 'map.js', 'wallet.js', 'charts.js', 'live.js'].map((f) => [
-      `/${f}`,
-      { path: () => new URL(f, PUBLIC).pathname, type: JS },
-    ]),
+    [
+      'app.js',
+      'api.js',
+      'device.js',
+      'account.js',
+      'format.js',
+      'map.js',
+      'wallet.js',
+      'charts.js',
+      'live.js',
+    ].map((f) => [`/${f}`, { path: () => new URL(f, PUBLIC).pathname, type: JS }]),
   ),
   '/vendor/leaflet.js': { path: () => join(dist('leaflet'), 'leaflet.js'), type: JS },
   '/vendor/leaflet.css': { path: () => join(dist('leaflet'), 'leaflet.css'), type: CSS },
