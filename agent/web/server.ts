@@ -265,15 +265,19 @@ export function createWebApp(opts: WebAppOptions): { handle: WebHandler; close()
         // balance as soon as its transaction lands).
         const member = address(q, 'address', true)!;
         const [role, status] = (await view('authInfo', [member], 'latest')) as [bigint, bigint];
-        const [balance, pending, withdrawableAt] = (await view('depositOf', [member], 'latest')) as bigint[];
+        // By the outputs' names: the escrow's layout (balance, reserved, pendingWithdrawal,
+        // withdrawableAt) may grow without the page reading the wrong figure.
+        const d = (await view('depositOf', [member], 'latest')) as Record<string, bigint | undefined>;
+        const earnings = Number(role) === 2 ? ((await view('earningsOf', [member], 'latest')) as bigint) : 0n;
         return {
           address: member,
           role: ['none', 'ev', 'hcs'][Number(role)] ?? 'unknown',
           status: ['none', 'pending', 'verified', 'suspended', 'revoked'][Number(status)] ?? 'unknown',
-          depositWei: Number(role) === 1 ? balance : 0n,
-          earningsWei: Number(role) === 2 ? balance : 0n,
-          pendingWithdrawalWei: pending,
-          withdrawableAt: Number(withdrawableAt),
+          depositWei: Number(role) === 1 ? (d.balance ?? 0n) : 0n,
+          ...(d.reserved !== undefined ? { reservedWei: d.reserved } : {}),
+          earningsWei: earnings,
+          pendingWithdrawalWei: d.pendingWithdrawal ?? 0n,
+          withdrawableAt: Number(d.withdrawableAt ?? 0n),
           etherWei: await indexer.provider.getBalance(member, 'latest'),
         };
       }

@@ -35,6 +35,9 @@ export async function showWallet() {
           'acct-member',
         ),
         row('Deposit', `${ether(a.depositWei, ETH_DIGITS)} ETH`, 'num acct-deposit'),
+        a.reservedWei !== undefined && a.reservedWei !== '0'
+          ? row('Reserved for charges', `${ether(a.reservedWei, ETH_DIGITS)} ETH`, 'num acct-reserved')
+          : undefined,
         row(
           'Announced withdrawal',
           a.pendingWithdrawalWei === '0'
