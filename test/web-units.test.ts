@@ -119,8 +119,8 @@ describe("the contract's errors in words", () => {
       'You have rated this session already.',
     );
     // An error not in the table is still words, never hex.
-    expect(errorSentence(iface, iface.encodeErrorResult('BatchLengthMismatch', []))?.sentence).toBe(
-      'Batch length mismatch.',
+    expect(errorSentence(iface, iface.encodeErrorResult('MalformedBatch', []))?.sentence).toBe(
+      'Malformed batch.',
     );
     expect(errorSentence(iface, '0xdeadbeef')).toBeUndefined();
   });
@@ -183,8 +183,6 @@ describe("the device's tile", () => {
       [
         {
           ...record,
-          consent: 'aa',
-          reserved: true,
           receiptIndex: 3,
           receiptWh: 1500,
           receiptAt: 1_800_000_000_000,
@@ -194,6 +192,20 @@ describe("the device's tile", () => {
     );
     expect(assured.session?.reserved).toBe(true);
     expect(assured.session?.receipt).toEqual({ index: 3, wh: 1500, at: 1_800_000_000_000 });
+    // The EV's consent given, nothing metered yet: not reserved yet; the station's own word wins.
+    const waiting = deviceState(
+      { name: 'EV1', role: 'ev', address: EV },
+      [{ ...record, receiptIndex: 0, receiptWh: 0, lastWh: 1000 }],
+      new PowerEstimator(),
+    );
+    expect(waiting.session?.reserved).toBe(false);
+    const station = deviceState(
+      { name: 'HCS1', role: 'hcs', address: HCS },
+      [{ ...record, role: 'hcs', reserved: true, ackWh: 900, lastAckAt: 5 }],
+      new PowerEstimator(),
+    );
+    expect(station.session?.reserved).toBe(true);
+    expect(station.session?.receipt).toEqual({ wh: 900, at: 5 });
   });
 });
 

@@ -69,6 +69,17 @@ interface RecordLike {
   lastAckAt?: number;
 }
 
+/**
+ * Whether the session's cap stands reserved on chain: the station's record says so; an EV that
+ * gave its consent knows it once energy flows (the station switches on only once it stands).
+ */
+function reservedOf(r: RecordLike): boolean | undefined {
+  if (r.reserved !== undefined) return r.reserved;
+  // The EV's consent is its receipt 0 (receiptIndex set); a station keeps the consent itself.
+  if (r.consent === undefined && r.receiptIndex === undefined) return undefined;
+  return r.startWh !== undefined && r.lastWh !== undefined && r.lastWh > r.startWh;
+}
+
 /** The newest signed receipt of a record: the EV's own, or the one a station holds. */
 function receiptOf(r: RecordLike): { index?: number; wh: number; at?: number } | undefined {
   if (r.receiptWh !== undefined && r.receiptIndex)
@@ -186,9 +197,7 @@ export function deviceState(
             ...(current.t0 ? { startedAt: current.t0 } : {}),
             ...(current.updatedAt ? { updatedAt: current.updatedAt } : {}),
             ...(current.error ? { error: current.error } : {}),
-            ...(current.reserved !== undefined || current.consent !== undefined
-              ? { reserved: Boolean(current.reserved) }
-              : {}),
+            ...(reservedOf(current) !== undefined ? { reserved: reservedOf(current) } : {}),
             ...(receiptOf(current) ? { receipt: receiptOf(current) } : {}),
           },
         }

@@ -31,7 +31,10 @@ export const ERROR_SENTENCES: Record<string, string | ((args: readonly unknown[]
   NotSettled: 'This session is not settled yet: rate it once its bill is on chain.',
   AlreadyRated: 'You have rated this session already.',
   NotSessionEv: 'Only the EV of this session can rate it.',
-  EnergyAboveCap: 'A report claims more energy than the agreed cap.',
+  TooManyOpenReservations: 'You have too many charges reserved and not yet settled: wait for one to settle.',
+  NotReserved: 'This session was never reserved on chain.',
+  AlreadySettled: 'This session is settled already.',
+  AlreadyReleased: 'This reservation was released already.',
   AccessControlUnauthorizedAccount: 'This account may not do that (an operator’s action).',
 };
 
