@@ -12,8 +12,8 @@ import type { DeviceState } from './device.js';
 export interface TracePoint {
   /** ms since the epoch. */
   t: number;
-  /** Energy of the session so far. */
-  wh: number;
+  /** Energy of the session so far (absent on a receipt's own point). */
+  wh?: number;
   powerW?: number;
   /** A signed receipt that arrived with this sample: the energy it signs for. */
   receiptWh?: number;
@@ -121,19 +121,26 @@ export class LiveFeed {
           this.receiptSeen.delete(oldest);
         }
       }
-      // A receipt not yet on the curve marks this sample.
+      // A receipt not yet on the curve: its own point, at the moment it was signed.
       const receipt = s.receipt && s.receipt.wh !== this.receiptSeen.get(s.id) ? s.receipt : undefined;
-      if (receipt) this.receiptSeen.set(s.id, receipt.wh);
+      if (receipt) {
+        this.receiptSeen.set(s.id, receipt.wh);
+        insertByTime(points, { t: receipt.at ?? Date.now(), receiptWh: receipt.wh });
+      }
       const point: TracePoint = {
         t: d.meter?.readAt ?? Date.now(),
         wh: s.energyWh,
         ...(d.meter?.powerW !== undefined ? { powerW: d.meter.powerW } : {}),
-        ...(receipt ? { receiptWh: receipt.wh } : {}),
       };
-      const last = points.at(-1);
-      if (last?.t !== point.t) points.push(point);
-      else if (receipt) last.receiptWh = receipt.wh;
+      if (!points.some((p) => p.t === point.t && p.wh !== undefined)) insertByTime(points, point);
       if (points.length > MAX_POINTS) points.splice(1, points.length - MAX_POINTS);
     }
   }
+}
+
+/** Keeps a curve in time order (a receipt is signed between two samples). */
+function insertByTime(points: TracePoint[], point: TracePoint): void {
+  let i = points.length;
+  while (i > 0 && (points[i - 1]?.t ?? 0) > point.t) i--;
+  points.splice(i, 0, point);
 }

@@ -39,7 +39,7 @@ function draw(key, container, opts, data) {
 export function drawChargeCurve(container, points) {
   if (!window.uPlot) return;
   const xs = points.map((p) => p.t / 1000);
-  const energy = points.map((p) => p.wh / 1000);
+  const energy = points.map((p) => (p.wh === undefined ? null : p.wh / 1000));
   const power = points.map((p) => (p.powerW === undefined ? null : p.powerW / 1000));
   const signed = points.map((p) => (p.receiptWh === undefined ? null : p.receiptWh / 1000));
   draw(
@@ -60,6 +60,8 @@ export function drawChargeCurve(container, points) {
           scale: 'kwh',
           stroke: '#0a5bb5',
           width: 2,
+          // A receipt's own point has no reading: the line runs on through it.
+          spanGaps: true,
           value: (_u, v) => (v == null ? '—' : `${v.toFixed(3)} kWh`),
         },
         {
@@ -67,6 +69,7 @@ export function drawChargeCurve(container, points) {
           scale: 'kw',
           stroke: '#a4141b',
           width: 1.5,
+          spanGaps: true,
           value: (_u, v) => (v == null ? '—' : `${v.toFixed(2)} kW`),
         },
         {
@@ -82,9 +85,9 @@ export function drawChargeCurve(container, points) {
     },
     [xs, energy, power, signed],
   );
-  container.dataset.points = String(points.length);
+  container.dataset.points = String(points.filter((p) => p.wh !== undefined).length);
   container.dataset.receipts = String(signed.filter((v) => v !== null).length);
-  container.dataset.lastWh = String(points.at(-1)?.wh ?? '');
+  container.dataset.lastWh = String(points.findLast((p) => p.wh !== undefined)?.wh ?? '');
 }
 
 /** Energy (kWh, bars) and money (ETH, line) per month; `months` from the statement API. */

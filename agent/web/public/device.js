@@ -103,8 +103,9 @@ async function showCurve(d) {
     if (!points.length) return;
     fig.hidden = false;
     drawChargeCurve($('#curve-chart'), points);
+    const readings = points.filter((p) => p.wh !== undefined);
     $('#curve-caption').textContent =
-      `This charge: energy (kWh) and the meter's power (kW) over time; ${points.length} readings, the last ${kwh(points.at(-1).wh)}` +
+      `This charge: energy (kWh) and the meter's power (kW) over time; ${readings.length} readings, the last ${kwh(readings.at(-1)?.wh)}` +
       (points.some((p) => p.receiptWh !== undefined)
         ? `, ${points.filter((p) => p.receiptWh !== undefined).length} signed receipts (dots)`
         : '') +
