@@ -45,6 +45,12 @@ export const COMMANDS = [
     description: 'What the running agent is doing, from its local control port (GET /status)',
   },
   {
+    name: 'control',
+    module: 'agent/ops/commands',
+    register: 'registerOpsCommands',
+    description: 'Send an action to the running agent (charge, stop, flush) with its control token',
+  },
+  {
     name: 'sessions',
     module: 'agent/ops/commands',
     register: 'registerOpsCommands',
