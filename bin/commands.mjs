@@ -48,7 +48,8 @@ export const COMMANDS = [
     name: 'control',
     module: 'agent/ops/commands',
     register: 'registerOpsCommands',
-    description: 'Send an action to the running agent (charge, stop, flush) with its control token',
+    description:
+      'A control action on the running agent (POST /<action>, e.g. charge \'{"targetWh":2000}\' or stop), with the token from <dataDir>/control.token',
   },
   {
     name: 'sessions',
