@@ -45,7 +45,12 @@ export function gpiogetArgs(v: GpiodVersion, o: GpioOptions): string[] {
 /** "gpioset (libgpiod) v1.6.3" → 1; "gpioset (libgpiod) v2.1" → 2. */
 export function parseGpiodVersion(text: string): GpiodVersion {
   const m = /v(\d+)\./.exec(text);
-  if (!m) throw new ChargerError('config', `cannot read the libgpiod version from "${text.trim()}"`, 'apt-get install gpiod');
+  if (!m)
+    throw new ChargerError(
+      'config',
+      `cannot read the libgpiod version from "${text.trim()}"`,
+      'apt-get install gpiod',
+    );
   return Number(m[1]) >= 2 ? 2 : 1;
 }
 
@@ -58,7 +63,9 @@ const systemRunner: ProcessRunner = {
   run: (cmd, args) =>
     new Promise((resolve, reject) =>
       execFile(cmd, args, { timeout: 5_000 }, (err, stdout, stderr) =>
-        err ? reject(new Error(`${cmd} ${args.join(' ')}: ${stderr.trim() || err.message}`)) : resolve(stdout),
+        err
+          ? reject(new Error(`${cmd} ${args.join(' ')}: ${stderr.trim() || err.message}`))
+          : resolve(stdout),
       ),
     ),
   hold: (cmd, args) => spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] }),
@@ -126,7 +133,10 @@ export class GpioRelayCharger implements Charger {
   }
 
   async identity(): Promise<ChargerIdentity> {
-    return { vendor: 'GPIO relay', model: `${this.opts.chip} line ${this.opts.line}${this.opts.activeLow ? ' (active low)' : ''}` };
+    return {
+      vendor: 'GPIO relay',
+      model: `${this.opts.chip} line ${this.opts.line}${this.opts.activeLow ? ' (active low)' : ''}`,
+    };
   }
 
   async state(): Promise<ChargerState> {
@@ -165,7 +175,8 @@ export class GpioRelayCharger implements Charger {
     return {
       configured: true,
       worstCaseS: 0,
-      detail: 'the line is held by a gpioset child in the agent\'s cgroup: when the agent dies systemd ends it and the line is released (relay off, if wired to drop out unpowered)',
+      detail:
+        "the line is held by a gpioset child in the agent's cgroup: when the agent dies systemd ends it and the line is released (relay off, if wired to drop out unpowered)",
     };
   }
 

@@ -75,7 +75,8 @@ export function createCharger(
     case 'gpio':
       return new GpioRelayCharger({ chip: cfg.chip, line: cfg.line, activeLow: cfg.activeLow });
     case 'sim-control':
-      if (!deps.meter) throw new ChargerError('config', 'charger sim-control needs a meter', 'configure "meter"');
+      if (!deps.meter)
+        throw new ChargerError('config', 'charger sim-control needs a meter', 'configure "meter"');
       return new SimControlCharger(deps.meter, PHASE_VOLTS * cfg.phases);
   }
 }

@@ -98,7 +98,11 @@ export class ModbusCharger implements Charger {
     );
     const words = res.data as number[];
     if (words?.length !== count)
-      throw new ChargerError('io', `${this.where()} answered ${words?.length ?? 0} registers instead of ${count}`, 'check the unit id');
+      throw new ChargerError(
+        'io',
+        `${this.where()} answered ${words?.length ?? 0} registers instead of ${count}`,
+        'check the unit id',
+      );
     return words;
   }
 
@@ -132,7 +136,9 @@ export class ModbusCharger implements Charger {
     const [raw] = await this.words('holding', this.profile.current.address, 1);
     const limitA = raw! * this.profile.current.unitA;
     if (this.profile.enable.kind === 'current') return { enabled: limitA > 0, limitA };
-    const coils = await this.exec((c) => c.readCoils((this.profile.enable as { address: number }).address, 1));
+    const coils = await this.exec((c) =>
+      c.readCoils((this.profile.enable as { address: number }).address, 1),
+    );
     return { enabled: coils.data[0] === true, limitA };
   }
 

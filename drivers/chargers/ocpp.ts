@@ -31,7 +31,11 @@ import {
 interface RpcClient extends EventEmitter {
   identity: string;
   handle(method: string, handler: (call: { params: Record<string, unknown> }) => unknown): void;
-  call(method: string, params: Record<string, unknown>, options?: { callTimeoutMs?: number }): Promise<unknown>;
+  call(
+    method: string,
+    params: Record<string, unknown>,
+    options?: { callTimeoutMs?: number },
+  ): Promise<unknown>;
   close(options?: { code?: number; force?: boolean }): Promise<unknown>;
 }
 
@@ -117,11 +121,17 @@ export class OcppCharger extends EventEmitter implements Charger {
     });
     this.server.auth((accept, reject, handshake) => {
       if (handshake.identity !== opts.chargePointId) {
-        opts.log?.warn({ id: handshake.identity, from: handshake.remoteAddress }, 'unknown charge point refused');
+        opts.log?.warn(
+          { id: handshake.identity, from: handshake.remoteAddress },
+          'unknown charge point refused',
+        );
         return reject(404, `unknown charge point ${handshake.identity}`);
       }
       if (opts.password !== undefined && handshake.password?.toString('utf8') !== opts.password) {
-        opts.log?.warn({ id: handshake.identity }, 'charge point refused: wrong or missing basic-auth password');
+        opts.log?.warn(
+          { id: handshake.identity },
+          'charge point refused: wrong or missing basic-auth password',
+        );
         return reject(401, 'bad credentials');
       }
       accept({ id: handshake.identity });
@@ -232,7 +242,8 @@ export class OcppCharger extends EventEmitter implements Charger {
         transactionId?: number;
         meterValue: { timestamp: string; sampledValue: Record<string, string>[] }[];
       };
-      const tx = p.transactionId !== undefined ? this.learnTransaction(p.transactionId, p.connectorId) : undefined;
+      const tx =
+        p.transactionId !== undefined ? this.learnTransaction(p.transactionId, p.connectorId) : undefined;
       for (const mv of p.meterValue) this.meterValue(tx?.idTag, mv);
       return {};
     });
@@ -296,7 +307,9 @@ export class OcppCharger extends EventEmitter implements Charger {
 
   /** The transaction running on our connector, if any. */
   activeTransaction(): Transaction | undefined {
-    return [...this.transactions.values()].find((t) => t.stoppedAt === undefined && t.connectorId === this.connectorId);
+    return [...this.transactions.values()].find(
+      (t) => t.stoppedAt === undefined && t.connectorId === this.connectorId,
+    );
   }
 
   /** Stops every running transaction that is not the permitted session's. */
@@ -304,7 +317,10 @@ export class OcppCharger extends EventEmitter implements Charger {
     if (!this.enforcing) return;
     for (const tx of this.transactions.values()) {
       if (tx.stoppedAt !== undefined || tx.idTag === this.permitted) continue;
-      this.opts.log?.warn({ transactionId: tx.id, idTag: tx.idTag }, 'stopping a transaction with no open session');
+      this.opts.log?.warn(
+        { transactionId: tx.id, idTag: tx.idTag },
+        'stopping a transaction with no open session',
+      );
       void this.remoteStop(tx).catch(() => {});
     }
   }
@@ -312,7 +328,11 @@ export class OcppCharger extends EventEmitter implements Charger {
   private async remoteStop(tx: Transaction): Promise<void> {
     const res = (await this.call('RemoteStopTransaction', { transactionId: tx.id })) as { status: string };
     if (res.status !== 'Accepted')
-      throw new ChargerError('rejected', `the wallbox rejected RemoteStopTransaction ${tx.id}`, 'check it is online and not in local mode');
+      throw new ChargerError(
+        'rejected',
+        `the wallbox rejected RemoteStopTransaction ${tx.id}`,
+        'check it is online and not in local mode',
+      );
   }
 
   private call(method: string, params: Record<string, unknown>): Promise<unknown> {
@@ -324,9 +344,14 @@ export class OcppCharger extends EventEmitter implements Charger {
         `set its OCPP backend URL to ws://<this host>:${this.port ?? this.opts.port}/${this.opts.chargePointId}`,
       );
     return c.call(method, params).catch((err: Error) => {
-      throw new ChargerError('io', `${method} to ${this.opts.chargePointId} failed (${err.message})`, 'check the wallbox is online', {
-        cause: err,
-      });
+      throw new ChargerError(
+        'io',
+        `${method} to ${this.opts.chargePointId} failed (${err.message})`,
+        'check the wallbox is online',
+        {
+          cause: err,
+        },
+      );
     });
   }
 
@@ -362,7 +387,10 @@ export class OcppCharger extends EventEmitter implements Charger {
     };
   }
 
-  /** A TxProfile whose limit falls to 0 A after the lease (renewed by keepAlive). */
+  /**
+   * A TxProfile whose limit falls to 0 A after the lease (renewed by keepAlive). No `duration`:
+   * OCPP 1.6 keeps the last period (0 A) until the transaction ends.
+   */
   private profile(currentA: number, transactionId?: number): Record<string, unknown> {
     return {
       chargingProfileId: PROFILE_ID,
@@ -372,7 +400,6 @@ export class OcppCharger extends EventEmitter implements Charger {
       chargingProfileKind: 'Absolute',
       chargingSchedule: {
         startSchedule: new Date().toISOString(),
-        duration: this.leaseS + 1,
         chargingRateUnit: 'A',
         chargingSchedulePeriod: [
           { startPeriod: 0, limit: currentA },
@@ -384,7 +411,11 @@ export class OcppCharger extends EventEmitter implements Charger {
 
   private clamp(currentA: number): number {
     if (!(currentA >= 6))
-      throw new ChargerError('rejected', `${currentA} A is below 6 A`, 'IEC 61851-1 needs at least 6 A; raise hcs.powerKw');
+      throw new ChargerError(
+        'rejected',
+        `${currentA} A is below 6 A`,
+        'IEC 61851-1 needs at least 6 A; raise hcs.powerKw',
+      );
     return Math.min(currentA, this.opts.maxCurrentA ?? 32);
   }
 
@@ -433,7 +464,11 @@ export class OcppCharger extends EventEmitter implements Charger {
       csChargingProfiles: this.profile(limit, tx.id),
     })) as { status: string };
     if (res.status !== 'Accepted')
-      throw new ChargerError('rejected', `the wallbox answered SetChargingProfile with ${res.status}`, 'check it supports Smart Charging (OCPP 1.6 feature profile)');
+      throw new ChargerError(
+        'rejected',
+        `the wallbox answered SetChargingProfile with ${res.status}`,
+        'check it supports Smart Charging (OCPP 1.6 feature profile)',
+      );
   }
 
   private leaseRenewedAt = 0;

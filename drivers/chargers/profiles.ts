@@ -102,7 +102,11 @@ const HEIDELBERG_EC: ChargerProfile = {
     current: { address: 262, unitA: 0.1 },
   },
   setup: [
-    { address: 258, value: 4, why: 'standby off: a sleeping wallbox stops answering Modbus (evcc does the same)' },
+    {
+      address: 258,
+      value: 4,
+      why: 'standby off: a sleeping wallbox stops answering Modbus (evcc does the same)',
+    },
     { address: 259, value: 1, why: 'remote lock released (1 = unlocked), or the wallbox stays in state F' },
   ],
 };

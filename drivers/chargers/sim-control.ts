@@ -4,13 +4,7 @@
  * No real device has them; `charger.kind: "sim-control"` is for tests and the EVs of the sim.
  */
 import type { Meter } from '../types.js';
-import type {
-  Charger,
-  ChargerIdentity,
-  ChargerState,
-  FailsafeInfo,
-  SignedMeterValue,
-} from './types.js';
+import type { Charger, ChargerIdentity, ChargerState, FailsafeInfo, SignedMeterValue } from './types.js';
 
 const SIM_CONTROL = { enable: 0x7f00, powerHectoWatt: 0x7f01, plug: 0x7f02 } as const;
 
