@@ -13,6 +13,9 @@ import { type Deployment, deploySettlement } from '../contracts/deploy.js';
 import { connectRpc } from '../contracts/rpc.js';
 import { type Broker, startEmbeddedBroker, startMosquitto } from './broker.js';
 import { type Anvil, anvilAccounts, freePort, startAnvil } from './chain.js';
+import { startSimWallbox, type SimWallbox } from './charger/modbus.js';
+import { SimOcppChargePoint } from './charger/ocpp.js';
+import type { SimOutlet } from './charger/outlet.js';
 import { type SimMeter, startSimMeter } from './meter.js';
 import { openPtyPair, type PtyPair } from './pty.js';
 
@@ -27,6 +30,12 @@ export interface StationSpec {
   priceWeiPerKWh: bigint;
   powerKw: number;
   profile: string;
+  /**
+   * What switches the station's power: a simulated OCPP 1.6J wallbox (connecting to the agent's
+   * central system), a simulated Modbus wallbox (Phoenix EV-ETH over TCP, or Heidelberg EC over
+   * RTU with `meters: 'rtu'`), or the simulated meter's own control register (tests). Default sim-control.
+   */
+  charger?: 'ocpp' | 'modbus' | 'sim-control';
 }
 
 export interface EvSpec {
@@ -64,6 +73,10 @@ export interface Device {
   dataDir: string;
   meter?: SimMeter;
   pty?: PtyPair;
+  /** A station's simulated charger, when it has one (what the cable flows through). */
+  outlet?: SimOutlet;
+  chargePoint?: SimOcppChargePoint;
+  wallbox?: SimWallbox;
 }
 
 export interface World {
@@ -114,6 +127,7 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
     account: { address: string; privateKey: string },
     extra: Record<string, unknown>,
     profile?: string,
+    chargerKind: NonNullable<StationSpec['charger']> = 'sim-control',
   ): Promise<Device> {
     const dataDir = join(opts.dir, name.toLowerCase());
     const keystore = join(dataDir, 'key.json');
@@ -158,12 +172,14 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
       // The plausibility check bounds energy by power × time; sim time runs `timeScale` times faster.
       Object.assign(meterConfig, {
         pollMs: 100,
-        charger: 'sim-control',
         timeoutMs: 1000,
         retries: 2,
         plausibility: { maxPowerW: 25_000 * timeScale },
       });
     }
+    const chargerConfig = profile
+      ? await simCharger(d, role === 'hcs' ? chargerKind : 'sim-control')
+      : undefined;
     const config = {
       role,
       name,
@@ -172,6 +188,7 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
       chain: { rpcUrl, deploymentFile, confirmations: 1 },
       mqtt: { url: brokerUrl },
       ...(meterConfig ? { meter: meterConfig } : {}),
+      ...(chargerConfig ? { charger: chargerConfig } : {}),
       control: { port: controlPort },
       log: { level: 'info' },
       ...extra,
@@ -180,6 +197,50 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
     writeFileSync(d.configPath, `${JSON.stringify(config, null, 2)}\n`);
     devices.push(d);
     return d;
+  }
+
+  /** The station's simulated charger and the agent's `charger` config for it. */
+  async function simCharger(
+    d: Device,
+    kind: NonNullable<StationSpec['charger']>,
+  ): Promise<Record<string, unknown>> {
+    if (kind === 'ocpp') {
+      const port = await freePort();
+      d.chargePoint = new SimOcppChargePoint({
+        url: `ws://127.0.0.1:${port}`,
+        identity: d.name,
+        meter: d.meter!.model,
+        signed: true,
+        meterIntervalMs: 1000,
+      });
+      d.outlet = d.chargePoint;
+      // It keeps trying until the agent's central system is up, as a real wallbox does.
+      void d.chargePoint.start().catch(() => {});
+      closers.push(() => d.chargePoint!.close());
+      return { kind: 'ocpp', host: '127.0.0.1', port, chargePointId: d.name, leaseS: 30 };
+    }
+    if (kind === 'modbus') {
+      const rtu = opts.meters === 'rtu';
+      const profile = rtu ? 'heidelberg-ec' : 'phoenix-ev-eth';
+      let transport: Record<string, unknown>;
+      if (rtu) {
+        const pty = await openPtyPair();
+        d.wallbox = await startSimWallbox({
+          profile,
+          meter: d.meter!.model,
+          rtu: { path: pty.slave, baudRate: 19200 },
+        });
+        transport = { kind: 'rtu', port: pty.master, baudRate: 19200 };
+        closers.push(() => pty.close());
+      } else {
+        d.wallbox = await startSimWallbox({ profile, meter: d.meter!.model, tcp: { port: 0 } });
+        transport = { kind: 'tcp', host: '127.0.0.1', port: d.wallbox.port };
+      }
+      d.outlet = d.wallbox.model;
+      closers.push(() => d.wallbox!.close());
+      return { kind: 'modbus', profile, transport, failsafeS: 15 };
+    }
+    return { kind: 'sim-control' };
   }
 
   const edgeAccount = accounts[1]!;
@@ -201,6 +262,7 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
         },
       },
       st.profile,
+      st.charger ?? 'sim-control',
     );
   }
   for (const [i, ev] of opts.evs.entries()) {
@@ -267,26 +329,37 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
 }
 
 /**
- * The charging cables: current flows through an EV's meter and its station's only while both
- * switches are on and the EV is plugged into that station (its plug registers name it). So a
- * station that stops, or dies, stops the EV's energy too, as a real charge point would.
+ * The charging cables: current flows through an EV's meter and its station's only while the EV is
+ * plugged into that station (its plug registers name it) and switched on, and the station's
+ * charger offers power — its simulated wallbox (OCPP or Modbus), or its meter's own switch. So a
+ * station that stops, or dies, stops the EV's energy too, as a real charge point would; and an EV
+ * that stops is a plug-out the station's charger sees.
  */
 export function cables(devices: Device[]): void {
-  const stations = new Map(
-    devices.filter((d) => d.role === 'hcs' && d.meter).map((d) => [d.address, d.meter!.model]),
-  );
-  const feeding = new Set<string>();
+  const stations = new Map(devices.filter((d) => d.role === 'hcs' && d.meter).map((d) => [d.address, d]));
+  const wanted = new Set<string>();
   for (const ev of devices) {
     if (ev.role !== 'ev' || !ev.meter) continue;
     const m = ev.meter.model;
-    const station = stations.get(m.pluggedTo);
-    const flows = m.switchedOn && station?.switchedOn === true;
-    if (flows) feeding.add(m.pluggedTo);
-    if (flows && !m.charging) m.startCharging(m.chargeKwSetting);
+    if (m.switchedOn && stations.has(m.pluggedTo)) wanted.add(m.pluggedTo);
+  }
+  const offering = new Map<string, number>();
+  for (const [address, d] of stations) {
+    const m = d.meter!.model;
+    let kw: number;
+    if (d.outlet) {
+      d.outlet.evPlugged = wanted.has(address);
+      kw = d.outlet.offeringKw;
+    } else kw = m.switchedOn ? m.chargeKwSetting : 0;
+    const flows = wanted.has(address) && kw > 0;
+    offering.set(address, flows ? kw : 0);
+    if (flows && (!m.charging || Math.abs(m.chargeKwSetting - kw) > 0.05)) m.startCharging(kw);
     else if (!flows && m.charging) m.stopCharging();
   }
-  for (const [address, m] of stations) {
-    const flows = m.switchedOn && feeding.has(address);
+  for (const ev of devices) {
+    if (ev.role !== 'ev' || !ev.meter) continue;
+    const m = ev.meter.model;
+    const flows = m.switchedOn && (offering.get(m.pluggedTo) ?? 0) > 0;
     if (flows && !m.charging) m.startCharging(m.chargeKwSetting);
     else if (!flows && m.charging) m.stopCharging();
   }

@@ -1,16 +1,12 @@
 /**
  * The agent's view of its meter: the billing register read through the driver (with latency and
- * error metrics), the meter's identity for the reports, and the charger switch. On a real charge
- * point the switch belongs to the wallbox; with `charger: "sim-control"` it is the simulated
- * meter's control register (sim/meter, SIM_CONTROL), for development and the sim.
+ * error metrics) and the meter's identity for the reports. What switches the power is the
+ * charger (drivers/chargers, the `charger` config section).
  */
 import { type Meter, openMeter } from '../../drivers/index.js';
 import type { AgentConfig } from './config.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
-
-/** The simulated meter's sim-only holding registers (see sim/meter/model.ts). */
-const SIM_CONTROL = { enable: 0x7f00, powerHectoWatt: 0x7f01, plug: 0x7f02 } as const;
 
 export class Metering {
   serial = 'unknown';
@@ -30,7 +26,7 @@ export class Metering {
     metrics: Metrics,
     log: Logger,
   ): Promise<Metering> {
-    const { pollMs: _p, charger: _c, ...driverConfig } = cfg;
+    const { pollMs: _p, ...driverConfig } = cfg;
     const m = new Metering(await openMeter(driverConfig), cfg, metrics, log);
     m.meter.on('reset', (d) => log.warn({ d }, 'meter energy register went backwards (reset)'));
     m.meter.on('replaced', (d) => log.warn({ d }, 'meter replaced (new serial)'));
@@ -62,29 +58,6 @@ export class Metering {
     } finally {
       end();
     }
-  }
-
-  /**
-   * Switches charging on (at `kw`) or off, where this device has a charger to switch. An EV names
-   * the station it is plugged into (`plugTo`), which the simulated cable needs.
-   */
-  async setCharging(on: boolean, kw = 0, plugTo?: string): Promise<void> {
-    if (this.cfg.charger !== 'sim-control') return;
-    const write = (this.meter as unknown as { writeRegisters?: (a: number, v: number[]) => Promise<void> })
-      .writeRegisters;
-    if (!write) throw new Error('this meter driver cannot write registers (needed for charger: sim-control)');
-    // Power first, then the switch: the meter starts at the power it was given.
-    if (plugTo) {
-      const hex = plugTo.slice(2).padStart(40, '0');
-      await write.call(
-        this.meter,
-        SIM_CONTROL.plug,
-        Array.from({ length: 10 }, (_, i) => Number.parseInt(hex.slice(4 * i, 4 * i + 4), 16)),
-      );
-    }
-    if (on) await write.call(this.meter, SIM_CONTROL.powerHectoWatt, [Math.round(kw * 10)]);
-    await write.call(this.meter, SIM_CONTROL.enable, [on ? 1 : 0]);
-    this.log.debug({ on, kw }, 'charger switched');
   }
 
   async close(): Promise<void> {

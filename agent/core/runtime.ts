@@ -5,6 +5,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { type Charger, createCharger } from '../../drivers/chargers/index.js';
 import type { MessageInput } from '../../protocol/index.js';
 import { Bus, type Incoming } from './bus.js';
 import { Chain } from './chain.js';
@@ -45,6 +46,8 @@ export class Agent {
   chain!: Chain;
   bus!: Bus;
   metering?: Metering;
+  /** What switches the power (the `charger` section); absent for kind "none" and the edge. */
+  charger?: Charger;
   role!: Role;
   private timer?: NodeJS.Timeout;
   private ticking = false;
@@ -98,6 +101,13 @@ export class Agent {
       metrics: agent.metrics,
     });
     if (cfg.role !== 'edge') agent.metering = await Metering.open(cfg.meter!, agent.metrics, log);
+    if (cfg.role !== 'edge') {
+      agent.charger = createCharger(cfg.charger, {
+        ...(agent.metering ? { meter: agent.metering.meter } : {}),
+        log,
+      });
+      await agent.charger?.open();
+    }
     agent.role = await agent.createRole();
     agent.bus.onMessage((m) => agent.exclusive(() => agent.role.onMessage(m)));
     await agent.bus.connect();
@@ -316,6 +326,7 @@ export class Agent {
     this.web?.close();
     await this.bus?.close().catch(() => {});
     await this.ops?.stop();
+    await this.charger?.close().catch(() => {});
     await this.metering?.close().catch(() => {});
     this.chain?.close();
     this.journal.close();

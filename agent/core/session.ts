@@ -56,6 +56,8 @@ export interface SessionRecord {
   myReport?: string;
   peerReport?: string;
   settledTxHash?: string;
+  /** The charger's signed meter values for this session (OCMF documents from an Eichrecht wallbox). */
+  chargerSigned?: string[];
   rating?: { stars: number; comment: string };
   rated?: boolean;
   error?: string;

@@ -198,7 +198,7 @@ async function checkMeter(cfg: AgentConfig, running: Record<string, unknown> | u
       fixLine,
     );
   }
-  const { pollMs: _p, charger: _c, ...driverConfig } = m;
+  const { pollMs: _p, ...driverConfig } = m;
   const meter = await openMeter(driverConfig);
   try {
     const r = await meter.read();

@@ -4,24 +4,34 @@
  * the charge report and send it to the peer and the server. The report is journaled before it is
  * sent; a resumed session sends it again.
  */
+import { currentForKw, type SimControlCharger } from '../../drivers/chargers/index.js';
 import { crashPoint } from '../core/crash.js';
 import { big } from '../core/journal.js';
 import type { Agent } from '../core/runtime.js';
 import { END, type SessionRecord } from '../core/session.js';
 
-/** The EV plugs into the session's station; the station plugs into nothing. */
-const plugOf = (s: SessionRecord) => (s.role === 'ev' ? s.hcs : undefined);
+/**
+ * The EV's side of the cable. A real car needs no switching by the agent (the driver plugs in);
+ * the simulated car's meter has one (charger kind "sim-control"): which station it is plugged
+ * into, and whether it takes current. The station's charger is the HCS role's (charger-port.ts).
+ */
+async function carSwitch(agent: Agent, s: SessionRecord, on: boolean, kw = 0): Promise<void> {
+  if (s.role !== 'ev' || agent.charger?.kind !== 'sim-control') return;
+  const car = agent.charger as SimControlCharger;
+  car.plugTo = s.hcs;
+  const phases = (agent.cfg.charger as { phases?: 1 | 3 }).phases ?? 3;
+  const run = on ? car.enable(currentForKw(kw, phases), s.id) : car.disable();
+  await run.catch((err) => agent.log.warn({ err: (err as Error).message, on }, 'car switch failed'));
+}
 
 /** Consecutive failed meter reads that end a charge as a meter fault. */
 const METER_FAULT_AFTER = 3;
 
-/** After a restart: a charge in progress goes on (the meter kept counting); switch the charger back on. */
+/** After a restart: a charge in progress goes on (the meter kept counting). */
 export async function resumeCharging(agent: Agent, s: SessionRecord, kw: number): Promise<void> {
   agent.log.info({ id: s.id, txid: s.txid, startWh: s.startWh }, 'resuming a charge after restart');
   s.lastProgressAt = Date.now();
-  await agent
-    .metering!.setCharging(true, kw, plugOf(s))
-    .catch((err) => agent.log.warn({ err: (err as Error).message }, 'charger switch-on failed'));
+  await carSwitch(agent, s, true, kw);
 }
 
 /** After a restart: send the end of the charge and our signed report again (receivers ignore repeats). */
@@ -39,7 +49,7 @@ export async function beginCharging(agent: Agent, s: SessionRecord, kw: number):
     deadline: 0,
   });
   crashPoint('after-mutual', agent.cfg.dataDir);
-  await agent.metering!.setCharging(true, kw, plugOf(s));
+  await carSwitch(agent, s, true, kw);
 }
 
 /**
@@ -70,8 +80,9 @@ export async function pollCharging(
 }
 
 /**
- * Ends the charge: charger off, final reading, signed report journaled, then sent. `fromPeer`:
- * the peer ended it (its completion/termination arrived), so we do not announce the end again.
+ * Ends the charge: final reading, signed report journaled, then sent. The HCS switches its
+ * charger off before it calls this (charger-port.ts). `fromPeer`: the peer ended it (its
+ * completion/termination arrived), so we do not announce the end again.
  */
 export async function endCharging(
   agent: Agent,
@@ -79,9 +90,7 @@ export async function endCharging(
   status: number,
   fromPeer: boolean,
 ): Promise<void> {
-  await agent
-    .metering!.setCharging(false)
-    .catch((err) => agent.log.warn({ err: (err as Error).message }, 'charger switch-off failed'));
+  await carSwitch(agent, s, false);
   let endWh = s.lastWh ?? s.startWh!;
   try {
     endWh = Math.max(endWh, await agent.metering!.energyWh());

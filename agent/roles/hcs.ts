@@ -18,6 +18,7 @@ import type { Incoming } from '../core/bus.js';
 import { big } from '../core/journal.js';
 import type { Agent, Role } from '../core/runtime.js';
 import { END, type SessionRecord, type TermsJson, termsFromJson, nonceOf } from '../core/session.js';
+import { type ChargerPort, chargerPort } from './charger-port.js';
 import { beginCharging, endCharging, pollCharging, resumeCharging, resumeReport } from './charging.js';
 import { settleDirectly } from './settle.js';
 
@@ -31,11 +32,38 @@ export function withinServiceHours(hours: string, now = new Date()): boolean {
   return from! <= to! ? minute >= from! && minute < to! : minute >= from! || minute < to!;
 }
 
+/** The charge stops this long before settleBy (at least 30 s), so the reports still settle in time. */
+export function stopChargingAt(settleBy: number, windowS: number): number {
+  return (settleBy - Math.max(30, Math.floor(windowS / 10))) * 1000;
+}
+
 export class HcsRole implements Role {
   private readonly hcs: NonNullable<Agent['cfg']['hcs']>;
+  /** The station's charger, behind a small port (charger-port.ts). */
+  private readonly charger: ChargerPort;
 
   constructor(private readonly agent: Agent) {
     this.hcs = agent.cfg.hcs!;
+    this.charger = chargerPort(agent);
+  }
+
+  /** The agreement stands: meter start, then the charger on; a charger that refuses ends it at once. */
+  private async start(s: SessionRecord): Promise<void> {
+    await beginCharging(this.agent, s, this.hcs.powerKw);
+    try {
+      await this.charger.switchOn(s);
+    } catch (err) {
+      this.agent.log.error({ id: s.id, err: (err as Error).message }, 'the charger did not switch on');
+      await this.end(s, END.stoppedByHcs, false, 'charger refused');
+    }
+  }
+
+  /** Charger off first, then the final reading and the report (charging.ts). */
+  private async end(s: SessionRecord, status: number, fromPeer: boolean, why: string): Promise<void> {
+    await this.charger.switchOff(s, why);
+    const signed = this.charger.signedValues(s);
+    if (signed.length > 0) s.chargerSigned = signed;
+    await endCharging(this.agent, s, status, fromPeer);
   }
 
   private get busy(): boolean {
@@ -50,6 +78,7 @@ export class HcsRole implements Role {
   }
 
   async resume(): Promise<void> {
+    await this.charger.resume(this.agent.openSessions().find((s) => s.state === 'charging'));
     for (const s of this.agent.openSessions()) {
       if (s.state === 'awaitingSettlement') await resumeReport(this.agent, s);
       if (s.state === 'charging') await resumeCharging(this.agent, s, this.hcs.powerKw);
@@ -151,20 +180,20 @@ export class HcsRole implements Role {
       txid,
       optional: terms as unknown as Record<string, unknown>,
     });
-    await beginCharging(this.agent, s, this.hcs.powerKw);
+    await this.start(s);
   }
 
   private async onMutual(msg: MessageOf<'mutual'>, signer: string): Promise<void> {
     const s = this.session(msg.txid);
     if (s?.state !== 'offered' || msg.hcs !== this.agent.address || msg.ev !== s.ev) return;
     if (signer !== s.server) return;
-    await beginCharging(this.agent, s, this.hcs.powerKw);
+    await this.start(s);
   }
 
   private async onEnd(msg: Message & { txid: string; status: number }, signer: string): Promise<void> {
     const s = this.session(msg.txid);
     if (!s || signer !== s.ev) return;
-    if (s.state === 'charging') await endCharging(this.agent, s, msg.status, true);
+    if (s.state === 'charging') await this.end(s, msg.status, true, 'ended by the EV');
     else if (s.state === 'offered')
       this.agent.move(s, 'failed', { error: 'the EV ended the session before it started', deadline: 0 });
   }
@@ -207,12 +236,22 @@ export class HcsRole implements Role {
 
   async tick(): Promise<void> {
     const now = Date.now();
+    const charging = this.agent.openSessions().find((s) => s.state === 'charging');
+    const seen = await this.charger.watch(charging);
     for (const s of this.agent.openSessions()) {
       if (s.state === 'offered' && s.deadline && now > s.deadline) {
         this.agent.move(s, 'failed', { error: 'no mutual agreement in time', deadline: 0 });
       } else if (s.state === 'charging') {
-        const end = await pollCharging(this.agent, s, s.terms!.maxWh, END.stoppedByHcs);
-        if (end !== undefined) await endCharging(this.agent, s, end, false);
+        // A plug-out seen by the charger is the EV ending the session.
+        if (seen === 'unplugged') await this.end(s, END.stoppedByEv, false, 'plug-out');
+        else if (seen === 'fault') await this.end(s, END.stoppedByHcs, false, 'charger fault');
+        else if (now >= stopChargingAt(s.terms!.settleBy, this.hcs.settlementWindowS))
+          await this.end(s, END.stoppedByHcs, false, 'settleBy near');
+        else {
+          const end = await pollCharging(this.agent, s, s.terms!.maxWh, END.stoppedByHcs);
+          if (end !== undefined)
+            await this.end(s, end, false, end === END.stoppedByHcs ? 'cap reached' : 'meter');
+        }
       } else if (s.state === 'awaitingSettlement') {
         await this.checkSettlement(s, now);
       }
@@ -242,7 +281,7 @@ export class HcsRole implements Role {
     if (action === 'stop') {
       const s = this.agent.openSessions().find((x) => x.state === 'charging');
       if (!s) throw new Error('no charge in progress');
-      await endCharging(this.agent, s, END.stoppedByHcs, false);
+      await this.end(s, END.stoppedByHcs, false, 'stopped by the owner');
       return { id: s.id, state: s.state };
     }
     throw new Error(`unknown action ${action}: try stop`);
@@ -251,6 +290,7 @@ export class HcsRole implements Role {
   status(): Record<string, unknown> {
     const price = BigInt(this.hcs.priceWeiPerKWh);
     return {
+      ...this.charger.status(),
       hcs: {
         priceWeiPerKWh: price.toString(),
         pricePerKWhEther: Number(billWei(1000n, price)) / 1e18,

@@ -1,0 +1,177 @@
+/**
+ * The HCS's charger as the role sees it: a small port with four calls. The role decides when
+ * (agreed → on; cap, settleBy, termination, plug-out → off); the port knows how (drivers/chargers),
+ * journals what it did, feeds the charger's failsafe every tick and reports what the charger saw.
+ *
+ * Crash safety: the port journals `charger` = {session, on} before it switches on and after it
+ * switches off. At start-up it is told which session (if any) is still charging: that one is
+ * switched on again (an OCPP wallbox's running transaction is adopted), anything else is switched
+ * off (an OCPP transaction with no open session is stopped). So a restart never leaves power on
+ * without a session, and the charger's own failsafe (Modbus watchdog, OCPP TxProfile lease)
+ * bounds what flows while the agent is dead.
+ */
+import { type Charger, type ChargerState, currentForKw } from '../../drivers/chargers/index.js';
+import type { Agent } from '../core/runtime.js';
+import type { SessionRecord } from '../core/session.js';
+
+/** What the charger saw that ends a charge. */
+export type ChargerEnd = 'unplugged' | 'fault';
+
+export interface ChargerPort {
+  /** After a restart: switch on for the session still charging, off for everything else. */
+  resume(charging: SessionRecord | undefined): Promise<void>;
+  /** The session is agreed: switch on within its terms. Throws (the charger's error) if refused. */
+  switchOn(s: SessionRecord): Promise<void>;
+  /** Switch off (idempotent); never throws: a failure is logged and retried by the failsafe. */
+  switchOff(s: SessionRecord, why: string): Promise<void>;
+  /** Every tick: feed the failsafe, read the charger; what ends the session's charge, if anything. */
+  watch(s: SessionRecord | undefined): Promise<ChargerEnd | undefined>;
+  /** The signed meter values (OCMF) the charger sent for the session. */
+  signedValues(s: SessionRecord): string[];
+  status(): Record<string, unknown>;
+}
+
+interface Journaled {
+  session?: string;
+  on: boolean;
+  currentA?: number;
+  at: number;
+}
+
+/** Seconds a charger may report "unplugged" after switch-on before that counts as a plug-out. */
+const PLUG_GRACE_MS = 60_000;
+
+class NoCharger implements ChargerPort {
+  async resume(): Promise<void> {}
+  async switchOn(): Promise<void> {}
+  async switchOff(): Promise<void> {}
+  async watch(): Promise<undefined> {
+    return undefined;
+  }
+  signedValues(): string[] {
+    return [];
+  }
+  status(): Record<string, unknown> {
+    return { charger: { kind: 'none' } };
+  }
+}
+
+class DriverPort implements ChargerPort {
+  private last?: ChargerState;
+  private lastError?: string;
+  /** Per session: whether the charger has seen the car (so "unplugged" means a plug-out). */
+  private plugged = new Map<string, boolean>();
+  private switchedOnAt = 0;
+
+  constructor(
+    private readonly agent: Agent,
+    private readonly charger: Charger,
+  ) {}
+
+  private get cfg() {
+    return this.agent.cfg.charger as { maxCurrentA?: number; phases?: 1 | 3 };
+  }
+
+  /** The terms' power as a current per phase, capped by the installation. */
+  private currentFor(s: SessionRecord): number {
+    const kw = s.kw ?? this.agent.cfg.hcs?.powerKw ?? 11;
+    return Math.min(currentForKw(kw, this.cfg.phases ?? 3), this.cfg.maxCurrentA ?? 16);
+  }
+
+  private journal(j: Omit<Journaled, 'at'>): void {
+    this.agent.journal.put('charger', { ...j, at: Date.now() });
+  }
+
+  async resume(charging: SessionRecord | undefined): Promise<void> {
+    const was = this.agent.journal.get<Journaled>('charger');
+    if (charging) {
+      this.agent.log.info({ id: charging.id, was }, 'charger: resuming the session still charging');
+      await this.switchOn(charging).catch((err) =>
+        this.agent.log.error(
+          { id: charging.id, err: (err as Error).message },
+          'charger: switch-on after restart failed',
+        ),
+      );
+      return;
+    }
+    if (was?.on)
+      this.agent.log.warn(
+        { was },
+        'charger: left on for a session that is no longer charging: switching off',
+      );
+    await this.off();
+  }
+
+  async switchOn(s: SessionRecord): Promise<void> {
+    const currentA = this.currentFor(s);
+    // Intent first: after a crash between these lines the restart finds "on" and checks.
+    this.journal({ session: s.id, on: true, currentA });
+    this.switchedOnAt = Date.now();
+    await this.charger.enable(currentA, s.id);
+    this.agent.log.info({ id: s.id, currentA, kind: this.charger.kind }, 'charger on');
+  }
+
+  private async off(): Promise<boolean> {
+    try {
+      await this.charger.disable();
+      this.journal({ on: false });
+      return true;
+    } catch (err) {
+      this.lastError = (err as Error).message;
+      this.agent.log.error(
+        { err: this.lastError },
+        'charger: switch-off failed (its failsafe stops it if the agent cannot)',
+      );
+      return false;
+    }
+  }
+
+  async switchOff(s: SessionRecord, why: string): Promise<void> {
+    if (await this.off()) this.agent.log.info({ id: s.id, why }, 'charger off');
+    this.plugged.delete(s.id);
+  }
+
+  async watch(s: SessionRecord | undefined): Promise<ChargerEnd | undefined> {
+    let st: ChargerState;
+    try {
+      await this.charger.keepAlive();
+      st = await this.charger.state();
+      this.last = st;
+      this.lastError = undefined;
+    } catch (err) {
+      const message = (err as Error).message;
+      if (message !== this.lastError) this.agent.log.warn({ err: message }, 'charger not readable');
+      this.lastError = message;
+      return undefined;
+    }
+    if (!s) return undefined;
+    if (st.status === 'fault') return 'fault';
+    if (st.status !== 'unplugged') {
+      this.plugged.set(s.id, true);
+      return undefined;
+    }
+    // Unplugged: a plug-out if the car was seen, or it never came within the grace period.
+    if (this.plugged.get(s.id) || Date.now() - this.switchedOnAt > PLUG_GRACE_MS) return 'unplugged';
+    return undefined;
+  }
+
+  signedValues(s: SessionRecord): string[] {
+    return this.charger.signedValues(s.id).map((v) => v.data);
+  }
+
+  status(): Record<string, unknown> {
+    return {
+      charger: {
+        kind: this.charger.kind,
+        connected: this.charger.connected(),
+        ...(this.last ? { status: this.last.status, raw: this.last.raw, energyWh: this.last.energyWh } : {}),
+        ...(this.lastError ? { error: this.lastError } : {}),
+        failsafe: this.charger.failsafe(),
+      },
+    };
+  }
+}
+
+export function chargerPort(agent: Agent): ChargerPort {
+  return agent.charger ? new DriverPort(agent, agent.charger) : new NoCharger();
+}
