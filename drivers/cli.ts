@@ -4,6 +4,7 @@
  * raw registers. `--json` everywhere; errors say what to check.
  */
 import type { Command } from 'commander';
+import { registerDiagCharger } from './diag/charger.js';
 import { identify, type ProfileMatch, rawMeter } from './diag/identify.js';
 import {
   type LineOptions,
@@ -116,6 +117,7 @@ async function readOnce(meter: ModbusMeter) {
 
 export function registerDiagCommands(program: Command, io: DiagIo = processIo): void {
   const diag = program.command('diag').description('Field diagnostics of Modbus meters over serial or TCP');
+  registerDiagCharger(diag, io);
 
   diag
     .command('ports')

@@ -58,6 +58,10 @@ export interface WorldOptions {
   timeScale?: number;
   fundEther?: string;
   depositEther?: string;
+  /** Modbus wallbox watchdog written by the agents (charger.failsafeS), default 15 s. */
+  chargerFailsafeS?: number;
+  /** The simulated Modbus wallbox's profile (default: phoenix-ev-eth over TCP, heidelberg-ec over RTU). */
+  modbusProfile?: string;
   /** Agent config overrides (timeouts, edge batching …). */
   overrides?: Record<string, unknown>;
   log?: (line: string) => void;
@@ -221,7 +225,7 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
     }
     if (kind === 'modbus') {
       const rtu = opts.meters === 'rtu';
-      const profile = rtu ? 'heidelberg-ec' : 'phoenix-ev-eth';
+      const profile = opts.modbusProfile ?? (rtu ? 'heidelberg-ec' : 'phoenix-ev-eth');
       let transport: Record<string, unknown>;
       if (rtu) {
         const pty = await openPtyPair();
@@ -238,7 +242,7 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
       }
       d.outlet = d.wallbox.model;
       closers.push(() => d.wallbox!.close());
-      return { kind: 'modbus', profile, transport, failsafeS: 15 };
+      return { kind: 'modbus', profile, transport, failsafeS: opts.chargerFailsafeS ?? 15 };
     }
     return { kind: 'sim-control' };
   }

@@ -4,7 +4,7 @@
  * the charge report and send it to the peer and the server. The report is journaled before it is
  * sent; a resumed session sends it again.
  */
-import { currentForKw, type SimControlCharger } from '../../drivers/chargers/index.js';
+import { PHASE_VOLTS, type SimControlCharger } from '../../drivers/chargers/index.js';
 import { crashPoint } from '../core/crash.js';
 import { big } from '../core/journal.js';
 import type { Agent } from '../core/runtime.js';
@@ -20,7 +20,8 @@ async function carSwitch(agent: Agent, s: SessionRecord, on: boolean, kw = 0): P
   const car = agent.charger as SimControlCharger;
   car.plugTo = s.hcs;
   const phases = (agent.cfg.charger as { phases?: 1 | 3 }).phases ?? 3;
-  const run = on ? car.enable(currentForKw(kw, phases), s.id) : car.disable();
+  // Unrounded: the simulated car draws exactly the power it would (no 0.1 A steps).
+  const run = on ? car.enable((kw * 1000) / (PHASE_VOLTS * phases), s.id) : car.disable();
   await run.catch((err) => agent.log.warn({ err: (err as Error).message, on }, 'car switch failed'));
 }
 

@@ -32,9 +32,12 @@ export function withinServiceHours(hours: string, now = new Date()): boolean {
   return from! <= to! ? minute >= from! && minute < to! : minute >= from! || minute < to!;
 }
 
-/** The charge stops this long before settleBy (at least 30 s), so the reports still settle in time. */
+/**
+ * When the charge must stop (ms): a tenth of the settlement window before settleBy (1 s to 5 min),
+ * so that both reports still reach the chain within the window.
+ */
 export function stopChargingAt(settleBy: number, windowS: number): number {
-  return (settleBy - Math.max(30, Math.floor(windowS / 10))) * 1000;
+  return (settleBy - Math.min(300, Math.max(1, windowS / 10))) * 1000;
 }
 
 export class HcsRole implements Role {

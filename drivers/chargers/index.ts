@@ -44,7 +44,7 @@ export function ocppPassword(cfg: { passwordEnv?: string; passwordFile?: string 
 /** Builds the charger a config describes (not yet open); undefined for kind "none". */
 export function createCharger(
   cfg: ChargerConfig,
-  deps: { meter?: Meter; log?: OcppOptions['log'] } = {},
+  deps: { meter?: Meter; log?: OcppOptions['log']; readOnly?: boolean } = {},
 ): Charger | undefined {
   switch (cfg.kind) {
     case 'none':
@@ -71,6 +71,7 @@ export function createCharger(
         ...(cfg.timeoutMs ? { timeoutMs: cfg.timeoutMs } : {}),
         failsafeS: cfg.failsafeS,
         maxCurrentA: cfg.maxCurrentA,
+        ...(deps.readOnly ? { readOnly: true } : {}),
       });
     case 'gpio':
       return new GpioRelayCharger({ chip: cfg.chip, line: cfg.line, activeLow: cfg.activeLow });

@@ -29,6 +29,8 @@ export interface ModbusChargerOptions {
   timeoutMs?: number;
   failsafeS?: number;
   maxCurrentA?: number;
+  /** Field diagnostics: open without writing the watchdog (until an action switches it). */
+  readOnly?: boolean;
 }
 
 export class ModbusCharger implements Charger {
@@ -55,6 +57,7 @@ export class ModbusCharger implements Charger {
 
   async open(): Promise<void> {
     this.line ??= ModbusLine.acquire(this.opts.transport);
+    if (this.opts.readOnly) return;
     await this.configure().catch(() => {
       // Not reachable yet: configured on the next keepAlive.
     });
@@ -69,6 +72,15 @@ export class ModbusCharger implements Charger {
     }
     for (const s of this.profile.setup ?? []) await this.write(s.address, s.value);
     this.configured = true;
+  }
+
+  /** The watchdog as the wallbox has it now (seconds, failsafe current A); undefined without one. */
+  async readFailsafe(): Promise<{ timeoutS: number; currentA: number } | undefined> {
+    const fs = this.profile.failsafe;
+    if (!fs) return undefined;
+    const [t] = await this.words('holding', fs.timeout.address, 1);
+    const [c] = await this.words('holding', fs.current.address, 1);
+    return { timeoutS: (t! * fs.timeout.unitMs) / 1000, currentA: c! * fs.current.unitA };
   }
 
   connected(): boolean {

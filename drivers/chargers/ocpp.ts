@@ -67,6 +67,7 @@ export interface OcppOptions {
   host?: string;
   /** 0 = a free port (tests). */
   port?: number;
+  /** The only identity accepted; "*" accepts any (field diagnostics only). */
   chargePointId: string;
   connectorId?: number;
   /** Security profile 1: the charge point must send this as its HTTP basic-auth password. */
@@ -120,7 +121,7 @@ export class OcppCharger extends EventEmitter implements Charger {
       pingIntervalMs: 20_000,
     });
     this.server.auth((accept, reject, handshake) => {
-      if (handshake.identity !== opts.chargePointId) {
+      if (opts.chargePointId !== '*' && handshake.identity !== opts.chargePointId) {
         opts.log?.warn(
           { id: handshake.identity, from: handshake.remoteAddress },
           'unknown charge point refused',
@@ -154,6 +155,16 @@ export class OcppCharger extends EventEmitter implements Charger {
 
   connected(): boolean {
     return this.client !== undefined;
+  }
+
+  /** The identity of the connected wallbox. */
+  get connectedId(): string | undefined {
+    return this.client?.identity;
+  }
+
+  /** Asks the wallbox for its BootNotification (diagnostics: it may have booted long ago). */
+  requestBoot(): Promise<void> {
+    return this.trigger('BootNotification');
   }
 
   /** The boot information the wallbox sent (BootNotification), once it did. */
