@@ -102,7 +102,7 @@ export class Agent {
     });
     if (cfg.role !== 'edge') agent.metering = await Metering.open(cfg.meter!, agent.metrics, log);
     if (cfg.role !== 'edge') {
-      agent.charger = createCharger(cfg.charger, {
+      agent.charger = await createCharger(cfg.charger, {
         ...(agent.metering ? { meter: agent.metering.meter } : {}),
         log,
       });

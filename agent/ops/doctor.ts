@@ -279,7 +279,7 @@ export async function checkCharger(
   }
   let charger: Charger | undefined;
   try {
-    charger = createCharger(c, { readOnly: !opts.active });
+    charger = await createCharger(c, { readOnly: !opts.active });
     if (!charger) return [];
     await charger.open();
     const until = Date.now() + (opts.waitMs ?? 60_000);

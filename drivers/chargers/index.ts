@@ -6,13 +6,14 @@ import { readFileSync } from 'node:fs';
 import type { Meter } from '../types.js';
 import { GpioRelayCharger } from './gpio.js';
 import { ModbusCharger } from './modbus.js';
-import { OcppCharger, type OcppOptions } from './ocpp.js';
+import type { OcppOptions } from './ocpp.js';
 import { SimControlCharger } from './sim-control.js';
 import { type Charger, ChargerError, type ChargerConfig } from './types.js';
 
 export { GpioRelayCharger } from './gpio.js';
 export { ModbusCharger } from './modbus.js';
-export { OCPP_STATUS, OcppCharger } from './ocpp.js';
+// The OCPP central system (ocpp-rpc, ws, its ajv) is loaded only by a station that has one:
+// import OcppCharger from './ocpp.js' directly, or go through createCharger.
 export { CHARGER_PROFILE_NAMES, CHARGER_PROFILES, resolveChargerProfile } from './profiles.js';
 export { SimControlCharger } from './sim-control.js';
 export * from './types.js';
@@ -42,15 +43,16 @@ export function ocppPassword(cfg: { passwordEnv?: string; passwordFile?: string 
 }
 
 /** Builds the charger a config describes (not yet open); undefined for kind "none". */
-export function createCharger(
+export async function createCharger(
   cfg: ChargerConfig,
   deps: { meter?: Meter; log?: OcppOptions['log']; readOnly?: boolean } = {},
-): Charger | undefined {
+): Promise<Charger | undefined> {
   switch (cfg.kind) {
     case 'none':
       return undefined;
     case 'ocpp': {
       const password = ocppPassword(cfg);
+      const { OcppCharger } = await import('./ocpp.js');
       return new OcppCharger({
         host: cfg.host,
         port: cfg.port,

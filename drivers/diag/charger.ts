@@ -10,7 +10,6 @@
  */
 import type { Command } from 'commander';
 import { ModbusCharger } from '../chargers/modbus.js';
-import { OcppCharger } from '../chargers/ocpp.js';
 import { CHARGER_PROFILE_NAMES, resolveChargerProfile } from '../chargers/profiles.js';
 import { type Charger, ChargerError, type ChargerState } from '../chargers/types.js';
 import { MeterError } from '../errors.js';
@@ -105,6 +104,7 @@ export async function diagOcpp(o: ChargerDiagOptions, io: DiagIo): Promise<Charg
   const { host, port } = parseHostPort(o.ocppListen!, true);
   const id = o.id ?? '*';
   const waitS = parseNumber(o.wait, 'wait', 60);
+  const { OcppCharger } = await import('../chargers/ocpp.js');
   const cs = new OcppCharger({ host, port, chargePointId: id });
   const events: ChargerDiagReport['events'] = [];
   const note = (event: string, detail: string) => {
