@@ -5,6 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { ModbusCharger } from '../drivers/chargers/modbus.js';
+import { openMeter } from '../drivers/index.js';
 import { CHARGER_PROFILES } from '../drivers/chargers/profiles.js';
 import { startSimWallbox } from '../sim/charger/modbus.js';
 import { SimMeterModel } from '../sim/meter/model.js';
@@ -33,7 +34,7 @@ async function rig(profile: string, via: 'tcp' | 'rtu', failsafeS = 15) {
   const charger = new ModbusCharger({ profile, transport, failsafeS });
   cleanups.push(() => charger.close());
   await charger.open();
-  return { charger, wb, model: wb.model, meter };
+  return { charger, wb, model: wb.model, meter, transport };
 }
 
 describe.each([
@@ -101,5 +102,19 @@ describe('Modbus wallbox watchdog (failsafe)', () => {
     const { charger, wb } = await rig('phoenix-ev-eth', 'tcp');
     wb.disappear();
     await expect(charger.state()).rejects.toThrow(/phoenix-ev-eth unit 255 at Modbus TCP 127\.0\.0\.1:\d+/);
+  });
+});
+
+describe("a wallbox's built-in meter as the billing meter", () => {
+  it('Heidelberg over RTU: meter and charger share the one line, the meter profile reads its energy register', async () => {
+    const { charger, model, meter, transport } = await rig('heidelberg-ec', 'rtu');
+    const billing = await openMeter({ profile: 'heidelberg-ec', unitId: 1, transport });
+    cleanups.push(() => billing.close());
+    model.evPlugged = true;
+    meter.startCharging(11, { timeScale: 10 });
+    const [wh, st] = await Promise.all([billing.readEnergyWh(), charger.state()]);
+    expect(Math.abs(wh - meter.energyWh)).toBeLessThanOrEqual(50);
+    expect(st.status).toBe('plugged');
+    expect(billing.stats().errors).toMatchObject({ timeout: 0, crc: 0 });
   });
 });
