@@ -150,6 +150,16 @@ describe('HCS behind a simulated OCPP 1.6J wallbox', () => {
     }
   }, 120_000);
 
+  it('the wallbox ends the transaction by itself (a local stop, car still plugged in): the HCS ends the session, billed once', async () => {
+    const id = await w.charge(20_000);
+    await waitFor('some energy', async () => (await w.delivered(id)).wh >= 1000, 60_000);
+    await cp().stopLocally();
+    const s = await w.evDone(id);
+    const hcs = await w.hcsOf(s.txid!);
+    expect(hcs.endStatus).toBe(END.stoppedByHcs);
+    expect(await w.settled(s.txid!)).toHaveLength(1);
+  }, 120_000);
+
   it('the wallbox rejects RemoteStart: the session ends at once, nothing flows, nothing is billed', async () => {
     cp().rejectRemoteStart = true;
     try {

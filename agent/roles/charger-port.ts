@@ -14,8 +14,11 @@ import { type Charger, type ChargerState, currentForKw } from '../../drivers/cha
 import type { Agent } from '../core/runtime.js';
 import type { SessionRecord } from '../core/session.js';
 
-/** What the charger saw that ends a charge. */
-export type ChargerEnd = 'unplugged' | 'fault';
+/**
+ * What the charger saw that ends a charge: the car unplugged, a fault, or the charger stopped by
+ * itself (an OCPP wallbox ending the transaction locally, a Modbus wallbox switched off by another).
+ */
+export type ChargerEnd = 'unplugged' | 'fault' | 'stopped';
 
 export interface ChargerPort {
   /** After a restart: switch on for the session still charging, off for everything else. */
@@ -38,7 +41,7 @@ interface Journaled {
   at: number;
 }
 
-/** Seconds a charger may report "unplugged" after switch-on before that counts as a plug-out. */
+/** How long (ms) a charger may report "unplugged" after switch-on before that counts as a plug-out. */
 const PLUG_GRACE_MS = 60_000;
 
 class NoCharger implements ChargerPort {
@@ -61,6 +64,8 @@ class DriverPort implements ChargerPort {
   private lastError?: string;
   /** Per session: whether the charger has seen the car (so "unplugged" means a plug-out). */
   private plugged = new Map<string, boolean>();
+  /** Per session: whether the charger has reported itself switched on for it. */
+  private enabledSeen = new Map<string, boolean>();
   private switchedOnAt = 0;
 
   constructor(
@@ -129,6 +134,7 @@ class DriverPort implements ChargerPort {
   async switchOff(s: SessionRecord, why: string): Promise<void> {
     if (await this.off()) this.agent.log.info({ id: s.id, why }, 'charger off');
     this.plugged.delete(s.id);
+    this.enabledSeen.delete(s.id);
   }
 
   async watch(s: SessionRecord | undefined): Promise<ChargerEnd | undefined> {
@@ -148,6 +154,8 @@ class DriverPort implements ChargerPort {
     if (st.status === 'fault') return 'fault';
     if (st.status !== 'unplugged') {
       this.plugged.set(s.id, true);
+      if (st.enabled) this.enabledSeen.set(s.id, true);
+      else if (st.enabled === false && this.enabledSeen.get(s.id)) return 'stopped';
       return undefined;
     }
     // Unplugged: a plug-out if the car was seen, or it never came within the grace period.

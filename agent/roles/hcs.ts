@@ -248,6 +248,7 @@ export class HcsRole implements Role {
         // A plug-out seen by the charger is the EV ending the session.
         if (seen === 'unplugged') await this.end(s, END.stoppedByEv, false, 'plug-out');
         else if (seen === 'fault') await this.end(s, END.stoppedByHcs, false, 'charger fault');
+        else if (seen === 'stopped') await this.end(s, END.stoppedByHcs, false, 'charger stopped by itself');
         else if (now >= stopChargingAt(s.terms!.settleBy, this.hcs.settlementWindowS))
           await this.end(s, END.stoppedByHcs, false, 'settleBy near');
         else {

@@ -57,6 +57,8 @@ export class SimOcppChargePoint implements SimOutlet {
   private schedule?: Schedule;
   private available = true;
   faulted = false;
+  /** A transaction ended while the car is still plugged in (status Finishing until it leaves). */
+  private finished = false;
   /** Answer RemoteStartTransaction with Rejected (a fault to test). */
   rejectRemoteStart = false;
   private meterTimer?: NodeJS.Timeout;
@@ -112,7 +114,8 @@ export class SimOcppChargePoint implements SimOutlet {
     if (this.faulted) return 'Faulted';
     if (!this.available) return 'Unavailable';
     if (this.tx) return this.offeringKw > 0 ? 'Charging' : 'SuspendedEVSE';
-    return this.pluggedIn ? 'Preparing' : 'Available';
+    if (this.pluggedIn) return this.finished ? 'Finishing' : 'Preparing';
+    return 'Available';
   }
 
   private async call(method: string, params: Record<string, unknown>): Promise<Record<string, unknown>> {
@@ -136,6 +139,7 @@ export class SimOcppChargePoint implements SimOutlet {
       if (this.pendingTag) await this.startTransaction(this.pendingTag);
     } else {
       this.pendingTag = undefined;
+      this.finished = false;
       if (this.tx) await this.stopTransaction('EVDisconnected');
       else await this.sendStatus();
     }
@@ -303,6 +307,7 @@ export class SimOcppChargePoint implements SimOutlet {
       timestamp: new Date().toISOString(),
     })) as { transactionId: number; idTagInfo: { status: string } };
     this.tx = { id: res.transactionId, idTag, startWh };
+    this.finished = false;
     if (res.idTagInfo.status !== 'Accepted') {
       // StopTransactionOnInvalidId: a refused transaction ends at once.
       await this.stopTransaction('DeAuthorized');
@@ -327,6 +332,7 @@ export class SimOcppChargePoint implements SimOutlet {
     ];
     this.tx = undefined;
     this.schedule = undefined;
+    this.finished = this.pluggedIn;
     await this.call('StopTransaction', {
       transactionId: tx.id,
       idTag: tx.idTag,
@@ -336,6 +342,11 @@ export class SimOcppChargePoint implements SimOutlet {
       transactionData: data,
     }).catch(() => {});
     await this.sendStatus();
+  }
+
+  /** The owner presses stop on the wallbox: the transaction ends locally, the car stays plugged in. */
+  async stopLocally(): Promise<void> {
+    await this.stopTransaction('Local');
   }
 
   /** Reports a fault (Faulted), or clears it. */
