@@ -150,7 +150,7 @@ export async function chainStatus(opts: StatusCliOptions): Promise<ChainStatus> 
     };
     const counts = { settled: 0, disputed: 0, expired: 0, rated: 0, skipped: 0 };
     const topics = ['Settled', 'SettledDisputed', 'SessionExpired', 'Rated', 'SettlementSkipped'].map(
-      (name) => c.interface.getEvent(name)!.topicHash,
+      (name) => c.interface.getEvent(name)?.topicHash ?? name,
     );
     for (let from = d.block; from <= latestBlock; from += LOG_CHUNK_BLOCKS) {
       const to = Math.min(latestBlock, from + LOG_CHUNK_BLOCKS - 1);
@@ -161,7 +161,7 @@ export async function chainStatus(opts: StatusCliOptions): Promise<ChainStatus> 
         topics: [topics],
       });
       for (const log of logs) {
-        const i = topics.indexOf(log.topics[0]!);
+        const i = topics.indexOf(log.topics[0] ?? '');
         if (i === 0) counts.settled++;
         else if (i === 1) {
           counts.settled++;

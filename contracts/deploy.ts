@@ -74,7 +74,8 @@ async function resolveSigner(signer: Signer | string, rpcUrl?: string): Promise<
 /** Deploys Settlement (compiling first if needed) and waits for it to be mined. */
 export async function deploySettlement(options: DeployOptions): Promise<Deployment> {
   const signer = await resolveSigner(options.signer, options.rpcUrl);
-  const provider = signer.provider!;
+  const provider = signer.provider;
+  if (!provider) throw new Error('the deployer signer has no provider: give it one connected to the chain');
   const deployer = await signer.getAddress();
   const params = { ...DEFAULT_PARAMS, ...options.params };
   const admin = params.admin ?? deployer;
@@ -86,7 +87,8 @@ export async function deploySettlement(options: DeployOptions): Promise<Deployme
     params.absToleranceWh,
     params.relToleranceBps,
   );
-  const tx = contract.deploymentTransaction()!;
+  const tx = contract.deploymentTransaction();
+  if (!tx) throw new Error('the deployment sent no transaction');
   const receipt = await tx.wait();
   if (receipt?.status !== 1) throw new Error(`deployment transaction ${tx.hash} failed`);
   const { chainId } = await provider.getNetwork();

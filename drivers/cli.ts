@@ -78,11 +78,11 @@ const fmt = (v: number | undefined, digits = 3): string =>
   v === undefined ? '—' : Number.isInteger(v) ? String(v) : v.toFixed(digits);
 
 function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
+  const widths = (rows[0] ?? []).map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
   return rows
     .map((r) =>
       r
-        .map((cell, c) => cell.padEnd(widths[c]!))
+        .map((cell, c) => cell.padEnd(widths[c] ?? 0))
         .join('  ')
         .trimEnd(),
     )
@@ -117,8 +117,16 @@ async function readOnce(meter: ModbusMeter) {
 
 export function registerDiagCommands(program: Command, io: DiagIo = processIo): void {
   const diag = program.command('diag').description('Field diagnostics of Modbus meters over serial or TCP');
+  registerPorts(diag, io);
+  registerScan(diag, io);
+  registerRead(diag, io);
+  registerWatch(diag, io);
+  registerDump(diag, io);
   registerDiagCharger(diag, io);
+}
 
+/** `p2pev diag ports`: the serial ports present, with adapter names. */
+function registerPorts(diag: Command, io: DiagIo): void {
   diag
     .command('ports')
     .description('List the serial ports present, with adapter names')
@@ -147,7 +155,10 @@ export function registerDiagCommands(program: Command, io: DiagIo = processIo): 
         io.out(table(rows));
       }),
     );
+}
 
+/** `p2pev diag scan`: the devices on a bus across baud rates and parities, and the profile each matches. */
+function registerScan(diag: Command, io: DiagIo): void {
   lineOptions(
     diag
       .command('scan')
@@ -230,7 +241,10 @@ export function registerDiagCommands(program: Command, io: DiagIo = processIo): 
       },
     ),
   );
+}
 
+/** `p2pev diag read`: one reading of every quantity of a meter, with units. */
+function registerRead(diag: Command, io: DiagIo): void {
   lineOptions(
     diag.command('read').description('One reading of every quantity of a meter, with units'),
     true,
@@ -266,7 +280,10 @@ export function registerDiagCommands(program: Command, io: DiagIo = processIo): 
       io.out(table(rows));
     }),
   );
+}
 
+/** `p2pev diag watch`: a live view refreshing in place. */
+function registerWatch(diag: Command, io: DiagIo): void {
   lineOptions(
     diag
       .command('watch')
@@ -312,7 +329,10 @@ export function registerDiagCommands(program: Command, io: DiagIo = processIo): 
       });
     }),
   );
+}
 
+/** `p2pev diag dump`: raw registers, in hex and decoded as the common types. */
+function registerDump(diag: Command, io: DiagIo): void {
   lineOptions(
     diag
       .command('dump')
@@ -343,7 +363,8 @@ export function registerDiagCommands(program: Command, io: DiagIo = processIo): 
           m.dump(kind, from, count),
         );
         const rows = words.map((w, i) => {
-          const pair = i + 1 < words.length ? [w, words[i + 1]!] : undefined;
+          const next = words[i + 1];
+          const pair = next !== undefined ? [w, next] : undefined;
           return {
             address: from + i,
             hex: w.toString(16).padStart(4, '0'),

@@ -8,9 +8,9 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { formatEther, type Log, parseEther } from 'ethers';
+import { formatEther, parseEther } from 'ethers';
 import { Journal } from '../agent/core/journal.js';
-import { reportEnergyWh } from '../agent/roles/charging.js';
+import { reportEnergyWh } from '../protocol/index.js';
 import type { SessionRecord } from '../agent/core/session.js';
 import { type AgentProcess, control, type LogLine, spawnAgent, waitReady } from './agents.js';
 import { buildWorld, type Device, type EvSpec, type StationSpec, type World } from './world.js';
@@ -233,14 +233,11 @@ async function collect(
   names: Map<string, string>,
   traffic: { messages: number; bytes: number },
 ): Promise<ExperimentReport> {
-  const c = world.operator.contract;
-  const provider = c.runner!.provider!;
+  const op = world.operator;
+  const provider = op.contract.runner!.provider!;
   const from = world.deployment.block;
-  const settled = [
-    ...(await c.queryFilter(c.filters.Settled!(), from)),
-    ...(await c.queryFilter(c.filters.SettledDisputed!(), from)),
-  ];
-  const rated = await c.queryFilter(c.filters.Rated!(), from);
+  const settled = [...(await op.events('Settled', from)), ...(await op.events('SettledDisputed', from))];
+  const rated = await op.events('Rated', from);
   const journals = world.devices
     .filter((d) => d.role !== 'edge')
     .map((d) => ({ d, entries: [...Journal.read(d.dataDir).values()] as SessionRecord[] }));
@@ -253,19 +250,17 @@ async function collect(
     return undefined;
   };
   const receipts = new Map<string, { gas: bigint; entries: number; block: number }>();
-  for (const log of settled) {
+  for (const { log } of settled) {
     const r = receipts.get(log.transactionHash) ?? { gas: 0n, entries: 0, block: log.blockNumber };
     r.entries++;
     receipts.set(log.transactionHash, r);
   }
   for (const [hash, r] of receipts) r.gas = (await provider.getTransactionReceipt(hash))!.gasUsed;
-  const args = (l: Log) => (l as unknown as { args: Record<string, unknown> }).args;
-  const sessions: SessionRow[] = settled.map((log) => {
-    const a = args(log);
-    const txid = String(a.txid);
+  const sessions: SessionRow[] = settled.map(({ name, args: a, log }) => {
+    const txid = a.txid;
     const evRec = reportOf(txid, 'ev');
     const hcsRec = reportOf(txid, 'hcs');
-    const rating = rated.find((r) => String(args(r).txid) === txid);
+    const rating = rated.find((r) => r.args.txid === txid)?.args;
     const r = receipts.get(log.transactionHash)!;
     const energy = (rec?: SessionRecord) =>
       rec?.myReport ? Number(reportEnergyWh(rec.myReport)) : Number.NaN;
@@ -276,18 +271,16 @@ async function collect(
       evWh: energy(evRec),
       hcsWh: energy(hcsRec),
       billedWh: Number(
-        a.energyWh ?? (Number(a.evEnergyWh) < Number(a.hcsEnergyWh) ? a.evEnergyWh : a.hcsEnergyWh),
+        name === 'Settled' ? a.energyWh : a.evEnergyWh < a.hcsEnergyWh ? a.evEnergyWh : a.hcsEnergyWh,
       ),
-      amountEther: formatEther(a.amountWei as bigint),
+      amountEther: formatEther(a.amountWei),
       txHash: log.transactionHash,
       block: log.blockNumber,
       gas: Number(r.gas / BigInt(r.entries)),
       ...(rating
         ? {
-            rating: Number(args(rating).rating),
-            comment: Buffer.from(String(args(rating).comment).slice(2), 'hex')
-              .toString('utf8')
-              .replace(/\0+$/, ''),
+            rating: Number(rating.rating),
+            comment: Buffer.from(rating.comment.slice(2), 'hex').toString('utf8').replace(/\0+$/, ''),
           }
         : {}),
       ...(evRec?.endStatus !== undefined ? { endStatus: evRec.endStatus } : {}),
@@ -302,8 +295,8 @@ async function collect(
     const dep = await world.operator.depositOf(d.address);
     const earned = d.role === 'hcs' ? await world.operator.earningsOf(d.address) : 0n;
     const paidBy = settled
-      .filter((l) => String(args(l).ev).toLowerCase() === d.address)
-      .reduce((n, l) => n + (args(l).amountWei as bigint), 0n);
+      .filter((e) => e.args.ev.toLowerCase() === d.address)
+      .reduce((n, e) => n + e.args.amountWei, 0n);
     if (d.role === 'ev') paid += paidBy;
     else credited += earned;
     members.push({

@@ -69,7 +69,11 @@ export interface WorldOptions {
 
 export interface Device {
   name: string;
-  /** The agent's local control port (status, charge, stop). */
+  /**
+   * The agent's local control port (status, charge, stop): 0 in the config, so an agent in this
+   * process binds whatever the OS gives (startAgent then records it here); a spawned agent gets a
+   * port picked just before it starts (sim/agents.ts).
+   */
   controlPort: number;
   role: 'ev' | 'hcs' | 'edge';
   address: string;
@@ -137,7 +141,7 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
     const keystore = join(dataDir, 'key.json');
     await createKeystore(keystore, SIM_PASSWORD, { privateKey: account.privateKey, scryptN: SIM_SCRYPT_N });
     if (role !== 'edge') await provider.send('anvil_setBalance', [account.address, `0x${fund.toString(16)}`]);
-    const controlPort = await freePort();
+    const controlPort = 0;
     const d: Device = {
       name,
       role,

@@ -4,11 +4,13 @@
  * settled once (disputed: only the uncontested part), or nothing paid.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import type { JsonRpcProvider } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../agent/core/runtime.js';
 import { END, type SessionRecord } from '../agent/core/session.js';
-import { billWei } from '../protocol/index.js';
+import { billWei, reportEnergyWh } from '../protocol/index.js';
 import type { World } from '../sim/world.js';
+import { increaseTime, latestTimestamp } from './helpers/anvilSettlement.js';
 import { device, PRICE, smallWorld, startAgent, waitFor } from './helpers/world.js';
 
 describe('termination paths', () => {
@@ -89,8 +91,8 @@ describe('termination paths', () => {
       const hcsSession = [...hcs().sessions.values()].find((x) => x.txid === s.txid)!;
       expect(hcsSession.endStatus).toBe(END.meterFault);
       const [event] = await settledEvents(s.txid!);
-      const evWh = BigInt(`0x${s.myReport!.slice(146, 186)}`);
-      const hcsWh = BigInt(`0x${hcsSession.myReport!.slice(146, 186)}`);
+      const evWh = reportEnergyWh(s.myReport!);
+      const hcsWh = reportEnergyWh(hcsSession.myReport!);
       // The station bills only its last good reading, never an invented one.
       expect(hcsWh).toBeLessThanOrEqual(BigInt(hcsSession.lastWh! - hcsSession.startWh!));
       const billed = evWh < hcsWh ? evWh : hcsWh;
@@ -140,8 +142,11 @@ describe('termination paths', () => {
     await ev().control('stop');
     const s = await until(id, 'awaitingSettlement');
     expect(s.terms!.settleBy * 1000).toBeGreaterThan(Date.now());
-    // Back after the window: the reports waited for it at the broker, the chain refuses them.
-    await new Promise((r) => setTimeout(r, Math.max(0, (s.terms!.settleBy + 1) * 1000 - Date.now())));
+    // Back after the window (the chain's clock moved past it): the reports waited for the edge at
+    // the broker, the chain refuses them.
+    const provider = world.operator.contract.runner!.provider as JsonRpcProvider;
+    const now = await latestTimestamp(provider);
+    await increaseTime(provider, BigInt(s.terms!.settleBy) + 1n - now);
     agents.set('EDGE', await startAgent(device(world, 'EDGE')));
     const failed = await until(id, 'failed', 30_000);
     expect(failed.error).toMatch(/refused/);

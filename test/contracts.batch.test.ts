@@ -3,7 +3,7 @@
  * is paid) and expiry, on a real anvil node.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SessionState, type SettlementTerms } from '../contracts/client.js';
+import { ChainSessionState, type SettlementTerms } from '../contracts/client.js';
 import { expectRevert } from './helpers/anvilExpect.js';
 import {
   increaseTime,
@@ -66,10 +66,12 @@ describe('settleBatch', () => {
       { txid: duplicate.txid, reason: 'AlreadySettled' },
     ]);
     for (const g of good) {
-      expect(await fx.operator.client.sessionState(g.terms.hcs, g.terms.seq)).toBe(SessionState.Settled);
+      expect(await fx.operator.client.sessionState(g.terms.hcs, g.terms.seq)).toBe(ChainSessionState.Settled);
     }
     for (const bad of [forged, outOfTolerance, overCap]) {
-      expect(await fx.operator.client.sessionState(bad.terms.hcs, bad.terms.seq)).toBe(SessionState.Open);
+      expect(await fx.operator.client.sessionState(bad.terms.hcs, bad.terms.seq)).toBe(
+        ChainSessionState.Open,
+      );
     }
     // ev0 paid once for its one good session, not for the duplicate.
     expect((await fx.operator.client.depositOf(ev0.address)).balance).toBe(
@@ -125,7 +127,7 @@ describe('settleDisputed', () => {
       seq: d.terms.seq,
     });
     expect(await fx.operator.client.earningsOf(hcs.address)).toBe(earningsBefore + paid);
-    expect(await fx.operator.client.sessionState(hcs.address, d.terms.seq)).toBe(SessionState.Settled);
+    expect(await fx.operator.client.sessionState(hcs.address, d.terms.seq)).toBe(ChainSessionState.Settled);
     // Settled is settled: no second payment through either path.
     await expectRevert(relayer.client.settleDisputed(d.terms, d.evReport, d.hcsReport), 'AlreadySettled');
     // And the EV can still rate it.
@@ -164,7 +166,7 @@ describe('expire', () => {
       .map((l) => hcs.client.contract.interface.parseLog(l))
       .find((x) => x?.name === 'SessionExpired');
     expect(event?.args.txid).toBe(e.txid);
-    expect(await fx.operator.client.sessionState(hcs.address, e.terms.seq)).toBe(SessionState.Expired);
+    expect(await fx.operator.client.sessionState(hcs.address, e.terms.seq)).toBe(ChainSessionState.Expired);
     await expectRevert(hcs.client.expire(e.terms), 'AlreadyExpired');
     await expectRevert(relayer.client.settle(e.terms, e.evReport, e.hcsReport), 'SettlementWindowClosed');
     // The seq is closed whatever terms name it: even reports for a later window do not settle.

@@ -3,7 +3,7 @@
  */
 import { ContractFactory, parseEther } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { commentBytes10, MemberStatus, Role, SessionState } from '../contracts/client.js';
+import { commentBytes10, MemberStatus, MemberRole, ChainSessionState } from '../contracts/client.js';
 import { loadArtifact } from '../contracts/build.js';
 import { expectRevert } from './helpers/anvilExpect.js';
 import {
@@ -40,14 +40,14 @@ describe('registry and verification', () => {
     const [a, b] = fx.strangers as [Member, Member];
     await a.client.registerEv(commitment('a'));
     expect(await fx.operator.client.authInfo(a.address)).toEqual({
-      role: Role.EV,
+      role: MemberRole.EV,
       status: MemberStatus.Pending,
       identityCommitment: commitment('a'),
     });
-    expect(await fx.operator.client.isVerified(a.address, Role.EV)).toBe(false);
+    expect(await fx.operator.client.isVerified(a.address, MemberRole.EV)).toBe(false);
     await fx.operator.client.verify(a.address);
-    expect(await fx.operator.client.isVerified(a.address, Role.EV)).toBe(true);
-    expect(await fx.operator.client.isVerified(a.address, Role.HCS)).toBe(false);
+    expect(await fx.operator.client.isVerified(a.address, MemberRole.EV)).toBe(true);
+    expect(await fx.operator.client.isVerified(a.address, MemberRole.HCS)).toBe(false);
     await fx.operator.client.suspend(a.address);
     expect((await fx.operator.client.authInfo(a.address)).status).toBe(MemberStatus.Suspended);
     await fx.operator.client.revoke(a.address);
@@ -195,7 +195,7 @@ describe('ratings', () => {
     await ev2.client.rate(s2.terms, 4, 'ok', s2.hcsReport);
     expect(await fx.operator.client.meanRating(hcs.address)).toBe(450);
     expect(await fx.operator.client.ratingCount(hcs.address)).toBe(2);
-    expect(await fx.operator.client.sessionState(hcs.address, s1.terms.seq)).toBe(SessionState.Rated);
+    expect(await fx.operator.client.sessionState(hcs.address, s1.terms.seq)).toBe(ChainSessionState.Rated);
   });
 
   it('refuses a rating twice, by a stranger, before settlement, or out of 1..5', async () => {

@@ -4,7 +4,7 @@
  */
 import { Signature, hexlify } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type SettlementTerms, SessionState } from '../contracts/client.js';
+import { type SettlementTerms, ChainSessionState } from '../contracts/client.js';
 import { signEnvelope } from '../protocol/envelope.js';
 import { computeTxId } from '../protocol/terms.js';
 import {
@@ -51,7 +51,7 @@ describe('settle: happy path', () => {
     const bill = (20_950n * PRICE) / 1000n;
     expect((await fx.operator.client.depositOf(ev.address)).balance).toBe(evBefore - bill);
     expect(await fx.operator.client.earningsOf(hcs.address)).toBe(hcsBefore + bill);
-    expect(await fx.operator.client.sessionState(hcs.address, terms.seq)).toBe(SessionState.Settled);
+    expect(await fx.operator.client.sessionState(hcs.address, terms.seq)).toBe(ChainSessionState.Settled);
     const event = receipt.logs
       .map((l) => relayer.client.contract.interface.parseLog(l))
       .find((e) => e?.name === 'Settled');
@@ -64,7 +64,7 @@ describe('settle: happy path', () => {
   it('settles a session cut short with what was delivered (status only in the optional data)', async () => {
     const { terms, evReport, hcsReport } = await freshSession(3_000n, 3_010n, { maxEnergyWh: 40_000n });
     await relayer.client.settle(terms, evReport, hcsReport);
-    expect(await fx.operator.client.sessionState(hcs.address, terms.seq)).toBe(SessionState.Settled);
+    expect(await fx.operator.client.sessionState(hcs.address, terms.seq)).toBe(ChainSessionState.Settled);
   });
 
   it('uses the absolute tolerance for small sessions (50 Wh)', async () => {

@@ -17,8 +17,7 @@ import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../agent/core/runtime.js';
 import type { SessionRecord } from '../agent/core/session.js';
-import { reportEnergyWh } from '../agent/roles/charging.js';
-import { billWei } from '../protocol/index.js';
+import { billWei, reportEnergyWh } from '../protocol/index.js';
 import type { World } from '../sim/world.js';
 import { device, PRICE, smallWorld, startAgent, waitFor, sessionDone } from './helpers/world.js';
 

@@ -63,7 +63,8 @@ export class ConfigError extends Error {
 export const SCHEMA_PATH = new URL('../config.schema.json', import.meta.url);
 const schema = JSON.parse(readFileSync(SCHEMA_PATH, 'utf8'));
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
-const validate = ajv.compile(schema);
+// The schema is the type's source of truth for what a valid config holds; the guard says so.
+const validate = ajv.compile<AgentConfig>(schema);
 
 /** Objects whose defaults apply even when the whole section is left out. */
 const SECTIONS_WITH_DEFAULTS = ['edge', 'timeouts', 'control', 'metrics', 'log'] as const;
@@ -94,20 +95,20 @@ export function parseConfig(raw: unknown, baseDir: string, source = 'config'): A
     const errors = (validate.errors ?? []).filter((e) => e.keyword !== 'if');
     throw new ConfigError(`${source} is invalid:\n  ${errors.map(describe).join('\n  ')}`);
   }
-  const cfg = obj as unknown as AgentConfig;
+  const cfg: AgentConfig = obj;
   cfg.name ??= cfg.role;
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   cfg.dataDir = abs(cfg.dataDir);
   cfg.keystore.path = abs(cfg.keystore.path);
   if (cfg.keystore.passwordFile) cfg.keystore.passwordFile = abs(cfg.keystore.passwordFile);
   cfg.chain.deploymentFile = abs(cfg.chain.deploymentFile);
-  for (const k of ['caFile', 'certFile', 'keyFile'] as const)
-    if (cfg.mqtt[k]) cfg.mqtt[k] = abs(cfg.mqtt[k]!);
-  if (cfg.server) cfg.server = cfg.server.toLowerCase();
-  if (cfg.meter) {
-    cfg.meter.unitId ??= 1;
-    cfg.meter.pollMs ??= 1000;
+  for (const k of ['caFile', 'certFile', 'keyFile'] as const) {
+    const path = cfg.mqtt[k];
+    if (path) cfg.mqtt[k] = abs(path);
   }
+  if (cfg.server) cfg.server = cfg.server.toLowerCase();
+  // meter.unitId and meter.pollMs have their defaults in the schema (ajv's useDefaults fills them
+  // in above): one place for each. The charger's section is "none" when left out.
   cfg.charger ??= { kind: 'none' };
   if (cfg.charger.kind === 'ocpp' && cfg.charger.passwordFile)
     cfg.charger.passwordFile = abs(cfg.charger.passwordFile);

@@ -1,35 +1,69 @@
 /**
  * The agent's view of its meter: the billing register read through the driver (with latency and
- * error metrics) and the meter's identity for the reports. What switches the power is the
- * charger (drivers/chargers, the `charger` config section).
+ * error metrics), the meter's identity for the reports, and the simulation's switch. A real
+ * station's power is switched by its charger (drivers/chargers, the `charger` config section,
+ * agent/roles/charger-port.ts); with `charger.kind: "sim-control"` it is the simulated meter's
+ * control block (drivers/simcontrol.ts), for tests and the simulated cars of the sim.
+ *
+ * The driver's rule (drivers/types.ts, `MeterReading.epoch`): two readings are comparable only
+ * within one epoch; a counter reset or a swapped meter starts a new one. Sessions subtract a start
+ * reading from later ones, so `energyWh()` is continuous across a discontinuity: the new epoch
+ * continues from the last reading of the old one (whatever flowed between that reading and the
+ * reset is unknown, and billing it would be invented). Readings are never subtracted across a reset.
  */
-import { type Meter, openMeter } from '../../drivers/index.js';
+import { type Discontinuity, type Meter, openMeter, switchSimCharge } from '../../drivers/index.js';
 import type { AgentConfig } from './config.js';
+import type { Journal } from './journal.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
+
+/** Where the offset is kept across restarts (the agent's journal). */
+export type OffsetStore = Pick<Journal, 'get' | 'put'>;
+const OFFSET_KEY = 'meter:offsetWh';
 
 export class Metering {
   serial = 'unknown';
   lastWh: number | undefined;
   lastReadAt = 0;
   consecutiveErrors = 0;
+  /** Added to the register so readings stay continuous across resets and swaps (see above). */
+  private offsetWh = 0;
 
   private constructor(
     readonly meter: Meter,
     private readonly cfg: NonNullable<AgentConfig['meter']>,
     private readonly metrics: Metrics,
     private readonly log: Logger,
-  ) {}
+    private readonly store?: OffsetStore,
+    /** The config's charger is "sim-control": setCharging writes the simulated meter's control block. */
+    private readonly simControl = false,
+  ) {
+    this.offsetWh = store?.get<number>(OFFSET_KEY) ?? 0;
+  }
 
   static async open(
     cfg: NonNullable<AgentConfig['meter']>,
     metrics: Metrics,
     log: Logger,
+    store?: OffsetStore,
+    simControl = false,
   ): Promise<Metering> {
     const { pollMs: _p, ...driverConfig } = cfg;
-    const m = new Metering(await openMeter(driverConfig), cfg, metrics, log);
-    m.meter.on('reset', (d) => log.warn({ d }, 'meter energy register went backwards (reset)'));
-    m.meter.on('replaced', (d) => log.warn({ d }, 'meter replaced (new serial)'));
+    return Metering.over(await openMeter(driverConfig), cfg, metrics, log, store, simControl);
+  }
+
+  /** The agent's view of a meter already open (tests hand in a fake one). */
+  static async over(
+    meter: Meter,
+    cfg: NonNullable<AgentConfig['meter']>,
+    metrics: Metrics,
+    log: Logger,
+    store?: OffsetStore,
+    simControl = false,
+  ): Promise<Metering> {
+    const m = new Metering(meter, cfg, metrics, log, store, simControl);
+    m.meter.on('reset', (d) => m.discontinuity(d, 'meter energy register went backwards (reset)'));
+    m.meter.on('replaced', (d) => m.discontinuity(d, 'meter replaced (new serial)'));
     try {
       m.serial = (await m.meter.identity()).serial ?? 'unknown';
     } catch (err) {
@@ -38,15 +72,27 @@ export class Metering {
     return m;
   }
 
+  /** A new epoch: it continues from the last reading of the old one. */
+  private discontinuity(d: Discontinuity, what: string): void {
+    this.offsetWh += Math.floor(d.previousWh) - Math.floor(d.currentWh);
+    // Journaled: after a restart the readings must stay on the same scale as the open session's.
+    this.store?.put(OFFSET_KEY, this.offsetWh);
+    this.log.warn({ d, offsetWh: this.offsetWh }, `${what}; readings continue from the last one before it`);
+  }
+
   get profile(): string {
     return this.cfg.profile;
   }
 
-  /** The billing register in whole Wh; throws the driver's MeterError (which says what to check). */
+  /**
+   * The billing register in whole Wh, continuous across resets and swaps (see above); throws the
+   * driver's MeterError (which says what to check).
+   */
   async energyWh(): Promise<number> {
     const end = this.metrics.meterReadSeconds.startTimer();
     try {
-      const wh = Math.floor(await this.meter.readEnergyWh());
+      // The driver emits a discontinuity before it returns the reading that starts the new epoch.
+      const wh = Math.floor(await this.meter.readEnergyWh()) + this.offsetWh;
       this.lastWh = wh;
       this.lastReadAt = Date.now();
       this.consecutiveErrors = 0;
@@ -58,6 +104,16 @@ export class Metering {
     } finally {
       end();
     }
+  }
+
+  /**
+   * Switches charging on (at `kw`) or off, where this device has a charger to switch. An EV names
+   * the station it is plugged into (`plugTo`), which the simulated cable needs.
+   */
+  async setCharging(on: boolean, kw = 0, plugTo?: string): Promise<void> {
+    if (!this.simControl) return;
+    await switchSimCharge(this.meter, on, kw, plugTo);
+    this.log.debug({ on, kw }, 'charger switched');
   }
 
   async close(): Promise<void> {

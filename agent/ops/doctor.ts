@@ -10,13 +10,14 @@ import { execFile } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync, statfsSync, statSync } from 'node:fs';
 import { formatEther, isKeystoreJson } from 'ethers';
 import mqtt from 'mqtt';
-import { MemberStatus, Role, SettlementClient } from '../../contracts/client.js';
+import { MemberStatus, MemberRole, SettlementClient } from '../../contracts/client.js';
 import { readDeployment } from '../../contracts/deploy.js';
 import { connectRpc } from '../../contracts/rpc.js';
 import { type Charger, createCharger, ModbusCharger } from '../../drivers/chargers/index.js';
 import { openMeter, resolveProfile } from '../../drivers/index.js';
 import { type AgentConfig, loadConfig } from '../core/config.js';
 import { openKeystore, readPassword } from '../core/keys.js';
+import { mqttCredentials } from '../core/bus.js';
 import { fetchStatus } from './status.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
@@ -164,7 +165,9 @@ export function implausible(
 }
 
 async function checkMeter(cfg: AgentConfig, running: Record<string, unknown> | undefined): Promise<Check> {
-  const m = cfg.meter!;
+  const m = cfg.meter;
+  if (!m)
+    return fail('meter', `a ${cfg.role} needs a meter section in the config`, 'add meter (docs/METERS.md)');
   let maxPowerW = 350_000;
   try {
     maxPowerW = m.plausibility?.maxPowerW ?? resolveProfile(m.profile, m.generic).maxPowerW ?? maxPowerW;
@@ -341,11 +344,7 @@ async function checkBroker(cfg: AgentConfig, timeoutMs: number): Promise<Check> 
         clean: true,
         reconnectPeriod: 0,
         connectTimeout: timeoutMs,
-        ...(m.username ? { username: m.username } : {}),
-        ...(m.passwordEnv && process.env[m.passwordEnv] ? { password: process.env[m.passwordEnv] } : {}),
-        ...(m.caFile ? { ca: readFileSync(m.caFile) } : {}),
-        ...(m.certFile ? { cert: readFileSync(m.certFile) } : {}),
-        ...(m.keyFile ? { key: readFileSync(m.keyFile) } : {}),
+        ...mqttCredentials(m),
       }),
       timeoutMs,
       `broker ${m.url}`,
@@ -417,8 +416,8 @@ async function checkChain(cfg: AgentConfig, address: string | undefined): Promis
       return checks;
     }
     const info = await client.authInfo(address);
-    const wantRole = cfg.role === 'ev' ? Role.EV : Role.HCS;
-    if (info.role === Role.None)
+    const wantRole = cfg.role === 'ev' ? MemberRole.EV : MemberRole.HCS;
+    if (info.role === MemberRole.None)
       checks.push(
         fail(
           'registration',
@@ -430,14 +429,14 @@ async function checkChain(cfg: AgentConfig, address: string | undefined): Promis
       checks.push(
         fail(
           'registration',
-          `${address} is registered as ${info.role === Role.EV ? 'an EV' : 'a station'}, but the config says ${cfg.role}`,
+          `${address} is registered as ${info.role === MemberRole.EV ? 'an EV' : 'a station'}, but the config says ${cfg.role}`,
           'use the keystore that belongs to this role, or fix "role" in the config',
         ),
       );
     else if (info.status === MemberStatus.Verified)
       checks.push(ok('registration', `${address} registered and verified`));
     else {
-      const why =
+      const why: [string, string] =
         info.status === MemberStatus.Pending
           ? [
               "is registered, awaiting the operator's verification",
@@ -447,7 +446,7 @@ async function checkChain(cfg: AgentConfig, address: string | undefined): Promis
               `is ${info.status === MemberStatus.Suspended ? 'suspended' : 'revoked'}`,
               'contact the operator; the agent cannot take part until it is verified again',
             ];
-      checks.push(fail('registration', `${address} ${why[0]}`, why[1]!));
+      checks.push(fail('registration', `${address} ${why[0]}`, why[1]));
     }
     checks.push(
       balance > 0n

@@ -18,7 +18,15 @@ import { hmac } from '@noble/hashes/hmac.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import * as secp from '@noble/secp256k1';
 import { resolveProfile } from '../../drivers/index.js';
-import { billWei, type Domain, decode, fromHex, openEnvelope, toHex } from '../../protocol/index.js';
+import {
+  billWei,
+  type Domain,
+  decode,
+  fromHex,
+  openEnvelope,
+  reportEnergyWh,
+  toHex,
+} from '../../protocol/index.js';
 import { END } from '../core/session.js';
 import type { SessionRecord } from '../core/session.js';
 
@@ -165,7 +173,7 @@ function derInteger(bytes: Uint8Array): Uint8Array {
   let i = 0;
   while (i < bytes.length - 1 && bytes[i] === 0) i++;
   const body = bytes.subarray(i);
-  const pad = body[0]! & 0x80 ? 1 : 0;
+  const pad = (body[0] ?? 0) & 0x80 ? 1 : 0;
   const out = new Uint8Array(2 + pad + body.length);
   out[0] = 0x02;
   out[1] = pad + body.length;
@@ -278,10 +286,11 @@ export function exportOcmf(opts: {
       continue;
     }
     const s = sessionFromRecord(r, opts.domain, opts.address);
-    const price = BigInt(r.terms!.price);
+    // sessionFromRecord refused a record without terms.
+    const price = BigInt(r.terms?.price ?? 0);
     let billedWh: bigint | undefined;
     if (r.peerReport) {
-      const peer = BigInt(`0x${r.peerReport.slice(73 * 2, 93 * 2)}`);
+      const peer = reportEnergyWh(r.peerReport);
       billedWh = peer < s.energyWh ? peer : s.energyWh;
     }
     out.sessions.push({

@@ -7,9 +7,13 @@
 import { execFile } from 'node:child_process';
 import { resolveProfile } from '../../drivers/index.js';
 import { ClockWatch, shiftSessionTimes } from '../core/clock.js';
+import type { Chain } from '../core/chain.js';
 import type { AgentConfig } from '../core/config.js';
+import type { JournalPort, RoleHandler } from '../core/context.js';
+import type { Logger } from '../core/log.js';
+import type { Metering } from '../core/metering.js';
+import type { SessionRecord } from '../core/session.js';
 import { type HaState, HomeAssistant } from './homeassistant.js';
-import type { Agent } from '../core/runtime.js';
 import { OPEN_STATES } from '../core/session.js';
 
 export const VERSION = '0.1.0';
@@ -56,6 +60,18 @@ function systemdNotify(...args: string[]): void {
   execFile('systemd-notify', args, () => {});
 }
 
+/** What the operations side needs of a running agent (the runtime hands itself over). */
+export interface OpsHost {
+  readonly cfg: AgentConfig;
+  readonly address: string;
+  readonly log: Logger;
+  readonly sessions: ReadonlyMap<string, SessionRecord>;
+  readonly journal: JournalPort;
+  readonly chain: Pick<Chain, 'rpc' | 'client'>;
+  readonly metering?: Pick<Metering, 'serial' | 'meter'>;
+  readonly role: Pick<RoleHandler, 'status' | 'onClockJump'>;
+}
+
 export class Ops {
   telemetry: Telemetry = {};
   readonly clock = new ClockWatch();
@@ -66,14 +82,14 @@ export class Ops {
   private readonly intervalMs: number;
   private readonly watchdogMs: number;
 
-  constructor(private readonly agent: Agent) {
+  constructor(private readonly agent: OpsHost) {
     this.intervalMs = (agent.cfg.homeassistant?.intervalS ?? DEFAULT_INTERVAL_S) * 1000;
     // systemd asks for a ping within WATCHDOG_USEC; ping at half of it.
     const usec = Number(process.env.WATCHDOG_USEC ?? 0);
     this.watchdogMs = usec > 0 ? usec / 2000 : 0;
   }
 
-  static async start(agent: Agent): Promise<Ops> {
+  static async start(agent: OpsHost): Promise<Ops> {
     const ops = new Ops(agent);
     const ha = agent.cfg.homeassistant;
     if (ha) {
@@ -118,7 +134,7 @@ export class Ops {
       // Straight to the journal: save() would stamp updatedAt with the new clock.
       a.journal.put(`s:${s.id}`, s);
     }
-    (a.role as { onClockJump?: (ms: number) => void } | undefined)?.onClockJump?.(ms);
+    a.role.onClockJump?.(ms);
     this.lastSample += ms;
     this.lastWatchdog += ms;
   }

@@ -11,7 +11,7 @@
  * bounds what flows while the agent is dead.
  */
 import { type Charger, type ChargerState, currentForKw } from '../../drivers/chargers/index.js';
-import type { Agent } from '../core/runtime.js';
+import type { MeteredContext } from '../core/context.js';
 import type { SessionRecord } from '../core/session.js';
 
 /**
@@ -44,10 +44,26 @@ interface Journaled {
 /** How long (ms) a charger may report "unplugged" after switch-on before that counts as a plug-out. */
 const PLUG_GRACE_MS = 60_000;
 
-class NoCharger implements ChargerPort {
-  async resume(): Promise<void> {}
-  async switchOn(): Promise<void> {}
-  async switchOff(): Promise<void> {}
+/** The terms' power (kW) of a session, or the station's. */
+const kwOf = (ctx: MeteredContext, s: SessionRecord) => s.kw ?? ctx.cfg.hcs?.powerKw ?? 11;
+
+/**
+ * No driver: kind "none" switches nothing; kind "sim-control" (tests, the sim) switches the
+ * simulated meter's control block through the metering port.
+ */
+class MeterSwitchPort implements ChargerPort {
+  constructor(private readonly ctx: MeteredContext) {}
+  async resume(charging: SessionRecord | undefined): Promise<void> {
+    await this.ctx.metering.setCharging(charging !== undefined, charging ? kwOf(this.ctx, charging) : 0);
+  }
+  async switchOn(s: SessionRecord): Promise<void> {
+    await this.ctx.metering.setCharging(true, kwOf(this.ctx, s));
+  }
+  async switchOff(): Promise<void> {
+    await this.ctx.metering
+      .setCharging(false)
+      .catch((err) => this.ctx.log.warn({ err: (err as Error).message }, 'charger switch-off failed'));
+  }
   async watch(): Promise<undefined> {
     return undefined;
   }
@@ -55,7 +71,7 @@ class NoCharger implements ChargerPort {
     return [];
   }
   status(): Record<string, unknown> {
-    return { charger: { kind: 'none' } };
+    return { charger: { kind: this.ctx.cfg.charger.kind } };
   }
 }
 
@@ -69,7 +85,7 @@ class DriverPort implements ChargerPort {
   private switchedOnAt = 0;
 
   constructor(
-    private readonly agent: Agent,
+    private readonly agent: MeteredContext,
     private readonly charger: Charger,
   ) {}
 
@@ -79,8 +95,7 @@ class DriverPort implements ChargerPort {
 
   /** The terms' power as a current per phase, capped by the installation. */
   private currentFor(s: SessionRecord): number {
-    const kw = s.kw ?? this.agent.cfg.hcs?.powerKw ?? 11;
-    return Math.min(currentForKw(kw, this.cfg.phases ?? 3), this.cfg.maxCurrentA ?? 16);
+    return Math.min(currentForKw(kwOf(this.agent, s), this.cfg.phases ?? 3), this.cfg.maxCurrentA ?? 16);
   }
 
   private journal(j: Omit<Journaled, 'at'>): void {
@@ -180,6 +195,6 @@ class DriverPort implements ChargerPort {
   }
 }
 
-export function chargerPort(agent: Agent): ChargerPort {
-  return agent.charger ? new DriverPort(agent, agent.charger) : new NoCharger();
+export function chargerPort(ctx: MeteredContext): ChargerPort {
+  return ctx.charger ? new DriverPort(ctx, ctx.charger) : new MeterSwitchPort(ctx);
 }

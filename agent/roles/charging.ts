@@ -4,45 +4,50 @@
  * the charge report and send it to the peer and the server. The report is journaled before it is
  * sent; a resumed session sends it again.
  */
-import { PHASE_VOLTS, type SimControlCharger } from '../../drivers/chargers/index.js';
 import { crashPoint } from '../core/crash.js';
-import { big } from '../core/journal.js';
-import type { Agent } from '../core/runtime.js';
-import { END, type SessionRecord } from '../core/session.js';
+import type { MeteredContext } from '../core/context.js';
+import { END, type SessionIn, type SessionRecord } from '../core/session.js';
 
 /**
  * The EV's side of the cable. A real car needs no switching by the agent (the driver plugs in);
- * the simulated car's meter has one (charger kind "sim-control"): which station it is plugged
- * into, and whether it takes current. The station's charger is the HCS role's (charger-port.ts).
+ * the simulated car's meter has one (charger kind "sim-control", drivers/simcontrol.ts): which
+ * station it is plugged into, and whether it takes current. The station switches its charger
+ * through its own port (charger-port.ts).
  */
-async function carSwitch(agent: Agent, s: SessionRecord, on: boolean, kw = 0): Promise<void> {
-  if (s.role !== 'ev' || agent.charger?.kind !== 'sim-control') return;
-  const car = agent.charger as SimControlCharger;
-  car.plugTo = s.hcs;
-  const phases = (agent.cfg.charger as { phases?: 1 | 3 }).phases ?? 3;
-  // Unrounded: the simulated car draws exactly the power it would (no 0.1 A steps).
-  const run = on ? car.enable((kw * 1000) / (PHASE_VOLTS * phases), s.id) : car.disable();
-  await run.catch((err) => agent.log.warn({ err: (err as Error).message, on }, 'car switch failed'));
+async function carSwitch(agent: MeteredContext, s: SessionRecord, on: boolean, kw = 0): Promise<void> {
+  if (s.role !== 'ev') return;
+  await agent.metering
+    .setCharging(on, kw, on ? s.hcs : undefined)
+    .catch((err) => agent.log.warn({ err: (err as Error).message, on }, 'car switch failed'));
 }
 
 /** Consecutive failed meter reads that end a charge as a meter fault. */
 const METER_FAULT_AFTER = 3;
 
-/** After a restart: a charge in progress goes on (the meter kept counting). */
-export async function resumeCharging(agent: Agent, s: SessionRecord, kw: number): Promise<void> {
+/** After a restart: a charge in progress goes on (the meter kept counting); the car takes current again. */
+export async function resumeCharging(
+  agent: MeteredContext,
+  s: SessionIn<'charging'>,
+  kw: number,
+): Promise<void> {
   agent.log.info({ id: s.id, txid: s.txid, startWh: s.startWh }, 'resuming a charge after restart');
   s.lastProgressAt = Date.now();
   await carSwitch(agent, s, true, kw);
 }
 
 /** After a restart: send the end of the charge and our signed report again (receivers ignore repeats). */
-export async function resumeReport(agent: Agent, s: SessionRecord): Promise<void> {
-  if (s.myReport) await announceEnd(agent, s, s.endedByPeer ?? true);
+export async function resumeReport(agent: MeteredContext, s: SessionIn<'awaitingSettlement'>): Promise<void> {
+  await announceEnd(agent, s, s.endedByPeer ?? true);
 }
 
-export async function beginCharging(agent: Agent, s: SessionRecord, kw: number): Promise<void> {
-  const startWh = await agent.metering!.energyWh();
-  agent.move(s, 'charging', {
+/** Reads the start and moves the session to charging: the record as it is now (undefined if it could not move). */
+export async function beginCharging(
+  agent: MeteredContext,
+  s: SessionIn<'awaitingMutual' | 'offered'>,
+  kw: number,
+): Promise<SessionIn<'charging'> | undefined> {
+  const startWh = await agent.metering.energyWh();
+  const charging = agent.move(s, 'charging', {
     startWh,
     lastWh: startWh,
     lastProgressAt: Date.now(),
@@ -51,6 +56,7 @@ export async function beginCharging(agent: Agent, s: SessionRecord, kw: number):
   });
   crashPoint('after-mutual', agent.cfg.dataDir);
   await carSwitch(agent, s, true, kw);
+  return charging;
 }
 
 /**
@@ -58,67 +64,67 @@ export async function beginCharging(agent: Agent, s: SessionRecord, kw: number):
  * (`limitWh` reached, the meter failing, no progress for too long), else undefined.
  */
 export async function pollCharging(
-  agent: Agent,
-  s: SessionRecord,
+  agent: MeteredContext,
+  s: SessionIn<'charging'>,
   limitWh: number,
   limitStatus: number,
 ): Promise<number | undefined> {
   let wh: number;
   try {
-    wh = await agent.metering!.energyWh();
+    wh = await agent.metering.energyWh();
   } catch (err) {
     agent.log.warn({ id: s.id, err: (err as Error).message }, 'meter read failed while charging');
-    return agent.metering!.consecutiveErrors >= METER_FAULT_AFTER ? END.meterFault : undefined;
+    return agent.metering.consecutiveErrors >= METER_FAULT_AFTER ? END.meterFault : undefined;
   }
   crashPoint('charging', agent.cfg.dataDir);
   if (wh > (s.lastWh ?? 0)) {
     s.lastWh = wh;
     s.lastProgressAt = Date.now();
   }
-  if (wh - s.startWh! >= limitWh) return limitStatus;
+  if (wh - s.startWh >= limitWh) return limitStatus;
   if (Date.now() - (s.lastProgressAt ?? Date.now()) > agent.cfg.timeouts.chargeIdleMs) return END.timeout;
   return undefined;
 }
 
 /**
- * Ends the charge: final reading, signed report journaled, then sent. The HCS switches its
- * charger off before it calls this (charger-port.ts). `fromPeer`: the peer ended it (its
- * completion/termination arrived), so we do not announce the end again.
+ * Ends the charge: the car's side off (the station switches its charger off before it calls this,
+ * charger-port.ts), final reading, signed report journaled, then sent. `fromPeer`: the peer ended
+ * it (its completion/termination arrived), so we do not announce the end again.
  */
 export async function endCharging(
-  agent: Agent,
-  s: SessionRecord,
+  agent: MeteredContext,
+  s: SessionIn<'charging'>,
   status: number,
   fromPeer: boolean,
 ): Promise<void> {
   await carSwitch(agent, s, false);
-  let endWh = s.lastWh ?? s.startWh!;
+  let endWh = s.lastWh ?? s.startWh;
   try {
-    endWh = Math.max(endWh, await agent.metering!.energyWh());
+    endWh = Math.max(endWh, await agent.metering.energyWh());
   } catch {
     // The meter is gone: bill what was last read, never an invented reading.
   }
   // Never more than the agreed cap: the contract refuses it, and the EV never agreed to pay it.
   // The raw readings stay in the report's optional data for audit.
-  const energyWh = BigInt(Math.min(Math.max(0, endWh - s.startWh!), s.terms!.maxWh));
+  const energyWh = BigInt(Math.min(Math.max(0, endWh - s.startWh), s.terms.maxWh));
   const isEv = s.role === 'ev';
   const report = await agent.bus.sign({
     type: isEv ? 'chargeReceived' : 'chargeProvided',
     ev: s.ev,
-    hcs: s.hcs!,
-    txid: s.txid!,
+    hcs: s.hcs,
+    txid: s.txid,
     energyWh,
     optional: {
-      m: agent.metering!.serial,
-      p: agent.metering!.profile,
-      s: s.startWh!,
+      m: agent.metering.serial,
+      p: agent.metering.profile,
+      s: s.startWh,
       e: endWh,
-      t0: s.t0!,
+      t0: s.t0,
       t1: Math.floor(Date.now() / 1000),
       st: status,
     },
   });
-  agent.move(s, 'awaitingSettlement', {
+  const reported = agent.move(s, 'awaitingSettlement', {
     endWh,
     t1: Math.floor(Date.now() / 1000),
     endedAt: Date.now(),
@@ -128,12 +134,16 @@ export async function endCharging(
     deadline: Date.now() + agent.cfg.timeouts.reportMs,
   });
   crashPoint('after-report', agent.cfg.dataDir);
-  await announceEnd(agent, s, fromPeer);
+  if (reported) await announceEnd(agent, reported, fromPeer);
 }
 
 /** Sends the end of the charge (unless the peer ended it) and our report, to the peer and the server. */
-export async function announceEnd(agent: Agent, s: SessionRecord, fromPeer: boolean): Promise<void> {
-  const peer = s.role === 'ev' ? s.hcs! : s.ev;
+export async function announceEnd(
+  agent: MeteredContext,
+  s: SessionIn<'awaitingSettlement'>,
+  fromPeer: boolean,
+): Promise<void> {
+  const peer = s.role === 'ev' ? s.hcs : s.ev;
   const to = [peer, ...(s.server && s.server !== peer ? [s.server] : [])];
   if (!fromPeer) {
     const status = s.endStatus ?? END.completed;
@@ -141,19 +151,14 @@ export async function announceEnd(agent: Agent, s: SessionRecord, fromPeer: bool
       await agent.send(
         dest,
         status === END.completed
-          ? { type: 'completion', ev: s.ev, hcs: s.hcs!, txid: s.txid! }
-          : { type: 'termination', ev: s.ev, hcs: s.hcs!, txid: s.txid!, status },
+          ? { type: 'completion', ev: s.ev, hcs: s.hcs, txid: s.txid }
+          : { type: 'termination', ev: s.ev, hcs: s.hcs, txid: s.txid, status },
       );
     }
   }
-  const report = Buffer.from(s.myReport!, 'hex');
+  const report = Buffer.from(s.myReport, 'hex');
   for (const dest of to)
     await agent.bus
       .publishEnvelope(dest, report, s.role === 'ev' ? 'chargeReceived' : 'chargeProvided')
       .catch(() => {});
-}
-
-/** Energy in a report envelope (hex), from its fixed part (bytes 73..92). */
-export function reportEnergyWh(envelopeHex: string): bigint {
-  return big(`0x${envelopeHex.slice(73 * 2, 93 * 2)}`);
 }

@@ -7,8 +7,7 @@
  * crash the edge asks the chain which of those sessions settled and queues the rest again (the
  * contract settles a session at most once, so a resubmission can never bill twice).
  */
-import type { ContractTransactionResponse } from 'ethers';
-import { SessionState as ChainSessionState, revertName } from '../../contracts/client.js';
+import { ChainSessionState, type PendingBatch, revertName } from '../../contracts/client.js';
 import {
   billWei,
   computeTxId,
@@ -16,15 +15,16 @@ import {
   type MessageOf,
   PAYMENT_STATUS,
   REQUEST_STATUS,
+  reportEnergyWh,
 } from '../../protocol/index.js';
 import type { Incoming } from '../core/bus.js';
 import { isNetworkError } from '../core/chain.js';
 import { crashPoint } from '../core/crash.js';
-import { big } from '../core/journal.js';
-import type { Agent, Role } from '../core/runtime.js';
+import { big } from '../core/json.js';
+import type { RoleContext, RoleHandler } from '../core/context.js';
 import { parseTerms, type TermsJson, termsFromJson, nonceOf } from '../core/session.js';
 import { type RankedStation, rankStations, type Station, StationDirectory } from '../core/stations.js';
-import { reportEnergyWh, withinToleranceOf } from './settle.js';
+import { withinToleranceOf } from './settle.js';
 
 export interface Bill {
   txid: string;
@@ -62,7 +62,7 @@ const HOLD_MS = 5000;
 /** A bill whose reports never both came is given up this long after its settlement window. */
 const COLLECT_GRACE_S = 60;
 
-export class EdgeRole implements Role {
+export class EdgeRole implements RoleHandler {
   private readonly stations: StationDirectory;
   private readonly bills = new Map<string, Bill>();
   /** Stations held for the EV they were just suggested to, until a time (ms). */
@@ -73,7 +73,7 @@ export class EdgeRole implements Role {
   private inFlight: Promise<void> | undefined;
   readonly figures = { batches: 0, settled: 0, failed: 0, gasUsed: 0n };
 
-  constructor(private readonly agent: Agent) {
+  constructor(private readonly agent: RoleContext) {
     // Registrations and ratings change slowly; busy stations are filtered per search below.
     this.stations = new StationDirectory(agent.chain, 15_000);
     for (const [, b] of agent.journal.list<Bill>('b:')) this.bills.set(b.txid, b);
@@ -139,7 +139,7 @@ export class EdgeRole implements Role {
         if (msg.type === 'chargeReceived' && signer === b.ev) b.evReport = hex;
         else if (msg.type === 'chargeProvided' && signer === b.hcs) b.hcsReport = hex;
         else return;
-        if (b.evReport && b.hcsReport) await this.reconcile(b);
+        if (b.evReport && b.hcsReport) await this.reconcile(b, b.evReport, b.hcsReport);
         else this.save(b);
         // The station's report means its charge is over: it is free for a waiting car.
         if (msg.type === 'chargeProvided') await this.serveWaiting();
@@ -267,16 +267,16 @@ export class EdgeRole implements Role {
       ev,
       hcs,
       txid,
-      optional: terms as unknown as Record<string, unknown>,
+      optional: terms,
     } as const;
     await this.agent.send(ev, mutual);
     await this.agent.send(hcs, mutual);
   }
 
   /** Both reports are in: decide the bill, tell both parties, and queue it for the chain. */
-  private async reconcile(b: Bill): Promise<void> {
-    const evWh = reportEnergyWh(b.evReport!);
-    const hcsWh = reportEnergyWh(b.hcsReport!);
+  private async reconcile(b: Bill, evReport: string, hcsReport: string): Promise<void> {
+    const evWh = reportEnergyWh(evReport);
+    const hcsWh = reportEnergyWh(hcsReport);
     const agreed = withinToleranceOf(this.agent.chain.deployment, evWh, hcsWh);
     const billed = evWh < hcsWh ? evWh : hcsWh;
     const amount = billWei(billed, big(b.terms.price));
@@ -331,65 +331,60 @@ export class EdgeRole implements Role {
     await this.inFlight;
   }
 
-  private entries(bills: Bill[]) {
-    return bills.map((b) => ({
+  /** A bill as the contract takes it (a queued bill holds both reports). */
+  private entry(b: Bill) {
+    return {
       terms: termsFromJson(b.ev, b.hcs, b.terms),
       evReport: `0x${b.evReport}`,
       hcsReport: `0x${b.hcsReport}`,
-    }));
+    };
   }
 
   private async submitBatch(bills: Bill[]): Promise<void> {
     for (const b of bills) this.save({ ...b, state: 'submitted', submittedAt: Date.now() });
-    const entries = this.entries(bills);
     const started = Date.now();
-    let tx: ContractTransactionResponse;
+    let pending: PendingBatch;
     try {
-      tx = await this.agent.chain.send('settleBatch', (c) =>
-        c.contract.getFunction('settleBatch')(
-          entries.map((e) => e.terms),
-          entries.map((e) => e.evReport),
-          entries.map((e) => e.hcsReport),
-        ),
+      pending = await this.agent.chain.send('settleBatch', (c) =>
+        c.submitSettleBatch(bills.map((b) => this.entry(b))),
       );
     } catch (err) {
       this.agent.log.error(
         { err: revertName(err) ?? (err as Error).message, bills: bills.length },
         isNetworkError(err) ? 'chain unreachable; bills wait in the journal' : 'batch refused; queued again',
       );
-      for (const b of bills) this.save({ ...this.bills.get(b.txid)!, state: 'queued', queuedAt: Date.now() });
+      for (const b of bills)
+        this.save({ ...(this.bills.get(b.txid) ?? b), state: 'queued', queuedAt: Date.now() });
       return;
     }
-    for (const b of bills) this.save({ ...this.bills.get(b.txid)!, batchTx: tx.hash });
+    for (const b of bills) this.save({ ...(this.bills.get(b.txid) ?? b), batchTx: pending.hash });
     crashPoint('after-submit', this.agent.cfg.dataDir);
-    const receipt = await this.agent.chain.retry('receipt', () => tx.wait());
+    const { receipt, settledTxids, skipped } = await this.agent.chain.retry('receipt', () =>
+      pending.result(),
+    );
     this.agent.metrics.chainSubmitSeconds.observe((Date.now() - started) / 1000);
     this.figures.batches++;
-    this.figures.gasUsed += receipt?.gasUsed ?? 0n;
-    const iface = this.agent.chain.client.contract.interface;
-    for (const log of receipt?.logs ?? []) {
-      const parsed = iface.parseLog(log);
-      const b = parsed ? this.bills.get(String(parsed.args.txid)) : undefined;
-      if (!b || !parsed) continue;
-      if (parsed.name === 'Settled' || parsed.name === 'SettledDisputed')
-        await this.finish(b, 'settled', receipt!.hash);
-      else if (parsed.name === 'SettlementSkipped') {
-        const reason = iface.getError(parsed.args.reason as string)?.name ?? String(parsed.args.reason);
-        await this.finish(b, reason === 'AlreadySettled' ? 'settled' : 'failed', receipt!.hash, reason);
-      }
+    this.figures.gasUsed += receipt.gasUsed;
+    for (const txid of settledTxids) {
+      const b = this.bills.get(txid);
+      if (b) await this.finish(b, 'settled', receipt.hash);
+    }
+    for (const { txid, reason } of skipped) {
+      const b = this.bills.get(txid);
+      if (b) await this.finish(b, reason === 'AlreadySettled' ? 'settled' : 'failed', receipt.hash, reason);
     }
     this.agent.log.info(
-      { tx: receipt?.hash, bills: bills.length, gas: receipt?.gasUsed?.toString() },
+      { tx: receipt.hash, bills: bills.length, gas: receipt.gasUsed.toString() },
       'batch settled',
     );
   }
 
   private async submitDisputed(b: Bill): Promise<void> {
     this.save({ ...b, state: 'submitted', submittedAt: Date.now() });
-    const [e] = this.entries([b]);
+    const e = this.entry(b);
     try {
       const receipt = await this.agent.chain.send('settleDisputed', (c) =>
-        c.settleDisputed(e!.terms, e!.evReport, e!.hcsReport),
+        c.settleDisputed(e.terms, e.evReport, e.hcsReport),
       );
       await this.finish(b, 'settled', receipt.hash);
     } catch (err) {
@@ -484,6 +479,14 @@ export class EdgeRole implements Role {
   status(): Record<string, unknown> {
     const by: Record<string, number> = {};
     for (const b of this.bills.values()) by[b.state] = (by[b.state] ?? 0) + 1;
-    return { edge: { bills: by, ...this.figures, gasUsed: this.figures.gasUsed.toString() } };
+    return {
+      edge: {
+        bills: by,
+        // Searches kept until a station frees (every one near them was taken).
+        waiting: this.waiting.size,
+        ...this.figures,
+        gasUsed: this.figures.gasUsed.toString(),
+      },
+    };
   }
 }

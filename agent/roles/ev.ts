@@ -5,12 +5,20 @@
  * settlement happens later and without it, and then it rates the station.
  */
 import { randomBytes } from 'node:crypto';
-import { SessionState as ChainSessionState, revertName } from '../../contracts/client.js';
-import { computeTxId, PAYMENT_STATUS, REQUEST_STATUS } from '../../protocol/index.js';
+import { ChainSessionState, revertName } from '../../contracts/client.js';
+import { computeTxId, fitUtf8, optionalOf, PAYMENT_STATUS, REQUEST_STATUS } from '../../protocol/index.js';
 import type { Incoming } from '../core/bus.js';
-import { big } from '../core/journal.js';
-import type { Agent, Role } from '../core/runtime.js';
-import { END, parseTerms, type SessionRecord, termsFromJson } from '../core/session.js';
+import { big } from '../core/json.js';
+import type { MeteredContext, RoleHandler } from '../core/context.js';
+import {
+  END,
+  isIn,
+  parseTerms,
+  type SessionIn,
+  type SessionRecord,
+  type SessionState,
+  termsFromJson,
+} from '../core/session.js';
 import { rankStations, StationDirectory } from '../core/stations.js';
 import { beginCharging, endCharging, pollCharging, resumeCharging, resumeReport } from './charging.js';
 
@@ -20,12 +28,14 @@ const CABLE_EFFICIENCY = 0.99;
 const CHAIN_POLL_MS = { direct: 2000, withEdge: 15_000 };
 /** After settleBy, how long to wait for a settlement already on its way to a block. */
 const SETTLE_GRACE_S = 15;
+/** The rating comment's size on the wire and on chain (bytes10): UTF-8 bytes, not characters. */
+const RATING_COMMENT_BYTES = 10;
 
-export class EvRole implements Role {
+export class EvRole implements RoleHandler {
   private readonly stations: StationDirectory;
   private lastChainPoll = Number.NEGATIVE_INFINITY; // monotonic (performance.now)
 
-  constructor(private readonly agent: Agent) {
+  constructor(private readonly agent: MeteredContext) {
     this.stations = new StationDirectory(agent.chain);
   }
 
@@ -50,6 +60,14 @@ export class EvRole implements Role {
     return this.agent.openSessions().find(pred);
   }
 
+  /** The open session in `state` for which `pred` holds, typed by its state. */
+  private findIn<S extends SessionState>(
+    state: S,
+    pred: (s: SessionIn<S>) => boolean = () => true,
+  ): SessionIn<S> | undefined {
+    return this.agent.openSessions().find((x): x is SessionIn<S> => isIn(x, state) && pred(x));
+  }
+
   async onMessage({ msg, signer, envelope }: Incoming): Promise<void> {
     const me = this.agent.address;
     switch (msg.type) {
@@ -70,11 +88,11 @@ export class EvRole implements Role {
         return this.requestNext(s, candidates);
       }
       case 'response': {
-        const s = this.find((x) => x.state === 'requesting' && x.hcs === signer);
+        const s = this.findIn('requesting', (x) => x.hcs === signer);
         if (!s || msg.receiver !== me) return;
         if (msg.status !== REQUEST_STATUS.accept) {
           this.agent.log.info(
-            { hcs: signer, status: msg.status, why: (msg.optional as { why?: string })?.why },
+            { hcs: signer, status: msg.status, why: optionalOf(msg).why },
             'request declined',
           );
           return this.requestNext(s, s.candidates ?? []);
@@ -89,7 +107,7 @@ export class EvRole implements Role {
           return this.requestNext(s, s.candidates ?? []);
         }
         const txid = computeTxId(termsFromJson(me, signer, terms), this.agent.chain.domain);
-        const kw = Number((msg.optional as { kw?: number }).kw ?? 11);
+        const kw = optionalOf(msg).kw ?? 11;
         this.agent.move(s, 'awaitingMutual', {
           terms,
           txid,
@@ -99,7 +117,7 @@ export class EvRole implements Role {
         return;
       }
       case 'mutual': {
-        const s = this.find((x) => x.state === 'awaitingMutual' && x.txid === msg.txid);
+        const s = this.findIn('awaitingMutual', (x) => x.txid === msg.txid);
         if (!s || msg.ev !== me || msg.hcs !== s.hcs) return;
         // The agreement comes from our edge, or (direct) from the station itself.
         if (signer !== (s.server ?? s.hcs)) return;
@@ -126,7 +144,7 @@ export class EvRole implements Role {
         return;
       }
       case 'transaction': {
-        const s = this.find((x) => x.txid === msg.txid && x.state === 'awaitingSettlement');
+        const s = this.findIn('awaitingSettlement', (x) => x.txid === msg.txid);
         if (!s || signer !== s.server) return;
         if (msg.paymentStatus === PAYMENT_STATUS.settled || msg.paymentStatus === PAYMENT_STATUS.disputed)
           await this.settled(s);
@@ -156,18 +174,22 @@ export class EvRole implements Role {
       status: REQUEST_STATUS.none,
       sender: this.agent.address,
       receiver: next.hcs,
-      optional: { wh: s.targetWh!, n: randomBytes(6).toString('hex') },
+      optional: {
+        ...(s.targetWh !== undefined ? { wh: s.targetWh } : {}),
+        n: randomBytes(6).toString('hex'),
+      },
     });
   }
 
   /** The bill is on chain: rate the station (if the driver gave a rating), then done. */
-  private async settled(s: SessionRecord): Promise<void> {
+  private async settled(s: SessionIn<'awaitingSettlement'>): Promise<void> {
     s.settledAt ??= Date.now();
-    if (s.rating && !s.rated && s.peerReport) {
-      const terms = termsFromJson(s.ev, s.hcs!, s.terms!);
+    const rating = s.rating;
+    if (rating && !s.rated && s.peerReport) {
+      const terms = termsFromJson(s.ev, s.hcs, s.terms);
       try {
         await this.agent.chain.send('rate', (c) =>
-          c.rate(terms, s.rating!.stars, s.rating!.comment, `0x${s.peerReport}`),
+          c.rate(terms, rating.stars, rating.comment, `0x${s.peerReport}`),
         );
         s.rated = true;
       } catch (err) {
@@ -178,11 +200,11 @@ export class EvRole implements Role {
       if (s.rated && s.server) {
         await this.agent.send(s.server, {
           type: 'rating',
-          txid: s.txid!,
+          txid: s.txid,
           sender: s.ev,
-          receiver: s.hcs!,
-          rating: s.rating.stars,
-          comment: s.rating.comment,
+          receiver: s.hcs,
+          rating: rating.stars,
+          comment: rating.comment,
         });
       }
     }
@@ -206,7 +228,8 @@ export class EvRole implements Role {
           });
         else await this.requestNext(s, s.candidates ?? []);
       } else if (s.state === 'charging') {
-        const end = await pollCharging(this.agent, s, s.targetWh!, END.completed);
+        // A car's charge ends at its target; a record without one (never written so) at the cap.
+        const end = await pollCharging(this.agent, s, s.targetWh ?? s.terms.maxWh, END.completed);
         if (end !== undefined) await endCharging(this.agent, s, end, false);
       } else if (
         s.state === 'awaitingSettlement' &&
@@ -214,12 +237,12 @@ export class EvRole implements Role {
       ) {
         this.lastChainPoll = performance.now();
         const state = await this.agent.chain.retry('sessionState', () =>
-          this.agent.chain.client.sessionState(s.hcs!, big(s.terms!.seq)),
+          this.agent.chain.client.sessionState(s.hcs, big(s.terms.seq)),
         );
         if (state === ChainSessionState.Settled || state === ChainSessionState.Rated) await this.settled(s);
         else if (state === ChainSessionState.Expired)
           this.agent.move(s, 'failed', { error: 'expired unsettled', deadline: 0 });
-        else if (now / 1000 > s.terms!.settleBy + SETTLE_GRACE_S)
+        else if (now / 1000 > s.terms.settleBy + SETTLE_GRACE_S)
           // Past the window nobody can settle it any more: the station never reported. Nothing was paid.
           this.agent.move(s, 'failed', {
             error: 'never settled: no report from the station in the settlement window',
@@ -232,7 +255,7 @@ export class EvRole implements Role {
   async control(action: string, body: Record<string, unknown>): Promise<unknown> {
     if (action === 'charge') return this.charge(body);
     if (action === 'stop') {
-      const s = this.find((x) => x.state === 'charging');
+      const s = this.findIn('charging');
       if (!s) throw new Error('no charge in progress');
       await endCharging(this.agent, s, END.stoppedByEv, false);
       return { id: s.id, state: s.state };
@@ -264,7 +287,9 @@ export class EvRole implements Role {
       ev: this.agent.address,
       ...(server ? { server } : {}),
       targetWh,
-      ...(stars ? { rating: { stars, comment: String(body.comment ?? '').slice(0, 10) } } : {}),
+      ...(stars
+        ? { rating: { stars, comment: fitUtf8(String(body.comment ?? ''), RATING_COMMENT_BYTES) } }
+        : {}),
       createdAt: Date.now(),
       updatedAt: Date.now(),
     };

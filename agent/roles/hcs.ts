@@ -5,31 +5,40 @@
  * makes sure it is paid: through the edge, or by settling directly when there is none or the edge
  * has not settled in time.
  */
-import { SessionState as ChainSessionState } from '../../contracts/client.js';
+import { ChainSessionState } from '../../contracts/client.js';
 import {
   billWei,
   computeTxId,
   type Message,
   type MessageOf,
+  optionalOf,
   PAYMENT_STATUS,
   REQUEST_STATUS,
 } from '../../protocol/index.js';
 import type { Incoming } from '../core/bus.js';
-import { big } from '../core/journal.js';
-import type { Agent, Role } from '../core/runtime.js';
-import { END, type SessionRecord, type TermsJson, termsFromJson, nonceOf } from '../core/session.js';
+import { big } from '../core/json.js';
+import type { AgentConfig } from '../core/config.js';
+import type { MeteredContext, RoleHandler } from '../core/context.js';
+import {
+  END,
+  isIn,
+  nonceOf,
+  type SessionIn,
+  type SessionRecord,
+  type TermsJson,
+  termsFromJson,
+} from '../core/session.js';
 import { type ChargerPort, chargerPort } from './charger-port.js';
 import { beginCharging, endCharging, pollCharging, resumeCharging, resumeReport } from './charging.js';
 import { settleDirectly } from './settle.js';
 
 /** Whether `now` (local time) is inside "HH:MM-HH:MM" (a window may run past midnight). */
 export function withinServiceHours(hours: string, now = new Date()): boolean {
-  const [from, to] = hours.split('-').map((t) => {
-    const [h, m] = t.split(':').map(Number);
-    return h! * 60 + m!;
-  });
+  const m = /^\s*(\d+):(\d+)\s*-\s*(\d+):(\d+)\s*$/.exec(hours);
+  if (!m) return false;
+  const [from, to] = [Number(m[1]) * 60 + Number(m[2]), Number(m[3]) * 60 + Number(m[4])];
   const minute = now.getHours() * 60 + now.getMinutes();
-  return from! <= to! ? minute >= from! && minute < to! : minute >= from! || minute < to!;
+  return from <= to ? minute >= from && minute < to : minute >= from || minute < to;
 }
 
 /**
@@ -40,29 +49,32 @@ export function stopChargingAt(settleBy: number, windowS: number): number {
   return (settleBy - Math.min(300, Math.max(1, windowS / 10))) * 1000;
 }
 
-export class HcsRole implements Role {
-  private readonly hcs: NonNullable<Agent['cfg']['hcs']>;
+export class HcsRole implements RoleHandler {
+  /** This station's settings (the config's `hcs` section); `s.hcs` is a session's station address. */
+  private readonly station: NonNullable<AgentConfig['hcs']>;
   /** The station's charger, behind a small port (charger-port.ts). */
   private readonly charger: ChargerPort;
 
-  constructor(private readonly agent: Agent) {
-    this.hcs = agent.cfg.hcs!;
+  constructor(private readonly agent: MeteredContext) {
+    if (!agent.cfg.hcs) throw new Error("a station agent needs the config's hcs section");
+    this.station = agent.cfg.hcs;
     this.charger = chargerPort(agent);
   }
 
   /** The agreement stands: meter start, then the charger on; a charger that refuses ends it at once. */
-  private async start(s: SessionRecord): Promise<void> {
-    await beginCharging(this.agent, s, this.hcs.powerKw);
+  private async start(s: SessionIn<'offered'>): Promise<void> {
+    const charging = await beginCharging(this.agent, s, this.station.powerKw);
+    if (!charging) return;
     try {
-      await this.charger.switchOn(s);
+      await this.charger.switchOn(charging);
     } catch (err) {
       this.agent.log.error({ id: s.id, err: (err as Error).message }, 'the charger did not switch on');
-      await this.end(s, END.stoppedByHcs, false, 'charger refused');
+      await this.end(charging, END.stoppedByHcs, false, 'charger refused');
     }
   }
 
   /** Charger off first, then the final reading and the report (charging.ts). */
-  private async end(s: SessionRecord, status: number, fromPeer: boolean, why: string): Promise<void> {
+  private async end(s: SessionIn<'charging'>, status: number, fromPeer: boolean, why: string): Promise<void> {
     await this.charger.switchOff(s, why);
     const signed = this.charger.signedValues(s);
     if (signed.length > 0) s.chargerSigned = signed;
@@ -84,7 +96,7 @@ export class HcsRole implements Role {
     await this.charger.resume(this.agent.openSessions().find((s) => s.state === 'charging'));
     for (const s of this.agent.openSessions()) {
       if (s.state === 'awaitingSettlement') await resumeReport(this.agent, s);
-      if (s.state === 'charging') await resumeCharging(this.agent, s, this.hcs.powerKw);
+      if (s.state === 'charging') await resumeCharging(this.agent, s, this.station.powerKw);
     }
   }
 
@@ -125,23 +137,23 @@ export class HcsRole implements Role {
     if (msg.receiver !== this.agent.address) return;
     const nonce = nonceOf(msg.optional).optional ?? {};
     if (this.busy) return this.reply(ev, REQUEST_STATUS.busy, { why: 'busy', ...nonce });
-    if (!withinServiceHours(this.hcs.serviceHours))
+    if (!withinServiceHours(this.station.serviceHours))
       return this.reply(ev, REQUEST_STATUS.reject, { why: 'closed', ...nonce });
-    const price = BigInt(this.hcs.priceWeiPerKWh);
+    const price = BigInt(this.station.priceWeiPerKWh);
     const available = await this.agent.chain.retry('availableDeposit', () =>
       this.agent.chain.client.availableDeposit(ev),
     );
     // The cap: what the car asked for (plus a margin), the station's limit, and what the deposit covers.
-    const wanted = Number((msg.optional as { wh?: number } | undefined)?.wh ?? this.hcs.maxSessionWh);
-    const affordable = price > 0n ? Number((available * 1000n) / price) : this.hcs.maxSessionWh;
-    const maxWh = Math.min(Math.ceil(wanted * 1.2) + 1000, this.hcs.maxSessionWh, affordable);
+    const wanted = optionalOf(msg).wh ?? this.station.maxSessionWh;
+    const affordable = price > 0n ? Number((available * 1000n) / price) : this.station.maxSessionWh;
+    const maxWh = Math.min(Math.ceil(wanted * 1.2) + 1000, this.station.maxSessionWh, affordable);
     if (maxWh < Math.min(wanted, 1000))
       return this.reply(ev, REQUEST_STATUS.reject, { why: 'deposit', ...nonce });
     const terms: TermsJson = {
       seq: this.nextSeq().toString(),
       price: price.toString(),
       maxWh,
-      settleBy: Math.floor(Date.now() / 1000) + this.hcs.settlementWindowS,
+      settleBy: Math.floor(Date.now() / 1000) + this.station.settlementWindowS,
     };
     const t = termsFromJson(ev, this.agent.address, terms);
     const txid = computeTxId(t, this.agent.chain.domain);
@@ -156,12 +168,12 @@ export class HcsRole implements Role {
       ...(server ? { server } : {}),
       terms,
       txid,
-      kw: this.hcs.powerKw,
+      kw: this.station.powerKw,
       createdAt: Date.now(),
       updatedAt: Date.now(),
     };
     this.agent.save(s);
-    const optional = { ...terms, kw: this.hcs.powerKw, ...nonce };
+    const optional = { ...terms, kw: this.station.powerKw, ...nonce };
     await this.reply(ev, REQUEST_STATUS.accept, optional);
     if (server) {
       // The edge forms the agreement: it checks the deposit and sends the mutual to both.
@@ -181,7 +193,7 @@ export class HcsRole implements Role {
       ev,
       hcs: this.agent.address,
       txid,
-      optional: terms as unknown as Record<string, unknown>,
+      optional: terms,
     });
     await this.start(s);
   }
@@ -226,8 +238,8 @@ export class HcsRole implements Role {
     }
   }
 
-  private async settle(s: SessionRecord): Promise<void> {
-    if (!s.myReport || !s.peerReport) return;
+  private async settle(s: SessionIn<'awaitingSettlement'>): Promise<void> {
+    if (!s.peerReport) return;
     const result = await settleDirectly(this.agent, s);
     if (result.done) {
       this.agent.move(s, 'done', { deadline: 0, ...(result.txHash ? { settledTxHash: result.txHash } : {}) });
@@ -249,10 +261,10 @@ export class HcsRole implements Role {
         if (seen === 'unplugged') await this.end(s, END.stoppedByEv, false, 'plug-out');
         else if (seen === 'fault') await this.end(s, END.stoppedByHcs, false, 'charger fault');
         else if (seen === 'stopped') await this.end(s, END.stoppedByHcs, false, 'charger stopped by itself');
-        else if (now >= stopChargingAt(s.terms!.settleBy, this.hcs.settlementWindowS))
+        else if (now >= stopChargingAt(s.terms.settleBy, this.station.settlementWindowS))
           await this.end(s, END.stoppedByHcs, false, 'settleBy near');
         else {
-          const end = await pollCharging(this.agent, s, s.terms!.maxWh, END.stoppedByHcs);
+          const end = await pollCharging(this.agent, s, s.terms.maxWh, END.stoppedByHcs);
           if (end !== undefined)
             await this.end(s, end, false, end === END.stoppedByHcs ? 'cap reached' : 'meter');
         }
@@ -263,17 +275,17 @@ export class HcsRole implements Role {
   }
 
   /** Without an edge, settle as soon as both reports are here; with one, only as a fallback. */
-  private async checkSettlement(s: SessionRecord, now: number): Promise<void> {
+  private async checkSettlement(s: SessionIn<'awaitingSettlement'>, now: number): Promise<void> {
     const fallbackAt = s.updatedAt + this.agent.cfg.timeouts.settleFallbackMs;
     if (s.server && now < fallbackAt) return;
     if (s.peerReport) return this.settle(s);
     if (now > s.deadline) {
       const state = await this.agent.chain.retry('sessionState', () =>
-        this.agent.chain.client.sessionState(this.agent.address, big(s.terms!.seq)),
+        this.agent.chain.client.sessionState(this.agent.address, big(s.terms.seq)),
       );
       if (state === ChainSessionState.Settled || state === ChainSessionState.Rated)
         this.agent.move(s, 'done', { deadline: 0 });
-      else if (now / 1000 > s.terms!.settleBy)
+      else if (now / 1000 > s.terms.settleBy)
         this.agent.move(s, 'failed', {
           error: 'no report from the EV within the settlement window',
           deadline: 0,
@@ -283,7 +295,7 @@ export class HcsRole implements Role {
 
   async control(action: string): Promise<unknown> {
     if (action === 'stop') {
-      const s = this.agent.openSessions().find((x) => x.state === 'charging');
+      const s = this.agent.openSessions().find((x): x is SessionIn<'charging'> => isIn(x, 'charging'));
       if (!s) throw new Error('no charge in progress');
       await this.end(s, END.stoppedByHcs, false, 'stopped by the owner');
       return { id: s.id, state: s.state };
@@ -292,7 +304,7 @@ export class HcsRole implements Role {
   }
 
   status(): Record<string, unknown> {
-    const price = BigInt(this.hcs.priceWeiPerKWh);
+    const price = BigInt(this.station.priceWeiPerKWh);
     return {
       ...this.charger.status(),
       hcs: {

@@ -3,11 +3,11 @@
  * edge in reach (or the edge is late). The contract decides; this only picks `settle` or
  * `settleDisputed` by the documented tolerance rule and reads the answer.
  */
-import { revertName, SessionState } from '../../contracts/client.js';
-import { big } from '../core/journal.js';
-import type { Agent } from '../core/runtime.js';
-import { type SessionRecord, termsFromJson } from '../core/session.js';
-import { reportEnergyWh } from './charging.js';
+import { revertName, ChainSessionState } from '../../contracts/client.js';
+import { big } from '../core/json.js';
+import type { RoleContext } from '../core/context.js';
+import { type SessionIn, termsFromJson } from '../core/session.js';
+import { reportEnergyWh } from '../../protocol/index.js';
 
 /** The contract's rule (docs/CONTRACT.md): |eEV − eHCS| ≤ max(abs, rel × max(eEV, eHCS)). */
 export function withinTolerance(evWh: bigint, hcsWh: bigint, absWh: bigint, relBps: bigint): boolean {
@@ -26,28 +26,25 @@ export function withinToleranceOf(
   return withinTolerance(evWh, hcsWh, BigInt(d.params.absToleranceWh), BigInt(d.params.relToleranceBps));
 }
 
-export { reportEnergyWh };
-
 export interface SettleResult {
   done: boolean;
   txHash?: string;
   error?: string;
 }
 
-export async function settleDirectly(agent: Agent, s: SessionRecord): Promise<SettleResult> {
-  const terms = termsFromJson(s.ev, s.hcs!, s.terms!);
+export async function settleDirectly(
+  agent: RoleContext,
+  s: SessionIn<'awaitingSettlement'>,
+): Promise<SettleResult> {
+  const terms = termsFromJson(s.ev, s.hcs, s.terms);
   const evReport = `0x${s.role === 'ev' ? s.myReport : s.peerReport}`;
   const hcsReport = `0x${s.role === 'hcs' ? s.myReport : s.peerReport}`;
   const chain = agent.chain;
-  const state = await chain.retry('sessionState', () => chain.client.sessionState(s.hcs!, big(s.terms!.seq)));
-  if (state === SessionState.Settled || state === SessionState.Rated) return { done: true };
-  if (state === SessionState.Expired)
+  const state = await chain.retry('sessionState', () => chain.client.sessionState(s.hcs, big(s.terms.seq)));
+  if (state === ChainSessionState.Settled || state === ChainSessionState.Rated) return { done: true };
+  if (state === ChainSessionState.Expired)
     return { done: false, error: 'the session expired on chain before it was settled' };
-  const agreed = withinToleranceOf(
-    chain.deployment,
-    reportEnergyWh(evReport.slice(2)),
-    reportEnergyWh(hcsReport.slice(2)),
-  );
+  const agreed = withinToleranceOf(chain.deployment, reportEnergyWh(evReport), reportEnergyWh(hcsReport));
   try {
     const receipt = await chain.send('settle', (c) =>
       agreed ? c.settle(terms, evReport, hcsReport) : c.settleDisputed(terms, evReport, hcsReport),

@@ -4,7 +4,10 @@
  * first request, so an agent whose page nobody opens spends nothing on it.
  */
 import { connectRpc } from '../../contracts/rpc.js';
-import type { Agent } from '../core/runtime.js';
+import type { Chain } from '../core/chain.js';
+import type { AgentConfig } from '../core/config.js';
+import type { Logger } from '../core/log.js';
+import type { SessionRecord } from '../core/session.js';
 import { deviceState, PowerEstimator } from './device.js';
 import { ChainIndexer } from './indexer.js';
 import { createWebApp, type WebHandler } from './server.js';
@@ -16,7 +19,16 @@ export interface AgentWeb {
   close(): void;
 }
 
-export function agentWeb(agent: Agent): AgentWeb {
+/** What the page needs of a running agent (the runtime hands itself over). */
+export interface WebHost {
+  readonly cfg: AgentConfig;
+  readonly log: Logger;
+  readonly chain: Pick<Chain, 'deployment'>;
+  readonly sessions: ReadonlyMap<string, SessionRecord>;
+  status(): Record<string, unknown>;
+}
+
+export function agentWeb(agent: WebHost): AgentWeb {
   const power = new PowerEstimator();
   let app: Promise<ReturnType<typeof createWebApp>> | undefined;
   let closed = false;

@@ -8,6 +8,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { Contract, isAddress } from 'ethers';
 import { commentBytes10 } from '../../contracts/client.js';
+import { toHttpJson } from '../core/json.js';
 import type { DeviceState } from './device.js';
 import type { ChainIndexer } from './indexer.js';
 import {
@@ -65,7 +66,7 @@ function json(res: ServerResponse, status: number, body: unknown): void {
       'cache-control': 'no-store',
       ...SECURITY_HEADERS,
     })
-    .end(JSON.stringify(body, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)));
+    .end(toHttpJson(body));
 }
 
 function address(q: URLSearchParams, key: string, required = false): string | undefined {

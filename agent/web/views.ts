@@ -2,6 +2,7 @@
  * What the page shows, derived from the indexed events alone (pure functions, no I/O): the
  * stations, the sessions with each side's energy and the rating, and a member's statement.
  */
+import { big } from '../core/json.js';
 import { type RankedStation, rankStations, type Station } from '../core/stations.js';
 import type { SettlementInput } from './calldata.js';
 import type { IndexedEvent } from './indexer.js';
@@ -76,7 +77,6 @@ export interface Statement {
 }
 
 const str = (v: unknown) => String(v);
-const big = (v: unknown) => BigInt(v as bigint);
 /** min() for bigints (Math.min throws on them). */
 const smaller = (a: bigint, b: bigint) => (a < b ? a : b);
 

@@ -3,11 +3,9 @@
  * and a GPIO relay. See docs/CHARGERS.md.
  */
 import { readFileSync } from 'node:fs';
-import type { Meter } from '../types.js';
 import { GpioRelayCharger } from './gpio.js';
 import { ModbusCharger } from './modbus.js';
 import type { OcppOptions } from './ocpp.js';
-import { SimControlCharger } from './sim-control.js';
 import { type Charger, ChargerError, type ChargerConfig } from './types.js';
 
 export { GpioRelayCharger } from './gpio.js';
@@ -15,7 +13,6 @@ export { ModbusCharger } from './modbus.js';
 // The OCPP central system (ocpp-rpc, ws, its ajv) is loaded only by a station that has one:
 // import OcppCharger from './ocpp.js' directly, or go through createCharger.
 export { CHARGER_PROFILE_NAMES, CHARGER_PROFILES, resolveChargerProfile } from './profiles.js';
-export { SimControlCharger } from './sim-control.js';
 export * from './types.js';
 
 /** Mains voltage per phase, to turn a power into a current limit. */
@@ -42,10 +39,13 @@ export function ocppPassword(cfg: { passwordEnv?: string; passwordFile?: string 
   return undefined;
 }
 
-/** Builds the charger a config describes (not yet open); undefined for kind "none". */
+/**
+ * Builds the charger a config describes (not yet open); undefined for kind "none", and for
+ * "sim-control", which is the simulated meter's own switch (agent/core/metering.ts).
+ */
 export async function createCharger(
   cfg: ChargerConfig,
-  deps: { meter?: Meter; log?: OcppOptions['log']; readOnly?: boolean } = {},
+  deps: { log?: OcppOptions['log']; readOnly?: boolean } = {},
 ): Promise<Charger | undefined> {
   switch (cfg.kind) {
     case 'none':
@@ -78,8 +78,6 @@ export async function createCharger(
     case 'gpio':
       return new GpioRelayCharger({ chip: cfg.chip, line: cfg.line, activeLow: cfg.activeLow });
     case 'sim-control':
-      if (!deps.meter)
-        throw new ChargerError('config', 'charger sim-control needs a meter', 'configure "meter"');
-      return new SimControlCharger(deps.meter, PHASE_VOLTS * cfg.phases);
+      return undefined;
   }
 }

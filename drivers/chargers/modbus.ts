@@ -78,9 +78,9 @@ export class ModbusCharger implements Charger {
   async readFailsafe(): Promise<{ timeoutS: number; currentA: number } | undefined> {
     const fs = this.profile.failsafe;
     if (!fs) return undefined;
-    const [t] = await this.words('holding', fs.timeout.address, 1);
-    const [c] = await this.words('holding', fs.current.address, 1);
-    return { timeoutS: (t! * fs.timeout.unitMs) / 1000, currentA: c! * fs.current.unitA };
+    const t = await this.word('holding', fs.timeout.address);
+    const c = await this.word('holding', fs.current.address);
+    return { timeoutS: (t * fs.timeout.unitMs) / 1000, currentA: c * fs.current.unitA };
   }
 
   connected(): boolean {
@@ -102,6 +102,12 @@ export class ModbusCharger implements Charger {
 
   private write(address: number, value: number): Promise<unknown> {
     return this.exec((c) => c.writeRegister(address, value));
+  }
+
+  /** One register's raw value. */
+  private async word(kind: 'input' | 'holding', address: number): Promise<number> {
+    const [w = 0] = await this.words(kind, address, 1);
+    return w;
   }
 
   private async words(kind: 'input' | 'holding', address: number, count: number): Promise<number[]> {
@@ -145,19 +151,16 @@ export class ModbusCharger implements Charger {
   }
 
   private async enabledAndLimit(): Promise<{ enabled: boolean; limitA: number }> {
-    const [raw] = await this.words('holding', this.profile.current.address, 1);
-    const limitA = raw! * this.profile.current.unitA;
-    if (this.profile.enable.kind === 'current') return { enabled: limitA > 0, limitA };
-    const coils = await this.exec((c) =>
-      c.readCoils((this.profile.enable as { address: number }).address, 1),
-    );
+    const limitA = (await this.word('holding', this.profile.current.address)) * this.profile.current.unitA;
+    const enable = this.profile.enable;
+    if (enable.kind === 'current') return { enabled: limitA > 0, limitA };
+    const coils = await this.exec((c) => c.readCoils(enable.address, 1));
     return { enabled: coils.data[0] === true, limitA };
   }
 
   async state(): Promise<ChargerState> {
     const p = this.profile;
-    const [raw] = await this.words(p.status.register.kind, p.status.register.address, 1);
-    const key = statusKey(p, raw!);
+    const key = statusKey(p, await this.word(p.status.register.kind, p.status.register.address));
     const mapped = p.status.states[key];
     const { enabled, limitA } = await this.enabledAndLimit();
     let status = mapped?.status ?? 'fault';

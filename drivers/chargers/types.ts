@@ -56,7 +56,7 @@ export interface FailsafeInfo {
   detail: string;
 }
 
-export type ChargerKind = 'ocpp' | 'modbus' | 'gpio' | 'sim-control';
+export type ChargerKind = 'ocpp' | 'modbus' | 'gpio';
 
 export interface Charger {
   readonly kind: ChargerKind;
@@ -139,5 +139,5 @@ export type ChargerConfig =
       maxCurrentA: number;
       phases: 1 | 3;
     }
-  /** Simulation only: the simulated meter's control register (sim/meter). */
+  /** Simulation only: the simulated meter's control block (drivers/simcontrol.ts), switched by agent/core/metering.ts. */
   | { kind: 'sim-control'; maxCurrentA: number; phases: 1 | 3 };

@@ -82,8 +82,9 @@ export async function chargerActions(
     }
   };
   if (o.start) actions.start = await attempt(() => charger.enable(o.limitA ?? 6, sessionId), o.limitA ?? 6);
-  if (o.limitA !== undefined && !o.start)
-    actions.limit = await attempt(() => charger.setCurrent(o.limitA!), o.limitA);
+  const limitA = o.limitA;
+  if (limitA !== undefined && !o.start)
+    actions.limit = await attempt(() => charger.setCurrent(limitA), limitA);
   if (o.stop) actions.stop = await attempt(() => charger.disable());
   return actions;
 }
@@ -100,8 +101,11 @@ async function describe(charger: Charger, report: ChargerDiagReport): Promise<vo
   if (st.powerW !== undefined) report.powerW = st.powerW;
 }
 
-export async function diagOcpp(o: ChargerDiagOptions, io: DiagIo): Promise<ChargerDiagReport> {
-  const { host, port } = parseHostPort(o.ocppListen!, true);
+export async function diagOcpp(
+  o: ChargerDiagOptions & { ocppListen: string },
+  io: DiagIo,
+): Promise<ChargerDiagReport> {
+  const { host, port } = parseHostPort(o.ocppListen, true);
   const id = o.id ?? '*';
   const waitS = parseNumber(o.wait, 'wait', 60);
   const { OcppCharger } = await import('../chargers/ocpp.js');
@@ -170,15 +174,16 @@ export async function diagOcpp(o: ChargerDiagOptions, io: DiagIo): Promise<Charg
   return report;
 }
 
-export async function diagModbus(o: ChargerDiagOptions): Promise<ChargerDiagReport> {
-  const profile = resolveChargerProfile(o.profile!);
-  if (!o.port === !o.tcp)
+export async function diagModbus(o: ChargerDiagOptions & { profile: string }): Promise<ChargerDiagReport> {
+  const profile = resolveChargerProfile(o.profile);
+  const serialPort = o.port;
+  if (!serialPort === !o.tcp)
     throw new MeterError('config', 'say where the wallbox is', 'give --port /dev/ttyUSB0 or --tcp host:port');
   const transport = o.tcp
     ? { kind: 'tcp' as const, ...parseHostPort(o.tcp) }
     : {
         kind: 'rtu' as const,
-        port: o.port!,
+        port: serialPort ?? '',
         baudRate: parseNumber(o.baud, 'baud', profile.factoryLine?.baudRate ?? 9600),
         parity: o.parity ? parseParity(o.parity) : (profile.factoryLine?.parity ?? 'none'),
       };
@@ -265,13 +270,16 @@ export function registerDiagCharger(diag: Command, io: DiagIo): void {
     .option('--json', 'one JSON document (docs/CHARGERS.md)')
     .action(async (o: ChargerDiagOptions) => {
       try {
-        if (!o.ocppListen === !o.profile)
+        const { ocppListen, profile } = o;
+        let report: ChargerDiagReport;
+        if (ocppListen && !profile) report = await diagOcpp({ ...o, ocppListen }, io);
+        else if (profile && !ocppListen) report = await diagModbus({ ...o, profile });
+        else
           throw new MeterError(
             'config',
             'say which wallbox',
             'give --ocpp-listen HOST:PORT, or --profile NAME with --port or --tcp',
           );
-        const report = o.ocppListen ? await diagOcpp(o, io) : await diagModbus(o);
         if (o.json) io.out(JSON.stringify(report));
         else {
           print(report, io);

@@ -65,15 +65,17 @@ export function parseAddress(text: string): number {
 export function transportFrom(o: LineOptions, baudOverride?: number, parityOverride?: Parity): Transport {
   if (!o.port === !o.tcp)
     throw usage('say where the meter is', 'give --port /dev/ttyUSB0 or --tcp host:port');
+  const serialPort = o.port;
   if (o.tcp) {
     const { host, port } = parseHostPort(o.tcp);
     return { kind: o.rtuOverTcp ? 'rtu-over-tcp' : 'tcp', host, port };
   }
+  if (!serialPort) throw usage('say where the meter is', 'give --port /dev/ttyUSB0 or --tcp host:port');
   const stopBits = parseNumber(o.stopBits, 'stop bits', 1);
   if (stopBits !== 1 && stopBits !== 2) throw usage('stop bits must be 1 or 2', 'e.g. --stop-bits 1');
   return {
     kind: 'rtu',
-    port: o.port!,
+    port: serialPort,
     baudRate: baudOverride ?? parseNumber(o.baud, 'baud', 9600),
     parity: parityOverride ?? parseParity(o.parity),
     stopBits,
