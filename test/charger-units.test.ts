@@ -10,6 +10,7 @@ import { Command } from 'commander';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '../agent/core/config.js';
 import { checkCharger } from '../agent/ops/doctor.js';
+import { formatStatus } from '../agent/ops/status.js';
 import { currentForKw } from '../drivers/chargers/index.js';
 import {
   GpioRelayCharger,
@@ -356,5 +357,38 @@ describe('p2pev doctor: the charger', () => {
   it('an HCS with no charger gets a warning', async () => {
     const checks = await checkCharger(cfgFor({ kind: 'none' }), undefined);
     expect(checks[0]).toMatchObject({ name: 'charger', status: 'warn' });
+  });
+});
+
+describe('p2pev status: the charger line', () => {
+  const base = {
+    name: 'garage',
+    role: 'hcs',
+    address: '0xabc',
+    uptimeS: 60,
+    broker: { url: 'mqtt://x', connected: true },
+    chain: { rpcUrl: 'http://x', reachable: true, contract: '0xc', chainId: 1 },
+    sessions: [],
+  };
+  it('shows kind, state and failsafe; says when it is not connected or has no failsafe', () => {
+    expect(
+      formatStatus({
+        ...base,
+        charger: {
+          kind: 'ocpp',
+          connected: true,
+          status: 'charging',
+          raw: 'Charging/NoError',
+          failsafe: { configured: true, worstCaseS: 60 },
+        },
+      }),
+    ).toContain('charger  ocpp: charging (Charging/NoError), failsafe 60 s');
+    expect(
+      formatStatus({
+        ...base,
+        charger: { kind: 'modbus', connected: false, failsafe: { configured: false } },
+      }),
+    ).toContain('charger  modbus: NOT CONNECTED, NO FAILSAFE');
+    expect(formatStatus({ ...base, charger: { kind: 'none' } })).not.toContain('charger');
   });
 });
