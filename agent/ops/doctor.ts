@@ -246,6 +246,8 @@ export async function checkCharger(
           )
         : skip('charger', 'this device has no charger'),
     ];
+  if (c.kind === 'sim-control')
+    return [skip('charger', "simulation: the simulated meter's own switch (drivers/simcontrol.ts)")];
   const urlHint =
     c.kind === 'ocpp'
       ? `set the wallbox's OCPP backend URL to ws://<this device>:${c.port}/${c.chargePointId} (p2pev diag charger --ocpp-listen 0.0.0.0:${c.port} --id ${c.chargePointId} shows what it sends)`
