@@ -43,6 +43,8 @@ interface Journaled {
 
 /** How long (ms) a charger may report "unplugged" after switch-on before that counts as a plug-out. */
 const PLUG_GRACE_MS = 60_000;
+/** Pause between attempts to switch a resumed session's charger on again. */
+const RETRY_ON_MS = 5_000;
 
 /** The terms' power (kW) of a session, or the station's. */
 const kwOf = (ctx: MeteredContext, s: SessionRecord) => s.kw ?? ctx.cfg.hcs?.powerKw ?? 11;
@@ -83,6 +85,8 @@ class DriverPort implements ChargerPort {
   /** Per session: whether the charger has reported itself switched on for it. */
   private enabledSeen = new Map<string, boolean>();
   private switchedOnAt = 0;
+  /** A switch-on after restart that failed (the wallbox not back yet): retried from watch. */
+  private retryOn?: { id: string; at: number };
 
   constructor(
     private readonly agent: MeteredContext,
@@ -106,12 +110,13 @@ class DriverPort implements ChargerPort {
     const was = this.agent.journal.get<Journaled>('charger');
     if (charging) {
       this.agent.log.info({ id: charging.id, was }, 'charger: resuming the session still charging');
-      await this.switchOn(charging).catch((err) =>
-        this.agent.log.error(
+      await this.switchOn(charging).catch((err) => {
+        this.retryOn = { id: charging.id, at: Date.now() };
+        this.agent.log.warn(
           { id: charging.id, err: (err as Error).message },
-          'charger: switch-on after restart failed',
-        ),
-      );
+          'charger: switch-on after restart failed; retrying when it answers',
+        );
+      });
       return;
     }
     if (was?.on)
@@ -150,6 +155,7 @@ class DriverPort implements ChargerPort {
     if (await this.off()) this.agent.log.info({ id: s.id, why }, 'charger off');
     this.plugged.delete(s.id);
     this.enabledSeen.delete(s.id);
+    this.retryOn = undefined;
   }
 
   async watch(s: SessionRecord | undefined): Promise<ChargerEnd | undefined> {
@@ -166,6 +172,12 @@ class DriverPort implements ChargerPort {
       return undefined;
     }
     if (!s) return undefined;
+    if (this.retryOn?.id === s.id && Date.now() - this.retryOn.at > RETRY_ON_MS) {
+      this.retryOn = undefined;
+      await this.switchOn(s).catch(() => {
+        this.retryOn = { id: s.id, at: Date.now() };
+      });
+    }
     if (st.status === 'fault') return 'fault';
     if (st.status !== 'unplugged') {
       this.plugged.set(s.id, true);
