@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '../agent/core/config.js';
 import { checkCharger } from '../agent/ops/doctor.js';
 import { formatStatus } from '../agent/ops/status.js';
-import { currentForKw } from '../drivers/chargers/index.js';
+import { createCharger, currentForKw, ocppPassword } from '../drivers/chargers/index.js';
 import {
   GpioRelayCharger,
   gpiogetArgs,
@@ -203,6 +203,23 @@ async function diag(...args: string[]) {
   await program.parseAsync(['node', 'p2pev', 'diag', 'charger', ...args]);
   return io;
 }
+
+describe('the OCPP basic-auth password (security profile 1)', () => {
+  it('comes from an env variable or a file, never the config; a missing variable says what to do', async () => {
+    process.env.P2PEV_TEST_OCPP_PW = 'from-env';
+    try {
+      expect(ocppPassword({ passwordEnv: 'P2PEV_TEST_OCPP_PW' })).toBe('from-env');
+    } finally {
+      delete process.env.P2PEV_TEST_OCPP_PW;
+    }
+    expect(() => ocppPassword({ passwordEnv: 'P2PEV_TEST_OCPP_PW' })).toThrow(
+      /P2PEV_TEST_OCPP_PW, which is not set: set it in the service environment \(or use passwordFile\)/,
+    );
+    expect(ocppPassword({})).toBeUndefined();
+    expect(await createCharger({ kind: 'none' })).toBeUndefined();
+    expect(await createCharger({ kind: 'sim-control', maxCurrentA: 16, phases: 3 })).toBeUndefined();
+  });
+});
 
 describe('p2pev diag charger', () => {
   it('Modbus: the JSON document, and start/limit/stop with their results', async () => {
