@@ -4,6 +4,7 @@
  * every member funded, registered and verified by the operator. The sim (`p2pev sim`) and the
  * agent tests both build on it; the agents themselves are the real `p2pev run` (or Agent.start).
  */
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { keccak256, NonceManager, parseEther, toUtf8Bytes, Wallet } from 'ethers';
@@ -214,9 +215,13 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
   ): Promise<Record<string, unknown>> {
     if (kind === 'ocpp') {
       const port = await freePort();
+      // Security profile 1: the wallbox sends a password the agent reads from a file.
+      const password = randomBytes(12).toString('base64url');
+      writeFileSync(join(d.dataDir, 'ocpp.password'), `${password}\n`, { mode: 0o600 });
       d.chargePoint = new SimOcppChargePoint({
         url: `ws://127.0.0.1:${port}`,
         identity: d.name,
+        password,
         meter: d.meter!.model,
         signed: true,
         meterIntervalMs: 1000,
@@ -225,7 +230,14 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
       // It keeps trying until the agent's central system is up, as a real wallbox does.
       void d.chargePoint.start().catch(() => {});
       closers.push(() => d.chargePoint!.close());
-      return { kind: 'ocpp', host: '127.0.0.1', port, chargePointId: d.name, leaseS: 30 };
+      return {
+        kind: 'ocpp',
+        host: '127.0.0.1',
+        port,
+        chargePointId: d.name,
+        passwordFile: 'ocpp.password',
+        leaseS: 30,
+      };
     }
     if (kind === 'modbus') {
       const rtu = opts.meters === 'rtu';
