@@ -80,6 +80,7 @@ class MeterSwitchPort implements ChargerPort {
 class DriverPort implements ChargerPort {
   private last?: ChargerState;
   private lastError?: string;
+  private keepAliveError?: string;
   /** Per session: whether the charger has seen the car (so "unplugged" means a plug-out). */
   private plugged = new Map<string, boolean>();
   /** Per session: whether the charger has reported itself switched on for it. */
@@ -160,8 +161,19 @@ class DriverPort implements ChargerPort {
 
   async watch(s: SessionRecord | undefined): Promise<ChargerEnd | undefined> {
     let st: ChargerState;
+    // The failsafe's feed failing (a wallbox refusing a profile renewal) must not blind the watch.
+    await this.charger.keepAlive().then(
+      () => {
+        this.keepAliveError = undefined;
+      },
+      (err) => {
+        const message = `failsafe renewal failed: ${(err as Error).message}`;
+        if (message !== this.keepAliveError)
+          this.agent.log.warn({ err: message }, 'charger failsafe not renewed');
+        this.keepAliveError = message;
+      },
+    );
     try {
-      await this.charger.keepAlive();
       st = await this.charger.state();
       this.last = st;
       this.lastError = undefined;

@@ -489,8 +489,9 @@ export class OcppCharger extends EventEmitter implements Charger {
     if (this.permitted === undefined || this.limitA === undefined) return;
     if (Date.now() - this.leaseRenewedAt < (this.leaseS * 1000) / 3) return;
     if (!this.activeTransaction()) return;
-    await this.setCurrent(this.limitA);
+    // Throttled whether or not it succeeds: a wallbox refusing the renewal is not asked every tick.
     this.leaseRenewedAt = Date.now();
+    await this.setCurrent(this.limitA);
   }
 
   /** ChangeAvailability of our connector. */
