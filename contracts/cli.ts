@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { getAddress, Wallet } from 'ethers';
-import { SettlementClient } from './client.js';
+import { parseEntryResults, SettlementClient } from './client.js';
 import { DEFAULT_PARAMS, type Deployment, deploySettlement, readDeployment } from './deploy.js';
 import { connectRpc } from './rpc.js';
 
@@ -22,6 +22,8 @@ export interface DeployCliOptions {
   absToleranceWh: string;
   relToleranceBps: string;
   admin?: string;
+  operator?: string;
+  adminDelay?: string;
   json?: boolean;
 }
 
@@ -71,6 +73,8 @@ export async function runDeploy(opts: DeployCliOptions): Promise<string> {
     absToleranceWh: positiveInteger(opts.absToleranceWh, '--abs-tolerance-wh'),
     relToleranceBps: positiveInteger(opts.relToleranceBps, '--rel-tolerance-bps'),
     ...(opts.admin ? { admin: checkedAddress(opts.admin, '--admin') } : {}),
+    ...(opts.operator ? { operator: checkedAddress(opts.operator, '--operator') } : {}),
+    ...(opts.adminDelay ? { adminDelaySec: positiveInteger(opts.adminDelay, '--admin-delay') } : {}),
   };
   const key = await deployerKey(opts);
   const d = await deploySettlement({ rpcUrl: opts.rpc, signer: key, params, out: opts.out });
@@ -80,7 +84,7 @@ export async function runDeploy(opts: DeployCliOptions): Promise<string> {
   }
   return (
     `deployed Settlement at ${d.address} on chain ${d.chainId} (block ${d.block}, tx ${d.txHash}); ` +
-    `admin ${d.params.admin}; wrote ${opts.out}`
+    `admin ${d.params.admin}, operator ${d.params.operator}; wrote ${opts.out}`
   );
 }
 
@@ -103,7 +107,14 @@ export interface ChainStatus {
   codeBytes: number;
   params?: { settlementWindowSec: string; absToleranceWh: string; relToleranceBps: string };
   members?: { evs: number; hcss: number };
-  sessions?: { settled: number; disputed: number; expired: number; rated: number; skipped: number };
+  sessions?: {
+    reserved: number;
+    settled: number;
+    disputed: number;
+    released: number;
+    rated: number;
+    skipped: number;
+  };
   problems: string[];
 }
 
@@ -148,10 +159,9 @@ export async function chainStatus(opts: StatusCliOptions): Promise<ChainStatus> 
       absToleranceWh: String(abs),
       relToleranceBps: String(rel),
     };
-    const counts = { settled: 0, disputed: 0, expired: 0, rated: 0, skipped: 0 };
-    const topics = ['Settled', 'SettledDisputed', 'SessionExpired', 'Rated', 'SettlementSkipped'].map(
-      (name) => c.interface.getEvent(name)?.topicHash ?? name,
-    );
+    const counts = { reserved: 0, settled: 0, disputed: 0, released: 0, rated: 0, skipped: 0 };
+    const names = ['SessionsReserved', 'SessionsSettled', 'Disputed', 'SessionReleased', 'Rated'];
+    const topics = names.map((name) => c.interface.getEvent(name)?.topicHash ?? name);
     for (let from = d.block; from <= latestBlock; from += LOG_CHUNK_BLOCKS) {
       const to = Math.min(latestBlock, from + LOG_CHUNK_BLOCKS - 1);
       const logs = await provider.getLogs({
@@ -161,14 +171,17 @@ export async function chainStatus(opts: StatusCliOptions): Promise<ChainStatus> 
         topics: [topics],
       });
       for (const log of logs) {
-        const i = topics.indexOf(log.topics[0] ?? '');
-        if (i === 0) counts.settled++;
-        else if (i === 1) {
-          counts.settled++;
-          counts.disputed++;
-        } else if (i === 2) counts.expired++;
-        else if (i === 3) counts.rated++;
-        else if (i === 4) counts.skipped++;
+        const name = names[topics.indexOf(log.topics[0] ?? '')];
+        const parsed = c.interface.parseLog(log);
+        if (parsed && (name === 'SessionsReserved' || name === 'SessionsSettled')) {
+          const results = parseEntryResults(c.interface, parsed.args.results, name === 'SessionsSettled');
+          const ok = results.filter((r) => r.reason === '').length;
+          if (name === 'SessionsReserved') counts.reserved += ok;
+          else counts.settled += ok;
+          counts.skipped += results.length - ok;
+        } else if (name === 'Disputed') counts.disputed++;
+        else if (name === 'SessionReleased') counts.released++;
+        else if (name === 'Rated') counts.rated++;
       }
     }
     status.sessions = counts;
@@ -194,8 +207,8 @@ export function formatStatus(s: ChainStatus): string {
   if (s.sessions) {
     const x = s.sessions;
     lines.push(
-      `sessions    ${x.settled} settled (${x.disputed} disputed), ${x.expired} expired, ${x.rated} rated, ` +
-        `${x.skipped} batch entries skipped`,
+      `sessions    ${x.reserved} reserved, ${x.settled} settled (${x.disputed} disputed), ` +
+        `${x.released} released unsettled, ${x.rated} rated, ${x.skipped} entries refused`,
     );
   }
   for (const p of s.problems) lines.push(`problem     ${p}`);
@@ -230,7 +243,15 @@ export function registerChainCommands(program: Command): void {
       'relative reconciliation tolerance',
       String(DEFAULT_PARAMS.relToleranceBps),
     )
-    .option('--admin <address>', 'admin and first operator (default: the deployer)')
+    .option(
+      '--admin <address>',
+      'admin: grants operators, handed over only after a delay (default: the deployer)',
+    )
+    .option(
+      '--operator <address>',
+      'first operator: verifies, suspends, revokes members (default: the admin)',
+    )
+    .option('--admin-delay <seconds>', 'how long an admin transfer waits (default 259200, 3 days)')
     .option('--json', 'print the deployment (without its ABI) as one JSON line')
     .action(async (opts: DeployCliOptions) => {
       process.stdout.write(`${await runDeploy(opts)}\n`);

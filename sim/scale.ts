@@ -218,13 +218,10 @@ async function measureRun(r: {
   const lastDone = Math.max(...settledResults.map((r) => r.settledAt ?? r.doneAt ?? 0));
   const seconds = (lastDone - started) / 1000;
   const client = edge.chain.client;
-  const events = [
-    ...(await client.events('Settled', edge.chain.deployment.block)),
-    ...(await client.events('SettledDisputed', edge.chain.deployment.block)),
-  ];
+  const events = await client.settledSessions(edge.chain.deployment.block);
   const perTxid = new Map<string, number>();
-  for (const e of events) perTxid.set(e.args.txid, (perTxid.get(e.args.txid) ?? 0) + 1);
-  const txHashes = [...new Set(events.map((e) => e.log.transactionHash))];
+  for (const e of events) perTxid.set(e.txid, (perTxid.get(e.txid) ?? 0) + 1);
+  const txHashes = [...new Set(events.map((e) => e.txHash))];
   let gas = 0n;
   for (const h of txHashes) gas += (await edge.chain.rpc.getTransactionReceipt(h))!.gasUsed;
   const perWorker = await Promise.all(

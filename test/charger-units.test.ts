@@ -20,7 +20,6 @@ import {
   type ProcessRunner,
 } from '../drivers/chargers/gpio.js';
 import { type DiagIo, registerDiagCommands } from '../drivers/cli.js';
-import { stopChargingAt } from '../agent/roles/hcs.js';
 import { startSimWallbox } from '../sim/charger/modbus.js';
 import { SimOcppChargePoint } from '../sim/charger/ocpp.js';
 import { freePort } from '../sim/chain.js';
@@ -171,13 +170,10 @@ describe('charger config', () => {
     ).toThrow(/\/charger\/profile: must be one of/);
   });
 
-  it('the terms power as a current per phase, never above it; the charge stops before settleBy', () => {
+  it('the terms power as a current per phase, never above it', () => {
     expect(currentForKw(11, 3)).toBe(15.9);
     expect(currentForKw(7.4, 1)).toBe(32.1);
     expect(currentForKw(22, 3) * 230 * 3).toBeLessThanOrEqual(22_000);
-    expect(stopChargingAt(10_000, 3600)).toBe((10_000 - 300) * 1000);
-    expect(stopChargingAt(10_000, 600)).toBe((10_000 - 60) * 1000);
-    expect(stopChargingAt(10_000, 5)).toBe((10_000 - 1) * 1000);
   });
 });
 

@@ -87,7 +87,7 @@ describe('p2pev chain', () => {
     expect(text.out).toContain(`Settlement ${printed.address} (chain 31337`);
     expect(text.out).toMatch(/code present \(\d+ bytes\)/);
     expect(text.out).toContain('members     0 EV, 0 HCS');
-    expect(text.out).toContain('sessions    0 settled (0 disputed)');
+    expect(text.out).toContain('sessions    0 reserved, 0 settled (0 disputed)');
 
     const json = JSON.parse((await run('chain', 'status', '--deployment', file, '--json')).out);
     expect(json).toMatchObject({ nodeChainId: 31337, problems: [], members: { evs: 0, hcss: 0 } });

@@ -140,6 +140,7 @@ describe('operating a charge point', () => {
       'chain',
       'contract',
       'registration',
+      'window',
       'disk',
     ])
       expect(byName[name]?.status, name).toBe('ok');
@@ -157,12 +158,17 @@ describe('operating a charge point', () => {
     cfg.mqtt = { url: `mqtt://127.0.0.1:${closed}` };
     cfg.control = { port: closed };
     delete cfg.homeassistant;
+    // A window longer than the contract's notice: every reservation would be refused.
+    cfg.hcs = { ...cfg.hcs, settlementWindowS: 200_000 };
     writeFileSync(join(dir, 'agent.config.json'), JSON.stringify(cfg));
     const bad = await cli(['doctor', '--config', join(dir, 'agent.config.json'), '--timeout', '2000'], env);
     expect(bad.code).toBe(1);
     expect(bad.stdout).toMatch(/\[FAIL\] keystore .*mode 644/);
     expect(bad.stdout).toContain(`fix: chmod 600 ${join(dir, 'key.json')}`);
     expect(bad.stdout).toContain(`[FAIL] broker            mqtt://127.0.0.1:${closed}: connect ECONNREFUSED`);
+    expect(bad.stdout).toMatch(
+      /\[FAIL\] window +hcs.settlementWindowS 200000 s is longer than the contract's 86400 s/,
+    );
     expect(bad.stdout).toMatch(/\[warn\] agent +no agent answers on [^\n]*\n +fix: systemctl start p2pev/);
     // With no agent running, the doctor reads the meter itself.
     expect(bad.stdout).toMatch(/\[ ok \] meter +sdm630/);

@@ -37,7 +37,9 @@ export interface AgentConfig {
     longitude: number;
     serviceHours: string;
     settlementWindowS: number;
+    settleMarginS: number;
   };
+  receipts: { wh: number; intervalMs: number; graceMs: number };
   ev?: {
     latitude?: number;
     longitude?: number;
@@ -67,7 +69,7 @@ const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
 const validate = ajv.compile<AgentConfig>(schema);
 
 /** Objects whose defaults apply even when the whole section is left out. */
-const SECTIONS_WITH_DEFAULTS = ['edge', 'timeouts', 'control', 'metrics', 'log'] as const;
+const SECTIONS_WITH_DEFAULTS = ['edge', 'timeouts', 'receipts', 'control', 'metrics', 'log'] as const;
 
 function describe(e: ErrorObject): string {
   const at = e.instancePath || '/';

@@ -28,6 +28,12 @@ export class Metering {
   consecutiveErrors = 0;
   /** Added to the register so readings stay continuous across resets and swaps (see above). */
   private offsetWh = 0;
+  /**
+   * Discontinuities seen since start (a reset, a swap, or a jump the plausibility check would not
+   * believe): a charge that began in another epoch ends there as a meter fault (issue 12), billed
+   * up to the last plausible reading.
+   */
+  epoch = 0;
 
   private constructor(
     readonly meter: Meter,
@@ -74,6 +80,7 @@ export class Metering {
 
   /** A new epoch: it continues from the last reading of the old one. */
   private discontinuity(d: Discontinuity, what: string): void {
+    this.epoch++;
     this.offsetWh += Math.floor(d.previousWh) - Math.floor(d.currentWh);
     // Journaled: after a restart the readings must stay on the same scale as the open session's.
     this.store?.put(OFFSET_KEY, this.offsetWh);

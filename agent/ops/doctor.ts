@@ -6,6 +6,7 @@
  * The meter is a special case: an RS-485 line has one master, so while the agent runs the doctor
  * does not open the port itself but reads the agent's latest telemetry from its control port.
  */
+import { windowCheck } from '../roles/hcs.js';
 import { execFile } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync, statfsSync, statSync } from 'node:fs';
 import { formatEther, isKeystoreJson } from 'ethers';
@@ -399,6 +400,20 @@ async function checkChain(cfg: AgentConfig, address: string | undefined): Promis
       return checks;
     }
     checks.push(ok('contract', `settlement contract at ${deployment.address}`));
+    if (cfg.role === 'hcs' && cfg.hcs) {
+      // The configured window against the contract's (and the power registered, once known).
+      const c = SettlementClient.fromDeployment(deployment, provider);
+      const window = Number(await c.settlementWindow());
+      const powerW = address ? (await c.hcsProfile(address)).powerW : 0;
+      const w = windowCheck(cfg.hcs, window, powerW || undefined);
+      checks.push(
+        w.level === 'ok'
+          ? ok('window', w.detail)
+          : w.level === 'warn'
+            ? warn('window', w.detail, w.fix ?? '')
+            : fail('window', w.detail, w.fix ?? ''),
+      );
+    }
     if (!address) {
       checks.push(skip('registration', 'the keystore could not be opened, so the address is unknown'));
       return checks;
