@@ -18,6 +18,7 @@ import { startSimWallbox, type SimWallbox } from './charger/modbus.js';
 import { SimOcppChargePoint } from './charger/ocpp.js';
 import type { SimOutlet } from './charger/outlet.js';
 import { type SimMeter, startSimMeter } from './meter.js';
+import type { SimMeterModel } from './meter/model.js';
 import { openPtyPair, type PtyPair } from './pty.js';
 
 export const SIM_PASSWORD = 'sim-only-password';
@@ -357,32 +358,39 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
  * station that stops, or dies, stops the EV's energy too, as a real charge point would; and an EV
  * that stops is a plug-out the station's charger sees.
  */
+/** Share of the station's energy that reaches the car (the EV agent asks for its kW × this, agent/roles/ev.ts). */
+const CABLE_EFFICIENCY = 0.99;
+
 export function cables(devices: Device[]): void {
   const stations = new Map(devices.filter((d) => d.role === 'hcs' && d.meter).map((d) => [d.address, d]));
-  const wanted = new Set<string>();
+  // The car plugged into each station and switched on (it takes current).
+  const carAt = new Map<string, SimMeterModel>();
   for (const ev of devices) {
     if (ev.role !== 'ev' || !ev.meter) continue;
     const m = ev.meter.model;
-    if (m.switchedOn && stations.has(m.pluggedTo)) wanted.add(m.pluggedTo);
+    if (m.switchedOn && stations.has(m.pluggedTo)) carAt.set(m.pluggedTo, m);
   }
-  const offering = new Map<string, number>();
+  const flowing = new Map<string, { kw: number; limited: boolean }>();
   for (const [address, d] of stations) {
     const m = d.meter!.model;
+    const car = carAt.get(address);
     let kw: number;
     if (d.outlet) {
-      d.outlet.evPlugged = wanted.has(address);
-      kw = d.outlet.offeringKw;
-    } else kw = m.switchedOn ? m.chargeKwSetting : 0;
-    const flows = wanted.has(address) && kw > 0;
-    offering.set(address, flows ? kw : 0);
-    if (flows && (!m.charging || Math.abs(m.chargeKwSetting - kw) > 0.05)) m.startCharging(kw);
-    else if (!flows && m.charging) m.stopCharging();
+      d.outlet.evPlugged = car !== undefined;
+      // What flows is the lower of what the charger offers and what the car takes (plus the cable's loss).
+      kw = car ? Math.min(d.outlet.offeringKw, car.chargeKwSetting / CABLE_EFFICIENCY) : 0;
+    } else kw = m.switchedOn && car ? m.chargeKwSetting : 0;
+    flowing.set(address, { kw, limited: d.outlet !== undefined });
+    if (kw > 0 && (!m.charging || Math.abs(m.chargeKwSetting - kw) > 0.05)) m.startCharging(kw);
+    else if (kw <= 0 && m.charging) m.stopCharging();
   }
   for (const ev of devices) {
     if (ev.role !== 'ev' || !ev.meter) continue;
     const m = ev.meter.model;
-    const flows = m.switchedOn && (offering.get(m.pluggedTo) ?? 0) > 0;
-    if (flows && !m.charging) m.startCharging(m.chargeKwSetting);
+    const at = flowing.get(m.pluggedTo);
+    const flows = m.switchedOn && at !== undefined && at.kw > 0;
+    const kw = at?.limited ? Math.min(m.chargeKwSetting, at.kw * CABLE_EFFICIENCY) : m.chargeKwSetting;
+    if (flows && (!m.charging || Math.abs(m.chargeKwSetting - kw) > 0.05)) m.startCharging(kw);
     else if (!flows && m.charging) m.stopCharging();
   }
 }

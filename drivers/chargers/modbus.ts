@@ -193,7 +193,8 @@ export class ModbusCharger implements Charger {
 
   async setCurrent(currentA: number): Promise<void> {
     const a = this.clamp(currentA);
-    await this.write(this.profile.current.address, Math.round(a / this.profile.current.unitA));
+    // Rounded down to the wallbox's step: never more current than the terms allow.
+    await this.write(this.profile.current.address, Math.floor(a / this.profile.current.unitA + 1e-9));
   }
 
   async enable(currentA: number, _sessionId: string): Promise<void> {
