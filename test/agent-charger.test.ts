@@ -34,10 +34,8 @@ function chargerWorld(kind: 'ocpp' | 'modbus', modbusProfile?: string) {
     const { id } = await control<{ id: string }>(ev, 'charge', { targetWh, rating: 4, comment: kind });
     return id;
   };
-  const settled = async (txid: string) => {
-    const c = world.operator.contract;
-    return c.queryFilter(c.filters.Settled!(txid), world.deployment.block);
-  };
+  /** The session's settlement entries on chain (one, once settled). */
+  const settled = (txid: string) => world.operator.settledSessions(world.deployment.block, txid);
   const evDone = (id: string, timeoutMs = 90_000) =>
     waitFor(
       'the EV session to end',
@@ -99,11 +97,12 @@ async function paidSession(w: ReturnType<typeof chargerWorld>) {
   const id = await w.charge(2500);
   const s = await w.evDone(id);
   expect(s.state).toBe('done');
-  const [event] = await w.settled(s.txid!);
-  expect(event).toBeDefined();
-  const args = (event as unknown as { args: { energyWh: bigint; amountWei: bigint } }).args;
-  expect(args.energyWh).toBeGreaterThanOrEqual(2500n);
-  expect(args.amountWei).toBe(billWei(args.energyWh, PRICE));
+  const entries = await w.settled(s.txid!);
+  expect(entries).toHaveLength(1);
+  const bill = entries[0]!;
+  expect(bill.billedWh).toBeGreaterThanOrEqual(2500n);
+  expect(bill.amountWei).toBe(billWei(bill.billedWh, PRICE));
+  expect(bill.disputed).toBe(false);
   return { id, txid: s.txid!, hcs: await w.hcsOf(s.txid!) };
 }
 
@@ -169,7 +168,7 @@ describe('HCS behind a simulated OCPP 1.6J wallbox', () => {
       expect(hcs.endStatus).toBe(END.stoppedByHcs);
       expect(hcs.endWh! - hcs.startWh!).toBe(0);
       const events = await w.settled(s.txid!);
-      for (const e of events) expect((e as unknown as { args: { energyWh: bigint } }).args.energyWh).toBe(0n);
+      for (const e of events) expect(e.billedWh).toBe(0n);
     } finally {
       cp().rejectRemoteStart = false;
     }

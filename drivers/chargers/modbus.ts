@@ -186,7 +186,7 @@ export class ModbusCharger implements Charger {
       throw new ChargerError(
         'rejected',
         `${currentA} A is below the ${c.minA} A a ${p(this.profile)} accepts`,
-        'IEC 61851-1 needs at least 6 A; raise the station power (hcs.powerKw)',
+        'IEC 61851-1 needs at least 6 A per phase: raise hcs.powerKw, or set charger.phases to 1 for a single-phase station',
       );
     return Math.min(currentA, max);
   }

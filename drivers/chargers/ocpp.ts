@@ -425,7 +425,7 @@ export class OcppCharger extends EventEmitter implements Charger {
       throw new ChargerError(
         'rejected',
         `${currentA} A is below 6 A`,
-        'IEC 61851-1 needs at least 6 A; raise hcs.powerKw',
+        'IEC 61851-1 needs at least 6 A per phase: raise hcs.powerKw, or set charger.phases to 1 for a single-phase station',
       );
     return Math.min(currentA, this.opts.maxCurrentA ?? 32);
   }
