@@ -42,6 +42,7 @@ export const STATIONS: StationSpec[] = [
     priceWeiPerKWh: parseEther('0.0003'),
     powerKw: 11,
     profile: 'sdm630',
+    charger: 'ocpp',
   },
   {
     name: 'HCS2',
@@ -50,6 +51,7 @@ export const STATIONS: StationSpec[] = [
     priceWeiPerKWh: parseEther('0.00025'),
     powerKw: 7.4,
     profile: 'abb-b23',
+    charger: 'modbus',
   },
 ];
 export const EVS: EvSpec[] = [
