@@ -37,7 +37,7 @@ function positiveInteger(value: string, flag: string): bigint {
 }
 
 /** The deployer key: --key, else $P2PEV_DEPLOYER_KEY, else an encrypted keystore. */
-async function deployerKey(opts: DeployCliOptions): Promise<string> {
+async function deployerKey(opts: Pick<DeployCliOptions, 'key' | 'keystore'>): Promise<string> {
   if (opts.key && opts.keystore) throw new Error('give --key or --keystore, not both');
   const key = opts.key ?? (opts.keystore ? undefined : process.env.P2PEV_DEPLOYER_KEY);
   if (key) {
@@ -270,7 +270,7 @@ export function registerChainCommands(program: Command): void {
           const deployment = readDeployment(opts.deployment);
           const rpc = opts.rpc ?? deployment.rpcUrl;
           if (!rpc) throw new Error(`${opts.deployment} names no RPC URL: give --rpc`);
-          const key = await deployerKey({ ...opts, rpc } as unknown as DeployCliOptions);
+          const key = await deployerKey(opts);
           const { provider } = await connectRpc(rpc);
           try {
             const client = SettlementClient.fromDeployment(deployment, new Wallet(key, provider));
