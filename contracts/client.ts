@@ -16,14 +16,19 @@ import type {
 } from 'abitype';
 import {
   type BytesLike,
+  concat,
   Contract,
   type ContractRunner,
   type ContractTransactionResponse,
   encodeBytes32String,
+  getBytes,
+  hexlify,
   type Interface,
   type InterfaceAbi,
   type Log,
   type TransactionReceipt,
+  toBeHex,
+  zeroPadValue,
 } from 'ethers';
 import type { Terms } from '../protocol/terms.js';
 import type { Deployment } from './deploy.js';
@@ -86,6 +91,18 @@ export const MemberRole = SOLIDITY_ENUMS.Role;
 export const MemberStatus = SOLIDITY_ENUMS.Status;
 /** A session's state on chain (Solidity `SessionState`, generated); not the agent's local session state. */
 export const ChainSessionState = SOLIDITY_ENUMS.SessionState;
+/** The same, under the name the contract tests use. */
+export const SessionState = ChainSessionState;
+
+/** True for the states in which a session's bill is on chain (or its ring slot moved past it). */
+export function isSettledState(state: number): boolean {
+  return (
+    state === ChainSessionState.Settled ||
+    state === ChainSessionState.Rated ||
+    state === ChainSessionState.SettledFree ||
+    state === ChainSessionState.Superseded
+  );
+}
 export type MemberRoleValue = (typeof MemberRole)[keyof typeof MemberRole];
 
 export interface HcsRegistration {
@@ -99,18 +116,37 @@ export interface HcsRegistration {
 
 export interface SettlementEntry {
   terms: SettlementTerms;
+  /** The EV's highest signed receipt or report (envelope). */
   evReport: BytesLike;
+  /** The HCS's signed chargeProvided (envelope). */
   hcsReport: BytesLike;
+}
+
+export interface ReservationEntry {
+  terms: SettlementTerms;
+  /** The EV's signed consent: its first chargeReceived for the session (0 Wh, interim). */
+  evConsent: BytesLike;
+}
+
+/** One entry's outcome, from the call's SessionsSettled / SessionsReserved event. */
+export interface EntryResult {
+  txid: string;
+  /** '' when it went through, else the name of the custom error. */
+  reason: string;
+  billedWh: bigint;
+  amountWei: bigint;
 }
 
 export interface BatchResult {
   receipt: TransactionReceipt;
-  /** Entries settled within tolerance (`Settled` events). */
+  /** Entries that went through (settled, or reserved). */
   settled: number;
-  /** Every entry settled by this batch, within tolerance or disputed (`Settled`, `SettledDisputed`). */
+  /** Their txids. */
   settledTxids: string[];
   /** Entries the contract refused, with the name of the custom error it gave. */
   skipped: { txid: string; reason: string }[];
+  /** Every entry's outcome, in order. */
+  results: EntryResult[];
 }
 
 /** A batch sent to the chain: its hash at once, its outcome once mined. */
@@ -130,6 +166,144 @@ export function commentBytes10(comment: string): string {
   const bytes = new TextEncoder().encode(comment);
   if (bytes.length > 10) throw new Error(`comment is ${bytes.length} bytes of UTF-8; at most 10 fit`);
   return encodeBytes32String(comment).slice(0, 22);
+}
+
+const HEAD_BYTES = 93;
+const SIGNATURE_BYTES = 65;
+const MAX_OPTIONAL_BYTES = 1024;
+
+/** The terms as the contract's packed calldata: ev 20 ‖ hcs 20 ‖ seq 8 ‖ price 16 ‖ maxWh 8 ‖ settleBy 8. */
+export function packTerms(t: SettlementTerms): Uint8Array {
+  return getBytes(
+    concat([
+      zeroPadValue(t.ev, 20),
+      zeroPadValue(t.hcs, 20),
+      toBeHex(t.seq, 8),
+      toBeHex(t.priceWeiPerKWh, 16),
+      toBeHex(t.maxEnergyWh, 8),
+      toBeHex(t.settleBy, 8),
+    ]),
+  );
+}
+
+/**
+ * A signed report envelope as the contract's packed receipt: the 73-byte head (type, EV, HCS,
+ * txid) is left out (the contract rebuilds it from the terms): energy 8 ‖ n 2 ‖ optional n ‖ r ‖ s ‖ v.
+ */
+export function packReceipt(envelope: BytesLike): Uint8Array {
+  const b = getBytes(envelope);
+  if (b.length < HEAD_BYTES + SIGNATURE_BYTES)
+    throw new Error(`a signed report is at least ${HEAD_BYTES + SIGNATURE_BYTES} bytes; got ${b.length}`);
+  const energy = BigInt(hexlify(b.subarray(73, 93)));
+  if (energy >= 2n ** 64n) throw new Error(`report energy ${energy} Wh does not fit the contract's 64 bits`);
+  const optional = b.subarray(HEAD_BYTES, b.length - SIGNATURE_BYTES);
+  if (optional.length > MAX_OPTIONAL_BYTES)
+    throw new Error(`report optional data is ${optional.length} bytes; at most ${MAX_OPTIONAL_BYTES}`);
+  return getBytes(
+    concat([
+      toBeHex(energy, 8),
+      toBeHex(optional.length, 2),
+      optional,
+      b.subarray(b.length - SIGNATURE_BYTES),
+    ]),
+  );
+}
+
+/** The packed entries of a settlement call, back to back. */
+export function packSettlements(entries: SettlementEntry[]): Uint8Array {
+  return getBytes(
+    concat(entries.flatMap((e) => [packTerms(e.terms), packReceipt(e.evReport), packReceipt(e.hcsReport)])),
+  );
+}
+
+/** The packed entries of a reservation call, back to back. */
+export function packReservations(entries: ReservationEntry[]): Uint8Array {
+  return getBytes(concat(entries.flatMap((e) => [packTerms(e.terms), packReceipt(e.evConsent)])));
+}
+
+/** One packed receipt read back: energy, optional data, signature, and its length. */
+export interface PackedReceipt {
+  energyWh: bigint;
+  optional: Uint8Array;
+  signature: Uint8Array;
+}
+
+/** Reads packed entries (settlement: two receipts each; reservation: one) back into their parts. */
+export function unpackEntries(
+  blob: BytesLike,
+  receiptsPerEntry: 1 | 2,
+): { terms: SettlementTerms; receipts: PackedReceipt[] }[] {
+  const b = getBytes(blob);
+  const big = (from: number, to: number) => BigInt(hexlify(b.subarray(from, to)));
+  const out: { terms: SettlementTerms; receipts: PackedReceipt[] }[] = [];
+  let p = 0;
+  while (p < b.length) {
+    if (p + 80 > b.length) throw new Error(`packed entry at byte ${p} is cut short`);
+    const terms: SettlementTerms = {
+      ev: `0x${Buffer.from(b.subarray(p, p + 20)).toString('hex')}`,
+      hcs: `0x${Buffer.from(b.subarray(p + 20, p + 40)).toString('hex')}`,
+      seq: big(p + 40, p + 48),
+      priceWeiPerKWh: big(p + 48, p + 64),
+      maxEnergyWh: big(p + 64, p + 72),
+      settleBy: big(p + 72, p + 80),
+    };
+    p += 80;
+    const receipts: PackedReceipt[] = [];
+    for (let i = 0; i < receiptsPerEntry; i++) {
+      if (p + 75 > b.length) throw new Error(`packed receipt at byte ${p} is cut short`);
+      const n = Number(big(p + 8, p + 10));
+      receipts.push({
+        energyWh: big(p, p + 8),
+        optional: b.subarray(p + 10, p + 10 + n),
+        signature: b.subarray(p + 10 + n, p + 75 + n),
+      });
+      p += 75 + n;
+    }
+    if (p > b.length) throw new Error('packed entries are cut short');
+    out.push({ terms, receipts });
+  }
+  return out;
+}
+
+/** The per-entry results of a SessionsSettled (60 bytes each) or SessionsReserved (36) event. */
+export function parseEntryResults(iface: Interface, results: BytesLike, settled: boolean): EntryResult[] {
+  const b = getBytes(results);
+  const size = settled ? 60 : 36;
+  const out: EntryResult[] = [];
+  for (let p = 0; p + size <= b.length; p += size) {
+    const selector = hexlify(b.subarray(p + 32, p + 36));
+    const reason = selector === '0x00000000' ? '' : (iface.getError(selector)?.name ?? selector);
+    out.push({
+      txid: hexlify(b.subarray(p, p + 32)),
+      reason,
+      billedWh: settled ? BigInt(hexlify(b.subarray(p + 36, p + 44))) : 0n,
+      amountWei: settled ? BigInt(hexlify(b.subarray(p + 44, p + 60))) : 0n,
+    });
+  }
+  return out;
+}
+
+/** Every entry result in a receipt's SessionsSettled / SessionsReserved events. */
+export function receiptResults(iface: Interface, receipt: TransactionReceipt): EntryResult[] {
+  const out: EntryResult[] = [];
+  for (const log of receipt.logs) {
+    let parsed: ReturnType<Interface['parseLog']>;
+    try {
+      parsed = iface.parseLog(log);
+    } catch {
+      continue;
+    }
+    if (parsed?.name === 'SessionsSettled') out.push(...parseEntryResults(iface, parsed.args.results, true));
+    if (parsed?.name === 'SessionsReserved')
+      out.push(...parseEntryResults(iface, parsed.args.results, false));
+  }
+  return out;
+}
+
+/** A batch sent to the chain: its hash at once, its outcome once mined. */
+export interface PendingBatch {
+  hash: string;
+  result(): Promise<BatchResult>;
 }
 
 export class SettlementClient {
@@ -252,60 +426,50 @@ export class SettlementClient {
     return this.send('withdrawEarnings', []);
   }
 
-  // ---- settlement
+  // ---- reservation and settlement
+  /** Reserves cap × price of one session against the EV's deposit (the EV's signed consent). */
+  reserve(terms: SettlementTerms, evConsent: BytesLike): Promise<TransactionReceipt> {
+    return this.send('reserve', [packReservations([{ terms, evConsent }])]);
+  }
+  async reserveBatch(entries: ReservationEntry[]): Promise<BatchResult> {
+    return (await this.submitReserveBatch(entries)).result();
+  }
+  /** Sends a reservation batch without waiting for it (as submitSettleBatch). */
+  async submitReserveBatch(entries: ReservationEntry[]): Promise<PendingBatch> {
+    const tx = await this.sendOnly('reserveBatch', [packReservations(entries)]);
+    return { hash: tx.hash, result: async () => this.batchResult(await this.receiptOf('reserveBatch', tx)) };
+  }
+  /** Settles one session from the EV's highest signed receipt and the HCS's signed report. */
   settle(terms: SettlementTerms, evReport: BytesLike, hcsReport: BytesLike): Promise<TransactionReceipt> {
-    return this.send('settle', [terms, evReport, hcsReport]);
+    return this.send('settle', [packSettlements([{ terms, evReport, hcsReport }])]);
   }
-  settleDisputed(
-    terms: SettlementTerms,
-    evReport: BytesLike,
-    hcsReport: BytesLike,
-  ): Promise<TransactionReceipt> {
-    return this.send('settleDisputed', [terms, evReport, hcsReport]);
-  }
-  /** Sends a batch and waits for its receipt; what each entry came to is read from the logs. */
+  /** Sends a batch and waits for its receipt; what each entry came to is read from its event. */
   async settleBatch(entries: SettlementEntry[]): Promise<BatchResult> {
     return (await this.submitSettleBatch(entries)).result();
   }
   /**
    * Sends a batch without waiting for it: the hash is known at once (to journal before waiting);
-   * `result()` waits for the receipt and reads each entry's outcome from its logs (it may be
+   * `result()` waits for the receipt and reads each entry's outcome from its event (it may be
    * called again after a failed wait).
    */
   async submitSettleBatch(entries: SettlementEntry[]): Promise<PendingBatch> {
-    const tx = await this.sendOnly('settleBatch', [
-      entries.map((e) => e.terms),
-      entries.map((e) => e.evReport),
-      entries.map((e) => e.hcsReport),
-    ]);
+    const tx = await this.sendOnly('settleBatch', [packSettlements(entries)]);
     return { hash: tx.hash, result: async () => this.batchResult(await this.receiptOf('settleBatch', tx)) };
   }
   private batchResult(receipt: TransactionReceipt): BatchResult {
-    const iface = this.contract.interface;
-    const skipped: BatchResult['skipped'] = [];
-    const settledTxids: string[] = [];
-    let settled = 0;
-    for (const log of receipt.logs) {
-      const e = parseSettlementLog(iface, log);
-      if (e?.name === 'Settled') settled++;
-      if (e?.name === 'Settled' || e?.name === 'SettledDisputed') settledTxids.push(e.args.txid);
-      if (e?.name === 'SettlementSkipped')
-        skipped.push({ txid: e.args.txid, reason: iface.getError(e.args.reason)?.name ?? e.args.reason });
-    }
-    return { receipt, settled, settledTxids, skipped };
+    const results = receiptResults(this.contract.interface, receipt);
+    const skipped = results.filter((r) => r.reason !== '').map(({ txid, reason }) => ({ txid, reason }));
+    const settledTxids = results.filter((r) => r.reason === '').map((r) => r.txid);
+    return { receipt, settled: settledTxids.length, settledTxids, skipped, results };
   }
-  expire(terms: SettlementTerms): Promise<TransactionReceipt> {
-    return this.send('expire', [terms]);
+  /** Gives an unsettled reservation back to its EV once the window is over. */
+  release(terms: SettlementTerms): Promise<TransactionReceipt> {
+    return this.send('release', [terms]);
   }
   /** `comment` as a string (≤ 10 bytes UTF-8) or raw bytes10. */
-  rate(
-    terms: SettlementTerms,
-    rating: number,
-    comment: string,
-    hcsReport: BytesLike,
-  ): Promise<TransactionReceipt> {
+  rate(terms: SettlementTerms, rating: number, comment: string): Promise<TransactionReceipt> {
     const raw = /^0x[0-9a-fA-F]{20}$/.test(comment) ? comment : commentBytes10(comment);
-    return this.send('rate', [terms, BigInt(rating), raw, hcsReport]);
+    return this.send('rate', [terms, BigInt(rating), raw]);
   }
 
   // ---- views
@@ -329,11 +493,12 @@ export class SettlementClient {
   async availableDeposit(ev: string): Promise<bigint> {
     return this.view('availableDeposit', ev);
   }
+  /** The deposit (announced withdrawal excluded), what open reservations hold of it, the announcement. */
   async depositOf(
     ev: string,
-  ): Promise<{ balance: bigint; pendingWithdrawal: bigint; withdrawableAt: bigint }> {
-    const [balance, pendingWithdrawal, withdrawableAt] = await this.view('depositOf', ev);
-    return { balance, pendingWithdrawal, withdrawableAt };
+  ): Promise<{ balance: bigint; reserved: bigint; pendingWithdrawal: bigint; withdrawableAt: bigint }> {
+    const [balance, reserved, pendingWithdrawal, withdrawableAt] = await this.view('depositOf', ev);
+    return { balance, reserved, pendingWithdrawal, withdrawableAt };
   }
   async earningsOf(hcs: string): Promise<bigint> {
     return this.view('earningsOf', hcs);
@@ -350,6 +515,35 @@ export class SettlementClient {
   }
   async sessionState(hcs: string, seq: bigint): Promise<number> {
     return Number(await this.view('sessionState', hcs, seq));
+  }
+  /** The highest seq the station's ring holds (0 if none): number new sessions above it. */
+  async lastSeq(hcs: string): Promise<bigint> {
+    return this.view('lastSeq', hcs);
+  }
+  /**
+   * Every session settled since `fromBlock` (optionally only `txid`), from the SessionsSettled
+   * events, with the disputed ones marked (a Disputed event in the same transaction).
+   */
+  async settledSessions(
+    fromBlock: number,
+    txid?: string,
+  ): Promise<(EntryResult & { disputed: boolean; txHash: string; blockNumber: number })[]> {
+    const settled = await this.events('SessionsSettled', fromBlock);
+    const disputes = await this.events('Disputed', fromBlock);
+    const disputed = new Set(disputes.map((d) => `${d.log.transactionHash}:${d.args.txid.toLowerCase()}`));
+    const out: (EntryResult & { disputed: boolean; txHash: string; blockNumber: number })[] = [];
+    for (const e of settled) {
+      for (const r of parseEntryResults(this.contract.interface, e.args.results, true)) {
+        if (r.reason !== '' || (txid && r.txid.toLowerCase() !== txid.toLowerCase())) continue;
+        out.push({
+          ...r,
+          disputed: disputed.has(`${e.log.transactionHash}:${r.txid.toLowerCase()}`),
+          txHash: e.log.transactionHash,
+          blockNumber: e.log.blockNumber,
+        });
+      }
+    }
+    return out;
   }
   async memberCounts(): Promise<{ evs: number; hcss: number }> {
     const [evs, hcss] = await this.view('memberCounts');

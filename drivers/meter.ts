@@ -201,12 +201,13 @@ export class ModbusMeter extends EventEmitter implements Meter {
     }
   }
 
-  private async sampleEnergy(): Promise<{ energyWh: number; at: number }> {
+  private async sampleEnergy(): Promise<{ energyWh: number; at: number; from: number }> {
+    const from = Date.now();
     const value = await this.readValue('energy', this.profile.quantities.energy);
     const at = Date.now();
     if (value < 0)
       throw this.implausible(`energy register of unit ${this.config.unitId} is negative (${value} Wh)`);
-    return { energyWh: Math.round(value), at };
+    return { energyWh: Math.round(value), at, from };
   }
 
   private async readEnergyChecked(): Promise<number> {

@@ -28,6 +28,8 @@ const reportRules = {
   t0: { kind: 'number', min: 0, integer: true },
   t1: { kind: 'number', min: 0, integer: true },
   st: { kind: 'number', min: 0, integer: true },
+  /** An interim receipt's index (0: the consent that reserves the session); absent on a final report. */
+  i: { kind: 'number', min: 0, integer: true },
 } as const;
 
 export const OPTIONAL_RULES = {
@@ -36,7 +38,15 @@ export const OPTIONAL_RULES = {
   /** `wh`: the energy the car asks for. */
   request: { wh: { kind: 'number', min: 0 }, n: nonce },
   /** An accepted request carries the terms and the station's power; a refusal says why. */
-  response: { ...termsRules, kw: { kind: 'number', min: 0 }, why: { kind: 'text', maxLength: 64 }, n: nonce },
+  response: {
+    ...termsRules,
+    kw: { kind: 'number', min: 0 },
+    why: { kind: 'text', maxLength: 64 },
+    n: nonce,
+    /** The station's receipt rule: a receipt every `rWh` Wh or `rMs` ms (docs/PROTOCOL.md). */
+    rWh: { kind: 'number', min: 1, integer: true },
+    rMs: { kind: 'number', min: 1, integer: true },
+  },
   mutual: termsRules,
   /** The meter behind a report: serial, profile, start and end readings, times, end status. */
   chargeReceived: reportRules,

@@ -129,7 +129,10 @@ type Progress = { progress: number; started: number; why: Record<string, number>
 /** The agents over WORKERS threads; the first also holds the world (node, broker, meters). */
 function startWorkers(out: (line: string) => void) {
   const workers = Array.from({ length: WORKERS }, () => {
-    const worker = new Worker(new URL('./scale-worker.mjs', import.meta.url));
+    const worker = new Worker(
+      // Compiled (dist/sim/scale.js): the compiled worker; from the sources: the tsx entry.
+      new URL(import.meta.url.endsWith('.js') ? './scale-worker.js' : './scale-worker.mjs', import.meta.url),
+    );
     const replies: ((v: { ok: boolean; value?: unknown; error?: string }) => void)[] = [];
     const w = { worker, replies, progress: { progress: 0, started: 0, why: {} } as Progress };
     worker.on('message', (m) => {
@@ -218,13 +221,10 @@ async function measureRun(r: {
   const lastDone = Math.max(...settledResults.map((r) => r.settledAt ?? r.doneAt ?? 0));
   const seconds = (lastDone - started) / 1000;
   const client = edge.chain.client;
-  const events = [
-    ...(await client.events('Settled', edge.chain.deployment.block)),
-    ...(await client.events('SettledDisputed', edge.chain.deployment.block)),
-  ];
+  const events = await client.settledSessions(edge.chain.deployment.block);
   const perTxid = new Map<string, number>();
-  for (const e of events) perTxid.set(e.args.txid, (perTxid.get(e.args.txid) ?? 0) + 1);
-  const txHashes = [...new Set(events.map((e) => e.log.transactionHash))];
+  for (const e of events) perTxid.set(e.txid, (perTxid.get(e.txid) ?? 0) + 1);
+  const txHashes = [...new Set(events.map((e) => e.txHash))];
   let gas = 0n;
   for (const h of txHashes) gas += (await edge.chain.rpc.getTransactionReceipt(h))!.gasUsed;
   const perWorker = await Promise.all(

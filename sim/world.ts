@@ -178,6 +178,8 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
       ...(meterConfig ? { meter: meterConfig } : {}),
       control: { port: controlPort },
       log: { level: 'info' },
+      // Receipts while charging, on the sim's clock: 500 Wh, or the minute scaled by `timeScale`.
+      receipts: { wh: 500, intervalMs: Math.max(500, Math.round(60_000 / timeScale)), graceMs: 1000 },
       ...extra,
       ...(opts.overrides ?? {}),
     };

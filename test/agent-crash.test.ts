@@ -79,13 +79,13 @@ describe('an agent killed with SIGKILL at each step comes back and finishes exac
         },
         90_000,
       );
-      const settledEvents = (await world.operator.events('Settled', world.deployment.block)).filter(
-        (e) => e.args.txid === evSession.txid,
-      );
-      expect(settledEvents).toHaveLength(1);
-      const billed = settledEvents[0]!.args;
+      const settled = await world.operator.settledSessions(world.deployment.block, evSession.txid);
+      expect(settled).toHaveLength(1);
+      const billed = { energyWh: settled[0]!.billedWh, amountWei: settled[0]!.amountWei };
       expect(billed.amountWei).toBe(billWei(billed.energyWh, PRICE));
-      expect(billed.energyWh).toBeGreaterThanOrEqual(2500n);
+      // An EV that dies mid-charge stops sending receipts: the station switches off within one
+      // receipt interval (issue 12) and is paid for what it delivered until then.
+      expect(billed.energyWh).toBeGreaterThanOrEqual(name === 'EV1' ? 1n : 2500n);
       expect((await world.operator.earningsOf(hcs.address)) - earnedBefore).toBe(billed.amountWei);
       expect(depositBefore - (await world.operator.depositOf(ev.address)).balance).toBe(billed.amountWei);
       const hcsSessions = await waitFor('the HCS session to finish', async () => {

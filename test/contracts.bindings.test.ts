@@ -24,7 +24,15 @@ describe('contract bindings', () => {
 
   it('the enums come from the contract, and the wire status has the same values', () => {
     expect(MemberRole).toEqual({ None: 0, EV: 1, HCS: 2 });
-    expect(ChainSessionState).toEqual({ Open: 0, Settled: 1, Rated: 2, Expired: 3 });
+    expect(ChainSessionState).toEqual({
+      None: 0,
+      Reserved: 1,
+      Settled: 2,
+      Rated: 3,
+      Released: 4,
+      SettledFree: 5,
+      Superseded: 6,
+    });
     // The verification message relays the contract's status as is; only the first name differs.
     const wire = Object.entries(MEMBER_STATUS).map(([k, v]) => [k === 'unknown' ? 'none' : k, v]);
     const chain = Object.entries(MemberStatus).map(([k, v]) => [k.toLowerCase(), v]);

@@ -54,7 +54,7 @@ const amounts = (fake: Fake<RoleContext>) =>
     .filter((m) => m.msg.type === 'amount')
     .map((m) => ({ to: m.to, ...(m.msg as { amountWei: bigint; paymentStatus: number }) }));
 
-describe('the edge bills the smaller report', () => {
+describe('the edge bills by the contract’s rule', () => {
   it.each([
     ['the station says more, within tolerance', 1000n, 1008n, PAYMENT_STATUS.pending],
     ['the EV says more, within tolerance', 1008n, 1000n, PAYMENT_STATUS.pending],
@@ -63,7 +63,10 @@ describe('the edge bills the smaller report', () => {
   ])('%s', async (_what, evWh, hcsWh, status) => {
     const s = await agreedSession();
     await report(s, evWh, hcsWh);
-    const smaller = evWh < hcsWh ? evWh : hcsWh;
+    // Inside the tolerance the station's meter; outside it the smaller figure, and the bill is
+    // left to the station (only it may settle a disagreement).
+    const disputed = status === PAYMENT_STATUS.disputed;
+    const smaller = disputed ? (evWh < hcsWh ? evWh : hcsWh) : hcsWh;
     const expected = billWei(smaller, PRICE);
     const sent = amounts(s.fake);
     expect(sent.map((a) => a.to)).toEqual([s.ev.address, s.hcs.address]);
@@ -74,7 +77,7 @@ describe('the edge bills the smaller report', () => {
     }
     const bill = s.fake.journal.get<Bill>(`b:${s.txid}`);
     expect(bill).toMatchObject({
-      state: 'queued',
+      state: disputed ? 'failed' : 'queued',
       energyWh: smaller.toString(),
       amountWei: expected.toString(),
       disputed: status === PAYMENT_STATUS.disputed,

@@ -17,6 +17,7 @@ async function car() {
   const switched: { on: boolean; plug?: string }[] = [];
   const metering: MeteringPort = {
     serial: 'EV-1',
+    epoch: 0,
     profile: 'sdm120',
     consecutiveErrors: 0,
     energyWh: async () => 1_000,

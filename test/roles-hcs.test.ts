@@ -15,6 +15,7 @@ function station(hcs: Record<string, unknown> = {}) {
   const switched: { on: boolean; kw: number }[] = [];
   const metering: MeteringPort = {
     serial: 'FAKE-1',
+    epoch: 0,
     profile: 'sdm630',
     consecutiveErrors: 0,
     energyWh: async () => 40_000,
@@ -47,15 +48,35 @@ function response(sent: Sent[]) {
 }
 
 describe('a station answers a request', () => {
-  it('offers terms capped near what the car asked for, and (no edge) agrees and charges at once', async () => {
+  it('offers terms capped near what the car asked for, and (no edge) switches on once the EV’s consent reserved the session', async () => {
     const { fake, role, switched } = station();
+    fake.answers.lastSeq = 41n; // the chain holds seq 41 already (a lost journal): numbered above it
     await role.onMessage(request(fake.me.address, { wh: 10_000, n: 'q1' }));
     const r = response(fake.sent);
     expect(r.status).toBe(REQUEST_STATUS.accept);
     const offer = optionalOf(r);
-    expect(offer).toMatchObject({ price: PRICE.toString(), maxWh: 13_000, kw: 11, n: 'q1' });
+    expect(offer).toMatchObject({ price: PRICE.toString(), maxWh: 13_000, kw: 11, n: 'q1', seq: '42' });
+    // settleBy = now + 13 kWh at 11 kW (4,255 s) + the 900 s margin.
+    const now = Math.floor(Date.now() / 1000);
+    expect(offer.settleBy).toBeGreaterThanOrEqual(now + 4255 + 900 - 2);
+    expect(offer.settleBy).toBeLessThanOrEqual(now + 4255 + 900);
     expect(fake.sent.map((m) => m.msg.type)).toEqual(['response', 'mutual']);
     const [s] = fake.sessions.values();
+    expect(s?.state).toBe('offered');
+    expect(switched).toEqual([]);
+    // The EV's consent: its first receipt, 0 Wh, marked interim 0.
+    const mutual = fake.sent.find((m) => m.msg.type === 'mutual')?.msg as { txid: string };
+    await role.onMessage(
+      incoming(ev, {
+        type: 'chargeReceived',
+        ev: ev.address,
+        hcs: fake.me.address,
+        txid: mutual.txid,
+        energyWh: 0n,
+        optional: { i: 0 },
+      }),
+    );
+    expect(fake.answers.reserved?.map((x) => x.seq)).toEqual([42n]);
     expect(s?.state).toBe('charging');
     expect(s?.startWh).toBe(40_000);
     expect(switched).toEqual([{ on: true, kw: 11 }]);

@@ -26,7 +26,7 @@ export type JournalPort = Pick<Journal, 'get' | 'put' | 'list' | 'delete'>;
 /** The meter as a role uses it (agent/core/metering.ts). A charger port joins it next. */
 export type MeteringPort = Pick<
   Metering,
-  'energyWh' | 'setCharging' | 'serial' | 'profile' | 'consecutiveErrors'
+  'energyWh' | 'setCharging' | 'serial' | 'profile' | 'consecutiveErrors' | 'epoch'
 >;
 
 /** The session records: journaled at every change, before anything that depends on them is sent. */

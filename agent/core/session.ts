@@ -57,6 +57,24 @@ export interface SessionBase {
   myReport?: string;
   peerReport?: string;
   settledTxHash?: string;
+  /** The EV's consent (its first receipt, 0 Wh, envelope hex): what reserves the session on chain. */
+  consent?: string;
+  /** The session's cap × price is reserved on chain (the station may switch on). */
+  reserved?: boolean;
+  /** Station: the highest energy the EV has signed for so far, its envelope (hex), and when. */
+  ackWh?: number;
+  ackReport?: string;
+  lastAckAt?: number;
+  /** Station: when the charger switched on (ms), for the power seen so far. */
+  switchedOnAt?: number;
+  /** EV: the last interim receipt it signed (index, own Wh, when). */
+  receiptIndex?: number;
+  receiptWh?: number;
+  receiptAt?: number;
+  /** The receipt rule the station asked for: every `wh` or `ms`. */
+  receipts?: { wh: number; ms: number };
+  /** The meter's discontinuity count at the start: a reset or swap since ends the charge unbilled past it. */
+  meterEpoch?: number;
   rating?: { stars: number; comment: string };
   rated?: boolean;
   error?: string;

@@ -6,6 +6,7 @@
  * The meter is a special case: an RS-485 line has one master, so while the agent runs the doctor
  * does not open the port itself but reads the agent's latest telemetry from its control port.
  */
+import { windowCheck } from '../roles/hcs.js';
 import { execFile } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync, statfsSync, statSync } from 'node:fs';
 import { formatEther, isKeystoreJson } from 'ethers';
@@ -37,6 +38,12 @@ export interface DoctorOptions {
   /** Free space below these is a failure / a warning (bytes). */
   minFreeBytes?: number;
   warnFreeBytes?: number;
+  /**
+   * Is this an installed device under systemd? Default: systemd is PID 1 (/run/systemd/system).
+   * Without it (a developer's bench, a container) the systemd checks are skipped quietly and the
+   * fixes name `p2pev run` instead of systemctl.
+   */
+  systemd?: boolean;
 }
 
 const MiB = 1024 * 1024;
@@ -285,6 +292,20 @@ async function checkChain(cfg: AgentConfig, address: string | undefined): Promis
       return checks;
     }
     checks.push(ok('contract', `settlement contract at ${deployment.address}`));
+    if (cfg.role === 'hcs' && cfg.hcs) {
+      // The configured window against the contract's (and the power registered, once known).
+      const c = SettlementClient.fromDeployment(deployment, provider);
+      const window = Number(await c.settlementWindow());
+      const powerW = address ? (await c.hcsProfile(address)).powerW : 0;
+      const w = windowCheck(cfg.hcs, window, powerW || undefined);
+      checks.push(
+        w.level === 'ok'
+          ? ok('window', w.detail)
+          : w.level === 'warn'
+            ? warn('window', w.detail, w.fix ?? '')
+            : fail('window', w.detail, w.fix ?? ''),
+      );
+    }
     if (!address) {
       checks.push(skip('registration', 'the keystore could not be opened, so the address is unknown'));
       return checks;
@@ -423,6 +444,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<Check[]> {
     return [fail('config', message(err), `edit ${opts.configPath}; its schema is agent/config.schema.json`)];
   }
   const checks: Check[] = [ok('config', `${opts.configPath}: ${cfg.role} "${cfg.name}"`)];
+  const systemd = opts.systemd ?? existsSync('/run/systemd/system');
   const key = await checkKeystore(cfg, opts.password);
   checks.push(...key.checks);
 
@@ -444,7 +466,13 @@ export async function runDoctor(opts: DoctorOptions): Promise<Check[]> {
       );
     } catch (err) {
       checks.push(
-        warn('agent', message(err), 'systemctl start p2pev (and systemctl enable p2pev to start at boot)'),
+        warn(
+          'agent',
+          message(err),
+          systemd
+            ? 'systemctl start p2pev (and systemctl enable p2pev to start at boot)'
+            : `no systemd here (a bench): start it with p2pev run --config ${opts.configPath}`,
+        ),
       );
     }
   } else checks.push(skip('agent', 'no control.port in the config: cannot see the running agent'));
@@ -455,7 +483,9 @@ export async function runDoctor(opts: DoctorOptions): Promise<Check[]> {
       : checkMeter(cfg, running).catch((err) => fail('meter', message(err), 'check meter in the config')),
     checkBroker(cfg, timeoutMs),
     checkChain(cfg, key.address),
-    checkClock(timeoutMs),
+    systemd
+      ? checkClock(timeoutMs)
+      : Promise.resolve(skip('clock', 'no systemd here (a bench): NTP sync not checked')),
   ]);
   checks.push(meter, broker, ...chain);
   checks.push(checkDisk(cfg, opts.minFreeBytes ?? 50 * MiB, opts.warnFreeBytes ?? 200 * MiB), clock);

@@ -40,6 +40,7 @@ export async function beginCharging(
   const startWh = await agent.metering.energyWh();
   agent.move(s, 'charging', {
     startWh,
+    meterEpoch: agent.metering.epoch,
     lastWh: startWh,
     lastProgressAt: Date.now(),
     t0: Math.floor(Date.now() / 1000),
@@ -51,7 +52,10 @@ export async function beginCharging(
 
 /**
  * One poll of a charging session. Returns the end status when the charge must end here
- * (`limitWh` reached, the meter failing, no progress for too long), else undefined.
+ * (`limitWh` reached, the meter failing, no progress for too long), else undefined. Only
+ * plausible energy is ever billed (issue 12): a reading the meter's plausibility check rejects,
+ * or a reset, swap or unbelievable jump since the start (a new epoch), ends the charge as a meter
+ * fault at once, and the bill stays at the last plausible reading (`lastWh`).
  */
 export async function pollCharging(
   agent: MeteredContext,
@@ -64,7 +68,15 @@ export async function pollCharging(
     wh = await agent.metering.energyWh();
   } catch (err) {
     agent.log.warn({ id: s.id, err: (err as Error).message }, 'meter read failed while charging');
+    if ((err as { kind?: string }).kind === 'implausible') return END.meterFault;
     return agent.metering.consecutiveErrors >= METER_FAULT_AFTER ? END.meterFault : undefined;
+  }
+  if (!samePlausibleEpoch(agent, s)) {
+    agent.log.warn(
+      { id: s.id, wh, lastWh: s.lastWh },
+      'meter reset, swapped or jumped mid-session: the charge ends here',
+    );
+    return END.meterFault;
   }
   crashPoint('charging', agent.cfg.dataDir);
   if (wh > (s.lastWh ?? 0)) {
@@ -91,9 +103,11 @@ export async function endCharging(
     .catch((err) => agent.log.warn({ err: (err as Error).message }, 'charger switch-off failed'));
   let endWh = s.lastWh ?? s.startWh;
   try {
-    endWh = Math.max(endWh, await agent.metering.energyWh());
+    const wh = await agent.metering.energyWh();
+    // A reading across a reset, swap or jump of the meter is never billed.
+    if (samePlausibleEpoch(agent, s)) endWh = Math.max(endWh, wh);
   } catch {
-    // The meter is gone: bill what was last read, never an invented reading.
+    // The meter is gone or implausible: bill what was last read, never an invented reading.
   }
   // Never more than the agreed cap: the contract refuses it, and the EV never agreed to pay it.
   // The raw readings stay in the report's optional data for audit.
@@ -152,4 +166,35 @@ export async function announceEnd(
     await agent.bus
       .publishEnvelope(dest, report, s.role === 'ev' ? 'chargeReceived' : 'chargeProvided')
       .catch(() => {});
+}
+
+/** Whether the meter is still in the epoch the session started in (no reset, swap or jump since). */
+function samePlausibleEpoch(agent: MeteredContext, s: SessionIn<'charging'>): boolean {
+  return s.meterEpoch === undefined || agent.metering.epoch === s.meterEpoch;
+}
+
+/**
+ * Signs the EV's receipt for its cumulative energy so far: a chargeReceived marked interim by `i`
+ * (its index; 0 is the consent at 0 Wh that reserves the session). docs/PROTOCOL.md.
+ */
+export async function signReceipt(
+  agent: MeteredContext,
+  s: SessionIn<'awaitingMutual' | 'charging'>,
+  energyWh: number,
+  index: number,
+): Promise<Uint8Array> {
+  return agent.bus.sign({
+    type: 'chargeReceived',
+    ev: s.ev,
+    hcs: s.hcs,
+    txid: s.txid,
+    energyWh: BigInt(Math.max(0, Math.min(energyWh, s.terms.maxWh))),
+    optional: { i: index },
+  });
+}
+
+/** The interim index of a chargeReceived (its optional `i`), or undefined for a final report. */
+export function interimIndex(optional: unknown): number | undefined {
+  const i = (optional as { i?: unknown } | undefined)?.i;
+  return typeof i === 'number' && Number.isInteger(i) && i >= 0 ? i : undefined;
 }

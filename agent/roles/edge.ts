@@ -7,7 +7,7 @@
  * crash the edge asks the chain which of those sessions settled and queues the rest again (the
  * contract settles a session at most once, so a resubmission can never bill twice).
  */
-import { ChainSessionState, type PendingBatch, revertName } from '../../contracts/client.js';
+import { isSettledState, type PendingBatch, revertName } from '../../contracts/client.js';
 import {
   billWei,
   computeTxId,
@@ -24,6 +24,7 @@ import { big } from '../core/json.js';
 import type { RoleContext, RoleHandler } from '../core/context.js';
 import { parseTerms, type TermsJson, termsFromJson, nonceOf } from '../core/session.js';
 import { type RankedStation, rankStations, type Station, StationDirectory } from '../core/stations.js';
+import { interimIndex } from './charging.js';
 import { withinToleranceOf } from './settle.js';
 
 export interface Bill {
@@ -33,6 +34,11 @@ export interface Bill {
   terms: TermsJson;
   evReport?: string;
   hcsReport?: string;
+  /** The EV's consent (envelope hex) and where its reservation stands. */
+  consent?: string;
+  reservation?: 'queued' | 'submitted' | 'reserved' | 'refused';
+  /** When a party announced the end of the charge (ms): the station is free from then on. */
+  endedAt?: number;
   state: 'collecting' | 'queued' | 'submitted' | 'settled' | 'failed';
   disputed?: boolean;
   batchTx?: string;
@@ -71,6 +77,8 @@ export class EdgeRole implements RoleHandler {
   private readonly waiting = new Map<string, { search: MessageOf<'search'>; until: number }>();
   /** The batch on its way to the chain, if any. */
   private inFlight: Promise<void> | undefined;
+  /** The reservations on their way to the chain, if any. */
+  private reserving: Promise<void> | undefined;
   readonly figures = { batches: 0, settled: 0, failed: 0, gasUsed: 0n };
 
   constructor(private readonly agent: RoleContext) {
@@ -100,7 +108,7 @@ export class EdgeRole implements RoleHandler {
       const state = await this.agent.chain.retry('sessionState', () =>
         this.agent.chain.client.sessionState(b.hcs, big(b.terms.seq)),
       );
-      if (state === ChainSessionState.Settled || state === ChainSessionState.Rated) {
+      if (isSettledState(state)) {
         this.agent.log.info({ txid: b.txid }, 'bill found settled on chain');
         await this.finish(b, 'settled');
       } else {
@@ -136,6 +144,13 @@ export class EdgeRole implements RoleHandler {
         const b = this.bills.get(msg.txid);
         if (b?.state !== 'collecting') return;
         const hex = Buffer.from(envelope).toString('hex');
+        const index = msg.type === 'chargeReceived' ? interimIndex(msg.optional) : undefined;
+        if (msg.type === 'chargeReceived' && signer === b.ev && index !== undefined) {
+          // The EV's consent (receipt 0) is queued for the next reservation batch; the interim
+          // receipts that follow are the station's business (it settles a disagreement itself).
+          if (index === 0 && !b.consent) this.save({ ...b, consent: hex, reservation: 'queued' });
+          return;
+        }
         if (msg.type === 'chargeReceived' && signer === b.ev) b.evReport = hex;
         else if (msg.type === 'chargeProvided' && signer === b.hcs) b.hcsReport = hex;
         else return;
@@ -162,6 +177,16 @@ export class EdgeRole implements RoleHandler {
         });
         return;
       }
+      case 'completion':
+      case 'termination': {
+        // Either side announced the end of the charge (a car may stop before the station ever
+        // switched on, and the station then never reports): the station is free for a waiting car.
+        const b = this.bills.get(msg.txid);
+        if (b?.state !== 'collecting' || (signer !== b.ev && signer !== b.hcs) || b.endedAt) return;
+        this.save({ ...b, endedAt: Date.now() });
+        await this.serveWaiting();
+        return;
+      }
       case 'rating':
         this.agent.log.info({ txid: msg.txid, rating: msg.rating, comment: msg.comment }, 'rating received');
         return;
@@ -179,7 +204,8 @@ export class EdgeRole implements RoleHandler {
     const now = Date.now();
     const taken = new Set<string>();
     for (const b of this.bills.values())
-      if (b.state === 'collecting' && !b.hcsReport && now < b.terms.settleBy * 1000) taken.add(b.hcs);
+      if (b.state === 'collecting' && !b.hcsReport && !b.endedAt && now < b.terms.settleBy * 1000)
+        taken.add(b.hcs);
     for (const [hcs, hold] of this.holds) {
       if (hold.until < now) this.holds.delete(hcs);
       else if (hold.ev !== ev) taken.add(hcs);
@@ -278,15 +304,20 @@ export class EdgeRole implements RoleHandler {
     const evWh = reportEnergyWh(evReport);
     const hcsWh = reportEnergyWh(hcsReport);
     const agreed = withinToleranceOf(this.agent.chain.deployment, evWh, hcsWh);
-    const billed = evWh < hcsWh ? evWh : hcsWh;
+    // The contract's rule: the station's meter (capped) inside the tolerance; outside it only the
+    // station itself may settle, for what the EV acknowledged (its highest receipt, which the
+    // station holds): that bill is left to the station.
+    const cap = BigInt(b.terms.maxWh);
+    const billed = agreed ? (hcsWh < cap ? hcsWh : cap) : evWh < hcsWh ? evWh : hcsWh;
     const amount = billWei(billed, big(b.terms.price));
     this.save({
       ...b,
-      state: 'queued',
+      state: agreed ? 'queued' : 'failed',
       disputed: !agreed,
       energyWh: billed.toString(),
       amountWei: amount.toString(),
       queuedAt: Date.now(),
+      ...(agreed ? {} : { error: 'outside the tolerance: left to the station, which alone may settle it' }),
     });
     const note = {
       type: 'amount',
@@ -303,6 +334,7 @@ export class EdgeRole implements RoleHandler {
 
   async tick(): Promise<void> {
     this.giveUpUncollected();
+    this.reserveQueued();
     await this.serveWaiting();
     // One batch at a time; and a batch still on its way is not "stale".
     if (this.inFlight) return;
@@ -312,13 +344,11 @@ export class EdgeRole implements RoleHandler {
     const { batchSize, batchMaxWaitMs } = this.agent.cfg.edge;
     const oldest = Math.min(...queued.map((b) => b.queuedAt ?? 0));
     if (queued.length < batchSize && Date.now() - oldest < batchMaxWaitMs) return;
-    const disputed = queued.filter((b) => b.disputed);
-    const normal = queued.filter((b) => !b.disputed).slice(0, batchSize);
+    const normal = queued.slice(0, batchSize);
     // The batch goes out of the agent's lock (its bills are journaled `submitted` before the first
     // await): waiting for a block must not hold up the searches and agreements queued behind it.
     this.inFlight = (async () => {
       if (normal.length) await this.submitBatch(normal);
-      for (const b of disputed) await this.submitDisputed(b);
     })()
       .catch((err) => this.agent.log.error({ err }, 'batch submission failed; the bills wait in the journal'))
       .finally(() => {
@@ -329,6 +359,47 @@ export class EdgeRole implements RoleHandler {
   /** Waits for the batch on its way to the chain (a graceful stop; the flush action). */
   async stop(): Promise<void> {
     await this.inFlight;
+    await this.reserving;
+  }
+
+  /**
+   * Every consent that came in since the last tick, reserved in one transaction: the stations
+   * wait for it before they switch on, so reservations do not wait for a full batch.
+   */
+  private reserveQueued(): void {
+    if (this.reserving) return;
+    const bills = [...this.bills.values()].filter(
+      (b) => b.reservation === 'queued' && b.state === 'collecting',
+    );
+    if (bills.length === 0) return;
+    for (const b of bills) this.save({ ...b, reservation: 'submitted' });
+    const entries = bills.map((b) => ({
+      terms: termsFromJson(b.ev, b.hcs, b.terms),
+      evConsent: `0x${b.consent ?? ''}`,
+    }));
+    this.reserving = (async () => {
+      try {
+        const pending = await this.agent.chain.send('reserveBatch', (c) => c.submitReserveBatch(entries));
+        const { receipt, results } = await this.agent.chain.retry('receipt', () => pending.result());
+        this.figures.gasUsed += receipt.gasUsed;
+        for (const r of results) {
+          const b = this.bills.get(r.txid);
+          if (!b) continue;
+          // SeqUsed: the station reserved it itself in the meantime.
+          const ok = r.reason === '' || r.reason === 'SeqUsed';
+          if (!ok) this.agent.log.warn({ txid: b.txid, reason: r.reason }, 'reservation refused');
+          this.save({ ...b, reservation: ok ? 'reserved' : 'refused' });
+        }
+      } catch (err) {
+        this.agent.log.warn(
+          { err: revertName(err) ?? (err as Error).message },
+          'reservation batch failed; the stations reserve themselves',
+        );
+        for (const b of bills) this.save({ ...(this.bills.get(b.txid) ?? b), reservation: 'refused' });
+      }
+    })().finally(() => {
+      this.reserving = undefined;
+    });
   }
 
   /** A bill as the contract takes it (a queued bill holds both reports). */
@@ -377,22 +448,6 @@ export class EdgeRole implements RoleHandler {
       { tx: receipt.hash, bills: bills.length, gas: receipt.gasUsed.toString() },
       'batch settled',
     );
-  }
-
-  private async submitDisputed(b: Bill): Promise<void> {
-    this.save({ ...b, state: 'submitted', submittedAt: Date.now() });
-    const e = this.entry(b);
-    try {
-      const receipt = await this.agent.chain.send('settleDisputed', (c) =>
-        c.settleDisputed(e.terms, e.evReport, e.hcsReport),
-      );
-      await this.finish(b, 'settled', receipt.hash);
-    } catch (err) {
-      // The node away is no answer: the bill waits in the journal (rechecked, then queued again).
-      if (isNetworkError(err)) return;
-      const reason = revertName(err) ?? (err as Error).message;
-      await this.finish(b, reason === 'AlreadySettled' ? 'settled' : 'failed', undefined, reason);
-    }
   }
 
   /** Records the outcome and tells both parties with a transaction message. */

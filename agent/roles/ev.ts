@@ -5,7 +5,7 @@
  * settlement happens later and without it, and then it rates the station.
  */
 import { randomBytes } from 'node:crypto';
-import { ChainSessionState, revertName } from '../../contracts/client.js';
+import { ChainSessionState, isSettledState, revertName } from '../../contracts/client.js';
 import { computeTxId, fitUtf8, optionalOf, PAYMENT_STATUS, REQUEST_STATUS } from '../../protocol/index.js';
 import type { Incoming } from '../core/bus.js';
 import { big } from '../core/json.js';
@@ -20,7 +20,14 @@ import {
   termsFromJson,
 } from '../core/session.js';
 import { rankStations, StationDirectory } from '../core/stations.js';
-import { beginCharging, endCharging, pollCharging, resumeCharging, resumeReport } from './charging.js';
+import {
+  beginCharging,
+  endCharging,
+  pollCharging,
+  resumeCharging,
+  resumeReport,
+  signReceipt,
+} from './charging.js';
 
 /** The car's own meter sits behind the charging cable: it sees a little less than the station's. */
 const CABLE_EFFICIENCY = 0.99;
@@ -42,8 +49,10 @@ export class EvRole implements RoleHandler {
   async resume(): Promise<void> {
     const want = this.agent.cfg.ev?.depositWei;
     if (want) {
-      const have = await this.agent.chain.retry('availableDeposit', () =>
-        this.agent.chain.client.availableDeposit(this.agent.address),
+      // The whole deposit, open reservations included: they are ours until settled.
+      const have = await this.agent.chain.retry(
+        'depositOf',
+        async () => (await this.agent.chain.client.depositOf(this.agent.address)).balance,
       );
       if (have < BigInt(want)) {
         await this.agent.chain.send('deposit', (c) => c.deposit(BigInt(want) - have));
@@ -107,11 +116,16 @@ export class EvRole implements RoleHandler {
           return this.requestNext(s, s.candidates ?? []);
         }
         const txid = computeTxId(termsFromJson(me, signer, terms), this.agent.chain.domain);
-        const kw = optionalOf(msg).kw ?? 11;
+        const offer = optionalOf(msg);
+        const kw = offer.kw ?? 11;
+        // The station's receipt rule binds (it switches off on it); our own config otherwise.
+        const own = this.agent.cfg.receipts;
+        const receipts = { wh: offer.rWh ?? own.wh, ms: offer.rMs ?? own.intervalMs };
         this.agent.move(s, 'awaitingMutual', {
           terms,
           txid,
           kw,
+          receipts,
           deadline: Date.now() + this.agent.cfg.timeouts.replyMs * 2,
         });
         return;
@@ -121,6 +135,12 @@ export class EvRole implements RoleHandler {
         if (!s || msg.ev !== me || msg.hcs !== s.hcs) return;
         // The agreement comes from our edge, or (direct) from the station itself.
         if (signer !== (s.server ?? s.hcs)) return;
+        // Our consent: the first receipt (0 Wh) reserves cap × price of our deposit on chain;
+        // the station switches on once the reservation stands.
+        const consent = await signReceipt(this.agent, s, 0, 0);
+        for (const to of s.server ? [s.hcs, s.server] : [s.hcs])
+          await this.agent.bus.publishEnvelope(to, consent, 'chargeReceived').catch(() => {});
+        Object.assign(s, { receiptIndex: 0, receiptWh: 0, receiptAt: Date.now() });
         await beginCharging(this.agent, s, (s.kw ?? 11) * CABLE_EFFICIENCY);
         return;
       }
@@ -185,12 +205,10 @@ export class EvRole implements RoleHandler {
   private async settled(s: SessionIn<'awaitingSettlement'>): Promise<void> {
     s.settledAt ??= Date.now();
     const rating = s.rating;
-    if (rating && !s.rated && s.peerReport) {
+    if (rating && !s.rated) {
       const terms = termsFromJson(s.ev, s.hcs, s.terms);
       try {
-        await this.agent.chain.send('rate', (c) =>
-          c.rate(terms, rating.stars, rating.comment, `0x${s.peerReport}`),
-        );
+        await this.agent.chain.send('rate', (c) => c.rate(terms, rating.stars, rating.comment));
         s.rated = true;
       } catch (err) {
         const name = revertName(err);
@@ -231,6 +249,7 @@ export class EvRole implements RoleHandler {
         // A car's charge ends at its target; a record without one (never written so) at the cap.
         const end = await pollCharging(this.agent, s, s.targetWh ?? s.terms.maxWh, END.completed);
         if (end !== undefined) await endCharging(this.agent, s, end, false);
+        else await this.sendReceiptIfDue(s, now);
       } else if (
         s.state === 'awaitingSettlement' &&
         performance.now() - this.lastChainPoll > (s.server ? CHAIN_POLL_MS.withEdge : CHAIN_POLL_MS.direct)
@@ -239,9 +258,9 @@ export class EvRole implements RoleHandler {
         const state = await this.agent.chain.retry('sessionState', () =>
           this.agent.chain.client.sessionState(s.hcs, big(s.terms.seq)),
         );
-        if (state === ChainSessionState.Settled || state === ChainSessionState.Rated) await this.settled(s);
-        else if (state === ChainSessionState.Expired)
-          this.agent.move(s, 'failed', { error: 'expired unsettled', deadline: 0 });
+        if (isSettledState(state)) await this.settled(s);
+        else if (state === ChainSessionState.Released)
+          this.agent.move(s, 'failed', { error: 'released unsettled', deadline: 0 });
         else if (now / 1000 > s.terms.settleBy + SETTLE_GRACE_S)
           // Past the window nobody can settle it any more: the station never reported. Nothing was paid.
           this.agent.move(s, 'failed', {
@@ -250,6 +269,21 @@ export class EvRole implements RoleHandler {
           });
       }
     }
+  }
+
+  /**
+   * While charging, a signed receipt for our cumulative energy every `wh` or `ms` (the station's
+   * rule): what the station can settle with if we go silent, and what keeps it switched on.
+   */
+  private async sendReceiptIfDue(s: SessionIn<'charging'>, now: number): Promise<void> {
+    const rule = s.receipts ?? { wh: this.agent.cfg.receipts.wh, ms: this.agent.cfg.receipts.intervalMs };
+    const own = Math.max(0, (s.lastWh ?? s.startWh) - s.startWh);
+    if (own - (s.receiptWh ?? 0) < rule.wh && now - (s.receiptAt ?? 0) < rule.ms) return;
+    const index = (s.receiptIndex ?? 0) + 1;
+    const receipt = await signReceipt(this.agent, s, own, index);
+    Object.assign(s, { receiptIndex: index, receiptWh: own, receiptAt: now });
+    this.agent.save(s);
+    await this.agent.bus.publishEnvelope(s.hcs, receipt, 'chargeReceived').catch(() => {});
   }
 
   async control(action: string, body: Record<string, unknown>): Promise<unknown> {

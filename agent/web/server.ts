@@ -176,7 +176,8 @@ export function createWebApp(opts: WebAppOptions): { handle: WebHandler; close()
         if (to >= tipTime && statement.role !== 'none') {
           onChainWei =
             statement.role === 'ev'
-              ? ((await view('depositOf', [member])) as bigint[])[0]!
+              ? // The deposit with its announced withdrawal: both still in the contract.
+                ((d) => d[0]! + d[2]!)((await view('depositOf', [member])) as bigint[])
               : ((await view('earningsOf', [member])) as bigint);
         }
         return { ...statement, atBlock: indexer.tip?.number, onChainWei };
@@ -206,7 +207,7 @@ export function createWebApp(opts: WebAppOptions): { handle: WebHandler; close()
           maxEnergyWh: input.maxEnergyWh,
           settleBy: input.settleBy,
         };
-        const data = indexer.iface.encodeFunctionData('rate', [terms, rating, comment, input.hcsReport]);
+        const data = indexer.iface.encodeFunctionData('rate', [terms, rating, comment]);
         return { from: session.ev, to: indexer.address, chainId: indexer.chainId, data };
       }
       default:

@@ -78,7 +78,6 @@ export interface Statement {
 
 const str = (v: unknown) => String(v);
 /** min() for bigints (Math.min throws on them). */
-const smaller = (a: bigint, b: bigint) => (a < b ? a : b);
 
 /** bytes10 → text: UTF-8 up to the first zero byte. */
 export function commentText(hex: string): string {
@@ -161,8 +160,8 @@ export function sessionsOf(
     if (e.name === 'Settled' || e.name === 'SettledDisputed') {
       const input = inputs.get(txid);
       const disputed = e.name === 'SettledDisputed';
-      const evWh = disputed ? big(a.evEnergyWh) : input?.ev.energyWh;
-      const hcsWh = disputed ? big(a.hcsEnergyWh) : input?.hcs.energyWh;
+      const evWh = disputed ? big(a.evEnergyWh) : input?.evReport.energyWh;
+      const hcsWh = disputed ? big(a.hcsEnergyWh) : input?.hcsReport.energyWh;
       out.set(txid, {
         txid,
         ev: str(a.ev),
@@ -171,19 +170,16 @@ export function sessionsOf(
         block: e.block,
         txHash: e.txHash,
         time: e.time,
-        ...(input
-          ? { seq: input.seq, priceWeiPerKWh: input.priceWeiPerKWh }
-          : disputed
-            ? { seq: big(a.seq) }
-            : {}),
+        ...(input ? { seq: input.seq, priceWeiPerKWh: input.priceWeiPerKWh } : {}),
         ...(evWh !== undefined ? { evEnergyWh: evWh } : {}),
         ...(hcsWh !== undefined ? { hcsEnergyWh: hcsWh } : {}),
-        billedWh: disputed ? smaller(evWh!, hcsWh!) : big(a.energyWh),
+        billedWh: big(a.energyWh),
         amountWei: big(a.amountWei),
-        ...(input?.ev.audit.t0 !== undefined ? { chargedFrom: input.ev.audit.t0 } : {}),
-        ...(input?.ev.audit.t1 !== undefined ? { chargedTo: input.ev.audit.t1 } : {}),
+        ...(input?.evReport.audit.t0 !== undefined ? { chargedFrom: input.evReport.audit.t0 } : {}),
+        ...(input?.evReport.audit.t1 !== undefined ? { chargedTo: input.evReport.audit.t1 } : {}),
       });
-    } else if (e.name === 'SessionExpired') {
+    } else if (e.name === 'SessionReleased') {
+      // The window closed unsettled: the reservation went back to the EV, nobody was billed.
       out.set(txid, {
         txid,
         ev: str(a.ev),
@@ -192,7 +188,6 @@ export function sessionsOf(
         block: e.block,
         txHash: e.txHash,
         time: e.time,
-        seq: big(a.seq),
         billedWh: 0n,
         amountWei: 0n,
       });

@@ -11,6 +11,16 @@ export const SETTLEMENT_ABI = [
         "type": "address"
       },
       {
+        "internalType": "address",
+        "name": "operator",
+        "type": "address"
+      },
+      {
+        "internalType": "uint48",
+        "name": "adminDelay",
+        "type": "uint48"
+      },
+      {
         "internalType": "uint256",
         "name": "settlementWindow",
         "type": "uint256"
@@ -37,6 +47,33 @@ export const SETTLEMENT_ABI = [
   {
     "inputs": [
       {
+        "internalType": "uint48",
+        "name": "schedule",
+        "type": "uint48"
+      }
+    ],
+    "name": "AccessControlEnforcedDefaultAdminDelay",
+    "type": "error"
+  },
+  {
+    "inputs": [],
+    "name": "AccessControlEnforcedDefaultAdminRules",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "address",
+        "name": "defaultAdmin",
+        "type": "address"
+      }
+    ],
+    "name": "AccessControlInvalidDefaultAdmin",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
         "internalType": "address",
         "name": "account",
         "type": "address"
@@ -52,17 +89,17 @@ export const SETTLEMENT_ABI = [
   },
   {
     "inputs": [],
-    "name": "AlreadyExpired",
-    "type": "error"
-  },
-  {
-    "inputs": [],
     "name": "AlreadyRated",
     "type": "error"
   },
   {
     "inputs": [],
     "name": "AlreadyRegistered",
+    "type": "error"
+  },
+  {
+    "inputs": [],
+    "name": "AlreadyReleased",
     "type": "error"
   },
   {
@@ -77,17 +114,7 @@ export const SETTLEMENT_ABI = [
   },
   {
     "inputs": [],
-    "name": "BatchLengthMismatch",
-    "type": "error"
-  },
-  {
-    "inputs": [],
     "name": "EarningsOverflow",
-    "type": "error"
-  },
-  {
-    "inputs": [],
-    "name": "EnergyAboveCap",
     "type": "error"
   },
   {
@@ -143,6 +170,21 @@ export const SETTLEMENT_ABI = [
   },
   {
     "inputs": [],
+    "name": "InvalidTolerance",
+    "type": "error"
+  },
+  {
+    "inputs": [],
+    "name": "InvalidWindow",
+    "type": "error"
+  },
+  {
+    "inputs": [],
+    "name": "MalformedBatch",
+    "type": "error"
+  },
+  {
+    "inputs": [],
     "name": "MalformedReport",
     "type": "error"
   },
@@ -163,12 +205,12 @@ export const SETTLEMENT_ABI = [
   },
   {
     "inputs": [],
-    "name": "NotSessionEv",
+    "name": "NotReserved",
     "type": "error"
   },
   {
     "inputs": [],
-    "name": "NotSessionHcs",
+    "name": "NotSessionEv",
     "type": "error"
   },
   {
@@ -187,11 +229,6 @@ export const SETTLEMENT_ABI = [
     "type": "error"
   },
   {
-    "inputs": [],
-    "name": "ReportPartiesMismatch",
-    "type": "error"
-  },
-  {
     "inputs": [
       {
         "internalType": "uint8",
@@ -205,6 +242,21 @@ export const SETTLEMENT_ABI = [
       }
     ],
     "name": "SafeCastOverflowedUintDowncast",
+    "type": "error"
+  },
+  {
+    "inputs": [],
+    "name": "SeqOutOfRange",
+    "type": "error"
+  },
+  {
+    "inputs": [],
+    "name": "SeqUsed",
+    "type": "error"
+  },
+  {
+    "inputs": [],
+    "name": "SettleByTooLate",
     "type": "error"
   },
   {
@@ -235,12 +287,17 @@ export const SETTLEMENT_ABI = [
   },
   {
     "inputs": [],
+    "name": "TooManyOpenReservations",
+    "type": "error"
+  },
+  {
+    "inputs": [],
     "name": "TransferFailed",
     "type": "error"
   },
   {
     "inputs": [],
-    "name": "TxIdMismatch",
+    "name": "WindowShorterThanCharge",
     "type": "error"
   },
   {
@@ -252,16 +309,6 @@ export const SETTLEMENT_ABI = [
       }
     ],
     "name": "WithdrawalNotReady",
-    "type": "error"
-  },
-  {
-    "inputs": [],
-    "name": "WithinTolerance",
-    "type": "error"
-  },
-  {
-    "inputs": [],
-    "name": "WrongReportType",
     "type": "error"
   },
   {
@@ -278,6 +325,66 @@ export const SETTLEMENT_ABI = [
     "inputs": [],
     "name": "ZeroIdentityCommitment",
     "type": "error"
+  },
+  {
+    "inputs": [],
+    "name": "ZeroOperator",
+    "type": "error"
+  },
+  {
+    "inputs": [],
+    "name": "ZeroPower",
+    "type": "error"
+  },
+  {
+    "anonymous": false,
+    "inputs": [],
+    "name": "DefaultAdminDelayChangeCanceled",
+    "type": "event"
+  },
+  {
+    "anonymous": false,
+    "inputs": [
+      {
+        "indexed": false,
+        "internalType": "uint48",
+        "name": "newDelay",
+        "type": "uint48"
+      },
+      {
+        "indexed": false,
+        "internalType": "uint48",
+        "name": "effectSchedule",
+        "type": "uint48"
+      }
+    ],
+    "name": "DefaultAdminDelayChangeScheduled",
+    "type": "event"
+  },
+  {
+    "anonymous": false,
+    "inputs": [],
+    "name": "DefaultAdminTransferCanceled",
+    "type": "event"
+  },
+  {
+    "anonymous": false,
+    "inputs": [
+      {
+        "indexed": true,
+        "internalType": "address",
+        "name": "newAdmin",
+        "type": "address"
+      },
+      {
+        "indexed": false,
+        "internalType": "uint48",
+        "name": "acceptSchedule",
+        "type": "uint48"
+      }
+    ],
+    "name": "DefaultAdminTransferScheduled",
+    "type": "event"
   },
   {
     "anonymous": false,
@@ -302,6 +409,37 @@ export const SETTLEMENT_ABI = [
       }
     ],
     "name": "Deposited",
+    "type": "event"
+  },
+  {
+    "anonymous": false,
+    "inputs": [
+      {
+        "indexed": true,
+        "internalType": "bytes32",
+        "name": "txid",
+        "type": "bytes32"
+      },
+      {
+        "indexed": false,
+        "internalType": "uint256",
+        "name": "evEnergyWh",
+        "type": "uint256"
+      },
+      {
+        "indexed": false,
+        "internalType": "uint256",
+        "name": "hcsEnergyWh",
+        "type": "uint256"
+      },
+      {
+        "indexed": false,
+        "internalType": "uint256",
+        "name": "billedWh",
+        "type": "uint256"
+      }
+    ],
+    "name": "Disputed",
     "type": "event"
   },
   {
@@ -576,129 +714,38 @@ export const SETTLEMENT_ABI = [
       },
       {
         "indexed": false,
-        "internalType": "uint64",
-        "name": "seq",
-        "type": "uint64"
-      }
-    ],
-    "name": "SessionExpired",
-    "type": "event"
-  },
-  {
-    "anonymous": false,
-    "inputs": [
-      {
-        "indexed": true,
-        "internalType": "bytes32",
-        "name": "txid",
-        "type": "bytes32"
-      },
-      {
-        "indexed": true,
-        "internalType": "address",
-        "name": "ev",
-        "type": "address"
-      },
-      {
-        "indexed": true,
-        "internalType": "address",
-        "name": "hcs",
-        "type": "address"
-      },
-      {
-        "indexed": false,
-        "internalType": "uint256",
-        "name": "energyWh",
-        "type": "uint256"
-      },
-      {
-        "indexed": false,
         "internalType": "uint256",
         "name": "amountWei",
         "type": "uint256"
       }
     ],
-    "name": "Settled",
+    "name": "SessionReleased",
     "type": "event"
   },
   {
     "anonymous": false,
     "inputs": [
       {
-        "indexed": true,
-        "internalType": "bytes32",
-        "name": "txid",
-        "type": "bytes32"
-      },
-      {
-        "indexed": true,
-        "internalType": "address",
-        "name": "ev",
-        "type": "address"
-      },
-      {
-        "indexed": true,
-        "internalType": "address",
-        "name": "hcs",
-        "type": "address"
-      },
-      {
         "indexed": false,
-        "internalType": "uint64",
-        "name": "seq",
-        "type": "uint64"
-      },
-      {
-        "indexed": false,
-        "internalType": "uint256",
-        "name": "evEnergyWh",
-        "type": "uint256"
-      },
-      {
-        "indexed": false,
-        "internalType": "uint256",
-        "name": "hcsEnergyWh",
-        "type": "uint256"
-      },
-      {
-        "indexed": false,
-        "internalType": "uint256",
-        "name": "amountWei",
-        "type": "uint256"
+        "internalType": "bytes",
+        "name": "results",
+        "type": "bytes"
       }
     ],
-    "name": "SettledDisputed",
+    "name": "SessionsReserved",
     "type": "event"
   },
   {
     "anonymous": false,
     "inputs": [
       {
-        "indexed": true,
-        "internalType": "bytes32",
-        "name": "txid",
-        "type": "bytes32"
-      },
-      {
-        "indexed": true,
-        "internalType": "address",
-        "name": "ev",
-        "type": "address"
-      },
-      {
-        "indexed": true,
-        "internalType": "address",
-        "name": "hcs",
-        "type": "address"
-      },
-      {
         "indexed": false,
-        "internalType": "bytes4",
-        "name": "reason",
-        "type": "bytes4"
+        "internalType": "bytes",
+        "name": "results",
+        "type": "bytes"
       }
     ],
-    "name": "SettlementSkipped",
+    "name": "SessionsSettled",
     "type": "event"
   },
   {
@@ -838,6 +885,19 @@ export const SETTLEMENT_ABI = [
   },
   {
     "inputs": [],
+    "name": "RING",
+    "outputs": [
+      {
+        "internalType": "uint256",
+        "name": "",
+        "type": "uint256"
+      }
+    ],
+    "stateMutability": "view",
+    "type": "function"
+  },
+  {
+    "inputs": [],
     "name": "SETTLEMENT_WINDOW",
     "outputs": [
       {
@@ -860,6 +920,13 @@ export const SETTLEMENT_ABI = [
       }
     ],
     "stateMutability": "view",
+    "type": "function"
+  },
+  {
+    "inputs": [],
+    "name": "acceptDefaultAdminTransfer",
+    "outputs": [],
+    "stateMutability": "nonpayable",
     "type": "function"
   },
   {
@@ -911,8 +978,41 @@ export const SETTLEMENT_ABI = [
     "type": "function"
   },
   {
+    "inputs": [
+      {
+        "internalType": "address",
+        "name": "newAdmin",
+        "type": "address"
+      }
+    ],
+    "name": "beginDefaultAdminTransfer",
+    "outputs": [],
+    "stateMutability": "nonpayable",
+    "type": "function"
+  },
+  {
+    "inputs": [],
+    "name": "cancelDefaultAdminTransfer",
+    "outputs": [],
+    "stateMutability": "nonpayable",
+    "type": "function"
+  },
+  {
     "inputs": [],
     "name": "cancelWithdrawal",
+    "outputs": [],
+    "stateMutability": "nonpayable",
+    "type": "function"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "uint48",
+        "name": "newDelay",
+        "type": "uint48"
+      }
+    ],
+    "name": "changeDefaultAdminDelay",
     "outputs": [],
     "stateMutability": "nonpayable",
     "type": "function"
@@ -963,6 +1063,45 @@ export const SETTLEMENT_ABI = [
   },
   {
     "inputs": [],
+    "name": "defaultAdmin",
+    "outputs": [
+      {
+        "internalType": "address",
+        "name": "",
+        "type": "address"
+      }
+    ],
+    "stateMutability": "view",
+    "type": "function"
+  },
+  {
+    "inputs": [],
+    "name": "defaultAdminDelay",
+    "outputs": [
+      {
+        "internalType": "uint48",
+        "name": "",
+        "type": "uint48"
+      }
+    ],
+    "stateMutability": "view",
+    "type": "function"
+  },
+  {
+    "inputs": [],
+    "name": "defaultAdminDelayIncreaseWait",
+    "outputs": [
+      {
+        "internalType": "uint48",
+        "name": "",
+        "type": "uint48"
+      }
+    ],
+    "stateMutability": "view",
+    "type": "function"
+  },
+  {
+    "inputs": [],
     "name": "deposit",
     "outputs": [],
     "stateMutability": "payable",
@@ -981,6 +1120,11 @@ export const SETTLEMENT_ABI = [
       {
         "internalType": "uint256",
         "name": "balance",
+        "type": "uint256"
+      },
+      {
+        "internalType": "uint256",
+        "name": "reserved",
         "type": "uint256"
       },
       {
@@ -1076,51 +1220,6 @@ export const SETTLEMENT_ABI = [
       }
     ],
     "stateMutability": "view",
-    "type": "function"
-  },
-  {
-    "inputs": [
-      {
-        "components": [
-          {
-            "internalType": "address",
-            "name": "ev",
-            "type": "address"
-          },
-          {
-            "internalType": "address",
-            "name": "hcs",
-            "type": "address"
-          },
-          {
-            "internalType": "uint64",
-            "name": "seq",
-            "type": "uint64"
-          },
-          {
-            "internalType": "uint128",
-            "name": "priceWeiPerKWh",
-            "type": "uint128"
-          },
-          {
-            "internalType": "uint64",
-            "name": "maxEnergyWh",
-            "type": "uint64"
-          },
-          {
-            "internalType": "uint64",
-            "name": "settleBy",
-            "type": "uint64"
-          }
-        ],
-        "internalType": "struct Terms",
-        "name": "t",
-        "type": "tuple"
-      }
-    ],
-    "name": "expire",
-    "outputs": [],
-    "stateMutability": "nonpayable",
     "type": "function"
   },
   {
@@ -1262,6 +1361,25 @@ export const SETTLEMENT_ABI = [
         "type": "address"
       }
     ],
+    "name": "lastSeq",
+    "outputs": [
+      {
+        "internalType": "uint64",
+        "name": "seq",
+        "type": "uint64"
+      }
+    ],
+    "stateMutability": "view",
+    "type": "function"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "address",
+        "name": "hcs",
+        "type": "address"
+      }
+    ],
     "name": "meanRating",
     "outputs": [
       {
@@ -1286,6 +1404,55 @@ export const SETTLEMENT_ABI = [
         "internalType": "uint256",
         "name": "hcss",
         "type": "uint256"
+      }
+    ],
+    "stateMutability": "view",
+    "type": "function"
+  },
+  {
+    "inputs": [],
+    "name": "owner",
+    "outputs": [
+      {
+        "internalType": "address",
+        "name": "",
+        "type": "address"
+      }
+    ],
+    "stateMutability": "view",
+    "type": "function"
+  },
+  {
+    "inputs": [],
+    "name": "pendingDefaultAdmin",
+    "outputs": [
+      {
+        "internalType": "address",
+        "name": "newAdmin",
+        "type": "address"
+      },
+      {
+        "internalType": "uint48",
+        "name": "schedule",
+        "type": "uint48"
+      }
+    ],
+    "stateMutability": "view",
+    "type": "function"
+  },
+  {
+    "inputs": [],
+    "name": "pendingDefaultAdminDelay",
+    "outputs": [
+      {
+        "internalType": "uint48",
+        "name": "newDelay",
+        "type": "uint48"
+      },
+      {
+        "internalType": "uint48",
+        "name": "schedule",
+        "type": "uint48"
       }
     ],
     "stateMutability": "view",
@@ -1339,11 +1506,6 @@ export const SETTLEMENT_ABI = [
         "internalType": "bytes10",
         "name": "comment",
         "type": "bytes10"
-      },
-      {
-        "internalType": "bytes",
-        "name": "hcsReport",
-        "type": "bytes"
       }
     ],
     "name": "rate",
@@ -1443,13 +1605,58 @@ export const SETTLEMENT_ABI = [
   {
     "inputs": [
       {
+        "components": [
+          {
+            "internalType": "address",
+            "name": "ev",
+            "type": "address"
+          },
+          {
+            "internalType": "address",
+            "name": "hcs",
+            "type": "address"
+          },
+          {
+            "internalType": "uint64",
+            "name": "seq",
+            "type": "uint64"
+          },
+          {
+            "internalType": "uint128",
+            "name": "priceWeiPerKWh",
+            "type": "uint128"
+          },
+          {
+            "internalType": "uint64",
+            "name": "maxEnergyWh",
+            "type": "uint64"
+          },
+          {
+            "internalType": "uint64",
+            "name": "settleBy",
+            "type": "uint64"
+          }
+        ],
+        "internalType": "struct Terms",
+        "name": "t",
+        "type": "tuple"
+      }
+    ],
+    "name": "release",
+    "outputs": [],
+    "stateMutability": "nonpayable",
+    "type": "function"
+  },
+  {
+    "inputs": [
+      {
         "internalType": "bytes32",
         "name": "role",
         "type": "bytes32"
       },
       {
         "internalType": "address",
-        "name": "callerConfirmation",
+        "name": "account",
         "type": "address"
       }
     ],
@@ -1468,6 +1675,38 @@ export const SETTLEMENT_ABI = [
     ],
     "name": "requestWithdrawal",
     "outputs": [],
+    "stateMutability": "nonpayable",
+    "type": "function"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "bytes",
+        "name": "entry",
+        "type": "bytes"
+      }
+    ],
+    "name": "reserve",
+    "outputs": [],
+    "stateMutability": "nonpayable",
+    "type": "function"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "bytes",
+        "name": "entries",
+        "type": "bytes"
+      }
+    ],
+    "name": "reserveBatch",
+    "outputs": [
+      {
+        "internalType": "uint256",
+        "name": "count",
+        "type": "uint256"
+      }
+    ],
     "stateMutability": "nonpayable",
     "type": "function"
   },
@@ -1503,6 +1742,13 @@ export const SETTLEMENT_ABI = [
     "type": "function"
   },
   {
+    "inputs": [],
+    "name": "rollbackDefaultAdminDelay",
+    "outputs": [],
+    "stateMutability": "nonpayable",
+    "type": "function"
+  },
+  {
     "inputs": [
       {
         "internalType": "address",
@@ -1519,7 +1765,7 @@ export const SETTLEMENT_ABI = [
     "outputs": [
       {
         "internalType": "enum SessionState",
-        "name": "state",
+        "name": "",
         "type": "uint8"
       }
     ],
@@ -1542,50 +1788,8 @@ export const SETTLEMENT_ABI = [
   {
     "inputs": [
       {
-        "components": [
-          {
-            "internalType": "address",
-            "name": "ev",
-            "type": "address"
-          },
-          {
-            "internalType": "address",
-            "name": "hcs",
-            "type": "address"
-          },
-          {
-            "internalType": "uint64",
-            "name": "seq",
-            "type": "uint64"
-          },
-          {
-            "internalType": "uint128",
-            "name": "priceWeiPerKWh",
-            "type": "uint128"
-          },
-          {
-            "internalType": "uint64",
-            "name": "maxEnergyWh",
-            "type": "uint64"
-          },
-          {
-            "internalType": "uint64",
-            "name": "settleBy",
-            "type": "uint64"
-          }
-        ],
-        "internalType": "struct Terms",
-        "name": "t",
-        "type": "tuple"
-      },
-      {
         "internalType": "bytes",
-        "name": "evReport",
-        "type": "bytes"
-      },
-      {
-        "internalType": "bytes",
-        "name": "hcsReport",
+        "name": "entry",
         "type": "bytes"
       }
     ],
@@ -1597,116 +1801,19 @@ export const SETTLEMENT_ABI = [
   {
     "inputs": [
       {
-        "components": [
-          {
-            "internalType": "address",
-            "name": "ev",
-            "type": "address"
-          },
-          {
-            "internalType": "address",
-            "name": "hcs",
-            "type": "address"
-          },
-          {
-            "internalType": "uint64",
-            "name": "seq",
-            "type": "uint64"
-          },
-          {
-            "internalType": "uint128",
-            "name": "priceWeiPerKWh",
-            "type": "uint128"
-          },
-          {
-            "internalType": "uint64",
-            "name": "maxEnergyWh",
-            "type": "uint64"
-          },
-          {
-            "internalType": "uint64",
-            "name": "settleBy",
-            "type": "uint64"
-          }
-        ],
-        "internalType": "struct Terms[]",
-        "name": "terms",
-        "type": "tuple[]"
-      },
-      {
-        "internalType": "bytes[]",
-        "name": "evReports",
-        "type": "bytes[]"
-      },
-      {
-        "internalType": "bytes[]",
-        "name": "hcsReports",
-        "type": "bytes[]"
+        "internalType": "bytes",
+        "name": "entries",
+        "type": "bytes"
       }
     ],
     "name": "settleBatch",
     "outputs": [
       {
         "internalType": "uint256",
-        "name": "settled",
+        "name": "count",
         "type": "uint256"
       }
     ],
-    "stateMutability": "nonpayable",
-    "type": "function"
-  },
-  {
-    "inputs": [
-      {
-        "components": [
-          {
-            "internalType": "address",
-            "name": "ev",
-            "type": "address"
-          },
-          {
-            "internalType": "address",
-            "name": "hcs",
-            "type": "address"
-          },
-          {
-            "internalType": "uint64",
-            "name": "seq",
-            "type": "uint64"
-          },
-          {
-            "internalType": "uint128",
-            "name": "priceWeiPerKWh",
-            "type": "uint128"
-          },
-          {
-            "internalType": "uint64",
-            "name": "maxEnergyWh",
-            "type": "uint64"
-          },
-          {
-            "internalType": "uint64",
-            "name": "settleBy",
-            "type": "uint64"
-          }
-        ],
-        "internalType": "struct Terms",
-        "name": "t",
-        "type": "tuple"
-      },
-      {
-        "internalType": "bytes",
-        "name": "evReport",
-        "type": "bytes"
-      },
-      {
-        "internalType": "bytes",
-        "name": "hcsReport",
-        "type": "bytes"
-      }
-    ],
-    "name": "settleDisputed",
-    "outputs": [],
     "stateMutability": "nonpayable",
     "type": "function"
   },
@@ -1837,9 +1944,12 @@ export const SOLIDITY_ENUMS = {
     "Revoked": 4
   },
   "SessionState": {
-    "Open": 0,
-    "Settled": 1,
-    "Rated": 2,
-    "Expired": 3
+    "None": 0,
+    "Reserved": 1,
+    "Settled": 2,
+    "Rated": 3,
+    "Released": 4,
+    "SettledFree": 5,
+    "Superseded": 6
   }
 } as const;

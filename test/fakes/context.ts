@@ -68,6 +68,10 @@ export interface Sent {
 export interface FakeChainAnswers {
   availableDeposit?: bigint;
   sessionState?: number;
+  /** The highest seq the chain holds for the station (issue 12, H). */
+  lastSeq?: bigint;
+  /** Reservations the role sent (terms' seq and the EV's consent, hex). */
+  reserved?: { seq: bigint; consent: string }[];
 }
 
 export interface Fake<C extends RoleContext> {
@@ -105,10 +109,19 @@ export function fakeContext(
   const journal = new Journal(dir);
   const sessions = new Map<string, SessionRecord>();
   const sent: Sent[] = [];
-  const answers: FakeChainAnswers = { availableDeposit: 10n ** 20n, sessionState: 0 };
+  const answers: FakeChainAnswers = {
+    availableDeposit: 10n ** 20n,
+    sessionState: 0,
+    lastSeq: 0n,
+    reserved: [],
+  };
   const client = {
     availableDeposit: async () => answers.availableDeposit ?? 0n,
     sessionState: async () => answers.sessionState ?? 0,
+    lastSeq: async () => answers.lastSeq ?? 0n,
+    reserve: async (terms: { seq: bigint }, consent: string) => {
+      answers.reserved?.push({ seq: terms.seq, consent });
+    },
   };
   const chain = {
     domain: DOMAIN,
@@ -119,7 +132,9 @@ export function fakeContext(
       params: tolerance,
     } as Deployment,
     retry: <T>(_what: string, fn: () => Promise<T>) => fn(),
-    send: () => Promise.reject(new Error('the fake chain sends nothing')),
+    // Only a reservation is "sent" (recorded in answers.reserved); anything else is refused.
+    send: <T>(what: string, fn: (c: typeof client) => Promise<T>) =>
+      what === 'reserve' ? fn(client) : Promise.reject(new Error('the fake chain sends nothing')),
     client,
   } as unknown as ChainPort; // only the client calls listed above are answered
   const log = createLogger({ level: 'silent', pretty: false });
