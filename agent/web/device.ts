@@ -63,8 +63,12 @@ export class PowerEstimator {
     if (wh === undefined || !at) return undefined;
     const prev = this.last.get(device);
     if (prev && prev.at === at) return prev.powerW;
+    // A counter that went back (a meter restarted or replaced) starts a new count: no power from
+    // the pair, rather than a negative one.
     const powerW =
-      prev && at > prev.at ? Math.round(((wh - prev.wh) * 3_600_000) / (at - prev.at)) : undefined;
+      prev && at > prev.at && wh >= prev.wh
+        ? Math.round(((wh - prev.wh) * 3_600_000) / (at - prev.at))
+        : undefined;
     this.last.set(device, { wh, at, ...(powerW !== undefined ? { powerW } : {}) });
     return powerW;
   }
