@@ -49,11 +49,11 @@ export interface AgentConfig {
   };
   edge: { batchSize: number; batchMaxWaitMs: number; suggestions: number };
   timeouts: { replyMs: number; reportMs: number; chargeIdleMs: number; settleFallbackMs: number };
-  control: { host: string; port?: number };
+  control: { host: string; port?: number; allowedHosts?: string[] };
   metrics: { host: string; port?: number };
   log: { level: string };
   /** The members' page on its own port (agent/web/, docs/WEB.md); absent = control port only. */
-  web?: { host: string; port?: number };
+  web?: { host: string; port?: number; tiles?: string; tileAttribution?: string };
   /** Home Assistant MQTT discovery (agent/ops/homeassistant.ts); absent = off. */
   homeassistant?: import('../ops/homeassistant.js').HomeAssistantConfig;
 }

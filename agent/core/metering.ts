@@ -14,6 +14,7 @@ import {
   type Discontinuity,
   type Meter,
   type MeterReading,
+  ModbusMeter,
   openMeter,
   switchSimCharge,
 } from '../../drivers/index.js';
@@ -146,6 +147,27 @@ export class Metering {
       end();
     }
   }
+
+  /**
+   * The meter's own power register in W, where its profile has one (else undefined): the power the
+   * meter stands for, which two energy readings apart cannot give when the meter runs at a time
+   * scale (the sim) or its register steps in whole Wh. Shown on the page; never billed.
+   */
+  async powerW(): Promise<number | undefined> {
+    // Only a profile-driven Modbus meter names its power register.
+    const meter = this.meter instanceof ModbusMeter ? this.meter : undefined;
+    const spec = meter?.profile.quantities.power;
+    if (!meter || !spec) return undefined;
+    try {
+      this.lastPowerW = Math.round(await meter.readValue('power', spec));
+    } catch {
+      // A missing or failing power register only costs the page its figure.
+      this.lastPowerW = undefined;
+    }
+    return this.lastPowerW;
+  }
+
+  lastPowerW: number | undefined;
 
   /**
    * Switches charging on (at `kw`) or off, where this device has a charger to switch. An EV names

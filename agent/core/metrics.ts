@@ -2,8 +2,9 @@
  * Prometheus metrics (prom-client), served on the configured port at /metrics. One registry per
  * agent so that several agents in one test process do not collide.
  */
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { HttpError, serveHttp } from './http.js';
 
 /** Figures read at scrape time from the running agent (set once it has its bus and chain). */
 export interface Probes {
@@ -108,16 +109,9 @@ export function createMetrics(processMetrics = true) {
 export type Metrics = ReturnType<typeof createMetrics>;
 
 export function serveMetrics(metrics: Metrics, host: string, port: number): Promise<Server> {
-  const server = createServer(async (req, res) => {
-    if (req.url !== '/metrics') {
-      res.writeHead(404).end();
-      return;
-    }
+  return serveHttp(host, port, async (req, res) => {
+    if (req.url !== '/metrics') throw new HttpError(404, 'not found: the metrics are at /metrics');
     res.writeHead(200, { 'content-type': metrics.registry.contentType });
     res.end(await metrics.registry.metrics());
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve(server));
   });
 }

@@ -12,7 +12,8 @@ import { openKeystore, readPassword } from '../core/keys.js';
 import { exportOcmf } from './ocmf.js';
 import { VERSION } from './telemetry.js';
 import type { SessionRecord } from '../core/session.js';
-import { controlEndpoint, fetchStatus, formatStatus } from './status.js';
+import { readControlToken } from '../core/http.js';
+import { controlEndpoint, fetchStatus, formatStatus, postControl } from './status.js';
 
 /** A usage mistake: the CLI exits 2 for it (agent/cli.ts). */
 class UsageError extends Error {
@@ -73,6 +74,26 @@ export function registerOpsCommands(program: Command): void {
         }
       }
       process.stdout.write(opts.json ? `${JSON.stringify(status)}\n` : `${formatStatus(status)}\n`);
+    });
+
+  program
+    .command('control <action> [json]')
+    .description(
+      'A control action on the running agent (POST /<action>, e.g. charge \'{"targetWh":2000}\' or stop), with the token from <dataDir>/control.token',
+    )
+    .option('-c, --config <file>', 'the agent config (its control.port and dataDir)', 'agent.config.json')
+    .action(async (action: string, json: string | undefined, opts: { config: string }) => {
+      let body: Record<string, unknown> = {};
+      if (json) {
+        try {
+          body = JSON.parse(json) as Record<string, unknown>;
+        } catch (err) {
+          throw new Error(`the body is not JSON (${(err as Error).message}): e.g. '{"targetWh":2000}'`);
+        }
+      }
+      const cfg = loadConfig(opts.config);
+      const answer = await postControl(controlEndpoint(opts), readControlToken(cfg.dataDir), action, body);
+      process.stdout.write(`${JSON.stringify(answer)}\n`);
     });
 
   const sessions = program.command('sessions').description("This device's sessions, from its journal");

@@ -128,3 +128,35 @@ export function formatStatus(s: Record<string, unknown>): string {
     lines.push(`clock    stepped ${st.clock.jumps} time(s), ${st.clock.totalJumpMs} ms in all`);
   return lines.join('\n');
 }
+
+/**
+ * `POST /<action>` on the control port with the token of the agent's data directory
+ * (<dataDir>/control.token, mode 0600: run as the agent's user); the agent's answer, or an Error
+ * with the agent's own words.
+ */
+export async function postControl(
+  ep: ControlEndpoint,
+  token: string,
+  action: string,
+  body: Record<string, unknown>,
+  timeoutMs = 10_000,
+): Promise<unknown> {
+  const url = `http://${ep.host.includes(':') ? `[${ep.host}]` : ep.host}:${ep.port}/${action}`;
+  let res: Response;
+  try {
+    res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string } }).cause;
+    throw new Error(
+      `no agent answers on ${ep.host}:${ep.port} (${cause?.code ?? (err as Error).name}): is it running?`,
+    );
+  }
+  const answer = (await res.json().catch(() => ({}))) as { error?: string };
+  if (!res.ok) throw new Error(`${action}: ${answer.error ?? `HTTP ${res.status}`}`);
+  return answer;
+}

@@ -18,6 +18,7 @@ interface WebOpts {
   host: string;
   confirmations: number;
   device: string[];
+  tiles?: string;
 }
 
 export function registerWebCommands(program: Command): void {
@@ -33,6 +34,7 @@ export function registerWebCommands(program: Command): void {
     .option('--port <n>', 'HTTP port (0 = any free port)', (v) => Number(v), 8080)
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
     .option('--confirmations <n>', 'index a block once it has this many confirmations', (v) => Number(v), 1)
+    .option('--tiles <url>', "the map's tile URL ({z}/{x}/{y}), or none (default OpenStreetMap's)")
     .option(
       '--device <url>',
       "an agent's control port (http://127.0.0.1:PORT) to show live; repeatable",
@@ -57,6 +59,7 @@ export function registerWebCommands(program: Command): void {
       const power = new PowerEstimator();
       const web = createWebApp({
         indexer,
+        ...(opts.tiles ? { tiles: opts.tiles } : {}),
         ...(opts.device.length
           ? { devices: () => Promise.all(opts.device.map((url) => fetchDeviceState(url, power))) }
           : {}),
