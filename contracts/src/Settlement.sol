@@ -391,12 +391,25 @@ contract Settlement is DepositEscrow, EIP712 {
             new bytes((blob.length / (ChargeReports.TERMS_BYTES + 150)) * SETTLE_RESULT_BYTES);
         uint256 out;
         bytes32 domainSeparator = _domainSeparatorV4();
+        // Earnings are credited once per run of entries of the same station (the client sorts a
+        // batch by station): one read and one write of the station's word per run, not per entry.
+        address payee;
+        uint256 owed;
         while (p < end) {
-            (bytes4 err, bytes32 txid, uint256 billedWh, uint256 amount, uint256 next) =
+            (bytes4 err, bytes32 txid, uint256 billedWh, uint256 amount, uint256 next, address hcs) =
                 _settle(p, end, domainSeparator);
             if (next == 0) revert MalformedBatch();
-            if (err == 0) ++count;
-            else if (single) _revertWith(err);
+            if (err == 0) {
+                ++count;
+                if (hcs != payee) {
+                    _credit(payee, owed);
+                    (payee, owed) = (hcs, amount);
+                } else {
+                    owed += amount;
+                }
+            } else if (single) {
+                _revertWith(err);
+            }
             assembly ("memory-safe") {
                 let o := add(add(results, 0x20), out)
                 mstore(o, txid)
@@ -406,29 +419,46 @@ contract Settlement is DepositEscrow, EIP712 {
             p = next;
         }
         if (single && out == 0) revert MalformedBatch();
+        _credit(payee, owed);
         assembly ("memory-safe") {
             mstore(results, out)
         }
         emit SessionsSettled(results);
     }
 
-    /// @dev One settlement: every check, then the effects. Returns the refusal's selector (0 when
-    /// settled), what was billed, and the next entry's offset (0 if the entry overruns the blob).
+    /// @dev Adds `amount` to the station's earnings (nothing for no station or 0 wei).
+    function _credit(address hcs, uint256 amount) private {
+        if (amount == 0) return;
+        Account storage hcsAccount = _accounts[hcs];
+        uint256 hcsWord = _load(hcsAccount);
+        if (((hcsWord >> BALANCE_SHIFT) & AMOUNT_MASK) + amount > AMOUNT_MASK) revert EarningsOverflow();
+        unchecked {
+            _store(hcsAccount, hcsWord + (amount << BALANCE_SHIFT));
+        }
+    }
+
+    /// @dev One settlement: every check, then the effects on the slot and the EV's deposit.
+    /// Returns the refusal's selector (0 when settled), what was billed, the next entry's offset
+    /// (0 if the entry overruns the blob) and the station, whose earnings the caller credits.
     function _settle(uint256 p, uint256 end, bytes32 domainSeparator)
         private
-        returns (bytes4 err, bytes32 txid, uint256 billedWh, uint256 amount, uint256 next)
+        returns (bytes4 err, bytes32 txid, uint256 billedWh, uint256 amount, uint256 next, address hcs)
     {
         uint256 q = p + ChargeReports.TERMS_BYTES;
         uint256 h = q < end ? ChargeReports.receiptEnd(q) : 0;
         next = h != 0 && h < end ? ChargeReports.receiptEnd(h) : 0;
-        if (next == 0 || next > end) return (0, 0, 0, 0, 0);
-        (address ev, address hcs, uint256 seq, uint256 price, uint256 maxWh, uint256 settleBy) =
-            ChargeReports.terms(p);
+        if (next == 0 || next > end) return (0, 0, 0, 0, 0, address(0));
+        address ev;
+        uint256 seq;
+        uint256 price;
+        uint256 maxWh;
+        uint256 settleBy;
+        (ev, hcs, seq, price, maxWh, settleBy) = ChargeReports.terms(p);
         txid = _txIdOf(ev, hcs, seq, price, maxWh, settleBy);
-        if (block.timestamp > settleBy) return (SettlementWindowClosed.selector, txid, 0, 0, next);
+        if (block.timestamp > settleBy) return (SettlementWindowClosed.selector, txid, 0, 0, next, hcs);
         uint256 slot;
         (slot, err) = _openSlot(hcs, seq, txid);
-        if (err != 0) return (err, txid, 0, 0, next);
+        if (err != 0) return (err, txid, 0, 0, next, hcs);
 
         // The bill: within the tolerance the station's meter (capped); outside it, and only when
         // the station itself asks, what the EV acknowledged: min(eEV, eHCS, cap).
@@ -438,30 +468,24 @@ contract Settlement is DepositEscrow, EIP712 {
         if (agreed) {
             billedWh = hcsWh;
         } else {
-            if (msg.sender != hcs) return (ToleranceExceeded.selector, txid, 0, 0, next);
+            if (msg.sender != hcs) return (ToleranceExceeded.selector, txid, 0, 0, next, hcs);
             billedWh = evWh < hcsWh ? evWh : hcsWh;
         }
         if (billedWh > maxWh) billedWh = maxWh;
 
         err = _signerError(q, h, ChargeReports.EV_REPORT_TYPE, ev, hcs, txid, ev, domainSeparator);
         if (err == 0) err = _signerError(h, next, ChargeReports.HCS_REPORT_TYPE, ev, hcs, txid, hcs, domainSeparator);
-        if (err != 0) return (err, txid, 0, 0, next);
+        if (err != 0) return (err, txid, 0, 0, next, hcs);
 
         // Effects only; no external call. maxWh < 2^64 and price < 2^128: no overflow.
         amount = (billedWh * price) / WH_PER_KWH;
         uint256 held = (maxWh * price) / WH_PER_KWH;
         _setState(slot, txid, seq, amount == 0 ? SessionState.SettledFree : SessionState.Settled);
         Account storage evAccount = _accounts[ev];
-        Account storage hcsAccount = _accounts[hcs];
         uint256 evWord = _load(evAccount);
         unchecked {
             // amount ≤ held ≤ reserved ≤ balance (the reservation's invariant): no borrow.
             _store(evAccount, evWord - (amount << BALANCE_SHIFT) - (held << RESERVED_SHIFT));
-        }
-        uint256 hcsWord = _load(hcsAccount);
-        if (((hcsWord >> BALANCE_SHIFT) & AMOUNT_MASK) + amount > AMOUNT_MASK) revert EarningsOverflow();
-        unchecked {
-            _store(hcsAccount, hcsWord + (amount << BALANCE_SHIFT));
         }
         if (!agreed) emit Disputed(txid, evWh, hcsWh, billedWh);
     }
