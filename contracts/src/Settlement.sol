@@ -526,7 +526,7 @@ contract Settlement is DepositEscrow, EIP712 {
         }
     }
 
-    /// @dev Recovers the signer of the report at [q, end) (low-s only, via OpenZeppelin's ECDSA).
+    /// @dev Checks the signature of the report at [q, end) (low-s only, as OpenZeppelin's ECDSA).
     function _signerError(
         uint256 q,
         uint256 end,
@@ -536,13 +536,11 @@ contract Settlement is DepositEscrow, EIP712 {
         bytes32 txid,
         address expected,
         bytes32 domainSeparator
-    ) private pure returns (bytes4) {
-        (bytes32 d, uint8 v, bytes32 r, bytes32 s) =
-            ChargeReports.digestAndSignature(q, end, reportType, ev, hcs, txid, MESSAGE_TYPEHASH, domainSeparator);
-        (address signer, ECDSA.RecoverError e,) = ECDSA.tryRecover(d, v, r, s);
-        if (e != ECDSA.RecoverError.NoError) return InvalidSignature.selector;
-        if (signer != expected) return WrongSigner.selector;
-        return 0;
+    ) private view returns (bytes4) {
+        uint256 found =
+            ChargeReports.signedBy(q, end, reportType, ev, hcs, txid, MESSAGE_TYPEHASH, domainSeparator, expected);
+        if (found == ChargeReports.SIGNED) return 0;
+        return found == ChargeReports.BAD_SIGNATURE ? InvalidSignature.selector : WrongSigner.selector;
     }
 
     /// @dev |a − b| ≤ max(ABS_TOLERANCE_WH, REL_TOLERANCE_BPS × max(a, b) / 10000).
