@@ -53,7 +53,10 @@ library ChargeReports {
             n := shr(240, calldataload(add(q, 8)))
         }
         if (n > MAX_OPTIONAL_BYTES) return 0;
-        return q + RECEIPT_FIXED_BYTES + n;
+        unchecked {
+            // q is a calldata offset, n ≤ 1,024.
+            return q + RECEIPT_FIXED_BYTES + n;
+        }
     }
 
     /// @notice The energy of the receipt at `q`.

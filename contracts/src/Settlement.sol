@@ -332,49 +332,52 @@ contract Settlement is DepositEscrow, EIP712 {
         private
         returns (bytes4 err, bytes32 txid, uint256 next)
     {
-        uint256 q = p + ChargeReports.TERMS_BYTES;
-        next = q < end ? ChargeReports.receiptEnd(q) : 0;
-        if (next == 0 || next > end) return (0, 0, 0);
-        (address ev, address hcs, uint256 seq, uint256 price, uint256 maxWh, uint256 settleBy) =
-            ChargeReports.terms(p);
-        txid = _txIdOf(ev, hcs, seq, price, maxWh, settleBy);
-        if (seq > SEQ_MASK || seq == 0) return (SeqOutOfRange.selector, txid, next);
-        if (settleBy > block.timestamp + SETTLEMENT_WINDOW) return (SettleByTooLate.selector, txid, next);
-
-        Account storage hcsAccount = _accounts[hcs];
-        uint256 hcsWord = _load(hcsAccount);
-        if (hcsWord & ROLE_STATUS_MASK != VERIFIED_HCS) return (HcsNotVerified.selector, txid, next);
-        // The window must hold the whole charge at the station's power: maxWh ÷ power.
-        uint256 powerW = hcsWord >> POWER_SHIFT & 0xffffffff;
-        if (powerW == 0 || settleBy < block.timestamp + (maxWh * SECONDS_PER_HOUR + powerW - 1) / powerW) {
-            return (WindowShorterThanCharge.selector, txid, next);
-        }
-
-        Account storage evAccount = _accounts[ev];
-        uint256 evWord = _load(evAccount);
-        if (evWord & ROLE_STATUS_MASK != VERIFIED_EV) return (EvNotVerified.selector, txid, next);
-        uint256 amount = (maxWh * price) / WH_PER_KWH;
-        uint256 balance = (evWord >> BALANCE_SHIFT) & AMOUNT_MASK;
-        uint256 reserved = (evWord >> RESERVED_SHIFT) & AMOUNT_MASK;
-        if (amount > balance - reserved) return (InsufficientDeposit.selector, txid, next);
-
-        uint256 slot = _slotOf(hcs, seq);
-        uint256 word;
-        assembly ("memory-safe") {
-            word := sload(slot)
-        }
-        if (word != 0) {
-            if ((word >> SEQ_SHIFT) & SEQ_MASK >= seq) return (SeqUsed.selector, txid, next);
-            if (word & STATE_MASK == uint256(SessionState.Reserved)) {
-                return (TooManyOpenReservations.selector, txid, next);
-            }
-        }
-        err = _signerError(q, next, ChargeReports.EV_REPORT_TYPE, ev, hcs, txid, ev, domainSeparator);
-        if (err != 0) return (err, txid, next);
-
-        // Effects only; no external call.
-        _setState(slot, txid, seq, SessionState.Reserved);
+        // Unchecked: every figure comes from a bounded field (addresses 160 bits, seq, maxWh and
+        // settleBy 64, price 128, a deposit 96, an offset below the calldata size): no product or sum
+        // here reaches 2^256, and no difference is taken of a smaller minus a larger value.
         unchecked {
+            uint256 q = p + ChargeReports.TERMS_BYTES;
+            next = q < end ? ChargeReports.receiptEnd(q) : 0;
+            if (next == 0 || next > end) return (0, 0, 0);
+            (address ev, address hcs, uint256 seq, uint256 price, uint256 maxWh, uint256 settleBy) =
+                ChargeReports.terms(p);
+            txid = _txIdOf(ev, hcs, seq, price, maxWh, settleBy);
+            if (seq > SEQ_MASK || seq == 0) return (SeqOutOfRange.selector, txid, next);
+            if (settleBy > block.timestamp + SETTLEMENT_WINDOW) return (SettleByTooLate.selector, txid, next);
+
+            Account storage hcsAccount = _accounts[hcs];
+            uint256 hcsWord = _load(hcsAccount);
+            if (hcsWord & ROLE_STATUS_MASK != VERIFIED_HCS) return (HcsNotVerified.selector, txid, next);
+            // The window must hold the whole charge at the station's power: maxWh ÷ power.
+            uint256 powerW = hcsWord >> POWER_SHIFT & 0xffffffff;
+            if (powerW == 0 || settleBy < block.timestamp + (maxWh * SECONDS_PER_HOUR + powerW - 1) / powerW) {
+                return (WindowShorterThanCharge.selector, txid, next);
+            }
+
+            Account storage evAccount = _accounts[ev];
+            uint256 evWord = _load(evAccount);
+            if (evWord & ROLE_STATUS_MASK != VERIFIED_EV) return (EvNotVerified.selector, txid, next);
+            uint256 amount = (maxWh * price) / WH_PER_KWH;
+            uint256 balance = (evWord >> BALANCE_SHIFT) & AMOUNT_MASK;
+            uint256 reserved = (evWord >> RESERVED_SHIFT) & AMOUNT_MASK;
+            if (reserved + amount > balance) return (InsufficientDeposit.selector, txid, next);
+
+            uint256 slot = _slotOf(hcs, seq);
+            uint256 word;
+            assembly ("memory-safe") {
+                word := sload(slot)
+            }
+            if (word != 0) {
+                if ((word >> SEQ_SHIFT) & SEQ_MASK >= seq) return (SeqUsed.selector, txid, next);
+                if (word & STATE_MASK == uint256(SessionState.Reserved)) {
+                    return (TooManyOpenReservations.selector, txid, next);
+                }
+            }
+            err = _signerError(q, next, ChargeReports.EV_REPORT_TYPE, ev, hcs, txid, ev, domainSeparator);
+            if (err != 0) return (err, txid, next);
+
+            // Effects only; no external call.
+            _setState(slot, txid, seq, SessionState.Reserved);
             // reserved + amount ≤ balance < 2^96: stays inside its field.
             _store(evAccount, evWord + (amount << RESERVED_SHIFT));
         }
@@ -444,50 +447,53 @@ contract Settlement is DepositEscrow, EIP712 {
         private
         returns (bytes4 err, bytes32 txid, uint256 billedWh, uint256 amount, uint256 next, address hcs)
     {
-        uint256 q = p + ChargeReports.TERMS_BYTES;
-        uint256 h = q < end ? ChargeReports.receiptEnd(q) : 0;
-        next = h != 0 && h < end ? ChargeReports.receiptEnd(h) : 0;
-        if (next == 0 || next > end) return (0, 0, 0, 0, 0, address(0));
-        address ev;
-        uint256 seq;
-        uint256 price;
-        uint256 maxWh;
-        uint256 settleBy;
-        (ev, hcs, seq, price, maxWh, settleBy) = ChargeReports.terms(p);
-        txid = _txIdOf(ev, hcs, seq, price, maxWh, settleBy);
-        if (block.timestamp > settleBy) return (SettlementWindowClosed.selector, txid, 0, 0, next, hcs);
-        uint256 slot;
-        (slot, err) = _openSlot(hcs, seq, txid);
-        if (err != 0) return (err, txid, 0, 0, next, hcs);
-
-        // The bill: within the tolerance the station's meter (capped); outside it, and only when
-        // the station itself asks, what the EV acknowledged: min(eEV, eHCS, cap).
-        uint256 evWh = ChargeReports.energyWh(q);
-        uint256 hcsWh = ChargeReports.energyWh(h);
-        bool agreed = _withinTolerance(evWh, hcsWh);
-        if (agreed) {
-            billedWh = hcsWh;
-        } else {
-            if (msg.sender != hcs) return (ToleranceExceeded.selector, txid, 0, 0, next, hcs);
-            billedWh = evWh < hcsWh ? evWh : hcsWh;
-        }
-        if (billedWh > maxWh) billedWh = maxWh;
-
-        err = _signerError(q, h, ChargeReports.EV_REPORT_TYPE, ev, hcs, txid, ev, domainSeparator);
-        if (err == 0) err = _signerError(h, next, ChargeReports.HCS_REPORT_TYPE, ev, hcs, txid, hcs, domainSeparator);
-        if (err != 0) return (err, txid, 0, 0, next, hcs);
-
-        // Effects only; no external call. maxWh < 2^64 and price < 2^128: no overflow.
-        amount = (billedWh * price) / WH_PER_KWH;
-        uint256 held = (maxWh * price) / WH_PER_KWH;
-        _setState(slot, txid, seq, amount == 0 ? SessionState.SettledFree : SessionState.Settled);
-        Account storage evAccount = _accounts[ev];
-        uint256 evWord = _load(evAccount);
+        // Unchecked: every figure comes from a bounded field (addresses 160 bits, seq, maxWh and
+        // settleBy 64, price 128, a deposit 96, an offset below the calldata size): no product or sum
+        // here reaches 2^256, and no difference is taken of a smaller minus a larger value.
         unchecked {
+            uint256 q = p + ChargeReports.TERMS_BYTES;
+            uint256 h = q < end ? ChargeReports.receiptEnd(q) : 0;
+            next = h != 0 && h < end ? ChargeReports.receiptEnd(h) : 0;
+            if (next == 0 || next > end) return (0, 0, 0, 0, 0, address(0));
+            address ev;
+            uint256 seq;
+            uint256 price;
+            uint256 maxWh;
+            uint256 settleBy;
+            (ev, hcs, seq, price, maxWh, settleBy) = ChargeReports.terms(p);
+            txid = _txIdOf(ev, hcs, seq, price, maxWh, settleBy);
+            if (block.timestamp > settleBy) return (SettlementWindowClosed.selector, txid, 0, 0, next, hcs);
+            uint256 slot;
+            (slot, err) = _openSlot(hcs, seq, txid);
+            if (err != 0) return (err, txid, 0, 0, next, hcs);
+
+            // The bill: within the tolerance the station's meter (capped); outside it, and only when
+            // the station itself asks, what the EV acknowledged: min(eEV, eHCS, cap).
+            uint256 evWh = ChargeReports.energyWh(q);
+            uint256 hcsWh = ChargeReports.energyWh(h);
+            bool agreed = _withinTolerance(evWh, hcsWh);
+            if (agreed) {
+                billedWh = hcsWh;
+            } else {
+                if (msg.sender != hcs) return (ToleranceExceeded.selector, txid, 0, 0, next, hcs);
+                billedWh = evWh < hcsWh ? evWh : hcsWh;
+            }
+            if (billedWh > maxWh) billedWh = maxWh;
+
+            err = _signerError(q, h, ChargeReports.EV_REPORT_TYPE, ev, hcs, txid, ev, domainSeparator);
+            if (err == 0) err = _signerError(h, next, ChargeReports.HCS_REPORT_TYPE, ev, hcs, txid, hcs, domainSeparator);
+            if (err != 0) return (err, txid, 0, 0, next, hcs);
+
+            // Effects only; no external call. maxWh < 2^64 and price < 2^128: no overflow.
+            amount = (billedWh * price) / WH_PER_KWH;
+            uint256 held = (maxWh * price) / WH_PER_KWH;
+            _setState(slot, txid, seq, amount == 0 ? SessionState.SettledFree : SessionState.Settled);
+            Account storage evAccount = _accounts[ev];
+            uint256 evWord = _load(evAccount);
             // amount ≤ held ≤ reserved ≤ balance (the reservation's invariant): no borrow.
             _store(evAccount, evWord - (amount << BALANCE_SHIFT) - (held << RESERVED_SHIFT));
+            if (!agreed) emit Disputed(txid, evWh, hcsWh, billedWh);
         }
-        if (!agreed) emit Disputed(txid, evWh, hcsWh, billedWh);
     }
 
     /// @dev The ring slot of (hcs, seq), and whether it holds exactly this txid, reserved.
@@ -545,11 +551,14 @@ contract Settlement is DepositEscrow, EIP712 {
 
     /// @dev |a − b| ≤ max(ABS_TOLERANCE_WH, REL_TOLERANCE_BPS × max(a, b) / 10000).
     function _withinTolerance(uint256 a, uint256 b) private view returns (bool) {
-        (uint256 hi, uint256 lo) = a > b ? (a, b) : (b, a);
-        // hi < 2^64, so the product cannot overflow.
-        uint256 tolerance = (hi * REL_TOLERANCE_BPS) / BPS;
-        if (tolerance < ABS_TOLERANCE_WH) tolerance = ABS_TOLERANCE_WH;
-        return hi - lo <= tolerance;
+        // Unchecked: hi ≥ lo and hi < 2^64.
+        unchecked {
+            (uint256 hi, uint256 lo) = a > b ? (a, b) : (b, a);
+            // hi < 2^64, so the product cannot overflow.
+            uint256 tolerance = (hi * REL_TOLERANCE_BPS) / BPS;
+            if (tolerance < ABS_TOLERANCE_WH) tolerance = ABS_TOLERANCE_WH;
+            return hi - lo <= tolerance;
+        }
     }
 
     /// @dev txid = keccak256(abi.encode(TERMS_TYPEHASH, chainid, this, ev, hcs, seq, price,
