@@ -309,14 +309,21 @@ contract Settlement is DepositEscrow, EIP712 {
         while (p < end) {
             (bytes4 err, bytes32 txid, uint256 next) = _reserve(p, end, domainSeparator);
             if (next == 0) revert MalformedBatch();
-            if (err == 0) ++count;
-            else if (single) _revertWith(err);
+            if (err == 0) {
+                unchecked {
+                    ++count;
+                }
+            } else if (single) {
+                _revertWith(err);
+            }
             assembly ("memory-safe") {
                 let o := add(add(results, 0x20), out)
                 mstore(o, txid)
                 mstore(add(o, 0x20), err)
             }
-            out += RESERVE_RESULT_BYTES;
+            unchecked {
+                out += RESERVE_RESULT_BYTES;
+            }
             p = next;
         }
         if (single && out == 0) revert MalformedBatch();
@@ -403,12 +410,15 @@ contract Settlement is DepositEscrow, EIP712 {
                 _settle(p, end, domainSeparator);
             if (next == 0) revert MalformedBatch();
             if (err == 0) {
-                ++count;
-                if (hcs != payee) {
-                    _credit(payee, owed);
-                    (payee, owed) = (hcs, amount);
-                } else {
-                    owed += amount;
+                unchecked {
+                    // Fewer entries than calldata bytes, each amount below 2^192.
+                    ++count;
+                    if (hcs != payee) {
+                        _credit(payee, owed);
+                        (payee, owed) = (hcs, amount);
+                    } else {
+                        owed += amount;
+                    }
                 }
             } else if (single) {
                 _revertWith(err);
@@ -418,7 +428,9 @@ contract Settlement is DepositEscrow, EIP712 {
                 mstore(o, txid)
                 mstore(add(o, 0x20), or(err, or(shl(160, billedWh), shl(32, amount))))
             }
-            out += SETTLE_RESULT_BYTES;
+            unchecked {
+                out += SETTLE_RESULT_BYTES;
+            }
             p = next;
         }
         if (single && out == 0) revert MalformedBatch();
@@ -503,10 +515,14 @@ contract Settlement is DepositEscrow, EIP712 {
         assembly ("memory-safe") {
             word := sload(slot)
         }
-        SessionState state = _stateIn(word, txid, seq);
-        if (state == SessionState.Reserved) return (slot, 0);
-        if (state == SessionState.None) return (slot, NotReserved.selector);
-        if (state == SessionState.Released) return (slot, AlreadyReleased.selector);
+        // One comparison for the common case: this session, reserved. A seq beyond 61 bits was
+        // never reserved (and would spill into the txid's bits).
+        if (seq > SEQ_MASK) return (slot, NotReserved.selector);
+        uint256 session = (uint256(txid) & TXID_MASK) | (seq << SEQ_SHIFT);
+        if (word == session | uint256(SessionState.Reserved)) return (slot, 0);
+        uint256 state = word & STATE_MASK;
+        if (word & ~STATE_MASK != session || state == uint256(SessionState.None)) return (slot, NotReserved.selector);
+        if (state == uint256(SessionState.Released)) return (slot, AlreadyReleased.selector);
         return (slot, AlreadySettled.selector);
     }
 
