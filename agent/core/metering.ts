@@ -11,7 +11,14 @@
  * continues from the last reading of the old one (whatever flowed between that reading and the
  * reset is unknown, and billing it would be invented). Readings are never subtracted across a reset.
  */
-import { type Discontinuity, type Meter, openMeter, switchSimCharge } from '../../drivers/index.js';
+import {
+  type Discontinuity,
+  type Meter,
+  type MeterReading,
+  ModbusMeter,
+  openMeter,
+  switchSimCharge,
+} from '../../drivers/index.js';
 import type { AgentConfig } from './config.js';
 import type { Journal } from './journal.js';
 import type { Logger } from './log.js';
@@ -68,7 +75,14 @@ export class Metering {
     simControl = false,
   ): Promise<Metering> {
     const m = new Metering(meter, cfg, metrics, log, store, simControl);
-    m.meter.on('reset', (d) => m.discontinuity(d, 'meter energy register went backwards (reset)'));
+    m.meter.on('reset', (d) =>
+      m.discontinuity(
+        d,
+        d.currentWh > d.previousWh
+          ? 'meter energy register jumped forwards (faster than meter.plausibility.maxPowerW allows)'
+          : 'meter energy register went backwards (reset)',
+      ),
+    );
     m.meter.on('replaced', (d) => m.discontinuity(d, 'meter replaced (new serial)'));
     try {
       m.serial = (await m.meter.identity()).serial ?? 'unknown';
@@ -96,22 +110,69 @@ export class Metering {
    * driver's MeterError (which says what to check).
    */
   async energyWh(): Promise<number> {
+    const wh = await this.observed(
+      () => this.meter.readEnergyWh(),
+      (register) => register,
+    );
+    return Math.floor(wh) + this.offsetWh;
+  }
+
+  /**
+   * Every quantity (telemetry, status, Home Assistant), as the meter shows them (its register, not
+   * offset), with the same metrics and the same `lastWh` as the billing read.
+   */
+  async read(): Promise<MeterReading> {
+    const r = await this.observed(
+      () => this.meter.read(),
+      (reading) => reading.energyWh,
+    );
+    if (r.powerW !== undefined) this.metrics.meterPowerW.set(r.powerW);
+    return r;
+  }
+
+  /** One read, timed into the histogram, its outcome into meter_up and the error counter. */
+  private async observed<T>(read: () => Promise<T>, registerOf: (t: T) => number): Promise<T> {
     const end = this.metrics.meterReadSeconds.startTimer();
     try {
       // The driver emits a discontinuity before it returns the reading that starts the new epoch.
-      const wh = Math.floor(await this.meter.readEnergyWh()) + this.offsetWh;
-      this.lastWh = wh;
+      const result = await read();
+      const register = Math.floor(registerOf(result));
+      this.lastWh = register + this.offsetWh;
       this.lastReadAt = Date.now();
       this.consecutiveErrors = 0;
-      return wh;
+      this.metrics.meterEnergyWh.set(register);
+      this.metrics.meterUp.set(1);
+      return result;
     } catch (err) {
       this.consecutiveErrors++;
+      this.metrics.meterUp.set(0);
       this.metrics.meterErrors.inc({ kind: (err as { kind?: string }).kind ?? 'unknown' });
       throw err;
     } finally {
       end();
     }
   }
+
+  /**
+   * The meter's own power register in W, where its profile has one (else undefined): the power the
+   * meter stands for, which two energy readings apart cannot give when the meter runs at a time
+   * scale (the sim) or its register steps in whole Wh. Shown on the page; never billed.
+   */
+  async powerW(): Promise<number | undefined> {
+    // Only a profile-driven Modbus meter names its power register.
+    const meter = this.meter instanceof ModbusMeter ? this.meter : undefined;
+    const spec = meter?.profile.quantities.power;
+    if (!meter || !spec) return undefined;
+    try {
+      this.lastPowerW = Math.round(await meter.readValue('power', spec));
+    } catch {
+      // A missing or failing power register only costs the page its figure.
+      this.lastPowerW = undefined;
+    }
+    return this.lastPowerW;
+  }
+
+  lastPowerW: number | undefined;
 
   /**
    * Switches charging on (at `kw`) or off, where this device has a charger to switch. An EV names

@@ -3,15 +3,15 @@
  * machinery (journal, session records, the ticker that drives meter polls and timeouts, the local
  * control port); the role (roles/ev.ts, roles/hcs.ts, roles/edge.ts) owns the protocol.
  */
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { MessageInput } from '../../protocol/index.js';
 import { Bus } from './bus.js';
 import { Chain } from './chain.js';
+import { serveControl } from './control.js';
 import type { AgentConfig } from './config.js';
 import type { RoleContext, RoleHandler } from './context.js';
 import { Journal } from './journal.js';
-import { toHttpJson } from './json.js';
 import { type DeviceKey, openKeystore, readPassword } from './keys.js';
 import { createLogger, type Logger } from './log.js';
 import { type Charger, createCharger } from '../../drivers/chargers/index.js';
@@ -299,6 +299,9 @@ export class Agent {
         state: s.state,
         txid: s.txid,
         peer: s.role === 'ev' ? s.hcs : s.ev,
+        // Progress towards the target: energy so far on this session's meter.
+        ...(s.targetWh !== undefined ? { targetWh: s.targetWh } : {}),
+        ...(s.startWh !== undefined && s.lastWh !== undefined ? { energyWh: s.lastWh - s.startWh } : {}),
       })),
       ...this.ops?.status(),
       ...this.role.status(),
@@ -309,39 +312,16 @@ export class Agent {
   private async serve(): Promise<void> {
     this.web = agentWeb(this);
     if (this.cfg.control.port !== undefined) {
-      const server = createServer((req, res) => {
-        let body = '';
-        req.on('data', (c) => {
-          body += c;
-          if (body.length > 65536) req.destroy();
-        });
-        req.on('end', async () => {
-          try {
-            let out: unknown;
-            if (req.method === 'GET' && req.url === '/status') out = this.status();
-            else if (req.method === 'GET' && req.url === '/sessions') out = [...this.sessions.values()];
-            // biome-ignore lint/style/noNonNullAssertion: serve() sets this.web before the server listens
-            else if (req.method === 'GET' && (await this.web!.handle(req, res))) return;
-            else if (req.method === 'POST' && req.url?.startsWith('/')) {
-              const action = req.url.slice(1);
-              const args = body ? JSON.parse(body) : {};
-              out = await this.control(action, args);
-            } else {
-              res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
-              return;
-            }
-            res.writeHead(200, { 'content-type': 'application/json' }).end(toHttpJson(out));
-          } catch (err) {
-            res
-              .writeHead(400, { 'content-type': 'application/json' })
-              .end(JSON.stringify({ error: (err as Error).message }));
-          }
-        });
-      });
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(this.cfg.control.port, this.cfg.control.host, () => resolve());
-      });
+      const web = this.web;
+      const server = await serveControl(
+        { ...this.cfg.control, port: this.cfg.control.port, dataDir: this.cfg.dataDir },
+        {
+          status: () => this.status(),
+          sessions: () => [...this.sessions.values()],
+          control: (action, body) => this.control(action, body),
+          page: (req, res, ctx) => web.handle(req, res, ctx),
+        },
+      );
       this.controlPort = (server.address() as AddressInfo).port;
       this.servers.push(server);
     }

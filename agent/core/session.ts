@@ -40,6 +40,8 @@ export interface SessionBase {
   kw?: number;
   targetWh?: number;
   candidates?: { hcs: string; price: string }[];
+  /** The station the driver picked (the page's map): asked first, or the charge fails. */
+  pick?: string;
   startWh?: number;
   endWh?: number;
   lastWh?: number;

@@ -86,7 +86,15 @@ export class EvRole implements RoleHandler {
         const max = this.agent.cfg.ev?.maxPriceWeiPerKWh;
         const candidates = msg.stations
           .filter((st) => max === undefined || st.priceWeiPerKWh <= BigInt(max))
-          .map((st) => ({ hcs: st.hcs, price: st.priceWeiPerKWh.toString() }));
+          .map((st) => ({ hcs: st.hcs, price: st.priceWeiPerKWh.toString() }))
+          // The driver's pick (on the page's map) first, where the edge suggested it.
+          .sort((a, b) => Number(b.hcs === s.pick) - Number(a.hcs === s.pick));
+        if (s.pick && candidates[0]?.hcs !== s.pick)
+          return void this.agent.move(s, 'failed', {
+            error:
+              'the station you picked is busy or outside the search radius: pick another, or take the suggestion',
+            deadline: 0,
+          });
         if (candidates.length === 0)
           return void this.agent.move(s, 'failed', {
             error: msg.stations.length
@@ -297,7 +305,7 @@ export class EvRole implements RoleHandler {
     throw new Error(`unknown action ${action}: try charge or stop`);
   }
 
-  /** Starts a charge: `{ targetWh, rating?, comment?, latitude?, longitude?, radiusM? }`. */
+  /** Starts a charge: `{ targetWh, rating?, comment?, latitude?, longitude?, radiusM?, hcs? }` (`hcs`: the driver's pick). */
   private async charge(body: Record<string, unknown>): Promise<unknown> {
     if (this.find((x) => x.state !== 'awaitingSettlement')) throw new Error('a charge is already under way');
     const ev = this.agent.cfg.ev ?? { searchRadiusM: 10_000 };
@@ -312,6 +320,9 @@ export class EvRole implements RoleHandler {
     const stars = body.rating === undefined ? undefined : Number(body.rating);
     if (stars !== undefined && !(Number.isInteger(stars) && stars >= 1 && stars <= 5))
       throw new Error('rating must be 1..5');
+    const pick = body.hcs === undefined ? undefined : String(body.hcs).toLowerCase();
+    if (pick !== undefined && !/^0x[0-9a-f]{40}$/.test(pick))
+      throw new Error('hcs must be a station address (0x…)');
     const server = this.agent.cfg.server;
     const s: SessionRecord = {
       id: randomBytes(6).toString('hex'),
@@ -321,6 +332,7 @@ export class EvRole implements RoleHandler {
       ev: this.agent.address,
       ...(server ? { server } : {}),
       targetWh,
+      ...(pick ? { pick } : {}),
       ...(stars
         ? { rating: { stars, comment: fitUtf8(String(body.comment ?? ''), RATING_COMMENT_BYTES) } }
         : {}),
@@ -338,9 +350,17 @@ export class EvRole implements RoleHandler {
       });
     } else {
       const ranked = rankStations(await this.stations.list(), at, 5);
+      const picked = pick ? ranked.filter((r) => r.hcs === pick) : ranked;
+      if (pick && picked.length === 0) {
+        this.agent.move(s, 'failed', {
+          error: 'the station you picked is not open to book within the search radius',
+          deadline: 0,
+        });
+        return { id: s.id, state: s.state };
+      }
       await this.requestNext(
         s,
-        ranked.map((r) => ({ hcs: r.hcs, price: r.priceWeiPerKWh.toString() })),
+        picked.map((r) => ({ hcs: r.hcs, price: r.priceWeiPerKWh.toString() })),
       );
     }
     return { id: s.id, state: s.state };

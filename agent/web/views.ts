@@ -265,3 +265,66 @@ export function statementOf(
   }
   return { member: me, role, fromTime, toTime, openingWei: opening, ...totals, closingWei: balance, lines };
 }
+
+export interface MonthFigures {
+  /** "YYYY-MM" (UTC). */
+  month: string;
+  sessions: number;
+  energyWh: bigint;
+  /** Paid as an EV (payments) and earned as a station, in the month. */
+  paidWei: bigint;
+  earnedWei: bigint;
+}
+
+/** A member's energy and money per calendar month (UTC), oldest first, from its sessions. */
+export function monthlyOf(sessions: SessionView[], member: string): MonthFigures[] {
+  const m = member.toLowerCase();
+  const months = new Map<string, MonthFigures>();
+  for (const s of sessions) {
+    if (s.outcome === 'expired' || (s.ev !== m && s.hcs !== m)) continue;
+    const month = new Date(s.time * 1000).toISOString().slice(0, 7);
+    const f = months.get(month) ?? { month, sessions: 0, energyWh: 0n, paidWei: 0n, earnedWei: 0n };
+    f.sessions++;
+    f.energyWh += s.billedWh;
+    if (s.ev === m) f.paidWei += s.amountWei;
+    if (s.hcs === m) f.earnedWei += s.amountWei;
+    months.set(month, f);
+  }
+  return [...months.values()].sort((a, b) => (a.month < b.month ? -1 : 1));
+}
+
+/** One CSV field: quoted when it holds a comma, a quote or a line break (RFC 4180). */
+function csvField(v: unknown): string {
+  const s = v === undefined ? '' : String(v);
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/** A statement as CSV (RFC 4180, CRLF): a header, the opening line, each movement, the closing line; wei exact. */
+export function statementCsv(s: Statement): string {
+  const iso = (t: number) => new Date(t * 1000).toISOString();
+  const rows: unknown[][] = [
+    ['time_utc', 'block', 'tx_hash', 'kind', 'session_txid', 'change_wei', 'balance_wei', 'note_wei'],
+    [
+      iso(s.fromTime === 0 ? (s.lines[0]?.time ?? 0) : s.fromTime),
+      '',
+      '',
+      'opening',
+      '',
+      '',
+      s.openingWei,
+      '',
+    ],
+    ...s.lines.map((l) => [
+      iso(l.time),
+      l.block,
+      l.txHash,
+      l.kind,
+      l.txid ?? '',
+      l.deltaWei,
+      l.balanceWei,
+      l.noteWei ?? '',
+    ]),
+    ['', '', '', 'closing', '', '', s.closingWei, ''],
+  ];
+  return rows.map((r) => r.map(csvField).join(',')).join('\r\n') + '\r\n';
+}
