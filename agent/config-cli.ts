@@ -54,13 +54,9 @@ export function startConfig(o: InitOptions): Record<string, Json> {
         : { kind: 'rtu', port: '/dev/p2pev-meter', baudRate: 9600, parity: 'none' },
       pollMs: 1000,
     };
-    // A bench switches the simulated meter (`p2pev sim meter`); an installed station its wallbox
-    // (OCPP: set its backend URL to ws://<this device>:8887/<name>; docs/CHARGERS.md).
-    cfg.charger = o.bench
-      ? { kind: 'sim-control' }
-      : o.role === 'hcs'
-        ? { kind: 'ocpp', port: 8887, chargePointId: name }
-        : { kind: 'none' };
+    // A bench meter counts only while its control register is on; an installed HCS names its
+    // wallbox or relay here (docs/CHARGERS.md).
+    cfg.charger = { kind: o.bench ? 'sim-control' : 'none' };
   }
   if (o.role === 'hcs')
     cfg.hcs = {

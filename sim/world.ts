@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { keccak256, NonceManager, parseEther, toUtf8Bytes, Wallet } from 'ethers';
 import { createKeystore } from '../agent/core/keys.js';
 import { SettlementClient } from '../contracts/client.js';
-import { type Deployment, deploySettlement } from '../contracts/deploy.js';
+import { type Deployment, deploySettlement, type SettlementParams } from '../contracts/deploy.js';
 import { connectRpc } from '../contracts/rpc.js';
 import { type Broker, startEmbeddedBroker, startMosquitto } from './broker.js';
 import { type Anvil, anvilAccounts, freePort, startAnvil } from './chain.js';
@@ -59,6 +59,8 @@ export interface WorldOptions {
   /** Simulated seconds per real second on the meters. */
   timeScale?: number;
   fundEther?: string;
+  /** Deploy-time parameters of the contract (tolerance, window); the defaults otherwise. */
+  settlementParams?: Partial<SettlementParams>;
   depositEther?: string;
   /** Modbus wallbox watchdog written by the agents (charger.failsafeS), default 15 s. */
   chargerFailsafeS?: number;
@@ -122,7 +124,12 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
   const operatorWallet = new NonceManager(new Wallet(accounts[0]!.privateKey, provider));
   mkdirSync(opts.dir, { recursive: true });
   const deploymentFile = join(opts.dir, 'deployment.json');
-  const deployment = await deploySettlement({ signer: operatorWallet, rpcUrl, out: deploymentFile });
+  const deployment = await deploySettlement({
+    signer: operatorWallet,
+    rpcUrl,
+    out: deploymentFile,
+    ...(opts.settlementParams ? { params: opts.settlementParams } : {}),
+  });
   log(`settlement contract ${deployment.address}`);
   const operator = SettlementClient.fromDeployment(deployment, operatorWallet);
 

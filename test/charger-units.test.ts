@@ -167,7 +167,7 @@ describe('charger config', () => {
         { ...base, meter, charger: { kind: 'modbus', profile: 'keba', transport: { kind: 'tcp' } } },
         '/tmp',
       ),
-    ).toThrow(/\/charger\/profile: "keba" is not one of "heidelberg-ec", "phoenix-ev-eth", "wallbe"/);
+    ).toThrow(/\/charger\/profile: "keba" is not one of/);
   });
 
   it('the terms power as a current per phase, never above it', () => {

@@ -7,9 +7,9 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
-import type { ChargerConfig } from '../../drivers/chargers/types.js';
 import leven from 'leven';
 import stripJsonComments from 'strip-json-comments';
+import type { ChargerConfig } from '../../drivers/chargers/types.js';
 import type { MeterConfig } from '../../drivers/index.js';
 
 export interface AgentConfig {

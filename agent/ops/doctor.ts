@@ -39,16 +39,16 @@ export interface DoctorOptions {
   /** Free space below these is a failure / a warning (bytes). */
   minFreeBytes?: number;
   warnFreeBytes?: number;
-  /** Also switch the charger on and off once (`doctor --active`). */
-  active?: boolean;
-  /** How long to wait for an OCPP wallbox to connect when the agent is not running. */
-  chargerWaitMs?: number;
   /**
    * Is this an installed device under systemd? Default: systemd is PID 1 (/run/systemd/system).
    * Without it (a developer's bench, a container) the systemd checks are skipped quietly and the
    * fixes name `p2pev run` instead of systemctl.
    */
   systemd?: boolean;
+  /** Also switch the charger on and off once (`doctor --active`). */
+  active?: boolean;
+  /** How long to wait for an OCPP wallbox to connect when the agent is not running. */
+  chargerWaitMs?: number;
 }
 
 const MiB = 1024 * 1024;
