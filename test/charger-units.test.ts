@@ -405,3 +405,55 @@ describe('p2pev status: the charger line', () => {
     expect(formatStatus({ ...base, charger: { kind: 'none' } })).not.toContain('charger');
   });
 });
+
+describe("p2pev sessions export: the wallbox's own signed values", () => {
+  it("go with the session as received (OCMF from an Eichrecht wallbox), beside the station's record", async () => {
+    const { Wallet } = await import('ethers');
+    const { encode, signEnvelope } = await import('../protocol/index.js');
+    const { DOMAIN } = await import('./fakes/context.js');
+    const { exportOcmf } = await import('../agent/ops/ocmf.js');
+    const station = Wallet.createRandom();
+    const ev = Wallet.createRandom().address.toLowerCase();
+    const hcs = station.address.toLowerCase();
+    const txid = `0x${'ab'.repeat(32)}`;
+    const report = signEnvelope(
+      encode({
+        type: 'chargeProvided',
+        ev,
+        hcs,
+        txid,
+        energyWh: 1234n,
+        optional: { m: 'SN1', p: 'sdm630', s: 1000, e: 2234, t0: 1_700_000_000, t1: 1_700_000_600, st: 1 },
+      }),
+      station.privateKey,
+      DOMAIN,
+    );
+    const wallboxOcmf =
+      'OCMF|{"FV":"1.0","RD":[{"TX":"E","RV":2.234}]}|{"SA":"ECDSA-secp256r1-SHA256","SD":"AB"}';
+    const record = {
+      id: '1',
+      role: 'hcs',
+      state: 'done',
+      deadline: 0,
+      ev,
+      hcs,
+      terms: { seq: '1', price: '1', maxWh: 5000, settleBy: 1_700_003_600 },
+      txid,
+      myReport: Buffer.from(report).toString('hex'),
+      chargerSigned: [wallboxOcmf],
+      createdAt: 0,
+      updatedAt: 0,
+    } as unknown as Parameters<typeof exportOcmf>[0]['records'][number];
+    const out = exportOcmf({
+      records: [record],
+      counter: 1n,
+      domain: DOMAIN,
+      address: hcs,
+      privateKey: station.privateKey,
+      version: 'test',
+    });
+    expect(out.sessions).toHaveLength(1);
+    expect(out.sessions[0]!.chargerOcmf).toEqual([wallboxOcmf]);
+    expect(out.sessions[0]!.ocmf).toMatch(/^OCMF\|/);
+  });
+});
