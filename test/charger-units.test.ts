@@ -457,3 +457,61 @@ describe("p2pev sessions export: the wallbox's own signed values", () => {
     expect(out.sessions[0]!.ocmf).toMatch(/^OCMF\|/);
   });
 });
+
+describe('GPIO relay: the agent killed with SIGKILL releases the line', () => {
+  it('the held gpioset ends when the agent process dies, with no systemd to clean up', async () => {
+    const { mkdtempSync, writeFileSync, readFileSync, chmodSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { spawn } = await import('node:child_process');
+    const { fileURLToPath } = await import('node:url');
+    const dir = mkdtempSync(join(tmpdir(), 'p2pev-gpio-'));
+    const log = join(dir, 'gpioset.log');
+    // A stand-in for Debian's gpioset: reports its version, or records its pid and arguments and holds.
+    writeFileSync(
+      join(dir, 'gpioset'),
+      `#!/bin/sh\nif [ "$1" = "--version" ]; then echo "gpioset (libgpiod) v2.1.3"; exit 0; fi\necho "$$ $*" >> ${log}\nexec sleep 1000\n`,
+    );
+    chmodSync(join(dir, 'gpioset'), 0o755);
+    const gpio = fileURLToPath(new URL('../drivers/chargers/gpio.ts', import.meta.url));
+    const agent = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '-e',
+        `const { GpioRelayCharger } = await import(${JSON.stringify(gpio)});
+         const r = new GpioRelayCharger({ chip: 'gpiochip0', line: 17 });
+         await r.open(); await r.enable(16, '1'); console.log('on'); setInterval(() => {}, 1000);`,
+      ],
+      { env: { ...process.env, PATH: `${dir}:${process.env.PATH}` }, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    cleanups.push(() => {
+      agent.kill('SIGKILL');
+    });
+    await new Promise<void>((resolve, reject) => {
+      agent.stdout!.on('data', (d: Buffer) => d.toString().includes('on') && resolve());
+      agent.once('exit', (code) => reject(new Error(`the agent exited with ${code}`)));
+    });
+    const lines = readFileSync(log, 'utf8').trim().split('\n');
+    expect(lines.map((l) => l.split(' ').slice(1).join(' '))).toEqual([
+      '--chip gpiochip0 17=0',
+      '--chip gpiochip0 17=1',
+    ]);
+    const pid = Number(lines.at(-1)!.split(' ')[0]);
+    const alive = (p: number) => {
+      try {
+        process.kill(p, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    expect(alive(pid)).toBe(true);
+    // The "off" holder was ended when the relay switched on.
+    expect(alive(Number(lines[0]!.split(' ')[0]))).toBe(false);
+    agent.kill('SIGKILL');
+    const { waitFor } = await import('../sim/meter/testing.js');
+    await waitFor(() => !alive(pid), 10_000);
+  });
+});
