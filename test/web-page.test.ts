@@ -365,6 +365,8 @@ describe.skipIf(!existsSync(CHROMIUM))("the members' page in headless Chromium",
     expect(await popup.locator('.popup-rating').textContent()).toMatch(/^\d\.\d\d ★ \(\d+\)$/);
     expect(await popup.textContent()).toMatch(/Suggestion #1/);
     await page.screenshot({ path: shot('web-map.png') });
+    await page.locator('.leaflet-popup-close-button').click();
+    await popup.waitFor({ state: 'detached' });
     await page.setViewportSize(PHONE);
     await expect.poll(() => overflowX(page)).toBeLessThanOrEqual(0);
     await page.screenshot({ path: shot('web-map-phone.png'), fullPage: true });
