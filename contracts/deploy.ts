@@ -144,7 +144,7 @@ export function readDeployment(path: string): Deployment {
     text = readFileSync(path, 'utf8');
   } catch {
     throw new Error(
-      `no deployment file at ${path}: run \`p2pev chain deploy --rpc URL --out ${path}\` first`,
+      `no deployment file at ${path}: give --deployment FILE or --config agent.config.json (its chain.deploymentFile), or create it with \`p2pev chain deploy --rpc URL --out ${path}\``,
     );
   }
   let d: Partial<Deployment>;

@@ -129,7 +129,10 @@ type Progress = { progress: number; started: number; why: Record<string, number>
 /** The agents over WORKERS threads; the first also holds the world (node, broker, meters). */
 function startWorkers(out: (line: string) => void) {
   const workers = Array.from({ length: WORKERS }, () => {
-    const worker = new Worker(new URL('./scale-worker.mjs', import.meta.url));
+    const worker = new Worker(
+      // Compiled (dist/sim/scale.js): the compiled worker; from the sources: the tsx entry.
+      new URL(import.meta.url.endsWith('.js') ? './scale-worker.js' : './scale-worker.mjs', import.meta.url),
+    );
     const replies: ((v: { ok: boolean; value?: unknown; error?: string }) => void)[] = [];
     const w = { worker, replies, progress: { progress: 0, started: 0, why: {} } as Progress };
     worker.on('message', (m) => {

@@ -13,6 +13,7 @@
 import {
   type Discontinuity,
   type Meter,
+  type MeterReading,
   ModbusMeter,
   openMeter,
   switchSimCharge,
@@ -69,7 +70,14 @@ export class Metering {
     store?: OffsetStore,
   ): Promise<Metering> {
     const m = new Metering(meter, cfg, metrics, log, store);
-    m.meter.on('reset', (d) => m.discontinuity(d, 'meter energy register went backwards (reset)'));
+    m.meter.on('reset', (d) =>
+      m.discontinuity(
+        d,
+        d.currentWh > d.previousWh
+          ? 'meter energy register jumped forwards (faster than meter.plausibility.maxPowerW allows)'
+          : 'meter energy register went backwards (reset)',
+      ),
+    );
     m.meter.on('replaced', (d) => m.discontinuity(d, 'meter replaced (new serial)'));
     try {
       m.serial = (await m.meter.identity()).serial ?? 'unknown';
@@ -97,16 +105,42 @@ export class Metering {
    * driver's MeterError (which says what to check).
    */
   async energyWh(): Promise<number> {
+    const wh = await this.observed(
+      () => this.meter.readEnergyWh(),
+      (register) => register,
+    );
+    return Math.floor(wh) + this.offsetWh;
+  }
+
+  /**
+   * Every quantity (telemetry, status, Home Assistant), as the meter shows them (its register, not
+   * offset), with the same metrics and the same `lastWh` as the billing read.
+   */
+  async read(): Promise<MeterReading> {
+    const r = await this.observed(
+      () => this.meter.read(),
+      (reading) => reading.energyWh,
+    );
+    if (r.powerW !== undefined) this.metrics.meterPowerW.set(r.powerW);
+    return r;
+  }
+
+  /** One read, timed into the histogram, its outcome into meter_up and the error counter. */
+  private async observed<T>(read: () => Promise<T>, registerOf: (t: T) => number): Promise<T> {
     const end = this.metrics.meterReadSeconds.startTimer();
     try {
       // The driver emits a discontinuity before it returns the reading that starts the new epoch.
-      const wh = Math.floor(await this.meter.readEnergyWh()) + this.offsetWh;
-      this.lastWh = wh;
+      const result = await read();
+      const register = Math.floor(registerOf(result));
+      this.lastWh = register + this.offsetWh;
       this.lastReadAt = Date.now();
       this.consecutiveErrors = 0;
-      return wh;
+      this.metrics.meterEnergyWh.set(register);
+      this.metrics.meterUp.set(1);
+      return result;
     } catch (err) {
       this.consecutiveErrors++;
+      this.metrics.meterUp.set(0);
       this.metrics.meterErrors.inc({ kind: (err as { kind?: string }).kind ?? 'unknown' });
       throw err;
     } finally {

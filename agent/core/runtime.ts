@@ -284,6 +284,9 @@ export class Agent {
         state: s.state,
         txid: s.txid,
         peer: s.role === 'ev' ? s.hcs : s.ev,
+        // Progress towards the target: energy so far on this session's meter.
+        ...(s.targetWh !== undefined ? { targetWh: s.targetWh } : {}),
+        ...(s.startWh !== undefined && s.lastWh !== undefined ? { energyWh: s.lastWh - s.startWh } : {}),
       })),
       ...this.ops?.status(),
       ...this.role.status(),

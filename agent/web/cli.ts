@@ -3,6 +3,7 @@
  * operator's laptop), optionally showing the live state of agents through their control ports.
  */
 import type { Command } from 'commander';
+import { DEFAULT_DEPLOYMENT_FILE, deploymentPath } from '../../contracts/cli.js';
 import { readDeployment } from '../../contracts/deploy.js';
 import { connectRpc } from '../../contracts/rpc.js';
 import { fetchDeviceState, PowerEstimator } from './device.js';
@@ -10,7 +11,8 @@ import { ChainIndexer } from './indexer.js';
 import { createWebApp, portOf, serveWeb } from './server.js';
 
 interface WebOpts {
-  deployment: string;
+  deployment?: string;
+  config?: string;
   rpc?: string;
   port: number;
   host: string;
@@ -23,7 +25,11 @@ export function registerWebCommands(program: Command): void {
   program
     .command('web')
     .description("Serve the members' page (stations, sessions, statements, ratings) for a deployment")
-    .option('--deployment <file>', 'the deployment file', 'deployment.json')
+    .option(
+      '--deployment <file>',
+      `the deployment file (default: ${DEFAULT_DEPLOYMENT_FILE}, else the one agent.config.json names)`,
+    )
+    .option('-c, --config <file>', 'an agent config: use the deployment file it names (chain.deploymentFile)')
     .option('--rpc <url>', "the chain's JSON-RPC (default: the deployment's)")
     .option('--port <n>', 'HTTP port (0 = any free port)', (v) => Number(v), 8080)
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
@@ -36,14 +42,13 @@ export function registerWebCommands(program: Command): void {
       [],
     )
     .action(async (opts: WebOpts) => {
-      const deployment = readDeployment(opts.deployment);
+      const file = deploymentPath(opts);
+      const deployment = readDeployment(file);
       const rpcUrl = opts.rpc ?? deployment.rpcUrl;
-      if (!rpcUrl) throw new Error(`${opts.deployment} names no RPC URL: pass --rpc URL`);
+      if (!rpcUrl) throw new Error(`${file} names no RPC URL: pass --rpc URL`);
       const { provider, chainId } = await connectRpc(rpcUrl);
       if (chainId !== BigInt(deployment.chainId))
-        throw new Error(
-          `${rpcUrl} is chain ${chainId}, but ${opts.deployment} is for chain ${deployment.chainId}`,
-        );
+        throw new Error(`${rpcUrl} is chain ${chainId}, but ${file} is for chain ${deployment.chainId}`);
       const indexer = new ChainIndexer({
         provider,
         deployment,

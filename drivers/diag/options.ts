@@ -63,8 +63,18 @@ export function parseAddress(text: string): number {
 }
 
 export function transportFrom(o: LineOptions, baudOverride?: number, parityOverride?: Parity): Transport {
-  if (!o.port === !o.tcp)
-    throw usage('say where the meter is', 'give --port /dev/ttyUSB0 or --tcp host:port');
+  if (o.port && o.tcp)
+    throw usage(
+      'give only one of --port and --tcp',
+      'a serial line (--port /dev/ttyUSB0) or a TCP device (--tcp host:port)',
+    );
+  if (!o.port && !o.tcp)
+    throw usage(
+      'say where the meter is',
+      'give --port /dev/ttyUSB0 or --tcp host:port (or --config agent.config.json)',
+    );
+  if (o.rtuOverTcp && !o.tcp)
+    throw usage('--rtu-over-tcp goes with --tcp', 'e.g. --tcp 192.168.1.20:8899 --rtu-over-tcp');
   const serialPort = o.port;
   if (o.tcp) {
     const { host, port } = parseHostPort(o.tcp);

@@ -21,6 +21,10 @@ export interface SimMeterModelOptions {
   unitId?: number;
   serial?: string;
   initialWh?: number;
+  /** The power charging runs at once switched on (kW). Default 11. */
+  chargeKw?: number;
+  /** Simulated seconds per real second of every charge, however it is switched on. Default 1. */
+  timeScale?: number;
 }
 
 export interface StartChargingOptions {
@@ -78,6 +82,8 @@ export class SimMeterModel {
     this.unitId = opts.unitId ?? 1;
     this.serial = opts.serial ?? defaultSerial(this.profile, this.unitId);
     this.energy = opts.initialWh ?? 0;
+    this.chargeKw = opts.chargeKw ?? this.chargeKw;
+    this.chargeTimeScale = opts.timeScale ?? this.chargeTimeScale;
   }
 
   /** Integrates the charging curve up to now, in steps of at most 1 simulated second. */
