@@ -45,6 +45,13 @@ export const COMMANDS = [
     description: 'What the running agent is doing, from its local control port (GET /status)',
   },
   {
+    name: 'control',
+    module: 'agent/ops/commands',
+    register: 'registerOpsCommands',
+    description:
+      'A control action on the running agent (POST /<action>, e.g. charge \'{"targetWh":2000}\' or stop), with the token from <dataDir>/control.token',
+  },
+  {
     name: 'sessions',
     module: 'agent/ops/commands',
     register: 'registerOpsCommands',
