@@ -108,8 +108,7 @@ export class PowerEstimator {
     if (wh === undefined || !at) return undefined;
     const prev = this.last.get(device);
     if (prev && prev.at === at) return prev.powerW;
-    // A counter that went back (a meter restarted or replaced) starts a new count: no power from
-    // the pair, rather than a negative one.
+    // A register that went back (a meter reset or swap) gives no power, never a negative one.
     const powerW =
       prev && at > prev.at && wh >= prev.wh
         ? Math.round(((wh - prev.wh) * 3_600_000) / (at - prev.at))
