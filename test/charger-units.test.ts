@@ -295,6 +295,7 @@ describe('p2pev diag charger', () => {
       '--start',
       '--limit',
       '10',
+      '--unavailable',
       '--watch',
       '1',
       '--json',
@@ -309,9 +310,11 @@ describe('p2pev diag charger', () => {
       vendor: 'ACME',
       model: 'Box 11',
       firmware: '1.6.0-sim',
-      status: 'charging',
+      // Taken out of service after the start: Unavailable, which the station treats as a fault.
+      status: 'fault',
+      raw: 'Unavailable/NoError',
       energyWh: 7_000,
-      actions: { start: { ok: true, amps: 10 } },
+      actions: { start: { ok: true, amps: 10 }, availability: { ok: true, status: 'Accepted' } },
     });
     expect(doc.events.map((e: { event: string }) => e.event)).toContain('transaction');
     expect(io.exitCode).toBe(0);
