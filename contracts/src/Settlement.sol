@@ -380,8 +380,10 @@ contract Settlement is DepositEscrow, EIP712 {
                     return (TooManyOpenReservations.selector, txid, next);
                 }
             }
-            err = _signerError(q, next, ChargeReports.EV_REPORT_TYPE, ev, hcs, txid, ev, domainSeparator);
-            if (err != 0) return (err, txid, next);
+            uint256 found = ChargeReports.signedBy(
+                q, next, ChargeReports.EV_REPORT_TYPE, ev, hcs, txid, MESSAGE_TYPEHASH, domainSeparator, ev
+            );
+            if (found != ChargeReports.SIGNED) return (_signatureError(found), txid, next);
 
             // Effects only; no external call.
             _setState(slot, txid, seq, SessionState.Reserved);
@@ -492,8 +494,7 @@ contract Settlement is DepositEscrow, EIP712 {
             }
             if (billedWh > maxWh) billedWh = maxWh;
 
-            err = _signerError(q, h, ChargeReports.EV_REPORT_TYPE, ev, hcs, txid, ev, domainSeparator);
-            if (err == 0) err = _signerError(h, next, ChargeReports.HCS_REPORT_TYPE, ev, hcs, txid, hcs, domainSeparator);
+            err = _reportsError(q, h, next, ev, hcs, txid, domainSeparator);
             if (err != 0) return (err, txid, 0, 0, next, hcs);
 
             // Effects only; no external call. maxWh < 2^64 and price < 2^128: no overflow.
@@ -548,20 +549,23 @@ contract Settlement is DepositEscrow, EIP712 {
         }
     }
 
-    /// @dev Checks the signature of the report at [q, end) (low-s only, as OpenZeppelin's ECDSA).
-    function _signerError(
-        uint256 q,
-        uint256 end,
-        uint256 reportType,
-        address ev,
-        address hcs,
-        bytes32 txid,
-        address expected,
-        bytes32 domainSeparator
-    ) private view returns (bytes4) {
+    /// @dev Checks both reports of a settlement: the EV's at [q, h), the station's at [h, end).
+    function _reportsError(uint256 q, uint256 h, uint256 end, address ev, address hcs, bytes32 txid, bytes32 ds)
+        private
+        view
+        returns (bytes4)
+    {
         uint256 found =
-            ChargeReports.signedBy(q, end, reportType, ev, hcs, txid, MESSAGE_TYPEHASH, domainSeparator, expected);
-        if (found == ChargeReports.SIGNED) return 0;
+            ChargeReports.signedBy(q, h, ChargeReports.EV_REPORT_TYPE, ev, hcs, txid, MESSAGE_TYPEHASH, ds, ev);
+        if (found == ChargeReports.SIGNED) {
+            found =
+                ChargeReports.signedBy(h, end, ChargeReports.HCS_REPORT_TYPE, ev, hcs, txid, MESSAGE_TYPEHASH, ds, hcs);
+        }
+        return found == ChargeReports.SIGNED ? bytes4(0) : _signatureError(found);
+    }
+
+    /// @dev The refusal for what {ChargeReports.signedBy} found (not SIGNED).
+    function _signatureError(uint256 found) private pure returns (bytes4) {
         return found == ChargeReports.BAD_SIGNATURE ? InvalidSignature.selector : WrongSigner.selector;
     }
 
