@@ -3,7 +3,7 @@
  * node; one SessionsReserved / SessionsSettled event per batch carries every entry's outcome.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ChainSessionState, packSettlements, type SettlementTerms } from '../contracts/client.js';
+import { byStation, ChainSessionState, packSettlements, type SettlementTerms } from '../contracts/client.js';
 import { expectRevert } from './helpers/anvilExpect.js';
 import {
   evReceipt,
@@ -141,6 +141,18 @@ describe('settleBatch', () => {
       paid(0) + paid(1) + paid(3),
     );
     expect((await fx.operator.client.earningsOf(hcs1.address)) - earnedBefore[1]!).toBe(paid(2) + paid(4));
+  });
+
+  it('sends a batch grouped by station, each station’s entries in their order (any address case)', () => {
+    const at = (hcs: string, seq: bigint) => ({ terms: { hcs, seq } as SettlementTerms });
+    const sorted = byStation([
+      at('0xBB', 1n),
+      at('0xaa', 2n),
+      at('0xbb', 3n),
+      at('0xAA', 4n),
+      at('0xbb', 5n),
+    ]);
+    expect(sorted.map((e) => e.terms.seq)).toEqual([2n, 4n, 1n, 3n, 5n]);
   });
 
   it('refuses calldata that does not parse as a whole', async () => {
