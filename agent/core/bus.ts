@@ -6,28 +6,41 @@
  * session (clean: false, a fixed client id), so the broker keeps what arrives while the device is
  * offline. Payloads are the raw envelopes: packed message ‖ 65-byte signature.
  *
- * A message is accepted only if it decodes, its signature recovers to a sender the message names,
- * the signer is a verified member (or our server), and it was not seen before. Anything else is
- * dropped with one log line and a counter, and changes no state.
+ * A message is accepted only if it passes the gate (agent/core/gate.ts: size, framing, the claimed
+ * sender a member, a place in the bounded queue), its signature recovers to a sender the message
+ * names, the signer is a verified member (or our server), it was not seen before, and what starts a
+ * session is fresh and within its sender's rate. Anything else is dropped with a counter by reason
+ * (and a log line, at most ten per reason a minute), and changes no state.
  */
 import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import {
-  DecodeError,
   type Domain,
-  decode,
   encode,
   type Message,
   type MessageInput,
-  openEnvelope,
+  recoverSigner,
   signEnvelope,
   signerMayHaveSent,
 } from '../../protocol/index.js';
 import type { AgentConfig } from './config.js';
+import {
+  DEFAULT_LIMITS,
+  type DropReason,
+  type GateLimits,
+  isFresh,
+  MemberCache,
+  QueueShares,
+  RateLimiter,
+  ReplayCache,
+  type Screened,
+  STARTERS,
+  screen,
+} from './gate.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 
-export type DropReason = 'decode' | 'signature' | 'sender-mismatch' | 'not-member' | 'replay' | 'not-for-us';
+export type { DropReason } from './gate.js';
 
 export interface Incoming {
   msg: Message;
@@ -46,20 +59,36 @@ export interface BusOptions {
   log: Logger;
   metrics: Metrics;
   clientId?: string;
+  /** The gate's bounds (agent/core/gate.ts); tests shrink them. */
+  limits?: Partial<GateLimits>;
 }
 
-const RECENT_LIMIT = 20_000;
+/** Drops logged per reason per minute at most: a flood must not become a flood of log lines. */
+const DROP_LOGS_PER_MINUTE = 10;
 
 export class Bus {
   private client?: MqttClient;
-  private readonly recent = new Set<string>();
   private handler: (incoming: Incoming) => Promise<void> | void = () => {};
   private backoffMs = 1000;
   /** Sent and received counts, for the session figures. */
   readonly stats = { sent: 0, sentBytes: 0, received: 0, dropped: 0 };
+  /** Drops by reason (also the metric `p2pev_messages_dropped_total{reason}`), for the status. */
+  readonly droppedBy: Partial<Record<DropReason, number>> = {};
   private chain: Promise<void> = Promise.resolve();
+  readonly limits: GateLimits;
+  readonly members: MemberCache;
+  readonly replays: ReplayCache;
+  private readonly rate: RateLimiter;
+  private readonly queue: QueueShares;
+  private readonly dropLogs = new Map<DropReason, { minute: number; n: number }>();
 
-  constructor(private readonly opts: BusOptions) {}
+  constructor(private readonly opts: BusOptions) {
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    this.members = new MemberCache(opts.isMember, this.limits, (a) => a === opts.server);
+    this.replays = new ReplayCache(this.limits.replayCache);
+    this.rate = new RateLimiter(this.limits);
+    this.queue = new QueueShares(this.limits);
+  }
 
   get inbox(): string {
     return `${this.opts.mqtt.topicPrefix}/to/${this.opts.address}`;
@@ -88,14 +117,7 @@ export class Bus {
     };
     const client = mqtt.connect(m.url, options);
     this.client = client;
-    client.on('message', (_topic, payload) => {
-      // One message at a time, in arrival order: handlers change session state.
-      this.chain = this.chain
-        .then(() => this.receive(new Uint8Array(payload)))
-        .catch((err) => {
-          this.opts.log.error({ err }, 'message handler failed');
-        });
-    });
+    client.on('message', (_topic, payload) => this.arrive(new Uint8Array(payload)));
     client.on('connect', () => {
       this.backoffMs = 1000;
       client.options.reconnectPeriod = 1000;
@@ -165,57 +187,102 @@ export class Bus {
 
   private drop(reason: DropReason, detail: Record<string, unknown>): void {
     this.stats.dropped++;
+    this.droppedBy[reason] = (this.droppedBy[reason] ?? 0) + 1;
     this.opts.metrics.dropped.inc({ reason });
+    const minute = Math.floor(Date.now() / 60_000);
+    const logged = this.dropLogs.get(reason);
+    if (logged?.minute !== minute) this.dropLogs.set(reason, { minute, n: 1 });
+    else if (++logged.n > DROP_LOGS_PER_MINUTE) return;
     this.opts.log.warn({ reason, ...detail }, 'message dropped');
+  }
+
+  /**
+   * A message from the broker: the cheap checks now (size, framing, the claimed sender against the
+   * member cache, a place in the queue), the signature later, in turn. Nothing here waits on
+   * anything but a bounded member lookup.
+   */
+  arrive(envelope: Uint8Array): void {
+    const s = screen(envelope, this.opts.server);
+    if (typeof s === 'string') return this.drop(s, { bytes: envelope.length });
+    let unknown: string | undefined;
+    for (const a of s.claimed) {
+      const known = this.members.known(a);
+      if (known === false && s.msg.type !== 'registration')
+        return this.drop('not-member', { type: s.msg.type, claimed: a });
+      if (known === undefined) unknown ??= a;
+    }
+    if (unknown === undefined || s.msg.type === 'registration') return this.enqueue(envelope, s);
+    const lookups = s.claimed
+      .filter((a) => this.members.known(a) === undefined)
+      .map((a) => this.members.lookup(a));
+    if (lookups.includes('busy')) return this.drop('lookup-busy', { type: s.msg.type, claimed: unknown });
+    void Promise.all(lookups as Promise<boolean>[]).then(
+      () => {
+        if (!s.claimed.some((a) => this.members.known(a)))
+          return this.drop('not-member', { type: s.msg.type, claimed: unknown });
+        this.enqueue(envelope, s);
+      },
+      (err: Error) => this.drop('lookup-busy', { type: s.msg.type, claimed: unknown, err: err.message }),
+    );
+  }
+
+  private enqueue(envelope: Uint8Array, s: Screened): void {
+    const share = s.claimed[0]!;
+    if (!this.queue.enter(share)) return this.drop('overload', { type: s.msg.type, claimed: share });
+    // One message at a time, in arrival order: handlers change session state.
+    this.chain = this.chain
+      .then(() => this.check(envelope, s))
+      .catch((err) => {
+        this.opts.log.error({ err }, 'message handler failed');
+      })
+      .finally(() => this.queue.leave(share));
   }
 
   /** Checks one envelope and hands it to the handler; exported for tests of the drop rules. */
   async receive(envelope: Uint8Array): Promise<void> {
-    let signer: string;
-    let msg: Message;
-    try {
-      const opened = openEnvelope(envelope, this.opts.domain);
-      signer = opened.signer;
-      msg = decode(opened.payload);
-    } catch (err) {
-      if (err instanceof DecodeError) {
-        this.drop(err.field === 'signature' || err.field === 'envelope' ? 'signature' : 'decode', {
-          error: err.message,
-          bytes: envelope.length,
-        });
-        return;
+    const s = screen(envelope, this.opts.server);
+    if (typeof s === 'string') return this.drop(s, { bytes: envelope.length });
+    if (s.msg.type !== 'registration') {
+      for (const a of s.claimed) {
+        const answer = this.members.lookup(a);
+        if (answer !== 'busy') await answer.catch(() => false);
       }
-      throw err;
     }
-    if (!signerMayHaveSent(msg, signer, this.opts.server)) {
-      this.drop('sender-mismatch', { type: msg.type, signer });
-      return;
+    return this.check(envelope, s);
+  }
+
+  /** The expensive half, in turn: the signature, the signer's membership, replay, freshness, rate. */
+  private async check(envelope: Uint8Array, s: Screened): Promise<void> {
+    const { msg } = s;
+    let signer: string;
+    try {
+      signer = recoverSigner(s.payload, s.signature, this.opts.domain);
+    } catch (err) {
+      return this.drop('signature', { type: msg.type, error: (err as Error).message });
     }
-    const key = Buffer.from(envelope.subarray(envelope.length - 65)).toString('base64');
-    if (this.recent.has(key)) {
-      this.drop('replay', { type: msg.type, signer });
-      return;
-    }
-    if (signer !== this.opts.server && msg.type !== 'registration' && !(await this.opts.isMember(signer))) {
-      this.drop('not-member', { type: msg.type, signer });
-      return;
-    }
-    this.remember(key);
+    if (!signerMayHaveSent(msg, signer, this.opts.server))
+      return this.drop('sender-mismatch', { type: msg.type, signer });
+    if (msg.type !== 'registration' && this.members.known(signer) !== true)
+      return this.drop('not-member', { type: msg.type, signer });
+    const key = ReplayCache.key(s.signature);
+    if (this.replays.has(key)) return this.drop('replay', { type: msg.type, signer });
+    if (!isFresh(msg, this.limits)) return this.drop('stale', { type: msg.type, signer });
+    // Registrations come from strangers by nature: one bucket for all of them.
+    const bucket = msg.type === 'registration' ? '*registration' : signer;
+    if (
+      (STARTERS.has(msg.type) || msg.type === 'reqAuthInfo' || msg.type === 'registration') &&
+      !this.rate.take(bucket)
+    )
+      return this.drop('rate', { type: msg.type, signer });
+    this.replays.add(key);
     this.stats.received++;
     this.opts.metrics.messagesIn.inc({ type: msg.type });
     await this.handler({ msg, signer, envelope });
   }
 
-  private remember(key: string): void {
-    this.recent.add(key);
-    if (this.recent.size > RECENT_LIMIT) {
-      // Sets iterate in insertion order: forget the oldest half.
-      let n = RECENT_LIMIT / 2;
-      for (const k of this.recent) {
-        if (n-- <= 0) break;
-        this.recent.delete(k);
-      }
-    }
+  /** Messages waiting for their turn (bounded by the gate). */
+  get queued(): number {
+    return this.queue.size;
   }
 
   /** Waits for messages already received to be handled. */

@@ -173,6 +173,8 @@ export class Chain {
       throw err;
     }
     const ok = info.status === MemberStatus.Verified;
+    // Bounded: the addresses asked about are whatever a message claimed (agent/core/gate.ts).
+    if (this.members.size >= 10_000) this.members.delete(this.members.keys().next().value!);
     this.members.set(address, { ok, until: Date.now() + (ok ? 30_000 : 5_000) });
     return ok;
   }

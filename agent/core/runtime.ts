@@ -243,7 +243,7 @@ export class Agent {
           }
         : undefined,
       journal: { path: this.journal.path, bytes: this.journal.fileBytes, keys: this.journal.size },
-      messages: this.bus.stats,
+      messages: { ...this.bus.stats, droppedBy: this.bus.droppedBy, queued: this.bus.queued },
       sessions: this.openSessions().map((s) => ({
         id: s.id,
         state: s.state,

@@ -59,6 +59,9 @@ const KEEP_FINISHED = 500;
  */
 const HOLD_MS = 5000;
 
+/** Searches kept waiting for a station at most; beyond, the oldest is forgotten (its EV times out). */
+const MAX_WAITING = 1000;
+
 /** A bill whose reports never both came is given up this long after its settlement window. */
 const COLLECT_GRACE_S = 60;
 
@@ -126,6 +129,10 @@ export class EdgeRole implements Role {
         // Every station near the car is taken: answer as soon as one frees (first come, first
         // served), rather than have every car search again and again.
         this.waiting.set(signer, { search: msg, until: Date.now() + this.agent.cfg.timeouts.replyMs - 1000 });
+        if (this.waiting.size > MAX_WAITING) {
+          const [oldest] = this.waiting.keys();
+          this.waiting.delete(oldest!);
+        }
         return;
       }
       case 'response':

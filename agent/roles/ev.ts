@@ -156,7 +156,7 @@ export class EvRole implements Role {
       status: REQUEST_STATUS.none,
       sender: this.agent.address,
       receiver: next.hcs,
-      optional: { wh: s.targetWh!, n: randomBytes(6).toString('hex') },
+      optional: { wh: s.targetWh!, n: randomBytes(6).toString('hex'), t: Math.floor(Date.now() / 1000) },
     });
   }
 
@@ -275,7 +275,7 @@ export class EvRole implements Role {
         requester: s.ev,
         server,
         ...at,
-        optional: { n: randomBytes(6).toString('hex') },
+        optional: { n: randomBytes(6).toString('hex'), t: Math.floor(Date.now() / 1000) },
       });
     } else {
       const ranked = rankStations(await this.stations.list(), at, 5);
