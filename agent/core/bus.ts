@@ -201,7 +201,7 @@ export class Bus {
    * member cache, a place in the queue), the signature later, in turn. Nothing here waits on
    * anything but a bounded member lookup.
    */
-  arrive(envelope: Uint8Array): void {
+  arrive(envelope: Uint8Array) {
     const s = screen(envelope, this.opts.server);
     if (typeof s === 'string') return this.drop(s, { bytes: envelope.length });
     let unknown: string | undefined;
@@ -226,7 +226,7 @@ export class Bus {
     );
   }
 
-  private enqueue(envelope: Uint8Array, s: Screened): void {
+  private enqueue(envelope: Uint8Array, s: Screened) {
     const share = s.claimed[0]!;
     if (!this.queue.enter(share)) return this.drop('overload', { type: s.msg.type, claimed: share });
     // One message at a time, in arrival order: handlers change session state.
