@@ -39,6 +39,7 @@ import {
 } from './gate.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
+import { ACKED_TYPES, ackIdOf, ackMessage, ackOf } from './outbox.js';
 
 export type { DropReason } from './gate.js';
 
@@ -71,7 +72,9 @@ export class Bus {
   private handler: (incoming: Incoming) => Promise<void> | void = () => {};
   private backoffMs = 1000;
   /** Sent and received counts, for the session figures. */
-  readonly stats = { sent: 0, sentBytes: 0, received: 0, dropped: 0 };
+  readonly stats = { sent: 0, sentBytes: 0, received: 0, dropped: 0, acks: 0, duplicates: 0 };
+  /** Called with each ack that arrives (agent/core/outbox.ts): the id it names and its signer. */
+  private ackHandler: (id: string, from: string) => void = () => {};
   /** Drops by reason (also the metric `p2pev_messages_dropped_total{reason}`), for the status. */
   readonly droppedBy: Partial<Record<DropReason, number>> = {};
   private chain: Promise<void> = Promise.resolve();
@@ -96,6 +99,10 @@ export class Bus {
 
   onMessage(handler: (incoming: Incoming) => Promise<void> | void): void {
     this.handler = handler;
+  }
+
+  onAck(handler: (id: string, from: string) => void): void {
+    this.ackHandler = handler;
   }
 
   async connect(): Promise<void> {
@@ -264,8 +271,20 @@ export class Bus {
       return this.drop('sender-mismatch', { type: msg.type, signer });
     if (msg.type !== 'registration' && this.members.known(signer) !== true)
       return this.drop('not-member', { type: msg.type, signer });
+    const ack = ackOf(msg);
+    if (ack) {
+      // An ack is never handled as what its type says, nor remembered, nor acknowledged.
+      this.stats.acks++;
+      this.ackHandler(ack, signer);
+      return;
+    }
     const key = ReplayCache.key(s.signature);
-    if (this.replays.has(key)) return this.drop('replay', { type: msg.type, signer });
+    if (this.replays.has(key)) {
+      if (!ACKED_TYPES.has(msg.type)) return this.drop('replay', { type: msg.type, signer });
+      // A message resent because our ack was lost: acknowledge it again, handle it once only.
+      this.stats.duplicates++;
+      return this.acknowledge(msg, signer, envelope);
+    }
     if (!isFresh(msg, this.limits)) return this.drop('stale', { type: msg.type, signer });
     // Registrations come from strangers by nature: one bucket for all of them.
     const bucket = msg.type === 'registration' ? '*registration' : signer;
@@ -278,6 +297,17 @@ export class Bus {
     this.stats.received++;
     this.opts.metrics.messagesIn.inc({ type: msg.type });
     await this.handler({ msg, signer, envelope });
+    // After the handler: what it learnt is journaled before the sender stops resending.
+    if (ACKED_TYPES.has(msg.type)) await this.acknowledge(msg, signer, envelope);
+  }
+
+  private async acknowledge(msg: Message, signer: string, envelope: Uint8Array): Promise<void> {
+    const me = this.opts.address;
+    const ack = ackMessage(me, this.opts.server === me, msg, ackIdOf(envelope));
+    if (!ack) return;
+    await this.send(signer, ack).catch((err: Error) =>
+      this.opts.log.warn({ to: signer, err: err.message }, 'ack not sent'),
+    );
   }
 
   /** Messages waiting for their turn (bounded by the gate). */

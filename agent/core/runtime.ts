@@ -14,6 +14,7 @@ import { type DeviceKey, openKeystore, readPassword } from './keys.js';
 import { createLogger, type Logger } from './log.js';
 import { Metering } from './metering.js';
 import { createMetrics, type Metrics, serveMetrics } from './metrics.js';
+import { Outbox, resendUntil } from './outbox.js';
 import { Ops } from '../ops/telemetry.js';
 import { canMove, OPEN_STATES, type SessionRecord, type SessionState } from './session.js';
 import { type AgentWeb, agentWeb, serveWeb } from '../web/agent.js';
@@ -44,6 +45,8 @@ export class Agent {
   readonly sessions = new Map<string, SessionRecord>();
   chain!: Chain;
   bus!: Bus;
+  /** What is resent until acknowledged (agent/core/outbox.ts). */
+  outbox!: Outbox;
   metering?: Metering;
   role!: Role;
   private timer?: NodeJS.Timeout;
@@ -99,6 +102,12 @@ export class Agent {
     });
     if (cfg.role !== 'edge') agent.metering = await Metering.open(cfg.meter!, agent.metrics, log);
     agent.role = await agent.createRole();
+    agent.outbox = new Outbox(
+      agent.journal,
+      (to, env, type) => agent.bus.publishEnvelope(to, env, type),
+      log,
+    );
+    agent.bus.onAck((id, from) => agent.outbox.ack(id, from));
     agent.bus.onMessage((m) => agent.exclusive(() => agent.role.onMessage(m)));
     await agent.bus.connect();
     await agent.role.resume();
@@ -157,7 +166,10 @@ export class Agent {
     this.ticking = true;
     try {
       this.ops?.tick();
-      await this.exclusive(() => this.role.tick());
+      await this.exclusive(async () => {
+        await this.outbox.tick();
+        await this.role.tick();
+      });
       this.metrics.journalBytes.set(this.journal.fileBytes);
     } catch (err) {
       this.log.error({ err }, 'tick failed');
@@ -190,6 +202,8 @@ export class Agent {
     );
     Object.assign(s, patch, { state: to });
     this.save(s);
+    // Over for us: nothing of this session needs resending any more.
+    if ((to === 'done' || to === 'failed') && s.txid) this.outbox.settle(s.txid);
     return true;
   }
 
@@ -221,6 +235,28 @@ export class Agent {
     }
   }
 
+  /**
+   * Signs `msg` and sends it to `to` until `to` acknowledges it (journaled first; resent across
+   * broker and agent restarts) or the session's window `settleBy` (unix s) has long passed.
+   */
+  async sendReliably(to: string, msg: MessageInput, txid: string, settleBy: number): Promise<void> {
+    const envelope = await this.bus.sign(msg);
+    await this.sendEnvelopeReliably(to, envelope, msg.type, txid, settleBy);
+  }
+
+  /** An envelope signed earlier (a journaled report), sent until acknowledged. */
+  async sendEnvelopeReliably(
+    to: string,
+    envelope: Uint8Array,
+    type: string,
+    txid: string,
+    settleBy: number,
+  ): Promise<void> {
+    await this.outbox.send(to, envelope, type, txid, resendUntil(settleBy)).catch((err: Error) => {
+      this.log.warn({ to, type, err: err.message }, 'send failed; resent later');
+    });
+  }
+
   status(): Record<string, unknown> {
     return {
       name: this.cfg.name,
@@ -243,6 +279,7 @@ export class Agent {
           }
         : undefined,
       journal: { path: this.journal.path, bytes: this.journal.fileBytes, keys: this.journal.size },
+      outbox: { waiting: this.outbox.size, ...this.outbox.figures },
       messages: { ...this.bus.stats, droppedBy: this.bus.droppedBy, queued: this.bus.queued },
       sessions: this.openSessions().map((s) => ({
         id: s.id,

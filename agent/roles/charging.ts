@@ -125,22 +125,21 @@ export async function endCharging(
 export async function announceEnd(agent: Agent, s: SessionRecord, fromPeer: boolean): Promise<void> {
   const peer = s.role === 'ev' ? s.hcs! : s.ev;
   const to = [peer, ...(s.server && s.server !== peer ? [s.server] : [])];
+  const settleBy = s.terms!.settleBy;
+  // Each is resent until its receiver acknowledges it (agent/core/outbox.ts): a broker that dies
+  // with them, or a peer that restarts, must not leave the other side charging or unbilled.
   if (!fromPeer) {
     const status = s.endStatus ?? END.completed;
-    for (const dest of to) {
-      await agent.send(
-        dest,
-        status === END.completed
-          ? { type: 'completion', ev: s.ev, hcs: s.hcs!, txid: s.txid! }
-          : { type: 'termination', ev: s.ev, hcs: s.hcs!, txid: s.txid!, status },
-      );
-    }
+    const end =
+      status === END.completed
+        ? ({ type: 'completion', ev: s.ev, hcs: s.hcs!, txid: s.txid! } as const)
+        : ({ type: 'termination', ev: s.ev, hcs: s.hcs!, txid: s.txid!, status } as const);
+    const envelope = await agent.bus.sign(end);
+    for (const dest of to) await agent.sendEnvelopeReliably(dest, envelope, end.type, s.txid!, settleBy);
   }
   const report = Buffer.from(s.myReport!, 'hex');
-  for (const dest of to)
-    await agent.bus
-      .publishEnvelope(dest, report, s.role === 'ev' ? 'chargeReceived' : 'chargeProvided')
-      .catch(() => {});
+  const type = s.role === 'ev' ? 'chargeReceived' : 'chargeProvided';
+  for (const dest of to) await agent.sendEnvelopeReliably(dest, report, type, s.txid!, settleBy);
 }
 
 /** Energy in a report envelope (hex), from its fixed part (bytes 73..92). */

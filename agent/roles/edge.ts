@@ -304,8 +304,9 @@ export class EdgeRole implements Role {
       amountWei: amount,
       paymentStatus: agreed ? PAYMENT_STATUS.pending : PAYMENT_STATUS.disputed,
     } as const;
-    await this.agent.send(b.ev, note);
-    await this.agent.send(b.hcs, note);
+    // Resent until acknowledged (agent/core/outbox.ts).
+    await this.agent.sendReliably(b.ev, note, b.txid, b.terms.settleBy);
+    await this.agent.sendReliably(b.hcs, note, b.txid, b.terms.settleBy);
   }
 
   async tick(): Promise<void> {
@@ -437,8 +438,8 @@ export class EdgeRole implements Role {
       rating: 0,
       comment: '',
     } as const;
-    await this.agent.send(b.ev, msg);
-    await this.agent.send(b.hcs, msg);
+    await this.agent.sendReliably(b.ev, msg, b.txid, b.terms.settleBy);
+    await this.agent.sendReliably(b.hcs, msg, b.txid, b.terms.settleBy);
     this.pruneBills();
   }
 
