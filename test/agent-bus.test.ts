@@ -24,7 +24,7 @@ describe('the bus drops what it must not believe', () => {
     for (const d of world.devices) agents.push(await startAgent(d));
     attacker = await mqtt.connectAsync(world.brokerUrl, { clientId: 'attacker' });
     // The attacker listens to the station's inbox and keeps what the EV sends it.
-    await attacker.subscribeAsync(`p2pev/v1/to/${hcs().address}`, { qos: 1 });
+    await attacker.subscribeAsync(`p2pev/v1/to/${hcs().address}/#`, { qos: 1 });
     attacker.on('message', (_t, payload) => captured.push(Buffer.from(payload)));
     const { id } = (await ev().control('charge', { targetWh: 1500 })) as { id: string };
     const done = await waitFor(

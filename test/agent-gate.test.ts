@@ -169,6 +169,28 @@ describe('the gate', () => {
     expect(w.handled).toHaveLength(10);
   });
 
+  it('the largest honest envelope fits the size limit', () => {
+    const a = addressOf(key());
+    const big = signEnvelope(
+      encode({
+        type: 'suggestion',
+        server: a,
+        requester: a,
+        stations: Array.from({ length: 255 }, () => ({
+          hcs: a,
+          distanceM: 2 ** 32 - 1,
+          meanRating: 500,
+          priceWeiPerKWh: 2n ** 256n - 1n,
+        })),
+        optional: { pad: 'x'.repeat(1000) },
+      }),
+      key(),
+      domain,
+    );
+    expect(big.length).toBeGreaterThan(15_800);
+    expect(big.length).toBeLessThanOrEqual(MAX_ENVELOPE_BYTES);
+  });
+
   it('the replay cache forgets its oldest half when full', () => {
     const cache = new ReplayCache(10);
     for (let i = 0; i < 11; i++) cache.add(`k${i}`);

@@ -2,7 +2,9 @@
  * The message bus: signed envelopes over MQTT.
  *
  * Topics (documented in docs/AGENT.md): every device subscribes to its own inbox
- * `<prefix>/to/<address>`; a message for a device is published there, QoS 1, with a persistent
+ * `<prefix>/to/<address>/#`; a message for a device is published to
+ * `<prefix>/to/<recipient>/from/<sender>` (a closed broker's ACL lets a member publish only under
+ * its own `from/`: agent/ops/broker.ts), QoS 1, with a persistent
  * session (clean: false, a fixed client id), so the broker keeps what arrives while the device is
  * offline. Payloads are the raw envelopes: packed message ‖ 65-byte signature.
  *
@@ -67,6 +69,12 @@ export interface BusOptions {
 /** Drops logged per reason per minute at most: a flood must not become a flood of log lines. */
 const DROP_LOGS_PER_MINUTE = 10;
 
+/** The publisher a topic `<prefix>/to/<recipient>/from/<sender>` names, if it names one. */
+export function senderOfTopic(topic: string): string | undefined {
+  const at = topic.lastIndexOf('/from/');
+  return at < 0 ? undefined : topic.slice(at + 6).toLowerCase();
+}
+
 export class Bus {
   private client?: MqttClient;
   private handler: (incoming: Incoming) => Promise<void> | void = () => {};
@@ -118,13 +126,14 @@ export class Bus {
       writeCache: false,
       ...(m.username ? { username: m.username } : {}),
       ...(m.passwordEnv && process.env[m.passwordEnv] ? { password: process.env[m.passwordEnv] } : {}),
+      ...(m.passwordFile ? { password: readFileSync(m.passwordFile, 'utf8').trim() } : {}),
       ...(m.caFile ? { ca: readFileSync(m.caFile) } : {}),
       ...(m.certFile ? { cert: readFileSync(m.certFile) } : {}),
       ...(m.keyFile ? { key: readFileSync(m.keyFile) } : {}),
     };
     const client = mqtt.connect(m.url, options);
     this.client = client;
-    client.on('message', (_topic, payload) => this.arrive(new Uint8Array(payload)));
+    client.on('message', (topic, payload) => this.arrive(new Uint8Array(payload), senderOfTopic(topic)));
     client.on('connect', () => {
       this.backoffMs = 1000;
       client.options.reconnectPeriod = 1000;
@@ -150,7 +159,10 @@ export class Bus {
         resolve();
       });
     });
-    await client.subscribeAsync(this.inbox, { qos: 1 });
+    // The inbox and everything under it: `<inbox>/from/<sender>` (the broker's ACL checks the sender).
+    await client.subscribeAsync(`${this.inbox}/#`, { qos: 1 });
+    // A persistent session of an older version subscribed to the inbox alone: one is enough.
+    await client.unsubscribeAsync(this.inbox).catch(() => {});
   }
 
   get connected(): boolean {
@@ -179,7 +191,7 @@ export class Bus {
   async publishEnvelope(to: string, envelope: Uint8Array, type = 'envelope'): Promise<void> {
     if (!this.client) throw new Error('bus is not connected');
     this.client.publish(
-      `${this.opts.mqtt.topicPrefix}/to/${to.toLowerCase()}`,
+      `${this.opts.mqtt.topicPrefix}/to/${to.toLowerCase()}/from/${this.opts.address}`,
       Buffer.from(envelope),
       { qos: 1 },
       (err) => {
@@ -208,9 +220,13 @@ export class Bus {
    * member cache, a place in the queue), the signature later, in turn. Nothing here waits on
    * anything but a bounded member lookup.
    */
-  arrive(envelope: Uint8Array) {
+  arrive(envelope: Uint8Array, topicSender?: string) {
     const s = screen(envelope, this.opts.server);
     if (typeof s === 'string') return this.drop(s, { bytes: envelope.length });
+    // The topic names its publisher (the broker's ACL makes it true on a closed broker): it must be
+    // a sender the message claims.
+    if (topicSender !== undefined && !s.claimed.includes(topicSender))
+      return this.drop('sender-mismatch', { type: s.msg.type, topic: topicSender });
     let unknown: string | undefined;
     for (const a of s.claimed) {
       const known = this.members.known(a);

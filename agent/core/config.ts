@@ -18,6 +18,7 @@ export interface AgentConfig {
     url: string;
     username?: string;
     passwordEnv?: string;
+    passwordFile?: string;
     caFile?: string;
     certFile?: string;
     keyFile?: string;
@@ -97,7 +98,7 @@ export function parseConfig(raw: unknown, baseDir: string, source = 'config'): A
   cfg.keystore.path = abs(cfg.keystore.path);
   if (cfg.keystore.passwordFile) cfg.keystore.passwordFile = abs(cfg.keystore.passwordFile);
   cfg.chain.deploymentFile = abs(cfg.chain.deploymentFile);
-  for (const k of ['caFile', 'certFile', 'keyFile'] as const)
+  for (const k of ['caFile', 'certFile', 'keyFile', 'passwordFile'] as const)
     if (cfg.mqtt[k]) cfg.mqtt[k] = abs(cfg.mqtt[k]!);
   if (cfg.server) cfg.server = cfg.server.toLowerCase();
   if (cfg.meter) {

@@ -46,8 +46,8 @@ export const DROP_REASONS: readonly DropReason[] = [
 ];
 
 /**
- * The largest envelope any honest device sends: a suggestion of 255 stations (38 bytes each) plus
- * 1,024 bytes of optional data and the signature is under 11 kB; 16 KiB leaves room.
+ * The largest envelope any honest device sends: a suggestion of 255 stations (42 + 58 × 255 bytes)
+ * with 1,024 bytes of optional data and the signature, 15,921 bytes; 16 KiB holds it.
  */
 export const MAX_ENVELOPE_BYTES = 16 * 1024;
 
