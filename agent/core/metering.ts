@@ -70,6 +70,53 @@ export class Metering {
    */
   async setCharging(on: boolean, kw = 0, plugTo?: string): Promise<void> {
     if (this.cfg.charger !== 'sim-control') return;
+    try {
+      await this.switchCharger(on, kw, plugTo);
+      this.pendingSwitch = undefined;
+    } catch (err) {
+      // Retried every tick (retrySwitch) until it lands: a charger left on after a meter fault
+      // would feed the next car with nobody metering it.
+      this.pendingSwitch = { on, kw, ...(plugTo ? { plugTo } : {}) };
+      throw err;
+    }
+  }
+
+  /** Whether a switch of the charger has not landed yet (it is retried every tick). */
+  get switchPending(): boolean {
+    return this.pendingSwitch !== undefined;
+  }
+
+  /**
+   * Whether the meter answers and the charger is where we left it: a station offers a charge only
+   * then (a meter away cannot bill it; a charger stuck on would feed a car nobody meters).
+   */
+  async ready(): Promise<boolean> {
+    if (this.pendingSwitch) return false;
+    try {
+      await this.energyWh();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** A switch that did not reach the charger (the meter/controller was away), if any. */
+  private pendingSwitch?: { on: boolean; kw: number; plugTo?: string };
+
+  /** Tries the last failed switch again (every tick); quiet until it lands. */
+  async retrySwitch(): Promise<void> {
+    const p = this.pendingSwitch;
+    if (!p) return;
+    try {
+      await this.switchCharger(p.on, p.kw, p.plugTo);
+      if (this.pendingSwitch === p) this.pendingSwitch = undefined;
+      this.log.info({ on: p.on }, 'charger switched on retry');
+    } catch {
+      // still away: the next tick
+    }
+  }
+
+  private async switchCharger(on: boolean, kw: number, plugTo?: string): Promise<void> {
     const write = (this.meter as unknown as { writeRegisters?: (a: number, v: number[]) => Promise<void> })
       .writeRegisters;
     if (!write) throw new Error('this meter driver cannot write registers (needed for charger: sim-control)');

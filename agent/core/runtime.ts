@@ -167,6 +167,7 @@ export class Agent {
     try {
       this.ops?.tick();
       await this.exclusive(async () => {
+        await this.metering?.retrySwitch();
         await this.outbox.tick();
         await this.role.tick();
       });

@@ -29,8 +29,33 @@ export async function resumeReport(agent: Agent, s: SessionRecord): Promise<void
   if (s.myReport) await announceEnd(agent, s, s.endedByPeer ?? true);
 }
 
+/**
+ * The agreement stands: read the start, switch on. If the meter cannot be read the charge cannot be
+ * billed: the session ends before it starts, and the peer and the edge are told (a termination,
+ * meter fault, resent until acknowledged), rather than leaving the peer waiting or charging.
+ */
 export async function beginCharging(agent: Agent, s: SessionRecord, kw: number): Promise<void> {
-  const startWh = await agent.metering!.energyWh();
+  let startWh: number;
+  try {
+    startWh = await agent.metering!.energyWh();
+  } catch (err) {
+    agent.log.warn(
+      { id: s.id, txid: s.txid, err: (err as Error).message },
+      'meter unreadable at the start; session refused',
+    );
+    agent.move(s, 'failed', { error: 'the meter could not be read at the start', deadline: 0 });
+    const end = {
+      type: 'termination',
+      ev: s.ev,
+      hcs: s.hcs!,
+      txid: s.txid!,
+      status: END.meterFault,
+    } as const;
+    const peer = s.role === 'ev' ? s.hcs! : s.ev;
+    for (const to of [peer, ...(s.server && s.server !== peer ? [s.server] : [])])
+      await agent.sendReliably(to, end, s.txid!, s.terms!.settleBy);
+    return;
+  }
   agent.move(s, 'charging', {
     startWh,
     lastWh: startWh,
