@@ -15,7 +15,14 @@
  * `overpaidWh` (billed beyond what the EV's meter saw), recovery time per fault kind (from the
  * fault's end until every agent is back, on the broker and on the chain), faults by kind.
  */
-import { createWriteStream, mkdtempSync, type WriteStream, writeFileSync } from 'node:fs';
+import {
+  createWriteStream,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  type WriteStream,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -42,6 +49,10 @@ export interface ChaosOptions {
   out?: (line: string) => void;
   /** Seconds between faults (mean); default 12. */
   faultEveryS?: number;
+  /** Inject faults (default); false = a soak run at steady load. */
+  faults?: boolean;
+  /** Sample each agent's RSS, heap, descriptors and journal this often (s); default 60. */
+  sampleEveryS?: number;
   timeScale?: number;
 }
 
@@ -82,6 +93,67 @@ export interface ChaosReport {
   faults: Partial<Record<FaultKind, number>>;
   recoveryS: Partial<Record<FaultKind, { p50: number; p95: number; n: number }>>;
   lostTxids: string[];
+  /** Per agent: the trend after warm-up (per hour) and the last sample. */
+  trends: Record<string, Trend>;
+}
+
+export interface Sample {
+  t: number;
+  rssMb: number;
+  heapMb: number;
+  fds: number;
+  journalKb: number;
+}
+
+export interface Trend {
+  samples: number;
+  rssMbPerH: number;
+  heapMbPerH: number;
+  fdsPerH: number;
+  journalKbPerH: number;
+  last: Sample;
+}
+
+/** One sample of an agent process: /proc for RSS and descriptors, its status for heap and journal. */
+async function sampleOf(d: Device, t: number): Promise<Sample | undefined> {
+  const s = await status(d);
+  const pid = s?.pid as number | undefined;
+  if (!pid) return undefined;
+  try {
+    const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+    return {
+      t,
+      rssMb: Math.round(kb / 102.4) / 10,
+      heapMb: Number(s?.heapUsedMb ?? Number.NaN),
+      fds: readdirSync(`/proc/${pid}/fd`).length,
+      journalKb: Math.round(Number((s?.journal as { bytes?: number })?.bytes ?? 0) / 102.4) / 10,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Least-squares slope per hour of each figure, over the samples after warm-up. */
+export function trendOf(samples: Sample[], warmupS: number): Trend | undefined {
+  const xs = samples.filter((s) => s.t >= warmupS);
+  const last = samples.at(-1);
+  if (!last) return undefined;
+  const slope = (f: (s: Sample) => number) => {
+    if (xs.length < 2) return Number.NaN;
+    const mt = xs.reduce((n, s) => n + s.t, 0) / xs.length;
+    const mv = xs.reduce((n, s) => n + f(s), 0) / xs.length;
+    const num = xs.reduce((n, s) => n + (s.t - mt) * (f(s) - mv), 0);
+    const den = xs.reduce((n, s) => n + (s.t - mt) ** 2, 0);
+    return den === 0 ? 0 : Math.round((num / den) * 3600 * 100) / 100;
+  };
+  return {
+    samples: xs.length,
+    rssMbPerH: slope((s) => s.rssMb),
+    heapMbPerH: slope((s) => s.heapMb),
+    fdsPerH: slope((s) => s.fds),
+    journalKbPerH: slope((s) => s.journalKb),
+    last,
+  };
 }
 
 /** mulberry32: a small seeded generator, the same faults for the same seed. */
@@ -241,6 +313,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const byRole = (role: Device['role']) => agents.filter((a) => a.device.role === role);
 
   const faults: Partial<Record<FaultKind, number>> = {};
+  const samples = new Map<string, Sample[]>();
+  let stopSampling = () => {};
   const recoveries: Partial<Record<FaultKind, number[]>> = {};
   let stopLoad = false;
   let charges = 0;
@@ -292,6 +366,18 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     const pick = <T>(xs: T[]) => xs[Math.floor(random() * xs.length)]!;
     const between = (lo: number, hi: number) => lo + Math.floor(random() * (hi - lo + 1));
     const meanGap = opts.faultEveryS ?? 12;
+    const sampleMs = (opts.sampleEveryS ?? 60) * 1000;
+    const sampler = setInterval(() => {
+      const t = (Date.now() - started) / 1000;
+      void Promise.all(
+        agents.map(async (a) => {
+          const x = await sampleOf(a.device, t);
+          if (x) samples.set(a.device.name, [...(samples.get(a.device.name) ?? []), x]);
+        }),
+      );
+    }, sampleMs);
+    sampler.unref();
+    stopSampling = () => clearInterval(sampler);
     const clockSteps = new Map<Supervised, number>();
     const end = started + opts.durationS * 1000;
     const pending: Promise<void>[] = [];
@@ -381,7 +467,12 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       }
     }
     stopLoad = true;
-    say('faults over; everything restored; waiting for the sessions to settle');
+    stopSampling();
+    say(
+      opts.faults === false
+        ? 'load over; waiting for the sessions to settle'
+        : 'faults over; everything restored; waiting for the sessions to settle',
+    );
     await Promise.all(pending);
     await proxy.restore();
     for (const [a] of clockSteps) {
@@ -421,6 +512,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   }
   try {
     const report = await tally(world, agents, opts, faults, recoveries);
+    const warmupS = Math.min(300, opts.durationS / 4);
+    for (const [name, xs] of samples) {
+      const t = trendOf(xs, warmupS);
+      if (t) report.trends[name] = t;
+    }
     printChaos(report, out);
     if (opts.json) writeFileSync(opts.json, `${JSON.stringify(report, null, 2)}\n`);
     return report;
@@ -518,6 +614,7 @@ async function tally(
     faults,
     recoveryS,
     lostTxids,
+    trends: {},
   };
 }
 
@@ -544,6 +641,15 @@ export function printChaos(r: ChaosReport, out: (l: string) => void): void {
     );
   }
   if (r.lostTxids.length) out(`  lost: ${r.lostTxids.join(', ')}`);
+  if (Object.keys(r.trends).length) {
+    out(
+      '  agent  samples  RSS MB  MB/h  heap MB  MB/h  fds  fds/h  journal kB  kB/h   (trend after warm-up)',
+    );
+    for (const [name, t] of Object.entries(r.trends))
+      out(
+        `  ${name.padEnd(6)} ${String(t.samples).padStart(7)}  ${String(t.last.rssMb).padStart(6)}  ${String(t.rssMbPerH).padStart(4)}  ${String(t.last.heapMb).padStart(7)}  ${String(t.heapMbPerH).padStart(4)}  ${String(t.last.fds).padStart(3)}  ${String(t.fdsPerH).padStart(5)}  ${String(t.last.journalKb).padStart(10)}  ${String(t.journalKbPerH).padStart(4)}`,
+      );
+  }
   out(
     r.lost === 0 && r.doubleBilled === 0 && r.overpaidWh === 0
       ? 'goal met: nothing lost, nothing billed twice, nobody overpaid'

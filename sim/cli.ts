@@ -25,7 +25,12 @@ export function registerSimCommands(program: Command): void {
       'kill, cut, pause and step everything at random while cars charge (docs/AGENT.md, What each fault costs)',
     )
     .option('--seed <n>', 'with --chaos: the seed of the faults', (v) => Number(v), 1)
-    .option('--duration <s>', 'with --chaos: how long to inject faults, seconds', (v) => Number(v))
+    .option(
+      '--duration <s>',
+      'with --chaos: how long to inject faults; alone: a soak run this long (RSS, heap, descriptors, journal sampled every minute, their trend printed)',
+      (v) => Number(v),
+    )
+    .option('--sample-every <s>', 'with --duration: seconds between samples', (v) => Number(v), 60)
     .action(
       async (opts: {
         broker?: string;
@@ -40,8 +45,9 @@ export function registerSimCommands(program: Command): void {
         chaos?: boolean;
         seed: number;
         duration?: number;
+        sampleEvery: number;
       }) => {
-        if (opts.chaos) {
+        if (opts.chaos || opts.duration !== undefined) {
           if (!Number.isInteger(opts.seed)) throw new Error('--seed must be a whole number');
           const durationS = opts.duration ?? 300;
           if (!(durationS > 0)) throw new Error('--duration must be a positive number of seconds');
@@ -49,6 +55,9 @@ export function registerSimCommands(program: Command): void {
           const report = await runChaos({
             seed: opts.seed,
             durationS,
+            // Without --chaos, --duration is a soak run: steady load, no faults, samples every minute.
+            faults: opts.chaos === true,
+            sampleEveryS: opts.sampleEvery,
             ...(opts.evs !== undefined ? { evs: opts.evs } : {}),
             ...(opts.hcs !== undefined ? { hcs: opts.hcs } : {}),
             ...(opts.sessions !== undefined ? { sessions: opts.sessions } : {}),

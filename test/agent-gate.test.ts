@@ -123,10 +123,11 @@ describe('the gate', () => {
 
   it('bounds the lookups of unknown senders, and the member cache', async () => {
     const never = new Promise<boolean>(() => {});
-    const w = gateWorld({ lookupsInFlight: 3, memberCache: 50 }, () => never);
+    const w = gateWorld({ lookupsInFlight: 3, lookupQueue: 4, memberCache: 50 }, () => never);
     for (let i = 0; i < 10; i++) w.bus.arrive(w.request(key()));
     await w.settle();
-    expect(w.bus.droppedBy['lookup-busy']).toBe(7);
+    // Three under way, four waiting their turn, three refused.
+    expect(w.bus.droppedBy['lookup-busy']).toBe(3);
     const cached = gateWorld({ memberCache: 50, lookupsInFlight: 1000 });
     for (let i = 0; i < 500; i++) cached.bus.arrive(cached.request(key()));
     await cached.settle();

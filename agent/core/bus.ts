@@ -90,6 +90,7 @@ export class Bus {
   readonly members: MemberCache;
   readonly replays: ReplayCache;
   private readonly rate: RateLimiter;
+  private readonly verifyBudget: RateLimiter;
   private readonly queue: QueueShares;
   private readonly dropLogs = new Map<DropReason, { minute: number; n: number }>();
 
@@ -98,6 +99,11 @@ export class Bus {
     this.members = new MemberCache(opts.isMember, this.limits, (a) => a === opts.server);
     this.replays = new ReplayCache(this.limits.replayCache);
     this.rate = new RateLimiter(this.limits);
+    this.verifyBudget = new RateLimiter({
+      burst: this.limits.verifyBurst,
+      perSecond: this.limits.verifyPerSecond,
+      rateMembers: this.limits.rateMembers,
+    });
     this.queue = new QueueShares(this.limits);
   }
 
@@ -234,7 +240,8 @@ export class Bus {
         return this.drop('not-member', { type: s.msg.type, claimed: a });
       if (known === undefined) unknown ??= a;
     }
-    if (unknown === undefined || s.msg.type === 'registration') return this.enqueue(envelope, s);
+    const by = topicSender ?? s.claimed[0]!;
+    if (unknown === undefined || s.msg.type === 'registration') return this.admit(envelope, s, by);
     const lookups = s.claimed
       .filter((a) => this.members.known(a) === undefined)
       .map((a) => this.members.lookup(a));
@@ -243,22 +250,41 @@ export class Bus {
       () => {
         if (!s.claimed.some((a) => this.members.known(a)))
           return this.drop('not-member', { type: s.msg.type, claimed: unknown });
-        this.enqueue(envelope, s);
+        this.admit(envelope, s, by);
       },
       (err: Error) => this.drop('lookup-busy', { type: s.msg.type, claimed: unknown, err: err.message }),
     );
   }
 
-  private enqueue(envelope: Uint8Array, s: Screened) {
-    const share = s.claimed[0]!;
-    if (!this.queue.enter(share)) return this.drop('overload', { type: s.msg.type, claimed: share });
+  /**
+   * The last cheap checks, then a place in the queue: a repeat of an envelope already accepted is
+   * dropped here (or only acknowledged again), and each member has a budget of signature checks.
+   * `by`: the publisher the topic names (the first claimed sender where it names none).
+   */
+  private admit(envelope: Uint8Array, s: Screened, by: string) {
+    const key = ReplayCache.key(envelope);
+    const repeat = this.replays.has(key);
+    if (repeat && !ACKED_TYPES.has(s.msg.type)) return this.drop('replay', { type: s.msg.type, claimed: by });
+    if (!repeat && !this.verifyBudget.take(by)) return this.drop('rate', { type: s.msg.type, claimed: by });
+    if (!this.queue.enter(by)) return this.drop('overload', { type: s.msg.type, claimed: by });
     // One message at a time, in arrival order: handlers change session state.
     this.chain = this.chain
-      .then(() => this.check(envelope, s))
+      .then(() => (repeat ? this.reacknowledge(envelope, s) : this.check(envelope, s, key)))
       .catch((err) => {
         this.opts.log.error({ err }, 'message handler failed');
       })
-      .finally(() => this.queue.leave(share));
+      .finally(() => this.queue.leave(by));
+  }
+
+  /**
+   * A message resent because our ack was lost: the same bytes as one accepted (so signed by whom it
+   * says), acknowledged again, not handled again.
+   */
+  private async reacknowledge(envelope: Uint8Array, s: Screened): Promise<void> {
+    this.stats.duplicates++;
+    const signer =
+      s.claimed.length === 1 ? s.claimed[0]! : recoverSigner(s.payload, s.signature, this.opts.domain);
+    await this.acknowledge(s.msg, signer, envelope);
   }
 
   /** Checks one envelope and hands it to the handler; exported for tests of the drop rules. */
@@ -271,11 +297,16 @@ export class Bus {
         if (answer !== 'busy') await answer.catch(() => false);
       }
     }
-    return this.check(envelope, s);
+    const key = ReplayCache.key(envelope);
+    if (this.replays.has(key)) {
+      if (ACKED_TYPES.has(s.msg.type)) return this.reacknowledge(envelope, s);
+      return this.drop('replay', { type: s.msg.type });
+    }
+    return this.check(envelope, s, key);
   }
 
-  /** The expensive half, in turn: the signature, the signer's membership, replay, freshness, rate. */
-  private async check(envelope: Uint8Array, s: Screened): Promise<void> {
+  /** The expensive half, in turn: the signature, the signer's membership, freshness, rate. */
+  private async check(envelope: Uint8Array, s: Screened, key: string): Promise<void> {
     const { msg } = s;
     let signer: string;
     try {
@@ -294,12 +325,10 @@ export class Bus {
       this.ackHandler(ack, signer);
       return;
     }
-    const key = ReplayCache.key(s.signature);
+    // Two copies of one envelope in the queue at once: the second is a repeat.
     if (this.replays.has(key)) {
-      if (!ACKED_TYPES.has(msg.type)) return this.drop('replay', { type: msg.type, signer });
-      // A message resent because our ack was lost: acknowledge it again, handle it once only.
-      this.stats.duplicates++;
-      return this.acknowledge(msg, signer, envelope);
+      if (ACKED_TYPES.has(msg.type)) return this.reacknowledge(envelope, s);
+      return this.drop('replay', { type: msg.type, signer });
     }
     if (!isFresh(msg, this.limits)) return this.drop('stale', { type: msg.type, signer });
     // Registrations come from strangers by nature: one bucket for all of them.

@@ -10,12 +10,14 @@
  *    (the rest are dropped `lookup-busy`), and the answer is cached either way;
  * 3. a bounded inbound queue with a share per claimed sender, so that spam in one member's name
  *    (or forged in it) cannot crowd out the others;
- * 4. then the signature (bus.ts), the replay cache (bounded; forgets its oldest half when full),
- *    freshness of what starts a session (`search`, `request` carry `t`, unix seconds, in optional
- *    data), and a per-member token bucket on `search` and `request`.
+ * 4. the replay cache (an envelope seen before, byte for byte: bounded, forgets its oldest half when
+ *    full), and a per-member budget of signature checks;
+ * 5. then the signature (bus.ts), freshness of what starts a session (`search`, `request` carry
+ *    `t`, unix seconds, in optional data), and a per-member token bucket on `search` and `request`.
  *
  * Every refusal is a drop with a reason (`DropReason`), counted by the bus.
  */
+import { createHash } from 'node:crypto';
 import { type Domain, decode, type Message, SENDER_FIELDS, SIGNATURE_BYTES } from '../../protocol/index.js';
 
 export type DropReason =
@@ -57,8 +59,9 @@ export interface GateLimits {
   /** How long a member's / a stranger's answer is trusted. */
   memberTtlMs: number;
   strangerTtlMs: number;
-  /** Chain lookups of unknown claimed senders at once; more are dropped (`lookup-busy`). */
+  /** Chain lookups of unknown claimed senders at once, and waiting their turn; more are dropped (`lookup-busy`). */
   lookupsInFlight: number;
+  lookupQueue: number;
   /** Messages waiting for the handler, in all and per claimed sender. */
   queueTotal: number;
   queuePerSender: number;
@@ -71,6 +74,13 @@ export interface GateLimits {
   perSecond: number;
   /** Members tracked by the rate limiter. */
   rateMembers: number;
+  /**
+   * Per member: signature checks allowed in a burst, and refilled per second, before the check. A
+   * member (or a forger in its name, on an open broker) that sends more has the rest dropped
+   * (`rate`) for the price of a token-bucket lookup, not of a signer recovery.
+   */
+  verifyBurst: number;
+  verifyPerSecond: number;
 }
 
 export const DEFAULT_LIMITS: GateLimits = {
@@ -78,6 +88,7 @@ export const DEFAULT_LIMITS: GateLimits = {
   memberTtlMs: 60_000,
   strangerTtlMs: 60_000,
   lookupsInFlight: 4,
+  lookupQueue: 256,
   queueTotal: 2000,
   queuePerSender: 64,
   replayCache: 20_000,
@@ -85,6 +96,8 @@ export const DEFAULT_LIMITS: GateLimits = {
   burst: 10,
   perSecond: 1,
   rateMembers: 4096,
+  verifyBurst: 40,
+  verifyPerSecond: 20,
 };
 
 /** Message types that start something at the receiver: they carry `t`, and are rate limited. */
@@ -162,14 +175,30 @@ export class MemberCache {
     return hit && hit.until > this.now() ? hit.ok : undefined;
   }
 
-  /** Looks `address` up (one lookup per address at a time); 'busy' when too many are under way. */
+  private running = 0;
+  private readonly turns: (() => void)[] = [];
+
+  /**
+   * Looks `address` up (one lookup per address at a time, `lookupsInFlight` at once, the rest in
+   * turn); 'busy' when `lookupQueue` are already waiting (a flood of made-up senders).
+   */
   lookup(address: string): Promise<boolean> | 'busy' {
     const known = this.known(address);
     if (known !== undefined) return Promise.resolve(known);
     const already = this.pending.get(address);
     if (already) return already;
-    if (this.pending.size >= this.limits.lookupsInFlight) return 'busy';
-    const p = this.isMember(address)
+    if (this.pending.size >= this.limits.lookupsInFlight + this.limits.lookupQueue) return 'busy';
+    const turn =
+      this.running < this.limits.lookupsInFlight
+        ? Promise.resolve()
+        : new Promise<void>((r) => {
+            this.turns.push(r);
+          });
+    const p = turn
+      .then(() => {
+        this.running++;
+        return this.isMember(address);
+      })
       .then((ok) => {
         this.answers.set(address, {
           ok,
@@ -177,7 +206,11 @@ export class MemberCache {
         });
         return ok;
       })
-      .finally(() => this.pending.delete(address));
+      .finally(() => {
+        this.running--;
+        this.pending.delete(address);
+        this.turns.shift()?.();
+      });
     this.pending.set(address, p);
     return p;
   }
@@ -196,8 +229,9 @@ export class ReplayCache {
 
   constructor(private readonly limit: number) {}
 
-  static key(signature: Uint8Array): string {
-    return Buffer.from(signature).toString('base64');
+  /** The whole envelope's digest: a repeat is the same bytes, so it needs no signature check. */
+  static key(envelope: Uint8Array): string {
+    return createHash('sha256').update(envelope).digest('base64');
   }
 
   has(key: string): boolean {
@@ -232,7 +266,7 @@ export class RateLimiter {
   private readonly buckets: Bounded<{ tokens: number; at: number }>;
 
   constructor(
-    private readonly limits: GateLimits,
+    private readonly limits: Pick<GateLimits, 'burst' | 'perSecond' | 'rateMembers'>,
     private readonly now: () => number = Date.now,
   ) {
     this.buckets = new Bounded(limits.rateMembers);

@@ -264,6 +264,8 @@ export class Agent {
       role: this.cfg.role,
       address: this.address,
       uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
+      pid: process.pid,
+      heapUsedMb: Math.round(process.memoryUsage().heapUsed / 10_485.76) / 100,
       broker: { url: this.cfg.mqtt.url, connected: this.bus.connected },
       chain: {
         rpcUrl: this.cfg.chain.rpcUrl,

@@ -59,6 +59,9 @@ const KEEP_FINISHED = 500;
  */
 const HOLD_MS = 5000;
 
+/** A car is given a hold at most once in this long. */
+const HOLD_AGAIN_MS = 3 * HOLD_MS;
+
 /** Searches kept waiting for a station at most; beyond, the oldest is forgotten (its EV times out). */
 const MAX_WAITING = 1000;
 
@@ -70,6 +73,8 @@ export class EdgeRole implements Role {
   private readonly bills = new Map<string, Bill>();
   /** Stations held for the EV they were just suggested to, until a time (ms). */
   private readonly holds = new Map<string, { ev: string; until: number }>();
+  /** When each EV was last given a hold (ms): a member searching again and again must not keep every station held. */
+  private readonly lastHold = new Map<string, number>();
   /** Searches that found every station near them taken, by EV (insertion order: first come). */
   private readonly waiting = new Map<string, { search: MessageOf<'search'>; until: number }>();
   /** The batch on its way to the chain, if any. */
@@ -207,9 +212,17 @@ export class EdgeRole implements Role {
       this.agent.cfg.edge.suggestions,
     );
     if (!ranked[0]) return false;
-    // The car will ask the first one first: hold it for this car for a moment.
-    this.holds.set(ranked[0].hcs, { ev, until: Date.now() + HOLD_MS });
-    taken.add(ranked[0].hcs);
+    // The car will ask the first one first: hold it for this car for a moment; but one hold per
+    // car per HOLD_AGAIN_MS, so that a member's repeated searches cannot keep stations from others.
+    const now = Date.now();
+    if (now - (this.lastHold.get(ev) ?? Number.NEGATIVE_INFINITY) > HOLD_AGAIN_MS) {
+      for (const [hcs, h] of this.holds) if (h.ev === ev) this.holds.delete(hcs);
+      this.holds.set(ranked[0].hcs, { ev, until: now + HOLD_MS });
+      this.lastHold.delete(ev);
+      this.lastHold.set(ev, now);
+      if (this.lastHold.size > 4096) this.lastHold.delete(this.lastHold.keys().next().value!);
+      taken.add(ranked[0].hcs);
+    }
     await this.sendSuggestion(ev, search, ranked);
     return true;
   }

@@ -252,6 +252,11 @@ export class EvRole implements Role {
       longitude: Number(body.longitude ?? ev.longitude ?? 0),
       radiusM: Number(body.radiusM ?? ev.searchRadiusM ?? 10_000),
     };
+    // A car whose meter does not answer cannot sign for what it receives: no charge until it does.
+    if (!(await this.agent.metering!.ready()))
+      throw new Error(
+        "the car's meter does not answer: check its cable and address (p2pev doctor), then try again",
+      );
     const stars = body.rating === undefined ? undefined : Number(body.rating);
     if (stars !== undefined && !(Number.isInteger(stars) && stars >= 1 && stars <= 5))
       throw new Error('rating must be 1..5');
