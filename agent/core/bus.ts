@@ -240,7 +240,8 @@ export class Bus {
         return this.drop('not-member', { type: s.msg.type, claimed: a });
       if (known === undefined) unknown ??= a;
     }
-    const by = topicSender ?? s.claimed[0]!;
+    // Registrations come from strangers by nature: one budget and one queue share for all of them.
+    const by = s.msg.type === 'registration' ? '*registration' : (topicSender ?? s.claimed[0]!);
     if (unknown === undefined || s.msg.type === 'registration') return this.admit(envelope, s, by);
     const lookups = s.claimed
       .filter((a) => this.members.known(a) === undefined)

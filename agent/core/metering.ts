@@ -92,6 +92,8 @@ export class Metering {
    */
   async ready(): Promise<boolean> {
     if (this.pendingSwitch) return false;
+    // Read a moment ago: no need to ask again (a request must not wait on a meter read each time).
+    if (this.consecutiveErrors === 0 && this.lastReadAt && Date.now() - this.lastReadAt < 2000) return true;
     try {
       await this.energyWh();
       return true;
