@@ -393,7 +393,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     const clockSteps = new Map<Supervised, number>();
     const end = started + opts.durationS * 1000;
     const pending: Promise<void>[] = [];
-    while (Date.now() < end) {
+    // A soak run: the load alone, for its whole duration.
+    if (opts.faults === false) await new Promise((r) => setTimeout(r, Math.max(0, end - Date.now())));
+    while (opts.faults !== false && Date.now() < end) {
       await new Promise((r) =>
         setTimeout(r, Math.min(end - Date.now(), (meanGap / 2 + random() * meanGap) * 1000)),
       );
