@@ -283,7 +283,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
           profile: 'sdm120',
         }));
   say(
-    `chaos: seed ${opts.seed}, ${opts.durationS} s, ${evs.length} EVs, ${stations.length} HCSs, world in ${dir}`,
+    `${opts.faults === false ? 'soak' : `chaos: seed ${opts.seed}`}, ${opts.durationS} s, ${evs.length} EVs, ${stations.length} HCSs, world in ${dir}`,
   );
 
   const anvil = await startAnvil({ accounts: 2 + stations.length + evs.length });
