@@ -112,7 +112,7 @@ export class Metering {
     try {
       await this.switchCharger(p.on, p.kw, p.plugTo);
       if (this.pendingSwitch === p) this.pendingSwitch = undefined;
-      this.log.info({ on: p.on }, 'charger switched on retry');
+      this.log.info({ on: p.on }, 'charger switch landed on retry');
     } catch {
       // still away: the next tick
     }

@@ -355,6 +355,8 @@ export class Agent {
     for (const s of this.servers) s.close();
     this.web?.close();
     await this.bus?.close().catch(() => {});
+    // A message or tick still in hand finishes before the journal closes (its writes would fail).
+    await Promise.race([this.exclusive(async () => {}), new Promise((r) => setTimeout(r, 5000).unref())]);
     await this.ops?.stop();
     await this.metering?.close().catch(() => {});
     this.chain?.close();
