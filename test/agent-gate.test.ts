@@ -4,9 +4,15 @@
  * MQTT client calls for every message.
  */
 import { randomBytes } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Bus, type Incoming } from '../agent/core/bus.js';
-import { DEFAULT_LIMITS, type GateLimits, MAX_ENVELOPE_BYTES, ReplayCache } from '../agent/core/gate.js';
+import {
+  DEFAULT_LIMITS,
+  type GateLimits,
+  MAX_ENVELOPE_BYTES,
+  RateLimiter,
+  ReplayCache,
+} from '../agent/core/gate.js';
 import { createLogger } from '../agent/core/log.js';
 import { createMetrics } from '../agent/core/metrics.js';
 import { addressOf, encode, type MessageInput, signEnvelope } from '../protocol/index.js';
@@ -190,6 +196,18 @@ describe('the gate', () => {
     );
     expect(big.length).toBeGreaterThan(15_800);
     expect(big.length).toBeLessThanOrEqual(MAX_ENVELOPE_BYTES);
+  });
+
+  it("a wall-clock step back does not empty a member's bucket (monotonic time)", () => {
+    const rate = new RateLimiter(DEFAULT_LIMITS);
+    expect(rate.take('a')).toBe(true);
+    const real = Date.now();
+    const spy = vi.spyOn(Date, 'now').mockReturnValue(real - 600_000);
+    try {
+      for (let i = 1; i < DEFAULT_LIMITS.burst; i++) expect(rate.take('a')).toBe(true);
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('the replay cache forgets its oldest half when full', () => {

@@ -140,6 +140,12 @@ export function screen(envelope: Uint8Array, server?: string): Screened | DropRe
   return { msg, payload, signature, claimed };
 }
 
+/**
+ * Cache lifetimes and token buckets run on the monotonic clock: a wall-clock step (NTP after boot)
+ * must neither empty every bucket for as long as the step (a step back) nor expire every answer.
+ */
+const monotonic = () => performance.now();
+
 /** A map that forgets its oldest entries beyond `limit` (insertion order). */
 class Bounded<V> extends Map<string, V> {
   constructor(private readonly limit: number) {
@@ -163,7 +169,7 @@ export class MemberCache {
     private readonly isMember: (address: string) => Promise<boolean>,
     private readonly limits: GateLimits,
     private readonly trusted: (address: string) => boolean,
-    private readonly now: () => number = Date.now,
+    private readonly now: () => number = monotonic,
   ) {
     this.answers = new Bounded(limits.memberCache);
   }
@@ -267,7 +273,7 @@ export class RateLimiter {
 
   constructor(
     private readonly limits: Pick<GateLimits, 'burst' | 'perSecond' | 'rateMembers'>,
-    private readonly now: () => number = Date.now,
+    private readonly now: () => number = monotonic,
   ) {
     this.buckets = new Bounded(limits.rateMembers);
   }
