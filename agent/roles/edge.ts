@@ -133,7 +133,10 @@ export class EdgeRole implements Role {
         }
         // Every station near the car is taken: answer as soon as one frees (first come, first
         // served), rather than have every car search again and again.
-        this.waiting.set(signer, { search: msg, until: Date.now() + this.agent.cfg.timeouts.replyMs - 1000 });
+        this.waiting.set(signer, {
+          search: msg,
+          until: performance.now() + this.agent.cfg.timeouts.replyMs - 1000,
+        });
         if (this.waiting.size > MAX_WAITING) {
           const [oldest] = this.waiting.keys();
           this.waiting.delete(oldest!);
@@ -189,11 +192,13 @@ export class EdgeRole implements Role {
    */
   private takenStations(ev?: string): Set<string> {
     const now = Date.now();
+    // Holds are on the monotonic clock: a wall-clock step must not stretch one by the step.
+    const mono = performance.now();
     const taken = new Set<string>();
     for (const b of this.bills.values())
       if (b.state === 'collecting' && !b.hcsReport && now < b.terms.settleBy * 1000) taken.add(b.hcs);
     for (const [hcs, hold] of this.holds) {
-      if (hold.until < now) this.holds.delete(hcs);
+      if (hold.until < mono) this.holds.delete(hcs);
       else if (hold.ev !== ev) taken.add(hcs);
     }
     return taken;
@@ -214,7 +219,7 @@ export class EdgeRole implements Role {
     if (!ranked[0]) return false;
     // The car will ask the first one first: hold it for this car for a moment; but one hold per
     // car per HOLD_AGAIN_MS, so that a member's repeated searches cannot keep stations from others.
-    const now = Date.now();
+    const now = performance.now();
     if (now - (this.lastHold.get(ev) ?? Number.NEGATIVE_INFINITY) > HOLD_AGAIN_MS) {
       for (const [hcs, h] of this.holds) if (h.ev === ev) this.holds.delete(hcs);
       this.holds.set(ranked[0].hcs, { ev, until: now + HOLD_MS });
@@ -251,7 +256,7 @@ export class EdgeRole implements Role {
   /** Answers the waiting searches, oldest first, while stations are free. */
   private async serveWaiting(): Promise<void> {
     if (this.waiting.size === 0) return;
-    const now = Date.now();
+    const now = performance.now();
     const stations = await this.stations.list();
     const taken = this.takenStations();
     for (const [ev, w] of this.waiting) {
