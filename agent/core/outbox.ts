@@ -154,9 +154,9 @@ export class Outbox {
     return true;
   }
 
-  /** The session is over for us (settled or failed): nothing of it needs resending. */
-  settle(txid: string): void {
-    for (const [key, e] of this.entries) if (e.txid === txid) this.forget(key);
+  /** The session is over for us (settled or failed): nothing of it needs resending, but what `keep` keeps. */
+  settle(txid: string, keep: (e: OutboxEntry) => boolean = () => false): void {
+    for (const [key, e] of this.entries) if (e.txid === txid && !keep(e)) this.forget(key);
   }
 
   private forget(key: string): void {

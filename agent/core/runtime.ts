@@ -203,8 +203,14 @@ export class Agent {
     );
     Object.assign(s, patch, { state: to });
     this.save(s);
-    // Over for us: nothing of this session needs resending any more.
-    if ((to === 'done' || to === 'failed') && s.txid) this.outbox.settle(s.txid);
+    // Over for us: nothing of this session needs resending any more, but our report to the peer
+    // of a settled session (an EV rates the station with the station's signed report).
+    if (to === 'failed' && s.txid) this.outbox.settle(s.txid);
+    if (to === 'done' && s.txid)
+      this.outbox.settle(
+        s.txid,
+        (e) => e.to !== s.server && (e.type === 'chargeReceived' || e.type === 'chargeProvided'),
+      );
     return true;
   }
 
