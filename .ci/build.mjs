@@ -6,10 +6,14 @@ import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, rmSync } from 'node:fs';
 
 const root = new URL('..', import.meta.url).pathname;
-rmSync(`${root}dist`, { recursive: true, force: true });
+// `--out DIR`: compile there instead of dist/ (the Debian package builds into its staging tree,
+// so it never races a test that rebuilds dist/).
+const outFlag = process.argv.indexOf('--out');
+const out = outFlag > 0 ? `${process.argv[outFlag + 1].replace(/\/$/, '')}/` : `${root}dist/`;
+rmSync(out, { recursive: true, force: true });
 execFileSync(
   process.execPath,
-  [`${root}node_modules/typescript/bin/tsc`, '-p', `${root}tsconfig.build.json`],
+  [`${root}node_modules/typescript/bin/tsc`, '-p', `${root}tsconfig.build.json`, '--outDir', out],
   { stdio: 'inherit' },
 );
 for (const asset of [
@@ -20,6 +24,6 @@ for (const asset of [
   'contracts/src',
   'contracts/test',
 ]) {
-  if (existsSync(`${root}${asset}`)) cpSync(`${root}${asset}`, `${root}dist/${asset}`, { recursive: true });
+  if (existsSync(`${root}${asset}`)) cpSync(`${root}${asset}`, `${out}${asset}`, { recursive: true });
 }
-console.log('built dist/');
+console.log(`built ${out}`);

@@ -115,7 +115,7 @@ export function signPayload(
     format: 'recovered',
   });
   // noble's recovered format is rec ‖ r ‖ s; Ethereum's is r ‖ s ‖ v.
-  return concatBytes(sig.subarray(1), Uint8Array.of(27 + sig[0]!));
+  return concatBytes(sig.subarray(1), Uint8Array.of(27 + (sig[0] ?? 0)));
 }
 
 /** The envelope that goes on the wire: payload followed by its signature. */
@@ -132,7 +132,7 @@ export function recoverSigner(payload: Uint8Array, signature: Uint8Array, domain
   const at = payload.length * 8;
   if (signature.length !== SIGNATURE_BYTES)
     throw new DecodeError('signature must be 65 bytes', at, 'signature');
-  const v = signature[64]!;
+  const v = signature[64];
   if (v !== 27 && v !== 28)
     throw new DecodeError(`signature v is ${v}, not 27 or 28`, at + 64 * 8, 'signature');
   const r = BigInt(toHex(signature.subarray(0, 32)));

@@ -7,3 +7,6 @@ export * from './json.js';
 export * from './schema.js';
 export * from './terms.js';
 export * from './senders.js';
+export * from './peerdata.js';
+export * from './report.js';
+export * from './text.js';

@@ -29,7 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { type Log, parseEther } from 'ethers';
 import { Journal } from '../agent/core/journal.js';
 import type { SessionRecord } from '../agent/core/session.js';
-import { reportEnergyWh } from '../agent/roles/charging.js';
+import { reportEnergyWh } from '../protocol/report.js';
 import { type AgentProcess, control, spawnAgent } from './agents.js';
 import { type MosquittoBroker, startMosquitto } from './broker.js';
 import { startAnvil } from './chain.js';

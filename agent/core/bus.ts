@@ -10,7 +10,7 @@
  *
  * A message is accepted only if it passes the gate (agent/core/gate.ts: size, framing, the claimed
  * sender a member, a place in the bounded queue), its signature recovers to a sender the message
- * names, the signer is a verified member (or our server), it was not seen before, and what starts a
+ * names, its optional data holds what protocol/peerdata.ts says, the signer is a verified member (or our server), it was not seen before, and what starts a
  * session is fresh and within its sender's rate. Anything else is dropped with a counter by reason
  * (and a log line, at most ten per reason a minute), and changes no state.
  */
@@ -21,6 +21,7 @@ import {
   encode,
   type Message,
   type MessageInput,
+  optionalProblem,
   recoverSigner,
   signEnvelope,
   signerMayHaveSent,
@@ -41,7 +42,8 @@ import {
 } from './gate.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
-import { ACKED_TYPES, ackIdOf, ackMessage, ackOf } from './outbox.js';
+import { ackIdOf, ackMessage, ackOf, needsAck } from './outbox.js';
+import { Backoff } from '../../drivers/index.js';
 
 export type { DropReason } from './gate.js';
 
@@ -75,10 +77,29 @@ export function senderOfTopic(topic: string): string | undefined {
   return at < 0 ? undefined : topic.slice(at + 6).toLowerCase();
 }
 
+/**
+ * The broker login and TLS files of the config, as MQTT client options: the one place that reads
+ * them (the agent's bus and `p2pev doctor` connect alike). The password comes from the environment,
+ * or from `passwordFile` (`p2pev broker config` writes one per member).
+ */
+export function mqttCredentials(
+  m: AgentConfig['mqtt'],
+): Pick<IClientOptions, 'username' | 'password' | 'ca' | 'cert' | 'key'> {
+  return {
+    ...(m.username ? { username: m.username } : {}),
+    ...(m.passwordEnv && process.env[m.passwordEnv] ? { password: process.env[m.passwordEnv] } : {}),
+    ...(m.passwordFile ? { password: readFileSync(m.passwordFile, 'utf8').trim() } : {}),
+    ...(m.caFile ? { ca: readFileSync(m.caFile) } : {}),
+    ...(m.certFile ? { cert: readFileSync(m.certFile) } : {}),
+    ...(m.keyFile ? { key: readFileSync(m.keyFile) } : {}),
+  };
+}
+
 export class Bus {
   private client?: MqttClient;
   private handler: (incoming: Incoming) => Promise<void> | void = () => {};
-  private backoffMs = 1000;
+  /** Reconnect waits while the broker (or the cellular link) is away: 2 s doubling up to 30 s. */
+  private readonly backoff = new Backoff({ baseMs: 2000, maxMs: 30_000 });
   /** Sent and received counts, for the session figures. */
   readonly stats = { sent: 0, sentBytes: 0, received: 0, dropped: 0, acks: 0, duplicates: 0 };
   /** Called with each ack that arrives (agent/core/outbox.ts): the id it names and its signer. */
@@ -130,26 +151,20 @@ export class Bus {
       // mqtt-packet would otherwise build a cache of 65,536 two-byte Buffers (one per packet id)
       // at the first publish: ~6 MB of heap for good, for a device that sends a message a second.
       writeCache: false,
-      ...(m.username ? { username: m.username } : {}),
-      ...(m.passwordEnv && process.env[m.passwordEnv] ? { password: process.env[m.passwordEnv] } : {}),
-      ...(m.passwordFile ? { password: readFileSync(m.passwordFile, 'utf8').trim() } : {}),
-      ...(m.caFile ? { ca: readFileSync(m.caFile) } : {}),
-      ...(m.certFile ? { cert: readFileSync(m.certFile) } : {}),
-      ...(m.keyFile ? { key: readFileSync(m.keyFile) } : {}),
+      ...mqttCredentials(m),
     };
     const client = mqtt.connect(m.url, options);
     this.client = client;
     client.on('message', (topic, payload) => this.arrive(new Uint8Array(payload), senderOfTopic(topic)));
     client.on('connect', () => {
-      this.backoffMs = 1000;
+      this.backoff.reset();
       client.options.reconnectPeriod = 1000;
       this.opts.log.info({ broker: m.url }, 'broker connected');
     });
     client.on('offline', () => {
-      // Back off up to 30 s while the broker (or the cellular link) is away.
-      this.backoffMs = Math.min(this.backoffMs * 2, 30_000);
-      client.options.reconnectPeriod = this.backoffMs;
-      this.opts.log.warn({ broker: m.url, retryMs: this.backoffMs }, 'broker unreachable; retrying');
+      const retryMs = this.backoff.next();
+      client.options.reconnectPeriod = retryMs;
+      this.opts.log.warn({ broker: m.url, retryMs }, 'broker unreachable; retrying');
     });
     client.on('error', (err) => this.opts.log.warn({ err: err.message }, 'mqtt error'));
     await new Promise<void>((resolve, reject) => {
@@ -241,7 +256,7 @@ export class Bus {
       if (known === undefined) unknown ??= a;
     }
     // Registrations come from strangers by nature: one budget and one queue share for all of them.
-    const by = s.msg.type === 'registration' ? '*registration' : (topicSender ?? s.claimed[0]!);
+    const by = s.msg.type === 'registration' ? '*registration' : (topicSender ?? s.claimed[0] ?? '');
     if (unknown === undefined || s.msg.type === 'registration') return this.admit(envelope, s, by);
     const lookups = s.claimed
       .filter((a) => this.members.known(a) === undefined)
@@ -265,7 +280,7 @@ export class Bus {
   private admit(envelope: Uint8Array, s: Screened, by: string) {
     const key = ReplayCache.key(envelope);
     const repeat = this.replays.has(key);
-    if (repeat && !ACKED_TYPES.has(s.msg.type)) return this.drop('replay', { type: s.msg.type, claimed: by });
+    if (repeat && !needsAck(s.msg)) return this.drop('replay', { type: s.msg.type, claimed: by });
     if (!repeat && !this.verifyBudget.take(by)) return this.drop('rate', { type: s.msg.type, claimed: by });
     if (!this.queue.enter(by)) return this.drop('overload', { type: s.msg.type, claimed: by });
     // One message at a time, in arrival order: handlers change session state.
@@ -283,8 +298,8 @@ export class Bus {
    */
   private async reacknowledge(envelope: Uint8Array, s: Screened): Promise<void> {
     this.stats.duplicates++;
-    const signer =
-      s.claimed.length === 1 ? s.claimed[0]! : recoverSigner(s.payload, s.signature, this.opts.domain);
+    const only = s.claimed.length === 1 ? s.claimed[0] : undefined;
+    const signer = only ?? recoverSigner(s.payload, s.signature, this.opts.domain);
     await this.acknowledge(s.msg, signer, envelope);
   }
 
@@ -300,7 +315,7 @@ export class Bus {
     }
     const key = ReplayCache.key(envelope);
     if (this.replays.has(key)) {
-      if (ACKED_TYPES.has(s.msg.type)) return this.reacknowledge(envelope, s);
+      if (needsAck(s.msg)) return this.reacknowledge(envelope, s);
       return this.drop('replay', { type: s.msg.type });
     }
     return this.check(envelope, s, key);
@@ -319,6 +334,8 @@ export class Bus {
       return this.drop('sender-mismatch', { type: msg.type, signer });
     if (msg.type !== 'registration' && this.members.known(signer) !== true)
       return this.drop('not-member', { type: msg.type, signer });
+    const badOptional = optionalProblem(msg);
+    if (badOptional) return this.drop('optional', { type: msg.type, signer, problem: badOptional });
     const ack = ackOf(msg);
     if (ack) {
       // An ack is never handled as what its type says, nor remembered, nor acknowledged.
@@ -328,7 +345,7 @@ export class Bus {
     }
     // Two copies of one envelope in the queue at once: the second is a repeat.
     if (this.replays.has(key)) {
-      if (ACKED_TYPES.has(msg.type)) return this.reacknowledge(envelope, s);
+      if (needsAck(msg)) return this.reacknowledge(envelope, s);
       return this.drop('replay', { type: msg.type, signer });
     }
     if (!isFresh(msg, this.limits)) return this.drop('stale', { type: msg.type, signer });
@@ -344,7 +361,7 @@ export class Bus {
     this.opts.metrics.messagesIn.inc({ type: msg.type });
     await this.handler({ msg, signer, envelope });
     // After the handler: what it learnt is journaled before the sender stops resending.
-    if (ACKED_TYPES.has(msg.type)) await this.acknowledge(msg, signer, envelope);
+    if (needsAck(msg)) await this.acknowledge(msg, signer, envelope);
   }
 
   private async acknowledge(msg: Message, signer: string, envelope: Uint8Array): Promise<void> {

@@ -25,6 +25,7 @@ export type DropReason =
   | 'decode'
   | 'signature'
   | 'sender-mismatch'
+  | 'optional'
   | 'not-member'
   | 'lookup-busy'
   | 'overload'
@@ -38,6 +39,7 @@ export const DROP_REASONS: readonly DropReason[] = [
   'decode',
   'signature',
   'sender-mismatch',
+  'optional',
   'not-member',
   'lookup-busy',
   'overload',

@@ -38,6 +38,15 @@ export const ACKED_TYPES: ReadonlySet<MessageName> = new Set([
   'transaction',
 ]);
 
+/**
+ * Whether a message is acknowledged: the types above, but not an interim receipt (a
+ * chargeReceived with `i`, docs/PROTOCOL.md: the next one supersedes it, and there is one a minute).
+ */
+export function needsAck(msg: Message): boolean {
+  if (!ACKED_TYPES.has(msg.type)) return false;
+  return !(msg.type === 'chargeReceived' && (msg.optional as { i?: unknown } | undefined)?.i !== undefined);
+}
+
 /** The id an ack names: the first 8 bytes of the envelope's signature (unique per envelope), hex. */
 export function ackIdOf(envelope: Uint8Array): string {
   const sig = envelope.subarray(envelope.length - SIGNATURE_BYTES);
@@ -130,7 +139,8 @@ export class Outbox {
   async send(to: string, envelope: Uint8Array, type: string, txid: string, until: number): Promise<void> {
     const key = Outbox.key(ackIdOf(envelope), to);
     if (!this.entries.has(key)) {
-      if (this.entries.size >= MAX_ENTRIES) this.forget(this.entries.keys().next().value!);
+      const oldest = this.entries.size >= MAX_ENTRIES ? this.entries.keys().next().value : undefined;
+      if (oldest !== undefined) this.forget(oldest);
       const entry: OutboxEntry = {
         to: to.toLowerCase(),
         env: Buffer.from(envelope).toString('hex'),

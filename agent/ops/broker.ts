@@ -90,8 +90,10 @@ export function writeBrokerConfig(opts: BrokerConfigOptions): BrokerConfigResult
   const prefix = opts.topicPrefix ?? 'p2pev/v1';
   if (/[#+]/.test(prefix) || prefix.endsWith('/'))
     throw new Error(`--topic-prefix ${prefix}: no wildcards, no trailing /`);
-  const tls = opts.certFile !== undefined || opts.keyFile !== undefined || opts.caFile !== undefined;
-  if (tls && !(opts.certFile && opts.keyFile && opts.caFile))
+  const { caFile, certFile, keyFile } = opts;
+  const anyTls = certFile !== undefined || keyFile !== undefined || caFile !== undefined;
+  const tls = caFile && certFile && keyFile ? { caFile, certFile, keyFile } : undefined;
+  if (anyTls && !tls)
     throw new Error(
       'TLS needs all three: --cafile (the operator CA), --certfile and --keyfile (the broker’s)',
     );
@@ -157,9 +159,9 @@ export function writeBrokerConfig(opts: BrokerConfigOptions): BrokerConfigResult
       `listener ${port} ${host}`,
       ...(tls
         ? [
-            `cafile ${resolve(opts.caFile!)}`,
-            `certfile ${resolve(opts.certFile!)}`,
-            `keyfile ${resolve(opts.keyFile!)}`,
+            `cafile ${resolve(tls.caFile)}`,
+            `certfile ${resolve(tls.certFile)}`,
+            `keyfile ${resolve(tls.keyFile)}`,
             'tls_version tlsv1.2',
             `require_certificate ${opts.requireCertificate ? 'true' : 'false'}`,
             ...(opts.requireCertificate ? ['use_identity_as_username true'] : []),

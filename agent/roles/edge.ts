@@ -7,8 +7,7 @@
  * crash the edge asks the chain which of those sessions settled and queues the rest again (the
  * contract settles a session at most once, so a resubmission can never bill twice).
  */
-import type { ContractTransactionResponse } from 'ethers';
-import { SessionState as ChainSessionState, revertName } from '../../contracts/client.js';
+import { isSettledState, type PendingBatch, revertName } from '../../contracts/client.js';
 import {
   billWei,
   computeTxId,
@@ -16,15 +15,17 @@ import {
   type MessageOf,
   PAYMENT_STATUS,
   REQUEST_STATUS,
+  reportEnergyWh,
 } from '../../protocol/index.js';
 import type { Incoming } from '../core/bus.js';
 import { isNetworkError } from '../core/chain.js';
 import { crashPoint } from '../core/crash.js';
-import { big } from '../core/journal.js';
-import type { Agent, Role } from '../core/runtime.js';
+import { big } from '../core/json.js';
+import type { RoleContext, RoleHandler } from '../core/context.js';
 import { parseTerms, type TermsJson, termsFromJson, nonceOf } from '../core/session.js';
 import { type RankedStation, rankStations, type Station, StationDirectory } from '../core/stations.js';
-import { reportEnergyWh, withinToleranceOf } from './settle.js';
+import { interimIndex } from './charging.js';
+import { withinToleranceOf } from './settle.js';
 
 export interface Bill {
   txid: string;
@@ -33,6 +34,11 @@ export interface Bill {
   terms: TermsJson;
   evReport?: string;
   hcsReport?: string;
+  /** The EV's consent (envelope hex) and where its reservation stands. */
+  consent?: string;
+  reservation?: 'queued' | 'submitted' | 'reserved' | 'refused';
+  /** When a party announced the end of the charge (ms): the station is free from then on. */
+  endedAt?: number;
   state: 'collecting' | 'queued' | 'submitted' | 'settled' | 'failed';
   disputed?: boolean;
   batchTx?: string;
@@ -68,7 +74,7 @@ const MAX_WAITING = 1000;
 /** A bill whose reports never both came is given up this long after its settlement window. */
 const COLLECT_GRACE_S = 60;
 
-export class EdgeRole implements Role {
+export class EdgeRole implements RoleHandler {
   private readonly stations: StationDirectory;
   private readonly bills = new Map<string, Bill>();
   /** Stations held for the EV they were just suggested to, until a time (ms). */
@@ -79,9 +85,11 @@ export class EdgeRole implements Role {
   private readonly waiting = new Map<string, { search: MessageOf<'search'>; until: number }>();
   /** The batch on its way to the chain, if any. */
   private inFlight: Promise<void> | undefined;
+  /** The reservations on their way to the chain, if any. */
+  private reserving: Promise<void> | undefined;
   readonly figures = { batches: 0, settled: 0, failed: 0, gasUsed: 0n };
 
-  constructor(private readonly agent: Agent) {
+  constructor(private readonly agent: RoleContext) {
     // Registrations and ratings change slowly; busy stations are filtered per search below.
     this.stations = new StationDirectory(agent.chain, 15_000);
     for (const [, b] of agent.journal.list<Bill>('b:')) this.bills.set(b.txid, b);
@@ -108,7 +116,7 @@ export class EdgeRole implements Role {
       const state = await this.agent.chain.retry('sessionState', () =>
         this.agent.chain.client.sessionState(b.hcs, big(b.terms.seq)),
       );
-      if (state === ChainSessionState.Settled || state === ChainSessionState.Rated) {
+      if (isSettledState(state)) {
         this.agent.log.info({ txid: b.txid }, 'bill found settled on chain');
         await this.finish(b, 'settled');
       } else {
@@ -139,7 +147,7 @@ export class EdgeRole implements Role {
         });
         if (this.waiting.size > MAX_WAITING) {
           const [oldest] = this.waiting.keys();
-          this.waiting.delete(oldest!);
+          if (oldest !== undefined) this.waiting.delete(oldest);
         }
         return;
       }
@@ -151,10 +159,17 @@ export class EdgeRole implements Role {
         const b = this.bills.get(msg.txid);
         if (b?.state !== 'collecting') return;
         const hex = Buffer.from(envelope).toString('hex');
+        const index = msg.type === 'chargeReceived' ? interimIndex(msg.optional) : undefined;
+        if (msg.type === 'chargeReceived' && signer === b.ev && index !== undefined) {
+          // The EV's consent (receipt 0) is queued for the next reservation batch; the interim
+          // receipts that follow are the station's business (it settles a disagreement itself).
+          if (index === 0 && !b.consent) this.save({ ...b, consent: hex, reservation: 'queued' });
+          return;
+        }
         if (msg.type === 'chargeReceived' && signer === b.ev) b.evReport = hex;
         else if (msg.type === 'chargeProvided' && signer === b.hcs) b.hcsReport = hex;
         else return;
-        if (b.evReport && b.hcsReport) await this.reconcile(b);
+        if (b.evReport && b.hcsReport) await this.reconcile(b, b.evReport, b.hcsReport);
         else this.save(b);
         // The station's report means its charge is over: it is free for a waiting car.
         if (msg.type === 'chargeProvided') await this.serveWaiting();
@@ -177,6 +192,16 @@ export class EdgeRole implements Role {
         });
         return;
       }
+      case 'completion':
+      case 'termination': {
+        // Either side announced the end of the charge (a car may stop before the station ever
+        // switched on, and the station then never reports): the station is free for a waiting car.
+        const b = this.bills.get(msg.txid);
+        if (b?.state !== 'collecting' || (signer !== b.ev && signer !== b.hcs) || b.endedAt) return;
+        this.save({ ...b, endedAt: Date.now() });
+        await this.serveWaiting();
+        return;
+      }
       case 'rating':
         this.agent.log.info({ txid: msg.txid, rating: msg.rating, comment: msg.comment }, 'rating received');
         return;
@@ -196,7 +221,8 @@ export class EdgeRole implements Role {
     const mono = performance.now();
     const taken = new Set<string>();
     for (const b of this.bills.values())
-      if (b.state === 'collecting' && !b.hcsReport && now < b.terms.settleBy * 1000) taken.add(b.hcs);
+      if (b.state === 'collecting' && !b.hcsReport && !b.endedAt && now < b.terms.settleBy * 1000)
+        taken.add(b.hcs);
     for (const [hcs, hold] of this.holds) {
       if (hold.until < mono) this.holds.delete(hcs);
       else if (hold.ev !== ev) taken.add(hcs);
@@ -225,7 +251,8 @@ export class EdgeRole implements Role {
       this.holds.set(ranked[0].hcs, { ev, until: now + HOLD_MS });
       this.lastHold.delete(ev);
       this.lastHold.set(ev, now);
-      if (this.lastHold.size > 4096) this.lastHold.delete(this.lastHold.keys().next().value!);
+      const oldest = this.lastHold.size > 4096 ? this.lastHold.keys().next().value : undefined;
+      if (oldest !== undefined) this.lastHold.delete(oldest);
       taken.add(ranked[0].hcs);
     }
     await this.sendSuggestion(ev, search, ranked);
@@ -292,26 +319,31 @@ export class EdgeRole implements Role {
       ev,
       hcs,
       txid,
-      optional: terms as unknown as Record<string, unknown>,
+      optional: terms,
     } as const;
     await this.agent.send(ev, mutual);
     await this.agent.send(hcs, mutual);
   }
 
   /** Both reports are in: decide the bill, tell both parties, and queue it for the chain. */
-  private async reconcile(b: Bill): Promise<void> {
-    const evWh = reportEnergyWh(b.evReport!);
-    const hcsWh = reportEnergyWh(b.hcsReport!);
+  private async reconcile(b: Bill, evReport: string, hcsReport: string): Promise<void> {
+    const evWh = reportEnergyWh(evReport);
+    const hcsWh = reportEnergyWh(hcsReport);
     const agreed = withinToleranceOf(this.agent.chain.deployment, evWh, hcsWh);
-    const billed = evWh < hcsWh ? evWh : hcsWh;
+    // The contract's rule: the station's meter (capped) inside the tolerance; outside it only the
+    // station itself may settle, for what the EV acknowledged (its highest receipt, which the
+    // station holds): that bill is left to the station.
+    const cap = BigInt(b.terms.maxWh);
+    const billed = agreed ? (hcsWh < cap ? hcsWh : cap) : evWh < hcsWh ? evWh : hcsWh;
     const amount = billWei(billed, big(b.terms.price));
     this.save({
       ...b,
-      state: 'queued',
+      state: agreed ? 'queued' : 'failed',
       disputed: !agreed,
       energyWh: billed.toString(),
       amountWei: amount.toString(),
       queuedAt: Date.now(),
+      ...(agreed ? {} : { error: 'outside the tolerance: left to the station, which alone may settle it' }),
     });
     const note = {
       type: 'amount',
@@ -329,6 +361,7 @@ export class EdgeRole implements Role {
 
   async tick(): Promise<void> {
     this.giveUpUncollected();
+    this.reserveQueued();
     await this.serveWaiting();
     // One batch at a time; and a batch still on its way is not "stale".
     if (this.inFlight) return;
@@ -338,13 +371,11 @@ export class EdgeRole implements Role {
     const { batchSize, batchMaxWaitMs } = this.agent.cfg.edge;
     const oldest = Math.min(...queued.map((b) => b.queuedAt ?? 0));
     if (queued.length < batchSize && Date.now() - oldest < batchMaxWaitMs) return;
-    const disputed = queued.filter((b) => b.disputed);
-    const normal = queued.filter((b) => !b.disputed).slice(0, batchSize);
+    const normal = queued.slice(0, batchSize);
     // The batch goes out of the agent's lock (its bills are journaled `submitted` before the first
     // await): waiting for a block must not hold up the searches and agreements queued behind it.
     this.inFlight = (async () => {
       if (normal.length) await this.submitBatch(normal);
-      for (const b of disputed) await this.submitDisputed(b);
     })()
       .catch((err) => this.agent.log.error({ err }, 'batch submission failed; the bills wait in the journal'))
       .finally(() => {
@@ -355,75 +386,95 @@ export class EdgeRole implements Role {
   /** Waits for the batch on its way to the chain (a graceful stop; the flush action). */
   async stop(): Promise<void> {
     await this.inFlight;
+    await this.reserving;
   }
 
-  private entries(bills: Bill[]) {
-    return bills.map((b) => ({
+  /**
+   * Every consent that came in since the last tick, reserved in one transaction: the stations
+   * wait for it before they switch on, so reservations do not wait for a full batch.
+   */
+  private reserveQueued(): void {
+    if (this.reserving) return;
+    const bills = [...this.bills.values()].filter(
+      (b) => b.reservation === 'queued' && b.state === 'collecting',
+    );
+    if (bills.length === 0) return;
+    for (const b of bills) this.save({ ...b, reservation: 'submitted' });
+    const entries = bills.map((b) => ({
+      terms: termsFromJson(b.ev, b.hcs, b.terms),
+      evConsent: `0x${b.consent ?? ''}`,
+    }));
+    this.reserving = (async () => {
+      try {
+        const pending = await this.agent.chain.send('reserveBatch', (c) => c.submitReserveBatch(entries));
+        const { receipt, results } = await this.agent.chain.retry('receipt', () => pending.result());
+        this.figures.gasUsed += receipt.gasUsed;
+        for (const r of results) {
+          const b = this.bills.get(r.txid);
+          if (!b) continue;
+          // SeqUsed: the station reserved it itself in the meantime.
+          const ok = r.reason === '' || r.reason === 'SeqUsed';
+          if (!ok) this.agent.log.warn({ txid: b.txid, reason: r.reason }, 'reservation refused');
+          this.save({ ...b, reservation: ok ? 'reserved' : 'refused' });
+        }
+      } catch (err) {
+        this.agent.log.warn(
+          { err: revertName(err) ?? (err as Error).message },
+          'reservation batch failed; the stations reserve themselves',
+        );
+        for (const b of bills) this.save({ ...(this.bills.get(b.txid) ?? b), reservation: 'refused' });
+      }
+    })().finally(() => {
+      this.reserving = undefined;
+    });
+  }
+
+  /** A bill as the contract takes it (a queued bill holds both reports). */
+  private entry(b: Bill) {
+    return {
       terms: termsFromJson(b.ev, b.hcs, b.terms),
       evReport: `0x${b.evReport}`,
       hcsReport: `0x${b.hcsReport}`,
-    }));
+    };
   }
 
   private async submitBatch(bills: Bill[]): Promise<void> {
     for (const b of bills) this.save({ ...b, state: 'submitted', submittedAt: Date.now() });
-    const entries = this.entries(bills);
     const started = Date.now();
-    let tx: ContractTransactionResponse;
+    let pending: PendingBatch;
     try {
-      tx = await this.agent.chain.send('settleBatch', (c) =>
-        c.contract.getFunction('settleBatch')(
-          entries.map((e) => e.terms),
-          entries.map((e) => e.evReport),
-          entries.map((e) => e.hcsReport),
-        ),
+      pending = await this.agent.chain.send('settleBatch', (c) =>
+        c.submitSettleBatch(bills.map((b) => this.entry(b))),
       );
     } catch (err) {
       this.agent.log.error(
         { err: revertName(err) ?? (err as Error).message, bills: bills.length },
         isNetworkError(err) ? 'chain unreachable; bills wait in the journal' : 'batch refused; queued again',
       );
-      for (const b of bills) this.save({ ...this.bills.get(b.txid)!, state: 'queued', queuedAt: Date.now() });
+      for (const b of bills)
+        this.save({ ...(this.bills.get(b.txid) ?? b), state: 'queued', queuedAt: Date.now() });
       return;
     }
-    for (const b of bills) this.save({ ...this.bills.get(b.txid)!, batchTx: tx.hash });
+    for (const b of bills) this.save({ ...(this.bills.get(b.txid) ?? b), batchTx: pending.hash });
     crashPoint('after-submit', this.agent.cfg.dataDir);
-    const receipt = await this.agent.chain.retry('receipt', () => tx.wait());
+    const { receipt, settledTxids, skipped } = await this.agent.chain.retry('receipt', () =>
+      pending.result(),
+    );
     this.agent.metrics.chainSubmitSeconds.observe((Date.now() - started) / 1000);
     this.figures.batches++;
-    this.figures.gasUsed += receipt?.gasUsed ?? 0n;
-    const iface = this.agent.chain.client.contract.interface;
-    for (const log of receipt?.logs ?? []) {
-      const parsed = iface.parseLog(log);
-      const b = parsed ? this.bills.get(String(parsed.args.txid)) : undefined;
-      if (!b || !parsed) continue;
-      if (parsed.name === 'Settled' || parsed.name === 'SettledDisputed')
-        await this.finish(b, 'settled', receipt!.hash);
-      else if (parsed.name === 'SettlementSkipped') {
-        const reason = iface.getError(parsed.args.reason as string)?.name ?? String(parsed.args.reason);
-        await this.finish(b, reason === 'AlreadySettled' ? 'settled' : 'failed', receipt!.hash, reason);
-      }
+    this.figures.gasUsed += receipt.gasUsed;
+    for (const txid of settledTxids) {
+      const b = this.bills.get(txid);
+      if (b) await this.finish(b, 'settled', receipt.hash);
+    }
+    for (const { txid, reason } of skipped) {
+      const b = this.bills.get(txid);
+      if (b) await this.finish(b, reason === 'AlreadySettled' ? 'settled' : 'failed', receipt.hash, reason);
     }
     this.agent.log.info(
-      { tx: receipt?.hash, bills: bills.length, gas: receipt?.gasUsed?.toString() },
+      { tx: receipt.hash, bills: bills.length, gas: receipt.gasUsed.toString() },
       'batch settled',
     );
-  }
-
-  private async submitDisputed(b: Bill): Promise<void> {
-    this.save({ ...b, state: 'submitted', submittedAt: Date.now() });
-    const [e] = this.entries([b]);
-    try {
-      const receipt = await this.agent.chain.send('settleDisputed', (c) =>
-        c.settleDisputed(e!.terms, e!.evReport, e!.hcsReport),
-      );
-      await this.finish(b, 'settled', receipt.hash);
-    } catch (err) {
-      // The node away is no answer: the bill waits in the journal (rechecked, then queued again).
-      if (isNetworkError(err)) return;
-      const reason = revertName(err) ?? (err as Error).message;
-      await this.finish(b, reason === 'AlreadySettled' ? 'settled' : 'failed', undefined, reason);
-    }
   }
 
   /** Records the outcome and tells both parties with a transaction message. */
@@ -510,6 +561,14 @@ export class EdgeRole implements Role {
   status(): Record<string, unknown> {
     const by: Record<string, number> = {};
     for (const b of this.bills.values()) by[b.state] = (by[b.state] ?? 0) + 1;
-    return { edge: { bills: by, ...this.figures, gasUsed: this.figures.gasUsed.toString() } };
+    return {
+      edge: {
+        bills: by,
+        // Searches kept until a station frees (every one near them was taken).
+        waiting: this.waiting.size,
+        ...this.figures,
+        gasUsed: this.figures.gasUsed.toString(),
+      },
+    };
   }
 }
