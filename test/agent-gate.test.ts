@@ -54,7 +54,12 @@ function gateWorld(limits: Partial<GateLimits> = {}, isMember?: (a: string) => P
         status: 0,
         sender,
         receiver: bus.inbox.split('/').pop()!,
-        optional: { wh: 1000, n: randomBytes(6).toString('hex'), t: now(), ...extra },
+        // A key given as null is left out (an unstamped request).
+        optional: Object.fromEntries(
+          Object.entries({ wh: 1000, n: randomBytes(6).toString('hex'), t: now(), ...extra }).filter(
+            ([, v]) => v !== null,
+          ),
+        ),
       } as MessageInput),
       signer,
       domain,
@@ -166,9 +171,10 @@ describe('the gate', () => {
     w.bus.arrive(once);
     w.bus.arrive(once);
     w.bus.arrive(w.request(m, { t: now() - DEFAULT_LIMITS.freshnessS - 5 }));
+    w.bus.arrive(w.request(m, { t: null }));
     w.bus.arrive(w.request(m, { t: 'yesterday' }));
     await w.settle();
-    expect(w.bus.droppedBy).toEqual({ replay: 1, stale: 2 });
+    expect(w.bus.droppedBy).toEqual({ replay: 1, stale: 2, optional: 1 });
     // The burst is 10 starters; one was used.
     for (let i = 0; i < 12; i++) w.bus.arrive(w.request(m));
     await w.settle();
