@@ -317,6 +317,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       )}\n`,
     );
   for (const d of world.devices) agents.push(new Supervised(d, other, writePids, say));
+  // One exit hook per agent process (sim/agents.ts), plus the broker's and the node's.
+  process.setMaxListeners(Math.max(process.getMaxListeners(), agents.length + 10));
   const byRole = (role: Device['role']) => agents.filter((a) => a.device.role === role);
 
   const faults: Partial<Record<FaultKind, number>> = {};
