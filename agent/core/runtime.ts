@@ -14,6 +14,7 @@ import type { RoleContext, RoleHandler } from './context.js';
 import { Journal } from './journal.js';
 import { type DeviceKey, openKeystore, readPassword } from './keys.js';
 import { createLogger, type Logger } from './log.js';
+import { type Charger, createCharger } from '../../drivers/chargers/index.js';
 import { Metering } from './metering.js';
 import { createMetrics, type Metrics, serveMetrics } from './metrics.js';
 import { Outbox, resendUntil } from './outbox.js';
@@ -47,6 +48,8 @@ export class Agent {
   /** What is resent until acknowledged (agent/core/outbox.ts). */
   outbox!: Outbox;
   metering?: Metering;
+  /** What switches the power (the `charger` section): absent for kinds none and sim-control, and the edge. */
+  charger?: Charger;
   role!: RoleHandler;
   private timer?: NodeJS.Timeout;
   private ticking = false;
@@ -101,7 +104,15 @@ export class Agent {
     });
     if (cfg.role !== 'edge') {
       if (!cfg.meter) throw new Error(`a ${cfg.role} agent needs the config's meter section`);
-      agent.metering = await Metering.open(cfg.meter, agent.metrics, log, agent.journal);
+      agent.metering = await Metering.open(
+        cfg.meter,
+        agent.metrics,
+        log,
+        agent.journal,
+        cfg.charger.kind === 'sim-control',
+      );
+      agent.charger = await createCharger(cfg.charger, { log });
+      await agent.charger?.open();
     }
     agent.outbox = new Outbox(
       agent.journal,
@@ -130,7 +141,11 @@ export class Agent {
     if (!metering) throw new Error(`a ${this.cfg.role} agent needs a meter (the config's meter section)`);
     return this.cfg.role === 'ev'
       ? new (await import('../roles/ev.js')).EvRole({ ...ctx, metering })
-      : new (await import('../roles/hcs.js')).HcsRole({ ...ctx, metering });
+      : new (await import('../roles/hcs.js')).HcsRole({
+          ...ctx,
+          metering,
+          ...(this.charger ? { charger: this.charger } : {}),
+        });
   }
 
   /** What the role may use of this agent (agent/core/context.ts); chain and bus are connected by now. */
@@ -381,6 +396,7 @@ export class Agent {
     // A message or tick still in hand finishes before the journal closes (its writes would fail).
     await Promise.race([this.exclusive(async () => {}), new Promise((r) => setTimeout(r, 5000).unref())]);
     await this.ops?.stop();
+    await this.charger?.close().catch(() => {});
     await this.metering?.close().catch(() => {});
     this.chain?.close();
     this.journal.close();

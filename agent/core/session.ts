@@ -59,6 +59,8 @@ export interface SessionBase {
   myReport?: string;
   peerReport?: string;
   settledTxHash?: string;
+  /** The charger's signed meter values for this session (OCMF documents from an Eichrecht wallbox). */
+  chargerSigned?: string[];
   /** The EV's consent (its first receipt, 0 Wh, envelope hex): what reserves the session on chain. */
   consent?: string;
   /** The session's cap × price is reserved on chain (the station may switch on). */

@@ -407,8 +407,12 @@ export class EdgeRole implements RoleHandler {
     this.reserving = (async () => {
       try {
         const pending = await this.agent.chain.send('reserveBatch', (c) => c.submitReserveBatch(entries));
-        const { receipt, results } = await this.agent.chain.retry('receipt', () => pending.result());
+        const { receipt, results, settled } = await this.agent.chain.retry('receipt', () => pending.result());
         this.figures.gasUsed += receipt.gasUsed;
+        this.agent.log.info(
+          { tx: receipt.hash, reserved: settled, of: entries.length, gas: receipt.gasUsed.toString() },
+          'reservations on chain',
+        );
         for (const r of results) {
           const b = this.bills.get(r.txid);
           if (!b) continue;
