@@ -26,7 +26,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Log, parseEther } from 'ethers';
+import { parseEther } from 'ethers';
 import { Journal } from '../agent/core/journal.js';
 import type { SessionRecord } from '../agent/core/session.js';
 import { reportEnergyWh } from '../protocol/report.js';
@@ -551,21 +551,11 @@ async function tally(
   faults: ChaosReport['faults'],
   recoveries: Partial<Record<FaultKind, number[]>>,
 ): Promise<ChaosReport> {
-  const c = world.operator.contract;
-  const from = world.deployment.block;
-  const events = [
-    ...(await c.queryFilter(c.filters.Settled!(), from)),
-    ...(await c.queryFilter(c.filters.SettledDisputed!(), from)),
-  ];
-  const args = (l: Log) => (l as unknown as { args: Record<string, unknown> }).args;
+  // Every entry the contract settled (its SessionsSettled events): a txid twice is a double bill.
   const billed = new Map<string, number[]>();
-  for (const e of events) {
-    const a = args(e);
-    const txid = String(a.txid);
-    const wh = Number(
-      a.energyWh ?? (Number(a.evEnergyWh) < Number(a.hcsEnergyWh) ? a.evEnergyWh : a.hcsEnergyWh),
-    );
-    billed.set(txid, [...(billed.get(txid) ?? []), wh]);
+  for (const r of await world.operator.settledSessions(world.deployment.block)) {
+    const txid = r.txid.toLowerCase();
+    billed.set(txid, [...(billed.get(txid) ?? []), Number(r.billedWh)]);
   }
   // What each side's meter saw, per txid, from the journals.
   const metered = (role: 'ev' | 'hcs') => {
@@ -577,7 +567,7 @@ async function tally(
         const end = s.myReport
           ? Number(reportEnergyWh(s.myReport))
           : Math.max(0, (s.endWh ?? s.lastWh ?? s.startWh) - s.startWh);
-        m.set(s.txid, { wh: end, state: s.state });
+        m.set(s.txid.toLowerCase(), { wh: end, state: s.state });
       }
     }
     return m;
