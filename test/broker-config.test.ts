@@ -140,6 +140,24 @@ describe('p2pev broker config on mosquitto', () => {
     );
   });
 
+  it('p2pev broker config writes the files and prints no password', () => {
+    const dir = tempDir('broker-cli');
+    const members = join(dir, 'members.json');
+    writeFileSync(members, JSON.stringify([{ address: a, role: 'edge' }]));
+    const bin = join(import.meta.dirname, '..', 'bin', 'p2pev.mjs');
+    const out = execFileSync(
+      process.execPath,
+      [bin, 'broker', 'config', '--members', members, '--out', join(dir, 'b')],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(out).toMatch(/mosquitto\.conf/);
+    const pass = readFileSync(join(dir, 'b', 'passwords', a), 'utf8').trim();
+    expect(out).not.toContain(pass);
+    expect(readFileSync(join(dir, 'b', 'acl'), 'utf8')).toContain('pattern write p2pev/v1/to/+/from/%u');
+  });
+
   it('refuses bad member lists with what to fix', () => {
     expect(() => parseMembers([{ address: '0x12', role: 'ev' }], 'm.json')).toThrow(/m.json\[0\].address/);
     expect(() => parseMembers([{ address: a, role: 'car' }], 'm.json')).toThrow(/role/);
