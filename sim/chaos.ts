@@ -12,7 +12,7 @@
  *
  * The report: sessions that charged, settled on chain, `lost` (charged, never settled),
  * `doubleBilled` (a txid settled twice), `unpaidWh` (energy both meters saw and nobody paid),
- * `overpaidWh` (billed beyond what the EV's meter saw), recovery time per fault kind (from the
+ * `overpaidWh` (billed beyond what the EV's meter saw and the contract's tolerance), recovery time per fault kind (from the
  * fault's end until every agent is back, on the broker and on the chain), faults by kind.
  */
 import {
@@ -572,6 +572,9 @@ async function tally(
     }
     return m;
   };
+  const { absToleranceWh, relToleranceBps } = world.deployment.params;
+  const toleranceWh = (a: number, b: number) =>
+    Math.max(Number(absToleranceWh), Math.floor((Math.max(a, b) * Number(relToleranceBps)) / 10_000));
   const ev = metered('ev');
   const hcs = metered('hcs');
   const txids = new Set([...ev.keys(), ...hcs.keys()]);
@@ -599,7 +602,9 @@ async function tally(
       continue;
     }
     unpaid += Math.max(0, delivered - paid);
-    if (e) overpaid += Math.max(0, paid - e.wh);
+    // The contract bills the station's meter when the two agree within the tolerance (cable
+    // losses): beyond the EV's own figure and that tolerance is overpaid.
+    if (e) overpaid += Math.max(0, paid - e.wh - toleranceWh(e.wh, h?.wh ?? 0));
   }
   const recoveryS: ChaosReport['recoveryS'] = {};
   for (const [kind, xs] of Object.entries(recoveries) as [FaultKind, number[]][])
