@@ -295,6 +295,7 @@ describe('p2pev diag charger', () => {
       '--start',
       '--limit',
       '10',
+      '--unavailable',
       '--watch',
       '1',
       '--json',
@@ -309,9 +310,11 @@ describe('p2pev diag charger', () => {
       vendor: 'ACME',
       model: 'Box 11',
       firmware: '1.6.0-sim',
-      status: 'charging',
+      // Taken out of service after the start: Unavailable, which the station treats as a fault.
+      status: 'fault',
+      raw: 'Unavailable/NoError',
       energyWh: 7_000,
-      actions: { start: { ok: true, amps: 10 } },
+      actions: { start: { ok: true, amps: 10 }, availability: { ok: true, status: 'Accepted' } },
     });
     expect(doc.events.map((e: { event: string }) => e.event)).toContain('transaction');
     expect(io.exitCode).toBe(0);
@@ -403,5 +406,115 @@ describe('p2pev status: the charger line', () => {
       }),
     ).toContain('charger  modbus: NOT CONNECTED, NO FAILSAFE');
     expect(formatStatus({ ...base, charger: { kind: 'none' } })).not.toContain('charger');
+  });
+});
+
+describe("p2pev sessions export: the wallbox's own signed values", () => {
+  it("go with the session as received (OCMF from an Eichrecht wallbox), beside the station's record", async () => {
+    const { Wallet } = await import('ethers');
+    const { encode, signEnvelope } = await import('../protocol/index.js');
+    const { DOMAIN } = await import('./fakes/context.js');
+    const { exportOcmf } = await import('../agent/ops/ocmf.js');
+    const station = Wallet.createRandom();
+    const ev = Wallet.createRandom().address.toLowerCase();
+    const hcs = station.address.toLowerCase();
+    const txid = `0x${'ab'.repeat(32)}`;
+    const report = signEnvelope(
+      encode({
+        type: 'chargeProvided',
+        ev,
+        hcs,
+        txid,
+        energyWh: 1234n,
+        optional: { m: 'SN1', p: 'sdm630', s: 1000, e: 2234, t0: 1_700_000_000, t1: 1_700_000_600, st: 1 },
+      }),
+      station.privateKey,
+      DOMAIN,
+    );
+    const wallboxOcmf =
+      'OCMF|{"FV":"1.0","RD":[{"TX":"E","RV":2.234}]}|{"SA":"ECDSA-secp256r1-SHA256","SD":"AB"}';
+    const record = {
+      id: '1',
+      role: 'hcs',
+      state: 'done',
+      deadline: 0,
+      ev,
+      hcs,
+      terms: { seq: '1', price: '1', maxWh: 5000, settleBy: 1_700_003_600 },
+      txid,
+      myReport: Buffer.from(report).toString('hex'),
+      chargerSigned: [wallboxOcmf],
+      createdAt: 0,
+      updatedAt: 0,
+    } as unknown as Parameters<typeof exportOcmf>[0]['records'][number];
+    const out = exportOcmf({
+      records: [record],
+      counter: 1n,
+      domain: DOMAIN,
+      address: hcs,
+      privateKey: station.privateKey,
+      version: 'test',
+    });
+    expect(out.sessions).toHaveLength(1);
+    expect(out.sessions[0]!.chargerOcmf).toEqual([wallboxOcmf]);
+    expect(out.sessions[0]!.ocmf).toMatch(/^OCMF\|/);
+  });
+});
+
+describe('GPIO relay: the agent killed with SIGKILL releases the line', () => {
+  it('the held gpioset ends when the agent process dies, with no systemd to clean up', async () => {
+    const { mkdtempSync, writeFileSync, readFileSync, chmodSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { spawn } = await import('node:child_process');
+    const { fileURLToPath } = await import('node:url');
+    const dir = mkdtempSync(join(tmpdir(), 'p2pev-gpio-'));
+    const log = join(dir, 'gpioset.log');
+    // A stand-in for Debian's gpioset: reports its version, or records its pid and arguments and holds.
+    writeFileSync(
+      join(dir, 'gpioset'),
+      `#!/bin/sh\nif [ "$1" = "--version" ]; then echo "gpioset (libgpiod) v2.1.3"; exit 0; fi\necho "$$ $*" >> ${log}\nexec sleep 1000\n`,
+    );
+    chmodSync(join(dir, 'gpioset'), 0o755);
+    const gpio = fileURLToPath(new URL('../drivers/chargers/gpio.ts', import.meta.url));
+    const agent = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '-e',
+        `const { GpioRelayCharger } = await import(${JSON.stringify(gpio)});
+         const r = new GpioRelayCharger({ chip: 'gpiochip0', line: 17 });
+         await r.open(); await r.enable(16, '1'); console.log('on'); setInterval(() => {}, 1000);`,
+      ],
+      { env: { ...process.env, PATH: `${dir}:${process.env.PATH}` }, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    cleanups.push(() => {
+      agent.kill('SIGKILL');
+    });
+    await new Promise<void>((resolve, reject) => {
+      agent.stdout!.on('data', (d: Buffer) => d.toString().includes('on') && resolve());
+      agent.once('exit', (code) => reject(new Error(`the agent exited with ${code}`)));
+    });
+    const lines = readFileSync(log, 'utf8').trim().split('\n');
+    expect(lines.map((l) => l.split(' ').slice(1).join(' '))).toEqual([
+      '--chip gpiochip0 17=0',
+      '--chip gpiochip0 17=1',
+    ]);
+    const pid = Number(lines.at(-1)!.split(' ')[0]);
+    const alive = (p: number) => {
+      try {
+        process.kill(p, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    expect(alive(pid)).toBe(true);
+    // The "off" holder was ended when the relay switched on.
+    expect(alive(Number(lines[0]!.split(' ')[0]))).toBe(false);
+    agent.kill('SIGKILL');
+    const { waitFor } = await import('../sim/meter/testing.js');
+    await waitFor(() => !alive(pid), 10_000);
   });
 });

@@ -42,6 +42,10 @@ export interface SessionBase {
   candidates?: { hcs: string; price: string }[];
   /** The station the driver picked (the page's map): asked first, or the charge fails. */
   pick?: string;
+  /** EV: the driver accepts the agreed terms before the consent is signed (`POST /accept`). */
+  confirmTerms?: boolean;
+  /** EV: when the agreement arrived and waits for the driver's acceptance (ms). */
+  agreedAt?: number;
   startWh?: number;
   endWh?: number;
   lastWh?: number;

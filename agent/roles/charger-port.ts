@@ -134,6 +134,7 @@ class DriverPort implements ChargerPort {
     this.journal({ session: s.id, on: true, currentA });
     this.switchedOnAt = Date.now();
     await this.charger.enable(currentA, s.id);
+    this.agent.metrics.chargerOn.set(1);
     this.agent.log.info({ id: s.id, currentA, kind: this.charger.kind }, 'charger on');
   }
 
@@ -141,6 +142,7 @@ class DriverPort implements ChargerPort {
     try {
       await this.charger.disable();
       this.journal({ on: false });
+      this.agent.metrics.chargerOn.set(0);
       return true;
     } catch (err) {
       this.lastError = (err as Error).message;
@@ -177,7 +179,9 @@ class DriverPort implements ChargerPort {
       st = await this.charger.state();
       this.last = st;
       this.lastError = undefined;
+      this.agent.metrics.chargerUp.set(1);
     } catch (err) {
+      this.agent.metrics.chargerUp.set(0);
       const message = (err as Error).message;
       if (message !== this.lastError) this.agent.log.warn({ err: message }, 'charger not readable');
       this.lastError = message;

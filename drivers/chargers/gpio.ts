@@ -2,9 +2,10 @@
  * A relay or contactor on a GPIO line, through libgpiod's character device (/dev/gpiochipN; the
  * sysfs GPIO interface is retired). Debian's `gpiod` package provides `gpioset`/`gpioget`; a
  * line keeps its value only while the process that requested it holds it, so the relay's state is
- * a held `gpioset` process (v1: --mode=signal; v2 holds by default). When the agent dies the
- * systemd unit's cgroup takes the holder with it, the line is released and the relay's driver
- * (active high: pulled low) drops out: off is the state without us.
+ * a held `gpioset` process (v1: --mode=signal; v2 holds by default). The holder runs under a small
+ * `sh` that also reads the agent's pipe: when the agent dies, however it dies (SIGKILL, OOM, with
+ * or without systemd), the pipe closes, the shell ends gpioset, the line is released and the
+ * relay's driver (active high: pulled low) drops out: off is the state without us.
  *
  * The DIY station: the relay has no idea of plug or car, so its status is charging (on) or
  * plugged (off); the billing meter is separate.
@@ -59,6 +60,14 @@ export interface ProcessRunner {
   hold(cmd: string, args: string[]): ChildProcess;
 }
 
+/**
+ * `sh` holding gpioset for as long as its stdin (a pipe from the agent) is open: EOF — the agent
+ * ended it, or died — kills gpioset; the shell exits when gpioset does (also when it fails at once).
+ */
+// (A background job's stdin is /dev/null in a non-interactive shell: the pipe is passed as fd 3.)
+export const HOLDER_SCRIPT =
+  'exec 3<&0; gpioset "$@" & p=$!; (read -r _ <&3; kill "$p" 2>/dev/null) & wait "$p"';
+
 const systemRunner: ProcessRunner = {
   run: (cmd, args) =>
     new Promise((resolve, reject) =>
@@ -68,7 +77,10 @@ const systemRunner: ProcessRunner = {
           : resolve(stdout),
       ),
     ),
-  hold: (cmd, args) => spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] }),
+  hold: (cmd, args) =>
+    spawn('sh', ['-c', HOLDER_SCRIPT.replace('gpioset', cmd), 'sh', ...args], {
+      stdio: ['pipe', 'ignore', 'pipe'],
+    }),
 };
 
 export class GpioRelayCharger implements Charger {
@@ -100,11 +112,7 @@ export class GpioRelayCharger implements Charger {
     if (!this.version) throw new ChargerError('config', 'relay not open', 'call open() first');
     const previous = this.holder;
     this.holder = undefined;
-    if (previous && previous.exitCode === null) {
-      const gone = new Promise((r) => previous.once('exit', r));
-      previous.kill('SIGTERM');
-      await gone;
-    }
+    if (previous) await release(previous);
     const child = this.runner.hold('gpioset', gpiosetArgs(this.version, this.opts, on));
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => {
@@ -176,13 +184,24 @@ export class GpioRelayCharger implements Charger {
       configured: true,
       worstCaseS: 0,
       detail:
-        "the line is held by a gpioset child in the agent's cgroup: when the agent dies systemd ends it and the line is released (relay off, if wired to drop out unpowered)",
+        "the line is held by gpioset under a shell reading the agent's pipe: when the agent dies (any way, with or without systemd) the pipe closes, gpioset ends and the line is released (relay off, if wired to drop out unpowered)",
     };
   }
 
   async close(): Promise<void> {
     if (this.version && this.on) await this.set(false).catch(() => {});
-    this.holder?.kill('SIGTERM');
+    if (this.holder) await release(this.holder);
     this.holder = undefined;
   }
+}
+
+/** Ends a holder: its pipe closed (the shell then ends gpioset), a signal if it does not go. */
+async function release(holder: ChildProcess): Promise<void> {
+  if ((holder.exitCode ?? null) !== null || (holder.signalCode ?? null) !== null) return;
+  const gone = new Promise((r) => holder.once('exit', r));
+  if (holder.stdin) holder.stdin.end();
+  else holder.kill('SIGTERM');
+  const timer = setTimeout(() => holder.kill('SIGKILL'), 2_000);
+  await gone;
+  clearTimeout(timer);
 }

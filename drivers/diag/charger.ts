@@ -27,6 +27,9 @@ export interface ChargerDiagOptions {
   start?: boolean;
   stop?: boolean;
   limit?: string;
+  /** OCPP: ChangeAvailability of the connector. */
+  available?: boolean;
+  unavailable?: boolean;
   wait?: string;
   watch?: string;
   json?: boolean;
@@ -35,6 +38,8 @@ export interface ChargerDiagOptions {
 export interface ActionResult {
   ok: boolean;
   amps?: number;
+  /** OCPP ChangeAvailability: the wallbox's answer (Accepted, Rejected, Scheduled). */
+  status?: string;
   error?: string;
 }
 
@@ -56,7 +61,12 @@ export interface ChargerDiagReport {
   energyWh?: number;
   powerW?: number;
   failsafe: { configured: boolean; worstCaseS?: number; detail: string };
-  actions: { start?: ActionResult; limit?: ActionResult; stop?: ActionResult };
+  actions: {
+    start?: ActionResult;
+    limit?: ActionResult;
+    stop?: ActionResult;
+    availability?: ActionResult;
+  };
   /** What arrived while watching (OCPP status notifications, meter values). */
   events: { at: string; event: string; detail: string }[];
   error?: string;
@@ -162,6 +172,15 @@ export async function diagOcpp(
       },
       '999999999',
     );
+    if (o.available || o.unavailable) {
+      // Operative / Inoperative: an installer takes a connector out of service, or puts it back.
+      try {
+        const status = await cs.setAvailable(o.available === true);
+        report.actions.availability = { ok: status !== 'Rejected', status };
+      } catch (err) {
+        report.actions.availability = { ok: false, error: message(err) };
+      }
+    }
     const watchS = parseNumber(o.watch, 'watch', o.start ? 10 : 2);
     await sleep(watchS * 1000);
     await describe(cs, report);
@@ -264,6 +283,8 @@ export function registerDiagCharger(diag: Command, io: DiagIo): void {
     .option('--id <id>', 'OCPP: the charge point id to accept (default any); Modbus: the unit id')
     .option('--start', 'permit charging (OCPP: RemoteStartTransaction; a car must be plugged in to draw)')
     .option('--stop', 'stop charging (OCPP: RemoteStopTransaction)')
+    .option('--unavailable', 'OCPP: take the connector out of service (ChangeAvailability Inoperative)')
+    .option('--available', 'OCPP: put the connector back into service (ChangeAvailability Operative)')
     .option('--limit <amps>', 'current limit, A (with --start: the start limit)')
     .option('--wait <s>', 'OCPP: how long to wait for the wallbox to connect', '60')
     .option('--watch <s>', 'OCPP: seconds to watch status and meter values after the actions')
@@ -273,8 +294,15 @@ export function registerDiagCharger(diag: Command, io: DiagIo): void {
         const { ocppListen, profile } = o;
         let report: ChargerDiagReport;
         if (ocppListen && !profile) report = await diagOcpp({ ...o, ocppListen }, io);
-        else if (profile && !ocppListen) report = await diagModbus({ ...o, profile });
-        else
+        else if (profile && !ocppListen) {
+          if (o.available || o.unavailable)
+            throw new MeterError(
+              'config',
+              '--available and --unavailable are OCPP (ChangeAvailability)',
+              'a Modbus wallbox is switched with --start and --stop',
+            );
+          report = await diagModbus({ ...o, profile });
+        } else
           throw new MeterError(
             'config',
             'say which wallbox',
