@@ -23,6 +23,8 @@ for (const asset of [
   'agent/install',
   'contracts/src',
   'contracts/test',
+  // Loaded by the chaos run's agents (node --import) to step their wall clock.
+  'sim/clock-preload.mjs',
 ]) {
   if (existsSync(`${root}${asset}`)) cpSync(`${root}${asset}`, `${out}${asset}`, { recursive: true });
 }

@@ -52,6 +52,12 @@ export const COMMANDS = [
       'A control action on the running agent (POST /<action>, e.g. charge \'{"targetWh":2000}\' or stop), with the token from <dataDir>/control.token',
   },
   {
+    name: 'broker',
+    module: 'agent/ops/commands',
+    register: 'registerOpsCommands',
+    description: "The network's MQTT broker (mosquitto)",
+  },
+  {
     name: 'sessions',
     module: 'agent/ops/commands',
     register: 'registerOpsCommands',

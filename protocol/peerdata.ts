@@ -33,10 +33,14 @@ const reportRules = {
 } as const;
 
 export const OPTIONAL_RULES = {
-  search: { n: nonce },
+  /** `t`: unix seconds when sent; a receiver refuses one older than 300 s (agent/core/gate.ts). */
+  search: { n: nonce, t: { kind: 'number', min: 0, integer: true } },
   suggestion: { n: nonce },
   /** `wh`: the energy the car asks for. */
-  request: { wh: { kind: 'number', min: 0 }, n: nonce },
+  request: { wh: { kind: 'number', min: 0 }, n: nonce, t: { kind: 'number', min: 0, integer: true } },
+  /** `ack`: this message only acknowledges the envelope named (docs/PROTOCOL.md, Acknowledgements). */
+  completion: { ack: { kind: 'text', maxLength: 16 } },
+  amount: { ack: { kind: 'text', maxLength: 16 } },
   /** An accepted request carries the terms and the station's power; a refusal says why. */
   response: {
     ...termsRules,

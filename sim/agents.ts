@@ -71,6 +71,8 @@ export async function spawnAgent(
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const kill = () => child.kill('SIGKILL');
   process.once('exit', kill);
+  // A process that ended by itself (or was killed from outside) needs no kill at our exit.
+  child.once('exit', () => process.off('exit', kill));
   return {
     device,
     child,

@@ -2,7 +2,7 @@
  * MQTT brokers for the sim and the tests: an embedded one (aedes, in-process, in-memory
  * persistence) and Debian's mosquitto as a real external peer. Both listen on loopback only.
  */
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -55,36 +55,69 @@ function waitForPort(port: number, timeoutMs: number): Promise<void> {
   });
 }
 
-/** Starts Debian's mosquitto on a free loopback port (apt-get install mosquitto). */
-export async function startMosquitto(opts: { port?: number } = {}): Promise<Broker> {
+export interface MosquittoBroker extends Broker {
+  /** The mosquitto process's pid (for a chaos run's kills). */
+  readonly pid: number | undefined;
+  /** Kills mosquitto (SIGKILL by default: no goodbye to anyone) and waits for it to exit. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Starts it again on the same port with the same configuration. */
+  restart(): Promise<void>;
+}
+
+/**
+ * Starts Debian's mosquitto on a free loopback port (apt-get install mosquitto). `config` replaces
+ * the default configuration (anonymous, no persistence); it is given the port to listen on.
+ */
+export async function startMosquitto(
+  opts: { port?: number; config?: (port: number) => string; dir?: string } = {},
+): Promise<MosquittoBroker> {
   const port = opts.port ?? (await freePort());
-  const dir = mkdtempSync(join(tmpdir(), 'p2pev-mosquitto-'));
+  const ownDir = opts.dir === undefined;
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'p2pev-mosquitto-'));
   const conf = join(dir, 'mosquitto.conf');
-  writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
-  const child = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+  writeFileSync(
+    conf,
+    opts.config?.(port) ?? `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`,
+  );
+  let child: ChildProcess;
   let stderr = '';
-  child.stderr.on('data', (d) => {
-    stderr += d;
-  });
-  const exited = new Promise<never>((_, reject) => {
-    child.once('error', (err) =>
-      reject(new Error(`cannot start mosquitto (${err.message}): apt-get install mosquitto`)),
-    );
-    child.once('exit', (code) => reject(new Error(`mosquitto exited with ${code}: ${stderr.trim()}`)));
-  });
-  await Promise.race([waitForPort(port, 10_000), exited]);
-  const kill = () => child.kill('SIGTERM');
+  const start = async () => {
+    stderr = '';
+    child = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+    child.stderr!.on('data', (d) => {
+      stderr += d;
+    });
+    const exited = new Promise<never>((_, reject) => {
+      child.once('error', (err) =>
+        reject(new Error(`cannot start mosquitto (${err.message}): apt-get install mosquitto`)),
+      );
+      child.once('exit', (code) => reject(new Error(`mosquitto exited with ${code}: ${stderr.trim()}`)));
+    });
+    exited.catch(() => {});
+    await Promise.race([waitForPort(port, 10_000), exited]);
+  };
+  await start();
+  const kill = () => child.kill('SIGKILL');
   process.once('exit', kill);
+  const stop = async (signal: NodeJS.Signals) => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const gone = new Promise((r) => child.once('exit', r));
+      child.kill(signal);
+      await gone;
+    }
+  };
   return {
     url: `mqtt://127.0.0.1:${port}`,
     port,
+    get pid() {
+      return child.pid;
+    },
+    kill: (signal = 'SIGKILL') => stop(signal),
+    restart: start,
     close: async () => {
       process.off('exit', kill);
-      if (child.exitCode === null) {
-        child.kill('SIGTERM');
-        await new Promise((r) => child.once('exit', r));
-      }
-      rmSync(dir, { recursive: true, force: true });
+      await stop('SIGTERM');
+      if (ownDir) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

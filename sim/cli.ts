@@ -20,6 +20,17 @@ export function registerSimCommands(program: Command): void {
     .option('--evs <n>', 'at scale: this many EVs (with --hcs and --sessions)', (v) => Number(v))
     .option('--hcs <n>', 'at scale: this many stations', (v) => Number(v))
     .option('--sessions <n>', 'at scale: this many sessions in all', (v) => Number(v))
+    .option(
+      '--chaos',
+      'kill, cut, pause and step everything at random while cars charge (docs/AGENT.md, What each fault costs)',
+    )
+    .option('--seed <n>', 'with --chaos: the seed of the faults', (v) => Number(v), 1)
+    .option(
+      '--duration <s>',
+      'with --chaos: how long to inject faults; alone: a soak run this long (RSS, heap, descriptors, journal sampled every minute, their trend printed)',
+      (v) => Number(v),
+    )
+    .option('--sample-every <s>', 'with --duration: seconds between samples', (v) => Number(v), 60)
     .action(
       async (opts: {
         broker?: string;
@@ -31,7 +42,31 @@ export function registerSimCommands(program: Command): void {
         evs?: number;
         hcs?: number;
         sessions?: number;
+        chaos?: boolean;
+        seed: number;
+        duration?: number;
+        sampleEvery: number;
       }) => {
+        if (opts.chaos || opts.duration !== undefined) {
+          if (!Number.isInteger(opts.seed)) throw new Error('--seed must be a whole number');
+          const durationS = opts.duration ?? 300;
+          if (!(durationS > 0)) throw new Error('--duration must be a positive number of seconds');
+          const { runChaos } = await import('./chaos.js');
+          const report = await runChaos({
+            seed: opts.seed,
+            durationS,
+            // Without --chaos, --duration is a soak run: steady load, no faults, samples every minute.
+            faults: opts.chaos === true,
+            sampleEveryS: opts.sampleEvery,
+            ...(opts.evs !== undefined ? { evs: opts.evs } : {}),
+            ...(opts.hcs !== undefined ? { hcs: opts.hcs } : {}),
+            ...(opts.sessions !== undefined ? { sessions: opts.sessions } : {}),
+            ...(opts.dir ? { dir: opts.dir } : {}),
+            ...(opts.json ? { json: opts.json } : {}),
+          });
+          if (report.lost > 0 || report.doubleBilled > 0 || report.overpaidWh > 0) process.exitCode = 1;
+          return;
+        }
         if (opts.evs !== undefined || opts.hcs !== undefined || opts.sessions !== undefined) {
           const { runScale } = await import('./scale.js');
           const report = await runScale({

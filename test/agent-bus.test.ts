@@ -24,7 +24,7 @@ describe('the bus drops what it must not believe', () => {
     for (const d of world.devices) agents.push(await startAgent(d));
     attacker = await mqtt.connectAsync(world.brokerUrl, { clientId: 'attacker' });
     // The attacker listens to the station's inbox and keeps what the EV sends it.
-    await attacker.subscribeAsync(`p2pev/v1/to/${hcs().address}`, { qos: 1 });
+    await attacker.subscribeAsync(`p2pev/v1/to/${hcs().address}/#`, { qos: 1 });
     attacker.on('message', (_t, payload) => captured.push(Buffer.from(payload)));
     const { id } = (await ev().control('charge', { targetWh: 1500 })) as { id: string };
     const done = await waitFor(
@@ -102,8 +102,15 @@ describe('the bus drops what it must not believe', () => {
   });
 
   it('a signature made for another deployment (chain id) recovers someone else', async () => {
+    // The EV's own key, for the wrong chain: the claimed sender is a member, the signer is not.
     const key = `0x${randomBytes(32).toString('hex')}`;
-    const msg: MessageInput = { type: 'request', status: 0, sender: addressOf(key), receiver: hcs().address };
+    const msg: MessageInput = {
+      type: 'request',
+      status: 0,
+      sender: ev().address,
+      receiver: hcs().address,
+      optional: { t: Math.floor(Date.now() / 1000) },
+    };
     const otherChain = { ...hcs().chain.domain, chainId: 1n };
     await expectDropped(hcs(), signEnvelope(encode(msg), key, otherChain), 'sender-mismatch');
   });
@@ -113,6 +120,35 @@ describe('the bus drops what it must not believe', () => {
     expect(request, 'the attacker saw the EV request').toBeDefined();
     await expectDropped(hcs(), request!, 'replay');
   });
+
+  it('the worst an old request can do once the replay cache has forgotten it: an offer no car joins; no money moves', async () => {
+    const request = captured.find((p) => p[0]! >> 4 === 0x6)!;
+    const station = hcs();
+    const evSessions = JSON.stringify([...ev().sessions.values()]);
+    const deposit = await ev().chain.client.availableDeposit(ev().address);
+    const seq = BigInt(station.journal.get<string>('seq') ?? '0') + 1n;
+    // As if 20,000 later messages had pushed it out of the cache (docs/AGENT.md, The bus).
+    station.bus.replays.clear();
+    await attacker.publishAsync(`p2pev/v1/to/${station.address}`, request, { qos: 1 });
+    // The station offers (the request is within its freshness window) and the edge agrees; but the
+    // charger switches on only once the EV's consent is reserved on chain, and the car never
+    // consents: the offer times out, nothing metered.
+    const ghost = await waitFor(
+      'the replayed offer to end',
+      () => {
+        const s = station.sessions.get(String(seq));
+        return s && s.state !== 'offered' && s.state !== 'charging' ? s : undefined;
+      },
+      60_000,
+    );
+    expect(ghost.startWh === undefined || ghost.endWh === ghost.startWh).toBe(true);
+    // The car never joined: no session of its own, no report of its own, and its deposit is whole.
+    expect(JSON.stringify([...ev().sessions.values()])).toBe(evSessions);
+    expect(await ev().chain.client.availableDeposit(ev().address)).toBe(deposit);
+    expect(await station.chain.client.sessionState(station.address, seq)).toBe(0);
+    // The station is free again for the next car.
+    expect(station.openSessions().filter((s) => s.state === 'offered' || s.state === 'charging')).toEqual([]);
+  }, 90_000);
 
   it('a forged mutual agreement for a session that does not exist changes nothing at the EV', async () => {
     const stranger = `0x${randomBytes(32).toString('hex')}`;

@@ -11,6 +11,7 @@ import type { Charger, ChargerState, ChargerStatus } from '../drivers/chargers/t
 import { fakeMeteredContext } from './fakes/context.js';
 
 const metering: MeteringPort = {
+  ready: async () => true,
   serial: 'FAKE-1',
   profile: 'sdm630',
   consecutiveErrors: 0,

@@ -17,6 +17,7 @@ async function car(body: Record<string, unknown>) {
   const edge = party();
   const switched: boolean[] = [];
   const metering: MeteringPort = {
+    ready: async () => true,
     serial: 'EV-1',
     epoch: 0,
     profile: 'sdm120',

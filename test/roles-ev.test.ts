@@ -16,6 +16,7 @@ async function car() {
   const edge = party();
   const switched: { on: boolean; plug?: string }[] = [];
   const metering: MeteringPort = {
+    ready: async () => true,
     serial: 'EV-1',
     epoch: 0,
     profile: 'sdm120',

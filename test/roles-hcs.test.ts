@@ -16,6 +16,7 @@ function station(hcs: Record<string, unknown> = {}) {
   const switched: { on: boolean; kw: number }[] = [];
   const meter = { wh: 40_000 };
   const metering: MeteringPort = {
+    ready: async () => true,
     serial: 'FAKE-1',
     epoch: 0,
     profile: 'sdm630',

@@ -2,42 +2,50 @@
  * The message bus: signed envelopes over MQTT.
  *
  * Topics (documented in docs/AGENT.md): every device subscribes to its own inbox
- * `<prefix>/to/<address>`; a message for a device is published there, QoS 1, with a persistent
+ * `<prefix>/to/<address>/#`; a message for a device is published to
+ * `<prefix>/to/<recipient>/from/<sender>` (a closed broker's ACL lets a member publish only under
+ * its own `from/`: agent/ops/broker.ts), QoS 1, with a persistent
  * session (clean: false, a fixed client id), so the broker keeps what arrives while the device is
  * offline. Payloads are the raw envelopes: packed message ‖ 65-byte signature.
  *
- * A message is accepted only if it decodes, its signature recovers to a sender the message names,
- * its optional data holds what protocol/peerdata.ts says, the signer is a verified member (or our
- * server), and it was not seen before. Anything else is
- * dropped with one log line and a counter, and changes no state.
+ * A message is accepted only if it passes the gate (agent/core/gate.ts: size, framing, the claimed
+ * sender a member, a place in the bounded queue), its signature recovers to a sender the message
+ * names, its optional data holds what protocol/peerdata.ts says, the signer is a verified member (or our server), it was not seen before, and what starts a
+ * session is fresh and within its sender's rate. Anything else is dropped with a counter by reason
+ * (and a log line, at most ten per reason a minute), and changes no state.
  */
 import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import {
-  DecodeError,
   type Domain,
-  decode,
   encode,
   type Message,
   type MessageInput,
-  openEnvelope,
   optionalProblem,
+  recoverSigner,
   signEnvelope,
   signerMayHaveSent,
 } from '../../protocol/index.js';
 import type { AgentConfig } from './config.js';
+import {
+  DEFAULT_LIMITS,
+  type DropReason,
+  type GateLimits,
+  isFresh,
+  MemberCache,
+  QueueShares,
+  RateLimiter,
+  ReplayCache,
+  type Screened,
+  STARTERS,
+  screen,
+} from './gate.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
+import { ackIdOf, ackMessage, ackOf, needsAck } from './outbox.js';
 import { Backoff } from '../../drivers/index.js';
 
-export type DropReason =
-  | 'decode'
-  | 'signature'
-  | 'sender-mismatch'
-  | 'optional'
-  | 'not-member'
-  | 'replay'
-  | 'not-for-us';
+export type { DropReason } from './gate.js';
 
 export interface Incoming {
   msg: Message;
@@ -56,13 +64,23 @@ export interface BusOptions {
   log: Logger;
   metrics: Metrics;
   clientId?: string;
+  /** The gate's bounds (agent/core/gate.ts); tests shrink them. */
+  limits?: Partial<GateLimits>;
 }
 
-const RECENT_LIMIT = 20_000;
+/** Drops logged per reason per minute at most: a flood must not become a flood of log lines. */
+const DROP_LOGS_PER_MINUTE = 10;
+
+/** The publisher a topic `<prefix>/to/<recipient>/from/<sender>` names, if it names one. */
+export function senderOfTopic(topic: string): string | undefined {
+  const at = topic.lastIndexOf('/from/');
+  return at < 0 ? undefined : topic.slice(at + 6).toLowerCase();
+}
 
 /**
  * The broker login and TLS files of the config, as MQTT client options: the one place that reads
- * them (the agent's bus and `p2pev doctor` connect alike). The password comes from the environment.
+ * them (the agent's bus and `p2pev doctor` connect alike). The password comes from the environment,
+ * or from `passwordFile` (`p2pev broker config` writes one per member).
  */
 export function mqttCredentials(
   m: AgentConfig['mqtt'],
@@ -70,6 +88,7 @@ export function mqttCredentials(
   return {
     ...(m.username ? { username: m.username } : {}),
     ...(m.passwordEnv && process.env[m.passwordEnv] ? { password: process.env[m.passwordEnv] } : {}),
+    ...(m.passwordFile ? { password: readFileSync(m.passwordFile, 'utf8').trim() } : {}),
     ...(m.caFile ? { ca: readFileSync(m.caFile) } : {}),
     ...(m.certFile ? { cert: readFileSync(m.certFile) } : {}),
     ...(m.keyFile ? { key: readFileSync(m.keyFile) } : {}),
@@ -78,15 +97,36 @@ export function mqttCredentials(
 
 export class Bus {
   private client?: MqttClient;
-  private readonly recent = new Set<string>();
   private handler: (incoming: Incoming) => Promise<void> | void = () => {};
   /** Reconnect waits while the broker (or the cellular link) is away: 2 s doubling up to 30 s. */
   private readonly backoff = new Backoff({ baseMs: 2000, maxMs: 30_000 });
   /** Sent and received counts, for the session figures. */
-  readonly stats = { sent: 0, sentBytes: 0, received: 0, dropped: 0 };
+  readonly stats = { sent: 0, sentBytes: 0, received: 0, dropped: 0, acks: 0, duplicates: 0 };
+  /** Called with each ack that arrives (agent/core/outbox.ts): the id it names and its signer. */
+  private ackHandler: (id: string, from: string) => void = () => {};
+  /** Drops by reason (also the metric `p2pev_messages_dropped_total{reason}`), for the status. */
+  readonly droppedBy: Partial<Record<DropReason, number>> = {};
   private chain: Promise<void> = Promise.resolve();
+  readonly limits: GateLimits;
+  readonly members: MemberCache;
+  readonly replays: ReplayCache;
+  private readonly rate: RateLimiter;
+  private readonly verifyBudget: RateLimiter;
+  private readonly queue: QueueShares;
+  private readonly dropLogs = new Map<DropReason, { minute: number; n: number }>();
 
-  constructor(private readonly opts: BusOptions) {}
+  constructor(private readonly opts: BusOptions) {
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    this.members = new MemberCache(opts.isMember, this.limits, (a) => a === opts.server);
+    this.replays = new ReplayCache(this.limits.replayCache);
+    this.rate = new RateLimiter(this.limits);
+    this.verifyBudget = new RateLimiter({
+      burst: this.limits.verifyBurst,
+      perSecond: this.limits.verifyPerSecond,
+      rateMembers: this.limits.rateMembers,
+    });
+    this.queue = new QueueShares(this.limits);
+  }
 
   get inbox(): string {
     return `${this.opts.mqtt.topicPrefix}/to/${this.opts.address}`;
@@ -94,6 +134,10 @@ export class Bus {
 
   onMessage(handler: (incoming: Incoming) => Promise<void> | void): void {
     this.handler = handler;
+  }
+
+  onAck(handler: (id: string, from: string) => void): void {
+    this.ackHandler = handler;
   }
 
   async connect(): Promise<void> {
@@ -111,14 +155,7 @@ export class Bus {
     };
     const client = mqtt.connect(m.url, options);
     this.client = client;
-    client.on('message', (_topic, payload) => {
-      // One message at a time, in arrival order: handlers change session state.
-      this.chain = this.chain
-        .then(() => this.receive(new Uint8Array(payload)))
-        .catch((err) => {
-          this.opts.log.error({ err }, 'message handler failed');
-        });
-    });
+    client.on('message', (topic, payload) => this.arrive(new Uint8Array(payload), senderOfTopic(topic)));
     client.on('connect', () => {
       this.backoff.reset();
       client.options.reconnectPeriod = 1000;
@@ -143,7 +180,10 @@ export class Bus {
         resolve();
       });
     });
-    await client.subscribeAsync(this.inbox, { qos: 1 });
+    // The inbox and everything under it: `<inbox>/from/<sender>` (the broker's ACL checks the sender).
+    await client.subscribeAsync(`${this.inbox}/#`, { qos: 1 });
+    // A persistent session of an older version subscribed to the inbox alone: one is enough.
+    await client.unsubscribeAsync(this.inbox).catch(() => {});
   }
 
   get connected(): boolean {
@@ -172,7 +212,7 @@ export class Bus {
   async publishEnvelope(to: string, envelope: Uint8Array, type = 'envelope'): Promise<void> {
     if (!this.client) throw new Error('bus is not connected');
     this.client.publish(
-      `${this.opts.mqtt.topicPrefix}/to/${to.toLowerCase()}`,
+      `${this.opts.mqtt.topicPrefix}/to/${to.toLowerCase()}/from/${this.opts.address}`,
       Buffer.from(envelope),
       { qos: 1 },
       (err) => {
@@ -187,62 +227,155 @@ export class Bus {
 
   private drop(reason: DropReason, detail: Record<string, unknown>): void {
     this.stats.dropped++;
+    this.droppedBy[reason] = (this.droppedBy[reason] ?? 0) + 1;
     this.opts.metrics.dropped.inc({ reason });
+    const minute = Math.floor(Date.now() / 60_000);
+    const logged = this.dropLogs.get(reason);
+    if (logged?.minute !== minute) this.dropLogs.set(reason, { minute, n: 1 });
+    else if (++logged.n > DROP_LOGS_PER_MINUTE) return;
     this.opts.log.warn({ reason, ...detail }, 'message dropped');
+  }
+
+  /**
+   * A message from the broker: the cheap checks now (size, framing, the claimed sender against the
+   * member cache, a place in the queue), the signature later, in turn. Nothing here waits on
+   * anything but a bounded member lookup.
+   */
+  arrive(envelope: Uint8Array, topicSender?: string) {
+    const s = screen(envelope, this.opts.server);
+    if (typeof s === 'string') return this.drop(s, { bytes: envelope.length });
+    // The topic names its publisher (the broker's ACL makes it true on a closed broker): it must be
+    // a sender the message claims.
+    if (topicSender !== undefined && !s.claimed.includes(topicSender))
+      return this.drop('sender-mismatch', { type: s.msg.type, topic: topicSender });
+    let unknown: string | undefined;
+    for (const a of s.claimed) {
+      const known = this.members.known(a);
+      if (known === false && s.msg.type !== 'registration')
+        return this.drop('not-member', { type: s.msg.type, claimed: a });
+      if (known === undefined) unknown ??= a;
+    }
+    // Registrations come from strangers by nature: one budget and one queue share for all of them.
+    const by = s.msg.type === 'registration' ? '*registration' : (topicSender ?? s.claimed[0] ?? '');
+    if (unknown === undefined || s.msg.type === 'registration') return this.admit(envelope, s, by);
+    const lookups = s.claimed
+      .filter((a) => this.members.known(a) === undefined)
+      .map((a) => this.members.lookup(a));
+    if (lookups.includes('busy')) return this.drop('lookup-busy', { type: s.msg.type, claimed: unknown });
+    void Promise.all(lookups as Promise<boolean>[]).then(
+      () => {
+        if (!s.claimed.some((a) => this.members.known(a)))
+          return this.drop('not-member', { type: s.msg.type, claimed: unknown });
+        this.admit(envelope, s, by);
+      },
+      (err: Error) => this.drop('lookup-busy', { type: s.msg.type, claimed: unknown, err: err.message }),
+    );
+  }
+
+  /**
+   * The last cheap checks, then a place in the queue: a repeat of an envelope already accepted is
+   * dropped here (or only acknowledged again), and each member has a budget of signature checks.
+   * `by`: the publisher the topic names (the first claimed sender where it names none).
+   */
+  private admit(envelope: Uint8Array, s: Screened, by: string) {
+    const key = ReplayCache.key(envelope);
+    const repeat = this.replays.has(key);
+    if (repeat && !needsAck(s.msg)) return this.drop('replay', { type: s.msg.type, claimed: by });
+    if (!repeat && !this.verifyBudget.take(by)) return this.drop('rate', { type: s.msg.type, claimed: by });
+    if (!this.queue.enter(by)) return this.drop('overload', { type: s.msg.type, claimed: by });
+    // One message at a time, in arrival order: handlers change session state.
+    this.chain = this.chain
+      .then(() => (repeat ? this.reacknowledge(envelope, s) : this.check(envelope, s, key)))
+      .catch((err) => {
+        this.opts.log.error({ err }, 'message handler failed');
+      })
+      .finally(() => this.queue.leave(by));
+  }
+
+  /**
+   * A message resent because our ack was lost: the same bytes as one accepted (so signed by whom it
+   * says), acknowledged again, not handled again.
+   */
+  private async reacknowledge(envelope: Uint8Array, s: Screened): Promise<void> {
+    this.stats.duplicates++;
+    const only = s.claimed.length === 1 ? s.claimed[0] : undefined;
+    const signer = only ?? recoverSigner(s.payload, s.signature, this.opts.domain);
+    await this.acknowledge(s.msg, signer, envelope);
   }
 
   /** Checks one envelope and hands it to the handler; exported for tests of the drop rules. */
   async receive(envelope: Uint8Array): Promise<void> {
-    let signer: string;
-    let msg: Message;
-    try {
-      const opened = openEnvelope(envelope, this.opts.domain);
-      signer = opened.signer;
-      msg = decode(opened.payload);
-    } catch (err) {
-      if (err instanceof DecodeError) {
-        this.drop(err.field === 'signature' || err.field === 'envelope' ? 'signature' : 'decode', {
-          error: err.message,
-          bytes: envelope.length,
-        });
-        return;
+    const s = screen(envelope, this.opts.server);
+    if (typeof s === 'string') return this.drop(s, { bytes: envelope.length });
+    if (s.msg.type !== 'registration') {
+      for (const a of s.claimed) {
+        const answer = this.members.lookup(a);
+        if (answer !== 'busy') await answer.catch(() => false);
       }
-      throw err;
     }
-    if (!signerMayHaveSent(msg, signer, this.opts.server)) {
-      this.drop('sender-mismatch', { type: msg.type, signer });
-      return;
+    const key = ReplayCache.key(envelope);
+    if (this.replays.has(key)) {
+      if (needsAck(s.msg)) return this.reacknowledge(envelope, s);
+      return this.drop('replay', { type: s.msg.type });
     }
+    return this.check(envelope, s, key);
+  }
+
+  /** The expensive half, in turn: the signature, the signer's membership, freshness, rate. */
+  private async check(envelope: Uint8Array, s: Screened, key: string): Promise<void> {
+    const { msg } = s;
+    let signer: string;
+    try {
+      signer = recoverSigner(s.payload, s.signature, this.opts.domain);
+    } catch (err) {
+      return this.drop('signature', { type: msg.type, error: (err as Error).message });
+    }
+    if (!signerMayHaveSent(msg, signer, this.opts.server))
+      return this.drop('sender-mismatch', { type: msg.type, signer });
+    if (msg.type !== 'registration' && this.members.known(signer) !== true)
+      return this.drop('not-member', { type: msg.type, signer });
     const badOptional = optionalProblem(msg);
-    if (badOptional) {
-      this.drop('optional', { type: msg.type, signer, problem: badOptional });
+    if (badOptional) return this.drop('optional', { type: msg.type, signer, problem: badOptional });
+    const ack = ackOf(msg);
+    if (ack) {
+      // An ack is never handled as what its type says, nor remembered, nor acknowledged.
+      this.stats.acks++;
+      this.ackHandler(ack, signer);
       return;
     }
-    const key = Buffer.from(envelope.subarray(envelope.length - 65)).toString('base64');
-    if (this.recent.has(key)) {
-      this.drop('replay', { type: msg.type, signer });
-      return;
+    // Two copies of one envelope in the queue at once: the second is a repeat.
+    if (this.replays.has(key)) {
+      if (needsAck(msg)) return this.reacknowledge(envelope, s);
+      return this.drop('replay', { type: msg.type, signer });
     }
-    if (signer !== this.opts.server && msg.type !== 'registration' && !(await this.opts.isMember(signer))) {
-      this.drop('not-member', { type: msg.type, signer });
-      return;
-    }
-    this.remember(key);
+    if (!isFresh(msg, this.limits)) return this.drop('stale', { type: msg.type, signer });
+    // Registrations come from strangers by nature: one bucket for all of them.
+    const bucket = msg.type === 'registration' ? '*registration' : signer;
+    if (
+      (STARTERS.has(msg.type) || msg.type === 'reqAuthInfo' || msg.type === 'registration') &&
+      !this.rate.take(bucket)
+    )
+      return this.drop('rate', { type: msg.type, signer });
+    this.replays.add(key);
     this.stats.received++;
     this.opts.metrics.messagesIn.inc({ type: msg.type });
     await this.handler({ msg, signer, envelope });
+    // After the handler: what it learnt is journaled before the sender stops resending.
+    if (needsAck(msg)) await this.acknowledge(msg, signer, envelope);
   }
 
-  private remember(key: string): void {
-    this.recent.add(key);
-    if (this.recent.size > RECENT_LIMIT) {
-      // Sets iterate in insertion order: forget the oldest half.
-      let n = RECENT_LIMIT / 2;
-      for (const k of this.recent) {
-        if (n-- <= 0) break;
-        this.recent.delete(k);
-      }
-    }
+  private async acknowledge(msg: Message, signer: string, envelope: Uint8Array): Promise<void> {
+    const me = this.opts.address;
+    const ack = ackMessage(me, this.opts.server === me, msg, ackIdOf(envelope));
+    if (!ack) return;
+    await this.send(signer, ack).catch((err: Error) =>
+      this.opts.log.warn({ to: signer, err: err.message }, 'ack not sent'),
+    );
+  }
+
+  /** Messages waiting for their turn (bounded by the gate). */
+  get queued(): number {
+    return this.queue.size;
   }
 
   /** Waits for messages already received to be handled. */

@@ -169,6 +169,9 @@ export class Chain {
       throw err;
     }
     const ok = info.status === MemberStatus.Verified;
+    // Bounded: the addresses asked about are whatever a message claimed (agent/core/gate.ts).
+    const oldest = this.members.size >= 10_000 ? this.members.keys().next().value : undefined;
+    if (oldest !== undefined) this.members.delete(oldest);
     this.members.set(address, { ok, until: Date.now() + (ok ? 30_000 : 5_000) });
     return ok;
   }

@@ -22,6 +22,7 @@ export interface AgentConfig {
     url: string;
     username?: string;
     passwordEnv?: string;
+    passwordFile?: string;
     caFile?: string;
     certFile?: string;
     keyFile?: string;
@@ -161,7 +162,7 @@ export function parseConfig(raw: unknown, baseDir: string, source = 'config'): A
   cfg.keystore.path = abs(cfg.keystore.path);
   if (cfg.keystore.passwordFile) cfg.keystore.passwordFile = abs(cfg.keystore.passwordFile);
   cfg.chain.deploymentFile = abs(cfg.chain.deploymentFile);
-  for (const k of ['caFile', 'certFile', 'keyFile'] as const) {
+  for (const k of ['caFile', 'certFile', 'keyFile', 'passwordFile'] as const) {
     const path = cfg.mqtt[k];
     if (path) cfg.mqtt[k] = abs(path);
   }

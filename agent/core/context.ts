@@ -27,7 +27,7 @@ export type JournalPort = Pick<Journal, 'get' | 'put' | 'list' | 'delete'>;
 /** The meter as a role uses it (agent/core/metering.ts); `setCharging` is the simulation's switch. */
 export type MeteringPort = Pick<
   Metering,
-  'energyWh' | 'setCharging' | 'serial' | 'profile' | 'consecutiveErrors' | 'epoch'
+  'energyWh' | 'setCharging' | 'serial' | 'profile' | 'consecutiveErrors' | 'epoch' | 'ready'
 >;
 
 /** The session records: journaled at every change, before anything that depends on them is sent. */
@@ -57,6 +57,19 @@ export interface RoleContext extends SessionStore {
   readonly bus: BusPort;
   /** Signs and sends; logs (does not throw) when the broker is away: QoS 1 delivers later. */
   send(to: string, msg: MessageInput): Promise<Uint8Array | undefined>;
+  /**
+   * Signs and sends until `to` acknowledges it (agent/core/outbox.ts: journaled first, resent
+   * across broker and agent restarts), or until the session's window `settleBy` (unix s) is long past.
+   */
+  sendReliably(to: string, msg: MessageInput, txid: string, settleBy: number): Promise<void>;
+  /** An envelope signed earlier (a journaled report), sent until acknowledged. */
+  sendEnvelopeReliably(
+    to: string,
+    envelope: Uint8Array,
+    type: string,
+    txid: string,
+    settleBy: number,
+  ): Promise<void>;
 }
 
 /** The context of a role with a meter (EV, station). */

@@ -180,6 +180,55 @@ export class Metering {
    */
   async setCharging(on: boolean, kw = 0, plugTo?: string): Promise<void> {
     if (!this.simControl) return;
+    try {
+      await this.switchCharger(on, kw, plugTo);
+      this.pendingSwitch = undefined;
+    } catch (err) {
+      // Retried every tick (retrySwitch) until it lands: a charger left on after a meter fault
+      // would feed the next car with nobody metering it.
+      this.pendingSwitch = { on, kw, ...(plugTo ? { plugTo } : {}) };
+      throw err;
+    }
+  }
+
+  /** Whether a switch of the charger has not landed yet (it is retried every tick). */
+  get switchPending(): boolean {
+    return this.pendingSwitch !== undefined;
+  }
+
+  /**
+   * Whether the meter answers and the charger is where we left it: a station offers a charge only
+   * then (a meter away cannot bill it; a charger stuck on would feed a car nobody meters).
+   */
+  async ready(): Promise<boolean> {
+    if (this.pendingSwitch) return false;
+    // Read a moment ago: no need to ask again (a request must not wait on a meter read each time).
+    if (this.consecutiveErrors === 0 && this.lastReadAt && Date.now() - this.lastReadAt < 2000) return true;
+    try {
+      await this.energyWh();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** A switch that did not reach the charger (the meter/controller was away), if any. */
+  private pendingSwitch?: { on: boolean; kw: number; plugTo?: string };
+
+  /** Tries the last failed switch again (every tick); quiet until it lands. */
+  async retrySwitch(): Promise<void> {
+    const p = this.pendingSwitch;
+    if (!p) return;
+    try {
+      await this.switchCharger(p.on, p.kw, p.plugTo);
+      if (this.pendingSwitch === p) this.pendingSwitch = undefined;
+      this.log.info({ on: p.on }, 'charger switch landed on retry');
+    } catch {
+      // still away: the next tick
+    }
+  }
+
+  private async switchCharger(on: boolean, kw: number, plugTo?: string): Promise<void> {
     await switchSimCharge(this.meter, on, kw, plugTo);
     this.log.debug({ on, kw }, 'charger switched');
   }

@@ -17,6 +17,7 @@ import { createLogger, type Logger } from './log.js';
 import { type Charger, createCharger } from '../../drivers/chargers/index.js';
 import { Metering } from './metering.js';
 import { createMetrics, type Metrics, serveMetrics } from './metrics.js';
+import { Outbox, resendUntil } from './outbox.js';
 import { Ops } from '../ops/telemetry.js';
 import {
   canMove,
@@ -44,6 +45,8 @@ export class Agent {
   readonly sessions = new Map<string, SessionRecord>();
   chain!: Chain;
   bus!: Bus;
+  /** What is resent until acknowledged (agent/core/outbox.ts). */
+  outbox!: Outbox;
   metering?: Metering;
   /** What switches the power (the `charger` section): absent for kinds none and sim-control, and the edge. */
   charger?: Charger;
@@ -111,7 +114,13 @@ export class Agent {
       agent.charger = await createCharger(cfg.charger, { log });
       await agent.charger?.open();
     }
+    agent.outbox = new Outbox(
+      agent.journal,
+      (to, env, type) => agent.bus.publishEnvelope(to, env, type),
+      log,
+    );
     agent.role = await agent.createRole();
+    agent.bus.onAck((id, from) => agent.outbox.ack(id, from));
     agent.bus.onMessage((m) => agent.exclusive(() => agent.role.onMessage(m)));
     await agent.bus.connect();
     await agent.role.resume();
@@ -160,6 +169,9 @@ export class Agent {
       ) => this.move(s, to, patch),
       prune: (keep) => this.prune(keep),
       send: (to, msg) => this.send(to, msg),
+      sendReliably: (to, msg, txid, settleBy) => this.sendReliably(to, msg, txid, settleBy),
+      sendEnvelopeReliably: (to, envelope, type, txid, settleBy) =>
+        this.sendEnvelopeReliably(to, envelope, type, txid, settleBy),
     };
   }
 
@@ -199,7 +211,11 @@ export class Agent {
     this.ticking = true;
     try {
       this.ops?.tick();
-      await this.exclusive(() => this.role.tick());
+      await this.exclusive(async () => {
+        await this.metering?.retrySwitch();
+        await this.outbox.tick();
+        await this.role.tick();
+      });
       this.metrics.journalBytes.set(this.journal.fileBytes);
     } catch (err) {
       this.log.error({ err }, 'tick failed');
@@ -239,6 +255,14 @@ export class Agent {
     );
     Object.assign(s, patch, { state: to });
     this.save(s);
+    // Over for us: nothing of this session needs resending any more, but our report to the peer
+    // of a settled session (an EV rates the station with the station's signed report).
+    if (to === 'failed' && s.txid) this.outbox.settle(s.txid);
+    if (to === 'done' && s.txid)
+      this.outbox.settle(
+        s.txid,
+        (e) => e.to !== s.server && (e.type === 'chargeReceived' || e.type === 'chargeProvided'),
+      );
     // The table allowed the move and the patch brought what the new state holds.
     return s as SessionIn<T>;
   }
@@ -271,12 +295,36 @@ export class Agent {
     }
   }
 
+  /**
+   * Signs `msg` and sends it to `to` until `to` acknowledges it (journaled first; resent across
+   * broker and agent restarts) or the session's window `settleBy` (unix s) has long passed.
+   */
+  async sendReliably(to: string, msg: MessageInput, txid: string, settleBy: number): Promise<void> {
+    const envelope = await this.bus.sign(msg);
+    await this.sendEnvelopeReliably(to, envelope, msg.type, txid, settleBy);
+  }
+
+  /** An envelope signed earlier (a journaled report), sent until acknowledged. */
+  async sendEnvelopeReliably(
+    to: string,
+    envelope: Uint8Array,
+    type: string,
+    txid: string,
+    settleBy: number,
+  ): Promise<void> {
+    await this.outbox.send(to, envelope, type, txid, resendUntil(settleBy)).catch((err: Error) => {
+      this.log.warn({ to, type, err: err.message }, 'send failed; resent later');
+    });
+  }
+
   status(): Record<string, unknown> {
     return {
       name: this.cfg.name,
       role: this.cfg.role,
       address: this.address,
       uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
+      pid: process.pid,
+      heapUsedMb: Math.round(process.memoryUsage().heapUsed / 10_485.76) / 100,
       broker: { url: this.cfg.mqtt.url, connected: this.bus.connected },
       chain: {
         rpcUrl: this.cfg.chain.rpcUrl,
@@ -293,7 +341,8 @@ export class Agent {
           }
         : undefined,
       journal: { path: this.journal.path, bytes: this.journal.fileBytes, keys: this.journal.size },
-      messages: this.bus.stats,
+      outbox: { waiting: this.outbox.size, ...this.outbox.figures },
+      messages: { ...this.bus.stats, droppedBy: this.bus.droppedBy, queued: this.bus.queued },
       sessions: this.openSessions().map((s) => ({
         id: s.id,
         state: s.state,
@@ -344,6 +393,8 @@ export class Agent {
     for (const s of this.servers) s.close();
     this.web?.close();
     await this.bus?.close().catch(() => {});
+    // A message or tick still in hand finishes before the journal closes (its writes would fail).
+    await Promise.race([this.exclusive(async () => {}), new Promise((r) => setTimeout(r, 5000).unref())]);
     await this.ops?.stop();
     await this.charger?.close().catch(() => {});
     await this.metering?.close().catch(() => {});

@@ -2,7 +2,7 @@
  * The operator's subcommands for an installed device: `doctor`, `status` and
  * `sessions export --ocmf`.
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { type Command, InvalidArgumentError } from 'commander';
 import { readDeployment } from '../../contracts/deploy.js';
 import { loadConfig } from '../core/config.js';
@@ -29,6 +29,71 @@ function parseNonNegative(flag: string) {
 }
 
 export function registerOpsCommands(program: Command): void {
+  const broker = program.command('broker').description("The network's MQTT broker (mosquitto)");
+  broker
+    .command('config')
+    .description(
+      "Write mosquitto's configuration, password file and ACL for the network's members: only members connect, each reads only its own inbox and publishes only as itself",
+    )
+    .requiredOption(
+      '--members <file>',
+      'JSON: [{ "address": "0x…", "role": "ev"|"hcs"|"edge", "name"?: "…" }]',
+    )
+    .requiredOption('--out <dir>', 'where to write mosquitto.conf, passwd, acl and passwords/<address>')
+    .option('--cafile <file>', "TLS: the operator's CA certificate (PEM)")
+    .option('--certfile <file>', "TLS: the broker's certificate (PEM), signed by the CA")
+    .option('--keyfile <file>', "TLS: the broker's private key (PEM)")
+    .option(
+      '--require-certificate',
+      'refuse clients without a certificate from the CA (its CN = the address)',
+    )
+    .option('--port <n>', 'listener port (default 8883 with TLS, 1883 without)', (v) => Number(v))
+    .option('--host <addr>', 'bind address (default 0.0.0.0 with TLS, 127.0.0.1 without)')
+    .option('--topic-prefix <prefix>', "the agents' mqtt.topicPrefix", 'p2pev/v1')
+    .option('--persistence-dir <dir>', "mosquitto's persistence directory (default <out>/data)")
+    .action(
+      async (opts: {
+        members: string;
+        out: string;
+        cafile?: string;
+        certfile?: string;
+        keyfile?: string;
+        requireCertificate?: boolean;
+        port?: number;
+        host?: string;
+        topicPrefix: string;
+        persistenceDir?: string;
+      }) => {
+        const { parseMembers, writeBrokerConfig } = await import('./broker.js');
+        let raw: unknown;
+        try {
+          raw = JSON.parse(readFileSync(opts.members, 'utf8'));
+        } catch (err) {
+          throw new Error(`--members ${opts.members}: ${(err as Error).message}`);
+        }
+        if (opts.port !== undefined && !(Number.isInteger(opts.port) && opts.port > 0 && opts.port < 65536))
+          throw new Error('--port must be a TCP port number');
+        const result = writeBrokerConfig({
+          members: parseMembers(raw, opts.members),
+          out: opts.out,
+          topicPrefix: opts.topicPrefix,
+          ...(opts.cafile ? { caFile: opts.cafile } : {}),
+          ...(opts.certfile ? { certFile: opts.certfile } : {}),
+          ...(opts.keyfile ? { keyFile: opts.keyfile } : {}),
+          ...(opts.requireCertificate ? { requireCertificate: true } : {}),
+          ...(opts.port !== undefined ? { port: opts.port } : {}),
+          ...(opts.host ? { host: opts.host } : {}),
+          ...(opts.persistenceDir ? { persistenceDir: opts.persistenceDir } : {}),
+        });
+        process.stdout.write(
+          `wrote ${result.conf}, ${result.passwd}, ${result.acl}\n` +
+            `${result.newPasswords.length} new member password(s) in ${opts.out}/passwords/ (mode 0600): ` +
+            'give each device its file as mqtt.passwordFile, with mqtt.username its address\n' +
+            `start: mosquitto -c ${result.conf}  (reload after a change: kill -HUP <pid>)\n`,
+        );
+      },
+    );
+
   program
     .command('doctor')
     .description(

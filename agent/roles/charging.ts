@@ -40,13 +40,32 @@ export async function resumeReport(agent: MeteredContext, s: SessionIn<'awaiting
   await announceEnd(agent, s, s.endedByPeer ?? true);
 }
 
-/** Reads the start and moves the session to charging: the record as it is now (undefined if it could not move). */
+/**
+ * Reads the start and moves the session to charging: the record as it is now (undefined if it
+ * could not move). If the meter cannot be read the charge cannot be billed: the session ends before
+ * it starts, and the peer and the edge are told (a termination, meter fault, resent until
+ * acknowledged), rather than leaving the peer waiting or charging.
+ */
 export async function beginCharging(
   agent: MeteredContext,
   s: SessionIn<'awaitingMutual' | 'offered'>,
   kw: number,
 ): Promise<SessionIn<'charging'> | undefined> {
-  const startWh = await agent.metering.energyWh();
+  let startWh: number;
+  try {
+    startWh = await agent.metering.energyWh();
+  } catch (err) {
+    agent.log.warn(
+      { id: s.id, txid: s.txid, err: (err as Error).message },
+      'meter unreadable at the start; session refused',
+    );
+    agent.move(s, 'failed', { error: 'the meter could not be read at the start', deadline: 0 });
+    const end = { type: 'termination', ev: s.ev, hcs: s.hcs, txid: s.txid, status: END.meterFault } as const;
+    const peer = s.role === 'ev' ? s.hcs : s.ev;
+    for (const to of [peer, ...(s.server && s.server !== peer ? [s.server] : [])])
+      await agent.sendReliably(to, end, s.txid, s.terms.settleBy);
+    return undefined;
+  }
   const charging = agent.move(s, 'charging', {
     startWh,
     meterEpoch: agent.metering.epoch,
@@ -159,22 +178,21 @@ export async function announceEnd(
 ): Promise<void> {
   const peer = s.role === 'ev' ? s.hcs : s.ev;
   const to = [peer, ...(s.server && s.server !== peer ? [s.server] : [])];
+  const settleBy = s.terms.settleBy;
+  // Each is resent until its receiver acknowledges it (agent/core/outbox.ts): a broker that dies
+  // with them, or a peer that restarts, must not leave the other side charging or unbilled.
   if (!fromPeer) {
     const status = s.endStatus ?? END.completed;
-    for (const dest of to) {
-      await agent.send(
-        dest,
-        status === END.completed
-          ? { type: 'completion', ev: s.ev, hcs: s.hcs, txid: s.txid }
-          : { type: 'termination', ev: s.ev, hcs: s.hcs, txid: s.txid, status },
-      );
-    }
+    const end =
+      status === END.completed
+        ? ({ type: 'completion', ev: s.ev, hcs: s.hcs, txid: s.txid } as const)
+        : ({ type: 'termination', ev: s.ev, hcs: s.hcs, txid: s.txid, status } as const);
+    const envelope = await agent.bus.sign(end);
+    for (const dest of to) await agent.sendEnvelopeReliably(dest, envelope, end.type, s.txid, settleBy);
   }
   const report = Buffer.from(s.myReport, 'hex');
-  for (const dest of to)
-    await agent.bus
-      .publishEnvelope(dest, report, s.role === 'ev' ? 'chargeReceived' : 'chargeProvided')
-      .catch(() => {});
+  const type = s.role === 'ev' ? 'chargeReceived' : 'chargeProvided';
+  for (const dest of to) await agent.sendEnvelopeReliably(dest, report, type, s.txid, settleBy);
 }
 
 /** Whether the meter is still in the epoch the session started in (no reset, swap or jump since). */

@@ -65,6 +65,12 @@ const KEEP_FINISHED = 500;
  */
 const HOLD_MS = 5000;
 
+/** A car is given a hold at most once in this long. */
+const HOLD_AGAIN_MS = 3 * HOLD_MS;
+
+/** Searches kept waiting for a station at most; beyond, the oldest is forgotten (its EV times out). */
+const MAX_WAITING = 1000;
+
 /** A bill whose reports never both came is given up this long after its settlement window. */
 const COLLECT_GRACE_S = 60;
 
@@ -73,6 +79,8 @@ export class EdgeRole implements RoleHandler {
   private readonly bills = new Map<string, Bill>();
   /** Stations held for the EV they were just suggested to, until a time (ms). */
   private readonly holds = new Map<string, { ev: string; until: number }>();
+  /** When each EV was last given a hold (ms): a member searching again and again must not keep every station held. */
+  private readonly lastHold = new Map<string, number>();
   /** Searches that found every station near them taken, by EV (insertion order: first come). */
   private readonly waiting = new Map<string, { search: MessageOf<'search'>; until: number }>();
   /** The batch on its way to the chain, if any. */
@@ -133,7 +141,14 @@ export class EdgeRole implements RoleHandler {
         }
         // Every station near the car is taken: answer as soon as one frees (first come, first
         // served), rather than have every car search again and again.
-        this.waiting.set(signer, { search: msg, until: Date.now() + this.agent.cfg.timeouts.replyMs - 1000 });
+        this.waiting.set(signer, {
+          search: msg,
+          until: performance.now() + this.agent.cfg.timeouts.replyMs - 1000,
+        });
+        if (this.waiting.size > MAX_WAITING) {
+          const [oldest] = this.waiting.keys();
+          if (oldest !== undefined) this.waiting.delete(oldest);
+        }
         return;
       }
       case 'response':
@@ -202,12 +217,14 @@ export class EdgeRole implements RoleHandler {
    */
   private takenStations(ev?: string): Set<string> {
     const now = Date.now();
+    // Holds are on the monotonic clock: a wall-clock step must not stretch one by the step.
+    const mono = performance.now();
     const taken = new Set<string>();
     for (const b of this.bills.values())
       if (b.state === 'collecting' && !b.hcsReport && !b.endedAt && now < b.terms.settleBy * 1000)
         taken.add(b.hcs);
     for (const [hcs, hold] of this.holds) {
-      if (hold.until < now) this.holds.delete(hcs);
+      if (hold.until < mono) this.holds.delete(hcs);
       else if (hold.ev !== ev) taken.add(hcs);
     }
     return taken;
@@ -226,9 +243,18 @@ export class EdgeRole implements RoleHandler {
       this.agent.cfg.edge.suggestions,
     );
     if (!ranked[0]) return false;
-    // The car will ask the first one first: hold it for this car for a moment.
-    this.holds.set(ranked[0].hcs, { ev, until: Date.now() + HOLD_MS });
-    taken.add(ranked[0].hcs);
+    // The car will ask the first one first: hold it for this car for a moment; but one hold per
+    // car per HOLD_AGAIN_MS, so that a member's repeated searches cannot keep stations from others.
+    const now = performance.now();
+    if (now - (this.lastHold.get(ev) ?? Number.NEGATIVE_INFINITY) > HOLD_AGAIN_MS) {
+      for (const [hcs, h] of this.holds) if (h.ev === ev) this.holds.delete(hcs);
+      this.holds.set(ranked[0].hcs, { ev, until: now + HOLD_MS });
+      this.lastHold.delete(ev);
+      this.lastHold.set(ev, now);
+      const oldest = this.lastHold.size > 4096 ? this.lastHold.keys().next().value : undefined;
+      if (oldest !== undefined) this.lastHold.delete(oldest);
+      taken.add(ranked[0].hcs);
+    }
     await this.sendSuggestion(ev, search, ranked);
     return true;
   }
@@ -257,7 +283,7 @@ export class EdgeRole implements RoleHandler {
   /** Answers the waiting searches, oldest first, while stations are free. */
   private async serveWaiting(): Promise<void> {
     if (this.waiting.size === 0) return;
-    const now = Date.now();
+    const now = performance.now();
     const stations = await this.stations.list();
     const taken = this.takenStations();
     for (const [ev, w] of this.waiting) {
@@ -328,8 +354,9 @@ export class EdgeRole implements RoleHandler {
       amountWei: amount,
       paymentStatus: agreed ? PAYMENT_STATUS.pending : PAYMENT_STATUS.disputed,
     } as const;
-    await this.agent.send(b.ev, note);
-    await this.agent.send(b.hcs, note);
+    // Resent until acknowledged (agent/core/outbox.ts).
+    await this.agent.sendReliably(b.ev, note, b.txid, b.terms.settleBy);
+    await this.agent.sendReliably(b.hcs, note, b.txid, b.terms.settleBy);
   }
 
   async tick(): Promise<void> {
@@ -484,8 +511,8 @@ export class EdgeRole implements RoleHandler {
       rating: 0,
       comment: '',
     } as const;
-    await this.agent.send(b.ev, msg);
-    await this.agent.send(b.hcs, msg);
+    await this.agent.sendReliably(b.ev, msg, b.txid, b.terms.settleBy);
+    await this.agent.sendReliably(b.hcs, msg, b.txid, b.terms.settleBy);
     this.pruneBills();
   }
 

@@ -204,6 +204,7 @@ export class EvRole implements RoleHandler {
       optional: {
         ...(s.targetWh !== undefined ? { wh: s.targetWh } : {}),
         n: randomBytes(6).toString('hex'),
+        t: Math.floor(Date.now() / 1000),
       },
     });
   }
@@ -346,6 +347,11 @@ export class EvRole implements RoleHandler {
       longitude: Number(body.longitude ?? ev.longitude ?? 0),
       radiusM: Number(body.radiusM ?? ev.searchRadiusM ?? 10_000),
     };
+    // A car whose meter does not answer cannot sign for what it receives: no charge until it does.
+    if (!(await this.agent.metering.ready()))
+      throw new Error(
+        "the car's meter does not answer: check its cable and address (p2pev doctor), then try again",
+      );
     const stars = body.rating === undefined ? undefined : Number(body.rating);
     if (stars !== undefined && !(Number.isInteger(stars) && stars >= 1 && stars <= 5))
       throw new Error('rating must be 1..5');
@@ -376,7 +382,7 @@ export class EvRole implements RoleHandler {
         requester: s.ev,
         server,
         ...at,
-        optional: { n: randomBytes(6).toString('hex') },
+        optional: { n: randomBytes(6).toString('hex'), t: Math.floor(Date.now() / 1000) },
       });
     } else {
       const ranked = rankStations(await this.stations.list(), at, 5);

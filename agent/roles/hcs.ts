@@ -263,6 +263,9 @@ export class HcsRole implements RoleHandler {
     if (msg.receiver !== this.agent.address) return;
     const nonce = nonceOf(msg.optional).optional ?? {};
     if (this.busy) return this.reply(ev, REQUEST_STATUS.busy, { why: 'busy', ...nonce });
+    // A meter that does not answer (or a charger switch that has not landed) cannot bill a charge.
+    if (!(await this.agent.metering.ready()))
+      return this.reply(ev, REQUEST_STATUS.busy, { why: 'meter', ...nonce });
     if (!withinServiceHours(this.station.serviceHours))
       return this.reply(ev, REQUEST_STATUS.reject, { why: 'closed', ...nonce });
     const price = BigInt(this.station.priceWeiPerKWh);

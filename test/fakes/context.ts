@@ -171,6 +171,13 @@ export function fakeContext(
       sent.push({ to, msg: decode(bytes) });
       return signEnvelope(bytes, me.key, DOMAIN);
     },
+    // What the outbox would resend until acknowledged: recorded once, as sent.
+    sendReliably: async (to, msg) => {
+      sent.push({ to, msg: decode(encode(msg)) });
+    },
+    sendEnvelopeReliably: async (to, envelope) => {
+      sent.push({ to, msg: decode(envelope.subarray(0, envelope.length - 65)) });
+    },
   };
   return { ctx, me, sent, journal, sessions, answers };
 }
