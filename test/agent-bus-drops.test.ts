@@ -40,7 +40,9 @@ describe('optional data from peers', () => {
 
   it('a request asking for a number of Wh passes, typed', async () => {
     const { b, got } = bus();
-    await b.receive(signEnvelope(encode(request({ wh: 1500, n: 'abc', t: Math.floor(Date.now() / 1000) })), ev.key, DOMAIN));
+    await b.receive(
+      signEnvelope(encode(request({ wh: 1500, n: 'abc', t: Math.floor(Date.now() / 1000) })), ev.key, DOMAIN),
+    );
     expect(got).toHaveLength(1);
     const msg = got[0]?.msg;
     if (msg?.type !== 'request') throw new Error('not a request');
