@@ -4,23 +4,22 @@
  * contract can check it with `ecrecover` and a report never replays on another chain or contract.
  *
  * Device keys sign with @noble/secp256k1 (RFC 6979 deterministic nonces, low-s). Signers are
- * recovered with @noble/curves (same author, audited, the same curve arithmetic with the GLV
- * endomorphism and windowed precomputation): recovery is what every receiver pays for every
- * message, and there it is ~2× faster than the minimal library (docs/BENCHMARKS.md). Recovery
- * rejects high-s and malformed v, as OpenZeppelin's ECDSA does on chain.
+ * recovered by `signature.ts` with the fastest backend that loads (native libsecp256k1, else
+ * @noble/curves); it rejects high-s and malformed v, as OpenZeppelin's ECDSA does on chain.
  */
-import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { hmac } from '@noble/hashes/hmac.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { keccak_256 } from '@noble/hashes/sha3.js';
 import * as secp from '@noble/secp256k1';
 import { DecodeError, EncodeError } from './errors.js';
-import { concatBytes, fromHex, toHex } from './hex.js';
+import { concatBytes, fromHex } from './hex.js';
+import { addressOfUncompressed, recoverAddress, SIGNATURE_BYTES } from './signature.js';
+
+export { SIGNATURE_BYTES };
 
 secp.hashes.sha256 = sha256;
 secp.hashes.hmacSha256 = (key, msg) => hmac(sha256, key, msg);
 
-export const SIGNATURE_BYTES = 65;
 export const DOMAIN_NAME = 'P2PEV';
 export const DOMAIN_VERSION = '1';
 /** For ethers' `signTypedData`/`verifyTypedData`: the same digest, computed independently. */
@@ -32,8 +31,6 @@ export interface Domain {
   verifyingContract: string;
 }
 
-const N = secp.Point.CURVE().n;
-const HALF_N = N >> 1n;
 const utf8 = new TextEncoder();
 const DOMAIN_TYPEHASH = keccak_256(
   utf8.encode('EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)'),
@@ -89,8 +86,9 @@ export function messageDigest(payload: Uint8Array, domain: Domain): Uint8Array {
 
 /** The Ethereum address of a public key (65-byte uncompressed or 33-byte compressed). */
 export function addressOfPublicKey(publicKey: Uint8Array): string {
-  const uncompressed = publicKey.length === 65 ? publicKey : secp.Point.fromBytes(publicKey).toBytes(false);
-  return toHex(keccak_256(uncompressed.subarray(1)).subarray(12));
+  return addressOfUncompressed(
+    publicKey.length === 65 ? publicKey : secp.Point.fromBytes(publicKey).toBytes(false),
+  );
 }
 
 function secretKeyBytes(privateKey: Uint8Array | string): Uint8Array {
@@ -129,28 +127,7 @@ export function signEnvelope(
 
 /** Recovers the signer's address; DecodeError for malformed, high-s or unrecoverable signatures. */
 export function recoverSigner(payload: Uint8Array, signature: Uint8Array, domain: Domain): string {
-  const at = payload.length * 8;
-  if (signature.length !== SIGNATURE_BYTES)
-    throw new DecodeError('signature must be 65 bytes', at, 'signature');
-  const v = signature[64]!;
-  if (v !== 27 && v !== 28)
-    throw new DecodeError(`signature v is ${v}, not 27 or 28`, at + 64 * 8, 'signature');
-  const r = BigInt(toHex(signature.subarray(0, 32)));
-  const s = BigInt(toHex(signature.subarray(32, 64)));
-  if (r === 0n || r >= N || s === 0n || s >= N)
-    throw new DecodeError('signature r or s out of range', at, 'signature');
-  if (s > HALF_N)
-    throw new DecodeError('high-s signature (malleable); only low-s is accepted', at + 32 * 8, 'signature');
-  try {
-    const recovered = concatBytes(Uint8Array.of(v - 27), signature.subarray(0, 64));
-    const point = secp256k1.Signature.fromBytes(recovered, 'recovered').recoverPublicKey(
-      messageDigest(payload, domain),
-    );
-    // Uncompressed straight from the point: no square root to decompress it again.
-    return addressOfPublicKey(point.toBytes(false));
-  } catch {
-    throw new DecodeError('signature does not recover to a public key', at, 'signature');
-  }
+  return recoverAddress(signature, messageDigest(payload, domain), payload.length * 8);
 }
 
 export interface OpenedEnvelope {

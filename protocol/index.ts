@@ -7,3 +7,4 @@ export * from './json.js';
 export * from './schema.js';
 export * from './terms.js';
 export * from './senders.js';
+export * from './signature.js';
