@@ -3,6 +3,9 @@
  * the same fields as a map, the sizes of both (and of JSON), and signatures per second.
  * Figures, not assertions; the last line is one JSON object.
  */
+import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
+import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { Decoder, Encoder } from 'cbor-x';
 import {
   decode,
@@ -96,6 +99,24 @@ const recoverRate = (b: SignatureBackend) =>
 const native = loadNativeBackend();
 const recoverPerSecNative = native instanceof Error ? null : recoverRate(native);
 const recoverPerSecNoble = recoverRate(nobleBackend);
+// With a member's public key known (cached), a check could verify instead of recover: measured
+// per backend. Verification does not bind v (the recovery id), which the contract's ecrecover
+// depends on, so it would still need a recovery to refuse a flipped v (docs/BENCHMARKS.md).
+const compact = signature.slice(0, 64);
+const publicKey = secp256k1.Signature.fromBytes(Uint8Array.of(signature[64]! - 27, ...compact), 'recovered')
+  .recoverPublicKey(digest)
+  .toBytes(false);
+const nativeAddon = (() => {
+  const require = createRequire(import.meta.url);
+  const addon = require('node-gyp-build')(dirname(require.resolve('secp256k1/package.json')));
+  return new addon.Secp256k1() as { ecdsaVerify(sig: Uint8Array, msg: Uint8Array, pub: Uint8Array): number };
+})();
+const knownKeyPerSecNative = Math.round(
+  rates(() => nativeAddon.ecdsaVerify(compact, digest, publicKey), 1500).cpu,
+);
+const knownKeyPerSecNoble = Math.round(
+  rates(() => secp256k1.verify(compact, digest, publicKey, { prehash: false }), 1500).cpu,
+);
 const digestPerSec = rates(() => messageDigest(payload, VECTOR_DOMAIN), 1000).cpu;
 
 console.table(rows);
@@ -103,7 +124,7 @@ console.log(
   `sign ${signPerSec.toFixed(0)}/s, verify (digest + recover signer) ${verifyPerSec.toFixed(0)}/s on one core with ${signatureBackend().name}`,
 );
 console.log(
-  `per CPU-second: verify ${verify.cpu.toFixed(0)}; recover only: libsecp256k1 ${recoverPerSecNative ?? 'not loaded'}/s, noble-curves ${recoverPerSecNoble}/s; EIP-712 digest ${digestPerSec.toFixed(0)}/s`,
+  `per CPU-second: verify ${verify.cpu.toFixed(0)}; recover only: libsecp256k1 ${recoverPerSecNative ?? 'not loaded'}/s, noble-curves ${recoverPerSecNoble}/s; verify with a known key: libsecp256k1 ${knownKeyPerSecNative}/s, noble-curves ${knownKeyPerSecNoble}/s; EIP-712 digest ${digestPerSec.toFixed(0)}/s`,
 );
 console.log(
   `packed vs cbor-x: ${(packedOps / cborOps).toFixed(2)}x the round-trip rate at ${(packedBytes / cborBytes).toFixed(2)}x the size (goal: >= 2x rate, <= 0.5x size)`,
@@ -126,6 +147,8 @@ console.log(
     signatureBackend: signatureBackend().name,
     recoverPerSecNative,
     recoverPerSecNoble,
+    knownKeyPerSecNative,
+    knownKeyPerSecNoble,
     digestPerSec: Math.round(digestPerSec),
   }),
 );

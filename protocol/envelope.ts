@@ -1,24 +1,16 @@
-/**
- * Signed envelopes (SPEC.md, Signatures; docs/DESIGN.md): `payload ‖ r ‖ s ‖ v`, an EIP-712
- * signature over `Message(bytes payload)` in the domain of one settlement deployment, so the
- * contract can check it with `ecrecover` and a report never replays on another chain or contract.
- *
- * Device keys sign with @noble/secp256k1 (RFC 6979 deterministic nonces, low-s). Signers are
- * recovered by `signature.ts` with the fastest backend that loads (native libsecp256k1, else
- * @noble/curves); it rejects high-s and malformed v, as OpenZeppelin's ECDSA does on chain.
- */
-import { hmac } from '@noble/hashes/hmac.js';
-import { sha256 } from '@noble/hashes/sha2.js';
 import { keccak_256 } from '@noble/hashes/sha3.js';
 import * as secp from '@noble/secp256k1';
 import { DecodeError, EncodeError } from './errors.js';
 import { concatBytes, fromHex } from './hex.js';
-import { addressOfUncompressed, recoverAddress, SIGNATURE_BYTES } from './signature.js';
+import {
+  addressOfUncompressed,
+  recoverAddress,
+  SIGNATURE_BYTES,
+  signatureBackend,
+  signatureChecks,
+} from './signature.js';
 
 export { SIGNATURE_BYTES };
-
-secp.hashes.sha256 = sha256;
-secp.hashes.hmacSha256 = (key, msg) => hmac(sha256, key, msg);
 
 export const DOMAIN_NAME = 'P2PEV';
 export const DOMAIN_VERSION = '1';
@@ -107,13 +99,8 @@ export function signPayload(
   privateKey: Uint8Array | string,
   domain: Domain,
 ): Uint8Array {
-  const sig = secp.sign(messageDigest(payload, domain), secretKeyBytes(privateKey), {
-    prehash: false,
-    lowS: true,
-    format: 'recovered',
-  });
-  // noble's recovered format is rec ‖ r ‖ s; Ethereum's is r ‖ s ‖ v.
-  return concatBytes(sig.subarray(1), Uint8Array.of(27 + sig[0]!));
+  signatureChecks.signed++;
+  return signatureBackend().sign(messageDigest(payload, domain), secretKeyBytes(privateKey));
 }
 
 /** The envelope that goes on the wire: payload followed by its signature. */

@@ -141,6 +141,7 @@ describe('operating a charge point', () => {
       'contract',
       'registration',
       'disk',
+      'signatures',
     ])
       expect(byName[name]?.status, name).toBe('ok');
     expect(byName.meter!.detail).toContain('read by the agent');

@@ -189,6 +189,22 @@ describe('signature backends', () => {
     );
   });
 
+  it('signing: both give the same bytes (RFC 6979, low-s), and refuse the same invalid keys', () => {
+    fc.assert(
+      fc.property(key, fc.uint8Array({ minLength: 32, maxLength: 32 }), (k, digest) => {
+        const a = nativeBackend().sign(digest, k);
+        const b = nobleBackend.sign(digest, k);
+        expect(Buffer.from(a).toString('hex')).toBe(Buffer.from(b).toString('hex'));
+        expect(recoverAddress(a, digest, 0, nativeBackend())).toBe(addressOf(k));
+      }),
+      { numRuns: 300 },
+    );
+    for (const bad of [new Uint8Array(32), word(N), word(N + 5n), word(2n ** 256n - 1n)]) {
+      expect(() => nativeBackend().sign(new Uint8Array(32).fill(7), bad)).toThrow();
+      expect(() => nobleBackend.sign(new Uint8Array(32).fill(7), bad)).toThrow();
+    }
+  });
+
   it('the raw backends agree on recovery ids and s in the high half too', () => {
     fc.assert(
       fc.property(

@@ -211,8 +211,11 @@ export class Agent {
     for (const [state, n] of Object.entries(counts)) this.metrics.sessions.set({ state }, n);
   }
 
-  /** Sends to a device, logging (not throwing) when the broker is away: QoS 1 retries later. */
-  async send(to: string, msg: MessageInput): Promise<Uint8Array | undefined> {
+  /**
+   * Sends to a device (or the same message to several: signed once), logging (not throwing) when
+   * the broker is away: QoS 1 retries later.
+   */
+  async send(to: string | readonly string[], msg: MessageInput): Promise<Uint8Array | undefined> {
     try {
       return await this.bus.send(to, msg);
     } catch (err) {

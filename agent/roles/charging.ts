@@ -127,14 +127,12 @@ export async function announceEnd(agent: Agent, s: SessionRecord, fromPeer: bool
   const to = [peer, ...(s.server && s.server !== peer ? [s.server] : [])];
   if (!fromPeer) {
     const status = s.endStatus ?? END.completed;
-    for (const dest of to) {
-      await agent.send(
-        dest,
-        status === END.completed
-          ? { type: 'completion', ev: s.ev, hcs: s.hcs!, txid: s.txid! }
-          : { type: 'termination', ev: s.ev, hcs: s.hcs!, txid: s.txid!, status },
-      );
-    }
+    await agent.send(
+      to,
+      status === END.completed
+        ? { type: 'completion', ev: s.ev, hcs: s.hcs!, txid: s.txid! }
+        : { type: 'termination', ev: s.ev, hcs: s.hcs!, txid: s.txid!, status },
+    );
   }
   const report = Buffer.from(s.myReport!, 'hex');
   for (const dest of to)

@@ -269,8 +269,7 @@ export class EdgeRole implements Role {
       txid,
       optional: terms as unknown as Record<string, unknown>,
     } as const;
-    await this.agent.send(ev, mutual);
-    await this.agent.send(hcs, mutual);
+    await this.agent.send([ev, hcs], mutual);
   }
 
   /** Both reports are in: decide the bill, tell both parties, and queue it for the chain. */
@@ -297,8 +296,7 @@ export class EdgeRole implements Role {
       amountWei: amount,
       paymentStatus: agreed ? PAYMENT_STATUS.pending : PAYMENT_STATUS.disputed,
     } as const;
-    await this.agent.send(b.ev, note);
-    await this.agent.send(b.hcs, note);
+    await this.agent.send([b.ev, b.hcs], note);
   }
 
   async tick(): Promise<void> {
@@ -430,8 +428,7 @@ export class EdgeRole implements Role {
       rating: 0,
       comment: '',
     } as const;
-    await this.agent.send(b.ev, msg);
-    await this.agent.send(b.hcs, msg);
+    await this.agent.send([b.ev, b.hcs], msg);
     this.pruneBills();
   }
 
