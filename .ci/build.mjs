@@ -14,6 +14,7 @@ execFileSync(
 );
 for (const asset of [
   'agent/config.schema.json',
+  'agent/core/keystore-child.mjs',
   'agent/web/public',
   'protocol/vectors.json',
   'agent/install',

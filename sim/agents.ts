@@ -108,7 +108,7 @@ export async function control<T = Record<string, unknown>>(
 }
 
 /** Waits until the agent answers on its control port (it has connected to chain and broker). */
-export async function waitReady(agent: AgentProcess, timeoutMs = 60_000): Promise<void> {
+export async function waitReady(agent: AgentProcess, timeoutMs = 60_000, pollMs = 200): Promise<void> {
   const until = Date.now() + timeoutMs;
   let exitCode: number | null | undefined;
   void agent.exited.then((c) => {
@@ -125,7 +125,7 @@ export async function waitReady(agent: AgentProcess, timeoutMs = 60_000): Promis
         throw new Error(
           `${agent.device.name} did not answer on port ${agent.device.controlPort} within ${timeoutMs} ms`,
         );
-      await new Promise((r) => setTimeout(r, 200));
+      await new Promise((r) => setTimeout(r, pollMs));
     }
   }
 }
