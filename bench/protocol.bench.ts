@@ -13,7 +13,7 @@ import {
   loadNativeBackend,
   type MessageInput,
   messageDigest,
-  nobleBackend,
+  loadNobleBackend,
   openEnvelope,
   recoverAddress,
   type SignatureBackend,
@@ -22,6 +22,8 @@ import {
 } from '../protocol/index.js';
 import { messageToJson } from '../protocol/json.js';
 import { SAMPLES, VECTOR_DOMAIN, VECTOR_KEYS } from '../protocol/vectors.js';
+
+const nobleBackend = await loadNobleBackend();
 
 const cbor = new Encoder({ useRecords: false, mapsAsObjects: true });
 const cborDecoder = new Decoder({ useRecords: false, mapsAsObjects: true });

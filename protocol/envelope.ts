@@ -1,5 +1,4 @@
 import { keccak_256 } from '@noble/hashes/sha3.js';
-import * as secp from '@noble/secp256k1';
 import { DecodeError, EncodeError } from './errors.js';
 import { concatBytes, fromHex } from './hex.js';
 import {
@@ -79,7 +78,7 @@ export function messageDigest(payload: Uint8Array, domain: Domain): Uint8Array {
 /** The Ethereum address of a public key (65-byte uncompressed or 33-byte compressed). */
 export function addressOfPublicKey(publicKey: Uint8Array): string {
   return addressOfUncompressed(
-    publicKey.length === 65 ? publicKey : secp.Point.fromBytes(publicKey).toBytes(false),
+    publicKey.length === 65 ? publicKey : signatureBackend().uncompress(publicKey),
   );
 }
 
@@ -90,7 +89,7 @@ function secretKeyBytes(privateKey: Uint8Array | string): Uint8Array {
 }
 
 export function addressOf(privateKey: Uint8Array | string): string {
-  return addressOfPublicKey(secp.getPublicKey(secretKeyBytes(privateKey), false));
+  return addressOfPublicKey(signatureBackend().publicKey(secretKeyBytes(privateKey)));
 }
 
 /** 65-byte `r ‖ s ‖ v` (v = 27 or 28) over the payload's digest; s is always low. */

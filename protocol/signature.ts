@@ -19,11 +19,7 @@
  */
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
-import { secp256k1 } from '@noble/curves/secp256k1.js';
-import { hmac } from '@noble/hashes/hmac.js';
-import { sha256 } from '@noble/hashes/sha2.js';
 import { keccak_256 } from '@noble/hashes/sha3.js';
-import * as secp from '@noble/secp256k1';
 import { DecodeError } from './errors.js';
 import { toHex } from './hex.js';
 
@@ -43,35 +39,60 @@ export interface SignatureBackend {
    * deterministic nonces: both backends give the same bytes.
    */
   sign(digest: Uint8Array, secretKey: Uint8Array): Uint8Array;
+  /** The 65-byte uncompressed public key of a secret key. */
+  publicKey(secretKey: Uint8Array): Uint8Array;
+  /** A 33-byte compressed public key, uncompressed (65 bytes); throws if it is not a curve point. */
+  uncompress(publicKey: Uint8Array): Uint8Array;
 }
 
-secp.hashes.sha256 = sha256;
-secp.hashes.hmacSha256 = (key, msg) => hmac(sha256, key, msg);
-
-const N = secp256k1.Point.CURVE().n;
+/** The order of secp256k1's group. */
+const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
 const HALF_N = N >> 1n;
 
-export const nobleBackend: SignatureBackend = {
-  name: 'noble-curves',
-  recover(compact, recid, digest) {
-    try {
-      const sig = secp256k1.Signature.fromBytes(compact, 'compact').addRecoveryBit(recid);
-      // Uncompressed straight from the point: no square root to decompress it again.
-      return sig.recoverPublicKey(digest).toBytes(false);
-    } catch {
-      return undefined;
-    }
-  },
-  sign(digest, secretKey) {
-    // @noble/secp256k1, the minimal audited library devices have always signed with.
-    const sig = secp.sign(digest, secretKey, { prehash: false, lowS: true, format: 'recovered' });
-    // noble's recovered format is rec ‖ r ‖ s; Ethereum's is r ‖ s ‖ v.
-    const out = new Uint8Array(65);
-    out.set(sig.subarray(1), 0);
-    out[64] = 27 + sig[0]!;
-    return out;
-  },
-};
+/**
+ * The portable backend, imported only when it is needed: where the native binding loads, its
+ * modules (~2 MB of a device's memory) are never loaded.
+ */
+async function importNoble(): Promise<SignatureBackend> {
+  const [{ secp256k1 }, secp, { hmac }, { sha256 }] = await Promise.all([
+    import('@noble/curves/secp256k1.js'),
+    import('@noble/secp256k1'),
+    import('@noble/hashes/hmac.js'),
+    import('@noble/hashes/sha2.js'),
+  ]);
+  secp.hashes.sha256 = sha256;
+  secp.hashes.hmacSha256 = (key, msg) => hmac(sha256, key, msg);
+  return {
+    name: 'noble-curves',
+    recover(compact, recid, digest) {
+      try {
+        const sig = secp256k1.Signature.fromBytes(compact, 'compact').addRecoveryBit(recid);
+        // Uncompressed straight from the point: no square root to decompress it again.
+        return sig.recoverPublicKey(digest).toBytes(false);
+      } catch {
+        return undefined;
+      }
+    },
+    sign(digest, secretKey) {
+      // @noble/secp256k1, the minimal audited library devices have always signed with.
+      const sig = secp.sign(digest, secretKey, { prehash: false, lowS: true, format: 'recovered' });
+      // noble's recovered format is rec ‖ r ‖ s; Ethereum's is r ‖ s ‖ v.
+      const out = new Uint8Array(65);
+      out.set(sig.subarray(1), 0);
+      out[64] = 27 + sig[0]!;
+      return out;
+    },
+    publicKey: (secretKey) => secp.getPublicKey(secretKey, false),
+    uncompress: (publicKey) => secp.Point.fromBytes(publicKey).toBytes(false),
+  };
+}
+
+let noble: Promise<SignatureBackend> | undefined;
+/** The portable backend (@noble/curves to recover, @noble/secp256k1 to sign). */
+export function loadNobleBackend(): Promise<SignatureBackend> {
+  noble ??= importNoble();
+  return noble;
+}
 
 interface NativeSecp256k1 {
   ecdsaRecover(output: Uint8Array, sig: Uint8Array, recid: number, msg32: Uint8Array): number;
@@ -82,6 +103,8 @@ interface NativeSecp256k1 {
     data: undefined,
     noncefn: undefined,
   ): number;
+  publicKeyCreate(output: Uint8Array, seckey: Uint8Array): number;
+  publicKeyConvert(output: Uint8Array, pubkey: Uint8Array): number;
 }
 
 /** The native binding, or why it did not load. */
@@ -109,6 +132,17 @@ export function loadNativeBackend(): SignatureBackend | Error {
         out[64] = 27 + result.recid;
         return out;
       },
+      publicKey(secretKey) {
+        const out = new Uint8Array(65);
+        if (ctx.publicKeyCreate(out, secretKey) !== 0)
+          throw new Error('private key is not a valid secp256k1 scalar');
+        return out;
+      },
+      uncompress(publicKey) {
+        const out = new Uint8Array(65);
+        if (ctx.publicKeyConvert(out, publicKey) !== 0) throw new Error('not a point on secp256k1');
+        return out;
+      },
     };
   } catch (err) {
     return err instanceof Error ? err : new Error(String(err));
@@ -121,10 +155,10 @@ interface Chosen {
   nativeUnavailable?: string;
 }
 
-function choose(): Chosen {
+async function choose(): Promise<Chosen> {
   const wanted = process.env.P2PEV_SIGNATURE_BACKEND;
   if (wanted === 'noble-curves')
-    return { backend: nobleBackend, nativeUnavailable: 'P2PEV_SIGNATURE_BACKEND' };
+    return { backend: await loadNobleBackend(), nativeUnavailable: 'P2PEV_SIGNATURE_BACKEND' };
   const native = loadNativeBackend();
   if (!(native instanceof Error)) return { backend: native };
   if (wanted === 'libsecp256k1')
@@ -132,23 +166,22 @@ function choose(): Chosen {
       `P2PEV_SIGNATURE_BACKEND=libsecp256k1 but the native binding does not load (${native.message}); ` +
         'reinstall with a compiler (build-essential, python3) or unset the variable',
     );
-  return { backend: nobleBackend, nativeUnavailable: native.message.split('\n')[0] };
+  return { backend: await loadNobleBackend(), nativeUnavailable: native.message.split('\n')[0] };
 }
 
-let chosen: Chosen | undefined;
+// Chosen once, as this module loads (the portable one is imported only if it is the one).
+const chosen: Chosen = await choose();
 
-/** The backend this process checks signatures with (chosen at first use). */
+/** The backend this process signs and checks signatures with. */
 export function signatureBackend(): SignatureBackend {
-  chosen ??= choose();
   return chosen.backend;
 }
 
 /** For `p2pev doctor` and the metrics: which backend runs and, if not the native one, why. */
 export function signatureBackendInfo(): { name: SignatureBackendName; nativeUnavailable?: string } {
-  signatureBackend();
   return {
-    name: chosen!.backend.name,
-    ...(chosen!.nativeUnavailable ? { nativeUnavailable: chosen!.nativeUnavailable } : {}),
+    name: chosen.backend.name,
+    ...(chosen.nativeUnavailable ? { nativeUnavailable: chosen.nativeUnavailable } : {}),
   };
 }
 

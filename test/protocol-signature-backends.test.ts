@@ -15,7 +15,7 @@ import {
   type Domain,
   loadNativeBackend,
   messageDigest,
-  nobleBackend,
+  loadNobleBackend,
   recoverAddress,
   type SignatureBackend,
   signatureBackendInfo,
@@ -23,6 +23,8 @@ import {
 } from '../protocol/index.js';
 import { checkSignatureBackend } from '../agent/ops/doctor.js';
 import { VECTOR_DOMAIN } from '../protocol/vectors.js';
+
+const nobleBackend = await loadNobleBackend();
 
 const native = loadNativeBackend();
 const N = secp256k1.Point.CURVE().n;
@@ -196,6 +198,12 @@ describe('signature backends', () => {
         const b = nobleBackend.sign(digest, k);
         expect(Buffer.from(a).toString('hex')).toBe(Buffer.from(b).toString('hex'));
         expect(recoverAddress(a, digest, 0, nativeBackend())).toBe(addressOf(k));
+        const pub = nativeBackend().publicKey(k);
+        expect(Buffer.from(pub).toString('hex')).toBe(Buffer.from(nobleBackend.publicKey(k)).toString('hex'));
+        const compressed = Uint8Array.of(2 + (pub[64]! & 1), ...pub.subarray(1, 33));
+        expect(Buffer.from(nativeBackend().uncompress(compressed)).toString('hex')).toBe(
+          Buffer.from(nobleBackend.uncompress(compressed)).toString('hex'),
+        );
       }),
       { numRuns: 300 },
     );
