@@ -8,17 +8,26 @@ import { setFlagsFromString } from 'node:v8';
 // `p2pev run` is one long-lived agent. It starts without V8's optimizing compiler (TurboFan):
 // loading ethers and the rest would otherwise optimize their start-up loops, and the optimized
 // code and compiler memory stay, ~10 MB of an EV's or HCS's resident set. An EV or HCS checks a
-// few dozen signatures a session, ~3× the CPU each without it; the edge turns it back on once it
-// has read its config (agent/commands.ts). Only this flag, only for `run`; set before any import.
-if (process.argv[2] === 'run') setFlagsFromString('--no-turbofan');
+// few dozen messages a session (their signatures checked natively); the edge turns it back on
+// once it has read its config (agent/commands.ts). Nor the baseline compiler (Sparkplug): its code
+// for every function run a few times at start-up is another ~2 MB (docs/BENCHMARKS.md). Only
+// these flags, only for `run`; set before any import.
+if (process.argv[2] === 'run') {
+  setFlagsFromString('--no-turbofan');
+  setFlagsFromString('--no-sparkplug');
+}
 
 const dist = new URL('../dist/agent/cli.js', import.meta.url);
+// `run` (the long-lived agent) loads the same compiled code as one minified bundle: ~4 MB less
+// resident memory (.ci/build.mjs says why).
+const bundle = new URL('../dist/p2pev-run.mjs', import.meta.url);
 if (process.env.P2PEV_DIST === '1') {
   if (!existsSync(dist)) {
     process.stderr.write('p2pev: P2PEV_DIST=1 but dist/ is not built: run npm run build\n');
     process.exit(1);
   }
-  const { main } = await import(dist.href);
+  const entry = process.argv[2] === 'run' && existsSync(bundle) ? bundle : dist;
+  const { main } = await import(entry.href);
   await main(process.argv);
 } else {
   const { register } = await import('tsx/esm/api');

@@ -52,6 +52,9 @@ export async function spawnAgent(
     env: {
       ...process.env,
       NODE_OPTIONS: '--max-old-space-size=192 --max-semi-space-size=1',
+      MALLOC_ARENA_MAX: '2',
+      MALLOC_MMAP_THRESHOLD_: '131072',
+      MALLOC_TRIM_THRESHOLD_: '131072',
       P2PEV_KEY_PASSWORD: SIM_PASSWORD,
       CI: '1',
       ...env,
