@@ -26,7 +26,9 @@ if (process.env.P2PEV_DIST === '1') {
     process.stderr.write('p2pev: P2PEV_DIST=1 but dist/ is not built: run npm run build\n');
     process.exit(1);
   }
-  const entry = process.argv[2] === 'run' && existsSync(bundle) ? bundle : dist;
+  // P2PEV_BUNDLE=0: the separate modules (a CPU profile with their names).
+  const entry =
+    process.argv[2] === 'run' && process.env.P2PEV_BUNDLE !== '0' && existsSync(bundle) ? bundle : dist;
   const { main } = await import(entry.href);
   await main(process.argv);
 } else {

@@ -45,9 +45,11 @@ export async function spawnAgent(
   device: Device,
   onLog: (line: LogLine, device: Device) => void,
   env: Record<string, string> = {},
+  /** Node's own options before the script (`--cpu-prof …`: not allowed in NODE_OPTIONS). */
+  nodeArgs: string[] = [],
 ): Promise<AgentProcess> {
   await freshControlPort(device);
-  const child = spawn(process.execPath, [P2PEV, 'run', '--config', device.configPath], {
+  const child = spawn(process.execPath, [...nodeArgs, P2PEV, 'run', '--config', device.configPath], {
     // The installed unit's memory settings (agent/install/p2pev.service), so the sim measures what a Pi runs.
     env: {
       ...process.env,

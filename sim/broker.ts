@@ -60,7 +60,12 @@ export async function startMosquitto(opts: { port?: number } = {}): Promise<Brok
   const port = opts.port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'p2pev-mosquitto-'));
   const conf = join(dir, 'mosquitto.conf');
-  writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
+  // An edge at a thousand sessions a second gets bursts of thousands of messages: mosquitto's
+  // default queue for a client (1,000 messages) would drop the rest (bench:edge lost reports).
+  writeFileSync(
+    conf,
+    `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 100\n`,
+  );
   const child = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => {

@@ -59,6 +59,16 @@ const KEEP_FINISHED = 500;
  */
 const HOLD_MS = 5000;
 
+/** Batches whose receipts are awaited at once. */
+const MAX_BATCHES_IN_FLIGHT = 4;
+
+/**
+ * Gas limit of a batch: a bound well above what a bill costs (~24,000 in a full batch, ~75,000 for
+ * the first session of a new bitmap word; docs/BENCHMARKS.md) plus the transaction's own.
+ */
+const BATCH_BASE_GAS = 200_000n;
+const BATCH_GAS_PER_BILL = 100_000n;
+
 /** A bill whose reports never both came is given up this long after its settlement window. */
 const COLLECT_GRACE_S = 60;
 
@@ -69,20 +79,34 @@ export class EdgeRole implements Role {
   private readonly holds = new Map<string, { ev: string; until: number }>();
   /** Searches that found every station near them taken, by EV (insertion order: first come). */
   private readonly waiting = new Map<string, { search: MessageOf<'search'>; until: number }>();
-  /** The batch on its way to the chain, if any. */
-  private inFlight: Promise<void> | undefined;
+  /** Agreements waiting for their EV's deposit read (by txid), and those reads (by EV). */
+  private readonly agreeing = new Set<string>();
+  private readonly depositReads = new Map<string, Promise<bigint>>();
+  /** Batches on their way to the chain (sent one at a time, their receipts awaited together). */
+  private readonly inFlight = new Set<Promise<void>>();
+  /** Bills queued for the chain (kept as they change: counting them on every save cost O(bills)). */
+  private queuedCount = 0;
+  private finishedSincePrune = 0;
   readonly figures = { batches: 0, settled: 0, failed: 0, gasUsed: 0n };
 
   constructor(private readonly agent: Agent) {
     // Registrations and ratings change slowly; busy stations are filtered per search below.
     this.stations = new StationDirectory(agent.chain, 15_000);
-    for (const [, b] of agent.journal.list<Bill>('b:')) this.bills.set(b.txid, b);
+    for (const [, b] of agent.journal.list<Bill>('b:')) {
+      this.bills.set(b.txid, b);
+      if (b.state === 'queued') this.queuedCount++;
+    }
   }
 
   private save(b: Bill): void {
     this.agent.journal.put(`b:${b.txid}`, b);
+    const before = this.bills.get(b.txid)?.state;
     this.bills.set(b.txid, b);
-    this.agent.metrics.billsQueued.set([...this.bills.values()].filter((x) => x.state === 'queued').length);
+    if (before !== b.state) {
+      if (before === 'queued') this.queuedCount--;
+      if (b.state === 'queued') this.queuedCount++;
+      this.agent.metrics.billsQueued.set(this.queuedCount);
+    }
   }
 
   async resume(): Promise<void> {
@@ -129,7 +153,7 @@ export class EdgeRole implements Role {
         return;
       }
       case 'response':
-        if (msg.status === REQUEST_STATUS.accept) await this.agree(msg, signer);
+        if (msg.status === REQUEST_STATUS.accept) this.agree(msg, signer);
         return;
       case 'chargeReceived':
       case 'chargeProvided': {
@@ -241,35 +265,62 @@ export class EdgeRole implements Role {
     }
   }
 
-  /** An HCS accepted a request: check the EV can pay for the cap, then send the mutual agreement. */
-  private async agree(msg: MessageOf<'response'>, hcs: string): Promise<void> {
+  /**
+   * An HCS accepted a request: check the EV can pay for the cap, then send the mutual agreement.
+   * The deposit is read beside the agent's lock, and the agreement formed under it once the read
+   * is back: a round trip to the chain node per agreement, awaited in the message handler, held
+   * every message behind it and bounded the edge to a few dozen agreements a second
+   * (docs/BENCHMARKS.md, bench:edge). Reads made together go to the node as one JSON-RPC batch,
+   * and agreements of one EV in flight together share one read.
+   */
+  private agree(msg: MessageOf<'response'>, hcs: string): void {
     const terms = parseTerms(msg.optional);
     if (typeof terms === 'string') return void this.agent.log.warn({ hcs, problem: terms }, 'unusable terms');
     const ev = msg.receiver;
     const t = termsFromJson(ev, hcs, terms);
     const txid = computeTxId(t, this.agent.chain.domain);
-    if (this.bills.has(txid)) return;
-    const available = await this.agent.chain.retry('availableDeposit', () =>
-      this.agent.chain.client.availableDeposit(ev),
-    );
-    if (available < billWei(t.maxEnergyWh, t.priceWeiPerKWh)) {
-      this.agent.log.warn(
-        { ev, hcs, available: available.toString() },
-        'deposit does not cover the cap; no agreement',
-      );
-      return;
+    if (this.bills.has(txid) || this.agreeing.has(txid)) return;
+    this.agreeing.add(txid);
+    void this.depositOf(ev)
+      .then((available) =>
+        this.agent.exclusive(async () => {
+          if (this.bills.has(txid)) return;
+          if (available < billWei(t.maxEnergyWh, t.priceWeiPerKWh)) {
+            this.agent.log.warn(
+              { ev, hcs, available: available.toString() },
+              'deposit does not cover the cap; no agreement',
+            );
+            return;
+          }
+          this.holds.delete(hcs);
+          this.save({ txid, ev, hcs, terms, state: 'collecting', createdAt: Date.now() });
+          const mutual = {
+            type: 'mutual',
+            server: this.agent.address,
+            ev,
+            hcs,
+            txid,
+            optional: terms as unknown as Record<string, unknown>,
+          } as const;
+          await this.agent.send([ev, hcs], mutual);
+        }),
+      )
+      .catch((err) =>
+        this.agent.log.warn({ ev, hcs, err: (err as Error).message }, 'deposit not readable; no agreement'),
+      )
+      .finally(() => this.agreeing.delete(txid));
+  }
+
+  /** The EV's available deposit; one read at a time per EV, shared by whoever asks meanwhile. */
+  private depositOf(ev: string): Promise<bigint> {
+    let read = this.depositReads.get(ev);
+    if (!read) {
+      read = this.agent.chain
+        .retry('availableDeposit', () => this.agent.chain.client.availableDeposit(ev))
+        .finally(() => this.depositReads.delete(ev));
+      this.depositReads.set(ev, read);
     }
-    this.holds.delete(hcs);
-    this.save({ txid, ev, hcs, terms, state: 'collecting', createdAt: Date.now() });
-    const mutual = {
-      type: 'mutual',
-      server: this.agent.address,
-      ev,
-      hcs,
-      txid,
-      optional: terms as unknown as Record<string, unknown>,
-    } as const;
-    await this.agent.send([ev, hcs], mutual);
+    return read;
   }
 
   /** Both reports are in: decide the bill, tell both parties, and queue it for the chain. */
@@ -297,36 +348,55 @@ export class EdgeRole implements Role {
       paymentStatus: agreed ? PAYMENT_STATUS.pending : PAYMENT_STATUS.disputed,
     } as const;
     await this.agent.send([b.ev, b.hcs], note);
+    // A full batch goes at once, not at the next tick.
+    if (this.queuedCount >= this.agent.cfg.edge.batchSize) this.submitQueued();
   }
 
   async tick(): Promise<void> {
     this.giveUpUncollected();
     await this.serveWaiting();
-    // One batch at a time; and a batch still on its way is not "stale".
-    if (this.inFlight) return;
-    await this.recheckSubmitted(RECHECK_SUBMITTED_MS);
-    const queued = [...this.bills.values()].filter((b) => b.state === 'queued');
-    if (queued.length === 0) return;
-    const { batchSize, batchMaxWaitMs } = this.agent.cfg.edge;
-    const oldest = Math.min(...queued.map((b) => b.queuedAt ?? 0));
-    if (queued.length < batchSize && Date.now() - oldest < batchMaxWaitMs) return;
-    const disputed = queued.filter((b) => b.disputed);
-    const normal = queued.filter((b) => !b.disputed).slice(0, batchSize);
-    // The batch goes out of the agent's lock (its bills are journaled `submitted` before the first
-    // await): waiting for a block must not hold up the searches and agreements queued behind it.
-    this.inFlight = (async () => {
-      if (normal.length) await this.submitBatch(normal);
-      for (const b of disputed) await this.submitDisputed(b);
-    })()
-      .catch((err) => this.agent.log.error({ err }, 'batch submission failed; the bills wait in the journal'))
-      .finally(() => {
-        this.inFlight = undefined;
-      });
+    // A batch still on its way is not "stale": bills are rechecked only with none in flight.
+    if (this.inFlight.size === 0) await this.recheckSubmitted(RECHECK_SUBMITTED_MS);
+    this.submitQueued();
   }
 
-  /** Waits for the batch on its way to the chain (a graceful stop; the flush action). */
+  /**
+   * Sends the queued bills in batches: a full batch at once, a partial one when its oldest bill
+   * has waited `batchMaxWaitMs`; up to MAX_BATCHES_IN_FLIGHT whose receipts are awaited together
+   * (one at a time, the chain's round trip bounded the edge to one batch per receipt). Each batch
+   * goes out of the agent's lock, its bills journaled `submitted` before the first await: waiting
+   * for a block must not hold up the searches and agreements queued behind it.
+   */
+  private submitQueued(): void {
+    const { batchSize, batchMaxWaitMs } = this.agent.cfg.edge;
+    while (this.inFlight.size < MAX_BATCHES_IN_FLIGHT && this.queuedCount > 0) {
+      const queued = [...this.bills.values()].filter((b) => b.state === 'queued');
+      const oldest = Math.min(...queued.map((b) => b.queuedAt ?? 0));
+      if (queued.length < batchSize && Date.now() - oldest < batchMaxWaitMs) return;
+      const disputed = queued.filter((b) => b.disputed);
+      const normal = queued.filter((b) => !b.disputed).slice(0, batchSize);
+      // Taken now, before any await: the next batch cannot take them again.
+      for (const b of [...normal, ...disputed])
+        this.save({ ...b, state: 'submitted', submittedAt: Date.now() });
+      const run: Promise<void> = (async () => {
+        if (normal.length) await this.submitBatch(normal);
+        for (const b of disputed) await this.submitDisputed(b);
+      })()
+        .catch((err) =>
+          this.agent.log.error({ err }, 'batch submission failed; the bills wait in the journal'),
+        )
+        .finally(() => {
+          this.inFlight.delete(run);
+          // What queued up meanwhile goes next, under the agent's lock like everything else.
+          if (this.queuedCount >= batchSize) void this.agent.exclusive(async () => this.submitQueued());
+        });
+      this.inFlight.add(run);
+    }
+  }
+
+  /** Waits for the batches on their way to the chain (a graceful stop; the flush action). */
   async stop(): Promise<void> {
-    await this.inFlight;
+    await Promise.all([...this.inFlight]);
   }
 
   private entries(bills: Bill[]) {
@@ -348,6 +418,11 @@ export class EdgeRole implements Role {
           entries.map((e) => e.terms),
           entries.map((e) => e.evReport),
           entries.map((e) => e.hcsReport),
+          // A bound instead of an estimate: the node's estimate runs the whole batch a dozen times
+          // over (a binary search), ~1 s for 100 bills on anvil, and every read batched into the
+          // same JSON-RPC request waited for it. Only the gas used is paid; a batch that ran out
+          // would revert whole and its bills be queued again (docs/BENCHMARKS.md).
+          { gasLimit: BATCH_BASE_GAS + BATCH_GAS_PER_BILL * BigInt(entries.length) },
         ),
       );
     } catch (err) {
@@ -429,7 +504,11 @@ export class EdgeRole implements Role {
       comment: '',
     } as const;
     await this.agent.send([b.ev, b.hcs], msg);
-    this.pruneBills();
+    // Sorting every bill on every finish cost O(bills · log) a session: every 50 is enough.
+    if (++this.finishedSincePrune >= 50) {
+      this.finishedSincePrune = 0;
+      this.pruneBills();
+    }
   }
 
   /**
@@ -466,7 +545,7 @@ export class EdgeRole implements Role {
     if (action === 'flush') {
       for (const b of this.bills.values()) if (b.state === 'queued') b.queuedAt = 0;
       await this.tick();
-      await this.inFlight;
+      await Promise.all([...this.inFlight]);
       return this.status();
     }
     throw new Error(`unknown action ${action}: try flush`);
