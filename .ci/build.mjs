@@ -6,10 +6,14 @@ import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, rmSync } from 'node:fs';
 
 const root = new URL('..', import.meta.url).pathname;
-rmSync(`${root}dist`, { recursive: true, force: true });
+// `--out DIR`: compile there instead of dist/ (the Debian package builds into its staging tree,
+// so it never races a test that rebuilds dist/).
+const outFlag = process.argv.indexOf('--out');
+const out = outFlag > 0 ? `${process.argv[outFlag + 1].replace(/\/$/, '')}/` : `${root}dist/`;
+rmSync(out, { recursive: true, force: true });
 execFileSync(
   process.execPath,
-  [`${root}node_modules/typescript/bin/tsc`, '-p', `${root}tsconfig.build.json`],
+  [`${root}node_modules/typescript/bin/tsc`, '-p', `${root}tsconfig.build.json`, '--outDir', out],
   { stdio: 'inherit' },
 );
 for (const asset of [
@@ -21,7 +25,7 @@ for (const asset of [
   'contracts/src',
   'contracts/test',
 ]) {
-  if (existsSync(`${root}${asset}`)) cpSync(`${root}${asset}`, `${root}dist/${asset}`, { recursive: true });
+  if (existsSync(`${root}${asset}`)) cpSync(`${root}${asset}`, `${out}${asset}`, { recursive: true });
 }
 
 // `p2pev run` loads one minified bundle of the compiled agent and its pure-JS dependencies
@@ -33,7 +37,7 @@ for (const asset of [
 // found where they are. Native modules, and what loads files or workers relative to itself, stay
 // outside (imported from node_modules as before).
 const esbuild = await import('esbuild');
-const dist = `${root}dist/`;
+const dist = out;
 const metaUrl = {
   name: 'module-own-import-meta-url',
   setup(build) {
@@ -53,7 +57,13 @@ const metaUrl = {
   },
 };
 await esbuild.build({
-  entryPoints: [`${dist}agent/cli.js`],
+  // The runner and the module that registers `run` (bin/commands.mjs), as bin/p2pev.mjs takes them.
+  stdin: {
+    contents:
+      "export { main } from './agent/cli.js';\nexport { registerAgentCommands } from './agent/commands.js';\n",
+    resolveDir: dist,
+    sourcefile: 'p2pev-run-entry.js',
+  },
   outfile: `${dist}p2pev-run.mjs`,
   bundle: true,
   platform: 'node',
@@ -65,6 +75,8 @@ await esbuild.build({
   logLevel: 'warning',
   plugins: [metaUrl],
   external: [
+    // bin/p2pev.mjs builds the program with its own commander: one copy, one CommanderError
+    'commander',
     // native bindings and what finds them relative to itself
     'secp256k1',
     'node-gyp-build',
@@ -87,4 +99,4 @@ await esbuild.build({
     js: "import { createRequire as __p2pevRequire } from 'node:module'; const require = __p2pevRequire(import.meta.url);",
   },
 });
-console.log('built dist/');
+console.log(`built ${out}`);

@@ -1,36 +1,27 @@
 /**
- * The `p2pev` command line. Each folder owns its own subcommands and registers them here,
- * so this file stays a table of contents.
+ * The `p2pev` command line runner. bin/p2pev.mjs holds the table of commands and loads only the
+ * module of the one called (start-up time); this file runs the program and turns what it throws
+ * into what a person reads: usage errors exit 2, every other error 1, with every line of the
+ * message (a config error lists all its problems, and journald shows them all).
  */
-import { Command, CommanderError } from 'commander';
-import { registerChainCommands } from '../contracts/cli.js';
-import { registerDiagCommands } from '../drivers/cli.js';
-import { registerMsgCommands } from '../protocol/cli.js';
-import { registerSimCommands } from '../sim/cli.js';
-import { registerAgentCommands } from './commands.js';
-import { registerWebCommands } from './web/cli.js';
-import { registerOpsCommands } from './ops/commands.js';
+import { type Command, CommanderError } from 'commander';
 
-export function buildProgram(): Command {
-  const program = new Command('p2pev')
-    .description('Smart-meter agent for peer-to-peer EV charging (EV, HCS and edge roles)')
-    .version('0.1.0')
-    .enablePositionalOptions()
-    .showHelpAfterError()
-    .configureHelp({ sortSubcommands: true });
-  registerMsgCommands(program);
-  registerChainCommands(program);
-  registerDiagCommands(program);
-  registerSimCommands(program);
-  registerAgentCommands(program);
-  registerWebCommands(program);
-  registerOpsCommands(program);
-  return program;
+/** The lines of an error worth printing: all of a ConfigError's, one of ethers' wordy ones. */
+export function errorText(err: unknown): string {
+  // ethers' errors carry the whole transaction in `message`; its `shortMessage` is the one line.
+  const e = err as { shortMessage?: string; message?: string; name?: string };
+  if (e?.shortMessage) return e.shortMessage.split('\n')[0]!.slice(0, 400);
+  const text = e?.message ?? String(err);
+  if (e?.name === 'ConfigError' || e?.name === 'UsageError') return text;
+  return text
+    .split('\n')
+    .slice(0, 20)
+    .map((l) => l.slice(0, 400))
+    .join('\n');
 }
 
-/** Runs the CLI; a thrown Error becomes one line on stderr and exit code 1 (2 for usage). */
-export async function main(argv: string[]): Promise<void> {
-  const program = buildProgram();
+/** Runs the CLI; a thrown Error becomes its message on stderr and exit code 1 (2 for usage). */
+export async function main(program: Command, argv: string[]): Promise<void> {
   program.exitOverride();
   try {
     await program.parseAsync(argv);
@@ -39,10 +30,7 @@ export async function main(argv: string[]): Promise<void> {
       process.exitCode = err.exitCode === 0 ? 0 : 2;
       return;
     }
-    // ethers' errors carry the whole transaction in `message`; its `shortMessage` is the one line.
-    const e = err as { shortMessage?: string; message?: string };
-    const line = (e?.shortMessage ?? e?.message ?? String(err)).split('\n')[0]!.slice(0, 400);
-    process.stderr.write(`p2pev: ${line}\n`);
-    process.exitCode = 1;
+    process.stderr.write(`p2pev: ${errorText(err)}\n`);
+    process.exitCode = (err as { name?: string })?.name === 'UsageError' ? 2 : 1;
   }
 }

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import type { Command } from 'commander';
 import { keccak256, toUtf8Bytes, Wallet } from 'ethers';
-import { Role } from '../contracts/client.js';
+import { MemberRole } from '../contracts/client.js';
 import { Chain } from './core/chain.js';
 import { loadConfig } from './core/config.js';
 import { createKeystore, keystoreAddress, openKeystore, readPassword } from './core/keys.js';
@@ -127,7 +127,7 @@ export function registerAgentCommands(program: Command): void {
       const chain = await Chain.connect({ ...cfg.chain, privateKey: key.privateKey, log });
       try {
         const info = await chain.client.authInfo(key.address);
-        if (info.role !== Role.None) {
+        if (info.role !== MemberRole.None) {
           print(
             !!opts.json,
             { address: key.address, role: info.role, status: info.status, already: true },

@@ -11,6 +11,7 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, wri
 import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { BINDINGS_PATH, bindingsCurrent, bindingsText } from './bindings.js';
 
 /** The compiler the contracts are audited with; a different installed solc is an error. */
 export const SOLC_VERSION = '0.8.37';
@@ -183,8 +184,31 @@ export async function buildContracts(
     for (const artifact of compile(sources, hash)) {
       writeAtomically(artifactPath(artifact.contractName), `${JSON.stringify(artifact, null, 2)}\n`);
     }
+    writeBindings(sources);
     return { built: true, hash };
   });
+}
+
+/**
+ * Writes contracts/generated/settlement.ts (contracts/bindings.ts) from the Settlement artifact
+ * and the sources' enums, when it differs from what is there.
+ */
+function writeBindings(sources = listSources()): boolean {
+  // Only beside the sources: the compiled tree (dist/) runs the bindings, it does not write them.
+  if (!import.meta.url.endsWith('.ts')) return false;
+  const settlement = readArtifact('Settlement');
+  if (!settlement) return false;
+  const text = bindingsText(settlement.abi, sources, SOLC_VERSION);
+  if (bindingsCurrent(text)) return false;
+  mkdirSync(dirname(BINDINGS_PATH), { recursive: true });
+  writeAtomically(BINDINGS_PATH, text);
+  return true;
+}
+
+/** The bindings text the current artifact and sources give (for the test that they are committed). */
+export async function expectedBindings(): Promise<string> {
+  await buildContracts();
+  return bindingsText((await loadArtifact('Settlement')).abi, listSources(), SOLC_VERSION);
 }
 
 /** The artifact of one contract, compiled first if missing or stale. */
@@ -198,10 +222,12 @@ export async function loadArtifact(name: ContractName): Promise<Artifact> {
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const started = Date.now();
   const { built, hash } = await buildContracts({ force: process.argv.includes('--force') });
-  const settlement = readArtifact('Settlement')!;
+  const bindings = writeBindings();
+  const settlement = await loadArtifact('Settlement');
   const size = (settlement.deployedBytecode.length - 2) / 2;
   process.stdout.write(
     `${built ? 'built' : 'up to date'}: ${relative(process.cwd(), BUILD_DIR)} (solc ${SOLC_VERSION}, ` +
-      `source hash ${hash.slice(0, 12)}, Settlement ${size} bytes, ${Date.now() - started} ms)\n`,
+      `source hash ${hash.slice(0, 12)}, Settlement ${size} bytes, ${Date.now() - started} ms)` +
+      `${bindings ? `; wrote ${relative(process.cwd(), BINDINGS_PATH)}` : ''}\n`,
   );
 }

@@ -10,8 +10,12 @@ import { connectRpc } from './rpc.js';
 
 /** Deploy-time constants of the contract (immutables). */
 export interface SettlementParams {
-  /** Gets the admin and operator roles; the deployer if omitted. */
+  /** Gets the admin role (grants operators; handed over only after `adminDelaySec`); the deployer if omitted. */
   admin?: string;
+  /** Gets the operator role (verifies, suspends, revokes members); the admin if omitted. */
+  operator?: string;
+  /** Seconds an admin transfer waits before the new admin can accept it. */
+  adminDelaySec: bigint;
   /** Withdrawal notice = longest settlement window, seconds. */
   settlementWindowSec: bigint;
   /** Absolute reconciliation tolerance, Wh. */
@@ -21,6 +25,7 @@ export interface SettlementParams {
 }
 
 export const DEFAULT_PARAMS: SettlementParams = {
+  adminDelaySec: 259_200n,
   settlementWindowSec: 86_400n,
   absToleranceWh: 50n,
   relToleranceBps: 200n,
@@ -37,7 +42,14 @@ export interface Deployment {
   deployer: string;
   /** The RPC used to deploy; agents may use another one for the same chain. */
   rpcUrl?: string;
-  params: { admin: string; settlementWindowSec: string; absToleranceWh: string; relToleranceBps: string };
+  params: {
+    admin: string;
+    operator?: string;
+    adminDelaySec?: string;
+    settlementWindowSec: string;
+    absToleranceWh: string;
+    relToleranceBps: string;
+  };
   compiler: string;
   sourceHash: string;
   deployedAt: string;
@@ -74,19 +86,24 @@ async function resolveSigner(signer: Signer | string, rpcUrl?: string): Promise<
 /** Deploys Settlement (compiling first if needed) and waits for it to be mined. */
 export async function deploySettlement(options: DeployOptions): Promise<Deployment> {
   const signer = await resolveSigner(options.signer, options.rpcUrl);
-  const provider = signer.provider!;
+  const provider = signer.provider;
+  if (!provider) throw new Error('the deployer signer has no provider: give it one connected to the chain');
   const deployer = await signer.getAddress();
   const params = { ...DEFAULT_PARAMS, ...options.params };
   const admin = params.admin ?? deployer;
+  const operator = params.operator ?? admin;
   const artifact = await loadArtifact('Settlement');
   const factory = new ContractFactory(artifact.abi, artifact.bytecode, signer);
   const contract = await factory.deploy(
     admin,
+    operator,
+    params.adminDelaySec,
     params.settlementWindowSec,
     params.absToleranceWh,
     params.relToleranceBps,
   );
-  const tx = contract.deploymentTransaction()!;
+  const tx = contract.deploymentTransaction();
+  if (!tx) throw new Error('the deployment sent no transaction');
   const receipt = await tx.wait();
   if (receipt?.status !== 1) throw new Error(`deployment transaction ${tx.hash} failed`);
   const { chainId } = await provider.getNetwork();
@@ -100,6 +117,8 @@ export async function deploySettlement(options: DeployOptions): Promise<Deployme
     rpcUrl: options.rpcUrl,
     params: {
       admin,
+      operator,
+      adminDelaySec: String(params.adminDelaySec),
       settlementWindowSec: String(params.settlementWindowSec),
       absToleranceWh: String(params.absToleranceWh),
       relToleranceBps: String(params.relToleranceBps),
@@ -125,7 +144,7 @@ export function readDeployment(path: string): Deployment {
     text = readFileSync(path, 'utf8');
   } catch {
     throw new Error(
-      `no deployment file at ${path}: run \`p2pev chain deploy --rpc URL --out ${path}\` first`,
+      `no deployment file at ${path}: give --deployment FILE or --config agent.config.json (its chain.deploymentFile), or create it with \`p2pev chain deploy --rpc URL --out ${path}\``,
     );
   }
   let d: Partial<Deployment>;

@@ -1,8 +1,10 @@
 /**
  * `p2pev diag …`: field diagnostics for the technician on site with a USB RS-485 adapter (or a
  * Modbus TCP gateway): which ports exist, who answers on the bus, what a meter reads, live values,
- * raw registers. `--json` everywhere; errors say what to check.
+ * raw registers. `--json` everywhere; errors say what to check; usage mistakes exit 2.
  */
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { identify, type ProfileMatch, rawMeter } from './diag/identify.js';
 import {
@@ -19,7 +21,7 @@ import { listSerialPorts } from './ports.js';
 import { PROFILE_NAMES } from './profiles.js';
 import { decodeRaw, decodeText } from './registers.js';
 import { sleep } from './timing.js';
-import type { Parity, Transport } from './types.js';
+import type { GenericProfile, Parity, Transport } from './types.js';
 
 /** Where diag writes; tests pass their own. */
 export interface DiagIo {
@@ -28,11 +30,20 @@ export interface DiagIo {
   setExitCode(code: number): void;
   /** Resolves when the user interrupts (Ctrl-C); `diag watch` stops then. */
   interrupted(): Promise<void>;
+  /** Is stdout a terminal? `watch` redraws the screen there, and writes plain lines into a pipe. */
+  isTTY?: boolean;
+  /** A progress note on stderr (scan): redrawn in place on a terminal, a line each otherwise. */
+  progress?(text: string, done: boolean): void;
 }
 
 const processIo: DiagIo = {
   out: (t) => process.stdout.write(`${t}\n`),
   err: (t) => process.stderr.write(`${t}\n`),
+  isTTY: !!process.stdout.isTTY,
+  progress: (t, done) => {
+    if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${t}${done ? '\n' : ''}`);
+    else process.stderr.write(`${t}\n`);
+  },
   setExitCode: (c) => {
     process.exitCode = c;
   },
@@ -49,9 +60,62 @@ function lineOptions(cmd: Command, withProfile = false): Command {
     .option('--stop-bits <n>', '1 | 2', '1')
     .option('--id <n>', 'Modbus unit id', '1')
     .option('--timeout <ms>', 'per-request timeout')
-    .option('--json', 'machine-readable output');
-  if (withProfile) cmd.requiredOption('--profile <name>', `meter profile: ${PROFILE_NAMES.join(', ')}`);
+    .option('--json', 'machine-readable output')
+    .option(
+      '-c, --config <file>',
+      "the device's agent.config.json: take the meter's line, unit id and profile from its meter section",
+    );
+  if (withProfile)
+    cmd.option(
+      '--profile <name>',
+      `meter profile: ${BUILT_IN_PROFILES.join(', ')} (default: detected, as scan does; generic only through --config)`,
+    );
   return cmd;
+}
+
+/** Profiles a technician can name; generic needs a register map, which only a config file holds. */
+const BUILT_IN_PROFILES = PROFILE_NAMES.filter((p) => p !== 'generic');
+
+/** A usage mistake: exit code 2. */
+const usage = (message: string, hint = '') => new MeterError('config', message, hint);
+
+/** The meter section of an agent config: line, unit id, profile (and a generic register map). */
+interface ConfigMeter {
+  profile: string;
+  unitId?: number;
+  transport: Transport;
+  timeoutMs?: number;
+  generic?: GenericProfile;
+}
+
+function meterFromConfig(path: string): ConfigMeter {
+  let cfg: { meter?: ConfigMeter };
+  try {
+    cfg = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw usage(`cannot read ${path}: ${(err as Error).message}`, 'give the path of the agent config');
+  }
+  const m = cfg.meter;
+  if (!m?.transport || !m.profile)
+    throw usage(`${path} has no meter section with profile and transport`, 'an edge has no meter');
+  // A relative device path is relative to the config, as the agent reads it.
+  if (m.transport.kind === 'rtu' && !isAbsolute(m.transport.port))
+    m.transport = { ...m.transport, port: resolve(dirname(resolve(path)), m.transport.port) };
+  return m;
+}
+
+/** Where the meter is: --config, or --port/--tcp and the line flags; never both. */
+function lineFrom(o: LineOptions & { config?: string }): {
+  transport: Transport;
+  unitId: number;
+  meter?: ConfigMeter;
+} {
+  if (o.config) {
+    if (o.port || o.tcp) throw usage('give only one of --config and --port/--tcp');
+    const meter = meterFromConfig(o.config);
+    return { transport: meter.transport, unitId: meter.unitId ?? 1, meter };
+  }
+  return { transport: transportFrom(o), unitId: parseNumber(o.id, 'unit id', 1) };
 }
 
 function explain(err: unknown): { kind: string; message: string; hint: string } {
@@ -59,7 +123,10 @@ function explain(err: unknown): { kind: string; message: string; hint: string } 
   return { kind: 'error', message: err instanceof Error ? err.message : String(err), hint: '' };
 }
 
-/** Runs a command body; a failure becomes one message (or a JSON error object) and exit code 1. */
+/**
+ * Runs a command body; a failure becomes one message (or a JSON error object) and exit code 1,
+ * or 2 for a usage mistake (a bad flag or value: kind "config").
+ */
 function action<O extends { json?: boolean }>(io: DiagIo, body: (o: O) => Promise<void>) {
   return async (o: O) => {
     try {
@@ -68,20 +135,31 @@ function action<O extends { json?: boolean }>(io: DiagIo, body: (o: O) => Promis
       const e = explain(err);
       if (o.json) io.out(JSON.stringify({ error: e }));
       else io.err(`p2pev diag: ${e.message}`);
-      io.setExitCode(1);
+      io.setExitCode(e.kind === 'config' ? 2 : 1);
     }
   };
+}
+
+/** No answer from a unit often means the wrong unit id: say how to find the right one. */
+function withScanHint(err: unknown, o: LineOptions & { config?: string }): unknown {
+  if (!(err instanceof MeterError) || err.kind !== 'timeout') return err;
+  const where = o.config ? `--config ${o.config}` : o.tcp ? `--tcp ${o.tcp}` : `--port ${o.port}`;
+  return new MeterError(
+    'timeout',
+    err.message.replace(/: [^:]*$/, ''),
+    `${err.hint}; \`p2pev diag scan ${o.config ? `--port … (the line in ${o.config})` : where}\` finds the unit ids that answer`,
+  );
 }
 
 const fmt = (v: number | undefined, digits = 3): string =>
   v === undefined ? '—' : Number.isInteger(v) ? String(v) : v.toFixed(digits);
 
 function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
+  const widths = (rows[0] ?? []).map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
   return rows
     .map((r) =>
       r
-        .map((cell, c) => cell.padEnd(widths[c]!))
+        .map((cell, c) => cell.padEnd(widths[c] ?? 0))
         .join('  ')
         .trimEnd(),
     )
@@ -97,12 +175,52 @@ async function withMeter<T>(meter: ModbusMeter, body: (m: ModbusMeter) => Promis
   }
 }
 
-function meterFor(o: LineOptions & { profile: string }, transport: Transport): ModbusMeter {
+/**
+ * The meter to read: its profile from --profile, else the config's, else detected (as scan
+ * does; models sharing a register map read the same, so the first of a tie is as good).
+ */
+async function meterFor(
+  o: LineOptions & { profile?: string; config?: string },
+  io: DiagIo,
+): Promise<ModbusMeter> {
+  const { transport, unitId, meter } = lineFrom(o);
+  const timeoutMs = o.timeout ? parseNumber(o.timeout, 'timeout', 500) : (meter?.timeoutMs ?? undefined);
+  let profile = o.profile ?? meter?.profile;
+  if (profile === 'generic' && !meter?.generic)
+    throw usage(
+      'profile "generic" needs its register map',
+      'give --config agent.config.json with meter.generic, or one of ' + BUILT_IN_PROFILES.join(', '),
+    );
+  if (!profile) {
+    const matches = await identify(transport, unitId, Math.max(timeoutMs ?? 300, 300)).catch((err) => {
+      throw withScanHint(err, o);
+    });
+    const [first, ...rest] = matches;
+    if (!first) {
+      // Tell "nobody answers" from "an unknown register map" with one raw read.
+      await withMeter(rawMeter(transport, unitId, timeoutMs ?? 500, 1), (m) => m.dump('holding', 0, 1)).catch(
+        (err: unknown) => {
+          if (!(err instanceof MeterError && err.kind === 'exception')) throw withScanHint(err, o);
+        },
+      );
+      throw new MeterError(
+        'config',
+        `unit ${unitId} at ${describeTransport(transport)} answers, but matches no known profile`,
+        'give --profile, or describe its registers as meter.generic in the config (see `diag dump`)',
+      );
+    }
+    profile = first.profile;
+    const others = rest.map((m) => m.profile);
+    io.err(
+      `profile detected: ${profile}${others.length ? ` (the same registers as ${others.join(', ')})` : ''}`,
+    );
+  }
   return new ModbusMeter({
-    profile: o.profile,
-    unitId: parseNumber(o.id, 'unit id', 1),
+    profile,
+    unitId,
     transport,
-    ...(o.timeout ? { timeoutMs: parseNumber(o.timeout, 'timeout', 500) } : {}),
+    ...(meter?.generic ? { generic: meter.generic } : {}),
+    ...(timeoutMs ? { timeoutMs } : {}),
   });
 }
 
@@ -116,7 +234,15 @@ async function readOnce(meter: ModbusMeter) {
 
 export function registerDiagCommands(program: Command, io: DiagIo = processIo): void {
   const diag = program.command('diag').description('Field diagnostics of Modbus meters over serial or TCP');
+  registerPorts(diag, io);
+  registerScan(diag, io);
+  registerRead(diag, io);
+  registerWatch(diag, io);
+  registerDump(diag, io);
+}
 
+/** `p2pev diag ports`: the serial ports present, with adapter names. */
+function registerPorts(diag: Command, io: DiagIo): void {
   diag
     .command('ports')
     .description('List the serial ports present, with adapter names')
@@ -145,7 +271,10 @@ export function registerDiagCommands(program: Command, io: DiagIo = processIo): 
         io.out(table(rows));
       }),
     );
+}
 
+/** `p2pev diag scan`: the devices on a bus across baud rates and parities, and the profile each matches. */
+function registerScan(diag: Command, io: DiagIo): void {
   lineOptions(
     diag
       .command('scan')
@@ -157,25 +286,44 @@ export function registerDiagCommands(program: Command, io: DiagIo = processIo): 
   ).action(
     action(
       io,
-      async (o: LineOptions & { bauds: string; parities: string; ids: string; allFramings?: boolean }) => {
+      async (
+        o: LineOptions & {
+          config?: string;
+          bauds: string;
+          parities: string;
+          ids: string;
+          allFramings?: boolean;
+        },
+      ) => {
         const ids = parseIdList(o.ids);
         const timeoutMs = parseNumber(o.timeout, 'timeout', 150);
-        const framings: { baud?: number; parity?: Parity }[] = o.tcp
-          ? [{}]
-          : o.bauds
-              .split(',')
-              .flatMap((b) =>
-                o.parities
-                  .split(',')
-                  .map((p) => ({ baud: parseNumber(b, 'baud', 9600), parity: parseParity(p) })),
-              );
+        // --config: the line as configured (its baud and parity), every id on it.
+        const configured = o.config ? lineFrom(o).transport : undefined;
+        const framings: { baud?: number; parity?: Parity }[] =
+          o.tcp || configured
+            ? [{}]
+            : o.bauds
+                .split(',')
+                .flatMap((b) =>
+                  o.parities
+                    .split(',')
+                    .map((p) => ({ baud: parseNumber(b, 'baud', 9600), parity: parseParity(p) })),
+                );
         const found: { line: string; unitId: number; matches: ProfileMatch[]; note?: string }[] = [];
         for (const f of framings) {
-          const transport = transportFrom(o, f.baud, f.parity);
+          const transport = configured ?? transportFrom(o, f.baud, f.parity);
           const line = describeTransport(transport);
           if (!o.json) io.err(`scanning ${line}, ids ${o.ids} …`);
           let here = 0;
+          let asked = 0;
           for (const unitId of ids) {
+            asked++;
+            // Progress on stderr: a full scan of 247 ids over TCP takes about 40 s.
+            if (io.progress && (asked === 1 || asked % 10 === 0 || asked === ids.length))
+              io.progress(
+                `  ${line}: id ${unitId} (${asked}/${ids.length}), ${found.length} found`,
+                asked === ids.length,
+              );
             const probe = rawMeter(transport, unitId, timeoutMs);
             // Any answer, even an exception, proves a device; garbage hints at wrong settings.
             const answered = await withMeter(probe, (m) =>
@@ -228,14 +376,19 @@ export function registerDiagCommands(program: Command, io: DiagIo = processIo): 
       },
     ),
   );
+}
 
+/** `p2pev diag read`: one reading of every quantity of a meter, with units. */
+function registerRead(diag: Command, io: DiagIo): void {
   lineOptions(
     diag.command('read').description('One reading of every quantity of a meter, with units'),
     true,
   ).action(
-    action(io, async (o: LineOptions & { profile: string }) => {
-      const meter = meterFor(o, transportFrom(o));
-      const { identity, values } = await withMeter(meter, readOnce);
+    action(io, async (o: LineOptions & { profile?: string; config?: string }) => {
+      const meter = await meterFor(o, io);
+      const { identity, values } = await withMeter(meter, readOnce).catch((err: unknown) => {
+        throw withScanHint(err, o);
+      });
       if (o.json) {
         return io.out(
           JSON.stringify({
@@ -264,7 +417,10 @@ export function registerDiagCommands(program: Command, io: DiagIo = processIo): 
       io.out(table(rows));
     }),
   );
+}
 
+/** `p2pev diag watch`: a live view refreshing in place. */
+function registerWatch(diag: Command, io: DiagIo): void {
   lineOptions(
     diag
       .command('watch')
@@ -273,44 +429,62 @@ export function registerDiagCommands(program: Command, io: DiagIo = processIo): 
       .option('--count <n>', 'stop after n refreshes (default: until Ctrl-C)'),
     true,
   ).action(
-    action(io, async (o: LineOptions & { profile: string; interval: string; count?: string }) => {
-      const meter = meterFor(o, transportFrom(o));
-      const interval = parseNumber(o.interval, 'interval', 1000);
-      const count = o.count ? parseNumber(o.count, 'count', 1) : Number.POSITIVE_INFINITY;
-      let stop = false;
-      void io.interrupted().then(() => {
-        stop = true;
-      });
-      await withMeter(meter, async (m) => {
-        for (let i = 0; i < count && !stop; i++) {
-          const started = Date.now();
-          const reading = await m.read().catch((err: unknown) => ({ error: explain(err) }));
-          const stats = m.stats();
-          if (o.json) {
-            io.out(JSON.stringify({ at: started, reading, stats }));
-          } else {
-            const r = reading as Record<string, unknown>;
-            const lines = [
-              `\x1b[2J\x1b[H${m.profile.name} unit ${m.config.unitId} on ${describeTransport(m.config.transport)}` +
-                ` — ${new Date(started).toISOString()} (Ctrl-C stops)`,
-              'error' in r
-                ? `last read failed: ${(r.error as { message: string }).message}`
-                : `energy ${r.energyWh} Wh   power ${fmt(r.powerW as number)} W   voltage ${fmt(r.voltageV as number)} V   ` +
-                  `current ${fmt(r.currentA as number)} A   frequency ${fmt(r.frequencyHz as number)} Hz`,
-              `requests ${stats.requests}  ok ${stats.responses}  retries ${stats.retries}  reconnects ${stats.reconnects}`,
-              `errors  ${Object.entries(stats.errors)
-                .map(([k, v]) => `${k} ${v}`)
-                .join('  ')}`,
-              `latency p50 ${stats.latencyMs.p50} ms  p90 ${stats.latencyMs.p90} ms  p99 ${stats.latencyMs.p99} ms  max ${stats.latencyMs.max} ms`,
-            ];
-            io.out(lines.join('\n'));
+    action(
+      io,
+      async (o: LineOptions & { profile?: string; config?: string; interval: string; count?: string }) => {
+        const meter = await meterFor(o, io);
+        // A terminal gets a screen redrawn in place; a pipe or file plain lines, one per refresh.
+        const tty = !!io.isTTY;
+        const interval = parseNumber(o.interval, 'interval', 1000);
+        const count = o.count ? parseNumber(o.count, 'count', 1) : Number.POSITIVE_INFINITY;
+        let stop = false;
+        void io.interrupted().then(() => {
+          stop = true;
+        });
+        await withMeter(meter, async (m) => {
+          for (let i = 0; i < count && !stop; i++) {
+            const started = Date.now();
+            const reading = await m.read().catch((err: unknown) => ({ error: explain(err) }));
+            const stats = m.stats();
+            if (o.json) {
+              io.out(JSON.stringify({ at: started, reading, stats }));
+            } else {
+              const r = reading as Record<string, unknown>;
+              const values =
+                'error' in r
+                  ? `last read failed: ${(r.error as { message: string }).message}`
+                  : `energy ${r.energyWh} Wh   power ${fmt(r.powerW as number)} W   voltage ${fmt(r.voltageV as number)} V   ` +
+                    `current ${fmt(r.currentA as number)} A   frequency ${fmt(r.frequencyHz as number)} Hz`;
+              if (!tty) {
+                io.out(`${new Date(started).toISOString()}  ${values.replace(/ {2,}/g, '  ')}`);
+                if (i + 1 < count) await sleep(Math.max(0, interval - (Date.now() - started)));
+                continue;
+              }
+              const lines = [
+                `\x1b[2J\x1b[H${m.profile.name} unit ${m.config.unitId} on ${describeTransport(m.config.transport)}` +
+                  ` — ${new Date(started).toISOString()} (Ctrl-C stops)`,
+                'error' in r
+                  ? `last read failed: ${(r.error as { message: string }).message}`
+                  : `energy ${r.energyWh} Wh   power ${fmt(r.powerW as number)} W   voltage ${fmt(r.voltageV as number)} V   ` +
+                    `current ${fmt(r.currentA as number)} A   frequency ${fmt(r.frequencyHz as number)} Hz`,
+                `requests ${stats.requests}  ok ${stats.responses}  retries ${stats.retries}  reconnects ${stats.reconnects}`,
+                `errors  ${Object.entries(stats.errors)
+                  .map(([k, v]) => `${k} ${v}`)
+                  .join('  ')}`,
+                `latency p50 ${stats.latencyMs.p50} ms  p90 ${stats.latencyMs.p90} ms  p99 ${stats.latencyMs.p99} ms  max ${stats.latencyMs.max} ms`,
+              ];
+              io.out(lines.join('\n'));
+            }
+            if (i + 1 < count) await sleep(Math.max(0, interval - (Date.now() - started)));
           }
-          if (i + 1 < count) await sleep(Math.max(0, interval - (Date.now() - started)));
-        }
-      });
-    }),
+        });
+      },
+    ),
   );
+}
 
+/** `p2pev diag dump`: raw registers, in hex and decoded as the common types. */
+function registerDump(diag: Command, io: DiagIo): void {
   lineOptions(
     diag
       .command('dump')
@@ -322,8 +496,10 @@ export function registerDiagCommands(program: Command, io: DiagIo = processIo): 
   ).action(
     action(
       io,
-      async (o: LineOptions & { from: string; count: string; input?: boolean; holding?: boolean }) => {
-        if (o.input && o.holding) throw new MeterError('config', 'give --input or --holding, not both', '');
+      async (
+        o: LineOptions & { config?: string; from: string; count: string; input?: boolean; holding?: boolean },
+      ) => {
+        if (o.input && o.holding) throw usage('give only one of --input and --holding');
         const kind = o.input ? 'input' : 'holding';
         const from = parseAddress(o.from);
         const count = parseNumber(o.count, 'count', 16);
@@ -334,14 +510,14 @@ export function registerDiagCommands(program: Command, io: DiagIo = processIo): 
             'Modbus reads at most 125 registers at once',
           );
         }
-        const transport = transportFrom(o);
-        const unitId = parseNumber(o.id, 'unit id', 1);
+        const { transport, unitId } = lineFrom(o);
         const timeoutMs = parseNumber(o.timeout, 'timeout', 1000);
         const words = await withMeter(rawMeter(transport, unitId, timeoutMs, 2), (m) =>
           m.dump(kind, from, count),
         );
         const rows = words.map((w, i) => {
-          const pair = i + 1 < words.length ? [w, words[i + 1]!] : undefined;
+          const next = words[i + 1];
+          const pair = next !== undefined ? [w, next] : undefined;
           return {
             address: from + i,
             hex: w.toString(16).padStart(4, '0'),

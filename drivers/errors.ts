@@ -22,7 +22,7 @@ export class MeterError extends Error {
 /** "9600 8N1 on /dev/ttyUSB0", "tcp 10.0.0.5:502" — how the line is described in messages. */
 export function describeTransport(t: Transport): string {
   if (t.kind === 'rtu') {
-    const parity = (t.parity ?? 'none')[0]!.toUpperCase();
+    const parity = (t.parity ?? 'none').charAt(0).toUpperCase();
     return `${t.baudRate ?? 9600} ${t.dataBits ?? 8}${parity}${t.stopBits ?? 1} on ${t.port}`;
   }
   return `${t.kind === 'tcp' ? 'Modbus TCP' : 'RTU over TCP'} ${t.host}:${t.port}`;

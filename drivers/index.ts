@@ -9,6 +9,8 @@ export { describeTransport, MeterError } from './errors.js';
 export { ModbusMeter } from './meter.js';
 export { listSerialPorts, type SerialPortInfo } from './ports.js';
 export { PROFILE_NAMES, PROFILES, resolveProfile } from './profiles.js';
+export { Backoff, type BackoffOptions, backoffMs, type RetryOptions, retry } from './retry.js';
+export { SIM_CONTROL, switchSimCharge } from './simcontrol.js';
 export type * from './types.js';
 
 /**

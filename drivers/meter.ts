@@ -8,8 +8,8 @@ import { type Client, ModbusLine } from './line.js';
 import { EnergyGuard } from './plausibility.js';
 import { resolveProfile } from './profiles.js';
 import { decodeRaw, decodeText, isNotAvailable, scaleToBase, UNIT_FACTOR, wordCount } from './registers.js';
+import { retry } from './retry.js';
 import { StatsRecorder } from './stats.js';
-import { sleep } from './timing.js';
 import type {
   BusStats,
   Discontinuity,
@@ -23,8 +23,7 @@ import type {
 } from './types.js';
 
 const SERIAL_CHECK_INTERVAL_MS = 60_000;
-const BACKOFF_BASE_MS = 25;
-const BACKOFF_MAX_MS = 1_000;
+const BACKOFF = { baseMs: 25, maxMs: 1_000, jitter: 0.25 } as const;
 
 export function validateConfig(config: MeterConfig): MeterProfile {
   if (!config || typeof config !== 'object')
@@ -101,18 +100,23 @@ export class ModbusMeter extends EventEmitter implements Meter {
   private async transact<T>(op: (client: Client) => Promise<T>): Promise<T> {
     const line = this.line;
     if (!line) throw new MeterError('config', 'meter is not open', 'call open() first (openMeter does)');
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await line.exec(this.config.unitId, this.timeoutMs, this.recorder, op);
-      } catch (err) {
-        const e = classifyError(err, this.config.unitId, this.config.transport);
-        this.recorder.error(e.kind, e.message);
-        if (!isRetryable(e) || attempt >= this.retries) throw e;
-        this.recorder.retry();
-        const backoff = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt);
-        await sleep(backoff * (0.75 + Math.random() * 0.5));
-      }
-    }
+    return retry(
+      async () => {
+        try {
+          return await line.exec(this.config.unitId, this.timeoutMs, this.recorder, op);
+        } catch (err) {
+          const e = classifyError(err, this.config.unitId, this.config.transport);
+          this.recorder.error(e.kind, e.message);
+          throw e;
+        }
+      },
+      {
+        ...BACKOFF,
+        retries: this.retries,
+        retryable: (e) => isRetryable(e as MeterError),
+        onRetry: () => this.recorder.retry(),
+      },
+    );
   }
 
   /**
@@ -151,8 +155,8 @@ export class ModbusMeter extends EventEmitter implements Meter {
     const raw = decodeRaw(words, spec);
     let exponent = 0;
     if (spec.exponentAddress !== undefined) {
-      const [e] = await this.readWords(spec.kind, spec.exponentAddress, 1);
-      exponent = decodeRaw([e!], { type: 'int16' });
+      const [e = 0] = await this.readWords(spec.kind, spec.exponentAddress, 1);
+      exponent = decodeRaw([e], { type: 'int16' });
     }
     const value = scaleToBase(raw, spec, exponent);
     if (!Number.isFinite(value)) throw this.implausible(`${where} is ${value}`);
@@ -197,12 +201,13 @@ export class ModbusMeter extends EventEmitter implements Meter {
     }
   }
 
-  private async sampleEnergy(): Promise<{ energyWh: number; at: number }> {
+  private async sampleEnergy(): Promise<{ energyWh: number; at: number; from: number }> {
+    const from = Date.now();
     const value = await this.readValue('energy', this.profile.quantities.energy);
     const at = Date.now();
     if (value < 0)
       throw this.implausible(`energy register of unit ${this.config.unitId} is negative (${value} Wh)`);
-    return { energyWh: Math.round(value), at };
+    return { energyWh: Math.round(value), at, from };
   }
 
   private async readEnergyChecked(): Promise<number> {

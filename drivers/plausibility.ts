@@ -9,6 +9,12 @@ export interface EnergySample {
   energyWh: number;
   /** ms; performance-independent wall clock is fine, only differences matter. */
   at: number;
+  /**
+   * When the read was asked for (ms), if known: the meter took the value somewhere between
+   * `from` and `at`. Two samples are then at most `next.at − prev.from` apart, which keeps a
+   * busy reader (a late answer, then a quick one) from seeing an impossible jump that is not.
+   */
+  from?: number;
 }
 
 export type Verdict =
@@ -44,7 +50,7 @@ export class EnergyGuard {
 
   private follows(prev: EnergySample, next: EnergySample): boolean {
     const delta = next.energyWh - prev.energyWh;
-    return delta >= -this.opts.resolutionWh && delta <= this.allowanceWh(next.at - prev.at);
+    return delta >= -this.opts.resolutionWh && delta <= this.allowanceWh(next.at - (prev.from ?? prev.at));
   }
 
   evaluate(s: EnergySample): Verdict {
@@ -57,7 +63,7 @@ export class EnergyGuard {
       this.candidate = undefined;
       // Hold a sub-resolution step back at the last value: the reported counter is monotone.
       const energyWh = Math.max(s.energyWh, last.energyWh);
-      this.last = { energyWh, at: s.at };
+      this.last = { energyWh, at: s.at, ...(s.from !== undefined ? { from: s.from } : {}) };
       return { kind: 'accept', energyWh };
     }
     const delta = s.energyWh - last.energyWh;

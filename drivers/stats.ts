@@ -9,7 +9,7 @@ const WINDOW = 1024;
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return 0;
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i]!;
+  return sorted[i] ?? 0;
 }
 
 export function summarize(samples: readonly number[]): LatencySummary {

@@ -174,6 +174,11 @@ export interface Meter {
   /** Energy (required) plus whatever diagnostics the profile has; a failed diagnostic is left out. */
   read(): Promise<MeterReading>;
   stats(): BusStats;
+  /**
+   * Writes holding registers (function 16). Meters are read-only for billing; this is for the
+   * devices beside them on the bus (a wallbox's switch, the simulated meter's control block).
+   */
+  writeRegisters(address: number, values: number[]): Promise<void>;
   close(): Promise<void>;
   on(event: 'reset' | 'replaced', cb: (d: Discontinuity) => void): this;
   /** A read that failed after its retries (the same error the call throws). */

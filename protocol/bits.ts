@@ -42,7 +42,8 @@ export class BitWriter {
       const room = 8 - (this.bit & 7);
       const n = Math.min(left, room);
       const chunk = (value >>> (left - n)) & ((1 << n) - 1);
-      this.buf[this.bit >> 3]! |= chunk << (room - n);
+      const at = this.bit >> 3;
+      this.buf[at] = (this.buf[at] ?? 0) | (chunk << (room - n));
       this.bit += n;
       left -= n;
     }
@@ -90,7 +91,7 @@ export class BitWriter {
     const n = Math.ceil(this.bit / 8);
     const out = new Uint8Array(n);
     const buf = this.buf;
-    for (let i = 0; i < n; i++) out[i] = buf[i]!;
+    out.set(buf.subarray(0, n));
     return out;
   }
 }
@@ -121,7 +122,7 @@ export class BitReader {
     while (left > 0) {
       const room = 8 - (this.bit & 7);
       const n = Math.min(left, room);
-      const chunk = (this.bytes[this.bit >> 3]! >> (room - n)) & ((1 << n) - 1);
+      const chunk = ((this.bytes[this.bit >> 3] ?? 0) >> (room - n)) & ((1 << n) - 1);
       // Multiply rather than shift so 32-bit values stay unsigned.
       v = v * (1 << n) + chunk;
       this.bit += n;

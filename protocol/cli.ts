@@ -21,11 +21,11 @@ function readArg(arg: string): string {
 function domainFrom(opts: DomainOpts): Domain | undefined {
   if (opts.chainId === undefined && opts.contract === undefined) return undefined;
   if (opts.chainId === undefined || opts.contract === undefined) {
-    throw new Error('give both --chain-id and --contract (the deployment the signature is bound to)');
+    throw usage('give both --chain-id and --contract (the deployment the signature is bound to)');
   }
-  if (!/^\d+$/.test(opts.chainId)) throw new Error(`--chain-id ${opts.chainId} is not a decimal number`);
+  if (!/^\d+$/.test(opts.chainId)) throw usage(`--chain-id ${opts.chainId} is not a decimal number`);
   if (!fromHex(opts.contract, 20))
-    throw new Error(`--contract ${opts.contract} is not a 0x address of 40 hex digits`);
+    throw usage(`--contract ${opts.contract} is not a 0x address of 40 hex digits`);
   return { chainId: BigInt(opts.chainId), verifyingContract: opts.contract };
 }
 
@@ -58,6 +58,9 @@ export function describeHex(hex: string, domain?: Domain): Record<string, unknow
     }
   }
 }
+
+/** A usage mistake: the CLI exits 2 for it (agent/cli.ts). */
+const usage = (message: string) => Object.assign(new Error(message), { name: 'UsageError' });
 
 export function registerMsgCommands(program: Command): void {
   const msg = program
@@ -105,7 +108,7 @@ export function registerMsgCommands(program: Command): void {
         return;
       }
       const domain = domainFrom(opts);
-      if (!domain) throw new Error('signing needs --chain-id and --contract');
+      if (!domain) throw usage('signing needs --chain-id and --contract');
       const key = readFileSync(opts.keyFile, 'utf8').trim();
       process.stdout.write(`${toHex(signEnvelope(bytes, key, domain))}\n`);
     });

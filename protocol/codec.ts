@@ -1,27 +1,18 @@
 /**
- * The generic codec: one encoder and one decoder for every message, driven by the table in
- * `schema.ts`. Each field kind has one writer and one reader; a message is its 4-bit type code,
- * its fields in order, zero padding to the byte boundary, then the optional CBOR map.
+ * The codec: one encoder and one decoder for every message, driven by the table in `schema.ts`.
+ * Each field kind has one writer and one reader; a message is its 4-bit type code, its fields in
+ * order, zero padding to the byte boundary, then the optional CBOR map.
  *
- * Two compilations of the same table, both at load:
- * - the fast path (`fastpath.ts`): per message, one generated encoder and decoder with every
- *   position and range as a constant. It accepts or refuses, never explains;
- * - the reference below: a list of small closures per message over a bit writer and reader, with
- *   every field's range and error path worked out in advance. It runs whenever the fast path
- *   refuses, so every EncodeError and DecodeError (message, field, bit offset) comes from here.
+ * The table is compiled once, at load, into a list of small closures per message over a bit
+ * writer and reader, with every field's range and error path worked out in advance; every
+ * EncodeError and DecodeError (message, field, bit offset) comes from these closures. (A generated
+ * straight-line codec once stood beside it; it won round trips the system never needed, since
+ * signer recovery bounds every receiver near 750 messages/s, and was removed.)
  */
 import { BitReader, BitWriter } from './bits.js';
 import { DecodeError, EncodeError } from './errors.js';
-import {
-  type FastDecoder,
-  type FastEncoder,
-  fastDecoders as fastDecoders_,
-  fastEncoders as fastEncoders_,
-  releaseBytes as releaseBytes_,
-  takeBytes as takeBytes_,
-} from './fastpath.js';
 import { isHexOfLength } from './hex.js';
-import { decodeOptional as decodeOptional_, encodeOptional as encodeOptional_ } from './optional.js';
+import { decodeOptional, encodeOptional } from './optional.js';
 import {
   type Field,
   MESSAGES,
@@ -36,14 +27,6 @@ import {
 
 type Values = Record<string, unknown>;
 
-// Module-local bindings for the hot path: under a CommonJS transpiler (tsx), every use of an
-// imported binding is a getter call.
-const fastEncoders = fastEncoders_;
-const fastDecoders = fastDecoders_;
-const takeBytes = takeBytes_;
-const releaseBytes = releaseBytes_;
-const encodeOptional = encodeOptional_;
-const decodeOptional = decodeOptional_;
 interface FieldOp {
   write(w: BitWriter, values: Values): void;
   read(r: BitReader, out: Values): void;
@@ -240,7 +223,8 @@ for (const [name, schema] of Object.entries(MESSAGES as Record<MessageName, Mess
     ...schema.fields.flatMap((f) => (f.kind === 'pad' ? [] : [f.name])),
   ]);
   const sel = schema.select;
-  const presets = sel?.values.length === 1 ? { [sel.field]: sel.values[0]! } : {};
+  const only = sel?.values.length === 1 ? sel.values[0] : undefined;
+  const presets = sel && only !== undefined ? { [sel.field]: only } : {};
   const c: Compiled = { name, code: schema.code, ops: compileFields(schema.fields, '', presets), keys };
   if (schema.select) c.select = schema.select;
   compiled.set(name, c);
@@ -251,45 +235,9 @@ for (const [name, schema] of Object.entries(MESSAGES as Record<MessageName, Mess
 
 const writer = new BitWriter(256);
 
-/**
- * Packs a message. Throws EncodeError, naming the field, for anything out of range.
- *
- * The result is a view of exactly the message's bytes; like a small `Buffer.allocUnsafe`, it may
- * share its `ArrayBuffer` with other encoded messages (never with anything that is written again).
- */
+/** Packs a message into fresh bytes. Throws EncodeError, naming the field, for anything out of range. */
 export function encode(msg: MessageInput): Uint8Array {
-  const values = msg as unknown as Values;
-  const fast = fastEncoders.get(values.type as string);
-  if (fast !== undefined) {
-    const bytes = encodeFast(fast, values);
-    if (bytes !== undefined) return bytes;
-  }
-  return encodeReference(msg);
-}
-
-/** The fast path (`fastpath.ts`): undefined wherever the reference encoder has to decide. */
-function encodeFast(c: FastEncoder, values: Values): Uint8Array | undefined {
-  let region: Uint8Array | undefined;
-  try {
-    const size = c.size(values);
-    if (size < 0) return undefined;
-    const optional = values.optional === undefined ? undefined : encodeOptional(values.optional as Values);
-    region = takeBytes(optional === undefined ? size : size + optional.length);
-    if (!c.fields(values, region, 0)) {
-      releaseBytes(region);
-      return undefined;
-    }
-    if (optional !== undefined) region.set(optional, size);
-    return region;
-  } catch {
-    if (region !== undefined) releaseBytes(region);
-    return undefined;
-  }
-}
-
-/** The reference encoder: the table interpreted field by field; every EncodeError comes from here. */
-export function encodeReference(msg: MessageInput): Uint8Array {
-  const values = msg as unknown as Values;
+  const values: Values = msg;
   const c = compiled.get(values.type as MessageName);
   if (!c) throw new EncodeError(`unknown message type ${JSON.stringify(values.type)}`, 'type');
   for (const key in values) {
@@ -317,40 +265,10 @@ export function encodeReference(msg: MessageInput): Uint8Array {
 /** Unpacks a message. Throws DecodeError, and nothing else, for any input bytes. */
 export function decode(bytes: Uint8Array): Message {
   try {
-    if (bytes instanceof Uint8Array && bytes.length > 0) {
-      const fast = fastDecoders[bytes[0]! >> 4];
-      if (fast !== undefined && bytes.length >= fast.minBytes) {
-        const out = decodeFast(fast, bytes);
-        if (out !== undefined) return out;
-      }
-    }
     return decodeUnchecked(bytes);
   } catch (err) {
     if (err instanceof DecodeError) throw err;
     // A bug, not bad input, but the promise to callers holds: only DecodeError escapes.
-    throw new DecodeError(`internal decoder error: ${(err as Error)?.message ?? err}`, 0);
-  }
-}
-
-/** The fast path (`fastpath.ts`): undefined wherever the reference decoder has to decide. */
-function decodeFast(c: FastDecoder, bytes: Uint8Array): Message | undefined {
-  try {
-    const out = c.fields(bytes, 0);
-    if (out === undefined) return undefined;
-    const end = c.end[0]! >> 3;
-    if (bytes.length > end) out.optional = decodeOptional(bytes.subarray(end), end * 8);
-    return out as Message;
-  } catch {
-    return undefined;
-  }
-}
-
-/** The reference decoder: the table interpreted field by field; every DecodeError comes from here. */
-export function decodeReference(bytes: Uint8Array): Message {
-  try {
-    return decodeUnchecked(bytes);
-  } catch (err) {
-    if (err instanceof DecodeError) throw err;
     throw new DecodeError(`internal decoder error: ${(err as Error)?.message ?? err}`, 0);
   }
 }
@@ -361,13 +279,15 @@ function decodeUnchecked(bytes: Uint8Array): Message {
   const r = new BitReader(bytes);
   const code = r.readSmall(TYPE_BITS, 'type');
   const candidates = byCode[code];
-  if (!candidates) throw new DecodeError(`unknown message type code 0x${code.toString(16)}`, 0, 'type');
+  const first = candidates?.[0];
+  if (!candidates || !first)
+    throw new DecodeError(`unknown message type code 0x${code.toString(16)}`, 0, 'type');
   // `type` first, so it also comes first when the message is printed.
-  const out: Values = { type: candidates[0]!.name };
-  for (const op of candidates[0]!.ops) op.read(r, out);
+  const out: Values = { type: first.name };
+  for (const op of first.ops) op.read(r, out);
   r.padToByte();
   if (candidates.length > 1) {
-    const match = candidates.find((c) => c.select!.values.includes(out[c.select!.field] as number));
+    const match = candidates.find((c) => c.select?.values.includes(out[c.select.field] as number));
     if (!match) throw new DecodeError('no message of this type has these field values', 0, 'type');
     out.type = match.name;
   }

@@ -5,31 +5,10 @@ for (let i = 0; i < 16; i++) {
   NIBBLE['0123456789abcdef'.charCodeAt(i)] = i;
   NIBBLE['0123456789ABCDEF'.charCodeAt(i)] = i;
 }
-/**
- * Byte b → its two lowercase hex digits as Latin-1 bytes, in memory order (whatever the platform's
- * endianness): one 16-bit store writes both digits into a Uint16Array view of a byte buffer.
- */
-export const HEX_PAIRS = new Uint16Array(256);
-{
-  const bytes = new Uint8Array(HEX_PAIRS.buffer);
-  for (let i = 0; i < 256; i++) {
-    bytes[2 * i] = HEX[i]!.charCodeAt(0);
-    bytes[2 * i + 1] = HEX[i]!.charCodeAt(1);
-  }
-}
-/** Char code (< 128) of a hex digit → its value × 16 (NIBBLE_HI) or its value (NIBBLE_LO); -256 if not a digit. */
-export const NIBBLE_HI = new Int16Array(128).fill(-256);
-export const NIBBLE_LO = new Int16Array(128).fill(-256);
-for (let i = 0; i < 128; i++) {
-  if (NIBBLE[i]! >= 0) {
-    NIBBLE_HI[i] = NIBBLE[i]! << 4;
-    NIBBLE_LO[i] = NIBBLE[i]!;
-  }
-}
 
 export function toHex(bytes: Uint8Array, start = 0, end = bytes.length): string {
   let s = '0x';
-  for (let i = start; i < end; i++) s += HEX[bytes[i]!];
+  for (let i = start; i < end; i++) s += HEX[bytes[i] ?? 0];
   return s;
 }
 

@@ -69,7 +69,7 @@ export function decodeOptional(bytes: Uint8Array, bitBase: number): OptionalData
       'optional',
     );
   }
-  if (bytes[0]! >> 5 !== 5) throw new DecodeError('CBOR item is not a map', bitBase, 'optional');
+  if ((bytes[0] ?? 0) >> 5 !== 5) throw new DecodeError('CBOR item is not a map', bitBase, 'optional');
   let value: unknown;
   try {
     value = decoder.decode(bytes);
@@ -95,7 +95,7 @@ function checkWellFormed(b: Uint8Array, at: number, depth: number, bitBase: numb
   };
   if (depth > MAX_DEPTH) fail(`nested deeper than ${MAX_DEPTH} levels`, at);
   if (at >= b.length) fail('truncated CBOR item', at);
-  const head = b[at]!;
+  const head = b[at] ?? 0; // in range: checked above
   const major = head >> 5;
   const info = head & 0x1f;
   let pos = at + 1;
@@ -105,7 +105,7 @@ function checkWellFormed(b: Uint8Array, at: number, depth: number, bitBase: numb
     const n = 1 << (info - 24);
     if (pos + n > b.length) fail('truncated CBOR length', at);
     // Lengths beyond 2^32 can never fit in a 1 KiB message; only their size matters here.
-    for (let i = 0; i < n; i++) arg = arg * 256 + b[pos + i]!;
+    for (let i = 0; i < n; i++) arg = arg * 256 + (b[pos + i] ?? 0);
     pos += n;
   } else if (info === 31) fail('indefinite-length CBOR is not deterministic', at);
   else fail(`reserved CBOR additional info ${info}`, at);

@@ -28,6 +28,6 @@ export const SENDER_FIELDS: Record<MessageName, readonly string[]> = {
 export function signerMayHaveSent(msg: Message, signer: string, server?: string): boolean {
   const fields = SENDER_FIELDS[msg.type];
   if (fields.length === 0) return server !== undefined && signer === server;
-  const values = msg as unknown as Record<string, unknown>;
+  const values: Record<string, unknown> = msg;
   return fields.some((f) => typeof values[f] === 'string' && (values[f] as string).toLowerCase() === signer);
 }

@@ -79,7 +79,7 @@ async function importNoble(): Promise<SignatureBackend> {
       // noble's recovered format is rec ‖ r ‖ s; Ethereum's is r ‖ s ‖ v.
       const out = new Uint8Array(65);
       out.set(sig.subarray(1), 0);
-      out[64] = 27 + sig[0]!;
+      out[64] = 27 + (sig[0] ?? 0);
       return out;
     },
     publicKey: (secretKey) => secp.getPublicKey(secretKey, false),
@@ -213,7 +213,7 @@ export function recoverAddress(
 ): string {
   if (signature.length !== SIGNATURE_BYTES)
     throw new DecodeError('signature must be 65 bytes', at, 'signature');
-  const v = signature[64]!;
+  const v = signature[64];
   if (v !== 27 && v !== 28)
     throw new DecodeError(`signature v is ${v}, not 27 or 28`, at + 64 * 8, 'signature');
   const compact = signature.subarray(0, 64);

@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { readControlToken } from '../agent/core/http.js';
 import { freePort } from './chain.js';
 import type { Device } from './world.js';
 import { SIM_PASSWORD } from './world.js';
@@ -101,7 +102,15 @@ export async function control<T = Record<string, unknown>>(
     url,
     body === undefined
       ? {}
-      : { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } },
+      : {
+          method: 'POST',
+          body: JSON.stringify(body),
+          // The agent wrote its control token into its data directory at start.
+          headers: {
+            'content-type': 'application/json',
+            authorization: `Bearer ${readControlToken(device.dataDir)}`,
+          },
+        },
   ).catch((err: Error & { cause?: { code?: string } }) => {
     throw new Error(
       `${device.name} ${action}: no answer on its control port ${url} (${err.cause?.code ?? err.message}): is the agent still running?`,

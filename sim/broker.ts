@@ -18,7 +18,7 @@ export interface Broker {
 
 export async function startEmbeddedBroker(opts: { port?: number; host?: string } = {}): Promise<Broker> {
   const host = opts.host ?? '127.0.0.1';
-  const aedes = await (Aedes as unknown as { createBroker(): Promise<Aedes> }).createBroker();
+  const aedes = await Aedes.createBroker();
   const server = createServer(aedes.handle as never);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -60,7 +60,12 @@ export function anvilBinary(): string {
   return found;
 }
 
-/** A port the OS says is free right now on 127.0.0.1. */
+/**
+ * A port the OS says is free right now on 127.0.0.1, closed again before it is returned: only for
+ * a child process that must be told its port before it starts (a spawned agent, mosquitto), or for
+ * a port meant to have nothing on it. Whatever can listen on port 0 and say which port it got
+ * (anvil, the embedded broker, in-process agents) does that instead: no race with other processes.
+ */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
@@ -115,34 +120,44 @@ const WATCHDOG = [
   'exit "$status"',
 ].join('\n');
 
-function spawnWatched(binary: string, args: string[]): ChildProcess {
-  return spawn('/bin/sh', ['-c', WATCHDOG, binary, ...args], { stdio: ['pipe', 'ignore', 'pipe'] });
+function spawnWatched(binary: string, args: string[], stdout: 'pipe' | 'ignore'): ChildProcess {
+  return spawn('/bin/sh', ['-c', WATCHDOG, binary, ...args], { stdio: ['pipe', stdout, 'pipe'] });
 }
 
 /**
- * Starts anvil and resolves once its JSON-RPC answers. Without a fixed port it picks a free one,
- * and tries again if another process took that port in between.
+ * Starts anvil and resolves once its JSON-RPC answers. Without a fixed port anvil binds port 0
+ * itself (the OS picks a free one, no race with other processes) and says which on its stdout.
  */
 export async function startAnvil(options: AnvilOptions = {}): Promise<Anvil> {
-  if (options.port !== undefined) return launch(options.port, options);
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await launch(await freePort(), options);
-    } catch (err) {
-      if (attempt >= 3 || !(err instanceof AnvilExited)) throw err;
-    }
-  }
+  return launch(options.port ?? 0, options);
 }
 
 class AnvilExited extends Error {}
 
-async function launch(port: number, options: AnvilOptions): Promise<Anvil> {
+/** The port in anvil's "Listening on 127.0.0.1:PORT" line (its banner before it is dropped). */
+function listeningPort(child: ChildProcess): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const onData = (chunk: Buffer) => {
+      seen = (seen + chunk.toString()).slice(-4096);
+      const m = /Listening on [^\s]*:(\d+)/.exec(seen);
+      if (!m) return;
+      child.stdout?.off('data', onData);
+      child.stdout?.resume(); // whatever it prints later is dropped
+      resolve(Number(m[1]));
+    };
+    child.stdout?.on('data', onData);
+    child.once('exit', () => reject(new AnvilExited('anvil exited before it listened')));
+  });
+}
+
+async function launch(requestedPort: number, options: AnvilOptions): Promise<Anvil> {
   const accountCount = options.accounts ?? 10;
   const args = [
     '--host',
     '127.0.0.1',
     '--port',
-    String(port),
+    String(requestedPort),
     '--accounts',
     String(accountCount),
     '--mnemonic',
@@ -151,12 +166,15 @@ async function launch(port: number, options: AnvilOptions): Promise<Anvil> {
     String(ANVIL_CHAIN_ID),
     '--gas-limit',
     String(options.gasLimit ?? 30_000_000),
-    '--silent',
+    // On port 0 the banner's last line says which port it bound; otherwise nothing to read.
+    ...(requestedPort === 0 ? [] : ['--silent']),
   ];
   if (options.blockTime !== undefined) args.push('--block-time', String(options.blockTime));
   args.push(...(options.extraArgs ?? []));
 
-  const child = spawnWatched(anvilBinary(), args);
+  const child = spawnWatched(anvilBinary(), args, requestedPort === 0 ? 'pipe' : 'ignore');
+  const bound = requestedPort === 0 ? listeningPort(child) : Promise.resolve(requestedPort);
+  bound.catch(() => {}); // an early exit is reported below, with anvil's stderr
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {
     stderr = (stderr + chunk.toString()).slice(-2000);
@@ -167,7 +185,7 @@ async function launch(port: number, options: AnvilOptions): Promise<Anvil> {
     hasExited = true;
   });
   // Our end of the watchdog pipe must not keep this process alive.
-  (child.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+  (child.stdin as { unref?: () => void } | null)?.unref?.();
 
   const stop = async (): Promise<void> => {
     if (hasExited) return;
@@ -177,8 +195,21 @@ async function launch(port: number, options: AnvilOptions): Promise<Anvil> {
     clearTimeout(timer);
   };
 
-  const rpcUrl = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + (options.startTimeoutMs ?? 20_000);
+  let timer: NodeJS.Timeout | undefined;
+  const port = await Promise.race([
+    bound,
+    new Promise<undefined>((r) => {
+      timer = setTimeout(() => r(undefined), options.startTimeoutMs ?? 20_000);
+    }),
+  ])
+    .catch(() => undefined)
+    .finally(() => clearTimeout(timer));
+  if (port === undefined) {
+    await stop();
+    throw new AnvilExited(`anvil did not say which port it bound: ${stderr.trim() || 'no output'}`);
+  }
+  const rpcUrl = `http://127.0.0.1:${port}`;
   for (;;) {
     const chainId = await rpcChainId(rpcUrl);
     if (chainId !== undefined) return { rpcUrl, chainId, accounts: anvilAccounts(accountCount), stop };

@@ -45,7 +45,7 @@ export function registerSimCommands(program: Command): void {
           return;
         }
         if (opts.meters !== 'tcp' && opts.meters !== 'rtu')
-          throw new Error(`--meters ${opts.meters}: use tcp or rtu`);
+          throw Object.assign(new Error(`--meters ${opts.meters}: use tcp or rtu`), { name: 'UsageError' });
         const { runExperiment } = await import('./experiment.js');
         const report = await runExperiment({ ...opts, meters: opts.meters });
         if (!report.totals.balanced) process.exitCode = 1;

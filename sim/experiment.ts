@@ -8,9 +8,9 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { formatEther, type Log, parseEther } from 'ethers';
+import { formatEther, parseEther } from 'ethers';
 import { Journal } from '../agent/core/journal.js';
-import { reportEnergyWh } from '../agent/roles/charging.js';
+import { reportEnergyWh } from '../protocol/index.js';
 import type { SessionRecord } from '../agent/core/session.js';
 import { type AgentProcess, control, type LogLine, spawnAgent, waitReady } from './agents.js';
 import { buildWorld, type Device, type EvSpec, type StationSpec, type World } from './world.js';
@@ -67,9 +67,17 @@ export interface SessionRow {
   txid: string;
   ev: string;
   hcs: string;
+  /** The agreed cap: what the reservation held of the EV's deposit, in Wh (× price). */
+  reservedWh: number;
+  /** The EV's final report. */
   evWh: number;
+  /** The highest energy the EV signed (a receipt while charging or its final report). */
+  acknowledgedWh: number;
+  /** The station's meter. */
   hcsWh: number;
   billedWh: number;
+  /** settled (the station's meter), disputed (what the EV acknowledged), or unsettled. */
+  outcome: 'settled' | 'disputed' | 'unsettled';
   amountEther: string;
   txHash: string;
   block: number;
@@ -96,7 +104,7 @@ export interface ExperimentReport {
   sessions: SessionRow[];
   members: MemberRow[];
   stations: { name: string; meanRating: number; ratingCount: number }[];
-  totals: { paidWei: string; creditedWei: string; balanced: boolean };
+  totals: { paidWei: string; creditedWei: string; balanced: boolean; unpaidDeliveredWh: number };
   /** Measured over the run: messages and envelope bytes sent by all agents, per settled session. */
   figures: {
     messagesPerSession: number;
@@ -231,66 +239,67 @@ async function collect(
   names: Map<string, string>,
   traffic: { messages: number; bytes: number },
 ): Promise<ExperimentReport> {
-  const c = world.operator.contract;
-  const provider = c.runner!.provider!;
+  const op = world.operator;
+  const provider = op.contract.runner!.provider!;
   const from = world.deployment.block;
-  const settled = [
-    ...(await c.queryFilter(c.filters.Settled!(), from)),
-    ...(await c.queryFilter(c.filters.SettledDisputed!(), from)),
-  ];
-  const rated = await c.queryFilter(c.filters.Rated!(), from);
+  const settledList = await world.operator.settledSessions(from);
+  const settled = new Map(settledList.map((r) => [r.txid.toLowerCase(), r]));
+  const rated = await op.events('Rated', from);
   const journals = world.devices
     .filter((d) => d.role !== 'edge')
     .map((d) => ({ d, entries: [...Journal.read(d.dataDir).values()] as SessionRecord[] }));
-  const reportOf = (txid: string, role: 'ev' | 'hcs') => {
+  const recordOf = (txid: string, role: 'ev' | 'hcs') => {
     for (const { d, entries } of journals) {
       if (d.role !== role) continue;
-      const s = entries.find((e) => e?.txid === txid && e.myReport);
+      const s = entries.find((e) => e?.txid?.toLowerCase() === txid && e.myReport);
       if (s) return s;
     }
     return undefined;
   };
-  const receipts = new Map<string, { gas: bigint; entries: number; block: number }>();
-  for (const log of settled) {
-    const r = receipts.get(log.transactionHash) ?? { gas: 0n, entries: 0, block: log.blockNumber };
-    r.entries++;
-    receipts.set(log.transactionHash, r);
+  const receipts = new Map<string, { gas: bigint; entries: number }>();
+  for (const r of settledList) {
+    const x = receipts.get(r.txHash) ?? { gas: 0n, entries: 0 };
+    x.entries++;
+    receipts.set(r.txHash, x);
   }
   for (const [hash, r] of receipts) r.gas = (await provider.getTransactionReceipt(hash))!.gasUsed;
-  const args = (l: Log) => (l as unknown as { args: Record<string, unknown> }).args;
-  const sessions: SessionRow[] = settled.map((log) => {
-    const a = args(log);
-    const txid = String(a.txid);
-    const evRec = reportOf(txid, 'ev');
-    const hcsRec = reportOf(txid, 'hcs');
-    const rating = rated.find((r) => String(args(r).txid) === txid);
-    const r = receipts.get(log.transactionHash)!;
-    const energy = (rec?: SessionRecord) =>
-      rec?.myReport ? Number(reportEnergyWh(rec.myReport)) : Number.NaN;
+  // Every session a station metered, settled or not: the promise is about energy delivered.
+  const charged = journals
+    .filter((j) => j.d.role === 'hcs')
+    .flatMap((j) => j.entries.filter((e) => e?.txid && e.myReport && e.role === 'hcs'));
+  const sessions: SessionRow[] = charged.map((hcsRec) => {
+    const txid = hcsRec.txid!.toLowerCase();
+    const evRec = recordOf(txid, 'ev');
+    const onChain = settled.get(txid);
+    const rating = rated.find((r) => r.args.txid.toLowerCase() === txid)?.args;
+    const r = onChain ? receipts.get(onChain.txHash)! : undefined;
+    const energy = (hex?: string) => (hex ? Number(reportEnergyWh(hex)) : Number.NaN);
+    const evWh = energy(evRec?.myReport);
+    const finalWh = energy(hcsRec.peerReport);
     return {
       txid,
-      ev: names.get(String(a.ev).toLowerCase()) ?? String(a.ev),
-      hcs: names.get(String(a.hcs).toLowerCase()) ?? String(a.hcs),
-      evWh: energy(evRec),
-      hcsWh: energy(hcsRec),
-      billedWh: Number(
-        a.energyWh ?? (Number(a.evEnergyWh) < Number(a.hcsEnergyWh) ? a.evEnergyWh : a.hcsEnergyWh),
-      ),
-      amountEther: formatEther(a.amountWei as bigint),
-      txHash: log.transactionHash,
-      block: log.blockNumber,
-      gas: Number(r.gas / BigInt(r.entries)),
+      ev: names.get(hcsRec.ev.toLowerCase()) ?? hcsRec.ev,
+      hcs: names.get(hcsRec.hcs!.toLowerCase()) ?? hcsRec.hcs!,
+      reservedWh: hcsRec.terms!.maxWh,
+      evWh,
+      acknowledgedWh: Math.max(hcsRec.ackWh ?? 0, Number.isNaN(finalWh) ? 0 : finalWh),
+      hcsWh: energy(hcsRec.myReport),
+      billedWh: onChain ? Number(onChain.billedWh) : 0,
+      outcome: onChain ? (onChain.disputed ? 'disputed' : 'settled') : 'unsettled',
+      amountEther: formatEther(onChain?.amountWei ?? 0n),
+      txHash: onChain?.txHash ?? '',
+      block: onChain?.blockNumber ?? 0,
+      gas: r ? Number(r.gas / BigInt(r.entries)) : 0,
       ...(rating
         ? {
-            rating: Number(args(rating).rating),
-            comment: Buffer.from(String(args(rating).comment).slice(2), 'hex')
-              .toString('utf8')
-              .replace(/\0+$/, ''),
+            rating: Number(rating.rating),
+            comment: Buffer.from(rating.comment.slice(2), 'hex').toString('utf8').replace(/\0+$/, ''),
           }
         : {}),
       ...(evRec?.endStatus !== undefined ? { endStatus: evRec.endStatus } : {}),
     };
   });
+  const unpaidDeliveredWh = sessions.reduce((t, x) => t + Math.max(0, x.hcsWh - x.billedWh), 0);
   let paid = 0n;
   let credited = 0n;
   const members: MemberRow[] = [];
@@ -299,9 +308,9 @@ async function collect(
     const wallet = await provider.getBalance(d.address);
     const dep = await world.operator.depositOf(d.address);
     const earned = d.role === 'hcs' ? await world.operator.earningsOf(d.address) : 0n;
-    const paidBy = settled
-      .filter((l) => String(args(l).ev).toLowerCase() === d.address)
-      .reduce((n, l) => n + (args(l).amountWei as bigint), 0n);
+    const paidBy = sessions
+      .filter((x) => x.ev === (names.get(d.address) ?? d.address))
+      .reduce((n, x) => n + parseEther(x.amountEther), 0n);
     if (d.role === 'ev') paid += paidBy;
     else credited += earned;
     members.push({
@@ -329,7 +338,12 @@ async function collect(
     sessions,
     members,
     stations,
-    totals: { paidWei: paid.toString(), creditedWei: credited.toString(), balanced: paid === credited },
+    totals: {
+      paidWei: paid.toString(),
+      creditedWei: credited.toString(),
+      balanced: paid === credited,
+      unpaidDeliveredWh,
+    },
     figures: timing(journals, sessions.length, traffic),
   };
 }
@@ -388,9 +402,12 @@ export function print(r: ExperimentReport, out: (l: string) => void): void {
       txid: short(s.txid),
       ev: s.ev,
       hcs: s.hcs,
+      'reserved Wh': s.reservedWh,
       'EV Wh': s.evWh,
-      'HCS Wh': s.hcsWh,
+      'acknowledged Wh': s.acknowledgedWh,
+      'station meter Wh': s.hcsWh,
       'billed Wh': s.billedWh,
+      outcome: s.outcome,
       ether: s.amountEther,
       tx: short(s.txHash),
       block: s.block,
@@ -436,6 +453,6 @@ export function print(r: ExperimentReport, out: (l: string) => void): void {
     `Per settled session: ${f.messagesPerSession} messages, ${f.bytesPerSession} bytes on the wire; median request → settled ${f.requestToSettledS} s (charging included), plug-out → settled ${f.plugOutToSettledS} s`,
   );
   out(
-    `EVs paid ${formatEther(r.totals.paidWei)} ether; HCSs were credited ${formatEther(r.totals.creditedWei)} ether: ${r.totals.balanced ? 'balanced' : 'NOT BALANCED'}`,
+    `EVs paid ${formatEther(r.totals.paidWei)} ether; HCSs were credited ${formatEther(r.totals.creditedWei)} ether: ${r.totals.balanced ? 'balanced' : 'NOT BALANCED'}; unpaid energy delivered: ${r.totals.unpaidDeliveredWh} Wh`,
   );
 }

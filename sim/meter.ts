@@ -24,6 +24,10 @@ export interface SimMeterOptions {
   /** Serial number; digits for meters with a numeric serial register. */
   serial?: string;
   initialWh?: number;
+  /** The power a charge runs at once switched on (kW; default 11). */
+  chargeKw?: number;
+  /** Simulated seconds per real second of every charge (default 1). */
+  timeScale?: number;
 }
 
 export interface SimMeter {

@@ -13,6 +13,10 @@ import { loadConfig } from '../agent/core/config.js';
 import { createLogger } from '../agent/core/log.js';
 import { Agent } from '../agent/core/runtime.js';
 import { buildWorld, SIM_PASSWORD, type World, type WorldOptions } from './world.js';
+import { backoffMs } from '../drivers/index.js';
+
+/** A car that found every station busy tries again later, backing off as a driver would. */
+const DRIVER_BACKOFF = { baseMs: 250, maxMs: 8000, jitter: 0.5 } as const;
 
 export type ToWorker =
   | { cmd: 'build'; opts: WorldOptions; standalone: string[] }
@@ -142,8 +146,7 @@ async function run(sessions: number, targetWh: number, timeoutMs: number): Promi
           missReasons.set(why, (missReasons.get(why) ?? 0) + 1);
           // Every station busy: try again later, backing off (with jitter) as a driver would.
           misses++;
-          const backoffMs = Math.min(8000, 250 * 2 ** misses);
-          await new Promise((res) => setTimeout(res, backoffMs * (0.5 + Math.random())));
+          await new Promise((res) => setTimeout(res, backoffMs(misses, DRIVER_BACKOFF)));
         } else misses = 0;
       }
     }),

@@ -123,20 +123,16 @@ function peakRssMb(pid: number): number {
   return Math.round((kb / 1024) * 10) / 10;
 }
 
-export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
-  const out = opts.out ?? ((l: string) => process.stdout.write(`${l}\n`));
-  const verifyPerSec = measureVerify();
-  out(`verify (recover signer) ${verifyPerSec.toFixed(0)}/s on one core; ${availableParallelism()} cores`);
-  // The journals fsync every transition; on tmpfs that costs nothing, as on the Pis' own SD cards
-  // it would be spread over 600 devices rather than one disk.
-  const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
-  const dir = mkdtempSync(join(base, 'p2pev-scale-'));
-  const { stations, cars } = layout(opts.evs, opts.hcs);
-  // The agents over WORKERS threads; the first also holds the world (node, broker, meters).
-  /** Sessions ended and started, and why the cars that found no station found none (how often). */
-  type Progress = { progress: number; started: number; why: Record<string, number> };
+/** Sessions ended and started, and why the cars that found no station found none (how often). */
+type Progress = { progress: number; started: number; why: Record<string, number> };
+
+/** The agents over WORKERS threads; the first also holds the world (node, broker, meters). */
+function startWorkers(out: (line: string) => void) {
   const workers = Array.from({ length: WORKERS }, () => {
-    const worker = new Worker(new URL('./scale-worker.mjs', import.meta.url));
+    const worker = new Worker(
+      // Compiled (dist/sim/scale.js): the compiled worker; from the sources: the tsx entry.
+      new URL(import.meta.url.endsWith('.js') ? './scale-worker.js' : './scale-worker.mjs', import.meta.url),
+    );
     const replies: ((v: { ok: boolean; value?: unknown; error?: string }) => void)[] = [];
     const w = { worker, replies, progress: { progress: 0, started: 0, why: {} } as Progress };
     worker.on('message', (m) => {
@@ -148,8 +144,10 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
   });
   const ask = <T>(i: number, msg: ToWorker): Promise<T> =>
     new Promise((resolve, reject) => {
-      workers[i]!.replies.push((m) => (m.ok ? resolve(m.value as T) : reject(new Error(m.error))));
-      workers[i]!.worker.postMessage(msg);
+      const w = workers[i];
+      if (!w) return reject(new Error(`no worker ${i}`));
+      w.replies.push((m) => (m.ok ? resolve(m.value as T) : reject(new Error(m.error))));
+      w.worker.postMessage(msg);
     });
   const misses = (p: Progress) => Object.values(p.why).reduce((a, b) => a + b, 0);
   const progress = (): Progress => {
@@ -161,6 +159,154 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
     }
     return sum;
   };
+  return { workers, ask, misses, progress };
+}
+
+/** The run's figures in words (the report itself follows as one JSON line). */
+function printReport(
+  out: (line: string) => void,
+  report: ScaleReport,
+  results: SessionResult[],
+  workerBusy: number[],
+  edgeBusy: number,
+  soloName: string,
+  phaseMedianMs: Record<string, number>,
+): void {
+  const failed = results.filter((r) => !r.ok);
+  if (failed.length)
+    out(
+      `${failed.length} sessions did not settle, e.g.: ${failed
+        .slice(0, 3)
+        .map((r) => r.error)
+        .join('; ')}`,
+    );
+  out(
+    `${report.settled}/${report.sessions} sessions settled in ${report.seconds} s: ${report.sessionsPerSec}/s ` +
+      `(crypto ceiling ${report.cryptoCeilingPerSec}/s = ${availableParallelism()} cores × ${report.verifyPerSec} verifications/s ÷ ${report.verificationsPerSession} per session: ${(report.ofCryptoCeiling * 100).toFixed(0)} % of it)`,
+  );
+  out(
+    `plug-out → settled p50 ${report.settleP50Ms} ms, p95 ${report.settleP95Ms} ms; gas ${report.gasPerSession}/session; ${report.messagesPerSession} messages, ${report.bytesPerSession} bytes per session`,
+  );
+  out(
+    `busy share of each thread over the run: workers (EV and HCS agents; the first also the broker and meters) ${workerBusy.map((b) => `${Math.round(b * 100)} %`).join(', ')}, main (edge) ${Math.round(edgeBusy * 100)} %`,
+  );
+  out(
+    `median time in each EV state: ${Object.entries(phaseMedianMs)
+      .map(([state, ms]) => `${state} ${ms} ms`)
+      .join(', ')}`,
+  );
+  out(
+    `one agent alone (${soloName}, its own process): peak RSS ${report.agentRssMb} MB; lost ${report.lost}, double-billed ${report.doubleBilled}`,
+  );
+}
+
+/** What a finished run measured: the report, and the busy shares and phase medians printed beside it. */
+async function measureRun(r: {
+  opts: ScaleOptions;
+  results: SessionResult[];
+  started: number;
+  verifyPerSec: number;
+  edge: Agent;
+  solo: Device;
+  standalone: AgentProcess;
+  mainElu: ReturnType<typeof performance.eventLoopUtilization>;
+  pool: ReturnType<typeof startWorkers>;
+}) {
+  const { opts, results, started, verifyPerSec, edge, solo, standalone, mainElu } = r;
+  const { workers, ask, misses, progress } = r.pool;
+  // Wait for the last bills in flight (a batch, its receipt, the transaction messages).
+  await new Promise((r) => setTimeout(r, 3000));
+
+  const settledResults = results.filter((r) => r.ok);
+  const lastDone = Math.max(...settledResults.map((r) => r.settledAt ?? r.doneAt ?? 0));
+  const seconds = (lastDone - started) / 1000;
+  const client = edge.chain.client;
+  const events = await client.settledSessions(edge.chain.deployment.block);
+  const perTxid = new Map<string, number>();
+  for (const e of events) perTxid.set(e.txid, (perTxid.get(e.txid) ?? 0) + 1);
+  const txHashes = [...new Set(events.map((e) => e.txHash))];
+  let gas = 0n;
+  for (const h of txHashes) gas += (await edge.chain.rpc.getTransactionReceipt(h))!.gasUsed;
+  const perWorker = await Promise.all(
+    workers.map((_, i) =>
+      ask<{
+        bus: { sent: number; sentBytes: number; received: number; dropped: number };
+        heapMb: number;
+        phases: Record<string, number[]>;
+        busy: number;
+      }>(i, { cmd: 'stats' }),
+    ),
+  );
+  const w = {
+    bus: { sent: 0, sentBytes: 0, received: 0, dropped: 0 },
+    heapMb: 0,
+    phaseMedianMs: {} as Record<string, number>,
+  };
+  const phases: Record<string, number[]> = {};
+  for (const x of perWorker) {
+    for (const k of Object.keys(w.bus) as (keyof typeof w.bus)[]) w.bus[k] += x.bus[k];
+    w.heapMb += x.heapMb;
+    for (const [state, xs] of Object.entries(x.phases)) phases[state] = [...(phases[state] ?? []), ...xs];
+  }
+  for (const [state, xs] of Object.entries(phases)) w.phaseMedianMs[state] = Math.round(percentile(xs, 50));
+  const edgeBusy = performance.eventLoopUtilization(mainElu).utilization;
+  const soloStatus = await control<{
+    messages: { sent: number; sentBytes: number; received: number; dropped: number };
+  }>(solo, 'status');
+  const sent = w.bus.sent + edge.bus.stats.sent + soloStatus.messages.sent;
+  const bytes = w.bus.sentBytes + edge.bus.stats.sentBytes + soloStatus.messages.sentBytes;
+  const verified =
+    w.bus.received +
+    w.bus.dropped +
+    edge.bus.stats.received +
+    edge.bus.stats.dropped +
+    soloStatus.messages.received +
+    soloStatus.messages.dropped;
+  const n = Math.max(1, events.length);
+  const verificationsPerSession = verified / n;
+  const cryptoCeilingPerSec = (availableParallelism() * verifyPerSec) / verificationsPerSession;
+  const sessionsPerSec = settledResults.length / Math.max(0.001, seconds);
+  // Plug-out → the EV learns its bill is on chain (its rating, a transaction of its own, follows).
+  const latencies = settledResults
+    .filter((r) => r.endedAt && (r.settledAt ?? r.doneAt))
+    .map((r) => (r.settledAt ?? r.doneAt)! - r.endedAt!);
+  const report: ScaleReport = {
+    evs: opts.evs,
+    hcs: opts.hcs,
+    sessions: results.length,
+    settled: settledResults.length,
+    // A charge that ended but was never billed; a charge billed twice.
+    lost: results.filter((r) => !r.ok && r.endedAt).length,
+    doubleBilled: [...perTxid.values()].filter((k) => k > 1).length,
+    busyRetries: misses(progress()),
+    sessionsPerSec: Math.round(sessionsPerSec * 10) / 10,
+    verifyPerSec: Math.round(verifyPerSec),
+    verificationsPerSession: Math.round(verificationsPerSession * 10) / 10,
+    cryptoCeilingPerSec: Math.round(cryptoCeilingPerSec * 10) / 10,
+    ofCryptoCeiling: Math.round((sessionsPerSec / cryptoCeilingPerSec) * 100) / 100,
+    settleP50Ms: Math.round(percentile(latencies, 50)),
+    settleP95Ms: Math.round(percentile(latencies, 95)),
+    gasPerSession: Math.round(Number(gas) / n),
+    messagesPerSession: Math.round((sent / n) * 10) / 10,
+    bytesPerSession: Math.round(bytes / n),
+    agentRssMb: peakRssMb(standalone.child.pid!),
+    workerHeapMb: Math.round(w.heapMb),
+    seconds: Math.round(seconds * 10) / 10,
+  };
+  return { report, perWorker, edgeBusy, phaseMedianMs: w.phaseMedianMs };
+}
+
+export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
+  const out = opts.out ?? ((l: string) => process.stdout.write(`${l}\n`));
+  const verifyPerSec = measureVerify();
+  out(`verify (recover signer) ${verifyPerSec.toFixed(0)}/s on one core; ${availableParallelism()} cores`);
+  // The journals fsync every transition; on tmpfs that costs nothing, as on the Pis' own SD cards
+  // it would be spread over 600 devices rather than one disk.
+  const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+  const dir = mkdtempSync(join(base, 'p2pev-scale-'));
+  const { stations, cars } = layout(opts.evs, opts.hcs);
+  const pool = startWorkers(out);
+  const { workers, ask, misses, progress } = pool;
 
   const t0 = Date.now();
   let edge: Agent | undefined;
@@ -241,116 +387,25 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
       )
     ).flat();
     clearInterval(ticker);
-    // Wait for the last bills in flight (a batch, its receipt, the transaction messages).
-    await new Promise((r) => setTimeout(r, 3000));
-
-    const settledResults = results.filter((r) => r.ok);
-    const lastDone = Math.max(...settledResults.map((r) => r.settledAt ?? r.doneAt ?? 0));
-    const seconds = (lastDone - started) / 1000;
-    const c = edge.chain.client.contract;
-    const events = [
-      ...(await c.queryFilter(c.filters.Settled!(), edge.chain.deployment.block)),
-      ...(await c.queryFilter(c.filters.SettledDisputed!(), edge.chain.deployment.block)),
-    ];
-    const perTxid = new Map<string, number>();
-    for (const e of events) {
-      const txid = String((e as unknown as { args: { txid: string } }).args.txid);
-      perTxid.set(txid, (perTxid.get(txid) ?? 0) + 1);
-    }
-    const txHashes = [...new Set(events.map((e) => e.transactionHash))];
-    let gas = 0n;
-    for (const h of txHashes) gas += (await edge.chain.rpc.getTransactionReceipt(h))!.gasUsed;
-    const perWorker = await Promise.all(
-      workers.map((_, i) =>
-        ask<{
-          bus: { sent: number; sentBytes: number; received: number; dropped: number };
-          heapMb: number;
-          phases: Record<string, number[]>;
-          busy: number;
-        }>(i, { cmd: 'stats' }),
-      ),
-    );
-    const w = {
-      bus: { sent: 0, sentBytes: 0, received: 0, dropped: 0 },
-      heapMb: 0,
-      phaseMedianMs: {} as Record<string, number>,
-    };
-    const phases: Record<string, number[]> = {};
-    for (const x of perWorker) {
-      for (const k of Object.keys(w.bus) as (keyof typeof w.bus)[]) w.bus[k] += x.bus[k];
-      w.heapMb += x.heapMb;
-      for (const [state, xs] of Object.entries(x.phases)) phases[state] = [...(phases[state] ?? []), ...xs];
-    }
-    for (const [state, xs] of Object.entries(phases)) w.phaseMedianMs[state] = Math.round(percentile(xs, 50));
-    const edgeBusy = performance.eventLoopUtilization(mainElu).utilization;
-    const soloStatus = await control<{
-      messages: { sent: number; sentBytes: number; received: number; dropped: number };
-    }>(solo, 'status');
-    const sent = w.bus.sent + edge.bus.stats.sent + soloStatus.messages.sent;
-    const bytes = w.bus.sentBytes + edge.bus.stats.sentBytes + soloStatus.messages.sentBytes;
-    const verified =
-      w.bus.received +
-      w.bus.dropped +
-      edge.bus.stats.received +
-      edge.bus.stats.dropped +
-      soloStatus.messages.received +
-      soloStatus.messages.dropped;
-    const n = Math.max(1, events.length);
-    const verificationsPerSession = verified / n;
-    const cryptoCeilingPerSec = (availableParallelism() * verifyPerSec) / verificationsPerSession;
-    const sessionsPerSec = settledResults.length / Math.max(0.001, seconds);
-    // Plug-out → the EV learns its bill is on chain (its rating, a transaction of its own, follows).
-    const latencies = settledResults
-      .filter((r) => r.endedAt && (r.settledAt ?? r.doneAt))
-      .map((r) => (r.settledAt ?? r.doneAt)! - r.endedAt!);
-    const report: ScaleReport = {
-      evs: opts.evs,
-      hcs: opts.hcs,
-      sessions: results.length,
-      settled: settledResults.length,
-      // A charge that ended but was never billed; a charge billed twice.
-      lost: results.filter((r) => !r.ok && r.endedAt).length,
-      doubleBilled: [...perTxid.values()].filter((k) => k > 1).length,
-      busyRetries: misses(progress()),
-      sessionsPerSec: Math.round(sessionsPerSec * 10) / 10,
-      verifyPerSec: Math.round(verifyPerSec),
-      verificationsPerSession: Math.round(verificationsPerSession * 10) / 10,
-      cryptoCeilingPerSec: Math.round(cryptoCeilingPerSec * 10) / 10,
-      ofCryptoCeiling: Math.round((sessionsPerSec / cryptoCeilingPerSec) * 100) / 100,
-      settleP50Ms: Math.round(percentile(latencies, 50)),
-      settleP95Ms: Math.round(percentile(latencies, 95)),
-      gasPerSession: Math.round(Number(gas) / n),
-      messagesPerSession: Math.round((sent / n) * 10) / 10,
-      bytesPerSession: Math.round(bytes / n),
-      agentRssMb: peakRssMb(standalone.child.pid!),
-      workerHeapMb: Math.round(w.heapMb),
-      seconds: Math.round(seconds * 10) / 10,
-    };
-    const failed = results.filter((r) => !r.ok);
-    if (failed.length)
-      out(
-        `${failed.length} sessions did not settle, e.g.: ${failed
-          .slice(0, 3)
-          .map((r) => r.error)
-          .join('; ')}`,
-      );
-    out(
-      `${report.settled}/${report.sessions} sessions settled in ${report.seconds} s: ${report.sessionsPerSec}/s ` +
-        `(crypto ceiling ${report.cryptoCeilingPerSec}/s = ${availableParallelism()} cores × ${report.verifyPerSec} verifications/s ÷ ${report.verificationsPerSession} per session: ${(report.ofCryptoCeiling * 100).toFixed(0)} % of it)`,
-    );
-    out(
-      `plug-out → settled p50 ${report.settleP50Ms} ms, p95 ${report.settleP95Ms} ms; gas ${report.gasPerSession}/session; ${report.messagesPerSession} messages, ${report.bytesPerSession} bytes per session`,
-    );
-    out(
-      `busy share of each thread over the run: workers (EV and HCS agents; the first also the broker and meters) ${perWorker.map((x) => `${Math.round(x.busy * 100)} %`).join(', ')}, main (edge) ${Math.round(edgeBusy * 100)} %`,
-    );
-    out(
-      `median time in each EV state: ${Object.entries(w.phaseMedianMs)
-        .map(([state, ms]) => `${state} ${ms} ms`)
-        .join(', ')}`,
-    );
-    out(
-      `one agent alone (${solo.name}, its own process): peak RSS ${report.agentRssMb} MB; lost ${report.lost}, double-billed ${report.doubleBilled}`,
+    const { report, perWorker, edgeBusy, phaseMedianMs } = await measureRun({
+      opts,
+      results,
+      started,
+      verifyPerSec,
+      edge,
+      solo,
+      standalone,
+      mainElu,
+      pool,
+    });
+    printReport(
+      out,
+      report,
+      results,
+      perWorker.map((x) => x.busy),
+      edgeBusy,
+      solo.name,
+      phaseMedianMs,
     );
     if (opts.json) writeFileSync(opts.json, `${JSON.stringify(report, null, 2)}\n`);
     out(JSON.stringify(report));
@@ -362,7 +417,7 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
     // The agents first, the world (in the first worker) last.
     for (let i = WORKERS - 1; i >= 0; i--) {
       await ask(i, { cmd: 'stop' }).catch(() => {});
-      await workers[i]!.worker.terminate();
+      await workers[i]?.worker.terminate();
     }
     rmSync(dir, { recursive: true, force: true });
   }

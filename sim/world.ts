@@ -12,7 +12,7 @@ import { SettlementClient } from '../contracts/client.js';
 import { type Deployment, deploySettlement } from '../contracts/deploy.js';
 import { connectRpc } from '../contracts/rpc.js';
 import { type Broker, startEmbeddedBroker, startMosquitto } from './broker.js';
-import { type Anvil, anvilAccounts, freePort, startAnvil } from './chain.js';
+import { type Anvil, anvilAccounts, startAnvil } from './chain.js';
 import { type SimMeter, startSimMeter } from './meter.js';
 import { openPtyPair, type PtyPair } from './pty.js';
 
@@ -56,7 +56,11 @@ export interface WorldOptions {
 
 export interface Device {
   name: string;
-  /** The agent's local control port (status, charge, stop). */
+  /**
+   * The agent's local control port (status, charge, stop): 0 in the config, so an agent in this
+   * process binds whatever the OS gives (startAgent then records it here); a spawned agent gets a
+   * port picked just before it starts (sim/agents.ts).
+   */
   controlPort: number;
   role: 'ev' | 'hcs' | 'edge';
   address: string;
@@ -119,7 +123,7 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
     const keystore = join(dataDir, 'key.json');
     await createKeystore(keystore, SIM_PASSWORD, { privateKey: account.privateKey, scryptN: SIM_SCRYPT_N });
     if (role !== 'edge') await provider.send('anvil_setBalance', [account.address, `0x${fund.toString(16)}`]);
-    const controlPort = await freePort();
+    const controlPort = 0;
     const d: Device = {
       name,
       role,
@@ -174,6 +178,8 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
       ...(meterConfig ? { meter: meterConfig } : {}),
       control: { port: controlPort },
       log: { level: 'info' },
+      // Receipts while charging, on the sim's clock: 500 Wh, or the minute scaled by `timeScale`.
+      receipts: { wh: 500, intervalMs: Math.max(500, Math.round(60_000 / timeScale)), graceMs: 1000 },
       ...extra,
       ...(opts.overrides ?? {}),
     };

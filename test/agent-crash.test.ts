@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SessionRecord } from '../agent/core/session.js';
-import { billWei } from '../protocol/index.js';
+import { billWei, reportEnergyWh } from '../protocol/index.js';
 import { type AgentProcess, control, spawnAgent, waitReady } from '../sim/agents.js';
 import type { Device, World } from '../sim/world.js';
 import { device, PRICE, smallWorld, waitFor } from './helpers/world.js';
@@ -79,12 +79,13 @@ describe('an agent killed with SIGKILL at each step comes back and finishes exac
         },
         90_000,
       );
-      const c = world.operator.contract;
-      const settledEvents = await c.queryFilter(c.filters.Settled!(evSession.txid), world.deployment.block);
-      expect(settledEvents).toHaveLength(1);
-      const billed = (settledEvents[0] as unknown as { args: { energyWh: bigint; amountWei: bigint } }).args;
+      const settled = await world.operator.settledSessions(world.deployment.block, evSession.txid);
+      expect(settled).toHaveLength(1);
+      const billed = { energyWh: settled[0]!.billedWh, amountWei: settled[0]!.amountWei };
       expect(billed.amountWei).toBe(billWei(billed.energyWh, PRICE));
-      expect(billed.energyWh).toBeGreaterThanOrEqual(2500n);
+      // An EV that dies mid-charge stops sending receipts: the station switches off within one
+      // receipt interval (issue 12) and is paid for what it delivered until then.
+      expect(billed.energyWh).toBeGreaterThanOrEqual(name === 'EV1' ? 1n : 2500n);
       expect((await world.operator.earningsOf(hcs.address)) - earnedBefore).toBe(billed.amountWei);
       expect(depositBefore - (await world.operator.depositOf(ev.address)).balance).toBe(billed.amountWei);
       const hcsSessions = await waitFor('the HCS session to finish', async () => {
@@ -92,7 +93,7 @@ describe('an agent killed with SIGKILL at each step comes back and finishes exac
         return list.find((x) => x.txid === evSession.txid && x.state === 'done');
       });
       // The HCS's own report names the same energy it billed, give or take the tolerance.
-      expect(BigInt(`0x${hcsSessions.myReport!.slice(146, 186)}`)).toBeGreaterThanOrEqual(billed.energyWh);
+      expect(reportEnergyWh(hcsSessions.myReport!)).toBeGreaterThanOrEqual(billed.energyWh);
     },
     150_000,
   );

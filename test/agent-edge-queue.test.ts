@@ -41,8 +41,11 @@ describe('edge: more cars than stations', () => {
     await waitFor('EV1 charging', () => session('EV1', first)?.state === 'charging');
     const second = await charge('EV2', { targetWh: 1000, rating: 4 });
     // The edge keeps the search: EV2 neither fails nor asks a busy station.
-    await new Promise((r) => setTimeout(r, 3000));
+    const waiting = () => (agent('EDGE').status().edge as { waiting: number }).waiting;
+    await waitFor('the edge to keep the search', () => waiting() >= 1);
     expect(session('EV2', second)?.state).toBe('searching');
+    const ev2 = device(world, 'EV2').address;
+    expect([...agent('HCS1').sessions.values()].filter((s) => s.ev === ev2)).toHaveLength(0);
 
     const freedAt = Date.now();
     await agent('EV1').control('stop');

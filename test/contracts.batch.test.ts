@@ -1,15 +1,16 @@
 /**
- * Batch settlement (one bad entry never sinks a batch), disputed settlement (the uncontested part
- * is paid) and expiry, on a real anvil node.
+ * Batches (one bad entry never sinks a batch) of reservations and settlements, on a real anvil
+ * node; one SessionsReserved / SessionsSettled event per batch carries every entry's outcome.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SessionState, type SettlementTerms } from '../contracts/client.js';
+import { ChainSessionState, type SettlementTerms } from '../contracts/client.js';
 import { expectRevert } from './helpers/anvilExpect.js';
 import {
-  increaseTime,
+  evReceipt,
   type Member,
   newTerms,
   PRICE,
+  reserve,
   type SettlementFixture,
   sessionReports,
   setupSettlement,
@@ -34,8 +35,31 @@ async function entry(
   overrides: Partial<SettlementTerms> = {},
 ) {
   const terms = await newTerms(fx, ev, hcs, overrides);
-  return { terms, ...sessionReports(fx, terms, evWh, hcsWh) };
+  return { terms, evConsent: evReceipt(fx, terms, 0n, 0), ...sessionReports(fx, terms, evWh, hcsWh) };
 }
+
+describe('reserveBatch', () => {
+  it('reserves the good entries and reports each bad one with its reason', async () => {
+    const [ev0, ev1] = fx.evs as [Member, Member];
+    const [hcs0, hcs1] = fx.hcss as [Member, Member];
+    const good = [await entry(ev0, hcs0), await entry(ev1, hcs1)];
+    const forged = await entry(ev0, hcs1);
+    forged.evConsent = evReceipt(fx, good[0]!.terms, 0n, 0);
+    const tooDear = await entry(ev1, hcs0, 1n, 1n, { priceWeiPerKWh: PRICE * 1000n });
+    const result = await relayer.client.reserveBatch([good[0]!, forged, tooDear, good[1]!, good[0]!]);
+    expect(result.settled).toBe(2);
+    expect(result.skipped).toEqual([
+      { txid: forged.txid, reason: 'WrongSigner' },
+      { txid: tooDear.txid, reason: 'InsufficientDeposit' },
+      { txid: good[0]!.txid, reason: 'SeqUsed' },
+    ]);
+    for (const g of good)
+      expect(await fx.operator.client.sessionState(g.terms.hcs, g.terms.seq)).toBe(
+        ChainSessionState.Reserved,
+      );
+    await relayer.client.settleBatch(good);
+  });
+});
 
 describe('settleBatch', () => {
   it('settles the good entries and skips each bad one with its reason', async () => {
@@ -52,135 +76,47 @@ describe('settleBatch', () => {
       ev: fx.strangers[0]!.privateKey,
     }).evReport;
     const outOfTolerance = await entry(ev1, hcs0, 5_000n, 10_000n);
-    const overCap = await entry(ev2, hcs1, 50_000n, 50_000n);
+    const unreserved = await entry(ev2, hcs1);
+    for (const e of [...good, forged, outOfTolerance]) await reserve(fx, e.terms);
     const duplicate = good[0]!; // the same txid twice in one batch: the second is a replay
-    const batch = [good[0]!, forged, good[1]!, outOfTolerance, good[2]!, overCap, good[3]!, duplicate];
+    const batch = [good[0]!, forged, good[1]!, outOfTolerance, good[2]!, unreserved, good[3]!, duplicate];
 
     const evBefore = (await fx.operator.client.depositOf(ev0.address)).balance;
     const result = await relayer.client.settleBatch(batch);
     expect(result.settled).toBe(4);
     expect(result.skipped).toEqual([
       { txid: forged.txid, reason: 'WrongSigner' },
+      // A relayer cannot settle outside the tolerance; the station can, on its own.
       { txid: outOfTolerance.txid, reason: 'ToleranceExceeded' },
-      { txid: overCap.txid, reason: 'EnergyAboveCap' },
+      { txid: unreserved.txid, reason: 'NotReserved' },
       { txid: duplicate.txid, reason: 'AlreadySettled' },
     ]);
-    for (const g of good) {
-      expect(await fx.operator.client.sessionState(g.terms.hcs, g.terms.seq)).toBe(SessionState.Settled);
-    }
-    for (const bad of [forged, outOfTolerance, overCap]) {
-      expect(await fx.operator.client.sessionState(bad.terms.hcs, bad.terms.seq)).toBe(SessionState.Open);
-    }
+    expect(result.results.filter((r) => r.reason === '').map((r) => r.amountWei)).toEqual(
+      good.map(() => (10_000n * PRICE) / 1000n),
+    );
+    for (const g of good)
+      expect(await fx.operator.client.sessionState(g.terms.hcs, g.terms.seq)).toBe(ChainSessionState.Settled);
+    for (const bad of [forged, outOfTolerance])
+      expect(await fx.operator.client.sessionState(bad.terms.hcs, bad.terms.seq)).toBe(
+        ChainSessionState.Reserved,
+      );
     // ev0 paid once for its one good session, not for the duplicate.
     expect((await fx.operator.client.depositOf(ev0.address)).balance).toBe(
       evBefore - (10_000n * PRICE) / 1000n,
     );
-    // The contract's return value agrees with the events.
-    const count = await relayer.client.contract
-      .getFunction('settleBatch')
-      .staticCall(
-        [good[0]!.terms, (await entry(ev3, hcs0)).terms],
-        [good[0]!.evReport, good[0]!.evReport],
-        [good[0]!.hcsReport, good[0]!.hcsReport],
-      );
-    expect(count).toBe(0n);
+    // One event for the whole batch.
+    const iface = relayer.client.contract.interface;
+    const names = result.receipt.logs.map((l) => iface.parseLog(l)?.name);
+    expect(names).toEqual(['SessionsSettled']);
+    // The station settles its out-of-tolerance session itself: what the EV acknowledged.
+    const own = await fx.hcss[0]!.client.settleBatch([outOfTolerance]);
+    expect(own.results[0]).toMatchObject({ reason: '', billedWh: 5_000n });
   });
 
-  it('skips a bill beyond the deposit without touching the other entries', async () => {
-    const [ev0, ev1] = fx.evs as [Member, Member];
-    const hcs = fx.hcss[0]!;
-    const tooDear = await entry(ev0, hcs, 40_000n, 40_000n, { priceWeiPerKWh: PRICE * 1000n });
-    const fine = await entry(ev1, hcs);
-    const result = await relayer.client.settleBatch([tooDear, fine]);
-    expect(result.settled).toBe(1);
-    expect(result.skipped).toEqual([{ txid: tooDear.txid, reason: 'InsufficientDeposit' }]);
-  });
-
-  it('refuses arrays of different lengths as a whole', async () => {
-    const e = await entry(fx.evs[0]!, fx.hcss[0]!);
+  it('refuses calldata that does not parse as a whole', async () => {
     await expectRevert(
-      relayer.client.contract.getFunction('settleBatch').staticCall([e.terms], [e.evReport], []),
-      'BatchLengthMismatch',
+      relayer.client.contract.getFunction('settleBatch').staticCall(new Uint8Array(100)),
+      'MalformedBatch',
     );
-  });
-});
-
-describe('settleDisputed', () => {
-  it('pays only the uncontested part and records both amounts', async () => {
-    const ev = fx.evs[2]!;
-    const hcs = fx.hcss[1]!;
-    const d = await entry(ev, hcs, 8_000n, 12_000n); // the EV says 8 kWh, the HCS 12 kWh
-    await expectRevert(relayer.client.settle(d.terms, d.evReport, d.hcsReport), 'ToleranceExceeded');
-    const earningsBefore = await fx.operator.client.earningsOf(hcs.address);
-    const receipt = await relayer.client.settleDisputed(d.terms, d.evReport, d.hcsReport);
-    const event = receipt.logs
-      .map((l) => relayer.client.contract.interface.parseLog(l))
-      .find((e) => e?.name === 'SettledDisputed');
-    const paid = (8_000n * PRICE) / 1000n;
-    expect(event?.args.toObject()).toMatchObject({
-      txid: d.txid,
-      evEnergyWh: 8_000n,
-      hcsEnergyWh: 12_000n,
-      amountWei: paid,
-      seq: d.terms.seq,
-    });
-    expect(await fx.operator.client.earningsOf(hcs.address)).toBe(earningsBefore + paid);
-    expect(await fx.operator.client.sessionState(hcs.address, d.terms.seq)).toBe(SessionState.Settled);
-    // Settled is settled: no second payment through either path.
-    await expectRevert(relayer.client.settleDisputed(d.terms, d.evReport, d.hcsReport), 'AlreadySettled');
-    // And the EV can still rate it.
-    await ev.client.rate(d.terms, 2, 'disputed', d.hcsReport);
-  });
-
-  it('refuses reports that agree (they settle normally) and keeps every other check', async () => {
-    const agreed = await entry(fx.evs[0]!, fx.hcss[0]!, 10_000n, 10_010n);
-    await expectRevert(
-      relayer.client.settleDisputed(agreed.terms, agreed.evReport, agreed.hcsReport),
-      'WithinTolerance',
-    );
-    const forged = await entry(fx.evs[0]!, fx.hcss[0]!, 1_000n, 10_000n);
-    const wrong = sessionReports(fx, forged.terms, 1_000n, 10_000n, { hcs: fx.strangers[0]!.privateKey });
-    await expectRevert(
-      relayer.client.settleDisputed(forged.terms, forged.evReport, wrong.hcsReport),
-      'WrongSigner',
-    );
-  });
-});
-
-describe('expire', () => {
-  it('lets the HCS close an unsettled session after its window, for good', async () => {
-    const ev = fx.evs[3]!;
-    const hcs = fx.hcss[0]!;
-    const e = await entry(ev, hcs);
-    await expectRevert(hcs.client.expire(e.terms), 'SettlementWindowOpen');
-    await increaseTime(
-      fx.provider,
-      e.terms.settleBy - BigInt((await fx.provider.getBlock('latest'))!.timestamp) + 1n,
-    );
-    // Not the EV: closing made-up terms with a live seq would let it dodge a bill.
-    await expectRevert(ev.client.expire(e.terms), 'NotSessionHcs');
-    const receipt = await hcs.client.expire(e.terms);
-    const event = receipt.logs
-      .map((l) => hcs.client.contract.interface.parseLog(l))
-      .find((x) => x?.name === 'SessionExpired');
-    expect(event?.args.txid).toBe(e.txid);
-    expect(await fx.operator.client.sessionState(hcs.address, e.terms.seq)).toBe(SessionState.Expired);
-    await expectRevert(hcs.client.expire(e.terms), 'AlreadyExpired');
-    await expectRevert(relayer.client.settle(e.terms, e.evReport, e.hcsReport), 'SettlementWindowClosed');
-    // The seq is closed whatever terms name it: even reports for a later window do not settle.
-    const later = { ...e.terms, settleBy: e.terms.settleBy + 10n * 86_400n };
-    const reports = sessionReports(fx, later, 10_000n, 10_000n);
-    await expectRevert(relayer.client.settle(later, reports.evReport, reports.hcsReport), 'AlreadyExpired');
-  });
-
-  it('refuses to expire a settled session', async () => {
-    const hcs = fx.hcss[1]!;
-    const s = await entry(fx.evs[0]!, hcs);
-    await relayer.client.settle(s.terms, s.evReport, s.hcsReport);
-    await increaseTime(
-      fx.provider,
-      s.terms.settleBy - BigInt((await fx.provider.getBlock('latest'))!.timestamp) + 1n,
-    );
-    await expectRevert(hcs.client.expire(s.terms), 'AlreadySettled');
   });
 });

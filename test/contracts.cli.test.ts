@@ -1,7 +1,7 @@
 /**
  * `p2pev chain deploy|status` against a real anvil node, through commander as the CLI runs them.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
@@ -21,6 +21,14 @@ afterAll(async () => {
   await anvil?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
+
+let keys = 0;
+/** The key in a file of its own (mode 0600), as an operator keeps it. */
+function keyFile(key: string): string {
+  const file = join(dir, `key-${++keys}.txt`);
+  writeFileSync(file, `${key}\n`, { mode: 0o600 });
+  return file;
+}
 
 /** Runs `p2pev …args` in-process; returns stdout and the exit code it set. */
 async function run(...args: string[]): Promise<{ out: string; exitCode: number | undefined }> {
@@ -61,8 +69,8 @@ describe('p2pev chain', () => {
       'deploy',
       '--rpc',
       anvil.rpcUrl,
-      '--key',
-      key,
+      '--key-file',
+      keyFile(key),
       '--out',
       file,
       '--json',
@@ -87,7 +95,7 @@ describe('p2pev chain', () => {
     expect(text.out).toContain(`Settlement ${printed.address} (chain 31337`);
     expect(text.out).toMatch(/code present \(\d+ bytes\)/);
     expect(text.out).toContain('members     0 EV, 0 HCS');
-    expect(text.out).toContain('sessions    0 settled (0 disputed)');
+    expect(text.out).toContain('sessions    0 reserved, 0 settled (0 disputed)');
 
     const json = JSON.parse((await run('chain', 'status', '--deployment', file, '--json')).out);
     expect(json).toMatchObject({ nodeChainId: 31337, problems: [], members: { evs: 0, hcss: 0 } });
@@ -124,14 +132,16 @@ describe('p2pev chain', () => {
     const deadUrl = `http://127.0.0.1:${await freePort()}`;
     const key = anvil.accounts[0]!.privateKey;
     await expect(
-      run('chain', 'deploy', '--rpc', deadUrl, '--key', key, '--out', join(dir, 'x.json')),
+      run('chain', 'deploy', '--rpc', deadUrl, '--key-file', keyFile(key), '--out', join(dir, 'x.json')),
     ).rejects.toThrow(new RegExp(`RPC ${deadUrl} unreachable .*check that the node is running`));
     const badKey = 'zz'.repeat(32);
-    const err = await run('chain', 'deploy', '--rpc', anvil.rpcUrl, '--key', badKey).catch((e: Error) => e);
+    const err = await run('chain', 'deploy', '--rpc', anvil.rpcUrl, '--key-file', keyFile(badKey)).catch(
+      (e: Error) => e,
+    );
     expect(String(err)).toContain('64 hex digits');
     expect(String(err)).not.toContain(badKey);
     await expect(run('chain', 'status', '--deployment', join(dir, 'missing.json'))).rejects.toThrow(
-      /no deployment file at .*missing\.json: run `p2pev chain deploy/,
+      /no deployment file at .*missing\.json: give --deployment FILE or --config agent\.config\.json .*`p2pev chain deploy/,
     );
   });
 
@@ -144,6 +154,71 @@ describe('p2pev chain', () => {
       expect(exitCode).toBe(1);
     } finally {
       await other.stop();
+    }
+  });
+
+  it('never takes a key on the command line: --key is refused with what to do, the key not echoed', async () => {
+    const key = anvil.accounts[0]!.privateKey;
+    const err = await run('chain', 'deploy', '--rpc', anvil.rpcUrl, '--key', key).catch((e: Error) => e);
+    expect(err).toMatchObject({ name: 'UsageError' });
+    expect(String(err)).toContain('--key would show the key in `ps` and the shell history');
+    expect(String(err)).toContain('--key-file FILE');
+    expect(String(err)).not.toContain(key.slice(2));
+  });
+
+  it('an operator verifies a member, finding the deployment through an agent config; the answer says "verified"', async () => {
+    const file = join(dir, 'verify-deployment.json');
+    await run(
+      'chain',
+      'deploy',
+      '--rpc',
+      anvil.rpcUrl,
+      '--key-file',
+      keyFile(anvil.accounts[0]!.privateKey),
+      '--out',
+      file,
+    );
+    // The member registers itself (as `p2pev register` does), then the operator verifies it.
+    const { Wallet, JsonRpcProvider } = await import('ethers');
+    const { SettlementClient } = await import('../contracts/client.js');
+    const { readDeployment } = await import('../contracts/deploy.js');
+    const provider = new JsonRpcProvider(anvil.rpcUrl);
+    const member = new Wallet(anvil.accounts[1]!.privateKey, provider);
+    try {
+      const client = SettlementClient.fromDeployment(readDeployment(file), member);
+      await client.register('ev', `0x${'11'.repeat(32)}`);
+    } finally {
+      provider.destroy();
+    }
+    const cfgDir = mkdtempSync(join(tmpdir(), 'p2pev-cfg-'));
+    const config = join(cfgDir, 'agent.config.json');
+    writeFileSync(config, JSON.stringify({ chain: { rpcUrl: anvil.rpcUrl, deploymentFile: file } }));
+    const { out } = await run(
+      'chain',
+      'verify',
+      member.address,
+      '--config',
+      config,
+      '--key-file',
+      keyFile(anvil.accounts[0]!.privateKey),
+    );
+    expect(out).toMatch(new RegExp(`^${member.address}: verified \\(verify in block \\d+\\)\\n$`));
+    const status = await run('chain', 'status', '--config', config);
+    expect(status.out).toContain(`deployment  ${file}`);
+    expect(status.out).toContain('members     1 EV, 0 HCS');
+  });
+
+  it('reads the keystore password from P2PEV_KEY_PASSWORD; the old name still works, with a warning', async () => {
+    const { keystorePassword } = await import('../contracts/cli.js');
+    const warn = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      expect(keystorePassword({ P2PEV_KEY_PASSWORD: 'a', P2PEV_KEYSTORE_PASSWORD: 'b' })).toBe('a');
+      expect(warn).not.toHaveBeenCalled();
+      expect(keystorePassword({ P2PEV_KEYSTORE_PASSWORD: 'b' })).toBe('b');
+      expect(String(warn.mock.calls[0]?.[0])).toContain('P2PEV_KEYSTORE_PASSWORD is deprecated');
+      expect(keystorePassword({})).toBeUndefined();
+    } finally {
+      warn.mockRestore();
     }
   });
 });

@@ -1,10 +1,11 @@
 /**
  * Registry, verification, deposits and withdrawals, earnings and ratings on a real anvil node.
  */
-import { ContractFactory, parseEther } from 'ethers';
+import { ContractFactory, parseEther, toBeHex } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { commentBytes10, MemberStatus, Role, SessionState } from '../contracts/client.js';
+import { commentBytes10, MemberStatus, MemberRole, ChainSessionState } from '../contracts/client.js';
 import { loadArtifact } from '../contracts/build.js';
+import { deploySettlement } from '../contracts/deploy.js';
 import { expectRevert } from './helpers/anvilExpect.js';
 import {
   commitment,
@@ -14,6 +15,7 @@ import {
   newTerms,
   PRICE,
   registerHcs,
+  reserve,
   type SettlementFixture,
   sessionReports,
   setupSettlement,
@@ -30,6 +32,7 @@ afterAll(async () => {
 
 async function settledSession(ev: Member, hcs: Member, wh = 10_000n) {
   const terms = await newTerms(fx, ev, hcs);
+  await reserve(fx, terms);
   const reports = sessionReports(fx, terms, wh, wh);
   await fx.operator.client.settle(terms, reports.evReport, reports.hcsReport);
   return { terms, ...reports };
@@ -40,14 +43,14 @@ describe('registry and verification', () => {
     const [a, b] = fx.strangers as [Member, Member];
     await a.client.registerEv(commitment('a'));
     expect(await fx.operator.client.authInfo(a.address)).toEqual({
-      role: Role.EV,
+      role: MemberRole.EV,
       status: MemberStatus.Pending,
       identityCommitment: commitment('a'),
     });
-    expect(await fx.operator.client.isVerified(a.address, Role.EV)).toBe(false);
+    expect(await fx.operator.client.isVerified(a.address, MemberRole.EV)).toBe(false);
     await fx.operator.client.verify(a.address);
-    expect(await fx.operator.client.isVerified(a.address, Role.EV)).toBe(true);
-    expect(await fx.operator.client.isVerified(a.address, Role.HCS)).toBe(false);
+    expect(await fx.operator.client.isVerified(a.address, MemberRole.EV)).toBe(true);
+    expect(await fx.operator.client.isVerified(a.address, MemberRole.HCS)).toBe(false);
     await fx.operator.client.suspend(a.address);
     expect((await fx.operator.client.authInfo(a.address)).status).toBe(MemberStatus.Suspended);
     await fx.operator.client.revoke(a.address);
@@ -95,32 +98,51 @@ describe('registry and verification', () => {
 });
 
 describe('deposits and withdrawals', () => {
-  it('refuses a withdrawal inside the settlement window, while settlements still debit the deposit', async () => {
+  it('pays a withdrawal only out of the unreserved deposit, strictly after the notice', async () => {
     const ev = fx.evs[1]!;
     const hcs = fx.hcss[0]!;
     const { balance } = await fx.operator.client.depositOf(ev.address);
-    // An agreement made before the withdrawal request: the HCS counted on the full deposit.
+    // An agreement made before the withdrawal request: its cap is reserved.
     const terms = await newTerms(fx, ev, hcs);
+    await reserve(fx, terms);
+    const held = (terms.maxEnergyWh * PRICE) / 1000n;
     const { evReport, hcsReport } = sessionReports(fx, terms, 10_000n, 10_000n);
-    await ev.client.requestWithdrawal(balance);
+    await expectRevert(ev.client.requestWithdrawal(balance), 'AmountExceedsDeposit');
+    await ev.client.requestWithdrawal(balance - held);
     expect(await fx.operator.client.availableDeposit(ev.address)).toBe(0n);
+    const { withdrawableAt } = await fx.operator.client.depositOf(ev.address);
     await expectRevert(ev.client.withdraw(), 'WithdrawalNotReady');
-    await increaseTime(fx.provider, DAY - 60n);
-    await expectRevert(ev.client.withdraw(), 'WithdrawalNotReady');
-    // The session settles inside the window and is paid from the deposit under notice.
+    // The session settles inside the window, from the reservation.
     await fx.operator.client.settle(terms, evReport, hcsReport);
     const bill = (10_000n * PRICE) / 1000n;
-    await increaseTime(fx.provider, 120n);
+    // In a block at withdrawableAt itself the withdrawal still fails: strictly after (a bill of
+    // that second comes first).
+    await fx.provider.send('evm_setNextBlockTimestamp', [Number(withdrawableAt)]);
+    const early = await ev.client.contract.getFunction('withdraw').send({ gasLimit: 200_000n });
+    const mined = await early.wait().then(
+      (r) => r?.status,
+      (e: { receipt?: { status: number } }) => e.receipt?.status,
+    );
+    expect(mined).toBe(0);
+    await increaseTime(fx.provider, 1n);
     const before = await fx.provider.getBalance(ev.address);
     const receipt = await ev.client.withdraw();
     const paid = (await fx.provider.getBalance(ev.address)) - before + receipt.gasUsed * receipt.gasPrice;
-    expect(paid).toBe(balance - bill); // what the settlement left, not the announced amount
+    expect(paid).toBe(balance - held);
     expect(await fx.operator.client.depositOf(ev.address)).toEqual({
-      balance: 0n,
+      balance: held - bill, // what the reservation held, less the bill
+      reserved: 0n,
       pendingWithdrawal: 0n,
       withdrawableAt: 0n,
     });
     await expectRevert(ev.client.withdraw(), 'NothingToWithdraw');
+  });
+
+  it('refuses a deposit that would not fit the 96-bit balance (SafeCast), instead of truncating it', async () => {
+    const ev = fx.evs[2]!;
+    await fx.provider.send('anvil_setBalance', [ev.address, toBeHex(2n ** 100n)]);
+    await expectRevert(ev.client.deposit(2n ** 96n), 'SafeCastOverflowedUintDowncast');
+    await fx.provider.send('anvil_setBalance', [ev.address, toBeHex(parseEther('10000'))]);
   });
 
   it('refuses deposits from non-EVs, empty deposits and over-sized withdrawal requests', async () => {
@@ -187,40 +209,83 @@ describe('ratings', () => {
     const s2 = await settledSession(ev2, hcs);
     const meanBefore = await fx.operator.client.meanRating(hcs.address);
     expect(meanBefore).toBe(0);
-    const receipt = await ev1.client.rate(s1.terms, 5, 'great!', s1.hcsReport);
+    const receipt = await ev1.client.rate(s1.terms, 5, 'great!');
     const event = receipt.logs
       .map((l) => ev1.client.contract.interface.parseLog(l))
       .find((e) => e?.name === 'Rated');
     expect(event?.args.comment).toBe(commentBytes10('great!'));
-    await ev2.client.rate(s2.terms, 4, 'ok', s2.hcsReport);
+    await ev2.client.rate(s2.terms, 4, 'ok');
     expect(await fx.operator.client.meanRating(hcs.address)).toBe(450);
     expect(await fx.operator.client.ratingCount(hcs.address)).toBe(2);
-    expect(await fx.operator.client.sessionState(hcs.address, s1.terms.seq)).toBe(SessionState.Rated);
+    expect(await fx.operator.client.sessionState(hcs.address, s1.terms.seq)).toBe(ChainSessionState.Rated);
   });
 
   it('refuses a rating twice, by a stranger, before settlement, or out of 1..5', async () => {
     const [ev1, ev2] = [fx.evs[0]!, fx.evs[2]!];
     const hcs = fx.hcss[1]!;
     const s = await settledSession(ev1, hcs);
-    await ev1.client.rate(s.terms, 3, '', s.hcsReport);
-    await expectRevert(ev1.client.rate(s.terms, 3, '', s.hcsReport), 'AlreadyRated');
+    await ev1.client.rate(s.terms, 3, '');
+    await expectRevert(ev1.client.rate(s.terms, 3, ''), 'AlreadyRated');
 
     const fresh = await settledSession(ev1, hcs);
     // A stranger sending the real terms is not the session's EV.
-    await expectRevert(ev2.client.rate(fresh.terms, 1, 'bad', fresh.hcsReport), 'NotSessionEv');
-    // Nor can it pose as the EV with made-up terms for the same (hcs, seq): the HCS's signed
-    // report names the real EV and txid.
+    await expectRevert(ev2.client.rate(fresh.terms, 1, 'bad'), 'NotSessionEv');
+    // Nor can it pose as the EV with made-up terms for the same (hcs, seq): the ring slot binds
+    // the txid that was reserved and settled.
     const forged = { ...fresh.terms, ev: ev2.address };
-    await expectRevert(ev2.client.rate(forged, 1, 'bad', fresh.hcsReport), 'ReportPartiesMismatch');
-    const own = sessionReports(fx, forged, 1n, 1n, { hcs: ev2.privateKey });
-    await expectRevert(ev2.client.rate(forged, 1, 'bad', own.hcsReport), 'WrongSigner');
+    await expectRevert(ev2.client.rate(forged, 1, 'bad'), 'NotSettled');
 
-    await expectRevert(ev1.client.rate(fresh.terms, 0, '', fresh.hcsReport), 'InvalidRating');
-    await expectRevert(ev1.client.rate(fresh.terms, 6, '', fresh.hcsReport), 'InvalidRating');
+    await expectRevert(ev1.client.rate(fresh.terms, 0, ''), 'InvalidRating');
+    await expectRevert(ev1.client.rate(fresh.terms, 6, ''), 'InvalidRating');
 
     const open = await newTerms(fx, ev1, hcs);
-    const unsettled = sessionReports(fx, open, 10_000n, 10_000n);
-    await expectRevert(ev1.client.rate(open, 5, '', unsettled.hcsReport), 'NotSettled');
+    await reserve(fx, open);
+    await expectRevert(ev1.client.rate(open, 5, ''), 'NotSettled');
+  });
+
+  it('refuses a rating of a session billed 0 wei (ratings cost a paid session)', async () => {
+    const ev = fx.evs[0]!;
+    const hcs = fx.hcss[1]!;
+    const terms = await newTerms(fx, ev, hcs, { priceWeiPerKWh: 0n });
+    await reserve(fx, terms);
+    const r = sessionReports(fx, terms, 5_000n, 5_000n);
+    await fx.operator.client.settle(terms, r.evReport, r.hcsReport);
+    expect(await fx.operator.client.sessionState(hcs.address, terms.seq)).toBe(ChainSessionState.SettledFree);
+    await expectRevert(ev.client.rate(terms, 5, 'free'), 'NotSettled');
+  });
+});
+
+describe('roles and construction', () => {
+  it('keeps admin and operator apart, and hands the admin role over only after its delay', async () => {
+    const [admin, operator, next] = fx.strangers.slice(0, 3) as [Member, Member, Member];
+    const d = await deploySettlement({
+      signer: fx.operator.wallet,
+      params: { admin: admin.address, operator: operator.address, adminDelaySec: 3600n },
+    });
+    const asAdmin = admin.client.contract.attach(d.address) as typeof admin.client.contract;
+    const asOperator = operator.client.contract.attach(d.address) as typeof operator.client.contract;
+    const OPERATOR_ROLE = await asAdmin.getFunction('OPERATOR_ROLE')();
+    expect(await asAdmin.getFunction('hasRole')(OPERATOR_ROLE, admin.address)).toBe(false);
+    expect(await asAdmin.getFunction('hasRole')(OPERATOR_ROLE, operator.address)).toBe(true);
+    expect(await asAdmin.getFunction('defaultAdmin')()).toBe(admin.address);
+    // The operator cannot grant roles; the admin transfer waits for its delay.
+    await expect(
+      asOperator.getFunction('grantRole').staticCall(OPERATOR_ROLE, next.address),
+    ).rejects.toThrow();
+    await (await asAdmin.getFunction('beginDefaultAdminTransfer')(next.address)).wait();
+    const asNext = next.client.contract.attach(d.address) as typeof next.client.contract;
+    await expect(asNext.getFunction('acceptDefaultAdminTransfer').staticCall()).rejects.toThrow();
+    await increaseTime(fx.provider, 3601n);
+    await (await asNext.getFunction('acceptDefaultAdminTransfer')()).wait();
+    expect(await asNext.getFunction('defaultAdmin')()).toBe(next.address);
+  });
+
+  it('refuses a relative tolerance above 10,000 bps and a window of 0', async () => {
+    const deploy = (params: object) =>
+      deploySettlement({ signer: fx.operator.wallet, params }).then(() => '');
+    await expect(deploy({ relToleranceBps: 10_001n })).rejects.toThrow();
+    await expect(deploy({ settlementWindowSec: 0n })).rejects.toThrow();
+    await expect(deploy({ relToleranceBps: 10_000n })).resolves.toBe('');
   });
 });
 

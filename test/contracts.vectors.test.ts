@@ -8,9 +8,14 @@ import { readFileSync } from 'node:fs';
 import { ContractFactory, TypedDataEncoder, parseEther, Wallet } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadArtifact } from '../contracts/build.js';
-import type { SettlementClient, SettlementTerms } from '../contracts/client.js';
-import { EIP712_TYPES } from '../protocol/envelope.js';
-import { commitment, type SettlementFixture, setupSettlement } from './helpers/anvilSettlement.js';
+import { receiptResults, type SettlementClient, type SettlementTerms } from '../contracts/client.js';
+import { EIP712_TYPES, signEnvelope } from '../protocol/envelope.js';
+import {
+  commitment,
+  reportPayload,
+  type SettlementFixture,
+  setupSettlement,
+} from './helpers/anvilSettlement.js';
 
 interface Vector {
   name: string;
@@ -116,19 +121,26 @@ describe('protocol vectors on chain', () => {
     await client.verify(ev.address);
     await client.verify(hcs.address);
     await asEv.deposit(parseEther('1'));
+    // The vector terms end their window at a fixed time: reserve a few hours before it, with
+    // the vector EV's consent (its first receipt, 0 Wh).
+    await fx.provider.send('evm_setNextBlockTimestamp', [Number(terms.settleBy) - 20_000]);
+    const consent = signEnvelope(
+      reportPayload('ev', terms, file.txid, 0n, 0),
+      evVector.envelope.privateKey,
+      fx.domain,
+    );
+    await client.reserve(terms, consent);
     const receipt = await client.settle(terms, evVector.envelope.hex, hcsVector.envelope.hex);
-    const settled = receipt.logs
-      .map((l) => client.contract.interface.parseLog(l))
-      .find((e) => e?.name === 'Settled');
-    expect(settled?.args.txid).toBe(file.txid);
-    expect(settled?.args.energyWh).toBe(20_950n); // min(20,950 EV, 21,000 HCS): within 50 Wh
-    expect(settled?.args.amountWei).toBe((20_950n * terms.priceWeiPerKWh) / 1000n);
+    const [settled] = receiptResults(client.contract.interface, receipt);
+    expect(settled?.txid).toBe(file.txid);
+    expect(settled?.billedWh).toBe(21_000n); // the station's meter: 20,950 EV, 21,000 HCS, within 50 Wh
+    expect(settled?.amountWei).toBe((21_000n * terms.priceWeiPerKWh) / 1000n);
   });
 
   it('binds signatures to the deployment: another contract address recovers someone else', async () => {
     const artifact = await loadArtifact('Settlement');
     const factory = new ContractFactory(artifact.abi, artifact.bytecode, fx.operator.wallet);
-    const other = await factory.deploy(fx.operator.address, 86_400n, 50n, 200n);
+    const other = await factory.deploy(fx.operator.address, fx.operator.address, 0n, 86_400n, 50n, 200n);
     await other.waitForDeployment();
     const otherAddress = await other.getAddress();
     expect(otherAddress).not.toBe(fx.deployment.address);

@@ -3,6 +3,9 @@
  * mbpoll over RTU on a pty, and `p2pev diag …` against simulated meters.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -118,11 +121,16 @@ it('mbpoll reads the simulated meter over RTU on a pty', async () => {
   }
 });
 
-function captureIo(): DiagIo & { stdout: string[]; stderr: string[]; exitCode: number } {
+function captureIo(
+  isTTY = false,
+): DiagIo & { stdout: string[]; stderr: string[]; progressed: string[]; exitCode: number } {
   const io = {
     stdout: [] as string[],
     stderr: [] as string[],
+    progressed: [] as string[],
     exitCode: 0,
+    isTTY,
+    progress: (t: string) => io.progressed.push(t),
     out: (t: string) => io.stdout.push(t),
     err: (t: string) => io.stderr.push(t),
     setExitCode: (c: number) => {
@@ -134,7 +142,10 @@ function captureIo(): DiagIo & { stdout: string[]; stderr: string[]; exitCode: n
 }
 
 async function diag(...args: string[]) {
-  const io = captureIo();
+  return diagOn(captureIo(), ...args);
+}
+
+async function diagOn(io: ReturnType<typeof captureIo>, ...args: string[]) {
   const program = new Command('p2pev').exitOverride();
   registerDiagCommands(program, io);
   await program.parseAsync(['node', 'p2pev', 'diag', ...args]);
@@ -216,10 +227,17 @@ describe('p2pev diag', () => {
       expect(last.reading.energyWh).toBe(500);
       expect(last.stats.errors).toMatchObject({ timeout: 0, crc: 0 });
       expect(last.stats.latencyMs.samples).toBeGreaterThan(0);
-      const text = await diag(...args);
+      const text = await diagOn(captureIo(true), ...args);
       expect(text.stdout[1]?.startsWith('\x1b[2J\x1b[H')).toBe(true);
       expect(text.stdout[1]).toMatch(/errors\s+timeout 0\s+crc 0/);
       expect(text.stdout[1]).toMatch(/latency p50 [\d.]+ ms/);
+      // Into a pipe: one plain line per refresh, no screen-clearing codes.
+      const piped = await diag(...args);
+      expect(piped.stdout).toHaveLength(2);
+      for (const line of piped.stdout) {
+        expect(line).not.toContain('\x1b');
+        expect(line).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z {2}energy 500 Wh {2}power/);
+      }
     } finally {
       await sim.close();
     }
@@ -255,6 +273,8 @@ describe('p2pev diag', () => {
       expect(devices[1]).toMatchObject({ unitId: 3 });
       expect(devices[1].matches.map((m: { profile: string }) => m.profile)).toEqual(['em340', 'et340']);
       expect(devices[0].line).toMatch(/^9600 8N1 on /);
+      // Progress on stderr while it asks, ending at the last id.
+      expect(io.progressed.at(-1)).toMatch(/: id 4 \(4\/4\), 2 found$/);
     } finally {
       await bus.close();
       await pty.close();
@@ -277,7 +297,7 @@ describe('p2pev diag', () => {
       );
       expect(io.exitCode).toBe(1);
       expect(io.stderr[0]).toMatch(
-        /no response from unit 5 at 9600 8N1 on .*: check A\/B wiring, termination, unit id and baud/,
+        /no response from unit 5 at 9600 8N1 on .*: check A\/B wiring, termination, unit id and baud; `p2pev diag scan --port .*` finds the unit ids that answer/,
       );
       const missing = await diag(
         'read',
@@ -293,6 +313,7 @@ describe('p2pev diag', () => {
       expect(error.hint).toMatch(/diag ports/);
       const badProfile = await diag('read', '--port', pty.master, '--profile', 'nope');
       expect(badProfile.stderr[0]).toMatch(/unknown meter profile "nope": use one of sdm630/);
+      expect(badProfile.exitCode).toBe(2);
     } finally {
       await pty.close();
     }
@@ -301,5 +322,94 @@ describe('p2pev diag', () => {
   it('ports: lists serial ports as JSON', async () => {
     const io = await diag('ports', '--json');
     expect(Array.isArray(JSON.parse(io.stdout[0]!).ports)).toBe(true);
+  });
+
+  it('read detects the profile when none is given, and takes the meter from an agent config', async () => {
+    const sim = await startSimMeter({ profile: 'abb-b23', tcp: { port: 0 }, initialWh: 4_200 });
+    const dir = mkdtempSync(join(tmpdir(), 'p2pev-diag-'));
+    try {
+      const io = await diag('read', '--tcp', `127.0.0.1:${sim.port}`, '--json');
+      expect(io.exitCode).toBe(0);
+      // The B23 and B24 share a register map: the first is as good, and the tie is said.
+      expect(io.stderr).toEqual(['profile detected: abb-b23 (the same registers as abb-b24)']);
+      expect(JSON.parse(io.stdout[0]!)).toMatchObject({ profile: 'abb-b23' });
+      const config = join(dir, 'agent.config.json');
+      writeFileSync(
+        config,
+        JSON.stringify({
+          role: 'hcs',
+          meter: {
+            profile: 'abb-b23',
+            unitId: 1,
+            transport: { kind: 'tcp', host: '127.0.0.1', port: sim.port },
+          },
+        }),
+      );
+      const fromConfig = await diag('read', '--config', config, '--json');
+      expect(fromConfig.stderr).toEqual([]);
+      expect(JSON.parse(fromConfig.stdout[0]!).values).toContainEqual({
+        name: 'energy',
+        value: 4_200,
+        unit: 'Wh',
+      });
+      const both = await diag('read', '--config', config, '--tcp', `127.0.0.1:${sim.port}`);
+      expect(both.exitCode).toBe(2);
+      expect(both.stderr[0]).toContain('give only one of --config and --port/--tcp');
+    } finally {
+      await sim.close();
+    }
+  });
+
+  it('generic is read through a config with its register map, and refused without one (exit 2)', async () => {
+    const sim = await startSimMeter({ profile: 'sdm630', tcp: { port: 0 }, initialWh: 1_234_500 });
+    const dir = mkdtempSync(join(tmpdir(), 'p2pev-diag-'));
+    try {
+      const bare = await diag('read', '--tcp', `127.0.0.1:${sim.port}`, '--profile', 'generic');
+      expect(bare.exitCode).toBe(2);
+      expect(bare.stderr[0]).toContain('profile "generic" needs its register map');
+      const config = join(dir, 'generic.json');
+      writeFileSync(
+        config,
+        JSON.stringify({
+          meter: {
+            profile: 'generic',
+            transport: { kind: 'tcp', host: '127.0.0.1', port: sim.port },
+            generic: {
+              name: 'my-meter',
+              quantities: { energy: { kind: 'input', address: 0x48, type: 'float32', unit: 'kWh' } },
+            },
+          },
+        }),
+      );
+      const io = await diag('read', '--config', config, '--json');
+      expect(io.stderr).toEqual([]);
+      expect(JSON.parse(io.stdout[0]!).values).toContainEqual({
+        name: 'energy',
+        value: 1_234_500,
+        unit: 'Wh',
+      });
+    } finally {
+      await sim.close();
+    }
+  });
+
+  it('usage mistakes exit 2 and say what to give: --tcp with --port, nowhere, --input with --holding', async () => {
+    const both = await diag(
+      'read',
+      '--tcp',
+      '127.0.0.1:502',
+      '--port',
+      '/dev/ttyUSB0',
+      '--profile',
+      'sdm630',
+    );
+    expect(both.exitCode).toBe(2);
+    expect(both.stderr[0]).toContain('give only one of --port and --tcp');
+    const nowhere = await diag('dump', '--from', '0');
+    expect(nowhere.exitCode).toBe(2);
+    expect(nowhere.stderr[0]).toContain('say where the meter is');
+    const kinds = await diag('dump', '--tcp', '127.0.0.1:502', '--from', '0', '--input', '--holding');
+    expect(kinds.exitCode).toBe(2);
+    expect(kinds.stderr[0]).toContain('give only one of --input and --holding');
   });
 });

@@ -5,7 +5,15 @@
  * config skeleton by the agent's own config loader.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../agent/core/config.js';
@@ -28,7 +36,10 @@ describe('install.sh --root (dry run into a temporary root)', () => {
   it('writes the package, config skeleton, udev rule, journald limits and unit, with safe modes', () => {
     expect(existsSync(join(root, 'opt/p2pev/bin/p2pev.mjs'))).toBe(true);
     expect(existsSync(join(root, 'opt/p2pev/agent/core/runtime.ts'))).toBe(true);
-    expect(readlinkSync(join(root, 'usr/local/bin/p2pev'))).toBe('/opt/p2pev/bin/p2pev.mjs');
+    // A wrapper naming the node: under sudo, `#!/usr/bin/env node` finds no node from nvm.
+    expect(readFileSync(join(root, 'usr/local/bin/p2pev'), 'utf8')).toBe(
+      `#!/bin/sh\nexec ${process.execPath} /opt/p2pev/bin/p2pev.mjs "$@"\n`,
+    );
     expect(statSync(join(root, 'etc/p2pev')).mode & 0o777).toBe(0o750);
     expect(statSync(join(root, 'var/lib/p2pev')).mode & 0o777).toBe(0o700);
     expect(statSync(join(root, 'etc/p2pev/agent.config.json')).mode & 0o777).toBe(0o640);
@@ -47,9 +58,16 @@ describe('install.sh --root (dry run into a temporary root)', () => {
       'SupplementaryGroups=dialout',
     ])
       expect(unit).toContain(line);
-    expect(readFileSync(join(root, 'etc/systemd/journald.conf.d/p2pev.conf'), 'utf8')).toMatch(
+    // p2pev's own journal namespace: bounded and persistent, the system's journald untouched.
+    expect(readFileSync(join(root, 'etc/systemd/journald@p2pev.conf'), 'utf8')).toMatch(
       /^SystemMaxUse=64M$/m,
     );
+    expect(existsSync(join(root, 'etc/systemd/journald.conf.d'))).toBe(false);
+    expect(out).not.toContain('restart systemd-journald');
+    expect(unit).toContain('LogNamespace=p2pev');
+    // time-sync.target: ordered after, never pulled in (systemd.special(7)).
+    expect(unit).toMatch(/^After=.*time-sync\.target/m);
+    expect(unit).not.toMatch(/^Wants=.*time-sync\.target/m);
     expect(existsSync(join(root, 'etc/udev/rules.d/99-p2pev-rs485.rules'))).toBe(true);
     // The system commands are printed, not run.
     expect(out).toContain(
@@ -57,6 +75,36 @@ describe('install.sh --root (dry run into a temporary root)', () => {
     );
     expect(out).toContain('would run: systemctl enable p2pev.service');
     expect(out).toContain('would run: systemctl enable systemd-time-wait-sync.service');
+  });
+
+  it("finds the sudo user's nvm node when sudo has reset PATH, and copies it out of /home", () => {
+    const home = tempDir('home');
+    const nodeDir = join(home, '.nvm/versions/node/v22.11.0/bin');
+    mkdirSync(nodeDir, { recursive: true });
+    copyFileSync(process.execPath, join(nodeDir, 'node'));
+    mkdirSync(join(home, '.nvm/versions/node/v20.19.0/bin'), { recursive: true });
+    const nvmRoot = tempDir('nvmroot');
+    // sudo's PATH without node: only the tools install.sh uses, and a getent that answers for "pi".
+    const bin = tempDir('bin');
+    for (const tool of 'sh cp mkdir install sed chmod find sort tail cut dirname id rm cat pwd ln'.split(
+      ' ',
+    )) {
+      const path = execFileSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim();
+      symlinkSync(path, join(bin, tool));
+    }
+    writeFileSync(join(bin, 'getent'), `#!/bin/sh\necho "pi:x:1000:1000::${home}:/bin/bash"\n`, {
+      mode: 0o755,
+    });
+    const r = spawnSync('sh', [join(INSTALL, 'install.sh'), '--root', nvmRoot, '--skip-npm'], {
+      encoding: 'utf8',
+      env: { PATH: bin, SUDO_USER: 'pi' },
+    });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain(`copying ${nodeDir}/node to /opt/p2pev/node/bin/node`);
+    expect(existsSync(join(nvmRoot, 'opt/p2pev/node/bin/node'))).toBe(true);
+    const unit = readFileSync(join(nvmRoot, 'etc/systemd/system/p2pev.service'), 'utf8');
+    expect(unit).toContain('ExecStart=/opt/p2pev/node/bin/node /opt/p2pev/bin/p2pev.mjs run');
   });
 
   it('keeps an existing config on a second run', () => {

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { ClockWatch, shiftSessionTimes } from '../agent/core/clock.js';
 import { discoveryMessages } from '../agent/ops/homeassistant.js';
 import { Journal } from '../agent/core/journal.js';
-import { ocmfPayload, ocmfTime, publicKeyHex, signOcmf } from '../agent/ops/ocmf.js';
+import { ocmfPayload, ocmfTime, publicKeyHex, publicKeySpki, signOcmf } from '../agent/ops/ocmf.js';
 import type { SessionRecord } from '../agent/core/session.js';
 import { OcmfInvalid, parseOcmf, verifyOcmf } from './helpers/ocmf-verifier.js';
 import { tempDir } from './helpers/world.js';
@@ -95,6 +95,28 @@ describe('OCMF', () => {
     expect(parsed.payload.PG).toBe('T7');
     expect(parsed.payload.RD.map((r) => r.TX)).toEqual(['B', 'L']);
     expect(parsed.payload.RD[1]!.TM).toBe('2024-05-01T13:00:00,000+0000 I');
+  });
+
+  it('exports the key as SPKI (DER hex and PEM), which an independent OCMF verifier (@road-labs/ocmf) takes', async () => {
+    const record = signOcmf(ocmfPayload(session, { version: '0.1.0' }), wallet.privateKey);
+    const spki = publicKeySpki(wallet.privateKey);
+    // SEQUENCE { SEQUENCE { id-ecPublicKey, secp256k1 }, BIT STRING 04 ‖ x ‖ y }
+    expect(spki.der).toBe(`3056301006072a8648ce3d020106052b8104000a034200${publicKeyHex(wallet.privateKey)}`);
+    expect(spki.pem).toMatch(/^-----BEGIN PUBLIC KEY-----\n[A-Za-z0-9+/=\n]+-----END PUBLIC KEY-----\n$/);
+    const { Verifier } = await import('@road-labs/ocmf');
+    const { Crypto } = await import('@road-labs/ocmf-crypto-noble');
+    const crypto = new Crypto();
+    const verifier = new Verifier(crypto);
+    const key = await crypto.decodeEcPublicKey(Buffer.from(spki.der, 'hex'), 'spki-der');
+    const result = await verifier.parseAndVerify(record, key);
+    expect(result.verified).toBe(true);
+    expect(result.value?.payloadData).toMatchObject({ PG: 'T7', MS: 'SN|42' });
+    // A changed reading fails, so the verifier really checks.
+    const forged = record.replace('"RV":130001', '"RV":131001');
+    expect(forged).not.toBe(record);
+    expect((await verifier.parseAndVerify(forged, key)).verified).toBe(false);
+    // The helper verifier takes the same SPKI key.
+    expect(verifyOcmf(parseOcmf(record), spki.der)).toBe(true);
   });
 
   it('formats times as the specification shows them', () => {

@@ -9,6 +9,7 @@ import {
   EIP712_TYPES,
   EncodeError,
   encode,
+  fitUtf8,
   fixedSize,
   fromHex,
   MESSAGE_NAMES,
@@ -16,10 +17,12 @@ import {
   messageDigest,
   messageFromJson,
   openEnvelope,
+  readReport,
+  reportEnergyWh,
   signEnvelope,
   toHex,
 } from '../protocol/index.js';
-import { buildVectors, SAMPLES, VECTOR_DOMAIN, VECTORS_PATH } from '../protocol/vectors.js';
+import { buildVectors, SAMPLES, VECTOR_DOMAIN, VECTOR_KEYS, VECTORS_PATH } from '../protocol/vectors.js';
 import { anyMessage, messageArbitrary } from './helpers/arbitraries.js';
 
 const ethersDomain = (d: typeof VECTOR_DOMAIN) => ({
@@ -289,5 +292,38 @@ describe('test vectors', () => {
       expect(normalize(decode(bytes) as never)).toEqual(normalize(messageFromJson(v.fields) as never));
       expect(toHex(encode(messageFromJson(v.fields)))).toBe(v.hex);
     }
+  });
+});
+
+describe('charge reports read back from their envelopes', () => {
+  const sign = (name: 'chargeReceived' | 'chargeProvided' | 'completion') =>
+    signEnvelope(encode(SAMPLES[name].message), VECTOR_KEYS[SAMPLES[name].signer], VECTOR_DOMAIN);
+
+  it('gives the energy the report states, from bytes or hex (with or without 0x)', () => {
+    for (const name of ['chargeReceived', 'chargeProvided'] as const) {
+      const env = sign(name);
+      const stated = (SAMPLES[name].message as { energyWh: bigint }).energyWh;
+      expect(reportEnergyWh(env)).toBe(stated);
+      expect(reportEnergyWh(toHex(env))).toBe(stated);
+      expect(reportEnergyWh(toHex(env).slice(2))).toBe(stated);
+      expect(readReport(env).type).toBe(name);
+    }
+  });
+
+  it('refuses what is not a report, with a DecodeError', () => {
+    expect(() => readReport(sign('completion'))).toThrow(/not a charge report/);
+    expect(() => readReport('zz')).toThrow(DecodeError);
+    expect(() => readReport(new Uint8Array(65))).toThrow(DecodeError);
+  });
+});
+
+describe('text fitted to UTF-8 bytes', () => {
+  it('cuts at the byte limit, never inside a character', () => {
+    expect(fitUtf8('great station', 10)).toBe('great stat');
+    expect(fitUtf8('äöüäöüäöü', 10)).toBe('äöüäö'); // 2 bytes each
+    expect(fitUtf8('⚡⚡⚡⚡', 10)).toBe('⚡⚡⚡'); // 3 bytes each
+    expect(fitUtf8('🚗🚗🚗', 10)).toBe('🚗🚗'); // 4 bytes each
+    expect(new TextEncoder().encode(fitUtf8('ééééééé', 10)).length).toBe(10);
+    expect(fitUtf8('', 10)).toBe('');
   });
 });

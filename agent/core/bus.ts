@@ -7,7 +7,8 @@
  * offline. Payloads are the raw envelopes: packed message ‖ 65-byte signature.
  *
  * A message is accepted only if it decodes, its signature recovers to a sender the message names,
- * the signer is a verified member (or our server), and it was not seen before. Anything else is
+ * its optional data holds what protocol/peerdata.ts says, the signer is a verified member (or our
+ * server), and it was not seen before. Anything else is
  * dropped with one log line and a counter, and changes no state.
  */
 import { readFileSync } from 'node:fs';
@@ -20,14 +21,23 @@ import {
   type Message,
   type MessageInput,
   openEnvelope,
+  optionalProblem,
   signEnvelope,
   signerMayHaveSent,
 } from '../../protocol/index.js';
 import type { AgentConfig } from './config.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
+import { Backoff } from '../../drivers/index.js';
 
-export type DropReason = 'decode' | 'signature' | 'sender-mismatch' | 'not-member' | 'replay' | 'not-for-us';
+export type DropReason =
+  | 'decode'
+  | 'signature'
+  | 'sender-mismatch'
+  | 'optional'
+  | 'not-member'
+  | 'replay'
+  | 'not-for-us';
 
 export interface Incoming {
   msg: Message;
@@ -50,11 +60,28 @@ export interface BusOptions {
 
 const RECENT_LIMIT = 20_000;
 
+/**
+ * The broker login and TLS files of the config, as MQTT client options: the one place that reads
+ * them (the agent's bus and `p2pev doctor` connect alike). The password comes from the environment.
+ */
+export function mqttCredentials(
+  m: AgentConfig['mqtt'],
+): Pick<IClientOptions, 'username' | 'password' | 'ca' | 'cert' | 'key'> {
+  return {
+    ...(m.username ? { username: m.username } : {}),
+    ...(m.passwordEnv && process.env[m.passwordEnv] ? { password: process.env[m.passwordEnv] } : {}),
+    ...(m.caFile ? { ca: readFileSync(m.caFile) } : {}),
+    ...(m.certFile ? { cert: readFileSync(m.certFile) } : {}),
+    ...(m.keyFile ? { key: readFileSync(m.keyFile) } : {}),
+  };
+}
+
 export class Bus {
   private client?: MqttClient;
   private readonly recent = new Set<string>();
   private handler: (incoming: Incoming) => Promise<void> | void = () => {};
-  private backoffMs = 1000;
+  /** Reconnect waits while the broker (or the cellular link) is away: 2 s doubling up to 30 s. */
+  private readonly backoff = new Backoff({ baseMs: 2000, maxMs: 30_000 });
   /** Sent and received counts, for the session figures. */
   readonly stats = { sent: 0, sentBytes: 0, received: 0, dropped: 0 };
   private chain: Promise<void> = Promise.resolve();
@@ -80,11 +107,7 @@ export class Bus {
       // mqtt-packet would otherwise build a cache of 65,536 two-byte Buffers (one per packet id)
       // at the first publish: ~6 MB of heap for good, for a device that sends a message a second.
       writeCache: false,
-      ...(m.username ? { username: m.username } : {}),
-      ...(m.passwordEnv && process.env[m.passwordEnv] ? { password: process.env[m.passwordEnv] } : {}),
-      ...(m.caFile ? { ca: readFileSync(m.caFile) } : {}),
-      ...(m.certFile ? { cert: readFileSync(m.certFile) } : {}),
-      ...(m.keyFile ? { key: readFileSync(m.keyFile) } : {}),
+      ...mqttCredentials(m),
     };
     const client = mqtt.connect(m.url, options);
     this.client = client;
@@ -97,15 +120,14 @@ export class Bus {
         });
     });
     client.on('connect', () => {
-      this.backoffMs = 1000;
+      this.backoff.reset();
       client.options.reconnectPeriod = 1000;
       this.opts.log.info({ broker: m.url }, 'broker connected');
     });
     client.on('offline', () => {
-      // Back off up to 30 s while the broker (or the cellular link) is away.
-      this.backoffMs = Math.min(this.backoffMs * 2, 30_000);
-      client.options.reconnectPeriod = this.backoffMs;
-      this.opts.log.warn({ broker: m.url, retryMs: this.backoffMs }, 'broker unreachable; retrying');
+      const retryMs = this.backoff.next();
+      client.options.reconnectPeriod = retryMs;
+      this.opts.log.warn({ broker: m.url, retryMs }, 'broker unreachable; retrying');
     });
     client.on('error', (err) => this.opts.log.warn({ err: err.message }, 'mqtt error'));
     await new Promise<void>((resolve, reject) => {
@@ -201,6 +223,11 @@ export class Bus {
     }
     if (!signerMayHaveSent(msg, signer, this.opts.server)) {
       this.drop('sender-mismatch', { type: msg.type, signer });
+      return;
+    }
+    const badOptional = optionalProblem(msg);
+    if (badOptional) {
+      this.drop('optional', { type: msg.type, signer, problem: badOptional });
       return;
     }
     if (signer !== this.opts.server && msg.type !== 'registration' && !(await this.opts.isMember(signer))) {

@@ -6,6 +6,7 @@
  */
 import { type JsonRpcProvider, NonceManager, type TransactionReceipt, Wallet } from 'ethers';
 import { MemberStatus, revertName, SettlementClient } from '../../contracts/client.js';
+import { retry } from '../../drivers/index.js';
 import { type Deployment, readDeployment } from '../../contracts/deploy.js';
 import { connectRpc } from '../../contracts/rpc.js';
 import type { Domain } from '../../protocol/index.js';
@@ -101,36 +102,31 @@ export class Chain {
   }
 
   /**
-   * Runs `fn`, retrying network failures with exponential backoff for up to `budgetMs`; other
+   * Runs `fn`, retrying network failures with exponential backoff (and jitter) for up to `budgetMs`; other
    * errors pass through at once. The budget is short by default: a call made while handling a
    * message or a tick must not hold the agent while the node is away (the caller's state stays
    * journaled, and the next tick tries again). Start-up passes Infinity.
    */
   async retry<T>(what: string, fn: () => Promise<T>, budgetMs = CALL_BUDGET_MS): Promise<T> {
-    let wait = 250;
-    const until = Date.now() + budgetMs;
-    for (;;) {
-      try {
-        const out = await fn();
-        this.reachable = true;
-        return out;
-      } catch (err) {
-        if ((err as { fatal?: boolean }).fatal || !isNetworkError(err)) throw err;
-        this.reachable = false;
-        if (Date.now() + wait > until) {
-          throw Object.assign(
-            new Error(`chain node ${this.opts.rpcUrl} unreachable (${what}); will retry later`),
-            { code: 'NETWORK_ERROR', cause: err },
-          );
-        }
-        this.opts.log.warn(
-          { what, rpc: this.opts.rpcUrl, retryMs: wait },
-          'chain node unreachable; retrying',
-        );
-        await new Promise((r) => setTimeout(r, wait));
-        wait = Math.min(wait * 2, this.opts.retryMaxMs);
-      }
-    }
+    const out = await retry(fn, {
+      baseMs: 250,
+      maxMs: this.opts.retryMaxMs,
+      budgetMs,
+      retryable: (err) => {
+        const away = !(err as { fatal?: boolean }).fatal && isNetworkError(err);
+        if (away) this.reachable = false;
+        return away;
+      },
+      onRetry: (_err, retryMs) =>
+        this.opts.log.warn({ what, rpc: this.opts.rpcUrl, retryMs }, 'chain node unreachable; retrying'),
+      giveUp: (err) =>
+        Object.assign(new Error(`chain node ${this.opts.rpcUrl} unreachable (${what}); will retry later`), {
+          code: 'NETWORK_ERROR',
+          cause: err,
+        }),
+    });
+    this.reachable = true;
+    return out;
   }
 
   /**

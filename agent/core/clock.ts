@@ -52,6 +52,10 @@ export class ClockWatch {
 export function shiftSessionTimes(s: SessionRecord, ms: number): void {
   if (s.deadline) s.deadline += ms;
   if (s.lastProgressAt) s.lastProgressAt += ms;
+  // The receipt timers of issue 12: a step must not look like a silent EV (or a due receipt).
+  if (s.lastAckAt) s.lastAckAt += ms;
+  if (s.switchedOnAt) s.switchedOnAt += ms;
+  if (s.receiptAt) s.receiptAt += ms;
   s.updatedAt += ms;
   s.createdAt += ms;
   if (s.state === 'charging' && s.t0) s.t0 += Math.round(ms / 1000);

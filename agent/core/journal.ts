@@ -21,6 +21,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { journalReplacer } from './json.js';
 
 export interface JournalOptions {
   /** Compact when the file passes this size (bytes). */
@@ -111,11 +112,11 @@ export class Journal {
   put(key: string, value: unknown): void {
     this.beforeWrite?.(key, value);
     const v = value === undefined ? null : value;
-    const line = `${JSON.stringify({ k: key, v }, bigintReplacer)}\n`;
+    const line = `${JSON.stringify({ k: key, v }, journalReplacer)}\n`;
     this.bytes += writeSync(this.fd, line);
     fsyncSync(this.fd);
     if (v === null) this.entries.delete(key);
-    else this.entries.set(key, JSON.parse(JSON.stringify(v, bigintReplacer)));
+    else this.entries.set(key, JSON.parse(JSON.stringify(v, journalReplacer)));
     if (this.bytes > this.compactAt) this.compact();
   }
 
@@ -145,17 +146,4 @@ export class Journal {
   close(): void {
     closeSync(this.fd);
   }
-}
-
-/** Bigints are stored as `{ "$big": "123" }`-free decimal strings with an `n` suffix. */
-export function bigintReplacer(_key: string, value: unknown): unknown {
-  return typeof value === 'bigint' ? `${value}n` : value;
-}
-
-/** Reads back a value stored by bigintReplacer. */
-export function big(value: unknown): bigint {
-  if (typeof value === 'bigint') return value;
-  if (typeof value === 'string') return BigInt(value.endsWith('n') ? value.slice(0, -1) : value);
-  if (typeof value === 'number') return BigInt(value);
-  throw new Error(`not a bigint: ${String(value)}`);
 }

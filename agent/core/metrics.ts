@@ -2,21 +2,30 @@
  * Prometheus metrics (prom-client), served on the configured port at /metrics. One registry per
  * agent so that several agents in one test process do not collide.
  */
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { signatureBackendInfo, signatureChecks } from '../../protocol/index.js';
+import { HttpError, serveHttp } from './http.js';
+
+/** Figures read at scrape time from the running agent (set once it has its bus and chain). */
+export interface Probes {
+  brokerConnected?: () => boolean;
+  chainReachable?: () => boolean;
+}
 
 export function createMetrics(processMetrics = true) {
   const registry = new Registry();
+  const probes: Probes = {};
   // The process's own figures (memory, event loop lag) only where someone scrapes them: many sim
   // agents in one process would each start their own event-loop monitor.
   if (processMetrics) collectDefaultMetrics({ register: registry });
   const r = [registry];
   return {
     registry,
+    probes,
     meterReadSeconds: new Histogram({
       name: 'p2pev_meter_read_seconds',
-      help: 'Meter read latency',
+      help: 'Meter read latency (every read: the session poll and the telemetry sample)',
       registers: r,
       buckets: [0.01, 0.03, 0.1, 0.3, 1, 3],
     }),
@@ -51,6 +60,43 @@ export function createMetrics(processMetrics = true) {
       labelNames: ['reason'],
       registers: r,
     }),
+    meterEnergyWh: new Gauge({
+      name: 'p2pev_meter_energy_wh',
+      help: "The meter's billing register (total imported energy), Wh, at the last read",
+      registers: r,
+    }),
+    meterPowerW: new Gauge({
+      name: 'p2pev_meter_power_w',
+      help: 'Active power at the last full read, W',
+      registers: r,
+    }),
+    meterUp: new Gauge({
+      name: 'p2pev_meter_up',
+      help: '1 when the last meter read succeeded, 0 when it failed',
+      registers: r,
+    }),
+    brokerConnected: new Gauge({
+      name: 'p2pev_broker_connected',
+      help: '1 while connected to the MQTT broker',
+      registers: r,
+      collect() {
+        if (probes.brokerConnected) this.set(probes.brokerConnected() ? 1 : 0);
+      },
+    }),
+    chainReachable: new Gauge({
+      name: 'p2pev_chain_reachable',
+      help: "1 while the chain node answers (the last call's outcome)",
+      registers: r,
+      collect() {
+        if (probes.chainReachable) this.set(probes.chainReachable() ? 1 : 0);
+      },
+    }),
+    buildInfo: new Gauge({
+      name: 'p2pev_build_info',
+      help: 'Always 1; the labels say which p2pev, Node.js and role run',
+      labelNames: ['version', 'node', 'role'],
+      registers: r,
+    }),
     journalBytes: new Gauge({ name: 'p2pev_journal_bytes', help: 'Journal file size', registers: r }),
     billsQueued: new Gauge({ name: 'p2pev_bills_queued', help: 'Bills waiting for the chain', registers: r }),
     // Which backend checks signatures (1 for the one running), and how many checks this process
@@ -83,16 +129,9 @@ export function createMetrics(processMetrics = true) {
 export type Metrics = ReturnType<typeof createMetrics>;
 
 export function serveMetrics(metrics: Metrics, host: string, port: number): Promise<Server> {
-  const server = createServer(async (req, res) => {
-    if (req.url !== '/metrics') {
-      res.writeHead(404).end();
-      return;
-    }
+  return serveHttp(host, port, async (req, res) => {
+    if (req.url !== '/metrics') throw new HttpError(404, 'not found: the metrics are at /metrics');
     res.writeHead(200, { 'content-type': metrics.registry.contentType });
     res.end(await metrics.registry.metrics());
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve(server));
   });
 }

@@ -3,33 +3,32 @@
  * machinery (journal, session records, the ticker that drives meter polls and timeouts, the local
  * control port); the role (roles/ev.ts, roles/hcs.ts, roles/edge.ts) owns the protocol.
  */
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { MessageInput } from '../../protocol/index.js';
-import { Bus, type Incoming } from './bus.js';
+import { Bus } from './bus.js';
 import { Chain } from './chain.js';
+import { serveControl } from './control.js';
 import type { AgentConfig } from './config.js';
+import type { RoleContext, RoleHandler } from './context.js';
 import { Journal } from './journal.js';
 import { type DeviceKey, openKeystore, readPassword } from './keys.js';
 import { createLogger, type Logger } from './log.js';
 import { Metering } from './metering.js';
 import { createMetrics, type Metrics, serveMetrics } from './metrics.js';
 import { Ops } from '../ops/telemetry.js';
-import { canMove, OPEN_STATES, type SessionRecord, type SessionState } from './session.js';
+import {
+  canMove,
+  OPEN_STATES,
+  type MovePatch,
+  type NextOf,
+  type SessionIn,
+  type SessionRecord,
+} from './session.js';
 import { type AgentWeb, agentWeb, serveWeb } from '../web/agent.js';
 
-export interface Role {
-  /** Picks up the sessions found in the journal (after a restart). */
-  resume(): Promise<void>;
-  onMessage(incoming: Incoming): Promise<void>;
-  /** Called every poll period: meter reads, timeouts, batches. */
-  tick(): Promise<void>;
-  /** Local control (`POST /<action>` on the control port). */
-  control(action: string, body: Record<string, unknown>): Promise<unknown>;
-  status(): Record<string, unknown>;
-  /** Finishes work in flight before the agent closes (optional). */
-  stop?(): Promise<void>;
-}
+/** How often the edge (no meter) looks at its batches, holds and timeouts. */
+const EDGE_TICK_MS = 500;
 
 export interface AgentOptions {
   /** The keystore password; read from the config's env variable or file when omitted. */
@@ -45,7 +44,7 @@ export class Agent {
   chain!: Chain;
   bus!: Bus;
   metering?: Metering;
-  role!: Role;
+  role!: RoleHandler;
   private timer?: NodeJS.Timeout;
   private ticking = false;
   private servers: Server[] = [];
@@ -97,28 +96,57 @@ export class Agent {
       log,
       metrics: agent.metrics,
     });
-    if (cfg.role !== 'edge') agent.metering = await Metering.open(cfg.meter!, agent.metrics, log);
+    if (cfg.role !== 'edge') {
+      if (!cfg.meter) throw new Error(`a ${cfg.role} agent needs the config's meter section`);
+      agent.metering = await Metering.open(cfg.meter, agent.metrics, log, agent.journal);
+    }
     agent.role = await agent.createRole();
     agent.bus.onMessage((m) => agent.exclusive(() => agent.role.onMessage(m)));
     await agent.bus.connect();
     await agent.role.resume();
     await agent.serve();
     agent.ops = await Ops.start(agent);
-    const pollMs = cfg.meter?.pollMs ?? 500;
-    agent.timer = setInterval(() => void agent.tick(), Math.min(pollMs, 1000));
+    // A meter is polled at its pollMs (the schema's default), at least once a second; the edge
+    // has no meter and ticks for its batches and timeouts.
+    const tickMs = cfg.meter ? Math.min(cfg.meter.pollMs, 1000) : EDGE_TICK_MS;
+    agent.timer = setInterval(() => void agent.tick(), tickMs);
     log.info({ control: agent.controlPort, metrics: agent.metricsPort }, 'agent running');
     return agent;
   }
 
-  private async createRole(): Promise<Role> {
-    switch (this.cfg.role) {
-      case 'ev':
-        return new (await import('../roles/ev.js')).EvRole(this);
-      case 'hcs':
-        return new (await import('../roles/hcs.js')).HcsRole(this);
-      case 'edge':
-        return new (await import('../roles/edge.js')).EdgeRole(this);
-    }
+  private async createRole(): Promise<RoleHandler> {
+    const ctx = this.roleContext();
+    if (this.cfg.role === 'edge') return new (await import('../roles/edge.js')).EdgeRole(ctx);
+    const metering = this.metering;
+    if (!metering) throw new Error(`a ${this.cfg.role} agent needs a meter (the config's meter section)`);
+    return this.cfg.role === 'ev'
+      ? new (await import('../roles/ev.js')).EvRole({ ...ctx, metering })
+      : new (await import('../roles/hcs.js')).HcsRole({ ...ctx, metering });
+  }
+
+  /** What the role may use of this agent (agent/core/context.ts); chain and bus are connected by now. */
+  private roleContext(): RoleContext {
+    return {
+      cfg: this.cfg,
+      address: this.address,
+      log: this.log,
+      metrics: this.metrics,
+      journal: this.journal,
+      chain: this.chain,
+      bus: this.bus,
+      sessions: this.sessions,
+      openSessions: () => this.openSessions(),
+      save: (s) => this.save(s),
+      // Through this agent at each call (the scale sim times phases by wrapping agent.move).
+      move: <R extends SessionRecord, T extends NextOf<R['state']>>(
+        s: R,
+        to: T,
+        patch: MovePatch<R['state'], T>,
+      ) => this.move(s, to, patch),
+      prune: (keep) => this.prune(keep),
+      send: (to, msg) => this.send(to, msg),
+      exclusive: (fn) => this.exclusive(fn),
+    };
   }
 
   private lock: Promise<unknown> = Promise.resolve();
@@ -178,11 +206,18 @@ export class Agent {
     this.updateGauges();
   }
 
-  /** Moves a session to `to` if the state table allows it; returns false (and logs) if not. */
-  move(s: SessionRecord, to: SessionState, patch: Partial<SessionRecord> = {}): boolean {
+  /**
+   * Moves a session to `to` if the state table allows it, and returns it typed by its new state;
+   * undefined (and a log line) if the table does not allow it.
+   */
+  move<R extends SessionRecord, T extends NextOf<R['state']>>(
+    s: R,
+    to: T,
+    patch: MovePatch<R['state'], T>,
+  ): SessionIn<T> | undefined {
     if (!canMove(s, to)) {
       this.log.debug({ id: s.id, from: s.state, to }, 'transition not allowed; ignored');
-      return false;
+      return undefined;
     }
     this.log.info(
       { id: s.id, txid: s.txid, from: s.state, to, ...(patch.error ? { error: patch.error } : {}) },
@@ -190,7 +225,8 @@ export class Agent {
     );
     Object.assign(s, patch, { state: to });
     this.save(s);
-    return true;
+    // The table allowed the move and the patch brought what the new state holds.
+    return s as SessionIn<T>;
   }
 
   /** Forgets finished sessions beyond the newest `keep`, so the journal stays bounded. */
@@ -252,6 +288,9 @@ export class Agent {
         state: s.state,
         txid: s.txid,
         peer: s.role === 'ev' ? s.hcs : s.ev,
+        // Progress towards the target: energy so far on this session's meter.
+        ...(s.targetWh !== undefined ? { targetWh: s.targetWh } : {}),
+        ...(s.startWh !== undefined && s.lastWh !== undefined ? { energyWh: s.lastWh - s.startWh } : {}),
       })),
       ...this.ops?.status(),
       ...this.role.status(),
@@ -262,40 +301,16 @@ export class Agent {
   private async serve(): Promise<void> {
     this.web = agentWeb(this);
     if (this.cfg.control.port !== undefined) {
-      const server = createServer((req, res) => {
-        let body = '';
-        req.on('data', (c) => {
-          body += c;
-          if (body.length > 65536) req.destroy();
-        });
-        req.on('end', async () => {
-          try {
-            let out: unknown;
-            if (req.method === 'GET' && req.url === '/status') out = this.status();
-            else if (req.method === 'GET' && req.url === '/sessions') out = [...this.sessions.values()];
-            else if (req.method === 'GET' && (await this.web!.handle(req, res))) return;
-            else if (req.method === 'POST' && req.url?.startsWith('/')) {
-              const action = req.url.slice(1);
-              const args = body ? JSON.parse(body) : {};
-              out = await this.control(action, args);
-            } else {
-              res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
-              return;
-            }
-            res
-              .writeHead(200, { 'content-type': 'application/json' })
-              .end(JSON.stringify(out, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)));
-          } catch (err) {
-            res
-              .writeHead(400, { 'content-type': 'application/json' })
-              .end(JSON.stringify({ error: (err as Error).message }));
-          }
-        });
-      });
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(this.cfg.control.port, this.cfg.control.host, () => resolve());
-      });
+      const web = this.web;
+      const server = await serveControl(
+        { ...this.cfg.control, port: this.cfg.control.port, dataDir: this.cfg.dataDir },
+        {
+          status: () => this.status(),
+          sessions: () => [...this.sessions.values()],
+          control: (action, body) => this.control(action, body),
+          page: (req, res, ctx) => web.handle(req, res, ctx),
+        },
+      );
       this.controlPort = (server.address() as AddressInfo).port;
       this.servers.push(server);
     }

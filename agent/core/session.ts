@@ -4,7 +4,7 @@
  * crash the agent resumes each open session from its record.
  */
 import { SESSION_END, type Terms } from '../../protocol/index.js';
-import { big } from './journal.js';
+import { big } from './json.js';
 
 export type EvState =
   | 'searching'
@@ -18,17 +18,18 @@ export type HcsState = 'offered' | 'charging' | 'awaitingSettlement' | 'done' | 
 export type SessionState = EvState | HcsState;
 
 /** Terms as stored in the journal and sent in optional data (decimal strings for the big numbers). */
-export interface TermsJson {
+// A type, not an interface: it goes into optional data (a plain record) as it is.
+export type TermsJson = {
   seq: string;
   price: string;
   maxWh: number;
   settleBy: number;
-}
+};
 
-export interface SessionRecord {
+/** What every session record may hold, whatever its state (the journal keeps it as JSON). */
+export interface SessionBase {
   id: string;
   role: 'ev' | 'hcs';
-  state: SessionState;
   /** When the current waiting state times out (ms since epoch); 0 = never. */
   deadline: number;
   ev: string;
@@ -39,6 +40,8 @@ export interface SessionRecord {
   kw?: number;
   targetWh?: number;
   candidates?: { hcs: string; price: string }[];
+  /** The station the driver picked (the page's map): asked first, or the charge fails. */
+  pick?: string;
   startWh?: number;
   endWh?: number;
   lastWh?: number;
@@ -56,6 +59,24 @@ export interface SessionRecord {
   myReport?: string;
   peerReport?: string;
   settledTxHash?: string;
+  /** The EV's consent (its first receipt, 0 Wh, envelope hex): what reserves the session on chain. */
+  consent?: string;
+  /** The session's cap × price is reserved on chain (the station may switch on). */
+  reserved?: boolean;
+  /** Station: the highest energy the EV has signed for so far, its envelope (hex), and when. */
+  ackWh?: number;
+  ackReport?: string;
+  lastAckAt?: number;
+  /** Station: when the charger switched on (ms), for the power seen so far. */
+  switchedOnAt?: number;
+  /** EV: the last interim receipt it signed (index, own Wh, when). */
+  receiptIndex?: number;
+  receiptWh?: number;
+  receiptAt?: number;
+  /** The receipt rule the station asked for: every `wh` or `ms`. */
+  receipts?: { wh: number; ms: number };
+  /** The meter's discontinuity count at the start: a reset or swap since ends the charge unbilled past it. */
+  meterEpoch?: number;
   rating?: { stars: number; comment: string };
   rated?: boolean;
   error?: string;
@@ -63,8 +84,54 @@ export interface SessionRecord {
   updatedAt: number;
 }
 
-/** Transitions allowed per role: anything else is a bug or a stale message, and is ignored. */
-export const TRANSITIONS: Record<'ev' | 'hcs', Record<string, readonly SessionState[]>> = {
+/** From the offer (station) or the accepted terms (EV) on: the station, the terms, the txid. */
+interface Agreed {
+  hcs: string;
+  terms: TermsJson;
+  txid: string;
+}
+/** From the start of the charge on: the first reading and its time. */
+interface Metered {
+  startWh: number;
+  t0: number;
+}
+/** From the end of the charge on: the last reading, its time, why it ended, our signed report. */
+interface Reported {
+  endWh: number;
+  t1: number;
+  endStatus: number;
+  myReport: string;
+}
+
+/** What each state guarantees beyond the base: required there, so no assertion is needed. */
+interface StateShapes {
+  searching: object;
+  /** The station asked. */
+  requesting: { hcs: string };
+  /** Failing can follow any state: it guarantees nothing. */
+  failed: object;
+  awaitingMutual: Agreed;
+  offered: Agreed;
+  charging: Agreed & Metered;
+  awaitingSettlement: Agreed & Metered & Reported;
+  done: Agreed & Metered & Reported;
+}
+
+/**
+ * A session record, its type keyed on `state`: `s.state === 'charging'` gives the terms and the
+ * start reading without assertions.
+ */
+export type SessionRecord = {
+  [K in SessionState]: SessionBase & StateShapes[K] & { state: K };
+}[SessionState];
+
+/** The record in one of the states `S`. */
+export type SessionIn<S extends SessionState> = Extract<SessionRecord, { state: S }>;
+
+/** Each role's table, checked by the compiler: only that role's states, in and out. */
+type Table<S extends string> = { readonly [From in S]?: readonly S[] };
+
+export const TRANSITIONS = {
   ev: {
     searching: ['requesting', 'failed'],
     requesting: ['requesting', 'awaitingMutual', 'failed'],
@@ -77,10 +144,25 @@ export const TRANSITIONS: Record<'ev' | 'hcs', Record<string, readonly SessionSt
     charging: ['awaitingSettlement', 'failed'],
     awaitingSettlement: ['done', 'failed'],
   },
-};
+} as const satisfies { ev: Table<EvState>; hcs: Table<HcsState> };
+
+type EvTable = (typeof TRANSITIONS)['ev'];
+type HcsTable = (typeof TRANSITIONS)['hcs'];
+/** The states the table allows after `S` (in either role's table). */
+export type NextOf<S extends SessionState> =
+  | (S extends keyof EvTable ? EvTable[S][number] : never)
+  | (S extends keyof HcsTable ? HcsTable[S][number] : never);
+
+/**
+ * What a move from `S` to `T` must bring: the fields `T` guarantees that `S` does not already
+ * (entering `charging` needs the start reading, `awaitingSettlement` the end and the report).
+ */
+export type MovePatch<S extends SessionState, T extends SessionState> = Partial<SessionBase> &
+  Pick<StateShapes[T], Exclude<keyof StateShapes[T], keyof StateShapes[S]>>;
 
 export function canMove(s: SessionRecord, to: SessionState): boolean {
-  return TRANSITIONS[s.role][s.state]?.includes(to) ?? false;
+  const table: Table<SessionState> = TRANSITIONS[s.role];
+  return table[s.state]?.includes(to) ?? false;
 }
 
 export const OPEN_STATES: readonly SessionState[] = [
@@ -127,4 +209,9 @@ export const END_NAMES = Object.fromEntries(Object.entries(SESSION_END).map(([k,
 export function nonceOf(optional: Record<string, unknown> | undefined): { optional?: { n: string } } {
   const n = optional?.n;
   return typeof n === 'string' && n.length <= 32 ? { optional: { n } } : {};
+}
+
+/** Whether `s` is in one of `states` (and typed so). */
+export function isIn<S extends SessionState>(s: SessionRecord, ...states: S[]): s is SessionIn<S> {
+  return (states as SessionState[]).includes(s.state);
 }

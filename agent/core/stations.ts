@@ -7,7 +7,7 @@
  * to the lower price. A 5-star station 2 km away thus ranks level with a 0-star one 1 km away:
  * rating moves a station ahead, but not across town.
  */
-import { Role } from '../../contracts/client.js';
+import { MemberRole } from '../../contracts/client.js';
 import type { Chain } from './chain.js';
 
 export interface Station {
@@ -67,7 +67,7 @@ export class StationDirectory {
   private refreshing: Promise<Station[]> | undefined;
 
   constructor(
-    private readonly chain: Chain,
+    private readonly chain: Pick<Chain, 'retry' | 'client' | 'deployment'>,
     private readonly ttlMs = 3000,
   ) {}
 
@@ -90,15 +90,12 @@ export class StationDirectory {
 
   private async refresh(): Promise<Station[]> {
     const stations = await this.chain.retry('stations', async () => {
-      const c = this.chain.client.contract;
-      const logs = await c.queryFilter(c.filters.HcsProfileSet!(), this.chain.deployment.block);
-      const addresses = [
-        ...new Set(
-          logs.map((l) => String((l as unknown as { args: { hcs: string } }).args.hcs).toLowerCase()),
-        ),
-      ];
+      const profiles = await this.chain.client.events('HcsProfileSet', this.chain.deployment.block);
+      const addresses = [...new Set(profiles.map((e) => e.args.hcs.toLowerCase()))];
       // All stations at once: the provider batches the calls into a few JSON-RPC round trips.
-      const verified = await Promise.all(addresses.map((hcs) => this.chain.client.isVerified(hcs, Role.HCS)));
+      const verified = await Promise.all(
+        addresses.map((hcs) => this.chain.client.isVerified(hcs, MemberRole.HCS)),
+      );
       return Promise.all(
         addresses
           .filter((_, i) => verified[i])

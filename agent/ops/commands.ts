@@ -3,7 +3,7 @@
  * `sessions export --ocmf`.
  */
 import { writeFileSync } from 'node:fs';
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import { readDeployment } from '../../contracts/deploy.js';
 import { loadConfig } from '../core/config.js';
 import { formatChecks, runDoctor } from './doctor.js';
@@ -12,11 +12,18 @@ import { openKeystore, readPassword } from '../core/keys.js';
 import { exportOcmf } from './ocmf.js';
 import { VERSION } from './telemetry.js';
 import type { SessionRecord } from '../core/session.js';
-import { controlEndpoint, fetchStatus, formatStatus } from './status.js';
+import { readControlToken } from '../core/http.js';
+import { controlEndpoint, fetchStatus, formatStatus, postControl } from './status.js';
+
+/** A usage mistake: the CLI exits 2 for it (agent/cli.ts). */
+class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
 
 function parseNonNegative(flag: string) {
   return (v: string) => {
-    if (!/^[0-9]+$/.test(v)) throw new Error(`${flag} must be a whole number, not ${JSON.stringify(v)}`);
+    if (!/^[0-9]+$/.test(v))
+      throw new InvalidArgumentError(`${flag} must be a whole number, not ${JSON.stringify(v)}`);
     return v;
   };
 }
@@ -32,7 +39,7 @@ export function registerOpsCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (opts: { config: string; timeout: number; json?: boolean }) => {
       if (!Number.isInteger(opts.timeout) || opts.timeout < 100)
-        throw new Error('--timeout must be a whole number of ms, at least 100');
+        throw new UsageError('--timeout must be a whole number of ms, at least 100');
       const checks = await runDoctor({ configPath: opts.config, timeoutMs: opts.timeout });
       const failed = checks.some((c) => c.status === 'fail');
       process.stdout.write(
@@ -48,9 +55,45 @@ export function registerOpsCommands(program: Command): void {
     .option('-p, --port <n>', 'the control port, instead of reading the config', (v) => Number(v))
     .option('--host <host>', "the control host (default: the config's, or 127.0.0.1)")
     .option('--json', 'print the JSON the agent returned')
-    .action(async (opts: { config: string; port?: number; host?: string; json?: boolean }) => {
-      const status = await fetchStatus(controlEndpoint(opts));
+    .option('--wait <seconds>', 'wait this long for the agent to answer (one that is just starting)', (v) => {
+      const n = Number(v);
+      if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('a number of seconds');
+      return n;
+    })
+    .action(async (opts: { config: string; port?: number; host?: string; json?: boolean; wait?: number }) => {
+      const endpoint = controlEndpoint(opts);
+      const deadline = Date.now() + (opts.wait ?? 0) * 1000;
+      let status: Record<string, unknown>;
+      for (;;) {
+        try {
+          status = await fetchStatus(endpoint);
+          break;
+        } catch (err) {
+          if (Date.now() >= deadline) throw err;
+          await new Promise((r) => setTimeout(r, 250));
+        }
+      }
       process.stdout.write(opts.json ? `${JSON.stringify(status)}\n` : `${formatStatus(status)}\n`);
+    });
+
+  program
+    .command('control <action> [json]')
+    .description(
+      'A control action on the running agent (POST /<action>, e.g. charge \'{"targetWh":2000}\' or stop), with the token from <dataDir>/control.token',
+    )
+    .option('-c, --config <file>', 'the agent config (its control.port and dataDir)', 'agent.config.json')
+    .action(async (action: string, json: string | undefined, opts: { config: string }) => {
+      let body: Record<string, unknown> = {};
+      if (json) {
+        try {
+          body = JSON.parse(json) as Record<string, unknown>;
+        } catch (err) {
+          throw new Error(`the body is not JSON (${(err as Error).message}): e.g. '{"targetWh":2000}'`);
+        }
+      }
+      const cfg = loadConfig(opts.config);
+      const answer = await postControl(controlEndpoint(opts), readControlToken(cfg.dataDir), action, body);
+      process.stdout.write(`${JSON.stringify(answer)}\n`);
     });
 
   const sessions = program.command('sessions').description("This device's sessions, from its journal");
@@ -78,7 +121,7 @@ export function registerOpsCommands(program: Command): void {
         passwordEnv?: string;
         passwordFile?: string;
       }) => {
-        if (!opts.ocmf) throw new Error('say which format: p2pev sessions export --ocmf');
+        if (!opts.ocmf) throw new UsageError('say which format: p2pev sessions export --ocmf');
         const cfg = loadConfig(opts.config);
         if (cfg.role !== 'hcs')
           throw new Error(
@@ -117,7 +160,8 @@ export function registerOpsCommands(program: Command): void {
         else process.stdout.write(text);
         if (!opts.json) {
           process.stderr.write(
-            `${result.sessions.length} session(s); public key ${result.publicKey} (${result.signatureAlgorithm}, address ${result.address})\n`,
+            `${result.sessions.length} session(s), ${result.signatureAlgorithm}, address ${result.address}; public key (DER SubjectPublicKeyInfo, hex):\n${result.publicKey}\n${result.publicKeyPem}` +
+              'signed by this device, not by a certified meter: not Eichrecht-conformant (docs/INSTALL.md)\n',
           );
           for (const g of result.gaps) process.stderr.write(`no data set for T${g.seq}: ${g.reason}\n`);
         }

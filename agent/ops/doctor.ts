@@ -6,17 +6,19 @@
  * The meter is a special case: an RS-485 line has one master, so while the agent runs the doctor
  * does not open the port itself but reads the agent's latest telemetry from its control port.
  */
+import { windowCheck } from '../roles/hcs.js';
 import { execFile } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync, statfsSync, statSync } from 'node:fs';
 import { formatEther, isKeystoreJson } from 'ethers';
 import mqtt from 'mqtt';
-import { MemberStatus, Role, SettlementClient } from '../../contracts/client.js';
+import { MemberStatus, MemberRole, SettlementClient } from '../../contracts/client.js';
 import { readDeployment } from '../../contracts/deploy.js';
 import { signatureBackendInfo } from '../../protocol/index.js';
 import { connectRpc } from '../../contracts/rpc.js';
 import { openMeter, resolveProfile } from '../../drivers/index.js';
 import { type AgentConfig, loadConfig } from '../core/config.js';
 import { openKeystore, readPassword } from '../core/keys.js';
+import { mqttCredentials } from '../core/bus.js';
 import { fetchStatus } from './status.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
@@ -37,6 +39,12 @@ export interface DoctorOptions {
   /** Free space below these is a failure / a warning (bytes). */
   minFreeBytes?: number;
   warnFreeBytes?: number;
+  /**
+   * Is this an installed device under systemd? Default: systemd is PID 1 (/run/systemd/system).
+   * Without it (a developer's bench, a container) the systemd checks are skipped quietly and the
+   * fixes name `p2pev run` instead of systemctl.
+   */
+  systemd?: boolean;
 }
 
 const MiB = 1024 * 1024;
@@ -160,7 +168,9 @@ export function implausible(
 }
 
 async function checkMeter(cfg: AgentConfig, running: Record<string, unknown> | undefined): Promise<Check> {
-  const m = cfg.meter!;
+  const m = cfg.meter;
+  if (!m)
+    return fail('meter', `a ${cfg.role} needs a meter section in the config`, 'add meter (docs/METERS.md)');
   let maxPowerW = 350_000;
   try {
     maxPowerW = m.plausibility?.maxPowerW ?? resolveProfile(m.profile, m.generic).maxPowerW ?? maxPowerW;
@@ -230,11 +240,7 @@ async function checkBroker(cfg: AgentConfig, timeoutMs: number): Promise<Check> 
         clean: true,
         reconnectPeriod: 0,
         connectTimeout: timeoutMs,
-        ...(m.username ? { username: m.username } : {}),
-        ...(m.passwordEnv && process.env[m.passwordEnv] ? { password: process.env[m.passwordEnv] } : {}),
-        ...(m.caFile ? { ca: readFileSync(m.caFile) } : {}),
-        ...(m.certFile ? { cert: readFileSync(m.certFile) } : {}),
-        ...(m.keyFile ? { key: readFileSync(m.keyFile) } : {}),
+        ...mqttCredentials(m),
       }),
       timeoutMs,
       `broker ${m.url}`,
@@ -287,6 +293,20 @@ async function checkChain(cfg: AgentConfig, address: string | undefined): Promis
       return checks;
     }
     checks.push(ok('contract', `settlement contract at ${deployment.address}`));
+    if (cfg.role === 'hcs' && cfg.hcs) {
+      // The configured window against the contract's (and the power registered, once known).
+      const c = SettlementClient.fromDeployment(deployment, provider);
+      const window = Number(await c.settlementWindow());
+      const powerW = address ? (await c.hcsProfile(address)).powerW : 0;
+      const w = windowCheck(cfg.hcs, window, powerW || undefined);
+      checks.push(
+        w.level === 'ok'
+          ? ok('window', w.detail)
+          : w.level === 'warn'
+            ? warn('window', w.detail, w.fix ?? '')
+            : fail('window', w.detail, w.fix ?? ''),
+      );
+    }
     if (!address) {
       checks.push(skip('registration', 'the keystore could not be opened, so the address is unknown'));
       return checks;
@@ -306,8 +326,8 @@ async function checkChain(cfg: AgentConfig, address: string | undefined): Promis
       return checks;
     }
     const info = await client.authInfo(address);
-    const wantRole = cfg.role === 'ev' ? Role.EV : Role.HCS;
-    if (info.role === Role.None)
+    const wantRole = cfg.role === 'ev' ? MemberRole.EV : MemberRole.HCS;
+    if (info.role === MemberRole.None)
       checks.push(
         fail(
           'registration',
@@ -319,14 +339,14 @@ async function checkChain(cfg: AgentConfig, address: string | undefined): Promis
       checks.push(
         fail(
           'registration',
-          `${address} is registered as ${info.role === Role.EV ? 'an EV' : 'a station'}, but the config says ${cfg.role}`,
+          `${address} is registered as ${info.role === MemberRole.EV ? 'an EV' : 'a station'}, but the config says ${cfg.role}`,
           'use the keystore that belongs to this role, or fix "role" in the config',
         ),
       );
     else if (info.status === MemberStatus.Verified)
       checks.push(ok('registration', `${address} registered and verified`));
     else {
-      const why =
+      const why: [string, string] =
         info.status === MemberStatus.Pending
           ? [
               "is registered, awaiting the operator's verification",
@@ -336,7 +356,7 @@ async function checkChain(cfg: AgentConfig, address: string | undefined): Promis
               `is ${info.status === MemberStatus.Suspended ? 'suspended' : 'revoked'}`,
               'contact the operator; the agent cannot take part until it is verified again',
             ];
-      checks.push(fail('registration', `${address} ${why[0]}`, why[1]!));
+      checks.push(fail('registration', `${address} ${why[0]}`, why[1]));
     }
     checks.push(
       balance > 0n
@@ -448,6 +468,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<Check[]> {
     ok('config', `${opts.configPath}: ${cfg.role} "${cfg.name}"`),
     checkSignatureBackend(),
   ];
+  const systemd = opts.systemd ?? existsSync('/run/systemd/system');
   const key = await checkKeystore(cfg, opts.password);
   checks.push(...key.checks);
 
@@ -469,7 +490,13 @@ export async function runDoctor(opts: DoctorOptions): Promise<Check[]> {
       );
     } catch (err) {
       checks.push(
-        warn('agent', message(err), 'systemctl start p2pev (and systemctl enable p2pev to start at boot)'),
+        warn(
+          'agent',
+          message(err),
+          systemd
+            ? 'systemctl start p2pev (and systemctl enable p2pev to start at boot)'
+            : `no systemd here (a bench): start it with p2pev run --config ${opts.configPath}`,
+        ),
       );
     }
   } else checks.push(skip('agent', 'no control.port in the config: cannot see the running agent'));
@@ -480,7 +507,9 @@ export async function runDoctor(opts: DoctorOptions): Promise<Check[]> {
       : checkMeter(cfg, running).catch((err) => fail('meter', message(err), 'check meter in the config')),
     checkBroker(cfg, timeoutMs),
     checkChain(cfg, key.address),
-    checkClock(timeoutMs),
+    systemd
+      ? checkClock(timeoutMs)
+      : Promise.resolve(skip('clock', 'no systemd here (a bench): NTP sync not checked')),
   ]);
   checks.push(meter, broker, ...chain);
   checks.push(checkDisk(cfg, opts.minFreeBytes ?? 50 * MiB, opts.warnFreeBytes ?? 200 * MiB), clock);

@@ -4,8 +4,9 @@
  * under `<discoveryPrefix>/sensor/p2pev_<address>/<key>/config`, one retained JSON state with all
  * values, and an availability topic (the broker's last will says "offline" if the agent dies).
  *
- * It uses its own MQTT connection: Home Assistant's broker is usually the one in the house, not
- * the p2pev network's broker (`homeassistant.url`; the network broker when left out). When Home
+ * It uses its own MQTT connection to Home Assistant's broker, the one in the house: `homeassistant.url`
+ * is required, so house data never goes to the p2pev network's broker by default. Its password
+ * comes from `passwordEnv`, set in the unit's EnvironmentFile= (/etc/p2pev/env). When Home
  * Assistant restarts it announces `<prefix>/status = online`, and the configs are sent again.
  */
 import { readFileSync } from 'node:fs';
@@ -13,7 +14,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from '../core/log.js';
 
 export interface HomeAssistantConfig {
-  url?: string;
+  url: string;
   username?: string;
   passwordEnv?: string;
   caFile?: string;
@@ -65,10 +66,17 @@ function sensorsFor(role: DeviceInfo['role']): SensorSpec[] {
     { key: 'voltage_v', name: 'Voltage', unit: 'V', device_class: 'voltage', state_class: 'measurement' },
     { key: 'current_a', name: 'Current', unit: 'A', device_class: 'current', state_class: 'measurement' },
     { key: 'session', name: 'Charging session', icon: 'mdi:ev-station' },
+    // In ether, without Home Assistant's monetary class: that class wants an ISO 4217 currency,
+    // and ETH is none (Home Assistant would flag the sensor). Earnings only grow until withdrawn.
     role === 'hcs'
-      ? // Monetary sensors may only be "total" in Home Assistant; earnings only grow until withdrawn.
-        { key: 'money_eth', name: 'Earnings', unit: 'ETH', device_class: 'monetary', state_class: 'total' }
-      : { key: 'money_eth', name: 'Deposit available', unit: 'ETH', device_class: 'monetary' },
+      ? { key: 'money_eth', name: 'Earnings', unit: 'ETH', state_class: 'total', precision: 6 }
+      : {
+          key: 'money_eth',
+          name: 'Deposit available',
+          unit: 'ETH',
+          state_class: 'measurement',
+          precision: 6,
+        },
   ];
 }
 
@@ -128,7 +136,7 @@ export class HomeAssistant {
   private readonly t: ReturnType<typeof topics>;
 
   constructor(
-    private readonly cfg: HomeAssistantConfig & { url: string },
+    private readonly cfg: HomeAssistantConfig,
     private readonly device: DeviceInfo,
     private readonly log: Logger,
   ) {

@@ -11,9 +11,15 @@
  * a charge (an offer not taken up) has no readings and so no data set: the export lists it as a
  * gap with its reason, so an auditor can account for every number.
  *
- * The verifier needs the public key out of band: the export prints it, and its Ethereum address
- * is the station's address registered on chain, which binds the data sets to the on-chain bills.
+ * The verifier needs the public key out of band: the export prints it as DER SubjectPublicKeyInfo
+ * (hex, and PEM), as Eichrecht meters print theirs and OCMF verifiers take it; its Ethereum
+ * address is the station's address registered on chain, which binds the data sets to the on-chain
+ * bills.
+ *
+ * Not Eichrecht-conformant: the device signs the record, not a certified (MID/PTB) meter, so the
+ * signature proves which station reported the readings, not that a calibrated meter measured them.
  */
+import { createPublicKey } from 'node:crypto';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { resolveProfile } from '../../drivers/index.js';
 import {
@@ -23,6 +29,7 @@ import {
   fromHex,
   openEnvelope,
   signatureBackend,
+  reportEnergyWh,
   toHex,
 } from '../../protocol/index.js';
 import { END } from '../core/session.js';
@@ -163,12 +170,30 @@ export function publicKeyHex(privateKey: string): string {
   return toHex(signatureBackend().publicKey(key)).slice(2);
 }
 
+/** The device's public key as DER SubjectPublicKeyInfo (the X.509 form OCMF verifiers take). */
+export function publicKeySpki(privateKey: string): { der: string; pem: string } {
+  const raw = Buffer.from(publicKeyHex(privateKey), 'hex');
+  const key = createPublicKey({
+    key: {
+      kty: 'EC',
+      crv: 'secp256k1',
+      x: raw.subarray(1, 33).toString('base64url'),
+      y: raw.subarray(33).toString('base64url'),
+    },
+    format: 'jwk',
+  });
+  return {
+    der: (key.export({ type: 'spki', format: 'der' }) as Buffer).toString('hex'),
+    pem: key.export({ type: 'spki', format: 'pem' }) as string,
+  };
+}
+
 /** One ASN.1 DER INTEGER: minimal big-endian bytes, a 0x00 in front when the top bit is set. */
 function derInteger(bytes: Uint8Array): Uint8Array {
   let i = 0;
   while (i < bytes.length - 1 && bytes[i] === 0) i++;
   const body = bytes.subarray(i);
-  const pad = body[0]! & 0x80 ? 1 : 0;
+  const pad = (body[0] ?? 0) & 0x80 ? 1 : 0;
   const out = new Uint8Array(2 + pad + body.length);
   out[0] = 0x02;
   out[1] = pad + body.length;
@@ -222,7 +247,11 @@ export interface ExportedSession {
 
 export interface OcmfExport {
   address: string;
+  /** DER SubjectPublicKeyInfo, hex: what OCMF verifiers (and Eichrecht meters' labels) use. */
   publicKey: string;
+  publicKeyPem: string;
+  /** The same key as the raw uncompressed point 04 ‖ x ‖ y, hex (its keccak gives the address). */
+  publicKeyRaw: string;
   signatureAlgorithm: string;
   chainId: string;
   contract: string;
@@ -251,7 +280,9 @@ export function exportOcmf(opts: {
   const first = opts.fromSeq ?? known[0] ?? 1n;
   const out: OcmfExport = {
     address: opts.address.toLowerCase(),
-    publicKey: publicKeyHex(opts.privateKey),
+    publicKey: publicKeySpki(opts.privateKey).der,
+    publicKeyPem: publicKeySpki(opts.privateKey).pem,
+    publicKeyRaw: publicKeyHex(opts.privateKey),
     signatureAlgorithm: OCMF_SA,
     chainId: opts.domain.chainId.toString(),
     contract: opts.domain.verifyingContract,
@@ -282,10 +313,11 @@ export function exportOcmf(opts: {
       continue;
     }
     const s = sessionFromRecord(r, opts.domain, opts.address);
-    const price = BigInt(r.terms!.price);
+    // sessionFromRecord refused a record without terms.
+    const price = BigInt(r.terms?.price ?? 0);
     let billedWh: bigint | undefined;
     if (r.peerReport) {
-      const peer = BigInt(`0x${r.peerReport.slice(73 * 2, 93 * 2)}`);
+      const peer = reportEnergyWh(r.peerReport);
       billedWh = peer < s.energyWh ? peer : s.energyWh;
     }
     out.sessions.push({

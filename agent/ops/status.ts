@@ -2,6 +2,7 @@
  * `p2pev status`: what the running agent is doing, read from its local control port
  * (`GET /status`, loopback), printed as a short report or as the JSON the agent returned.
  */
+import { existsSync } from 'node:fs';
 import { formatEther } from 'ethers';
 import { loadConfig } from '../core/config.js';
 import type { Telemetry } from './telemetry.js';
@@ -36,9 +37,11 @@ export async function fetchStatus(ep: ControlEndpoint, timeoutMs = 5000): Promis
   } catch (err) {
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
     const code = cause?.code ?? cause?.message ?? (err as Error).name;
-    throw new Error(
-      `no agent answers on ${ep.host}:${ep.port} (${code}): is it running? systemctl status p2pev; journalctl -u p2pev -n 50`,
-    );
+    // Under systemd the service's state and log; on a bench (no systemd) how to start one.
+    const check = existsSync('/run/systemd/system')
+      ? 'systemctl status p2pev; journalctl --namespace p2pev -n 50'
+      : 'no systemd here (a bench): start it with p2pev run --config FILE';
+    throw new Error(`no agent answers on ${ep.host}:${ep.port} (${code}): is it running? ${check}`);
   }
   if (!res.ok) throw new Error(`${url} answered HTTP ${res.status}: is this the p2pev control port?`);
   try {
@@ -58,6 +61,14 @@ const ago = (ms: number) => {
 };
 const eth = (wei: unknown) => (typeof wei === 'string' ? `${formatEther(BigInt(wei))} ETH` : '?');
 
+/** ", 2.40 of 10.00 kWh (24 %)": how far a charge is towards its target. */
+export function progress(x: { targetWh?: number; energyWh?: number }): string {
+  if (x.energyWh === undefined) return '';
+  const kwh = (wh: number) => (wh / 1000).toFixed(2);
+  if (!x.targetWh) return `, ${kwh(x.energyWh)} kWh`;
+  return `, ${kwh(x.energyWh)} of ${kwh(x.targetWh)} kWh (${Math.min(100, Math.floor((x.energyWh * 100) / x.targetWh))} %)`;
+}
+
 /** The status as a few lines for a person at a terminal. */
 export function formatStatus(s: Record<string, unknown>): string {
   const st = s as {
@@ -68,7 +79,14 @@ export function formatStatus(s: Record<string, unknown>): string {
     broker: { url: string; connected: boolean };
     chain: { rpcUrl: string; reachable: boolean; contract: string; chainId: number };
     meter?: { profile: string; serial: string };
-    sessions: { id: string; state: string; txid?: string; peer?: string }[];
+    sessions: {
+      id: string;
+      state: string;
+      txid?: string;
+      peer?: string;
+      targetWh?: number;
+      energyWh?: number;
+    }[];
     telemetry?: Telemetry;
     clock?: { jumps: number; totalJumpMs: number };
     edge?: { bills?: Record<string, number> };
@@ -103,10 +121,42 @@ export function formatStatus(s: Record<string, unknown>): string {
   }
   lines.push(
     st.sessions.length
-      ? `sessions ${st.sessions.map((x) => `#${x.id} ${x.state}${x.peer ? ` with ${x.peer}` : ''}`).join('; ')}`
+      ? `sessions ${st.sessions.map((x) => `#${x.id} ${x.state}${x.peer ? ` with ${x.peer}` : ''}${progress(x)}`).join('; ')}`
       : 'sessions none in progress',
   );
   if (st.clock?.jumps)
     lines.push(`clock    stepped ${st.clock.jumps} time(s), ${st.clock.totalJumpMs} ms in all`);
   return lines.join('\n');
+}
+
+/**
+ * `POST /<action>` on the control port with the token of the agent's data directory
+ * (<dataDir>/control.token, mode 0600: run as the agent's user); the agent's answer, or an Error
+ * with the agent's own words.
+ */
+export async function postControl(
+  ep: ControlEndpoint,
+  token: string,
+  action: string,
+  body: Record<string, unknown>,
+  timeoutMs = 10_000,
+): Promise<unknown> {
+  const url = `http://${ep.host.includes(':') ? `[${ep.host}]` : ep.host}:${ep.port}/${action}`;
+  let res: Response;
+  try {
+    res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string } }).cause;
+    throw new Error(
+      `no agent answers on ${ep.host}:${ep.port} (${cause?.code ?? (err as Error).name}): is it running?`,
+    );
+  }
+  const answer = (await res.json().catch(() => ({}))) as { error?: string };
+  if (!res.ok) throw new Error(`${action}: ${answer.error ?? `HTTP ${res.status}`}`);
+  return answer;
 }

@@ -7,9 +7,15 @@
 import { execFile } from 'node:child_process';
 import { resolveProfile } from '../../drivers/index.js';
 import { ClockWatch, shiftSessionTimes } from '../core/clock.js';
+import type { Bus } from '../core/bus.js';
+import type { Chain } from '../core/chain.js';
 import type { AgentConfig } from '../core/config.js';
+import type { JournalPort, RoleHandler } from '../core/context.js';
+import type { Logger } from '../core/log.js';
+import type { Metering } from '../core/metering.js';
+import type { Metrics } from '../core/metrics.js';
+import type { SessionRecord } from '../core/session.js';
 import { type HaState, HomeAssistant } from './homeassistant.js';
-import type { Agent } from '../core/runtime.js';
 import { OPEN_STATES } from '../core/session.js';
 
 export const VERSION = '0.1.0';
@@ -56,6 +62,23 @@ function systemdNotify(...args: string[]): void {
   execFile('systemd-notify', args, () => {});
 }
 
+/** Telemetry period while a session is open (the configured one, 30 s by default, otherwise). */
+const OPEN_SESSION_INTERVAL_MS = 5000;
+
+/** What the operations side needs of a running agent (the runtime hands itself over). */
+export interface OpsHost {
+  readonly cfg: AgentConfig;
+  readonly address: string;
+  readonly log: Logger;
+  readonly sessions: ReadonlyMap<string, SessionRecord>;
+  readonly journal: JournalPort;
+  readonly chain: Pick<Chain, 'rpc' | 'client' | 'reachable'>;
+  readonly bus: Pick<Bus, 'connected'>;
+  readonly metrics: Pick<Metrics, 'buildInfo' | 'probes'>;
+  readonly metering?: Pick<Metering, 'serial' | 'meter' | 'read'>;
+  readonly role: Pick<RoleHandler, 'status' | 'onClockJump'>;
+}
+
 export class Ops {
   telemetry: Telemetry = {};
   readonly clock = new ClockWatch();
@@ -63,21 +86,25 @@ export class Ops {
   private sampling = false;
   private lastSample = 0;
   private lastWatchdog = 0;
+  private lastOpen?: string;
   private readonly intervalMs: number;
   private readonly watchdogMs: number;
 
-  constructor(private readonly agent: Agent) {
+  constructor(private readonly agent: OpsHost) {
+    agent.metrics.buildInfo.set({ version: VERSION, node: process.versions.node, role: agent.cfg.role }, 1);
+    agent.metrics.probes.brokerConnected = () => agent.bus.connected;
+    agent.metrics.probes.chainReachable = () => agent.chain.reachable;
     this.intervalMs = (agent.cfg.homeassistant?.intervalS ?? DEFAULT_INTERVAL_S) * 1000;
     // systemd asks for a ping within WATCHDOG_USEC; ping at half of it.
     const usec = Number(process.env.WATCHDOG_USEC ?? 0);
     this.watchdogMs = usec > 0 ? usec / 2000 : 0;
   }
 
-  static async start(agent: Agent): Promise<Ops> {
+  static async start(agent: OpsHost): Promise<Ops> {
     const ops = new Ops(agent);
     const ha = agent.cfg.homeassistant;
     if (ha) {
-      ops.ha = new HomeAssistant({ ...ha, url: ha.url ?? agent.cfg.mqtt.url }, ops.deviceInfo(), agent.log);
+      ops.ha = new HomeAssistant(ha, ops.deviceInfo(), agent.log);
       ops.ha.start();
     }
     // In the background: a silent meter or node must not delay the start.
@@ -106,7 +133,22 @@ export class Ops {
       this.lastWatchdog = now;
       systemdNotify('WATCHDOG=1');
     }
-    if (!this.sampling && now - this.lastSample >= this.intervalMs) void this.sample();
+    // Fresh figures for `p2pev status` and Home Assistant: every few seconds while a session is
+    // open, and at once when one ends (no 11 kW shown after the charge, no stale earnings).
+    const open = this.openSessions();
+    const ended = this.lastOpen !== undefined && open !== this.lastOpen;
+    this.lastOpen = open;
+    const interval = open ? Math.min(this.intervalMs, OPEN_SESSION_INTERVAL_MS) : this.intervalMs;
+    if (!this.sampling && (ended || now - this.lastSample >= interval)) void this.sample();
+  }
+
+  /** The open sessions' ids and states, as one string to compare between ticks ('' when none). */
+  private openSessions(): string {
+    const a = this.agent;
+    if (!a.sessions.size) return '';
+    let key = '';
+    for (const s of a.sessions.values()) if (OPEN_STATES.includes(s.state)) key += `${s.id}:${s.state};`;
+    return key;
   }
 
   private onClockJump(ms: number): void {
@@ -118,7 +160,7 @@ export class Ops {
       // Straight to the journal: save() would stamp updatedAt with the new clock.
       a.journal.put(`s:${s.id}`, s);
     }
-    (a.role as { onClockJump?: (ms: number) => void } | undefined)?.onClockJump?.(ms);
+    a.role.onClockJump?.(ms);
     this.lastSample += ms;
     this.lastWatchdog += ms;
   }
@@ -132,7 +174,7 @@ export class Ops {
     try {
       if (a.metering) {
         try {
-          const r = await a.metering.meter.read();
+          const r = await a.metering.read();
           t.reading = {
             energyWh: Math.floor(r.energyWh),
             ...(r.powerW !== undefined ? { powerW: r.powerW } : {}),
@@ -186,7 +228,7 @@ export class Ops {
       ...(this.agent.cfg.homeassistant
         ? {
             homeassistant: {
-              url: withoutCredentials(this.agent.cfg.homeassistant.url ?? this.agent.cfg.mqtt.url),
+              url: withoutCredentials(this.agent.cfg.homeassistant.url),
             },
           }
         : {}),

@@ -5,9 +5,8 @@
  * sent; a resumed session sends it again.
  */
 import { crashPoint } from '../core/crash.js';
-import { big } from '../core/journal.js';
-import type { Agent } from '../core/runtime.js';
-import { END, type SessionRecord } from '../core/session.js';
+import type { MeteredContext } from '../core/context.js';
+import { END, type SessionIn, type SessionRecord } from '../core/session.js';
 
 /** The EV plugs into the session's station; the station plugs into nothing. */
 const plugOf = (s: SessionRecord) => (s.role === 'ev' ? s.hcs : undefined);
@@ -16,55 +15,75 @@ const plugOf = (s: SessionRecord) => (s.role === 'ev' ? s.hcs : undefined);
 const METER_FAULT_AFTER = 3;
 
 /** After a restart: a charge in progress goes on (the meter kept counting); switch the charger back on. */
-export async function resumeCharging(agent: Agent, s: SessionRecord, kw: number): Promise<void> {
+export async function resumeCharging(
+  agent: MeteredContext,
+  s: SessionIn<'charging'>,
+  kw: number,
+): Promise<void> {
   agent.log.info({ id: s.id, txid: s.txid, startWh: s.startWh }, 'resuming a charge after restart');
   s.lastProgressAt = Date.now();
-  await agent
-    .metering!.setCharging(true, kw, plugOf(s))
+  await agent.metering
+    .setCharging(true, kw, plugOf(s))
     .catch((err) => agent.log.warn({ err: (err as Error).message }, 'charger switch-on failed'));
 }
 
 /** After a restart: send the end of the charge and our signed report again (receivers ignore repeats). */
-export async function resumeReport(agent: Agent, s: SessionRecord): Promise<void> {
-  if (s.myReport) await announceEnd(agent, s, s.endedByPeer ?? true);
+export async function resumeReport(agent: MeteredContext, s: SessionIn<'awaitingSettlement'>): Promise<void> {
+  await announceEnd(agent, s, s.endedByPeer ?? true);
 }
 
-export async function beginCharging(agent: Agent, s: SessionRecord, kw: number): Promise<void> {
-  const startWh = await agent.metering!.energyWh();
+export async function beginCharging(
+  agent: MeteredContext,
+  s: SessionIn<'awaitingMutual' | 'offered'>,
+  kw: number,
+): Promise<void> {
+  const startWh = await agent.metering.energyWh();
   agent.move(s, 'charging', {
     startWh,
+    meterEpoch: agent.metering.epoch,
     lastWh: startWh,
     lastProgressAt: Date.now(),
     t0: Math.floor(Date.now() / 1000),
     deadline: 0,
   });
   crashPoint('after-mutual', agent.cfg.dataDir);
-  await agent.metering!.setCharging(true, kw, plugOf(s));
+  await agent.metering.setCharging(true, kw, plugOf(s));
 }
 
 /**
  * One poll of a charging session. Returns the end status when the charge must end here
- * (`limitWh` reached, the meter failing, no progress for too long), else undefined.
+ * (`limitWh` reached, the meter failing, no progress for too long), else undefined. Only
+ * plausible energy is ever billed (issue 12): a reading the meter's plausibility check rejects,
+ * or a reset, swap or unbelievable jump since the start (a new epoch), ends the charge as a meter
+ * fault at once, and the bill stays at the last plausible reading (`lastWh`).
  */
 export async function pollCharging(
-  agent: Agent,
-  s: SessionRecord,
+  agent: MeteredContext,
+  s: SessionIn<'charging'>,
   limitWh: number,
   limitStatus: number,
 ): Promise<number | undefined> {
   let wh: number;
   try {
-    wh = await agent.metering!.energyWh();
+    wh = await agent.metering.energyWh();
   } catch (err) {
     agent.log.warn({ id: s.id, err: (err as Error).message }, 'meter read failed while charging');
-    return agent.metering!.consecutiveErrors >= METER_FAULT_AFTER ? END.meterFault : undefined;
+    if ((err as { kind?: string }).kind === 'implausible') return END.meterFault;
+    return agent.metering.consecutiveErrors >= METER_FAULT_AFTER ? END.meterFault : undefined;
+  }
+  if (!samePlausibleEpoch(agent, s)) {
+    agent.log.warn(
+      { id: s.id, wh, lastWh: s.lastWh },
+      'meter reset, swapped or jumped mid-session: the charge ends here',
+    );
+    return END.meterFault;
   }
   crashPoint('charging', agent.cfg.dataDir);
   if (wh > (s.lastWh ?? 0)) {
     s.lastWh = wh;
     s.lastProgressAt = Date.now();
   }
-  if (wh - s.startWh! >= limitWh) return limitStatus;
+  if (wh - s.startWh >= limitWh) return limitStatus;
   if (Date.now() - (s.lastProgressAt ?? Date.now()) > agent.cfg.timeouts.chargeIdleMs) return END.timeout;
   return undefined;
 }
@@ -74,41 +93,43 @@ export async function pollCharging(
  * the peer ended it (its completion/termination arrived), so we do not announce the end again.
  */
 export async function endCharging(
-  agent: Agent,
-  s: SessionRecord,
+  agent: MeteredContext,
+  s: SessionIn<'charging'>,
   status: number,
   fromPeer: boolean,
 ): Promise<void> {
-  await agent
-    .metering!.setCharging(false)
+  await agent.metering
+    .setCharging(false)
     .catch((err) => agent.log.warn({ err: (err as Error).message }, 'charger switch-off failed'));
-  let endWh = s.lastWh ?? s.startWh!;
+  let endWh = s.lastWh ?? s.startWh;
   try {
-    endWh = Math.max(endWh, await agent.metering!.energyWh());
+    const wh = await agent.metering.energyWh();
+    // A reading across a reset, swap or jump of the meter is never billed.
+    if (samePlausibleEpoch(agent, s)) endWh = Math.max(endWh, wh);
   } catch {
-    // The meter is gone: bill what was last read, never an invented reading.
+    // The meter is gone or implausible: bill what was last read, never an invented reading.
   }
   // Never more than the agreed cap: the contract refuses it, and the EV never agreed to pay it.
   // The raw readings stay in the report's optional data for audit.
-  const energyWh = BigInt(Math.min(Math.max(0, endWh - s.startWh!), s.terms!.maxWh));
+  const energyWh = BigInt(Math.min(Math.max(0, endWh - s.startWh), s.terms.maxWh));
   const isEv = s.role === 'ev';
   const report = await agent.bus.sign({
     type: isEv ? 'chargeReceived' : 'chargeProvided',
     ev: s.ev,
-    hcs: s.hcs!,
-    txid: s.txid!,
+    hcs: s.hcs,
+    txid: s.txid,
     energyWh,
     optional: {
-      m: agent.metering!.serial,
-      p: agent.metering!.profile,
-      s: s.startWh!,
+      m: agent.metering.serial,
+      p: agent.metering.profile,
+      s: s.startWh,
       e: endWh,
-      t0: s.t0!,
+      t0: s.t0,
       t1: Math.floor(Date.now() / 1000),
       st: status,
     },
   });
-  agent.move(s, 'awaitingSettlement', {
+  const reported = agent.move(s, 'awaitingSettlement', {
     endWh,
     t1: Math.floor(Date.now() / 1000),
     endedAt: Date.now(),
@@ -118,30 +139,60 @@ export async function endCharging(
     deadline: Date.now() + agent.cfg.timeouts.reportMs,
   });
   crashPoint('after-report', agent.cfg.dataDir);
-  await announceEnd(agent, s, fromPeer);
+  if (reported) await announceEnd(agent, reported, fromPeer);
 }
 
 /** Sends the end of the charge (unless the peer ended it) and our report, to the peer and the server. */
-export async function announceEnd(agent: Agent, s: SessionRecord, fromPeer: boolean): Promise<void> {
-  const peer = s.role === 'ev' ? s.hcs! : s.ev;
+export async function announceEnd(
+  agent: MeteredContext,
+  s: SessionIn<'awaitingSettlement'>,
+  fromPeer: boolean,
+): Promise<void> {
+  const peer = s.role === 'ev' ? s.hcs : s.ev;
   const to = [peer, ...(s.server && s.server !== peer ? [s.server] : [])];
   if (!fromPeer) {
     const status = s.endStatus ?? END.completed;
     await agent.send(
       to,
       status === END.completed
-        ? { type: 'completion', ev: s.ev, hcs: s.hcs!, txid: s.txid! }
-        : { type: 'termination', ev: s.ev, hcs: s.hcs!, txid: s.txid!, status },
+        ? { type: 'completion', ev: s.ev, hcs: s.hcs, txid: s.txid }
+        : { type: 'termination', ev: s.ev, hcs: s.hcs, txid: s.txid, status },
     );
   }
-  const report = Buffer.from(s.myReport!, 'hex');
+  const report = Buffer.from(s.myReport, 'hex');
   for (const dest of to)
     await agent.bus
       .publishEnvelope(dest, report, s.role === 'ev' ? 'chargeReceived' : 'chargeProvided')
       .catch(() => {});
 }
 
-/** Energy in a report envelope (hex), from its fixed part (bytes 73..92). */
-export function reportEnergyWh(envelopeHex: string): bigint {
-  return big(`0x${envelopeHex.slice(73 * 2, 93 * 2)}`);
+/** Whether the meter is still in the epoch the session started in (no reset, swap or jump since). */
+function samePlausibleEpoch(agent: MeteredContext, s: SessionIn<'charging'>): boolean {
+  return s.meterEpoch === undefined || agent.metering.epoch === s.meterEpoch;
+}
+
+/**
+ * Signs the EV's receipt for its cumulative energy so far: a chargeReceived marked interim by `i`
+ * (its index; 0 is the consent at 0 Wh that reserves the session). docs/PROTOCOL.md.
+ */
+export async function signReceipt(
+  agent: MeteredContext,
+  s: SessionIn<'awaitingMutual' | 'charging'>,
+  energyWh: number,
+  index: number,
+): Promise<Uint8Array> {
+  return agent.bus.sign({
+    type: 'chargeReceived',
+    ev: s.ev,
+    hcs: s.hcs,
+    txid: s.txid,
+    energyWh: BigInt(Math.max(0, Math.min(energyWh, s.terms.maxWh))),
+    optional: { i: index },
+  });
+}
+
+/** The interim index of a chargeReceived (its optional `i`), or undefined for a final report. */
+export function interimIndex(optional: unknown): number | undefined {
+  const i = (optional as { i?: unknown } | undefined)?.i;
+  return typeof i === 'number' && Number.isInteger(i) && i >= 0 ? i : undefined;
 }

@@ -7,8 +7,7 @@
  * crash the edge asks the chain which of those sessions settled and queues the rest again (the
  * contract settles a session at most once, so a resubmission can never bill twice).
  */
-import type { ContractTransactionResponse } from 'ethers';
-import { SessionState as ChainSessionState, revertName } from '../../contracts/client.js';
+import { isSettledState, type PendingBatch, revertName } from '../../contracts/client.js';
 import {
   billWei,
   computeTxId,
@@ -16,15 +15,17 @@ import {
   type MessageOf,
   PAYMENT_STATUS,
   REQUEST_STATUS,
+  reportEnergyWh,
 } from '../../protocol/index.js';
 import type { Incoming } from '../core/bus.js';
 import { isNetworkError } from '../core/chain.js';
 import { crashPoint } from '../core/crash.js';
-import { big } from '../core/journal.js';
-import type { Agent, Role } from '../core/runtime.js';
+import { big } from '../core/json.js';
+import type { RoleContext, RoleHandler } from '../core/context.js';
 import { parseTerms, type TermsJson, termsFromJson, nonceOf } from '../core/session.js';
 import { type RankedStation, rankStations, type Station, StationDirectory } from '../core/stations.js';
-import { reportEnergyWh, withinToleranceOf } from './settle.js';
+import { interimIndex } from './charging.js';
+import { withinToleranceOf } from './settle.js';
 
 export interface Bill {
   txid: string;
@@ -33,6 +34,11 @@ export interface Bill {
   terms: TermsJson;
   evReport?: string;
   hcsReport?: string;
+  /** The EV's consent (envelope hex) and where its reservation stands. */
+  consent?: string;
+  reservation?: 'queued' | 'submitted' | 'reserved' | 'refused';
+  /** When a party announced the end of the charge (ms): the station is free from then on. */
+  endedAt?: number;
   state: 'collecting' | 'queued' | 'submitted' | 'settled' | 'failed';
   disputed?: boolean;
   batchTx?: string;
@@ -63,8 +69,8 @@ const HOLD_MS = 5000;
 const MAX_BATCHES_IN_FLIGHT = 4;
 
 /**
- * Gas limit of a batch: a bound well above what a bill costs (~24,000 in a full batch, ~75,000 for
- * the first session of a new bitmap word; docs/BENCHMARKS.md) plus the transaction's own.
+ * Gas limit of a settlement batch: a bound well above what a bill costs (~24,000 in a full batch,
+ * ~75,000 for the first session of a new bitmap word; docs/BENCHMARKS.md) plus the transaction's.
  */
 const BATCH_BASE_GAS = 200_000n;
 const BATCH_GAS_PER_BILL = 100_000n;
@@ -72,24 +78,26 @@ const BATCH_GAS_PER_BILL = 100_000n;
 /** A bill whose reports never both came is given up this long after its settlement window. */
 const COLLECT_GRACE_S = 60;
 
-export class EdgeRole implements Role {
+export class EdgeRole implements RoleHandler {
   private readonly stations: StationDirectory;
   private readonly bills = new Map<string, Bill>();
   /** Stations held for the EV they were just suggested to, until a time (ms). */
   private readonly holds = new Map<string, { ev: string; until: number }>();
   /** Searches that found every station near them taken, by EV (insertion order: first come). */
   private readonly waiting = new Map<string, { search: MessageOf<'search'>; until: number }>();
-  /** Agreements waiting for their EV's deposit read (by txid), and those reads (by EV). */
-  private readonly agreeing = new Set<string>();
-  private readonly depositReads = new Map<string, Promise<bigint>>();
   /** Batches on their way to the chain (sent one at a time, their receipts awaited together). */
   private readonly inFlight = new Set<Promise<void>>();
+  /** Agreements waiting for their EV's deposit read (by txid; their promises), and the reads (by EV). */
+  private readonly agreeing = new Map<string, Promise<void>>();
+  private readonly depositReads = new Map<string, Promise<bigint>>();
   /** Bills queued for the chain (kept as they change: counting them on every save cost O(bills)). */
   private queuedCount = 0;
   private finishedSincePrune = 0;
+  /** The reservations on their way to the chain, if any. */
+  private reserving: Promise<void> | undefined;
   readonly figures = { batches: 0, settled: 0, failed: 0, gasUsed: 0n };
 
-  constructor(private readonly agent: Agent) {
+  constructor(private readonly agent: RoleContext) {
     // Registrations and ratings change slowly; busy stations are filtered per search below.
     this.stations = new StationDirectory(agent.chain, 15_000);
     for (const [, b] of agent.journal.list<Bill>('b:')) {
@@ -124,7 +132,7 @@ export class EdgeRole implements Role {
       const state = await this.agent.chain.retry('sessionState', () =>
         this.agent.chain.client.sessionState(b.hcs, big(b.terms.seq)),
       );
-      if (state === ChainSessionState.Settled || state === ChainSessionState.Rated) {
+      if (isSettledState(state)) {
         this.agent.log.info({ txid: b.txid }, 'bill found settled on chain');
         await this.finish(b, 'settled');
       } else {
@@ -160,10 +168,17 @@ export class EdgeRole implements Role {
         const b = this.bills.get(msg.txid);
         if (b?.state !== 'collecting') return;
         const hex = Buffer.from(envelope).toString('hex');
+        const index = msg.type === 'chargeReceived' ? interimIndex(msg.optional) : undefined;
+        if (msg.type === 'chargeReceived' && signer === b.ev && index !== undefined) {
+          // The EV's consent (receipt 0) is queued for the next reservation batch; the interim
+          // receipts that follow are the station's business (it settles a disagreement itself).
+          if (index === 0 && !b.consent) this.save({ ...b, consent: hex, reservation: 'queued' });
+          return;
+        }
         if (msg.type === 'chargeReceived' && signer === b.ev) b.evReport = hex;
         else if (msg.type === 'chargeProvided' && signer === b.hcs) b.hcsReport = hex;
         else return;
-        if (b.evReport && b.hcsReport) await this.reconcile(b);
+        if (b.evReport && b.hcsReport) await this.reconcile(b, b.evReport, b.hcsReport);
         else this.save(b);
         // The station's report means its charge is over: it is free for a waiting car.
         if (msg.type === 'chargeProvided') await this.serveWaiting();
@@ -186,6 +201,16 @@ export class EdgeRole implements Role {
         });
         return;
       }
+      case 'completion':
+      case 'termination': {
+        // Either side announced the end of the charge (a car may stop before the station ever
+        // switched on, and the station then never reports): the station is free for a waiting car.
+        const b = this.bills.get(msg.txid);
+        if (b?.state !== 'collecting' || (signer !== b.ev && signer !== b.hcs) || b.endedAt) return;
+        this.save({ ...b, endedAt: Date.now() });
+        await this.serveWaiting();
+        return;
+      }
       case 'rating':
         this.agent.log.info({ txid: msg.txid, rating: msg.rating, comment: msg.comment }, 'rating received');
         return;
@@ -203,7 +228,8 @@ export class EdgeRole implements Role {
     const now = Date.now();
     const taken = new Set<string>();
     for (const b of this.bills.values())
-      if (b.state === 'collecting' && !b.hcsReport && now < b.terms.settleBy * 1000) taken.add(b.hcs);
+      if (b.state === 'collecting' && !b.hcsReport && !b.endedAt && now < b.terms.settleBy * 1000)
+        taken.add(b.hcs);
     for (const [hcs, hold] of this.holds) {
       if (hold.until < now) this.holds.delete(hcs);
       else if (hold.ev !== ev) taken.add(hcs);
@@ -280,8 +306,7 @@ export class EdgeRole implements Role {
     const t = termsFromJson(ev, hcs, terms);
     const txid = computeTxId(t, this.agent.chain.domain);
     if (this.bills.has(txid) || this.agreeing.has(txid)) return;
-    this.agreeing.add(txid);
-    void this.depositOf(ev)
+    const agreement = this.depositOf(ev)
       .then((available) =>
         this.agent.exclusive(async () => {
           if (this.bills.has(txid)) return;
@@ -300,7 +325,7 @@ export class EdgeRole implements Role {
             ev,
             hcs,
             txid,
-            optional: terms as unknown as Record<string, unknown>,
+            optional: terms,
           } as const;
           await this.agent.send([ev, hcs], mutual);
         }),
@@ -309,6 +334,12 @@ export class EdgeRole implements Role {
         this.agent.log.warn({ ev, hcs, err: (err as Error).message }, 'deposit not readable; no agreement'),
       )
       .finally(() => this.agreeing.delete(txid));
+    this.agreeing.set(txid, agreement);
+  }
+
+  /** Waits for the agreements whose deposit reads are under way (tests; a graceful stop). */
+  async agreements(): Promise<void> {
+    await Promise.all([...this.agreeing.values()]);
   }
 
   /** The EV's available deposit; one read at a time per EV, shared by whoever asks meanwhile. */
@@ -324,19 +355,24 @@ export class EdgeRole implements Role {
   }
 
   /** Both reports are in: decide the bill, tell both parties, and queue it for the chain. */
-  private async reconcile(b: Bill): Promise<void> {
-    const evWh = reportEnergyWh(b.evReport!);
-    const hcsWh = reportEnergyWh(b.hcsReport!);
+  private async reconcile(b: Bill, evReport: string, hcsReport: string): Promise<void> {
+    const evWh = reportEnergyWh(evReport);
+    const hcsWh = reportEnergyWh(hcsReport);
     const agreed = withinToleranceOf(this.agent.chain.deployment, evWh, hcsWh);
-    const billed = evWh < hcsWh ? evWh : hcsWh;
+    // The contract's rule: the station's meter (capped) inside the tolerance; outside it only the
+    // station itself may settle, for what the EV acknowledged (its highest receipt, which the
+    // station holds): that bill is left to the station.
+    const cap = BigInt(b.terms.maxWh);
+    const billed = agreed ? (hcsWh < cap ? hcsWh : cap) : evWh < hcsWh ? evWh : hcsWh;
     const amount = billWei(billed, big(b.terms.price));
     this.save({
       ...b,
-      state: 'queued',
+      state: agreed ? 'queued' : 'failed',
       disputed: !agreed,
       energyWh: billed.toString(),
       amountWei: amount.toString(),
       queuedAt: Date.now(),
+      ...(agreed ? {} : { error: 'outside the tolerance: left to the station, which alone may settle it' }),
     });
     const note = {
       type: 'amount',
@@ -354,6 +390,7 @@ export class EdgeRole implements Role {
 
   async tick(): Promise<void> {
     this.giveUpUncollected();
+    this.reserveQueued();
     await this.serveWaiting();
     // A batch still on its way is not "stale": bills are rechecked only with none in flight.
     if (this.inFlight.size === 0) await this.recheckSubmitted(RECHECK_SUBMITTED_MS);
@@ -373,15 +410,9 @@ export class EdgeRole implements Role {
       const queued = [...this.bills.values()].filter((b) => b.state === 'queued');
       const oldest = Math.min(...queued.map((b) => b.queuedAt ?? 0));
       if (queued.length < batchSize && Date.now() - oldest < batchMaxWaitMs) return;
-      const disputed = queued.filter((b) => b.disputed);
-      const normal = queued.filter((b) => !b.disputed).slice(0, batchSize);
-      // Taken now, before any await: the next batch cannot take them again.
-      for (const b of [...normal, ...disputed])
-        this.save({ ...b, state: 'submitted', submittedAt: Date.now() });
-      const run: Promise<void> = (async () => {
-        if (normal.length) await this.submitBatch(normal);
-        for (const b of disputed) await this.submitDisputed(b);
-      })()
+      const batch = queued.slice(0, batchSize);
+      // submitBatch journals them `submitted` before its first await: the next batch cannot take them.
+      const run: Promise<void> = this.submitBatch(batch)
         .catch((err) =>
           this.agent.log.error({ err }, 'batch submission failed; the bills wait in the journal'),
         )
@@ -396,33 +427,70 @@ export class EdgeRole implements Role {
 
   /** Waits for the batches on their way to the chain (a graceful stop; the flush action). */
   async stop(): Promise<void> {
+    await this.agreements();
     await Promise.all([...this.inFlight]);
+    await this.reserving;
   }
 
-  private entries(bills: Bill[]) {
-    return bills.map((b) => ({
+  /**
+   * Every consent that came in since the last tick, reserved in one transaction: the stations
+   * wait for it before they switch on, so reservations do not wait for a full batch.
+   */
+  private reserveQueued(): void {
+    if (this.reserving) return;
+    const bills = [...this.bills.values()].filter(
+      (b) => b.reservation === 'queued' && b.state === 'collecting',
+    );
+    if (bills.length === 0) return;
+    for (const b of bills) this.save({ ...b, reservation: 'submitted' });
+    const entries = bills.map((b) => ({
+      terms: termsFromJson(b.ev, b.hcs, b.terms),
+      evConsent: `0x${b.consent ?? ''}`,
+    }));
+    this.reserving = (async () => {
+      try {
+        const pending = await this.agent.chain.send('reserveBatch', (c) => c.submitReserveBatch(entries));
+        const { receipt, results } = await this.agent.chain.retry('receipt', () => pending.result());
+        this.figures.gasUsed += receipt.gasUsed;
+        for (const r of results) {
+          const b = this.bills.get(r.txid);
+          if (!b) continue;
+          // SeqUsed: the station reserved it itself in the meantime.
+          const ok = r.reason === '' || r.reason === 'SeqUsed';
+          if (!ok) this.agent.log.warn({ txid: b.txid, reason: r.reason }, 'reservation refused');
+          this.save({ ...b, reservation: ok ? 'reserved' : 'refused' });
+        }
+      } catch (err) {
+        this.agent.log.warn(
+          { err: revertName(err) ?? (err as Error).message },
+          'reservation batch failed; the stations reserve themselves',
+        );
+        for (const b of bills) this.save({ ...(this.bills.get(b.txid) ?? b), reservation: 'refused' });
+      }
+    })().finally(() => {
+      this.reserving = undefined;
+    });
+  }
+
+  /** A bill as the contract takes it (a queued bill holds both reports). */
+  private entry(b: Bill) {
+    return {
       terms: termsFromJson(b.ev, b.hcs, b.terms),
       evReport: `0x${b.evReport}`,
       hcsReport: `0x${b.hcsReport}`,
-    }));
+    };
   }
 
   private async submitBatch(bills: Bill[]): Promise<void> {
     for (const b of bills) this.save({ ...b, state: 'submitted', submittedAt: Date.now() });
-    const entries = this.entries(bills);
     const started = Date.now();
-    let tx: ContractTransactionResponse;
+    let pending: PendingBatch;
     try {
-      tx = await this.agent.chain.send('settleBatch', (c) =>
-        c.contract.getFunction('settleBatch')(
-          entries.map((e) => e.terms),
-          entries.map((e) => e.evReport),
-          entries.map((e) => e.hcsReport),
-          // A bound instead of an estimate: the node's estimate runs the whole batch a dozen times
-          // over (a binary search), ~1 s for 100 bills on anvil, and every read batched into the
-          // same JSON-RPC request waited for it. Only the gas used is paid; a batch that ran out
-          // would revert whole and its bills be queued again (docs/BENCHMARKS.md).
-          { gasLimit: BATCH_BASE_GAS + BATCH_GAS_PER_BILL * BigInt(entries.length) },
+      pending = await this.agent.chain.send('settleBatch', (c) =>
+        // A gas bound instead of the node's estimate (contracts/client.ts says why).
+        c.submitSettleBatch(
+          bills.map((b) => this.entry(b)),
+          { gasLimit: BATCH_BASE_GAS + BATCH_GAS_PER_BILL * BigInt(bills.length) },
         ),
       );
     } catch (err) {
@@ -430,47 +498,30 @@ export class EdgeRole implements Role {
         { err: revertName(err) ?? (err as Error).message, bills: bills.length },
         isNetworkError(err) ? 'chain unreachable; bills wait in the journal' : 'batch refused; queued again',
       );
-      for (const b of bills) this.save({ ...this.bills.get(b.txid)!, state: 'queued', queuedAt: Date.now() });
+      for (const b of bills)
+        this.save({ ...(this.bills.get(b.txid) ?? b), state: 'queued', queuedAt: Date.now() });
       return;
     }
-    for (const b of bills) this.save({ ...this.bills.get(b.txid)!, batchTx: tx.hash });
+    for (const b of bills) this.save({ ...(this.bills.get(b.txid) ?? b), batchTx: pending.hash });
     crashPoint('after-submit', this.agent.cfg.dataDir);
-    const receipt = await this.agent.chain.retry('receipt', () => tx.wait());
+    const { receipt, settledTxids, skipped } = await this.agent.chain.retry('receipt', () =>
+      pending.result(),
+    );
     this.agent.metrics.chainSubmitSeconds.observe((Date.now() - started) / 1000);
     this.figures.batches++;
-    this.figures.gasUsed += receipt?.gasUsed ?? 0n;
-    const iface = this.agent.chain.client.contract.interface;
-    for (const log of receipt?.logs ?? []) {
-      const parsed = iface.parseLog(log);
-      const b = parsed ? this.bills.get(String(parsed.args.txid)) : undefined;
-      if (!b || !parsed) continue;
-      if (parsed.name === 'Settled' || parsed.name === 'SettledDisputed')
-        await this.finish(b, 'settled', receipt!.hash);
-      else if (parsed.name === 'SettlementSkipped') {
-        const reason = iface.getError(parsed.args.reason as string)?.name ?? String(parsed.args.reason);
-        await this.finish(b, reason === 'AlreadySettled' ? 'settled' : 'failed', receipt!.hash, reason);
-      }
+    this.figures.gasUsed += receipt.gasUsed;
+    for (const txid of settledTxids) {
+      const b = this.bills.get(txid);
+      if (b) await this.finish(b, 'settled', receipt.hash);
+    }
+    for (const { txid, reason } of skipped) {
+      const b = this.bills.get(txid);
+      if (b) await this.finish(b, reason === 'AlreadySettled' ? 'settled' : 'failed', receipt.hash, reason);
     }
     this.agent.log.info(
-      { tx: receipt?.hash, bills: bills.length, gas: receipt?.gasUsed?.toString() },
+      { tx: receipt.hash, bills: bills.length, gas: receipt.gasUsed.toString() },
       'batch settled',
     );
-  }
-
-  private async submitDisputed(b: Bill): Promise<void> {
-    this.save({ ...b, state: 'submitted', submittedAt: Date.now() });
-    const [e] = this.entries([b]);
-    try {
-      const receipt = await this.agent.chain.send('settleDisputed', (c) =>
-        c.settleDisputed(e!.terms, e!.evReport, e!.hcsReport),
-      );
-      await this.finish(b, 'settled', receipt.hash);
-    } catch (err) {
-      // The node away is no answer: the bill waits in the journal (rechecked, then queued again).
-      if (isNetworkError(err)) return;
-      const reason = revertName(err) ?? (err as Error).message;
-      await this.finish(b, reason === 'AlreadySettled' ? 'settled' : 'failed', undefined, reason);
-    }
   }
 
   /** Records the outcome and tells both parties with a transaction message. */
@@ -503,7 +554,8 @@ export class EdgeRole implements Role {
       rating: 0,
       comment: '',
     } as const;
-    await this.agent.send([b.ev, b.hcs], msg);
+    await this.agent.send(b.ev, msg);
+    await this.agent.send(b.hcs, msg);
     // Sorting every bill on every finish cost O(bills · log) a session: every 50 is enough.
     if (++this.finishedSincePrune >= 50) {
       this.finishedSincePrune = 0;
@@ -560,6 +612,14 @@ export class EdgeRole implements Role {
   status(): Record<string, unknown> {
     const by: Record<string, number> = {};
     for (const b of this.bills.values()) by[b.state] = (by[b.state] ?? 0) + 1;
-    return { edge: { bills: by, ...this.figures, gasUsed: this.figures.gasUsed.toString() } };
+    return {
+      edge: {
+        bills: by,
+        // Searches kept until a station frees (every one near them was taken).
+        waiting: this.waiting.size,
+        ...this.figures,
+        gasUsed: this.figures.gasUsed.toString(),
+      },
+    };
   }
 }

@@ -5,14 +5,29 @@
  * settlement happens later and without it, and then it rates the station.
  */
 import { randomBytes } from 'node:crypto';
-import { SessionState as ChainSessionState, revertName } from '../../contracts/client.js';
-import { computeTxId, PAYMENT_STATUS, REQUEST_STATUS } from '../../protocol/index.js';
+import { ChainSessionState, isSettledState, revertName } from '../../contracts/client.js';
+import { computeTxId, fitUtf8, optionalOf, PAYMENT_STATUS, REQUEST_STATUS } from '../../protocol/index.js';
 import type { Incoming } from '../core/bus.js';
-import { big } from '../core/journal.js';
-import type { Agent, Role } from '../core/runtime.js';
-import { END, parseTerms, type SessionRecord, termsFromJson } from '../core/session.js';
+import { big } from '../core/json.js';
+import type { MeteredContext, RoleHandler } from '../core/context.js';
+import {
+  END,
+  isIn,
+  parseTerms,
+  type SessionIn,
+  type SessionRecord,
+  type SessionState,
+  termsFromJson,
+} from '../core/session.js';
 import { rankStations, StationDirectory } from '../core/stations.js';
-import { beginCharging, endCharging, pollCharging, resumeCharging, resumeReport } from './charging.js';
+import {
+  beginCharging,
+  endCharging,
+  pollCharging,
+  resumeCharging,
+  resumeReport,
+  signReceipt,
+} from './charging.js';
 
 /** The car's own meter sits behind the charging cable: it sees a little less than the station's. */
 const CABLE_EFFICIENCY = 0.99;
@@ -20,20 +35,24 @@ const CABLE_EFFICIENCY = 0.99;
 const CHAIN_POLL_MS = { direct: 2000, withEdge: 15_000 };
 /** After settleBy, how long to wait for a settlement already on its way to a block. */
 const SETTLE_GRACE_S = 15;
+/** The rating comment's size on the wire and on chain (bytes10): UTF-8 bytes, not characters. */
+const RATING_COMMENT_BYTES = 10;
 
-export class EvRole implements Role {
+export class EvRole implements RoleHandler {
   private readonly stations: StationDirectory;
   private lastChainPoll = Number.NEGATIVE_INFINITY; // monotonic (performance.now)
 
-  constructor(private readonly agent: Agent) {
+  constructor(private readonly agent: MeteredContext) {
     this.stations = new StationDirectory(agent.chain);
   }
 
   async resume(): Promise<void> {
     const want = this.agent.cfg.ev?.depositWei;
     if (want) {
-      const have = await this.agent.chain.retry('availableDeposit', () =>
-        this.agent.chain.client.availableDeposit(this.agent.address),
+      // The whole deposit, open reservations included: they are ours until settled.
+      const have = await this.agent.chain.retry(
+        'depositOf',
+        async () => (await this.agent.chain.client.depositOf(this.agent.address)).balance,
       );
       if (have < BigInt(want)) {
         await this.agent.chain.send('deposit', (c) => c.deposit(BigInt(want) - have));
@@ -50,6 +69,14 @@ export class EvRole implements Role {
     return this.agent.openSessions().find(pred);
   }
 
+  /** The open session in `state` for which `pred` holds, typed by its state. */
+  private findIn<S extends SessionState>(
+    state: S,
+    pred: (s: SessionIn<S>) => boolean = () => true,
+  ): SessionIn<S> | undefined {
+    return this.agent.openSessions().find((x): x is SessionIn<S> => isIn(x, state) && pred(x));
+  }
+
   async onMessage({ msg, signer, envelope }: Incoming): Promise<void> {
     const me = this.agent.address;
     switch (msg.type) {
@@ -59,7 +86,15 @@ export class EvRole implements Role {
         const max = this.agent.cfg.ev?.maxPriceWeiPerKWh;
         const candidates = msg.stations
           .filter((st) => max === undefined || st.priceWeiPerKWh <= BigInt(max))
-          .map((st) => ({ hcs: st.hcs, price: st.priceWeiPerKWh.toString() }));
+          .map((st) => ({ hcs: st.hcs, price: st.priceWeiPerKWh.toString() }))
+          // The driver's pick (on the page's map) first, where the edge suggested it.
+          .sort((a, b) => Number(b.hcs === s.pick) - Number(a.hcs === s.pick));
+        if (s.pick && candidates[0]?.hcs !== s.pick)
+          return void this.agent.move(s, 'failed', {
+            error:
+              'the station you picked is busy or outside the search radius: pick another, or take the suggestion',
+            deadline: 0,
+          });
         if (candidates.length === 0)
           return void this.agent.move(s, 'failed', {
             error: msg.stations.length
@@ -70,11 +105,11 @@ export class EvRole implements Role {
         return this.requestNext(s, candidates);
       }
       case 'response': {
-        const s = this.find((x) => x.state === 'requesting' && x.hcs === signer);
+        const s = this.findIn('requesting', (x) => x.hcs === signer);
         if (!s || msg.receiver !== me) return;
         if (msg.status !== REQUEST_STATUS.accept) {
           this.agent.log.info(
-            { hcs: signer, status: msg.status, why: (msg.optional as { why?: string })?.why },
+            { hcs: signer, status: msg.status, why: optionalOf(msg).why },
             'request declined',
           );
           return this.requestNext(s, s.candidates ?? []);
@@ -89,20 +124,31 @@ export class EvRole implements Role {
           return this.requestNext(s, s.candidates ?? []);
         }
         const txid = computeTxId(termsFromJson(me, signer, terms), this.agent.chain.domain);
-        const kw = Number((msg.optional as { kw?: number }).kw ?? 11);
+        const offer = optionalOf(msg);
+        const kw = offer.kw ?? 11;
+        // The station's receipt rule binds (it switches off on it); our own config otherwise.
+        const own = this.agent.cfg.receipts;
+        const receipts = { wh: offer.rWh ?? own.wh, ms: offer.rMs ?? own.intervalMs };
         this.agent.move(s, 'awaitingMutual', {
           terms,
           txid,
           kw,
+          receipts,
           deadline: Date.now() + this.agent.cfg.timeouts.replyMs * 2,
         });
         return;
       }
       case 'mutual': {
-        const s = this.find((x) => x.state === 'awaitingMutual' && x.txid === msg.txid);
+        const s = this.findIn('awaitingMutual', (x) => x.txid === msg.txid);
         if (!s || msg.ev !== me || msg.hcs !== s.hcs) return;
         // The agreement comes from our edge, or (direct) from the station itself.
         if (signer !== (s.server ?? s.hcs)) return;
+        // Our consent: the first receipt (0 Wh) reserves cap × price of our deposit on chain;
+        // the station switches on once the reservation stands.
+        const consent = await signReceipt(this.agent, s, 0, 0);
+        for (const to of s.server ? [s.hcs, s.server] : [s.hcs])
+          await this.agent.bus.publishEnvelope(to, consent, 'chargeReceived').catch(() => {});
+        Object.assign(s, { receiptIndex: 0, receiptWh: 0, receiptAt: Date.now() });
         await beginCharging(this.agent, s, (s.kw ?? 11) * CABLE_EFFICIENCY);
         return;
       }
@@ -126,7 +172,7 @@ export class EvRole implements Role {
         return;
       }
       case 'transaction': {
-        const s = this.find((x) => x.txid === msg.txid && x.state === 'awaitingSettlement');
+        const s = this.findIn('awaitingSettlement', (x) => x.txid === msg.txid);
         if (!s || signer !== s.server) return;
         if (msg.paymentStatus === PAYMENT_STATUS.settled || msg.paymentStatus === PAYMENT_STATUS.disputed)
           await this.settled(s);
@@ -156,19 +202,21 @@ export class EvRole implements Role {
       status: REQUEST_STATUS.none,
       sender: this.agent.address,
       receiver: next.hcs,
-      optional: { wh: s.targetWh!, n: randomBytes(6).toString('hex') },
+      optional: {
+        ...(s.targetWh !== undefined ? { wh: s.targetWh } : {}),
+        n: randomBytes(6).toString('hex'),
+      },
     });
   }
 
   /** The bill is on chain: rate the station (if the driver gave a rating), then done. */
-  private async settled(s: SessionRecord): Promise<void> {
+  private async settled(s: SessionIn<'awaitingSettlement'>): Promise<void> {
     s.settledAt ??= Date.now();
-    if (s.rating && !s.rated && s.peerReport) {
-      const terms = termsFromJson(s.ev, s.hcs!, s.terms!);
+    const rating = s.rating;
+    if (rating && !s.rated) {
+      const terms = termsFromJson(s.ev, s.hcs, s.terms);
       try {
-        await this.agent.chain.send('rate', (c) =>
-          c.rate(terms, s.rating!.stars, s.rating!.comment, `0x${s.peerReport}`),
-        );
+        await this.agent.chain.send('rate', (c) => c.rate(terms, rating.stars, rating.comment));
         s.rated = true;
       } catch (err) {
         const name = revertName(err);
@@ -178,11 +226,11 @@ export class EvRole implements Role {
       if (s.rated && s.server) {
         await this.agent.send(s.server, {
           type: 'rating',
-          txid: s.txid!,
+          txid: s.txid,
           sender: s.ev,
-          receiver: s.hcs!,
-          rating: s.rating.stars,
-          comment: s.rating.comment,
+          receiver: s.hcs,
+          rating: rating.stars,
+          comment: rating.comment,
         });
       }
     }
@@ -206,20 +254,22 @@ export class EvRole implements Role {
           });
         else await this.requestNext(s, s.candidates ?? []);
       } else if (s.state === 'charging') {
-        const end = await pollCharging(this.agent, s, s.targetWh!, END.completed);
+        // A car's charge ends at its target; a record without one (never written so) at the cap.
+        const end = await pollCharging(this.agent, s, s.targetWh ?? s.terms.maxWh, END.completed);
         if (end !== undefined) await endCharging(this.agent, s, end, false);
+        else await this.sendReceiptIfDue(s, now);
       } else if (
         s.state === 'awaitingSettlement' &&
         performance.now() - this.lastChainPoll > (s.server ? CHAIN_POLL_MS.withEdge : CHAIN_POLL_MS.direct)
       ) {
         this.lastChainPoll = performance.now();
         const state = await this.agent.chain.retry('sessionState', () =>
-          this.agent.chain.client.sessionState(s.hcs!, big(s.terms!.seq)),
+          this.agent.chain.client.sessionState(s.hcs, big(s.terms.seq)),
         );
-        if (state === ChainSessionState.Settled || state === ChainSessionState.Rated) await this.settled(s);
-        else if (state === ChainSessionState.Expired)
-          this.agent.move(s, 'failed', { error: 'expired unsettled', deadline: 0 });
-        else if (now / 1000 > s.terms!.settleBy + SETTLE_GRACE_S)
+        if (isSettledState(state)) await this.settled(s);
+        else if (state === ChainSessionState.Released)
+          this.agent.move(s, 'failed', { error: 'released unsettled', deadline: 0 });
+        else if (now / 1000 > s.terms.settleBy + SETTLE_GRACE_S)
           // Past the window nobody can settle it any more: the station never reported. Nothing was paid.
           this.agent.move(s, 'failed', {
             error: 'never settled: no report from the station in the settlement window',
@@ -229,10 +279,25 @@ export class EvRole implements Role {
     }
   }
 
+  /**
+   * While charging, a signed receipt for our cumulative energy every `wh` or `ms` (the station's
+   * rule): what the station can settle with if we go silent, and what keeps it switched on.
+   */
+  private async sendReceiptIfDue(s: SessionIn<'charging'>, now: number): Promise<void> {
+    const rule = s.receipts ?? { wh: this.agent.cfg.receipts.wh, ms: this.agent.cfg.receipts.intervalMs };
+    const own = Math.max(0, (s.lastWh ?? s.startWh) - s.startWh);
+    if (own - (s.receiptWh ?? 0) < rule.wh && now - (s.receiptAt ?? 0) < rule.ms) return;
+    const index = (s.receiptIndex ?? 0) + 1;
+    const receipt = await signReceipt(this.agent, s, own, index);
+    Object.assign(s, { receiptIndex: index, receiptWh: own, receiptAt: now });
+    this.agent.save(s);
+    await this.agent.bus.publishEnvelope(s.hcs, receipt, 'chargeReceived').catch(() => {});
+  }
+
   async control(action: string, body: Record<string, unknown>): Promise<unknown> {
     if (action === 'charge') return this.charge(body);
     if (action === 'stop') {
-      const s = this.find((x) => x.state === 'charging');
+      const s = this.findIn('charging');
       if (!s) throw new Error('no charge in progress');
       await endCharging(this.agent, s, END.stoppedByEv, false);
       return { id: s.id, state: s.state };
@@ -240,7 +305,7 @@ export class EvRole implements Role {
     throw new Error(`unknown action ${action}: try charge or stop`);
   }
 
-  /** Starts a charge: `{ targetWh, rating?, comment?, latitude?, longitude?, radiusM? }`. */
+  /** Starts a charge: `{ targetWh, rating?, comment?, latitude?, longitude?, radiusM?, hcs? }` (`hcs`: the driver's pick). */
   private async charge(body: Record<string, unknown>): Promise<unknown> {
     if (this.find((x) => x.state !== 'awaitingSettlement')) throw new Error('a charge is already under way');
     const ev = this.agent.cfg.ev ?? { searchRadiusM: 10_000 };
@@ -255,6 +320,9 @@ export class EvRole implements Role {
     const stars = body.rating === undefined ? undefined : Number(body.rating);
     if (stars !== undefined && !(Number.isInteger(stars) && stars >= 1 && stars <= 5))
       throw new Error('rating must be 1..5');
+    const pick = body.hcs === undefined ? undefined : String(body.hcs).toLowerCase();
+    if (pick !== undefined && !/^0x[0-9a-f]{40}$/.test(pick))
+      throw new Error('hcs must be a station address (0x…)');
     const server = this.agent.cfg.server;
     const s: SessionRecord = {
       id: randomBytes(6).toString('hex'),
@@ -264,7 +332,10 @@ export class EvRole implements Role {
       ev: this.agent.address,
       ...(server ? { server } : {}),
       targetWh,
-      ...(stars ? { rating: { stars, comment: String(body.comment ?? '').slice(0, 10) } } : {}),
+      ...(pick ? { pick } : {}),
+      ...(stars
+        ? { rating: { stars, comment: fitUtf8(String(body.comment ?? ''), RATING_COMMENT_BYTES) } }
+        : {}),
       createdAt: Date.now(),
       updatedAt: Date.now(),
     };
@@ -279,9 +350,17 @@ export class EvRole implements Role {
       });
     } else {
       const ranked = rankStations(await this.stations.list(), at, 5);
+      const picked = pick ? ranked.filter((r) => r.hcs === pick) : ranked;
+      if (pick && picked.length === 0) {
+        this.agent.move(s, 'failed', {
+          error: 'the station you picked is not open to book within the search radius',
+          deadline: 0,
+        });
+        return { id: s.id, state: s.state };
+      }
       await this.requestNext(
         s,
-        ranked.map((r) => ({ hcs: r.hcs, price: r.priceWeiPerKWh.toString() })),
+        picked.map((r) => ({ hcs: r.hcs, price: r.priceWeiPerKWh.toString() })),
       );
     }
     return { id: s.id, state: s.state };

@@ -5,54 +5,201 @@
  * makes sure it is paid: through the edge, or by settling directly when there is none or the edge
  * has not settled in time.
  */
-import { SessionState as ChainSessionState } from '../../contracts/client.js';
+import { ChainSessionState, isSettledState, revertName } from '../../contracts/client.js';
 import {
   billWei,
   computeTxId,
   type Message,
   type MessageOf,
+  optionalOf,
   PAYMENT_STATUS,
   REQUEST_STATUS,
+  reportEnergyWh,
 } from '../../protocol/index.js';
 import type { Incoming } from '../core/bus.js';
-import { big } from '../core/journal.js';
-import type { Agent, Role } from '../core/runtime.js';
-import { END, type SessionRecord, type TermsJson, termsFromJson, nonceOf } from '../core/session.js';
-import { beginCharging, endCharging, pollCharging, resumeCharging, resumeReport } from './charging.js';
-import { settleDirectly } from './settle.js';
+import { big } from '../core/json.js';
+import type { AgentConfig } from '../core/config.js';
+import type { MeteredContext, RoleHandler } from '../core/context.js';
+import {
+  END,
+  isIn,
+  nonceOf,
+  type SessionIn,
+  type SessionRecord,
+  type TermsJson,
+  termsFromJson,
+} from '../core/session.js';
+import {
+  beginCharging,
+  endCharging,
+  interimIndex,
+  pollCharging,
+  resumeCharging,
+  resumeReport,
+} from './charging.js';
+import { bestEvReport, settleDirectly, withinToleranceOf } from './settle.js';
 
 /** Whether `now` (local time) is inside "HH:MM-HH:MM" (a window may run past midnight). */
 export function withinServiceHours(hours: string, now = new Date()): boolean {
-  const [from, to] = hours.split('-').map((t) => {
-    const [h, m] = t.split(':').map(Number);
-    return h! * 60 + m!;
-  });
+  const m = /^\s*(\d+):(\d+)\s*-\s*(\d+):(\d+)\s*$/.exec(hours);
+  if (!m) return false;
+  const [from, to] = [Number(m[1]) * 60 + Number(m[2]), Number(m[3]) * 60 + Number(m[4])];
   const minute = now.getHours() * 60 + now.getMinutes();
-  return from! <= to! ? minute >= from! && minute < to! : minute >= from! || minute < to!;
+  return from <= to ? minute >= from && minute < to : minute >= from || minute < to;
 }
 
-export class HcsRole implements Role {
-  private readonly hcs: NonNullable<Agent['cfg']['hcs']>;
+/**
+ * A session's cap and window from its terms (issue 12, E): settleBy = start + maxWh ÷ power + a
+ * margin, the cap cut so that settleBy stays within the station's longest window. The station
+ * ends the charge `marginS` before settleBy, which leaves the margin to settle. Undefined when
+ * not even 1 Wh fits.
+ */
+export function sessionWindow(
+  nowS: number,
+  wantedWh: number,
+  powerW: number,
+  windowS: number,
+  marginS: number,
+): { maxWh: number; settleBy: number } | undefined {
+  const maxWh = Math.min(wantedWh, Math.floor(((windowS - marginS) * powerW) / 3600));
+  if (maxWh < 1) return undefined;
+  return { maxWh, settleBy: nowS + Math.ceil((maxWh * 3600) / powerW) + marginS };
+}
 
-  constructor(private readonly agent: Agent) {
-    this.hcs = agent.cfg.hcs!;
+/**
+ * The station's configured window against the contract (checked at start and by `p2pev doctor`):
+ * `fail` when the contract would refuse every reservation, `warn` when full sessions get cut.
+ */
+export function windowCheck(
+  hcs: { settlementWindowS: number; settleMarginS: number; maxSessionWh: number; powerKw: number },
+  contractWindowS: number,
+  registeredPowerW?: number,
+): { level: 'ok' | 'warn' | 'fail'; detail: string; fix?: string } {
+  const powerW = Math.round(hcs.powerKw * 1000);
+  if (hcs.settlementWindowS > contractWindowS)
+    return {
+      level: 'fail',
+      detail: `hcs.settlementWindowS ${hcs.settlementWindowS} s is longer than the contract's ${contractWindowS} s (its withdrawal notice): every reservation would be refused`,
+      fix: `set hcs.settlementWindowS to at most ${contractWindowS}`,
+    };
+  if (hcs.settleMarginS >= hcs.settlementWindowS)
+    return {
+      level: 'fail',
+      detail: `hcs.settleMarginS ${hcs.settleMarginS} s leaves no time to charge in a ${hcs.settlementWindowS} s window`,
+      fix: 'lower hcs.settleMarginS or raise hcs.settlementWindowS',
+    };
+  if (registeredPowerW !== undefined && registeredPowerW < powerW)
+    return {
+      level: 'fail',
+      detail: `hcs.powerKw ${hcs.powerKw} is above the ${registeredPowerW} W registered on chain: the contract would find the windows too short`,
+      fix: `set hcs.powerKw to ${registeredPowerW / 1000} (or register the station again with its real power)`,
+    };
+  const fullS = Math.ceil((hcs.maxSessionWh * 3600) / powerW) + hcs.settleMarginS;
+  if (fullS > hcs.settlementWindowS)
+    return {
+      level: 'warn',
+      detail: `a full session (${hcs.maxSessionWh} Wh at ${hcs.powerKw} kW) needs a ${fullS} s window; sessions are capped at ${Math.floor(((hcs.settlementWindowS - hcs.settleMarginS) * powerW) / 3600)} Wh`,
+      fix: `raise hcs.settlementWindowS to ${Math.min(fullS, contractWindowS)} (at most the contract's ${contractWindowS} s) or lower hcs.maxSessionWh`,
+    };
+  return {
+    level: 'ok',
+    detail: `window ≤ ${hcs.settlementWindowS} s (contract ${contractWindowS} s): a full session fits`,
+  };
+}
+
+/** What the switch-off rule needs to know (config and the deployment's tolerance). */
+export interface SwitchOffRules {
+  receiptWh: number;
+  receiptMs: number;
+  graceMs: number;
+  marginS: number;
+  /** The contract's tolerance at this energy: max(abs, rel × wh). */
+  toleranceWh: (wh: number) => number;
+}
+
+/**
+ * The one place the station decides to switch the charger off now, and why (issue 12): the
+ * settlement window is closing, the EV's receipt is late, or the EV's signed figure has fallen
+ * behind the station's meter by more than one receipt's energy plus the tolerance. Whatever
+ * switches the charger (today's sim control, a real charger interface) acts on this decision.
+ */
+export function switchOffDecision(
+  s: Pick<SessionRecord, 'startWh' | 'lastWh' | 'ackWh' | 'lastAckAt' | 'terms' | 'switchedOnAt'>,
+  nowMs: number,
+  rules: SwitchOffRules,
+): { status: number; why: string } | undefined {
+  if (nowMs / 1000 >= (s.terms?.settleBy ?? 0) - rules.marginS)
+    return { status: END.stoppedByHcs, why: 'the settlement window is closing' };
+  const lastAck = s.lastAckAt ?? nowMs;
+  if (nowMs - lastAck > rules.receiptMs + rules.graceMs)
+    return {
+      status: END.peerLost,
+      why: `no receipt from the EV for ${Math.round((nowMs - lastAck) / 1000)} s`,
+    };
+  const delivered = (s.lastWh ?? s.startWh ?? 0) - (s.startWh ?? 0);
+  const behind = delivered - (s.ackWh ?? 0);
+  // A receipt is due every `receiptWh`; it may take the grace time to arrive, at the power seen so far.
+  const elapsedMs = Math.max(1, nowMs - (s.switchedOnAt ?? nowMs));
+  const graceWh = (delivered * rules.graceMs) / elapsedMs;
+  if (behind > rules.receiptWh + rules.toleranceWh(delivered) + graceWh)
+    return { status: END.stoppedByHcs, why: `the EV acknowledged ${behind} Wh less than delivered` };
+  return undefined;
+}
+
+export class HcsRole implements RoleHandler {
+  /** This station's settings (the config's `hcs` section); `s.hcs` is a session's station address. */
+  private readonly station: NonNullable<AgentConfig['hcs']>;
+
+  constructor(private readonly agent: MeteredContext) {
+    if (!agent.cfg.hcs) throw new Error("a station agent needs the config's hcs section");
+    this.station = agent.cfg.hcs;
   }
 
   private get busy(): boolean {
     return this.agent.openSessions().some((s) => s.state === 'offered' || s.state === 'charging');
   }
 
-  private nextSeq(): bigint {
-    // Journaled before it is offered: a seq is never handed out twice, even across a crash.
-    const seq = big(this.agent.journal.get<string>('seq') ?? '0') + 1n;
+  /**
+   * The next session number: above both the journal's counter and the highest seq the chain
+   * holds for this station, so a lost journal never reuses a settled seq (issue 12, H). Journaled
+   * before it is offered: never handed out twice, even across a crash.
+   */
+  private async nextSeq(): Promise<bigint> {
+    const journal = big(this.agent.journal.get<string>('seq') ?? '0');
+    const chain = await this.agent.chain.retry('lastSeq', () =>
+      this.agent.chain.client.lastSeq(this.agent.address),
+    );
+    const seq = (journal > chain ? journal : chain) + 1n;
     this.agent.journal.put('seq', seq.toString());
     return seq;
   }
 
+  private get rules(): SwitchOffRules {
+    const p = this.agent.chain.deployment.params;
+    const abs = Number(p.absToleranceWh);
+    const rel = Number(p.relToleranceBps);
+    const r = this.agent.cfg.receipts;
+    return {
+      receiptWh: r.wh,
+      receiptMs: r.intervalMs,
+      graceMs: r.graceMs,
+      marginS: this.station.settleMarginS,
+      toleranceWh: (wh) => Math.max(abs, Math.floor((wh * rel) / 10_000)),
+    };
+  }
+
   async resume(): Promise<void> {
+    // The configured window against the contract's, before any offer is made.
+    const client = this.agent.chain.client;
+    const [contractWindow, profile] = await this.agent.chain.retry('window', () =>
+      Promise.all([client.settlementWindow(), client.hcsProfile(this.agent.address)]),
+    );
+    const check = windowCheck(this.station, Number(contractWindow), profile.powerW || undefined);
+    if (check.level === 'fail') throw new Error(`${check.detail}: ${check.fix}`);
+    if (check.level === 'warn') this.agent.log.warn({ fix: check.fix }, check.detail);
     for (const s of this.agent.openSessions()) {
       if (s.state === 'awaitingSettlement') await resumeReport(this.agent, s);
-      if (s.state === 'charging') await resumeCharging(this.agent, s, this.hcs.powerKw);
+      if (s.state === 'charging') await resumeCharging(this.agent, s, this.station.powerKw);
     }
   }
 
@@ -93,23 +240,32 @@ export class HcsRole implements Role {
     if (msg.receiver !== this.agent.address) return;
     const nonce = nonceOf(msg.optional).optional ?? {};
     if (this.busy) return this.reply(ev, REQUEST_STATUS.busy, { why: 'busy', ...nonce });
-    if (!withinServiceHours(this.hcs.serviceHours))
+    if (!withinServiceHours(this.station.serviceHours))
       return this.reply(ev, REQUEST_STATUS.reject, { why: 'closed', ...nonce });
-    const price = BigInt(this.hcs.priceWeiPerKWh);
+    const price = BigInt(this.station.priceWeiPerKWh);
     const available = await this.agent.chain.retry('availableDeposit', () =>
       this.agent.chain.client.availableDeposit(ev),
     );
     // The cap: what the car asked for (plus a margin), the station's limit, and what the deposit covers.
-    const wanted = Number((msg.optional as { wh?: number } | undefined)?.wh ?? this.hcs.maxSessionWh);
-    const affordable = price > 0n ? Number((available * 1000n) / price) : this.hcs.maxSessionWh;
-    const maxWh = Math.min(Math.ceil(wanted * 1.2) + 1000, this.hcs.maxSessionWh, affordable);
-    if (maxWh < Math.min(wanted, 1000))
+    const wanted = optionalOf(msg).wh ?? this.station.maxSessionWh;
+    const affordable = price > 0n ? Number((available * 1000n) / price) : this.station.maxSessionWh;
+    const capWh = Math.min(Math.ceil(wanted * 1.2) + 1000, this.station.maxSessionWh, affordable);
+    if (capWh < Math.min(wanted, 1000))
       return this.reply(ev, REQUEST_STATUS.reject, { why: 'deposit', ...nonce });
+    // The window from the terms (issue 12, E): the whole charge at this power, plus the margin.
+    const window = sessionWindow(
+      Math.floor(Date.now() / 1000),
+      capWh,
+      Math.round(this.station.powerKw * 1000),
+      this.station.settlementWindowS,
+      this.station.settleMarginS,
+    );
+    if (!window) return this.reply(ev, REQUEST_STATUS.reject, { why: 'window', ...nonce });
     const terms: TermsJson = {
-      seq: this.nextSeq().toString(),
+      seq: (await this.nextSeq()).toString(),
       price: price.toString(),
-      maxWh,
-      settleBy: Math.floor(Date.now() / 1000) + this.hcs.settlementWindowS,
+      maxWh: window.maxWh,
+      settleBy: window.settleBy,
     };
     const t = termsFromJson(ev, this.agent.address, terms);
     const txid = computeTxId(t, this.agent.chain.domain);
@@ -124,12 +280,14 @@ export class HcsRole implements Role {
       ...(server ? { server } : {}),
       terms,
       txid,
-      kw: this.hcs.powerKw,
+      kw: this.station.powerKw,
       createdAt: Date.now(),
       updatedAt: Date.now(),
     };
     this.agent.save(s);
-    const optional = { ...terms, kw: this.hcs.powerKw, ...nonce };
+    // The receipt rule travels with the offer: the station is the one that switches off on it.
+    const r = this.agent.cfg.receipts;
+    const optional = { ...terms, kw: this.station.powerKw, rWh: r.wh, rMs: r.intervalMs, ...nonce };
     await this.reply(ev, REQUEST_STATUS.accept, optional);
     if (server) {
       // The edge forms the agreement: it checks the deposit and sends the mutual to both.
@@ -142,23 +300,52 @@ export class HcsRole implements Role {
       });
       return;
     }
-    // No edge: the two parties agree directly; this station plays the server.
+    // No edge: the two parties agree directly; this station plays the server. The charger
+    // switches on once the EV's consent has reserved the session on chain.
     await this.agent.send(ev, {
       type: 'mutual',
       server: this.agent.address,
       ev,
       hcs: this.agent.address,
       txid,
-      optional: terms as unknown as Record<string, unknown>,
+      optional: terms,
     });
-    await beginCharging(this.agent, s, this.hcs.powerKw);
   }
 
   private async onMutual(msg: MessageOf<'mutual'>, signer: string): Promise<void> {
     const s = this.session(msg.txid);
     if (s?.state !== 'offered' || msg.hcs !== this.agent.address || msg.ev !== s.ev) return;
     if (signer !== s.server) return;
-    await beginCharging(this.agent, s, this.hcs.powerKw);
+    // Nothing to do yet: the edge reserves the session with the EV's consent, and the tick
+    // switches the charger on once the reservation stands on chain.
+  }
+
+  /** Reserves the session on chain with the EV's consent (no edge, or the edge is late). */
+  private async reserve(s: SessionIn<'offered'>): Promise<void> {
+    if (!s.consent) return;
+    const consent = `0x${s.consent}`;
+    const terms = termsFromJson(s.ev, this.agent.address, s.terms);
+    this.agent.log.info({ txid: s.txid, edge: s.server }, 'reserving the session on chain');
+    try {
+      await this.agent.chain.send('reserve', (c) => c.reserve(terms, consent));
+    } catch (err) {
+      const name = revertName(err);
+      // SeqUsed: reserved already (by the edge, in the meantime); the tick sees it.
+      if (name === 'SeqUsed') return;
+      this.agent.log.warn({ txid: s.txid, err: name ?? (err as Error).message }, 'reservation refused');
+      if (name)
+        this.agent.move(s, 'failed', { error: `the chain refused the reservation: ${name}`, deadline: 0 });
+      return;
+    }
+    await this.switchOn(s);
+  }
+
+  /** The reservation stands: the charger switches on; the consent counts as the first receipt. */
+  private async switchOn(s: SessionIn<'offered'>): Promise<void> {
+    Object.assign(s, { reserved: true, ackWh: 0, ackReport: s.consent });
+    await beginCharging(this.agent, s, this.station.powerKw);
+    Object.assign(s, { lastAckAt: Date.now(), switchedOnAt: Date.now() });
+    this.agent.save(s);
   }
 
   private async onEnd(msg: Message & { txid: string; status: number }, signer: string): Promise<void> {
@@ -175,11 +362,28 @@ export class HcsRole implements Role {
     envelope: Uint8Array,
   ): Promise<void> {
     const s = this.session(msg.txid);
-    if (!s || signer !== s.ev || msg.hcs !== this.agent.address || s.peerReport) return;
-    // Keep the EV's signed report: with it this station can settle on its own.
-    s.peerReport = Buffer.from(envelope).toString('hex');
+    if (!s || signer !== s.ev || msg.hcs !== this.agent.address) return;
+    const hex = Buffer.from(envelope).toString('hex');
+    const index = interimIndex(msg.optional);
+    if (index === 0) {
+      // The EV's consent: it reserves the session (ourselves without an edge; the edge batches it).
+      if (s.state !== 'offered' || s.consent) return;
+      s.consent = hex;
+      s.deadline = Date.now() + this.agent.cfg.timeouts.replyMs * 2;
+      this.agent.save(s);
+      if (!s.server) await this.reserve(s);
+      return;
+    }
+    // A receipt, interim or final: the highest figure the EV signed is what it acknowledged.
+    const wh = Number(msg.energyWh);
+    if (s.ackWh === undefined || wh >= s.ackWh) {
+      s.ackWh = wh;
+      s.ackReport = hex;
+    }
+    s.lastAckAt = Date.now();
+    if (index === undefined && !s.peerReport) s.peerReport = hex; // the final report
     this.agent.save(s);
-    if (s.state === 'awaitingSettlement' && !s.server) await this.settle(s);
+    if (index === undefined && s.state === 'awaitingSettlement') await this.checkSettlement(s, Date.now());
   }
 
   private async onTransaction(msg: MessageOf<'transaction'>, signer: string): Promise<void> {
@@ -194,8 +398,8 @@ export class HcsRole implements Role {
     }
   }
 
-  private async settle(s: SessionRecord): Promise<void> {
-    if (!s.myReport || !s.peerReport) return;
+  private async settle(s: SessionIn<'awaitingSettlement'>): Promise<void> {
+    if (!bestEvReport(s)) return;
     const result = await settleDirectly(this.agent, s);
     if (result.done) {
       this.agent.move(s, 'done', { deadline: 0, ...(result.txHash ? { settledTxHash: result.txHash } : {}) });
@@ -208,31 +412,74 @@ export class HcsRole implements Role {
   async tick(): Promise<void> {
     const now = Date.now();
     for (const s of this.agent.openSessions()) {
-      if (s.state === 'offered' && s.deadline && now > s.deadline) {
-        this.agent.move(s, 'failed', { error: 'no mutual agreement in time', deadline: 0 });
+      if (s.state === 'offered') {
+        await this.checkReservation(s, now);
       } else if (s.state === 'charging') {
-        const end = await pollCharging(this.agent, s, s.terms!.maxWh, END.stoppedByHcs);
-        if (end !== undefined) await endCharging(this.agent, s, end, false);
+        const end = await pollCharging(this.agent, s, s.terms.maxWh, END.stoppedByHcs);
+        // The receipt rule is judged on a fresh reading only: a failing meter (whose retries hold
+        // up this tick, and with it the receipts) ends the charge as a meter fault, not as a silent EV.
+        const fresh = this.agent.metering.consecutiveErrors === 0;
+        const decision =
+          end !== undefined
+            ? { status: end, why: 'meter' }
+            : fresh
+              ? switchOffDecision(s, Date.now(), this.rules)
+              : undefined;
+        if (decision) {
+          if (decision.why !== 'meter')
+            this.agent.log.warn({ txid: s.txid, why: decision.why }, 'switching off');
+          await endCharging(this.agent, s, decision.status, false);
+        }
       } else if (s.state === 'awaitingSettlement') {
         await this.checkSettlement(s, now);
       }
     }
   }
 
-  /** Without an edge, settle as soon as both reports are here; with one, only as a fallback. */
-  private async checkSettlement(s: SessionRecord, now: number): Promise<void> {
+  /** An offer waits for the EV's consent and its reservation on chain, then the charger switches on. */
+  private async checkReservation(s: SessionIn<'offered'>, now: number): Promise<void> {
+    if (s.consent) {
+      const state = await this.agent.chain.retry('sessionState', () =>
+        this.agent.chain.client.sessionState(this.agent.address, big(s.terms.seq)),
+      );
+      if (state === ChainSessionState.Reserved) return this.switchOn(s);
+      // The edge has not reserved it in time (away?): reserve it ourselves. (The consent set the
+      // deadline two reply times ahead; receipts that follow it must not push this back.)
+      if (s.server && now > s.deadline - this.agent.cfg.timeouts.replyMs) return this.reserve(s);
+    }
+    if (s.deadline && now > s.deadline)
+      this.agent.move(s, 'failed', {
+        error: s.consent ? 'the session was not reserved in time' : 'no mutual agreement in time',
+        deadline: 0,
+      });
+  }
+
+  /**
+   * Without an edge, settle as soon as the EV's final report is here (or, past the report
+   * deadline, with its highest receipt). With one, only as a fallback; but a bill outside the
+   * tolerance only the station itself can settle, at once.
+   */
+  private async checkSettlement(s: SessionIn<'awaitingSettlement'>, now: number): Promise<void> {
+    // The EV's final report is awaited until the report deadline; then its highest receipt serves,
+    // at once if it agrees with our meter, else only after the fallback time (a disagreement costs
+    // us the difference: the final report, late on a busy network, deserves the longer wait).
+    if (!s.peerReport && now <= s.deadline) return;
+    const evReport = bestEvReport(s);
+    const disputed =
+      evReport !== undefined &&
+      !withinToleranceOf(this.agent.chain.deployment, reportEnergyWh(evReport), reportEnergyWh(s.myReport));
     const fallbackAt = s.updatedAt + this.agent.cfg.timeouts.settleFallbackMs;
-    if (s.server && now < fallbackAt) return;
-    if (s.peerReport) return this.settle(s);
+    if (!s.peerReport && disputed && now < fallbackAt) return;
+    if (s.server && s.peerReport && !disputed && now < fallbackAt) return;
+    if (evReport) return this.settle(s);
     if (now > s.deadline) {
       const state = await this.agent.chain.retry('sessionState', () =>
-        this.agent.chain.client.sessionState(this.agent.address, big(s.terms!.seq)),
+        this.agent.chain.client.sessionState(this.agent.address, big(s.terms.seq)),
       );
-      if (state === ChainSessionState.Settled || state === ChainSessionState.Rated)
-        this.agent.move(s, 'done', { deadline: 0 });
-      else if (now / 1000 > s.terms!.settleBy)
+      if (isSettledState(state)) this.agent.move(s, 'done', { deadline: 0 });
+      else if (now / 1000 > s.terms.settleBy)
         this.agent.move(s, 'failed', {
-          error: 'no report from the EV within the settlement window',
+          error: 'no receipt from the EV within the settlement window',
           deadline: 0,
         });
     }
@@ -240,7 +487,7 @@ export class HcsRole implements Role {
 
   async control(action: string): Promise<unknown> {
     if (action === 'stop') {
-      const s = this.agent.openSessions().find((x) => x.state === 'charging');
+      const s = this.agent.openSessions().find((x): x is SessionIn<'charging'> => isIn(x, 'charging'));
       if (!s) throw new Error('no charge in progress');
       await endCharging(this.agent, s, END.stoppedByHcs, false);
       return { id: s.id, state: s.state };
@@ -249,7 +496,7 @@ export class HcsRole implements Role {
   }
 
   status(): Record<string, unknown> {
-    const price = BigInt(this.hcs.priceWeiPerKWh);
+    const price = BigInt(this.station.priceWeiPerKWh);
     return {
       hcs: {
         priceWeiPerKWh: price.toString(),

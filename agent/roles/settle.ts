@@ -1,13 +1,14 @@
 /**
  * Settling one session straight on the chain, without the edge: what an HCS does when there is no
- * edge in reach (or the edge is late). The contract decides; this only picks `settle` or
- * `settleDisputed` by the documented tolerance rule and reads the answer.
+ * edge in reach, the edge is late, or the reports disagree beyond the tolerance (only the station
+ * itself can settle those). The contract decides the bill (docs/CONTRACT.md); the station sends
+ * the highest receipt the EV signed and its own report.
  */
-import { revertName, SessionState } from '../../contracts/client.js';
-import { big } from '../core/journal.js';
-import type { Agent } from '../core/runtime.js';
-import { type SessionRecord, termsFromJson } from '../core/session.js';
-import { reportEnergyWh } from './charging.js';
+import { ChainSessionState, isSettledState, revertName } from '../../contracts/client.js';
+import { big } from '../core/json.js';
+import type { RoleContext } from '../core/context.js';
+import { type SessionIn, type SessionRecord, termsFromJson } from '../core/session.js';
+import { reportEnergyWh } from '../../protocol/index.js';
 
 /** The contract's rule (docs/CONTRACT.md): |eEV − eHCS| ≤ max(abs, rel × max(eEV, eHCS)). */
 export function withinTolerance(evWh: bigint, hcsWh: bigint, absWh: bigint, relBps: bigint): boolean {
@@ -26,32 +27,38 @@ export function withinToleranceOf(
   return withinTolerance(evWh, hcsWh, BigInt(d.params.absToleranceWh), BigInt(d.params.relToleranceBps));
 }
 
-export { reportEnergyWh };
-
 export interface SettleResult {
   done: boolean;
   txHash?: string;
   error?: string;
 }
 
-export async function settleDirectly(agent: Agent, s: SessionRecord): Promise<SettleResult> {
-  const terms = termsFromJson(s.ev, s.hcs!, s.terms!);
-  const evReport = `0x${s.role === 'ev' ? s.myReport : s.peerReport}`;
+/**
+ * The EV's signed report the station settles with: the highest energy the EV signed, its final
+ * report or an interim receipt (an EV that reports less at the end, or nothing, still pays for
+ * what it acknowledged while charging). Envelope hex.
+ */
+export function bestEvReport(s: SessionRecord): string | undefined {
+  if (s.role === 'ev') return s.myReport;
+  const candidates = [s.peerReport, s.ackReport].filter((r): r is string => r !== undefined);
+  return candidates.sort((a, b) => (reportEnergyWh(b) > reportEnergyWh(a) ? 1 : -1))[0];
+}
+
+export async function settleDirectly(
+  agent: RoleContext,
+  s: SessionIn<'awaitingSettlement'>,
+): Promise<SettleResult> {
+  const terms = termsFromJson(s.ev, s.hcs, s.terms);
+  const evReport = `0x${bestEvReport(s) ?? ''}`;
   const hcsReport = `0x${s.role === 'hcs' ? s.myReport : s.peerReport}`;
   const chain = agent.chain;
-  const state = await chain.retry('sessionState', () => chain.client.sessionState(s.hcs!, big(s.terms!.seq)));
-  if (state === SessionState.Settled || state === SessionState.Rated) return { done: true };
-  if (state === SessionState.Expired)
-    return { done: false, error: 'the session expired on chain before it was settled' };
-  const agreed = withinToleranceOf(
-    chain.deployment,
-    reportEnergyWh(evReport.slice(2)),
-    reportEnergyWh(hcsReport.slice(2)),
-  );
+  const state = await chain.retry('sessionState', () => chain.client.sessionState(s.hcs, big(s.terms.seq)));
+  if (isSettledState(state)) return { done: true };
+  if (state === ChainSessionState.Released)
+    return { done: false, error: 'the reservation was released on chain before it was settled' };
+  const agreed = withinToleranceOf(chain.deployment, reportEnergyWh(evReport), reportEnergyWh(hcsReport));
   try {
-    const receipt = await chain.send('settle', (c) =>
-      agreed ? c.settle(terms, evReport, hcsReport) : c.settleDisputed(terms, evReport, hcsReport),
-    );
+    const receipt = await chain.send('settle', (c) => c.settle(terms, evReport, hcsReport));
     agent.log.info({ txid: s.txid, tx: receipt.hash, disputed: !agreed }, 'settled directly on chain');
     return { done: true, txHash: receipt.hash };
   } catch (err) {

@@ -4,7 +4,11 @@
  * first request, so an agent whose page nobody opens spends nothing on it.
  */
 import { connectRpc } from '../../contracts/rpc.js';
-import type { Agent } from '../core/runtime.js';
+import type { Chain } from '../core/chain.js';
+import type { AgentConfig } from '../core/config.js';
+import type { Logger } from '../core/log.js';
+import type { Metering } from '../core/metering.js';
+import type { SessionRecord } from '../core/session.js';
 import { deviceState, PowerEstimator } from './device.js';
 import { ChainIndexer } from './indexer.js';
 import { createWebApp, type WebHandler } from './server.js';
@@ -16,7 +20,18 @@ export interface AgentWeb {
   close(): void;
 }
 
-export function agentWeb(agent: Agent): AgentWeb {
+/** What the page needs of a running agent (the runtime hands itself over). */
+export interface WebHost {
+  readonly cfg: AgentConfig;
+  readonly log: Logger;
+  readonly chain: Pick<Chain, 'deployment'>;
+  readonly sessions: ReadonlyMap<string, SessionRecord>;
+  /** The meter, for its power register while a charge runs (none on an edge). */
+  readonly metering?: Pick<Metering, 'powerW'>;
+  status(): Record<string, unknown>;
+}
+
+export function agentWeb(agent: WebHost): AgentWeb {
   const power = new PowerEstimator();
   let app: Promise<ReturnType<typeof createWebApp>> | undefined;
   let closed = false;
@@ -29,9 +44,22 @@ export function agentWeb(agent: Agent): AgentWeb {
       confirmations: agent.cfg.chain.confirmations,
       onError: (err) => agent.log.warn({ err: err.message }, 'page indexer'),
     });
+    const charging = () => [...agent.sessions.values()].some((s) => s.state === 'charging');
+    const ev = agent.cfg.ev;
     const web = createWebApp({
       indexer,
-      devices: async () => [deviceState(agent.status(), [...agent.sessions.values()], power)],
+      devices: async () => {
+        // The meter's own power register while a charge runs (one more Modbus read a second,
+        // only while the page is open or a charge is traced).
+        const meterPowerW = agent.metering && charging() ? await agent.metering.powerW() : undefined;
+        return [deviceState(agent.status(), [...agent.sessions.values()], power, meterPowerW)];
+      },
+      busy: charging,
+      ...(agent.cfg.web?.tiles ? { tiles: agent.cfg.web.tiles } : {}),
+      ...(agent.cfg.web?.tileAttribution ? { tileAttribution: agent.cfg.web.tileAttribution } : {}),
+      ...(agent.cfg.role === 'ev' && ev?.latitude !== undefined && ev.longitude !== undefined
+        ? { ev: { latitude: ev.latitude, longitude: ev.longitude, radiusM: ev.searchRadiusM ?? 10_000 } }
+        : {}),
     });
     return {
       handle: web.handle,
@@ -42,10 +70,10 @@ export function agentWeb(agent: Agent): AgentWeb {
     };
   };
   return {
-    handle: async (req, res) => {
+    handle: async (req, res, ctx) => {
       if (closed || (req.method !== 'GET' && req.method !== 'HEAD')) return false;
       app ??= start();
-      return (await app).handle(req, res);
+      return (await app).handle(req, res, ctx);
     },
     close: () => {
       closed = true;

@@ -1,13 +1,18 @@
 /**
- * What each side reported, read back from a settlement transaction's input. The `Settled` event
- * carries only the billed energy (gas); the EV's and the HCS's own figures, and the audit data of
- * their meters, are inside the signed reports passed to settle / settleDisputed / settleBatch.
+ * What each side reported, read back from a settlement transaction's input. The contract's one
+ * event per call (SessionsSettled) carries only each session's txid, outcome and bill (gas); the
+ * parties, the terms, the EV's and the HCS's own figures and the audit data of their reports are
+ * in the packed calldata of settle / settleBatch (docs/CONTRACT.md).
  */
-import type { Terms } from '../../protocol/index.js';
 import type { Interface, TransactionDescription } from 'ethers';
-import { decode, fromHex, SIGNATURE_BYTES } from '../../protocol/index.js';
+import { unpackEntries } from '../../contracts/client.js';
+import { computeTxId, type Domain } from '../../protocol/index.js';
+import { decodeOptional } from '../../protocol/optional.js';
 
-/** A report's optional audit data (docs/DESIGN.md): meter serial, profile, registers, times, status. */
+/**
+ * A report's optional data (docs/PROTOCOL.md): the audit data in clear (meter serial, profile,
+ * registers, times, status) or its hash `a`; `i` marks an interim receipt.
+ */
 export interface ReportAudit {
   m?: string;
   p?: string;
@@ -16,6 +21,7 @@ export interface ReportAudit {
   t0?: number;
   t1?: number;
   st?: number;
+  i?: number;
 }
 
 export interface ReportSide {
@@ -23,45 +29,41 @@ export interface ReportSide {
   audit: ReportAudit;
 }
 
-/** One session's terms and both reports, as the settling transaction passed them. */
+/** One session's parties, terms and both reports, as the settling transaction passed them. */
 export interface SettlementInput {
   txid: string;
-  method: 'settle' | 'settleDisputed' | 'settleBatch';
+  method: 'settle' | 'settleBatch';
+  ev: string;
+  hcs: string;
   seq: bigint;
   priceWeiPerKWh: bigint;
   maxEnergyWh: bigint;
   settleBy: bigint;
-  ev: ReportSide;
-  hcs: ReportSide;
-  /** The HCS's signed report (0x hex): the EV needs it to rate the session (rate() checks it). */
-  hcsReport: string;
+  evReport: ReportSide;
+  hcsReport: ReportSide;
 }
 
-/** The contract's Terms struct as it arrives in calldata: the protocol's Terms. */
-type TermsArg = Terms;
-
-function side(reportHex: string): { txid: string; side: ReportSide } | undefined {
+function audit(optional: Uint8Array): ReportAudit {
+  if (optional.length === 0) return {};
   try {
-    const bytes = fromHex(reportHex);
-    if (!bytes || bytes.length <= SIGNATURE_BYTES) return undefined;
-    const msg = decode(bytes.subarray(0, bytes.length - SIGNATURE_BYTES)) as {
-      txid: string;
-      energyWh: bigint;
-      optional?: ReportAudit;
-    };
-    return { txid: msg.txid.toLowerCase(), side: { energyWh: msg.energyWh, audit: msg.optional ?? {} } };
+    return decodeOptional(optional, 0) as ReportAudit;
   } catch {
-    // A report the contract accepted always decodes; anything else is not ours to show.
-    return undefined;
+    // A report the contract accepted was signed by its member; if its optional data is not
+    // ours to read, the page shows the figures without it.
+    return {};
   }
 }
 
 /**
  * Every session a transaction's input settles (or tries to), by txid. A transaction that is not
  * a direct call of ours (a relayer contract in between) yields nothing: the page then shows the
- * billed energy from the event alone.
+ * bill from the event alone.
  */
-export function decodeSettlementInput(iface: Interface, data: string): Map<string, SettlementInput> {
+export function decodeSettlementInput(
+  iface: Interface,
+  data: string,
+  domain: Domain,
+): Map<string, SettlementInput> {
   const out = new Map<string, SettlementInput>();
   let call: TransactionDescription | null;
   try {
@@ -69,29 +71,29 @@ export function decodeSettlementInput(iface: Interface, data: string): Map<strin
   } catch {
     return out;
   }
-  if (!call) return out;
-  const method = call.name;
-  if (method !== 'settle' && method !== 'settleDisputed' && method !== 'settleBatch') return out;
-  const [termsArg, evArg, hcsArg] = call.args as unknown as [unknown, unknown, unknown];
-  const batch = method === 'settleBatch';
-  const terms = (batch ? termsArg : [termsArg]) as TermsArg[];
-  const evReports = (batch ? evArg : [evArg]) as string[];
-  const hcsReports = (batch ? hcsArg : [hcsArg]) as string[];
-  terms.forEach((t, i) => {
-    const ev = side(evReports[i] ?? '0x');
-    const hcs = side(hcsReports[i] ?? '0x');
-    if (!ev || !hcs || ev.txid !== hcs.txid) return;
-    out.set(ev.txid, {
-      txid: ev.txid,
+  const method = call?.name;
+  if (method !== 'settle' && method !== 'settleBatch') return out;
+  let entries: ReturnType<typeof unpackEntries>;
+  try {
+    entries = unpackEntries(call!.args[0] as string, 2);
+  } catch {
+    return out;
+  }
+  for (const { terms, receipts } of entries) {
+    const [ev, hcs] = receipts as [(typeof receipts)[0], (typeof receipts)[0]];
+    const txid = computeTxId(terms, domain).toLowerCase();
+    out.set(txid, {
+      txid,
       method,
-      seq: t.seq,
-      priceWeiPerKWh: t.priceWeiPerKWh,
-      maxEnergyWh: t.maxEnergyWh,
-      settleBy: t.settleBy,
-      ev: ev.side,
-      hcs: hcs.side,
-      hcsReport: hcsReports[i]!,
+      ev: terms.ev.toLowerCase(),
+      hcs: terms.hcs.toLowerCase(),
+      seq: terms.seq,
+      priceWeiPerKWh: terms.priceWeiPerKWh,
+      maxEnergyWh: terms.maxEnergyWh,
+      settleBy: terms.settleBy,
+      evReport: { energyWh: ev.energyWh, audit: audit(ev.optional) },
+      hcsReport: { energyWh: hcs.energyWh, audit: audit(hcs.optional) },
     });
-  });
+  }
   return out;
 }

@@ -3,6 +3,7 @@
  * operator's laptop), optionally showing the live state of agents through their control ports.
  */
 import type { Command } from 'commander';
+import { DEFAULT_DEPLOYMENT_FILE, deploymentPath } from '../../contracts/cli.js';
 import { readDeployment } from '../../contracts/deploy.js';
 import { connectRpc } from '../../contracts/rpc.js';
 import { fetchDeviceState, PowerEstimator } from './device.js';
@@ -10,23 +11,30 @@ import { ChainIndexer } from './indexer.js';
 import { createWebApp, portOf, serveWeb } from './server.js';
 
 interface WebOpts {
-  deployment: string;
+  deployment?: string;
+  config?: string;
   rpc?: string;
   port: number;
   host: string;
   confirmations: number;
   device: string[];
+  tiles?: string;
 }
 
 export function registerWebCommands(program: Command): void {
   program
     .command('web')
     .description("Serve the members' page (stations, sessions, statements, ratings) for a deployment")
-    .option('--deployment <file>', 'the deployment file', 'deployment.json')
+    .option(
+      '--deployment <file>',
+      `the deployment file (default: ${DEFAULT_DEPLOYMENT_FILE}, else the one agent.config.json names)`,
+    )
+    .option('-c, --config <file>', 'an agent config: use the deployment file it names (chain.deploymentFile)')
     .option('--rpc <url>', "the chain's JSON-RPC (default: the deployment's)")
     .option('--port <n>', 'HTTP port (0 = any free port)', (v) => Number(v), 8080)
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
     .option('--confirmations <n>', 'index a block once it has this many confirmations', (v) => Number(v), 1)
+    .option('--tiles <url>', "the map's tile URL ({z}/{x}/{y}), or none (default OpenStreetMap's)")
     .option(
       '--device <url>',
       "an agent's control port (http://127.0.0.1:PORT) to show live; repeatable",
@@ -34,14 +42,13 @@ export function registerWebCommands(program: Command): void {
       [],
     )
     .action(async (opts: WebOpts) => {
-      const deployment = readDeployment(opts.deployment);
+      const file = deploymentPath(opts);
+      const deployment = readDeployment(file);
       const rpcUrl = opts.rpc ?? deployment.rpcUrl;
-      if (!rpcUrl) throw new Error(`${opts.deployment} names no RPC URL: pass --rpc URL`);
+      if (!rpcUrl) throw new Error(`${file} names no RPC URL: pass --rpc URL`);
       const { provider, chainId } = await connectRpc(rpcUrl);
       if (chainId !== BigInt(deployment.chainId))
-        throw new Error(
-          `${rpcUrl} is chain ${chainId}, but ${opts.deployment} is for chain ${deployment.chainId}`,
-        );
+        throw new Error(`${rpcUrl} is chain ${chainId}, but ${file} is for chain ${deployment.chainId}`);
       const indexer = new ChainIndexer({
         provider,
         deployment,
@@ -52,6 +59,7 @@ export function registerWebCommands(program: Command): void {
       const power = new PowerEstimator();
       const web = createWebApp({
         indexer,
+        ...(opts.tiles ? { tiles: opts.tiles } : {}),
         ...(opts.device.length
           ? { devices: () => Promise.all(opts.device.map((url) => fetchDeviceState(url, power))) }
           : {}),

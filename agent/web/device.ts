@@ -4,6 +4,7 @@
  * agent's control port). Power is not a register the agent reads; it is estimated from the last
  * two energy readings.
  */
+import { billWei } from '../../protocol/index.js';
 
 export interface DeviceState {
   name: string;
@@ -20,6 +21,18 @@ export interface DeviceState {
     targetWh?: number;
     /** Energy metered so far in this session (last reading − reading at start). */
     energyWh?: number;
+    /** The agreed terms (once offered): what the charge may cost at most. */
+    terms?: { priceWeiPerKWh: string; maxEnergyWh: number; settleBy: number };
+    /** The bill so far at the agreed price (what the contract would move for energyWh). */
+    predictedWei?: string;
+    /** Unix seconds the charge began (t0), ms the record last changed. */
+    startedAt?: number;
+    updatedAt?: number;
+    error?: string;
+    /** The payment assurance: the session's cap × price reserved on chain (undefined before it applies). */
+    reserved?: boolean;
+    /** The EV's newest signed receipt (its cumulative Wh), or, at a station, the newest it holds. */
+    receipt?: { index?: number; wh: number; at?: number };
   };
   openSessions: number;
 }
@@ -44,6 +57,35 @@ interface RecordLike {
   /** Unix seconds when the charge began. */
   t0?: number;
   updatedAt?: number;
+  terms?: { price: string; maxWh: number; settleBy: number };
+  error?: string;
+  /** Fields of the payment assurance, where the record has them. */
+  reserved?: boolean;
+  consent?: string;
+  receiptIndex?: number;
+  receiptWh?: number;
+  receiptAt?: number;
+  ackWh?: number;
+  lastAckAt?: number;
+}
+
+/**
+ * Whether the session's cap stands reserved on chain: the station's record says so; an EV that
+ * gave its consent knows it once energy flows (the station switches on only once it stands).
+ */
+function reservedOf(r: RecordLike): boolean | undefined {
+  if (r.reserved !== undefined) return r.reserved;
+  // The EV's consent is its receipt 0 (receiptIndex set); a station keeps the consent itself.
+  if (r.consent === undefined && r.receiptIndex === undefined) return undefined;
+  return r.startWh !== undefined && r.lastWh !== undefined && r.lastWh > r.startWh;
+}
+
+/** The newest signed receipt of a record: the EV's own, or the one a station holds. */
+function receiptOf(r: RecordLike): { index?: number; wh: number; at?: number } | undefined {
+  if (r.receiptWh !== undefined && r.receiptIndex)
+    return { index: r.receiptIndex, wh: r.receiptWh, ...(r.receiptAt ? { at: r.receiptAt } : {}) };
+  if (r.ackWh !== undefined) return { wh: r.ackWh, ...(r.lastAckAt ? { at: r.lastAckAt } : {}) };
+  return undefined;
 }
 
 const OPEN = new Set([
@@ -63,8 +105,11 @@ export class PowerEstimator {
     if (wh === undefined || !at) return undefined;
     const prev = this.last.get(device);
     if (prev && prev.at === at) return prev.powerW;
+    // A register that went back (a meter reset or swap) gives no power, never a negative one.
     const powerW =
-      prev && at > prev.at ? Math.round(((wh - prev.wh) * 3_600_000) / (at - prev.at)) : undefined;
+      prev && at > prev.at && wh >= prev.wh
+        ? Math.round(((wh - prev.wh) * 3_600_000) / (at - prev.at))
+        : undefined;
     this.last.set(device, { wh, at, ...(powerW !== undefined ? { powerW } : {}) });
     return powerW;
   }
@@ -76,12 +121,22 @@ function meanPowerW(r: RecordLike | undefined): number | undefined {
   return seconds > 0 ? Math.round(((r.lastWh - r.startWh) * 3600) / seconds) : undefined;
 }
 
-export function deviceState(status: StatusLike, records: RecordLike[], power: PowerEstimator): DeviceState {
+/** How long a finished session stays on the device's tile (its bill, its error). */
+const RECENT_MS = 15 * 60_000;
+
+export function deviceState(
+  status: StatusLike,
+  records: RecordLike[],
+  power: PowerEstimator,
+  /** The meter's own power register (Metering.powerW), when read: it wins over any estimate. */
+  meterPowerW?: number,
+): DeviceState {
   const open = records.filter((r) => OPEN.has(r.state));
-  // The one that matters on a meter: the charge in progress, else the newest open one.
-  const current =
-    open.find((r) => r.state === 'charging') ??
-    open.sort((a, b) => (b.updatedAt ?? 0) - (a.updatedAt ?? 0))[0];
+  const newest = (list: RecordLike[]) => [...list].sort((a, b) => (b.updatedAt ?? 0) - (a.updatedAt ?? 0))[0];
+  // The one that matters on a meter: the charge in progress, else the newest open one, else the
+  // one that just ended (the driver still wants its bill).
+  const recent = newest(records.filter((r) => (r.updatedAt ?? 0) > Date.now() - RECENT_MS));
+  const current = open.find((r) => r.state === 'charging') ?? newest(open) ?? recent;
   const m = status.meter;
   const address = String(status.address ?? '');
   return {
@@ -97,7 +152,11 @@ export function deviceState(status: StatusLike, records: RecordLike[], power: Po
             ...(m.lastWh !== undefined ? { energyWh: m.lastWh } : {}),
             ...(m.lastReadAt ? { readAt: m.lastReadAt } : {}),
             // Until two readings are seen, the mean power of the charge so far.
-            powerW: power.estimate(address, m.lastWh, m.lastReadAt) ?? meanPowerW(current),
+            powerW: (() => {
+              // Keep the estimator's history current either way.
+              const estimate = power.estimate(address, m.lastWh, m.lastReadAt) ?? meanPowerW(current);
+              return meterPowerW ?? estimate;
+            })(),
           },
         }
       : {}),
@@ -116,6 +175,30 @@ export function deviceState(status: StatusLike, records: RecordLike[], power: Po
             ...(current.startWh !== undefined && current.lastWh !== undefined
               ? { energyWh: current.lastWh - current.startWh }
               : {}),
+            ...(current.terms
+              ? {
+                  terms: {
+                    priceWeiPerKWh: current.terms.price,
+                    maxEnergyWh: current.terms.maxWh,
+                    settleBy: current.terms.settleBy,
+                  },
+                  ...(current.startWh !== undefined && current.lastWh !== undefined
+                    ? {
+                        predictedWei: billWei(
+                          BigInt(
+                            Math.max(0, Math.min(current.lastWh - current.startWh, current.terms.maxWh)),
+                          ),
+                          BigInt(current.terms.price),
+                        ).toString(),
+                      }
+                    : {}),
+                }
+              : {}),
+            ...(current.t0 ? { startedAt: current.t0 } : {}),
+            ...(current.updatedAt ? { updatedAt: current.updatedAt } : {}),
+            ...(current.error ? { error: current.error } : {}),
+            ...(reservedOf(current) !== undefined ? { reserved: reservedOf(current) } : {}),
+            ...(receiptOf(current) ? { receipt: receiptOf(current) } : {}),
           },
         }
       : {}),

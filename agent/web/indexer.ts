@@ -1,6 +1,8 @@
 /**
  * The page's only source: the contract's events, read from the deployment block on and followed
- * as blocks arrive, plus the settlement calldata (each side's report) of the sessions they name.
+ * as blocks arrive, plus the settlement calldata (parties, terms, each side's report) of the
+ * sessions they name: a call's one SessionsSettled event is expanded into one `Settled` /
+ * `SettledDisputed` per session (see `expand`).
  * Nothing is copied from an agent's journal, so the page can never drift from the chain.
  *
  * Reorg safety:
@@ -15,6 +17,7 @@
  */
 import type { Interface, JsonRpcProvider, Log } from 'ethers';
 import { Contract } from 'ethers';
+import { parseEntryResults } from '../../contracts/client.js';
 import type { Deployment } from '../../contracts/deploy.js';
 import { decodeSettlementInput, type SettlementInput } from './calldata.js';
 
@@ -160,18 +163,16 @@ export class ChainIndexer {
     const tipHeader = byNumber.get(to);
     if (!tipHeader?.hash) throw new ReorgDuringRead(`block ${to} is gone`);
 
-    const events = logs.flatMap((l) => this.parse(l, byNumber.get(l.blockNumber)!.timestamp));
-    const settling = [
-      ...new Set(
-        events.filter((e) => e.name === 'Settled' || e.name === 'SettledDisputed').map((e) => e.txHash),
-      ),
-    ];
+    const raw = logs.flatMap((l) => this.parse(l, byNumber.get(l.blockNumber)!.timestamp));
+    const settling = [...new Set(raw.filter((e) => e.name === 'SessionsSettled').map((e) => e.txHash))];
     const txs = await Promise.all(settling.map((h) => provider.getTransaction(h)));
     const inputs = new Map<string, SettlementInput>();
+    const domain = { chainId: BigInt(this.chainId), verifyingContract: this.opts.deployment.address };
     for (const tx of txs) {
       if (!tx || tx.to?.toLowerCase() !== this.address) continue;
-      for (const [txid, input] of decodeSettlementInput(this.iface, tx.data)) inputs.set(txid, input);
+      for (const [txid, input] of decodeSettlementInput(this.iface, tx.data, domain)) inputs.set(txid, input);
     }
+    const events = this.expand(raw, inputs);
 
     // Applied only now, all at once: a throw above leaves the index as it was.
     for (const e of events) {
@@ -184,6 +185,46 @@ export class ChainIndexer {
     this.tip = { number: to, hash: tipHeader.hash };
     for (const n of this.checkpoints.keys()) if (n < to - this.keepBlocks) this.checkpoints.delete(n);
     if (events.length > 0) this.version++;
+  }
+
+  /**
+   * One SessionsSettled event per call becomes one `Settled` (or `SettledDisputed`, when the
+   * same transaction recorded a Disputed event for it) per settled session, with its parties
+   * from the calldata: `{txid, ev, hcs, energyWh, amountWei}` (+ `evEnergyWh`, `hcsEnergyWh`
+   * when disputed). Refused entries are left out, as the contract changed nothing for them.
+   */
+  private expand(raw: IndexedEvent[], inputs: ReadonlyMap<string, SettlementInput>): IndexedEvent[] {
+    const disputes = new Map<string, IndexedEvent>();
+    for (const e of raw) if (e.name === 'Disputed') disputes.set(`${e.txHash}:${String(e.args.txid)}`, e);
+    const out: IndexedEvent[] = [];
+    for (const e of raw) {
+      if (e.name === 'Disputed') continue;
+      if (e.name !== 'SessionsSettled') {
+        out.push(e);
+        continue;
+      }
+      for (const r of parseEntryResults(this.iface, String(e.args.results), true)) {
+        if (r.reason !== '') continue;
+        const txid = r.txid.toLowerCase();
+        const input = inputs.get(txid);
+        const dispute = disputes.get(`${e.txHash}:${txid}`);
+        out.push({
+          ...e,
+          name: dispute ? 'SettledDisputed' : 'Settled',
+          args: {
+            txid,
+            ev: input?.ev ?? '',
+            hcs: input?.hcs ?? '',
+            energyWh: r.billedWh,
+            amountWei: r.amountWei,
+            ...(dispute
+              ? { evEnergyWh: dispute.args.evEnergyWh!, hcsEnergyWh: dispute.args.hcsEnergyWh! }
+              : {}),
+          },
+        });
+      }
+    }
+    return out;
   }
 
   private parse(log: Log, time: number): IndexedEvent[] {

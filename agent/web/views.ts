@@ -2,6 +2,7 @@
  * What the page shows, derived from the indexed events alone (pure functions, no I/O): the
  * stations, the sessions with each side's energy and the rating, and a member's statement.
  */
+import { big } from '../core/json.js';
 import { type RankedStation, rankStations, type Station } from '../core/stations.js';
 import type { SettlementInput } from './calldata.js';
 import type { IndexedEvent } from './indexer.js';
@@ -76,9 +77,7 @@ export interface Statement {
 }
 
 const str = (v: unknown) => String(v);
-const big = (v: unknown) => BigInt(v as bigint);
 /** min() for bigints (Math.min throws on them). */
-const smaller = (a: bigint, b: bigint) => (a < b ? a : b);
 
 /** bytes10 → text: UTF-8 up to the first zero byte. */
 export function commentText(hex: string): string {
@@ -161,8 +160,8 @@ export function sessionsOf(
     if (e.name === 'Settled' || e.name === 'SettledDisputed') {
       const input = inputs.get(txid);
       const disputed = e.name === 'SettledDisputed';
-      const evWh = disputed ? big(a.evEnergyWh) : input?.ev.energyWh;
-      const hcsWh = disputed ? big(a.hcsEnergyWh) : input?.hcs.energyWh;
+      const evWh = disputed ? big(a.evEnergyWh) : input?.evReport.energyWh;
+      const hcsWh = disputed ? big(a.hcsEnergyWh) : input?.hcsReport.energyWh;
       out.set(txid, {
         txid,
         ev: str(a.ev),
@@ -171,19 +170,16 @@ export function sessionsOf(
         block: e.block,
         txHash: e.txHash,
         time: e.time,
-        ...(input
-          ? { seq: input.seq, priceWeiPerKWh: input.priceWeiPerKWh }
-          : disputed
-            ? { seq: big(a.seq) }
-            : {}),
+        ...(input ? { seq: input.seq, priceWeiPerKWh: input.priceWeiPerKWh } : {}),
         ...(evWh !== undefined ? { evEnergyWh: evWh } : {}),
         ...(hcsWh !== undefined ? { hcsEnergyWh: hcsWh } : {}),
-        billedWh: disputed ? smaller(evWh!, hcsWh!) : big(a.energyWh),
+        billedWh: big(a.energyWh),
         amountWei: big(a.amountWei),
-        ...(input?.ev.audit.t0 !== undefined ? { chargedFrom: input.ev.audit.t0 } : {}),
-        ...(input?.ev.audit.t1 !== undefined ? { chargedTo: input.ev.audit.t1 } : {}),
+        ...(input?.evReport.audit.t0 !== undefined ? { chargedFrom: input.evReport.audit.t0 } : {}),
+        ...(input?.evReport.audit.t1 !== undefined ? { chargedTo: input.evReport.audit.t1 } : {}),
       });
-    } else if (e.name === 'SessionExpired') {
+    } else if (e.name === 'SessionReleased') {
+      // The window closed unsettled: the reservation went back to the EV, nobody was billed.
       out.set(txid, {
         txid,
         ev: str(a.ev),
@@ -192,7 +188,6 @@ export function sessionsOf(
         block: e.block,
         txHash: e.txHash,
         time: e.time,
-        seq: big(a.seq),
         billedWh: 0n,
         amountWei: 0n,
       });
@@ -269,4 +264,67 @@ export function statementOf(
     lines.push({ ...line, time: e.time, block: e.block, txHash: e.txHash, balanceWei: balance });
   }
   return { member: me, role, fromTime, toTime, openingWei: opening, ...totals, closingWei: balance, lines };
+}
+
+export interface MonthFigures {
+  /** "YYYY-MM" (UTC). */
+  month: string;
+  sessions: number;
+  energyWh: bigint;
+  /** Paid as an EV (payments) and earned as a station, in the month. */
+  paidWei: bigint;
+  earnedWei: bigint;
+}
+
+/** A member's energy and money per calendar month (UTC), oldest first, from its sessions. */
+export function monthlyOf(sessions: SessionView[], member: string): MonthFigures[] {
+  const m = member.toLowerCase();
+  const months = new Map<string, MonthFigures>();
+  for (const s of sessions) {
+    if (s.outcome === 'expired' || (s.ev !== m && s.hcs !== m)) continue;
+    const month = new Date(s.time * 1000).toISOString().slice(0, 7);
+    const f = months.get(month) ?? { month, sessions: 0, energyWh: 0n, paidWei: 0n, earnedWei: 0n };
+    f.sessions++;
+    f.energyWh += s.billedWh;
+    if (s.ev === m) f.paidWei += s.amountWei;
+    if (s.hcs === m) f.earnedWei += s.amountWei;
+    months.set(month, f);
+  }
+  return [...months.values()].sort((a, b) => (a.month < b.month ? -1 : 1));
+}
+
+/** One CSV field: quoted when it holds a comma, a quote or a line break (RFC 4180). */
+function csvField(v: unknown): string {
+  const s = v === undefined ? '' : String(v);
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/** A statement as CSV (RFC 4180, CRLF): a header, the opening line, each movement, the closing line; wei exact. */
+export function statementCsv(s: Statement): string {
+  const iso = (t: number) => new Date(t * 1000).toISOString();
+  const rows: unknown[][] = [
+    ['time_utc', 'block', 'tx_hash', 'kind', 'session_txid', 'change_wei', 'balance_wei', 'note_wei'],
+    [
+      iso(s.fromTime === 0 ? (s.lines[0]?.time ?? 0) : s.fromTime),
+      '',
+      '',
+      'opening',
+      '',
+      '',
+      s.openingWei,
+      '',
+    ],
+    ...s.lines.map((l) => [
+      iso(l.time),
+      l.block,
+      l.txHash,
+      l.kind,
+      l.txid ?? '',
+      l.deltaWei,
+      l.balanceWei,
+      l.noteWei ?? '',
+    ]),
+    ['', '', '', 'closing', '', '', s.closingWei, ''],
+  ];
+  return rows.map((r) => r.map(csvField).join(',')).join('\r\n') + '\r\n';
 }

@@ -4,24 +4,27 @@ pragma solidity ^0.8.24;
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {MemberRegistry} from "./MemberRegistry.sol";
-import {Account, Role} from "./SettlementTypes.sol";
+import {Account, Role, Withdrawal} from "./SettlementTypes.sol";
 
 /// @title DepositEscrow
-/// @notice EV deposits with a withdrawal notice as long as the settlement window, and HCS earnings
-/// pulled by the station. No deposit is locked per session: an HCS agrees to a session only if
-/// {availableDeposit} covers the session's cap, and any withdrawal requested after that agreement
-/// becomes payable only after the session's settlement window has closed. So the HCS is certain to
-/// be paid and the EV can drive away right after charging without waiting for a block.
+/// @notice EV deposits, reservations against them, a withdrawal notice, and HCS earnings pulled by
+/// the station. A session's cap × price is reserved against the EV's deposit before the charger
+/// switches on (see Settlement); only the unreserved part of a deposit can be announced for
+/// withdrawal, and an announced amount leaves the deposit at once. So a deposit is never promised
+/// twice (I3): open reservations never exceed it, and no withdrawal can take what they hold.
 abstract contract DepositEscrow is MemberRegistry, ReentrancyGuardTransient {
-    /// @notice Notice period of a withdrawal, equal to the longest settlement window an HCS should
-    /// agree to (settleBy ≤ agreement time + SETTLEMENT_WINDOW).
+    /// @notice Withdrawal notice in seconds, and the longest settlement window a reservation may
+    /// ask for (settleBy ≤ reservation time + SETTLEMENT_WINDOW).
     uint256 public immutable SETTLEMENT_WINDOW;
+
+    /// @dev EV → its announced withdrawal.
+    mapping(address ev => Withdrawal) private _withdrawals;
 
     /// @notice An EV added to its deposit.
     event Deposited(address indexed ev, uint256 amount, uint256 deposit);
-    /// @notice An EV announced a withdrawal; payable from `withdrawableAt`.
+    /// @notice An EV announced a withdrawal; payable strictly after `withdrawableAt`.
     event WithdrawalRequested(address indexed ev, uint256 amount, uint256 withdrawableAt);
-    /// @notice An EV cancelled its announced withdrawal.
+    /// @notice An EV cancelled its announced withdrawal; the amount is back in its deposit.
     event WithdrawalCancelled(address indexed ev);
     /// @notice An EV took back (part of) its deposit.
     event Withdrawn(address indexed ev, uint256 amount);
@@ -33,9 +36,11 @@ abstract contract DepositEscrow is MemberRegistry, ReentrancyGuardTransient {
     error NothingToWithdraw();
     error WithdrawalNotReady(uint256 withdrawableAt);
     error TransferFailed();
+    error InvalidWindow();
 
-    /// @param settlementWindow Withdrawal notice in seconds.
+    /// @param settlementWindow Withdrawal notice in seconds; above zero.
     constructor(uint256 settlementWindow) {
+        if (settlementWindow == 0 || settlementWindow > type(uint32).max) revert InvalidWindow();
         SETTLEMENT_WINDOW = settlementWindow;
     }
 
@@ -45,47 +50,47 @@ abstract contract DepositEscrow is MemberRegistry, ReentrancyGuardTransient {
         Account storage account = _accounts[msg.sender];
         if (account.role != Role.EV) revert NotAnEv();
         uint256 balance = account.balance + msg.value;
-        account.balance = uint112(balance); // ether's supply is far below 2^112 wei
+        account.balance = SafeCast.toUint96(balance);
         emit Deposited(msg.sender, msg.value, balance);
     }
 
-    /// @notice Announces a withdrawal of `amount`; it replaces any earlier announcement and
-    /// becomes payable after SETTLEMENT_WINDOW. Settlements during the notice still debit the
-    /// deposit, and {availableDeposit} excludes the announced amount at once.
-    /// @param amount Wei to withdraw, at most the current deposit.
+    /// @notice Announces a withdrawal of `amount` out of the unreserved deposit: the amount leaves
+    /// the deposit now (no reservation can take it) and is paid by {withdraw} strictly after
+    /// SETTLEMENT_WINDOW. A new announcement first puts an earlier one back.
+    /// @param amount Wei to withdraw, at most the deposit minus its open reservations.
     function requestWithdrawal(uint256 amount) external {
         if (amount == 0) revert ZeroAmount();
         Account storage account = _accounts[msg.sender];
         if (account.role != Role.EV) revert NotAnEv();
-        if (amount > account.balance) revert AmountExceedsDeposit();
+        Withdrawal storage w = _withdrawals[msg.sender];
+        uint256 balance = uint256(account.balance) + w.amount;
+        if (amount > balance - account.reserved) revert AmountExceedsDeposit();
         uint256 readyAt = block.timestamp + SETTLEMENT_WINDOW;
-        account.pendingWithdrawal = SafeCast.toUint96(amount);
-        account.withdrawableAt = SafeCast.toUint32(readyAt);
+        account.balance = uint96(balance - amount);
+        w.amount = uint96(amount);
+        w.withdrawableAt = SafeCast.toUint32(readyAt);
         emit WithdrawalRequested(msg.sender, amount, readyAt);
     }
 
-    /// @notice Cancels the caller's announced withdrawal.
+    /// @notice Cancels the caller's announced withdrawal; the amount returns to its deposit.
     function cancelWithdrawal() external {
-        Account storage account = _accounts[msg.sender];
-        if (account.pendingWithdrawal == 0) revert NothingToWithdraw();
-        account.pendingWithdrawal = 0;
-        account.withdrawableAt = 0;
+        Withdrawal storage w = _withdrawals[msg.sender];
+        uint256 amount = w.amount;
+        if (amount == 0) revert NothingToWithdraw();
+        _accounts[msg.sender].balance += uint96(amount);
+        delete _withdrawals[msg.sender];
         emit WithdrawalCancelled(msg.sender);
     }
 
-    /// @notice Pays out the announced withdrawal once its notice has passed: the announced amount,
-    /// or what settlements left of the deposit if less.
+    /// @notice Pays out the announced withdrawal once its notice has passed (strictly after
+    /// `withdrawableAt`: a settlement at the window's last second always comes first).
     function withdraw() external nonReentrant {
-        Account storage account = _accounts[msg.sender];
-        uint256 pending = account.pendingWithdrawal;
-        if (pending == 0) revert NothingToWithdraw();
-        if (block.timestamp < account.withdrawableAt) revert WithdrawalNotReady(account.withdrawableAt);
-        uint256 balance = account.balance;
-        uint256 amount = pending < balance ? pending : balance;
+        Withdrawal storage w = _withdrawals[msg.sender];
+        uint256 amount = w.amount;
+        if (amount == 0) revert NothingToWithdraw();
+        if (block.timestamp <= w.withdrawableAt) revert WithdrawalNotReady(w.withdrawableAt);
         // Effects before the interaction (checks-effects-interactions), and the guard besides.
-        account.balance = uint112(balance - amount);
-        account.pendingWithdrawal = 0;
-        account.withdrawableAt = 0;
+        delete _withdrawals[msg.sender];
         emit Withdrawn(msg.sender, amount);
         _sendValue(msg.sender, amount);
     }
@@ -101,24 +106,25 @@ abstract contract DepositEscrow is MemberRegistry, ReentrancyGuardTransient {
         _sendValue(msg.sender, amount);
     }
 
-    /// @notice What an HCS can count on at agreement: the deposit minus any announced withdrawal.
+    /// @notice What a new reservation can take: the deposit minus its open reservations.
     /// @param ev The EV's address.
     function availableDeposit(address ev) external view returns (uint256) {
         Account storage account = _accounts[ev];
-        uint256 balance = account.balance;
-        uint256 pending = account.pendingWithdrawal;
-        return pending < balance ? balance - pending : 0;
+        return account.role == Role.EV ? account.balance - account.reserved : 0;
     }
 
-    /// @notice An EV's deposit and its announced withdrawal.
+    /// @notice An EV's deposit (announced withdrawal excluded), the part of it open reservations
+    /// hold, and its announced withdrawal.
     /// @param ev The EV's address.
     function depositOf(address ev)
         external
         view
-        returns (uint256 balance, uint256 pendingWithdrawal, uint256 withdrawableAt)
+        returns (uint256 balance, uint256 reserved, uint256 pendingWithdrawal, uint256 withdrawableAt)
     {
         Account storage account = _accounts[ev];
-        return (account.balance, account.pendingWithdrawal, account.withdrawableAt);
+        Withdrawal storage w = _withdrawals[ev];
+        if (account.role != Role.EV) return (0, 0, 0, 0);
+        return (account.balance, account.reserved, w.amount, w.withdrawableAt);
     }
 
     /// @notice An HCS's settled, not yet withdrawn earnings.
@@ -129,7 +135,6 @@ abstract contract DepositEscrow is MemberRegistry, ReentrancyGuardTransient {
     }
 
     function _sendValue(address to, uint256 amount) private {
-        if (amount == 0) return;
         (bool ok,) = payable(to).call{value: amount}("");
         if (!ok) revert TransferFailed();
     }

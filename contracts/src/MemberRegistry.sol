@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {AccessControlDefaultAdminRules} from
+    "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 import {Account, HcsProfile, Role, Status} from "./SettlementTypes.sol";
 
 /// @title MemberRegistry
 /// @notice Table 2's registration(), reqAuthInfo() and verification(): EVs and HCSs register
 /// themselves with a 32-byte commitment to their identity documents (never the documents), and
 /// an operator — the paper's physical check — verifies, suspends or revokes them.
-abstract contract MemberRegistry is AccessControl {
+/// @dev Roles apart: the admin (OpenZeppelin's AccessControlDefaultAdminRules: one admin, handed
+/// over only after a delay the admin cannot skip) grants and revokes operators; operators verify,
+/// suspend and revoke members. Neither touches money.
+abstract contract MemberRegistry is AccessControlDefaultAdminRules {
     /// @notice Role of the network operators who verify, suspend and revoke members.
     bytes32 public constant OPERATOR_ROLE = keccak256("OPERATOR_ROLE");
 
@@ -45,11 +49,15 @@ abstract contract MemberRegistry is AccessControl {
     error ZeroIdentityCommitment();
     error InvalidLocation();
     error InvalidStatusTransition(Status from, Status to);
+    error ZeroOperator();
+    error ZeroPower();
 
-    /// @param admin Receives the admin and operator roles.
-    constructor(address admin) {
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
-        _grantRole(OPERATOR_ROLE, admin);
+    /// @param admin Receives the admin role (grants and revokes operators).
+    /// @param operator Receives the operator role (verifies, suspends, revokes members).
+    /// @param adminDelay Seconds an admin transfer waits before the new admin can accept it.
+    constructor(address admin, address operator, uint48 adminDelay) AccessControlDefaultAdminRules(adminDelay, admin) {
+        if (operator == address(0)) revert ZeroOperator();
+        _grantRole(OPERATOR_ROLE, operator);
     }
 
     // ---------------------------------------------------------------- registration
@@ -82,7 +90,9 @@ abstract contract MemberRegistry is AccessControl {
             latMicroDeg < -MAX_LAT_MICRO_DEG || latMicroDeg > MAX_LAT_MICRO_DEG || lonMicroDeg < -MAX_LON_MICRO_DEG
                 || lonMicroDeg > MAX_LON_MICRO_DEG
         ) revert InvalidLocation();
+        if (powerW == 0) revert ZeroPower();
         _register(Role.HCS, identityCommitment);
+        _accounts[msg.sender].powerW = powerW;
         _hcsProfiles[msg.sender] = HcsProfile(latMicroDeg, lonMicroDeg, powerW, priceWeiPerKWh, profileHash);
         unchecked {
             ++_hcsCount;
@@ -118,14 +128,15 @@ abstract contract MemberRegistry is AccessControl {
         _setStatus(member, Status.Verified);
     }
 
-    /// @notice Suspends a member: it can neither settle nor be settled with until verified again.
-    /// Its deposit or earnings stay withdrawable.
+    /// @notice Suspends a member: it can make no new agreement (reservation) until verified again.
+    /// Sessions reserved before stay billable (membership is judged at agreement time); its
+    /// deposit or earnings stay withdrawable as far as no open reservation holds them.
     /// @param member The member's address.
     function suspend(address member) external onlyRole(OPERATOR_ROLE) {
         _setStatus(member, Status.Suspended);
     }
 
-    /// @notice Revokes a member for good. Its deposit or earnings stay withdrawable.
+    /// @notice Revokes a member for good. Sessions reserved before stay billable.
     /// @param member The member's address.
     function revoke(address member) external onlyRole(OPERATOR_ROLE) {
         _setStatus(member, Status.Revoked);

@@ -6,33 +6,38 @@ import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ChargeReports} from "./ChargeReports.sol";
 import {DepositEscrow} from "./DepositEscrow.sol";
 import {MemberRegistry} from "./MemberRegistry.sol";
-import {Account, RatingTally, SessionState, StateWord, Terms} from "./SettlementTypes.sol";
+import {Account, RatingTally, Role, SessionState, Status, Terms} from "./SettlementTypes.sol";
 
 /// @title Settlement
-/// @notice P2P EV charging settlement (the paper's Table 2 on one contract): registry and
-/// verification, EV deposits, settlement of a session from the two signed charge reports, batch
-/// settlement, expiry and ratings.
+/// @notice P2P EV charging settlement (the paper's Table 2 on one contract) in which an honest
+/// station is always paid (docs/CONTRACT.md, I1–I4):
 ///
-/// Reconciliation rule. Let eEV be the energy in the EV's chargeReceived and eHCS the energy in
-/// the HCS's chargeProvided, and tolerance = max(ABS_TOLERANCE_WH, REL_TOLERANCE_BPS ×
-/// max(eEV, eHCS) / 10000). The bill is always min(eEV, eHCS) × price / 1000 (rounded down), so
-/// neither side can inflate it and cable losses fall on the HCS. If |eEV − eHCS| ≤ tolerance the
-/// session settles with {settle} or {settleBatch}; otherwise those refuse it (ToleranceExceeded)
-/// and anyone holding both signed reports may call {settleDisputed}, which pays the uncontested
-/// part min(eEV, eHCS), marks the session settled and records both amounts in {SettledDisputed}.
-/// A bill above the agreed cap (min(eEV, eHCS) > maxEnergyWh) is refused in every path.
+/// 1. Reservation. Before the charger switches on, the session's cap × price is reserved against
+///    the EV's deposit ({reserve}, or {reserveBatch} by an edge), with the EV's consent: its
+///    signed chargeReceived for the session's txid (the first receipt, 0 Wh). Both members must
+///    be verified then (membership is judged at agreement time). The reservation is the
+///    agreement on chain; it is released by the settlement, or by anyone once the window closed.
+/// 2. Settlement ({settle}, {settleBatch}) from the EV's highest signed receipt and the HCS's
+///    signed chargeProvided. tolerance = max(ABS_TOLERANCE_WH, REL_TOLERANCE_BPS × max(eEV, eHCS)
+///    / 10000). Within it the station's meter is billed, capped at maxEnergyWh. Outside it only
+///    the session's own HCS may settle, and it is paid what the EV acknowledged:
+///    min(eEV, eHCS, maxEnergyWh), never zero for acknowledged energy; {Disputed} records both
+///    figures. amount = billedWh × price / 1000, rounded down; it is always covered by the
+///    reservation.
 ///
-/// @dev Per-session state is two bits in a per-HCS bitmap indexed by `seq` (128 sessions per
-/// slot), never a slot per session; each member's role, status and balance share one slot.
+/// @dev Sessions live in a ring of RING slots per HCS indexed by seq % RING: one word holds the
+/// txid's top 192 bits, the seq and the state, so the slot binds the exact terms that reserved it,
+/// a seq is reserved at most once, ever (a slot only moves to higher seqs), and no storage is
+/// allocated per session. An HCS has at most RING sessions reserved at a time.
 contract Settlement is DepositEscrow, EIP712 {
-    using ChargeReports for bytes;
-
     /// @notice keccak256 of the Terms type string (docs/DESIGN.md).
     bytes32 public constant TERMS_TYPEHASH = keccak256(
         "Terms(address ev,address hcs,uint64 seq,uint128 priceWeiPerKWh,uint64 maxEnergyWh,uint64 settleBy)"
     );
     /// @notice keccak256("Message(bytes payload)"): the EIP-712 type every envelope signs.
     bytes32 public constant MESSAGE_TYPEHASH = keccak256("Message(bytes payload)");
+    /// @notice Sessions an HCS can have reserved at once (its ring's size).
+    uint256 public constant RING = 16;
 
     /// @notice Absolute part of the reconciliation tolerance, in Wh.
     uint256 public immutable ABS_TOLERANCE_WH;
@@ -41,179 +46,166 @@ contract Settlement is DepositEscrow, EIP712 {
 
     uint256 private constant BPS = 10_000;
     uint256 private constant WH_PER_KWH = 1000;
-    uint256 private constant STATE_BITS = 2;
-    uint256 private constant STATE_MASK = 3;
-    /// @dev log2(256 / STATE_BITS): sessions per bitmap word.
-    uint256 private constant SEQ_WORD_SHIFT = 7;
-    uint256 private constant SEQ_IN_WORD_MASK = 127;
-
-    /// @dev hcs → seq / 128 → 128 two-bit {SessionState}s.
-    mapping(address hcs => mapping(uint256 wordIndex => StateWord)) private _sessionStates;
+    uint256 private constant SECONDS_PER_HOUR = 3600;
+    /// @dev A ring word: txid's top 192 bits ‖ seq (61 bits) ‖ state (3 bits).
+    uint256 private constant STATE_MASK = 7;
+    uint256 private constant SEQ_SHIFT = 3;
+    uint256 private constant SEQ_MASK = (1 << 61) - 1;
+    uint256 private constant TXID_MASK = ~uint256((1 << 64) - 1);
 
     /// @dev {Account} as one word (Solidity packs struct fields from the low-order end): role in
-    /// bits 0..7, status in 8..15, balance in 16..127. Settlement reads and writes it whole.
+    /// bits 0..7, status 8..15, balance 16..111, reserved 112..207, powerW 208..239.
     uint256 private constant ROLE_STATUS_MASK = 0xffff;
     uint256 private constant VERIFIED_EV = 0x0201; // Status.Verified << 8 | Role.EV
     uint256 private constant VERIFIED_HCS = 0x0202; // Status.Verified << 8 | Role.HCS
     uint256 private constant BALANCE_SHIFT = 16;
-    uint256 private constant BALANCE_MASK = (1 << 112) - 1;
+    uint256 private constant RESERVED_SHIFT = 112;
+    uint256 private constant POWER_SHIFT = 208;
+    uint256 private constant AMOUNT_MASK = (1 << 96) - 1;
+
+    /// @dev Bytes per entry of a batch's result (see {SessionsSettled}).
+    uint256 private constant SETTLE_RESULT_BYTES = 60;
+    uint256 private constant RESERVE_RESULT_BYTES = 36;
+
+    mapping(address hcs => uint256[RING]) private _rings;
     mapping(address hcs => RatingTally) private _ratings;
 
-    /// @notice A session settled inside the tolerance; `energyWh` = min(eEV, eHCS) was billed.
-    /// (The session's seq is in the transaction's Terms; leaving it out saves gas per session.)
-    event Settled(bytes32 indexed txid, address indexed ev, address indexed hcs, uint256 energyWh, uint256 amountWei);
-    /// @notice A session settled outside the tolerance: only the uncontested min(eEV, eHCS) paid.
-    event SettledDisputed(
-        bytes32 indexed txid,
-        address indexed ev,
-        address indexed hcs,
-        uint64 seq,
-        uint256 evEnergyWh,
-        uint256 hcsEnergyWh,
-        uint256 amountWei
-    );
-    /// @notice A batch entry was refused; `reason` is the selector of the custom error that
-    /// {settle} would have reverted with.
-    event SettlementSkipped(bytes32 indexed txid, address indexed ev, address indexed hcs, bytes4 reason);
-    /// @notice The HCS closed a session that was never settled; it can never settle now.
-    event SessionExpired(bytes32 indexed txid, address indexed ev, address indexed hcs, uint64 seq);
+    /// @notice One per call of {reserve} / {reserveBatch}: per entry `txid 32 ‖ reason 4`, reason
+    /// 0 when reserved, else the selector of the custom error {reserve} would revert with.
+    event SessionsReserved(bytes results);
+    /// @notice One per call of {settle} / {settleBatch}: per entry
+    /// `txid 32 ‖ reason 4 ‖ billedWh 8 ‖ amountWei 16`, reason 0 when settled.
+    event SessionsSettled(bytes results);
+    /// @notice A session settled outside the tolerance: both figures and what was billed.
+    event Disputed(bytes32 indexed txid, uint256 evEnergyWh, uint256 hcsEnergyWh, uint256 billedWh);
+    /// @notice A reservation whose window closed unsettled went back to the EV.
+    event SessionReleased(bytes32 indexed txid, address indexed ev, address indexed hcs, uint256 amountWei);
     /// @notice The session's EV rated the HCS.
     event Rated(bytes32 indexed txid, address indexed ev, address indexed hcs, uint8 rating, bytes10 comment);
 
-    // Settlement refusals: parameterless, so that a batch can report them by selector.
+    // Refusals a batch reports by selector: parameterless.
     error SettlementWindowClosed();
+    error SettleByTooLate();
+    error WindowShorterThanCharge();
     error MalformedReport();
-    error WrongReportType();
-    error ReportPartiesMismatch();
-    error TxIdMismatch();
-    error EnergyAboveCap();
+    error SeqOutOfRange();
+    error SeqUsed();
+    error TooManyOpenReservations();
+    error NotReserved();
     error ToleranceExceeded();
-    error WithinTolerance();
     error AlreadySettled();
-    error AlreadyExpired();
+    error AlreadyReleased();
     error EvNotVerified();
     error HcsNotVerified();
     error InsufficientDeposit();
     error InvalidSignature();
     error WrongSigner();
     // Other refusals.
-    error BatchLengthMismatch();
+    error MalformedBatch();
     error EarningsOverflow();
     error SettlementWindowOpen();
-    error NotSessionHcs();
     error NotSessionEv();
     error InvalidRating();
     error NotSettled();
     error AlreadyRated();
+    error InvalidTolerance();
 
-    /// @param admin Receives the admin and operator roles.
-    /// @param settlementWindow Withdrawal notice in seconds (the longest settlement window).
+    /// @param admin Receives the admin role (grants and revokes operators; handed over after `adminDelay`).
+    /// @param operator Receives the operator role (verifies, suspends and revokes members).
+    /// @param adminDelay Seconds an admin transfer waits.
+    /// @param settlementWindow Withdrawal notice and longest settlement window, seconds (> 0).
     /// @param absToleranceWh Absolute reconciliation tolerance in Wh.
-    /// @param relToleranceBps Relative reconciliation tolerance in basis points.
-    constructor(address admin, uint256 settlementWindow, uint256 absToleranceWh, uint256 relToleranceBps)
-        MemberRegistry(admin)
-        DepositEscrow(settlementWindow)
-        EIP712("P2PEV", "1")
-    {
+    /// @param relToleranceBps Relative reconciliation tolerance in basis points (≤ 10,000).
+    constructor(
+        address admin,
+        address operator,
+        uint48 adminDelay,
+        uint256 settlementWindow,
+        uint256 absToleranceWh,
+        uint256 relToleranceBps
+    ) MemberRegistry(admin, operator, adminDelay) DepositEscrow(settlementWindow) EIP712("P2PEV", "1") {
+        if (relToleranceBps > BPS) revert InvalidTolerance();
         ABS_TOLERANCE_WH = absToleranceWh;
         REL_TOLERANCE_BPS = relToleranceBps;
     }
 
+    // ---------------------------------------------------------------- reservation
+
+    /// @notice Reserves one session: `entry` = packed terms ‖ the EV's signed receipt for them
+    /// (its consent; see ChargeReports). Reverts with the refusal's custom error.
+    /// @param entry The packed entry.
+    function reserve(bytes calldata entry) external {
+        _reserveAll(entry, true);
+    }
+
+    /// @notice Reserves many sessions (an edge's batch); an entry {reserve} would refuse is
+    /// reported in {SessionsReserved} and the others still reserve.
+    /// @param entries Packed entries back to back.
+    /// @return count How many entries were reserved.
+    function reserveBatch(bytes calldata entries) external returns (uint256 count) {
+        return _reserveAll(entries, false);
+    }
+
+    /// @notice Gives an unsettled reservation back to its EV once the window is over. Anyone may
+    /// call it (the EV, to free its deposit); the terms must be those that reserved the slot.
+    /// @param t The agreed terms.
+    function release(Terms calldata t) external {
+        if (block.timestamp <= t.settleBy) revert SettlementWindowOpen();
+        bytes32 txid = _txIdOf(t.ev, t.hcs, t.seq, t.priceWeiPerKWh, t.maxEnergyWh, t.settleBy);
+        (uint256 slot, bytes4 err) = _openSlot(t.hcs, t.seq, txid);
+        if (err != 0) _revertWith(err);
+        uint256 amount = (uint256(t.maxEnergyWh) * t.priceWeiPerKWh) / WH_PER_KWH;
+        _setState(slot, txid, t.seq, SessionState.Released);
+        Account storage ev = _accounts[t.ev];
+        ev.reserved -= uint96(amount);
+        emit SessionReleased(txid, t.ev, t.hcs, amount);
+    }
+
     // ---------------------------------------------------------------- settlement
 
-    /// @notice Settles one session from the EV's chargeReceived and the HCS's chargeProvided:
-    /// both signatures must recover to the verified EV and HCS of `t`, both reports must carry
-    /// the transaction ID of `t`, the reports must agree within the tolerance, the bill must fit
-    /// the cap and the EV's deposit, and the window must be open. Debits the EV's deposit and
-    /// credits the HCS's earnings. A session cut short settles the same way with what was
-    /// delivered (its status travels in the reports' optional data, which the contract ignores).
-    /// @param t The agreed terms.
-    /// @param evReport The EV's signed chargeReceived envelope.
-    /// @param hcsReport The HCS's signed chargeProvided envelope.
-    function settle(Terms calldata t, bytes calldata evReport, bytes calldata hcsReport) external {
-        (bytes4 err,) = _settle(t, evReport, hcsReport, false);
-        if (err != 0) _revertWith(err);
+    /// @notice Settles one session: `entry` = packed terms ‖ the EV's highest signed receipt ‖ the
+    /// HCS's signed chargeProvided. Reverts with the refusal's custom error.
+    /// @param entry The packed entry.
+    function settle(bytes calldata entry) external {
+        _settleAll(entry, true);
     }
 
-    /// @notice Settles a session whose reports disagree beyond the tolerance: pays only the
-    /// uncontested part min(eEV, eHCS) and records both amounts. Anyone holding both signed
-    /// reports may call it; every check of {settle} but the tolerance applies.
-    /// @param t The agreed terms.
-    /// @param evReport The EV's signed chargeReceived envelope.
-    /// @param hcsReport The HCS's signed chargeProvided envelope.
-    function settleDisputed(Terms calldata t, bytes calldata evReport, bytes calldata hcsReport) external {
-        (bytes4 err,) = _settle(t, evReport, hcsReport, true);
-        if (err != 0) _revertWith(err);
-    }
-
-    /// @notice Settles many sessions in one transaction. Each entry is checked exactly as by
-    /// {settle}; an entry that {settle} would refuse is skipped with {SettlementSkipped} (its
-    /// error selector as the reason) and the others still settle, so one bad entry never costs a
-    /// relayer the batch. Entries outside the tolerance are skipped too (use {settleDisputed}).
-    /// @param terms The agreed terms, one per session.
-    /// @param evReports The EVs' signed chargeReceived envelopes, in the same order.
-    /// @param hcsReports The HCSs' signed chargeProvided envelopes, in the same order.
-    /// @return settled How many entries settled.
-    function settleBatch(Terms[] calldata terms, bytes[] calldata evReports, bytes[] calldata hcsReports)
-        external
-        returns (uint256 settled)
-    {
-        uint256 n = terms.length;
-        if (evReports.length != n || hcsReports.length != n) revert BatchLengthMismatch();
-        for (uint256 i; i < n; ++i) {
-            Terms calldata t = terms[i];
-            (bytes4 err, bytes32 txid) = _settle(t, evReports[i], hcsReports[i], false);
-            if (err == 0) {
-                ++settled;
-            } else {
-                emit SettlementSkipped(txid, t.ev, t.hcs, err);
-            }
-        }
-    }
-
-    /// @notice Closes a session that was never settled, once its window is over, so that its
-    /// `seq` can never settle. Only the session's HCS may close it: the bitmap is keyed by
-    /// (hcs, seq), and an EV closing made-up terms with the seq of a live session could dodge
-    /// its bill. Nothing else is released, because no deposit is locked per session; after
-    /// `settleBy` the EV's exposure to this session is already zero whether or not it is closed.
-    /// @param t The agreed terms.
-    function expire(Terms calldata t) external {
-        if (msg.sender != t.hcs) revert NotSessionHcs();
-        if (block.timestamp <= t.settleBy) revert SettlementWindowOpen();
-        (StateWord storage states, uint256 word, uint256 shift, SessionState state) = _sessionState(t.hcs, t.seq);
-        if (state != SessionState.Open) _revertWith(_closedError(state));
-        states.bits = word | (uint256(SessionState.Expired) << shift);
-        emit SessionExpired(_txId(t), t.ev, t.hcs, t.seq);
+    /// @notice Settles many sessions in one transaction; an entry {settle} would refuse is
+    /// reported in {SessionsSettled} and the others still settle.
+    /// @param entries Packed entries back to back.
+    /// @return count How many entries settled.
+    function settleBatch(bytes calldata entries) external returns (uint256 count) {
+        return _settleAll(entries, false);
     }
 
     // ---------------------------------------------------------------- rating
 
-    /// @notice The session's EV rates the HCS, once per settled session. The contract keeps no
-    /// per-session record of who the EV was, so the caller proves it with the HCS's own signed
-    /// chargeProvided for this session (public since settlement): it names the EV and the txid.
+    /// @notice The session's EV rates the HCS, once per paid session (a session billed 0 wei
+    /// cannot be rated). The mean weighs every paid session alike: one vote each.
     /// @param t The agreed terms; `t.ev` must be the caller.
     /// @param rating 1 to 5 stars.
     /// @param comment 10 bytes of UTF-8, zero-padded.
-    /// @param hcsReport The HCS's signed chargeProvided envelope of this session.
-    function rate(Terms calldata t, uint8 rating, bytes10 comment, bytes calldata hcsReport) external {
+    function rate(Terms calldata t, uint8 rating, bytes10 comment) external {
         if (msg.sender != t.ev) revert NotSessionEv();
         if (rating < 1 || rating > 5) revert InvalidRating();
-        bytes32 txid = _txId(t);
-        bytes4 err = _reportError(hcsReport, ChargeReports.HCS_REPORT_TYPE, t.ev, t.hcs, txid);
-        if (err == 0) err = _signerError(hcsReport, t.hcs, _domainSeparatorV4());
-        if (err != 0) _revertWith(err);
-        (StateWord storage states, uint256 word, uint256 shift, SessionState state) = _sessionState(t.hcs, t.seq);
+        bytes32 txid = _txIdOf(t.ev, t.hcs, t.seq, t.priceWeiPerKWh, t.maxEnergyWh, t.settleBy);
+        uint256 slot = _slotOf(t.hcs, t.seq);
+        uint256 word;
+        assembly ("memory-safe") {
+            word := sload(slot)
+        }
+        SessionState state = _stateIn(word, txid, t.seq);
         if (state == SessionState.Rated) revert AlreadyRated();
         if (state != SessionState.Settled) revert NotSettled();
-        // Settled (01) → Rated (10).
-        states.bits = word ^ (uint256(3) << shift);
+        _setState(slot, txid, t.seq, SessionState.Rated);
         RatingTally storage tally = _ratings[t.hcs];
         tally.sum += rating;
         tally.count += 1;
         emit Rated(txid, t.ev, t.hcs, rating, comment);
     }
 
-    /// @notice Mean rating of an HCS in hundredths of a star (0..500; 0 when unrated).
+    /// @notice Mean rating of an HCS in hundredths of a star (0..500; 0 when unrated): the plain
+    /// mean over its rated paid sessions.
     /// @param hcs The station's address.
     function meanRating(address hcs) external view returns (uint256) {
         RatingTally storage tally = _ratings[hcs];
@@ -231,18 +223,39 @@ contract Settlement is DepositEscrow, EIP712 {
     /// @notice The transaction ID of `t` in this deployment.
     /// @param t The agreed terms.
     function txIdOf(Terms calldata t) external view returns (bytes32) {
-        return _txId(t);
+        return _txIdOf(t.ev, t.hcs, t.seq, t.priceWeiPerKWh, t.maxEnergyWh, t.settleBy);
     }
 
-    /// @notice The on-chain state of session `seq` of `hcs`.
+    /// @notice The on-chain state of session `seq` of `hcs` (see {SessionState}).
     /// @param hcs The station's address.
     /// @param seq The station's session counter.
-    function sessionState(address hcs, uint64 seq) external view returns (SessionState state) {
-        (,,, state) = _sessionState(hcs, seq);
+    function sessionState(address hcs, uint64 seq) external view returns (SessionState) {
+        uint256 word = _rings[hcs][seq % RING];
+        if (word == 0) return SessionState.None;
+        uint256 held = (word >> SEQ_SHIFT) & SEQ_MASK;
+        if (held < seq) return SessionState.None;
+        if (held > seq) return SessionState.Superseded;
+        return SessionState(word & STATE_MASK);
     }
 
-    /// @notice Decodes the fixed head of a charge report (payload alone or whole envelope), as
-    /// settlement reads it.
+    /// @notice The highest seq `hcs` has reserved that its ring still holds (0 if none): a
+    /// station that lost its journal numbers its next session above it.
+    /// @param hcs The station's address.
+    function lastSeq(address hcs) external view returns (uint64 seq) {
+        uint256[RING] storage ring = _rings[hcs];
+        for (uint256 i; i < RING; ++i) {
+            uint256 held = (ring[i] >> SEQ_SHIFT) & SEQ_MASK;
+            if (held > seq) seq = uint64(held);
+        }
+    }
+
+    /// @notice The EIP-712 digest a member signs for `payload` in this deployment.
+    /// @param payload The packed message, without signature.
+    function digest(bytes calldata payload) external view returns (bytes32) {
+        return _hashTypedDataV4(keccak256(abi.encode(MESSAGE_TYPEHASH, keccak256(payload))));
+    }
+
+    /// @notice Decodes the fixed head of a signed report (payload alone or whole envelope).
     /// @param report The payload or the envelope.
     function decodeReport(bytes calldata report)
         external
@@ -250,26 +263,29 @@ contract Settlement is DepositEscrow, EIP712 {
         returns (uint8 messageType, uint8 memberType, address ev, address hcs, bytes32 txid, uint256 energyWh)
     {
         if (report.length < ChargeReports.HEAD_BYTES) revert MalformedReport();
-        uint256 b = report.typeByte();
-        return (uint8(b >> 4), uint8(b & 0x0f), report.ev(), report.hcs(), report.txid(), report.energyWh());
+        uint8 b = uint8(report[0]);
+        return (
+            b >> 4,
+            b & 0x0f,
+            address(bytes20(report[1:21])),
+            address(bytes20(report[21:41])),
+            bytes32(report[41:73]),
+            uint160(bytes20(report[73:93]))
+        );
     }
 
-    /// @notice The address that signed an envelope in this deployment's domain, as settlement
-    /// recovers it. Reverts with InvalidSignature for a malformed or high-s signature.
-    /// @param envelope `payload ‖ r ‖ s ‖ v`.
+    /// @notice The address that signed an envelope (`payload ‖ r ‖ s ‖ v`) in this deployment's
+    /// domain. Reverts with InvalidSignature for a malformed or high-s signature.
+    /// @param envelope The signed envelope.
     function recoverReportSigner(bytes calldata envelope) external view returns (address) {
-        if (envelope.length <= ChargeReports.SIGNATURE_BYTES) revert MalformedReport();
-        (uint8 v, bytes32 r, bytes32 s) = envelope.signature();
-        (address signer, ECDSA.RecoverError e,) =
-            ECDSA.tryRecover(_reportDigest(envelope, _domainSeparatorV4()), v, r, s);
+        uint256 n = envelope.length;
+        if (n <= ChargeReports.SIGNATURE_BYTES) revert MalformedReport();
+        bytes32 d = _hashTypedDataV4(keccak256(abi.encode(MESSAGE_TYPEHASH, keccak256(envelope[:n - 65]))));
+        (address signer, ECDSA.RecoverError e,) = ECDSA.tryRecover(
+            d, uint8(envelope[n - 1]), bytes32(envelope[n - 65:n - 33]), bytes32(envelope[n - 33:n - 1])
+        );
         if (e != ECDSA.RecoverError.NoError) revert InvalidSignature();
         return signer;
-    }
-
-    /// @notice The EIP-712 digest a member signs for `payload` in this deployment.
-    /// @param payload The packed message, without signature.
-    function digest(bytes calldata payload) external view returns (bytes32) {
-        return _hashTypedDataV4(keccak256(abi.encode(MESSAGE_TYPEHASH, keccak256(payload))));
     }
 
     /// @notice The EIP-712 domain separator of this deployment.
@@ -280,167 +296,273 @@ contract Settlement is DepositEscrow, EIP712 {
 
     // ---------------------------------------------------------------- internals
 
-    /// @dev The one settlement path shared by {settle}, {settleDisputed} and {settleBatch}: every
-    /// check, then the effects. Returns the selector of the refusal (0 when settled) instead of
-    /// reverting, so a batch can skip an entry. Cheap calldata checks come first, signatures last.
-    function _settle(Terms calldata t, bytes calldata evReport, bytes calldata hcsReport, bool disputed)
+    function _reserveAll(bytes calldata blob, bool single) private returns (uint256 count) {
+        uint256 p;
+        uint256 end;
+        assembly ("memory-safe") {
+            p := blob.offset
+            end := add(p, blob.length)
+        }
+        bytes memory results = new bytes((blob.length / (ChargeReports.TERMS_BYTES + 75)) * RESERVE_RESULT_BYTES);
+        uint256 out;
+        bytes32 domainSeparator = _domainSeparatorV4();
+        while (p < end) {
+            (bytes4 err, bytes32 txid, uint256 next) = _reserve(p, end, domainSeparator);
+            if (next == 0) revert MalformedBatch();
+            if (err == 0) ++count;
+            else if (single) _revertWith(err);
+            assembly ("memory-safe") {
+                let o := add(add(results, 0x20), out)
+                mstore(o, txid)
+                mstore(add(o, 0x20), err)
+            }
+            out += RESERVE_RESULT_BYTES;
+            p = next;
+        }
+        if (single && out == 0) revert MalformedBatch();
+        assembly ("memory-safe") {
+            mstore(results, out)
+        }
+        emit SessionsReserved(results);
+    }
+
+    /// @dev One reservation: every check, then the effects. Returns the refusal's selector (0
+    /// when reserved) and the next entry's offset (0 if the entry overruns the blob).
+    function _reserve(uint256 p, uint256 end, bytes32 domainSeparator)
         private
-        returns (bytes4 err, bytes32 txid)
+        returns (bytes4 err, bytes32 txid, uint256 next)
     {
-        txid = _txId(t);
-        if (block.timestamp > t.settleBy) return (SettlementWindowClosed.selector, txid);
-        address ev = t.ev;
-        address hcs = t.hcs;
-        if (
-            !(evReport.isWellSized() && hcsReport.isWellSized()
-                    && evReport.hasHead(ChargeReports.EV_REPORT_TYPE, ev, hcs, txid)
-                    && hcsReport.hasHead(ChargeReports.HCS_REPORT_TYPE, ev, hcs, txid))
-        ) {
-            // Slow path, only to name the refusal.
-            err = _reportError(evReport, ChargeReports.EV_REPORT_TYPE, ev, hcs, txid);
-            if (err == 0) err = _reportError(hcsReport, ChargeReports.HCS_REPORT_TYPE, ev, hcs, txid);
-            return (err, txid);
+        uint256 q = p + ChargeReports.TERMS_BYTES;
+        next = q < end ? ChargeReports.receiptEnd(q) : 0;
+        if (next == 0 || next > end) return (0, 0, 0);
+        (address ev, address hcs, uint256 seq, uint256 price, uint256 maxWh, uint256 settleBy) =
+            ChargeReports.terms(p);
+        txid = _txIdOf(ev, hcs, seq, price, maxWh, settleBy);
+        if (seq > SEQ_MASK || seq == 0) return (SeqOutOfRange.selector, txid, next);
+        if (settleBy > block.timestamp + SETTLEMENT_WINDOW) return (SettleByTooLate.selector, txid, next);
+
+        Account storage hcsAccount = _accounts[hcs];
+        uint256 hcsWord = _load(hcsAccount);
+        if (hcsWord & ROLE_STATUS_MASK != VERIFIED_HCS) return (HcsNotVerified.selector, txid, next);
+        // The window must hold the whole charge at the station's power: maxWh ÷ power.
+        uint256 powerW = hcsWord >> POWER_SHIFT & 0xffffffff;
+        if (powerW == 0 || settleBy < block.timestamp + (maxWh * SECONDS_PER_HOUR + powerW - 1) / powerW) {
+            return (WindowShorterThanCharge.selector, txid, next);
         }
 
-        uint256 evWh = evReport.energyWh();
-        uint256 hcsWh = hcsReport.energyWh();
-        uint256 billedWh = evWh < hcsWh ? evWh : hcsWh;
-        if (billedWh > t.maxEnergyWh) return (EnergyAboveCap.selector, txid);
-        if (_withinTolerance(evWh, hcsWh) == disputed) {
-            return (disputed ? WithinTolerance.selector : ToleranceExceeded.selector, txid);
+        Account storage evAccount = _accounts[ev];
+        uint256 evWord = _load(evAccount);
+        if (evWord & ROLE_STATUS_MASK != VERIFIED_EV) return (EvNotVerified.selector, txid, next);
+        uint256 amount = (maxWh * price) / WH_PER_KWH;
+        uint256 balance = (evWord >> BALANCE_SHIFT) & AMOUNT_MASK;
+        uint256 reserved = (evWord >> RESERVED_SHIFT) & AMOUNT_MASK;
+        if (amount > balance - reserved) return (InsufficientDeposit.selector, txid, next);
+
+        uint256 slot = _slotOf(hcs, seq);
+        uint256 word;
+        assembly ("memory-safe") {
+            word := sload(slot)
         }
+        if (word != 0) {
+            if ((word >> SEQ_SHIFT) & SEQ_MASK >= seq) return (SeqUsed.selector, txid, next);
+            if (word & STATE_MASK == uint256(SessionState.Reserved)) {
+                return (TooManyOpenReservations.selector, txid, next);
+            }
+        }
+        err = _signerError(q, next, ChargeReports.EV_REPORT_TYPE, ev, hcs, txid, ev, domainSeparator);
+        if (err != 0) return (err, txid, next);
 
-        uint64 seq = t.seq;
-        (StateWord storage states, uint256 word, uint256 shift, SessionState state) = _sessionState(hcs, seq);
-        if (state != SessionState.Open) return (_closedError(state), txid);
+        // Effects only; no external call.
+        _setState(slot, txid, seq, SessionState.Reserved);
+        unchecked {
+            // reserved + amount ≤ balance < 2^96: stays inside its field.
+            _store(evAccount, evWord + (amount << RESERVED_SHIFT));
+        }
+    }
 
-        // Both member slots are read and written whole (one SLOAD and one SSTORE each).
+    function _settleAll(bytes calldata blob, bool single) private returns (uint256 count) {
+        uint256 p;
+        uint256 end;
+        assembly ("memory-safe") {
+            p := blob.offset
+            end := add(p, blob.length)
+        }
+        bytes memory results =
+            new bytes((blob.length / (ChargeReports.TERMS_BYTES + 150)) * SETTLE_RESULT_BYTES);
+        uint256 out;
+        bytes32 domainSeparator = _domainSeparatorV4();
+        while (p < end) {
+            (bytes4 err, bytes32 txid, uint256 billedWh, uint256 amount, uint256 next) =
+                _settle(p, end, domainSeparator);
+            if (next == 0) revert MalformedBatch();
+            if (err == 0) ++count;
+            else if (single) _revertWith(err);
+            assembly ("memory-safe") {
+                let o := add(add(results, 0x20), out)
+                mstore(o, txid)
+                mstore(add(o, 0x20), or(err, or(shl(160, billedWh), shl(32, amount))))
+            }
+            out += SETTLE_RESULT_BYTES;
+            p = next;
+        }
+        if (single && out == 0) revert MalformedBatch();
+        assembly ("memory-safe") {
+            mstore(results, out)
+        }
+        emit SessionsSettled(results);
+    }
+
+    /// @dev One settlement: every check, then the effects. Returns the refusal's selector (0 when
+    /// settled), what was billed, and the next entry's offset (0 if the entry overruns the blob).
+    function _settle(uint256 p, uint256 end, bytes32 domainSeparator)
+        private
+        returns (bytes4 err, bytes32 txid, uint256 billedWh, uint256 amount, uint256 next)
+    {
+        uint256 q = p + ChargeReports.TERMS_BYTES;
+        uint256 h = q < end ? ChargeReports.receiptEnd(q) : 0;
+        next = h != 0 && h < end ? ChargeReports.receiptEnd(h) : 0;
+        if (next == 0 || next > end) return (0, 0, 0, 0, 0);
+        (address ev, address hcs, uint256 seq, uint256 price, uint256 maxWh, uint256 settleBy) =
+            ChargeReports.terms(p);
+        txid = _txIdOf(ev, hcs, seq, price, maxWh, settleBy);
+        if (block.timestamp > settleBy) return (SettlementWindowClosed.selector, txid, 0, 0, next);
+        uint256 slot;
+        (slot, err) = _openSlot(hcs, seq, txid);
+        if (err != 0) return (err, txid, 0, 0, next);
+
+        // The bill: within the tolerance the station's meter (capped); outside it, and only when
+        // the station itself asks, what the EV acknowledged: min(eEV, eHCS, cap).
+        uint256 evWh = ChargeReports.energyWh(q);
+        uint256 hcsWh = ChargeReports.energyWh(h);
+        bool agreed = _withinTolerance(evWh, hcsWh);
+        if (agreed) {
+            billedWh = hcsWh;
+        } else {
+            if (msg.sender != hcs) return (ToleranceExceeded.selector, txid, 0, 0, next);
+            billedWh = evWh < hcsWh ? evWh : hcsWh;
+        }
+        if (billedWh > maxWh) billedWh = maxWh;
+
+        err = _signerError(q, h, ChargeReports.EV_REPORT_TYPE, ev, hcs, txid, ev, domainSeparator);
+        if (err == 0) err = _signerError(h, next, ChargeReports.HCS_REPORT_TYPE, ev, hcs, txid, hcs, domainSeparator);
+        if (err != 0) return (err, txid, 0, 0, next);
+
+        // Effects only; no external call. maxWh < 2^64 and price < 2^128: no overflow.
+        amount = (billedWh * price) / WH_PER_KWH;
+        uint256 held = (maxWh * price) / WH_PER_KWH;
+        _setState(slot, txid, seq, amount == 0 ? SessionState.SettledFree : SessionState.Settled);
         Account storage evAccount = _accounts[ev];
         Account storage hcsAccount = _accounts[hcs];
-        uint256 evWord = _loadWord(evAccount);
-        uint256 hcsWord = _loadWord(hcsAccount);
-        if (evWord & ROLE_STATUS_MASK != VERIFIED_EV) return (EvNotVerified.selector, txid);
-        if (hcsWord & ROLE_STATUS_MASK != VERIFIED_HCS) return (HcsNotVerified.selector, txid);
-        // billedWh ≤ 2^64 and price < 2^128: no overflow.
-        uint256 amount = (billedWh * t.priceWeiPerKWh) / WH_PER_KWH;
-        if (amount > (evWord >> BALANCE_SHIFT) & BALANCE_MASK) return (InsufficientDeposit.selector, txid);
-
-        bytes32 domainSeparator = _domainSeparatorV4();
-        err = _signerError(evReport, ev, domainSeparator);
-        if (err == 0) err = _signerError(hcsReport, hcs, domainSeparator);
-        if (err != 0) return (err, txid);
-
-        // Effects only; no external call anywhere in settlement.
-        states.bits = word | (uint256(SessionState.Settled) << shift);
+        uint256 evWord = _load(evAccount);
         unchecked {
-            // amount ≤ the EV's balance, so the subtraction stays inside the balance field.
-            _storeWord(evAccount, evWord - (amount << BALANCE_SHIFT));
+            // amount ≤ held ≤ reserved ≤ balance (the reservation's invariant): no borrow.
+            _store(evAccount, evWord - (amount << BALANCE_SHIFT) - (held << RESERVED_SHIFT));
         }
-        // The HCS's balance must not carry out of its 112 bits into the withdrawal fields.
-        if (((hcsWord >> BALANCE_SHIFT) & BALANCE_MASK) + amount > BALANCE_MASK) revert EarningsOverflow();
+        uint256 hcsWord = _load(hcsAccount);
+        if (((hcsWord >> BALANCE_SHIFT) & AMOUNT_MASK) + amount > AMOUNT_MASK) revert EarningsOverflow();
         unchecked {
-            _storeWord(hcsAccount, hcsWord + (amount << BALANCE_SHIFT));
+            _store(hcsAccount, hcsWord + (amount << BALANCE_SHIFT));
         }
-        if (disputed) emit SettledDisputed(txid, ev, hcs, seq, evWh, hcsWh, amount);
-        else emit Settled(txid, ev, hcs, billedWh, amount);
-        return (0, txid);
+        if (!agreed) emit Disputed(txid, evWh, hcsWh, billedWh);
     }
 
-    /// @dev Size, type byte, parties and txid of one report against the terms.
-    function _reportError(bytes calldata report, uint256 expectedType, address ev, address hcs, bytes32 txid)
-        private
-        pure
-        returns (bytes4)
-    {
-        if (!report.isWellSized()) return MalformedReport.selector;
-        if (report.typeByte() != expectedType) return WrongReportType.selector;
-        if (report.ev() != ev || report.hcs() != hcs) return ReportPartiesMismatch.selector;
-        if (report.txid() != txid) return TxIdMismatch.selector;
-        return 0;
+    /// @dev The ring slot of (hcs, seq), and whether it holds exactly this txid, reserved.
+    function _openSlot(address hcs, uint256 seq, bytes32 txid) private view returns (uint256 slot, bytes4 err) {
+        slot = _slotOf(hcs, seq);
+        uint256 word;
+        assembly ("memory-safe") {
+            word := sload(slot)
+        }
+        SessionState state = _stateIn(word, txid, seq);
+        if (state == SessionState.Reserved) return (slot, 0);
+        if (state == SessionState.None) return (slot, NotReserved.selector);
+        if (state == SessionState.Released) return (slot, AlreadyReleased.selector);
+        return (slot, AlreadySettled.selector);
     }
 
-    /// @dev Recovers the report's signer (low-s only, via OpenZeppelin's ECDSA) and compares.
-    function _signerError(bytes calldata report, address expected, bytes32 domainSeparator)
-        private
-        pure
-        returns (bytes4)
-    {
-        (uint8 v, bytes32 r, bytes32 s) = report.signature();
-        (address signer, ECDSA.RecoverError e,) = ECDSA.tryRecover(_reportDigest(report, domainSeparator), v, r, s);
+    /// @dev The state a ring word gives the session (txid, seq): None if it holds another one.
+    function _stateIn(uint256 word, bytes32 txid, uint256 seq) private pure returns (SessionState) {
+        if (word & TXID_MASK != uint256(txid) & TXID_MASK || (word >> SEQ_SHIFT) & SEQ_MASK != seq) {
+            return SessionState.None;
+        }
+        return SessionState(word & STATE_MASK);
+    }
+
+    function _setState(uint256 slot, bytes32 txid, uint256 seq, SessionState state) private {
+        uint256 word = (uint256(txid) & TXID_MASK) | (seq << SEQ_SHIFT) | uint256(state);
+        assembly ("memory-safe") {
+            sstore(slot, word)
+        }
+    }
+
+    function _slotOf(address hcs, uint256 seq) private view returns (uint256 slot) {
+        uint256[RING] storage ring = _rings[hcs];
+        assembly ("memory-safe") {
+            slot := add(ring.slot, mod(seq, 16))
+        }
+    }
+
+    /// @dev Recovers the signer of the report at [q, end) (low-s only, via OpenZeppelin's ECDSA).
+    function _signerError(
+        uint256 q,
+        uint256 end,
+        uint256 reportType,
+        address ev,
+        address hcs,
+        bytes32 txid,
+        address expected,
+        bytes32 domainSeparator
+    ) private pure returns (bytes4) {
+        (bytes32 d, uint8 v, bytes32 r, bytes32 s) =
+            ChargeReports.digestAndSignature(q, end, reportType, ev, hcs, txid, MESSAGE_TYPEHASH, domainSeparator);
+        (address signer, ECDSA.RecoverError e,) = ECDSA.tryRecover(d, v, r, s);
         if (e != ECDSA.RecoverError.NoError) return InvalidSignature.selector;
         if (signer != expected) return WrongSigner.selector;
         return 0;
     }
 
-    /// @dev EIP-712 digest of `Message(bytes payload)` for an envelope's payload:
-    /// keccak256(0x1901 ‖ domainSeparator ‖ keccak256(MESSAGE_TYPEHASH ‖ keccak256(payload))),
-    /// as OpenZeppelin's MessageHashUtils.toTypedDataHash, in scratch memory (no allocation, so a
-    /// batch does not grow memory per entry).
-    function _reportDigest(bytes calldata envelope, bytes32 domainSeparator) private pure returns (bytes32 d) {
-        bytes32 payloadHash = envelope.payloadHash();
-        bytes32 typehash = MESSAGE_TYPEHASH;
-        assembly ("memory-safe") {
-            mstore(0x00, typehash)
-            mstore(0x20, payloadHash)
-            let structHash := keccak256(0x00, 0x40)
-            let p := mload(0x40)
-            mstore(p, hex"1901")
-            mstore(add(p, 0x02), domainSeparator)
-            mstore(add(p, 0x22), structHash)
-            d := keccak256(p, 0x42)
-        }
-    }
-
     /// @dev |a − b| ≤ max(ABS_TOLERANCE_WH, REL_TOLERANCE_BPS × max(a, b) / 10000).
     function _withinTolerance(uint256 a, uint256 b) private view returns (bool) {
         (uint256 hi, uint256 lo) = a > b ? (a, b) : (b, a);
-        // hi < 2^160, so the product cannot overflow.
+        // hi < 2^64, so the product cannot overflow.
         uint256 tolerance = (hi * REL_TOLERANCE_BPS) / BPS;
         if (tolerance < ABS_TOLERANCE_WH) tolerance = ABS_TOLERANCE_WH;
         return hi - lo <= tolerance;
     }
 
     /// @dev txid = keccak256(abi.encode(TERMS_TYPEHASH, chainid, this, ev, hcs, seq, price,
-    /// maxEnergyWh, settleBy)), hashed in scratch memory from the calldata struct.
-    function _txId(Terms calldata t) private view returns (bytes32 id) {
+    /// maxEnergyWh, settleBy)), hashed in scratch memory.
+    function _txIdOf(address ev, address hcs, uint256 seq, uint256 price, uint256 maxWh, uint256 settleBy)
+        private
+        view
+        returns (bytes32 id)
+    {
         bytes32 typehash = TERMS_TYPEHASH;
         assembly ("memory-safe") {
             let p := mload(0x40)
             mstore(p, typehash)
             mstore(add(p, 0x20), chainid())
             mstore(add(p, 0x40), address())
-            calldatacopy(add(p, 0x60), t, 0xc0)
+            mstore(add(p, 0x60), ev)
+            mstore(add(p, 0x80), hcs)
+            mstore(add(p, 0xa0), seq)
+            mstore(add(p, 0xc0), price)
+            mstore(add(p, 0xe0), maxWh)
+            mstore(add(p, 0x100), settleBy)
             id := keccak256(p, 0x120)
         }
     }
 
-    /// @dev The bitmap word of session `seq` of `hcs`, its value, the session's bit offset in it
-    /// and its state.
-    function _sessionState(address hcs, uint64 seq)
-        private
-        view
-        returns (StateWord storage states, uint256 word, uint256 shift, SessionState state)
-    {
-        states = _sessionStates[hcs][seq >> SEQ_WORD_SHIFT];
-        word = states.bits;
-        shift = (seq & SEQ_IN_WORD_MASK) * STATE_BITS;
-        state = SessionState((word >> shift) & STATE_MASK);
-    }
-
-    function _loadWord(Account storage account) private view returns (uint256 word) {
+    function _load(Account storage account) private view returns (uint256 word) {
         assembly ("memory-safe") {
             word := sload(account.slot)
         }
     }
 
-    function _storeWord(Account storage account, uint256 word) private {
+    function _store(Account storage account, uint256 word) private {
         assembly ("memory-safe") {
             sstore(account.slot, word)
         }
-    }
-
-    function _closedError(SessionState state) private pure returns (bytes4) {
-        return state == SessionState.Expired ? AlreadyExpired.selector : AlreadySettled.selector;
     }
 
     /// @dev Reverts with a parameterless custom error given by its selector.

@@ -6,7 +6,7 @@ pragma solidity ^0.8.24;
 struct Terms {
     address ev;
     address hcs;
-    /// The HCS's own session counter; numbers the per-HCS session-state bitmap.
+    /// The HCS's own session counter; picks the session's slot in the HCS's reservation ring.
     uint64 seq;
     uint128 priceWeiPerKWh;
     uint64 maxEnergyWh;
@@ -30,22 +30,38 @@ enum Status {
     Revoked
 }
 
-/// @notice The life of one (hcs, seq) session on chain, two bits in the HCS's bitmap.
+/// @notice The life of one (hcs, seq) session on chain.
+/// None: never reserved. Reserved: cap × price held against the EV's deposit. Settled: paid
+/// (a bill above zero). Rated: paid and rated. Released: the window closed unsettled, the
+/// reservation went back to the EV. SettledFree: settled at 0 wei (cannot be rated).
+/// Superseded: the ring slot has moved on to a later seq (the session was closed one way or the
+/// other; which one, its events say).
 enum SessionState {
-    Open,
+    None,
+    Reserved,
     Settled,
     Rated,
-    Expired
+    Released,
+    SettledFree,
+    Superseded
 }
 
-/// @dev Everything settlement reads and writes about a member sits in this one slot, so a
-/// settlement touches exactly two member slots. `balance` is the EV's deposit or the HCS's
-/// unwithdrawn earnings; the withdrawal fields are used by EVs only.
+/// @dev Everything reservation and settlement read and write about a member sits in this one
+/// slot. `balance` is the EV's deposit or the HCS's unwithdrawn earnings; `reserved` is the part
+/// of an EV's deposit promised to open sessions (always ≤ balance); `powerW` is an HCS's
+/// charging power (the window check reads it).
 struct Account {
     Role role;
     Status status;
-    uint112 balance;
-    uint96 pendingWithdrawal;
+    uint96 balance;
+    uint96 reserved;
+    uint32 powerW;
+}
+
+/// @dev An EV's announced withdrawal: the amount has left `balance` already and waits here for
+/// its notice to pass.
+struct Withdrawal {
+    uint96 amount;
     uint32 withdrawableAt;
 }
 
@@ -62,9 +78,4 @@ struct HcsProfile {
 struct RatingTally {
     uint128 sum;
     uint128 count;
-}
-
-/// @dev One bitmap word of 128 two-bit session states (a struct, so it can be held by reference).
-struct StateWord {
-    uint256 bits;
 }

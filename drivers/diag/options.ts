@@ -63,17 +63,29 @@ export function parseAddress(text: string): number {
 }
 
 export function transportFrom(o: LineOptions, baudOverride?: number, parityOverride?: Parity): Transport {
-  if (!o.port === !o.tcp)
-    throw usage('say where the meter is', 'give --port /dev/ttyUSB0 or --tcp host:port');
+  if (o.port && o.tcp)
+    throw usage(
+      'give only one of --port and --tcp',
+      'a serial line (--port /dev/ttyUSB0) or a TCP device (--tcp host:port)',
+    );
+  if (!o.port && !o.tcp)
+    throw usage(
+      'say where the meter is',
+      'give --port /dev/ttyUSB0 or --tcp host:port (or --config agent.config.json)',
+    );
+  if (o.rtuOverTcp && !o.tcp)
+    throw usage('--rtu-over-tcp goes with --tcp', 'e.g. --tcp 192.168.1.20:8899 --rtu-over-tcp');
+  const serialPort = o.port;
   if (o.tcp) {
     const { host, port } = parseHostPort(o.tcp);
     return { kind: o.rtuOverTcp ? 'rtu-over-tcp' : 'tcp', host, port };
   }
+  if (!serialPort) throw usage('say where the meter is', 'give --port /dev/ttyUSB0 or --tcp host:port');
   const stopBits = parseNumber(o.stopBits, 'stop bits', 1);
   if (stopBits !== 1 && stopBits !== 2) throw usage('stop bits must be 1 or 2', 'e.g. --stop-bits 1');
   return {
     kind: 'rtu',
-    port: o.port!,
+    port: serialPort,
     baudRate: baudOverride ?? parseNumber(o.baud, 'baud', 9600),
     parity: parityOverride ?? parseParity(o.parity),
     stopBits,

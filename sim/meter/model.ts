@@ -4,24 +4,14 @@
  * registers over Modbus TCP or RTU.
  */
 import { resolveProfile } from '../../drivers/profiles.js';
+import { SIM_CONTROL } from '../../drivers/simcontrol.js';
 import { encodeRaw, encodeText, rawFromBase, wordCount } from '../../drivers/registers.js';
 import type { MeterProfile, RegisterKind, RegisterSpec } from '../../drivers/types.js';
 import { type ChargingPlan, chargingPowerW } from './curve.js';
 import { FaultPlan, type RequestEffects } from './faults.js';
 
-/**
- * Sim-only control block (real meters have nothing here): holding register 0x7F00 = charging on (1)
- * or off (0), 0x7F01 = charging power in units of 100 W (e.g. 110 = 11 kW); coil 0x7F00 mirrors
- * 0x7F00. Lets a charge point (or `mbpoll`) switch the simulated load over Modbus.
- */
-export const SIM_CONTROL = {
-  enable: 0x7f00,
-  powerHectoWatt: 0x7f01,
-  plugFirst: 0x7f02,
-  plugWords: 10,
-} as const;
-// 0x7F02..0x7F0B: the 20-byte address of the station an EV's meter is plugged into (sim/world.ts
-// links the two meters: current flows only while both switches are on, as through a real cable).
+/** The sim-only control block (its registers: drivers/simcontrol.ts, which the agent writes). */
+export { SIM_CONTROL };
 
 const NOMINAL_VOLTAGE = 230;
 const NOMINAL_FREQUENCY = 50;
@@ -31,6 +21,10 @@ export interface SimMeterModelOptions {
   unitId?: number;
   serial?: string;
   initialWh?: number;
+  /** The power charging runs at once switched on (kW). Default 11. */
+  chargeKw?: number;
+  /** Simulated seconds per real second of every charge, however it is switched on. Default 1. */
+  timeScale?: number;
 }
 
 export interface StartChargingOptions {
@@ -88,6 +82,8 @@ export class SimMeterModel {
     this.unitId = opts.unitId ?? 1;
     this.serial = opts.serial ?? defaultSerial(this.profile, this.unitId);
     this.energy = opts.initialWh ?? 0;
+    this.chargeKw = opts.chargeKw ?? this.chargeKw;
+    this.chargeTimeScale = opts.timeScale ?? this.chargeTimeScale;
   }
 
   /** Integrates the charging curve up to now, in steps of at most 1 simulated second. */

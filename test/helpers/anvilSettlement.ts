@@ -3,7 +3,7 @@
  * funded members, and signed charge reports made with the protocol package (the same bytes and
  * signatures the agents send). Free of vitest, so the gas benchmark builds on it too.
  */
-import { JsonRpcProvider, Network, parseEther, Wallet } from 'ethers';
+import { getBytes, JsonRpcProvider, keccak256, Network, parseEther, Wallet } from 'ethers';
 import {
   type SettlementClient as Client,
   type SettlementTerms,
@@ -11,6 +11,7 @@ import {
 } from '../../contracts/client.js';
 import { type Deployment, deploySettlement, type SettlementParams } from '../../contracts/deploy.js';
 import { encode } from '../../protocol/codec.js';
+import { encodeOptional } from '../../protocol/optional.js';
 import { type Domain, signEnvelope } from '../../protocol/envelope.js';
 import { computeTxId } from '../../protocol/terms.js';
 import { type Anvil, type AnvilOptions, startAnvil } from '../../sim/chain.js';
@@ -150,33 +151,49 @@ export async function newTerms(
 }
 
 /**
- * The packed chargeReceived (EV) or chargeProvided (HCS) payload, with the audit data of
- * docs/DESIGN.md (meter serial, profile, start/end register, times, status) as real reports carry
- * it: it is part of the signed bytes and of the calldata, so it counts in the gas figures.
+ * The packed chargeReceived (EV) or chargeProvided (HCS) payload. A final report carries the
+ * audit data of docs/DESIGN.md (meter serial, profile, start/end register, times, status) as its
+ * 32-byte hash `a` (docs/PROTOCOL.md): it is part of the signed bytes and of the calldata, so it
+ * counts in the gas figures. An interim receipt (`interim` = its index, 0 for the consent) carries
+ * `{ i }` only.
  */
 export function reportPayload(
   kind: 'ev' | 'hcs',
   terms: SettlementTerms,
   txid: string,
   energyWh: bigint,
+  interim?: number,
 ): Uint8Array {
   const start = kind === 'ev' ? 1_000_000 : 5_000_000;
+  const audit = {
+    m: kind === 'ev' ? 'SDM630-EV-0001' : 'B23-1234567',
+    p: kind === 'ev' ? 'sdm630' : 'abb-b23',
+    s: start,
+    e: start + Number(energyWh),
+    t0: 1_800_000_000,
+    t1: 1_800_007_200,
+    st: 1,
+  };
   return encode({
     type: kind === 'ev' ? 'chargeReceived' : 'chargeProvided',
     ev: terms.ev,
     hcs: terms.hcs,
     txid,
     energyWh,
-    optional: {
-      m: kind === 'ev' ? 'SDM630-EV-0001' : 'B23-1234567',
-      p: kind === 'ev' ? 'sdm630' : 'abb-b23',
-      s: start,
-      e: start + Number(energyWh),
-      t0: 1_800_000_000,
-      t1: 1_800_007_200,
-      st: 1,
-    },
+    optional: interim === undefined ? { a: getBytes(keccak256(encodeOptional(audit))) } : { i: interim },
   });
+}
+
+/** The EV's signed interim receipt `index` for `energyWh` (index 0 at 0 Wh: its consent). */
+export function evReceipt(fx: SettlementFixture, terms: SettlementTerms, energyWh: bigint, index: number) {
+  const txid = computeTxId(terms, fx.domain);
+  return signEnvelope(reportPayload('ev', terms, txid, energyWh, index), keyOf(fx, terms.ev), fx.domain);
+}
+
+/** Reserves the session on chain with the EV's consent, as the HCS (or the edge) does. */
+export async function reserve(fx: SettlementFixture, terms: SettlementTerms, by?: Member) {
+  const sender = by ?? [...fx.hcss, ...fx.evs].find((m) => m.address === terms.hcs) ?? fx.operator;
+  return sender.client.reserve(terms, evReceipt(fx, terms, 0n, 0));
 }
 
 /** Both signed reports of a session, made by the members' own keys in the deployment's domain. */

@@ -209,9 +209,17 @@ export function checkTransaction(p: ParsedOcmf): void {
   );
 }
 
-/** Verifies SD over the payload text with an uncompressed public key (04 ‖ x ‖ y, hex). */
+/**
+ * Verifies SD over the payload text with the public key as DER SubjectPublicKeyInfo (hex, as
+ * Eichrecht meters print it) or as an uncompressed point (04 ‖ x ‖ y, hex).
+ */
 export function verifyOcmf(p: ParsedOcmf, publicKeyHex: string): boolean {
   const pub = Buffer.from(publicKeyHex.replace(/^0x/, ''), 'hex');
+  if (pub[0] === 0x30) {
+    const key = createPublicKey({ key: pub, format: 'der', type: 'spki' });
+    const sd = Buffer.from(p.signature.SD, p.signature.SE === 'hex' ? 'hex' : 'base64');
+    return verify('sha256', Buffer.from(p.payloadText, 'utf8'), { key, dsaEncoding: 'der' }, sd);
+  }
   need(pub.length >= 65 && pub[0] === 4, 'the public key must be uncompressed (04 ‖ x ‖ y)');
   const half = (pub.length - 1) / 2;
   const key = createPublicKey({

@@ -1,5 +1,5 @@
 /** Shared setup for the agent tests: a world (sim/world.ts) and in-process agents. */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseEther } from 'ethers';
@@ -34,11 +34,26 @@ export async function smallWorld(opts: Partial<WorldOptions> & { edge: boolean }
   });
 }
 
+/**
+ * Starts the device's agent in this process. Its control port is whatever the OS gave it (the
+ * config says 0, so no port is picked and released before the agent binds it); the port it got
+ * is then written into the device and its config, where `p2pev status` and `doctor` look.
+ */
 export async function startAgent(d: Device, level = process.env.P2PEV_TEST_LOG ?? 'warn'): Promise<Agent> {
-  return Agent.start(loadConfig(d.configPath), {
+  writeControlPort(d, 0);
+  const agent = await Agent.start(loadConfig(d.configPath), {
     password: SIM_PASSWORD,
     log: createLogger({ level, name: d.name, pretty: false }),
   });
+  if (agent.controlPort !== undefined) writeControlPort(d, agent.controlPort);
+  return agent;
+}
+
+function writeControlPort(d: Device, port: number): void {
+  const cfg = JSON.parse(readFileSync(d.configPath, 'utf8'));
+  cfg.control = { ...cfg.control, port };
+  writeFileSync(d.configPath, `${JSON.stringify(cfg, null, 2)}\n`);
+  d.controlPort = port;
 }
 
 export async function waitFor<T>(

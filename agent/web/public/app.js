@@ -1,31 +1,22 @@
 // The members' page: one HTML file, sections shown by the URL's hash (#stations, #sessions?…,
-// #statement?…, #device), every figure fetched from the read-only API over the chain indexer.
+// #statement?…, #device, #wallet), every figure fetched from the read-only API over the chain
+// indexer; the device pushed live (server-sent events); a charge started and stopped through the
+// control port (its token is in this page's HTML only when the control port served it).
+import { drawMonthly } from './charts.js';
 import { addr, dayBound, el, ether, kwh, short, stars, utc } from './format.js';
+import { closeLive } from './live.js';
 import { drawMap } from './map.js';
-import { connect, discoverWallets, sendCall } from './wallet.js';
+import { connect, discoverWallets, runTransaction } from './wallet.js';
 
-const $ = (sel) => document.querySelector(sel);
-const state = { wallet: undefined, account: undefined, sessions: new URLSearchParams(), deviceTimer: 0 };
-
-async function api(path, params = {}) {
-  const q = new URLSearchParams(
-    Object.entries(params).filter(([, v]) => v !== undefined && v !== null && v !== ''),
-  );
-  const res = await fetch(`api/${path}${q.size ? `?${q}` : ''}`);
-  const body = await res.json();
-  if (!res.ok) throw new Error(body.error ?? `HTTP ${res.status}`);
-  return body;
-}
-
-function fail(where, err) {
-  where.replaceChildren(el('p', { class: 'error', role: 'alert' }, err.message));
-}
-
+import { $, api, explain, fail, sayer, state } from './api.js';
+import { showWallet, walletAction } from './account.js';
+import { canCharge, pickStation, quote, showDevice, startCharge, stopCharge } from './device.js';
 // ------------------------------------------------------------------ chain status
 
 async function showChain() {
   try {
     const i = await api('info');
+    state.info = i;
     const behind = i.head - (i.indexedBlock ?? 0);
     $('#chain').textContent =
       `Contract ${i.contract} on chain ${i.chainId}; indexed to block ${i.indexedBlock ?? '—'} of ${i.head}` +
@@ -42,11 +33,14 @@ async function showChain() {
 
 async function showStations(params) {
   const tbody = $('#stations-table tbody');
+  const ev = state.info?.ev;
   const at =
     params.get('lat') && params.get('lon')
       ? { latitude: Number(params.get('lat')), longitude: Number(params.get('lon')) }
-      : undefined;
-  const radiusKm = Number(params.get('radiusKm') ?? 10);
+      : ev
+        ? { latitude: ev.latitude, longitude: ev.longitude }
+        : undefined;
+  const radiusKm = Number(params.get('radiusKm') ?? (ev ? ev.radiusM / 1000 : 10));
   const form = $('#rank-form');
   if (at) {
     form.lat.value = at.latitude;
@@ -59,6 +53,8 @@ async function showStations(params) {
       lon: at?.longitude,
       radiusM: at ? Math.round(radiusKm * 1000) : undefined,
     });
+    state.stations = stations;
+    state.suggestion = suggestion ?? [];
     tbody.replaceChildren(
       ...stations.map((s) =>
         el(
@@ -75,7 +71,12 @@ async function showStations(params) {
         ),
       ),
     );
-    drawMap($('#map'), stations, at);
+    drawMap($('#map'), $('#map-note'), state.info ?? {}, stations, {
+      at,
+      radiusM: radiusKm * 1000,
+      suggestion: state.suggestion,
+      ...(canCharge() ? { onPick: pickStation } : {}),
+    });
     const box = $('#suggestion');
     if (!suggestion) box.replaceChildren();
     else if (suggestion.length === 0)
@@ -236,7 +237,7 @@ async function showStatement(params) {
       ),
       el(
         'div',
-        { class: 'scroll' },
+        { class: 'scroll', dataset: { label: 'Movements table (scrolls sideways)' } },
         el(
           'table',
           { id: 'statement-table' },
@@ -276,72 +277,19 @@ async function showStatement(params) {
         ),
       ),
     );
+    for (const box of body.querySelectorAll('.scroll')) scrollable(box);
+    const q = new URLSearchParams({ member });
+    const from = dayBound(params.get('from'), false);
+    const to = dayBound(params.get('to'), true);
+    if (from !== undefined) q.set('from', from);
+    if (to !== undefined) q.set('to', to);
+    const csv = $('#statement-csv');
+    csv.href = `api/statement.csv?${q}`;
+    csv.hidden = false;
+    $('#monthly-figure').hidden = s.monthly.length === 0;
+    if (s.monthly.length) drawMonthly($('#monthly-chart'), s.monthly, s.role);
   } catch (err) {
     fail(body, err);
-  }
-}
-
-// ------------------------------------------------------------------ device
-
-async function showDevices() {
-  const box = $('#devices');
-  try {
-    const { devices } = await api('device');
-    box.replaceChildren(
-      ...devices.map((d) => {
-        const s = d.session;
-        return el(
-          'article',
-          { class: 'device', 'aria-label': `${d.name} (${d.role})` },
-          el('h3', {}, `${d.name} `, el('small', {}, d.role)),
-          d.reachable
-            ? el(
-                'dl',
-                {},
-                el('div', {}, el('dt', {}, 'Address'), el('dd', {}, addr(d.address))),
-                el(
-                  'div',
-                  {},
-                  el('dt', {}, 'Meter energy'),
-                  el('dd', { class: 'num' }, kwh(d.meter?.energyWh)),
-                ),
-                el(
-                  'div',
-                  {},
-                  el('dt', {}, 'Meter power'),
-                  el(
-                    'dd',
-                    { class: 'num' },
-                    d.meter?.powerW === undefined ? '—' : `${(d.meter.powerW / 1000).toFixed(2)} kW`,
-                  ),
-                ),
-                el(
-                  'div',
-                  {},
-                  el('dt', {}, 'Session'),
-                  el(
-                    'dd',
-                    {},
-                    s ? `${s.state}${s.peer ? ` with ${short(s.peer)}` : ''}` : 'none in progress',
-                    s?.energyWh !== undefined
-                      ? ` — ${kwh(s.energyWh)}${s.targetWh ? ` of ${kwh(s.targetWh)}` : ''}`
-                      : '',
-                    s?.targetWh && s.energyWh !== undefined
-                      ? el('progress', {
-                          max: s.targetWh,
-                          value: Math.min(s.energyWh, s.targetWh),
-                          'aria-label': 'Charge progress',
-                        })
-                      : '',
-                  ),
-                ),
-              )
-            : el('p', { class: 'error' }, `unreachable: ${d.error}`),
-        );
-      }),
-    );
-  } catch (err) {
-    fail(box, err);
   }
 }
 
@@ -369,23 +317,23 @@ async function submitRating(event) {
   if (event.submitter?.value !== 'sign') return;
   event.preventDefault();
   const status = $('#rate-status');
+  const say = sayer(status);
   try {
-    status.textContent = 'Waiting for the wallet…';
     const call = await api('rate-call', {
       txid: form.dataset.txid,
       rating: form.rating.value,
       comment: form.comment.value,
     });
-    const hash = await sendCall(state.wallet, call);
-    status.textContent = `Sent: ${hash}. It shows in the table once its block is indexed.`;
-    // The rating is on chain once the indexer reaches its block: look again shortly, twice.
+    const hash = await runTransaction(state.wallet, call, say, explain);
+    if (!hash) return;
+    // The rating shows once the indexer reaches its block: look again shortly, twice.
     setTimeout(() => {
       $('#rate-dialog').close();
       route();
     }, 1500);
     setTimeout(route, 4000);
   } catch (err) {
-    status.textContent = `Not rated: ${err.message ?? err}`;
+    say('failed', err.message ?? String(err));
   }
 }
 
@@ -400,15 +348,16 @@ function route() {
     if (a.getAttribute('href') === `#${section.id}`) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
-  clearInterval(state.deviceTimer);
-  showChain();
-  if (section.id === 'stations') return showStations(params);
-  if (section.id === 'sessions') return showSessions(params);
-  if (section.id === 'statement') return showStatement(params);
-  if (section.id === 'device') {
-    state.deviceTimer = setInterval(showDevices, 2000);
-    return showDevices();
-  }
+  if (section.id !== 'device') closeLive();
+  const info = showChain();
+  // The map and the charge form need the chain's info (tiles, the EV's position) first.
+  return info.then(() => {
+    if (section.id === 'stations') return showStations(params);
+    if (section.id === 'sessions') return showSessions(params);
+    if (section.id === 'statement') return showStatement(params);
+    if (section.id === 'device') return showDevice();
+    if (section.id === 'wallet') return showWallet();
+  });
 }
 
 /** A form's fields as the hash's query (empty ones left out). */
@@ -417,7 +366,20 @@ function formHash(section, form) {
   return `#${section}${q.size ? `?${q}` : ''}`;
 }
 
+/**
+ * A box that scrolls sideways (a wide table on a phone) must be reachable from the keyboard
+ * (WCAG 2.1.1): focusable, and named as a region. Set here, where the linter's HTML rules do not
+ * see the reason.
+ */
+function scrollable(box) {
+  box.tabIndex = 0;
+  box.setAttribute('role', 'region');
+  box.setAttribute('aria-label', box.dataset.label ?? 'Table (scrolls sideways)');
+  return box;
+}
+
 function wire() {
+  for (const box of document.querySelectorAll('.scroll')) scrollable(box);
   $('#rank-form').addEventListener('submit', (e) => {
     e.preventDefault();
     location.hash = formHash('stations', e.target);
@@ -445,6 +407,12 @@ function wire() {
     if (button) openRating(button.dataset.txid);
   });
   $('#rate-form').addEventListener('submit', submitRating);
+  $('#charge-form').addEventListener('submit', startCharge);
+  $('#charge-form').addEventListener('input', quote);
+  $('#charge-stop').addEventListener('click', stopCharge);
+  for (const form of document.querySelectorAll('.wallet-action'))
+    form.addEventListener('submit', walletAction);
+
   window.addEventListener('hashchange', () => {
     route();
     // Move focus to the new section's heading, so keyboard and screen-reader users land there.

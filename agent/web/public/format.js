@@ -54,5 +54,19 @@ export function el(tag, attrs = {}, ...children) {
 /** An address shown short, with the whole of it for hover, screen readers and copying. */
 export function addr(a, href) {
   const text = el('abbr', { title: a }, short(a));
-  return href ? el('a', { href, 'aria-label': a }, text) : text;
+  // The visible (short) text is the link's name (WCAG 2.5.3); the whole address is its title.
+  return href ? el('a', { href }, text) : text;
+}
+
+/** "1.5" (ETH) → wei as a BigInt; throws on anything but a plain non-negative decimal. */
+export function parseEther(text) {
+  const m = /^\s*(\d*)(?:\.(\d{0,18}))?\s*$/.exec(String(text));
+  if (!m || (m[1] === '' && !m[2])) throw new Error(`not an amount of ETH: ${text}`);
+  return BigInt(m[1] || '0') * 10n ** 18n + BigInt((m[2] ?? '').padEnd(18, '0') || '0');
+}
+
+/** Power in W as the meter stands for it: "11.00 kW", "950 W". */
+export function power(w) {
+  if (w === undefined || w === null) return '—';
+  return Math.abs(w) >= 1000 ? `${(w / 1000).toFixed(2)} kW` : `${Math.round(w)} W`;
 }

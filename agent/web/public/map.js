@@ -1,81 +1,183 @@
-// The stations on a plain SVG plot (no tiles: the Pi may be offline). Equirectangular, with the
-// longitude scaled by cos(latitude) so that a town's distances look right.
-import { short, stars } from './format.js';
+// The stations on a Leaflet map (served from the npm package by the agent: no CDN), clustered
+// when there are many, over tiles from a configurable URL (OpenStreetMap's by default). Without a
+// reachable tile server the map stays blank and the stations still show.
+import { addr, el, ether, stars } from './format.js';
 
-const NS = 'http://www.w3.org/2000/svg';
-const W = 640;
-const H = 360;
-const PAD = 40;
-
-function svg(tag, attrs = {}, text) {
-  const node = document.createElementNS(NS, tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
+const L = () => window.L;
+let map;
+let layers;
+let tilesBroken = false;
 
 /** Red → amber → green by mean rating; grey when unrated. Dark enough for white labels. */
-function colour(s) {
+export function colour(s) {
   if (Number(s.ratingCount) === 0) return '#5f6368';
   const t = Math.max(0, Math.min(1, (Number(s.meanRating) / 100 - 1) / 4));
-  return `hsl(${Math.round(t * 120)}, 70%, 32%)`;
+  return `hsl(${Math.round(t * 120)}, 70%, 30%)`;
 }
 
-export function drawMap(container, stations, ev) {
-  const points = stations.map((s) => ({ lat: s.latitude, lon: s.longitude }));
-  if (ev) points.push({ lat: ev.latitude, lon: ev.longitude });
-  container.replaceChildren();
-  if (points.length === 0) {
-    container.textContent = 'No station has registered yet.';
+/** Great-circle distance in metres (the same haversine the ranking uses). */
+export function distanceM(a, b) {
+  const rad = Math.PI / 180;
+  const dLat = (b.latitude - a.latitude) * rad;
+  const dLon = (b.longitude - a.longitude) * rad;
+  const h =
+    Math.sin(dLat / 2) ** 2 +
+    Math.cos(a.latitude * rad) * Math.cos(b.latitude * rad) * Math.sin(dLon / 2) ** 2;
+  return 2 * 6_371_000 * Math.asin(Math.sqrt(h));
+}
+
+function ensureMap(container, info, note) {
+  if (map) return map;
+  // No zoom and fade animations for whom motion is a burden (and a Pi's browser saves the work).
+  const still = window.matchMedia?.('(prefers-reduced-motion: reduce)').matches ?? false;
+  map = L().map(container, {
+    zoomControl: true,
+    attributionControl: true,
+    keyboard: true,
+    // Quarter zoom steps: the search radius fills the map instead of half of it.
+    zoomSnap: 0.25,
+    zoomAnimation: !still,
+    fadeAnimation: !still,
+    markerZoomAnimation: !still,
+  });
+  map.attributionControl.setPrefix(false);
+  if (info.tiles && info.tiles !== 'none') {
+    const tiles = L().tileLayer(info.tiles, { maxZoom: 19, attribution: info.tileAttribution ?? '' });
+    tiles.on('tileerror', () => {
+      if (tilesBroken) return;
+      tilesBroken = true;
+      note.textContent = 'The map tiles cannot be reached: the stations are shown on a blank map.';
+    });
+    tiles.addTo(map);
+  } else {
+    note.textContent = 'No map tiles are configured: the stations are shown on a blank map.';
+  }
+  layers = {
+    stations: L().markerClusterGroup({
+      maxClusterRadius: 30,
+      animate: !still,
+      showCoverageOnHover: false,
+      iconCreateFunction: (cluster) =>
+        L().divIcon({
+          className: 'station-cluster',
+          html: `<span>${cluster.getChildCount()}<span class="sr-only"> stations</span></span>`,
+          iconSize: [36, 36],
+        }),
+    }),
+    ev: L().layerGroup(),
+  };
+  layers.stations.addTo(map);
+  layers.ev.addTo(map);
+  return map;
+}
+
+function popup(s, rank, at, onPick) {
+  const distance = at ? distanceM(at, s) : undefined;
+  const body = el(
+    'div',
+    { class: 'station-popup', dataset: { hcs: s.hcs } },
+    el('strong', {}, 'Station ', addr(s.hcs)),
+    rank ? el('p', { class: 'rank' }, `Suggestion #${rank}`) : undefined,
+    el(
+      'dl',
+      {},
+      el('dt', {}, 'Price'),
+      el('dd', { class: 'popup-price' }, `${ether(s.priceWeiPerKWh)} ETH/kWh`),
+      el('dt', {}, 'Power'),
+      el('dd', { class: 'popup-power' }, `${(s.powerW / 1000).toFixed(1)} kW`),
+      el('dt', {}, 'Mean rating'),
+      el('dd', { class: 'popup-rating' }, `${stars(s.meanRating, s.ratingCount)} (${s.ratingCount})`),
+      el('dt', {}, 'Availability'),
+      el(
+        'dd',
+        { class: 'popup-status' },
+        s.status === 'verified' ? 'open to book' : `not bookable (${s.status})`,
+      ),
+      el('dt', {}, 'Distance'),
+      el(
+        'dd',
+        { class: 'popup-distance' },
+        distance === undefined ? '—' : `${(distance / 1000).toFixed(2)} km`,
+      ),
+    ),
+  );
+  if (onPick && s.status === 'verified') {
+    const button = el('button', { type: 'button', class: 'pick', dataset: { hcs: s.hcs } }, 'Charge here');
+    // Leaflet keeps a popup's clicks from the map: the button's own listener.
+    button.addEventListener('click', () => onPick(s.hcs));
+    body.append(button);
+  }
+  return body;
+}
+
+/**
+ * Shows the stations (a pin each; its number the place in `suggestion`), the EV and its search
+ * radius as a circle. `onPick(hcs)`, where given, puts a "Charge here" button in each popup.
+ */
+export function drawMap(container, note, info, stations, view = {}) {
+  if (!L()) {
+    container.textContent = 'The map library did not load.';
     return;
   }
-  const lats = points.map((p) => p.lat);
-  const lons = points.map((p) => p.lon);
-  const midLat = (Math.min(...lats) + Math.max(...lats)) / 2;
-  const k = Math.cos((midLat * Math.PI) / 180);
-  const spanX = Math.max((Math.max(...lons) - Math.min(...lons)) * k, 0.002);
-  const spanY = Math.max(Math.max(...lats) - Math.min(...lats), 0.002);
-  const scale = Math.min((W - 2 * PAD) / spanX, (H - 2 * PAD) / spanY);
-  const cx = ((Math.max(...lons) + Math.min(...lons)) / 2) * k;
-  const cy = (Math.max(...lats) + Math.min(...lats)) / 2;
-  const x = (lon) => W / 2 + (lon * k - cx) * scale;
-  const y = (lat) => H / 2 - (lat - cy) * scale;
-
-  const root = svg('svg', {
-    viewBox: `0 0 ${W} ${H}`,
-    role: 'group',
-    'aria-labelledby': 'map-caption',
-    class: 'map-svg',
-  });
-  root.append(svg('rect', { x: 0, y: 0, width: W, height: H, class: 'map-bg' }));
-  // A scale bar: metres per pixel from the degrees plotted.
-  const metresPerPx = 111_320 / scale;
-  const barM =
-    [50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000].find((m) => m / metresPerPx > 60) ??
-    100_000;
-  const barPx = barM / metresPerPx;
-  root.append(
-    svg('line', { x1: PAD, y1: H - 14, x2: PAD + barPx, y2: H - 14, class: 'map-scale' }),
-    svg('text', { x: PAD, y: H - 20, class: 'map-label' }, barM >= 1000 ? `${barM / 1000} km` : `${barM} m`),
-  );
+  const { at, radiusM, suggestion = [], onPick } = view;
+  const m = ensureMap(container, info, note);
+  layers.stations.clearLayers();
+  layers.ev.clearLayers();
+  const rankOf = new Map(suggestion.map((s, i) => [s.hcs, i + 1]));
+  const bounds = [];
   for (const s of stations) {
-    const label = `Station ${s.hcs}: ${stars(s.meanRating, s.ratingCount)}, ${s.ratingCount} ratings, ${s.status}`;
-    const link = svg('a', { href: `#sessions?member=${s.hcs}`, 'aria-label': label });
-    link.append(
-      svg('title', {}, label),
-      svg('circle', { cx: x(s.longitude), cy: y(s.latitude), r: 11, fill: colour(s), class: 'map-station' }),
-      svg('text', { x: x(s.longitude) + 15, y: y(s.latitude) + 5, class: 'map-label' }, short(s.hcs)),
-    );
-    root.append(link);
+    const rank = rankOf.get(s.hcs);
+    const label = `Station ${s.hcs}${rank ? `, suggestion ${rank}` : ''}: ${stars(s.meanRating, s.ratingCount)}, ${s.status === 'verified' ? 'open to book' : s.status}`;
+    const marker = L().marker([s.latitude, s.longitude], {
+      title: label,
+      keyboard: true,
+      icon: L().divIcon({
+        className: `station-pin${rank ? ' suggested' : ''}`,
+        html: `<span class="pin" data-colour="${colour(s)}">${rank ?? ''}</span>`,
+        iconSize: [28, 28],
+        iconAnchor: [14, 14],
+        popupAnchor: [0, -12],
+      }),
+    });
+    marker.on('add', () => {
+      const icon = marker.getElement();
+      if (!icon) return;
+      icon.setAttribute('aria-label', label);
+      icon.dataset.hcs = s.hcs;
+      // Colour through the CSSOM (the CSP keeps style attributes out).
+      const pin = icon.querySelector('.pin');
+      if (pin) pin.style.background = colour(s);
+    });
+    marker.bindPopup(() => popup(s, rank, at, onPick));
+    layers.stations.addLayer(marker);
+    bounds.push([s.latitude, s.longitude]);
   }
-  if (ev) {
-    const g = svg('g', { 'aria-label': 'The EV' });
-    g.append(
-      svg('title', {}, 'The EV'),
-      svg('rect', { x: x(ev.longitude) - 7, y: y(ev.latitude) - 7, width: 14, height: 14, class: 'map-ev' }),
-      svg('text', { x: x(ev.longitude) + 12, y: y(ev.latitude) - 10, class: 'map-label' }, 'EV'),
-    );
-    root.append(g);
+  if (at) {
+    L()
+      .circle([at.latitude, at.longitude], {
+        radius: radiusM ?? 10_000,
+        className: 'search-radius',
+        interactive: false,
+      })
+      .addTo(layers.ev);
+    L()
+      .marker([at.latitude, at.longitude], {
+        title: 'The EV',
+        keyboard: false,
+        icon: L().divIcon({ className: 'ev-pin', html: '<span>EV</span>', iconSize: [30, 20] }),
+      })
+      .addTo(layers.ev);
+    bounds.push([at.latitude, at.longitude]);
   }
-  container.append(root);
+  // The container may have been hidden, or resized, since the map was made.
+  m.invalidateSize();
+  if (at)
+    m.fitBounds(
+      L()
+        .latLng(at.latitude, at.longitude)
+        .toBounds(2 * (radiusM ?? 10_000))
+        .pad(0.05),
+    );
+  else if (bounds.length) m.fitBounds(L().latLngBounds(bounds).pad(0.3), { maxZoom: 15 });
+  else m.setView([0, 0], 2);
 }

@@ -38,3 +38,70 @@ export async function sendCall(wallet, call) {
     params: [{ from: call.from, to: call.to, data: call.data }],
   });
 }
+
+/** The revert data (0x + selector …) inside an EIP-1193 error, wherever the wallet put it. */
+export function revertData(err) {
+  const seen = new Set();
+  const walk = (v, depth) => {
+    if (v === undefined || v === null || depth > 4 || seen.has(v)) return undefined;
+    if (typeof v === 'string') return /^0x[0-9a-fA-F]{8,}$/.test(v) ? v : undefined;
+    if (typeof v !== 'object') return undefined;
+    seen.add(v);
+    for (const k of ['data', 'error', 'cause', 'originalError']) {
+      const found = walk(v[k], depth + 1);
+      if (found) return found;
+    }
+    return undefined;
+  };
+  return walk(err, 0) ?? /(0x[0-9a-fA-F]{8,})/.exec(String(err?.message ?? ''))?.[1];
+}
+
+/**
+ * A wallet action from start to its block: simulated first (a refusal is told as a sentence
+ * before anything is signed), sent, then followed to its receipt. `say(state, text)`: state is
+ * 'pending', 'confirmed' or 'failed'. `explain(data)` turns revert data into a sentence.
+ */
+export async function runTransaction(wallet, call, say, explain) {
+  const why = async (err) => {
+    const data = revertData(err);
+    if (data) return explain(data);
+    if (err?.code === 4001) return 'You declined it in your wallet.';
+    return err?.message ?? String(err);
+  };
+  try {
+    const want = `0x${Number(call.chainId).toString(16)}`;
+    say('pending', 'waiting for your wallet…');
+    const have = await wallet.provider.request({ method: 'eth_chainId' });
+    if (String(have).toLowerCase() !== want)
+      await wallet.provider.request({ method: 'wallet_switchEthereumChain', params: [{ chainId: want }] });
+    const tx = {
+      from: call.from,
+      to: call.to,
+      data: call.data,
+      ...(call.value ? { value: call.value } : {}),
+    };
+    try {
+      await wallet.provider.request({ method: 'eth_call', params: [tx, 'latest'] });
+    } catch (err) {
+      say('failed', `not sent. ${await why(err)}`);
+      return undefined;
+    }
+    const hash = await wallet.provider.request({ method: 'eth_sendTransaction', params: [tx] });
+    say('pending', `sent (${String(hash).slice(0, 10)}…), waiting for its block…`);
+    for (;;) {
+      const receipt = await wallet.provider.request({ method: 'eth_getTransactionReceipt', params: [hash] });
+      if (receipt) {
+        if (receipt.status === '0x1' || receipt.status === 1) {
+          say('confirmed', `in block ${Number(receipt.blockNumber)}.`);
+          return hash;
+        }
+        say('failed', 'the transaction was reverted on chain.');
+        return undefined;
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  } catch (err) {
+    say('failed', await why(err));
+    return undefined;
+  }
+}

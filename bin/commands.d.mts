@@ -1,0 +1,7 @@
+export interface CommandEntry {
+  name: string;
+  module: string;
+  register: string;
+  description: string;
+}
+export declare const COMMANDS: CommandEntry[];

@@ -1,0 +1,81 @@
+/**
+ * The bus's boundary checks, without a broker: an envelope handed to Bus.receive as the MQTT
+ * client would. Optional data that breaks protocol/peerdata.ts is dropped where it arrives.
+ */
+import { describe, expect, it } from 'vitest';
+import { Bus, type Incoming } from '../agent/core/bus.js';
+import { createLogger } from '../agent/core/log.js';
+import { createMetrics } from '../agent/core/metrics.js';
+import { encode, type MessageInput, optionalOf, optionalProblem, signEnvelope } from '../protocol/index.js';
+import { DOMAIN, incoming, party } from './fakes/context.js';
+
+function bus() {
+  const me = party();
+  const got: Incoming[] = [];
+  const b = new Bus({
+    mqtt: { url: 'mqtt://127.0.0.1:1', topicPrefix: 'p2pev/v1', keepaliveS: 30 } as never,
+    address: me.address,
+    privateKey: me.key,
+    domain: DOMAIN,
+    isMember: async () => true,
+    log: createLogger({ level: 'silent', pretty: false }),
+    metrics: createMetrics(false),
+  });
+  b.onMessage((m) => {
+    got.push(m);
+  });
+  return { b, me, got };
+}
+
+describe('optional data from peers', () => {
+  const ev = party();
+  const hcs = party();
+  const request = (optional: Record<string, unknown>): MessageInput => ({
+    type: 'request',
+    status: 0,
+    sender: ev.address,
+    receiver: hcs.address,
+    optional,
+  });
+
+  it('a request asking for a number of Wh passes, typed', async () => {
+    const { b, got } = bus();
+    await b.receive(signEnvelope(encode(request({ wh: 1500, n: 'abc' })), ev.key, DOMAIN));
+    expect(got).toHaveLength(1);
+    const msg = got[0]?.msg;
+    if (msg?.type !== 'request') throw new Error('not a request');
+    expect(optionalOf(msg).wh).toBe(1500);
+    expect(b.stats.dropped).toBe(0);
+  });
+
+  it.each([
+    [{ wh: 'lots' }, 'wh must be a number'],
+    [{ wh: -1 }, 'wh must be at least 0'],
+    [{ n: 'x'.repeat(33) }, 'n is longer than 32'],
+  ])('a request with %j is dropped at the bus (%s)', async (optional, why) => {
+    const { b, got } = bus();
+    expect(optionalProblem(incoming(ev, request(optional)).msg)).toBe(why);
+    await b.receive(signEnvelope(encode(request(optional)), ev.key, DOMAIN));
+    expect(got).toHaveLength(0);
+    expect(b.stats.dropped).toBe(1);
+  });
+
+  it.each([
+    [{ seq: '1', price: '300', maxWh: 5000, settleBy: 1_800_000_000, kw: 11 }, undefined],
+    [{ seq: 1, price: '300' }, undefined],
+    [{ price: 300 }, 'price must be a decimal string'],
+    [{ maxWh: 1.5 }, 'maxWh must be an integer'],
+    [{ kw: 'fast' }, 'kw must be a number'],
+    [{ seq: -1 }, 'seq must be a whole number'],
+    [{ future: { anything: true } }, undefined],
+  ])('a response with %j: %s', (optional, why) => {
+    const msg = incoming(hcs, {
+      type: 'response',
+      status: 0,
+      sender: hcs.address,
+      receiver: ev.address,
+      optional,
+    }).msg;
+    expect(optionalProblem(msg)).toBe(why);
+  });
+});

@@ -1,0 +1,136 @@
+/**
+ * The Prometheus figures an operator watches: every meter read (the session's billing read and
+ * the telemetry's full read) lands in the histogram, the energy and power gauges follow the meter,
+ * meter_up drops when it stops answering, broker and chain state are read at scrape time, and the
+ * build is labelled. Plus the members' page's power estimate across a meter restart.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { Metering } from '../agent/core/metering.js';
+import { createMetrics } from '../agent/core/metrics.js';
+import { createLogger } from '../agent/core/log.js';
+import { PowerEstimator } from '../agent/web/device.js';
+import { startSimMeter } from '../sim/meter.js';
+
+const value = (text: string, name: string): number | undefined => {
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : undefined;
+};
+
+describe('metrics', () => {
+  const closers: (() => Promise<void>)[] = [];
+  afterAll(async () => {
+    for (const c of closers) await c().catch(() => {});
+  });
+
+  it('observes every meter read, follows energy and power, and says when the meter is down', async () => {
+    const sim = await startSimMeter({ profile: 'sdm630', tcp: { port: 0 }, initialWh: 5_000 });
+    closers.push(() => sim.close());
+    const metrics = createMetrics(false);
+    const metering = await Metering.open(
+      {
+        profile: 'sdm630',
+        unitId: 1,
+        transport: { kind: 'tcp', host: '127.0.0.1', port: sim.port! },
+        pollMs: 1000,
+        charger: 'none',
+        timeoutMs: 200,
+        retries: 0,
+      },
+      metrics,
+      createLogger({ level: 'silent', pretty: false }),
+    );
+    closers.push(() => metering.close());
+    await metering.energyWh();
+    await metering.read();
+    let text = await metrics.registry.metrics();
+    expect(value(text, 'p2pev_meter_read_seconds_count')).toBe(2);
+    expect(value(text, 'p2pev_meter_energy_wh')).toBe(5_000);
+    expect(value(text, 'p2pev_meter_power_w')).toBe(0);
+    expect(value(text, 'p2pev_meter_up')).toBe(1);
+
+    await sim.close();
+    await expect(metering.read()).rejects.toThrow();
+    text = await metrics.registry.metrics();
+    expect(value(text, 'p2pev_meter_up')).toBe(0);
+    expect(value(text, 'p2pev_meter_read_seconds_count')).toBe(3);
+    expect(text).toMatch(/^p2pev_meter_errors_total\{kind="[a-z-]+"\} 1$/m);
+  }, 20_000);
+
+  it('reads broker and chain state at scrape time, and labels the build', async () => {
+    const metrics = createMetrics(false);
+    let broker = true;
+    metrics.probes.brokerConnected = () => broker;
+    metrics.probes.chainReachable = () => false;
+    metrics.buildInfo.set({ version: '0.1.0', node: process.versions.node, role: 'hcs' }, 1);
+    let text = await metrics.registry.metrics();
+    expect(value(text, 'p2pev_broker_connected')).toBe(1);
+    expect(value(text, 'p2pev_chain_reachable')).toBe(0);
+    expect(text).toContain(`p2pev_build_info{version="0.1.0",node="${process.versions.node}",role="hcs"} 1`);
+    broker = false;
+    text = await metrics.registry.metrics();
+    expect(value(text, 'p2pev_broker_connected')).toBe(0);
+  });
+});
+
+describe("the members' page's power estimate", () => {
+  it('gives no negative power when a meter restarts its count', () => {
+    const p = new PowerEstimator();
+    expect(p.estimate('a', 1000, 1_000_000)).toBeUndefined();
+    expect(p.estimate('a', 1100, 1_036_000)).toBe(10_000); // 100 Wh in 36 s = 10 kW
+    expect(p.estimate('a', 5, 1_072_000)).toBeUndefined(); // counter back to ~0: a new count
+    expect(p.estimate('a', 105, 1_108_000)).toBe(10_000);
+  });
+});
+
+describe('p2pev status: progress towards the target', () => {
+  it('says how far a charge is, in kWh and per cent', async () => {
+    const { progress } = await import('../agent/ops/status.js');
+    expect(progress({ targetWh: 10_000, energyWh: 2_400 })).toBe(', 2.40 of 10.00 kWh (24 %)');
+    expect(progress({ targetWh: 500, energyWh: 600 })).toBe(', 0.60 of 0.50 kWh (100 %)');
+    expect(progress({ energyWh: 1_234 })).toBe(', 1.23 kWh');
+    expect(progress({ targetWh: 500 })).toBe('');
+  });
+});
+
+describe('telemetry freshness', () => {
+  it('samples every 5 s while a session is open, and at once when one ends', async () => {
+    const { Ops } = await import('../agent/ops/telemetry.js');
+    const sessions = new Map<string, { id: string; state: string }>();
+    const agent = {
+      cfg: { role: 'hcs' },
+      metrics: createMetrics(false),
+      bus: { connected: true },
+      chain: { reachable: true },
+      sessions,
+    };
+    const ops = new Ops(agent as never);
+    let samples = 0;
+    (ops as unknown as { sample: () => Promise<void> }).sample = async () => {
+      samples++;
+      (ops as unknown as { lastSample: number }).lastSample = Date.now();
+    };
+    const ago = (ms: number) => {
+      (ops as unknown as { lastSample: number }).lastSample = Date.now() - ms;
+    };
+    ago(0);
+    ops.tick();
+    expect(samples).toBe(0);
+    ago(6_000); // idle: the configured 30 s holds
+    ops.tick();
+    expect(samples).toBe(0);
+    sessions.set('1', { id: '1', state: 'charging' });
+    ops.tick(); // a session opened: a sample at once
+    expect(samples).toBe(1);
+    ago(6_000); // open: every 5 s
+    ops.tick();
+    expect(samples).toBe(2);
+    ops.tick();
+    expect(samples).toBe(2);
+    sessions.set('1', { id: '1', state: 'done' });
+    ops.tick(); // it ended: fresh power and earnings at once
+    expect(samples).toBe(3);
+    ago(6_000);
+    ops.tick();
+    expect(samples).toBe(3);
+  });
+});

@@ -1,0 +1,115 @@
+/**
+ * The edge's billing, in-process through its narrow context (test/fakes/context.ts): no chain
+ * node, no broker. The bill is always the smaller of the two reports, within tolerance or not; the
+ * `amount` message both parties get and the journaled bill say the same.
+ */
+import { describe, expect, it } from 'vitest';
+import { type Bill, EdgeRole } from '../agent/roles/edge.js';
+import { billWei, PAYMENT_STATUS, REQUEST_STATUS } from '../protocol/index.js';
+import { type Fake, fakeContext, incoming, party } from './fakes/context.js';
+import type { RoleContext } from '../agent/core/context.js';
+
+const PRICE = 300_000_000_000_000n; // wei per kWh
+
+async function agreedSession() {
+  const fake = fakeContext('edge', { edge: { batchSize: 10, batchMaxWaitMs: 60_000 } });
+  const edge = new EdgeRole(fake.ctx);
+  const ev = party();
+  const hcs = party();
+  const terms = {
+    seq: '7',
+    price: PRICE.toString(),
+    maxWh: 20_000,
+    settleBy: Math.floor(Date.now() / 1000) + 3600,
+  };
+  await edge.onMessage(
+    incoming(hcs, {
+      type: 'response',
+      status: REQUEST_STATUS.accept,
+      sender: hcs.address,
+      receiver: ev.address,
+      optional: terms,
+    }),
+  );
+  // The deposit is read beside the lock: the agreement follows its answer.
+  await edge.agreements();
+  const mutual = fake.sent.filter((m) => m.msg.type === 'mutual');
+  expect(mutual.map((m) => m.to)).toEqual([ev.address, hcs.address]);
+  const first = mutual[0]?.msg;
+  if (first?.type !== 'mutual') throw new Error('no mutual agreement sent');
+  const txid = first.txid;
+  return { fake, edge, ev, hcs, txid };
+}
+
+async function report(
+  s: { edge: EdgeRole; ev: ReturnType<typeof party>; hcs: ReturnType<typeof party>; txid: string },
+  evWh: bigint,
+  hcsWh: bigint,
+) {
+  const fields = { ev: s.ev.address, hcs: s.hcs.address, txid: s.txid };
+  await s.edge.onMessage(incoming(s.ev, { type: 'chargeReceived', ...fields, energyWh: evWh }));
+  await s.edge.onMessage(incoming(s.hcs, { type: 'chargeProvided', ...fields, energyWh: hcsWh }));
+}
+
+const amounts = (fake: Fake<RoleContext>) =>
+  fake.sent
+    .filter((m) => m.msg.type === 'amount')
+    .map((m) => ({ to: m.to, ...(m.msg as { amountWei: bigint; paymentStatus: number }) }));
+
+describe('the edge bills by the contract’s rule', () => {
+  it.each([
+    ['the station says more, within tolerance', 1000n, 1008n, PAYMENT_STATUS.pending],
+    ['the EV says more, within tolerance', 1008n, 1000n, PAYMENT_STATUS.pending],
+    ['the station says far more (disputed)', 1000n, 1500n, PAYMENT_STATUS.disputed],
+    ['the EV says far more (disputed)', 1500n, 1000n, PAYMENT_STATUS.disputed],
+  ])('%s', async (_what, evWh, hcsWh, status) => {
+    const s = await agreedSession();
+    await report(s, evWh, hcsWh);
+    // Inside the tolerance the station's meter; outside it the smaller figure, and the bill is
+    // left to the station (only it may settle a disagreement).
+    const disputed = status === PAYMENT_STATUS.disputed;
+    const smaller = disputed ? (evWh < hcsWh ? evWh : hcsWh) : hcsWh;
+    const expected = billWei(smaller, PRICE);
+    const sent = amounts(s.fake);
+    expect(sent.map((a) => a.to)).toEqual([s.ev.address, s.hcs.address]);
+    for (const a of sent) {
+      expect(a.amountWei).toBe(expected);
+      expect(a.paymentStatus).toBe(status);
+      expect(a).toMatchObject({ sender: s.ev.address, receiver: s.hcs.address, txid: s.txid });
+    }
+    const bill = s.fake.journal.get<Bill>(`b:${s.txid}`);
+    expect(bill).toMatchObject({
+      state: disputed ? 'failed' : 'queued',
+      energyWh: smaller.toString(),
+      amountWei: expected.toString(),
+      disputed: status === PAYMENT_STATUS.disputed,
+    });
+  });
+
+  it('forms no agreement when the deposit does not cover the cap', async () => {
+    const fake = fakeContext('edge');
+    fake.answers.availableDeposit = billWei(20_000n, PRICE) - 1n;
+    const edge = new EdgeRole(fake.ctx);
+    const ev = party();
+    const hcs = party();
+    await edge.onMessage(
+      incoming(hcs, {
+        type: 'response',
+        status: REQUEST_STATUS.accept,
+        sender: hcs.address,
+        receiver: ev.address,
+        optional: { seq: '1', price: PRICE.toString(), maxWh: 20_000, settleBy: 2_000_000_000 },
+      }),
+    );
+    await edge.agreements();
+    expect(fake.sent).toEqual([]);
+  });
+
+  it('ignores a report signed by someone else than the party it names', async () => {
+    const s = await agreedSession();
+    const fields = { ev: s.ev.address, hcs: s.hcs.address, txid: s.txid };
+    await s.edge.onMessage(incoming(party(), { type: 'chargeReceived', ...fields, energyWh: 1n }));
+    await s.edge.onMessage(incoming(s.hcs, { type: 'chargeProvided', ...fields, energyWh: 1000n }));
+    expect(amounts(s.fake)).toEqual([]);
+  });
+});

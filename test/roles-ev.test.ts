@@ -1,0 +1,131 @@
+/**
+ * The car's side of finding a station, in-process through its narrow context (test/fakes/context.ts):
+ * the edge's suggestion, the station's answer, the terms it accepts or refuses, the agreement that
+ * starts the charge. No chain node, no broker, no meter on a wire.
+ */
+import { describe, expect, it } from 'vitest';
+import type { MeteringPort } from '../agent/core/context.js';
+import { EvRole } from '../agent/roles/ev.js';
+import { computeTxId, optionalOf, REQUEST_STATUS } from '../protocol/index.js';
+import { DOMAIN, fakeMeteredContext, incoming, party } from './fakes/context.js';
+import { termsFromJson } from '../agent/core/session.js';
+
+const PRICE = 300_000_000_000_000n;
+
+async function car() {
+  const edge = party();
+  const switched: { on: boolean; plug?: string }[] = [];
+  const metering: MeteringPort = {
+    serial: 'EV-1',
+    epoch: 0,
+    profile: 'sdm120',
+    consecutiveErrors: 0,
+    energyWh: async () => 1_000,
+    setCharging: async (on, _kw, plug) => {
+      switched.push({ on, ...(plug ? { plug } : {}) });
+    },
+  };
+  const fake = fakeMeteredContext('ev', metering, { server: edge.address });
+  const role = new EvRole(fake.ctx);
+  const { id } = (await role.control('charge', { targetWh: 5000, rating: 5, comment: 'äöüäöüäöü' })) as {
+    id: string;
+  };
+  const session = () => fake.sessions.get(id);
+  return { fake, role, edge, switched, session };
+}
+
+const stations = [party(), party()];
+const suggestion = (edge: ReturnType<typeof party>, to: string, prices: bigint[]) =>
+  incoming(edge, {
+    type: 'suggestion',
+    server: edge.address,
+    requester: to,
+    stations: prices.map((p, i) => ({
+      hcs: stations[i]?.address ?? '',
+      distanceM: 100 * (i + 1),
+      meanRating: 450,
+      priceWeiPerKWh: p,
+    })),
+  });
+const answer = (
+  from: ReturnType<typeof party>,
+  to: string,
+  status: number,
+  optional: Record<string, unknown>,
+) => incoming(from, { type: 'response', status, sender: from.address, receiver: to, optional });
+
+describe('a car finds a station', () => {
+  it('searches at the edge, asks the first station, accepts its terms, and charges on the agreement', async () => {
+    const { fake, role, edge, switched, session } = await car();
+    const me = fake.me.address;
+    expect(fake.sent[0]?.msg.type).toBe('search');
+    // the rating comment is cut to its 10 UTF-8 bytes, not 10 characters
+    expect(session()?.rating).toEqual({ stars: 5, comment: 'äöüäö' });
+
+    await role.onMessage(suggestion(edge, me, [PRICE, PRICE]));
+    const req = fake.sent.at(-1);
+    expect(req?.to).toBe(stations[0]?.address);
+    if (req?.msg.type !== 'request') throw new Error('no request');
+    expect(optionalOf(req.msg).wh).toBe(5000);
+    expect(session()?.state).toBe('requesting');
+
+    const hcs = stations[0];
+    if (!hcs) throw new Error('no station');
+    const terms = { seq: '4', price: PRICE.toString(), maxWh: 7000, settleBy: 2_000_000_000 };
+    await role.onMessage(answer(hcs, me, REQUEST_STATUS.accept, { ...terms, kw: 22 }));
+    const txid = computeTxId(termsFromJson(me, hcs.address, terms), DOMAIN);
+    expect(session()).toMatchObject({ state: 'awaitingMutual', txid, kw: 22, terms });
+
+    await role.onMessage(
+      incoming(edge, { type: 'mutual', server: edge.address, ev: me, hcs: hcs.address, txid }),
+    );
+    expect(session()).toMatchObject({ state: 'charging', startWh: 1_000 });
+    expect(switched).toEqual([{ on: true, plug: hcs.address }]);
+  });
+
+  it('refuses terms above the suggested price and asks the next station', async () => {
+    const { fake, role, edge, session } = await car();
+    const me = fake.me.address;
+    await role.onMessage(suggestion(edge, me, [PRICE, PRICE]));
+    const [first, second] = stations;
+    if (!first || !second) throw new Error('no stations');
+    await role.onMessage(
+      answer(first, me, REQUEST_STATUS.accept, {
+        seq: '1',
+        price: (PRICE + 1n).toString(),
+        maxWh: 7000,
+        settleBy: 2_000_000_000,
+      }),
+    );
+    expect(session()?.state).toBe('requesting');
+    expect(session()?.hcs).toBe(second.address);
+    expect(fake.sent.at(-1)?.to).toBe(second.address);
+  });
+
+  it('ignores an agreement signed by someone else than its edge', async () => {
+    const { fake, role, edge, switched, session } = await car();
+    const me = fake.me.address;
+    await role.onMessage(suggestion(edge, me, [PRICE]));
+    const hcs = stations[0];
+    if (!hcs) throw new Error('no station');
+    const terms = { seq: '9', price: PRICE.toString(), maxWh: 7000, settleBy: 2_000_000_000 };
+    await role.onMessage(answer(hcs, me, REQUEST_STATUS.accept, terms));
+    const txid = computeTxId(termsFromJson(me, hcs.address, terms), DOMAIN);
+    const stranger = party();
+    await role.onMessage(
+      incoming(stranger, { type: 'mutual', server: stranger.address, ev: me, hcs: hcs.address, txid }),
+    );
+    expect(session()?.state).toBe('awaitingMutual');
+    expect(switched).toEqual([]);
+  });
+
+  it('fails when every suggested station is refused', async () => {
+    const { fake, role, edge, session } = await car();
+    const me = fake.me.address;
+    await role.onMessage(suggestion(edge, me, [PRICE]));
+    const hcs = stations[0];
+    if (!hcs) throw new Error('no station');
+    await role.onMessage(answer(hcs, me, REQUEST_STATUS.busy, { why: 'busy' }));
+    expect(session()).toMatchObject({ state: 'failed', error: 'no station accepted' });
+  });
+});

@@ -1,0 +1,111 @@
+/**
+ * The station's side of a request, in-process through its narrow context (test/fakes/context.ts):
+ * a fake meter and chain, the real journal, signing and state table. What it offers, when it
+ * refuses, and that an agreement switches the charger on from the meter's reading.
+ */
+import { describe, expect, it } from 'vitest';
+import type { MeteringPort } from '../agent/core/context.js';
+import { HcsRole } from '../agent/roles/hcs.js';
+import { billWei, optionalOf, REQUEST_STATUS } from '../protocol/index.js';
+import { fakeMeteredContext, incoming, party, type Sent } from './fakes/context.js';
+
+const PRICE = 300_000_000_000_000n;
+
+function station(hcs: Record<string, unknown> = {}) {
+  const switched: { on: boolean; kw: number }[] = [];
+  const metering: MeteringPort = {
+    serial: 'FAKE-1',
+    epoch: 0,
+    profile: 'sdm630',
+    consecutiveErrors: 0,
+    energyWh: async () => 40_000,
+    setCharging: async (on, kw = 0) => {
+      switched.push({ on, kw });
+    },
+  };
+  const fake = fakeMeteredContext('hcs', metering, {
+    hcs: {
+      priceWeiPerKWh: PRICE.toString(),
+      latitude: 52.52,
+      longitude: 13.405,
+      powerKw: 11,
+      maxSessionWh: 50_000,
+      serviceHours: '00:00-24:00',
+      ...hcs,
+    },
+  });
+  return { fake, role: new HcsRole(fake.ctx), switched };
+}
+
+const ev = party();
+const request = (to: string, optional: Record<string, unknown>) =>
+  incoming(ev, { type: 'request', status: REQUEST_STATUS.none, sender: ev.address, receiver: to, optional });
+
+function response(sent: Sent[]) {
+  const r = sent.find((m) => m.msg.type === 'response')?.msg;
+  if (r?.type !== 'response') throw new Error('no response sent');
+  return r;
+}
+
+describe('a station answers a request', () => {
+  it('offers terms capped near what the car asked for, and (no edge) switches on once the EV’s consent reserved the session', async () => {
+    const { fake, role, switched } = station();
+    fake.answers.lastSeq = 41n; // the chain holds seq 41 already (a lost journal): numbered above it
+    await role.onMessage(request(fake.me.address, { wh: 10_000, n: 'q1' }));
+    const r = response(fake.sent);
+    expect(r.status).toBe(REQUEST_STATUS.accept);
+    const offer = optionalOf(r);
+    expect(offer).toMatchObject({ price: PRICE.toString(), maxWh: 13_000, kw: 11, n: 'q1', seq: '42' });
+    // settleBy = now + 13 kWh at 11 kW (4,255 s) + the 900 s margin.
+    const now = Math.floor(Date.now() / 1000);
+    expect(offer.settleBy).toBeGreaterThanOrEqual(now + 4255 + 900 - 2);
+    expect(offer.settleBy).toBeLessThanOrEqual(now + 4255 + 900);
+    expect(fake.sent.map((m) => m.msg.type)).toEqual(['response', 'mutual']);
+    const [s] = fake.sessions.values();
+    expect(s?.state).toBe('offered');
+    expect(switched).toEqual([]);
+    // The EV's consent: its first receipt, 0 Wh, marked interim 0.
+    const mutual = fake.sent.find((m) => m.msg.type === 'mutual')?.msg as { txid: string };
+    await role.onMessage(
+      incoming(ev, {
+        type: 'chargeReceived',
+        ev: ev.address,
+        hcs: fake.me.address,
+        txid: mutual.txid,
+        energyWh: 0n,
+        optional: { i: 0 },
+      }),
+    );
+    expect(fake.answers.reserved?.map((x) => x.seq)).toEqual([42n]);
+    expect(s?.state).toBe('charging');
+    expect(s?.startWh).toBe(40_000);
+    expect(switched).toEqual([{ on: true, kw: 11 }]);
+  });
+
+  it('caps the offer at what the deposit covers', async () => {
+    const { fake, role } = station();
+    fake.answers.availableDeposit = billWei(5_000n, PRICE);
+    await role.onMessage(request(fake.me.address, { wh: 10_000 }));
+    expect(optionalOf(response(fake.sent)).maxWh).toBe(5_000);
+  });
+
+  it.each([
+    ['closed', { serviceHours: '00:00-00:00' }, undefined],
+    ['deposit', {}, 0n],
+  ])('refuses (%s)', async (why, hcs, deposit) => {
+    const { fake, role, switched } = station(hcs);
+    if (deposit !== undefined) fake.answers.availableDeposit = deposit;
+    await role.onMessage(request(fake.me.address, { wh: 10_000, n: 'q2' }));
+    const r = response(fake.sent);
+    expect(r.status).toBe(REQUEST_STATUS.reject);
+    expect(optionalOf(r)).toEqual({ why, n: 'q2' });
+    expect(fake.sessions.size).toBe(0);
+    expect(switched).toEqual([]);
+  });
+
+  it('ignores a request meant for another station', async () => {
+    const { fake, role } = station();
+    await role.onMessage(request(party().address, { wh: 10_000 }));
+    expect(fake.sent).toEqual([]);
+  });
+});
