@@ -3,10 +3,11 @@
  * as installed: P2PEV_DIST=1) in its own process; anvil and the broker (Debian's mosquitto) run
  * beside it as processes of their own; this process is the load generator: it plays every EV and
  * HCS with their keys, signs every session's messages before the clock starts, and publishes them
- * over the broker: the car's search and the station's accepted response (the terms), then both
- * signed reports once the edge's mutual agreement is in. The edge answers the search, checks the car's deposit on chain, sends the mutual
- * agreement, reconciles the reports, settles them on chain in batches and sends the transaction
- * message, on which a session counts as settled.
+ * over the broker: the car's search and the station's accepted response (the terms); on the
+ * edge's mutual agreement the car's consent (receipt 0, which the edge reserves on chain); after
+ * BENCH_EDGE_CHARGE_MS (the charge) both signed reports. The edge answers the search, checks the
+ * car's deposit on chain, sends the mutual agreement, reserves, reconciles the reports, settles
+ * them on chain in batches and sends the transaction message, on which a session counts as settled.
  *
  * At most BENCH_EDGE_WINDOW sessions are in flight (a closed loop, so the edge is kept busy but not
  * buried). Figures: sessions settled per second over the run, latency from a session's last report
@@ -14,9 +15,9 @@
  * /proc/<pid>/stat). BENCH_EDGE_PROFILE=<dir> writes the edge's CPU profile there.
  *
  * Knobs: BENCH_EDGE_SESSIONS (default 4000), BENCH_EDGE_RATE (sessions offered a second, 1500),
- * BENCH_EDGE_WINDOW (1500), BENCH_EDGE_EVS (40), BENCH_EDGE_HCSS (40), BENCH_EDGE_BATCH (the
- * edge's batch size, 100). The last line is one JSON
- * object. Figures only: nothing here asserts.
+ * BENCH_EDGE_WINDOW (4000), BENCH_EDGE_CHARGE_MS (500), BENCH_EDGE_EVS (40), BENCH_EDGE_HCSS (100),
+ * BENCH_EDGE_BATCH (the edge's batch size, 100). The last line is one JSON object. Figures only:
+ * nothing here asserts.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -44,11 +45,14 @@ import { buildWorld, type Device } from '../sim/world.js';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const num = (name: string, dflt: number) => Number(process.env[name] ?? dflt);
 const SESSIONS = num('BENCH_EDGE_SESSIONS', 4000);
-const WINDOW = num('BENCH_EDGE_WINDOW', 1500);
+const WINDOW = num('BENCH_EDGE_WINDOW', 4000);
 const EVS = num('BENCH_EDGE_EVS', 40);
-const HCSS = num('BENCH_EDGE_HCSS', 40);
+const HCSS = num('BENCH_EDGE_HCSS', 100);
 const BATCH = num('BENCH_EDGE_BATCH', 100);
 const RATE = num('BENCH_EDGE_RATE', 1500);
+const CHARGE_MS = num('BENCH_EDGE_CHARGE_MS', 500);
+/** Sessions of one station in flight at once (the contract's ring of 16 open reservations). */
+const PER_STATION = 15;
 const EDGE_NODE_OPTIONS = '--max-old-space-size=1024 --max-semi-space-size=16';
 const PRICE = 300_000_000_000_000n; // wei per kWh
 const ENERGY_WH = 4000n;
@@ -79,11 +83,15 @@ const percentile = (xs: number[], p: number) => {
 
 interface Session {
   txid: string;
+  hcs: string;
   /** The search and the station's response: sent when the session starts. */
   opening: Uint8Array[];
-  /** Both reports: sent once the edge's mutual agreement arrives (a charge needs one). */
+  /** The car's consent (receipt 0: the edge reserves the cap on chain with it), on the mutual. */
+  consent: Uint8Array;
+  /** Both reports: sent CHARGE_MS after the mutual agreement (the charge). */
   reports: Uint8Array[];
   openedAt?: number;
+  consentAt?: number;
   lastSentAt?: number;
   settledAt?: number;
 }
@@ -152,7 +160,9 @@ async function main(): Promise<void> {
     for (let i = 0; i < SESSIONS; i++) {
       const ev = evDevices[i % EVS]!;
       const car = cars[i % EVS]!;
-      const hcs = hcsDevices[(i * 7 + Math.floor(i / EVS)) % HCSS]!;
+      // Stations in turn: each one's sessions in seq order (the contract keeps a station's open
+      // reservations in a ring of 16 slots, so at most 15 of a station's sessions are in flight).
+      const hcs = hcsDevices[i % HCSS]!;
       const seq = (seqs.get(hcs.address) ?? 0n) + 1n;
       seqs.set(hcs.address, seq);
       const terms: TermsJson = { seq: seq.toString(), price: PRICE.toString(), maxWh: 6000, settleBy };
@@ -170,6 +180,7 @@ async function main(): Promise<void> {
       };
       sessions.push({
         txid,
+        hcs: hcs.address,
         opening: [
           sign(
             {
@@ -194,6 +205,17 @@ async function main(): Promise<void> {
             hcsKey,
           ),
         ],
+        consent: sign(
+          {
+            type: 'chargeReceived',
+            ev: ev.address,
+            hcs: hcs.address,
+            txid,
+            energyWh: 0n,
+            optional: { i: 0 },
+          },
+          evKey,
+        ),
         reports: [
           sign(
             {
@@ -268,12 +290,16 @@ async function main(): Promise<void> {
     // Offered at RATE sessions/s at most (paced every 10 ms: a broker queues only so much for one
     // client, mosquitto 1,000 messages by default), and never more than WINDOW in flight.
     let offered = 0;
+    const open = new Map<string, number>();
     const pump = () => {
       const allowed = Math.floor(((performance.now() - t0) / 1000) * RATE) + 1;
       while (inFlight < WINDOW && next < sessions.length && offered < allowed) {
+        const s = sessions[next]!;
+        if ((open.get(s.hcs) ?? 0) >= PER_STATION) return;
+        next++;
         offered++;
-        const s = sessions[next++]!;
         inFlight++;
+        open.set(s.hcs, (open.get(s.hcs) ?? 0) + 1);
         for (const env of s.opening) c.publish(edgeInbox, Buffer.from(env), { qos: 1 });
         s.openedAt = performance.now();
       }
@@ -289,9 +315,14 @@ async function main(): Promise<void> {
       }
       if (msg.type === 'mutual' && topic === `p2pev/v1/to/${msg.ev}`) {
         const s = byTxid.get(msg.txid);
-        if (!s || s.lastSentAt) return;
-        for (const env of s.reports) c.publish(edgeInbox, Buffer.from(env), { qos: 1 });
-        s.lastSentAt = performance.now();
+        if (!s || s.consentAt) return;
+        s.consentAt = performance.now();
+        c.publish(edgeInbox, Buffer.from(s.consent), { qos: 1 });
+        // The charge: the edge reserves the cap on chain meanwhile (its next tick).
+        setTimeout(() => {
+          for (const env of s.reports) c.publish(edgeInbox, Buffer.from(env), { qos: 1 });
+          s.lastSentAt = performance.now();
+        }, CHARGE_MS);
         return;
       }
       if (msg.type !== 'transaction' || topic !== `p2pev/v1/to/${msg.sender}`) return;
@@ -301,6 +332,7 @@ async function main(): Promise<void> {
       if (msg.paymentStatus === 2) settled++;
       else refused++;
       inFlight--;
+      open.set(s.hcs, (open.get(s.hcs) ?? 1) - 1);
       if (settled + refused === sessions.length) resolveDone();
       else pump();
     });
@@ -334,7 +366,7 @@ async function main(): Promise<void> {
     const edgeCpu = cpuMs(edge.child.pid!) - cpu0;
     const finished = sessions.filter((s) => s.settledAt !== undefined);
     const latencies = finished.map((s) => s.settledAt! - s.lastSentAt!);
-    const agreeing = finished.map((s) => s.lastSentAt! - s.openedAt!);
+    const agreeing = finished.map((s) => s.consentAt! - s.openedAt!);
     const lastAt = Math.max(...finished.map((s) => s.settledAt!));
     const sessionsPerSec = finished.length / ((lastAt - t0) / 1000);
     const anvilCpu = cpuMsOnPort(anvilPort) - others0.anvil;
@@ -347,6 +379,7 @@ async function main(): Promise<void> {
       refused,
       unfinished: SESSIONS - finished.length,
       window: WINDOW,
+      chargeMs: CHARGE_MS,
       offeredPerSec: RATE,
       batchSize: BATCH,
       edgeSessionsPerSec: Math.round(sessionsPerSec),

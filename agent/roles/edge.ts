@@ -407,7 +407,12 @@ export class EdgeRole implements RoleHandler {
   private submitQueued(): void {
     const { batchSize, batchMaxWaitMs } = this.agent.cfg.edge;
     while (this.inFlight.size < MAX_BATCHES_IN_FLIGHT && this.queuedCount > 0) {
-      const queued = [...this.bills.values()].filter((b) => b.state === 'queued');
+      // Not before the EV's reservation is on chain (the contract refuses a bill it has not seen
+      // reserved): this edge's own reservation batch may still be on its way.
+      const queued = [...this.bills.values()].filter(
+        (b) => b.state === 'queued' && b.reservation !== 'queued' && b.reservation !== 'submitted',
+      );
+      if (queued.length === 0) return;
       const oldest = Math.min(...queued.map((b) => b.queuedAt ?? 0));
       if (queued.length < batchSize && Date.now() - oldest < batchMaxWaitMs) return;
       const batch = queued.slice(0, batchSize);
@@ -439,7 +444,8 @@ export class EdgeRole implements RoleHandler {
   private reserveQueued(): void {
     if (this.reserving) return;
     const bills = [...this.bills.values()].filter(
-      (b) => b.reservation === 'queued' && b.state === 'collecting',
+      // Also a bill whose reports came before its reservation went out: it waits for it.
+      (b) => b.reservation === 'queued' && (b.state === 'collecting' || b.state === 'queued'),
     );
     if (bills.length === 0) return;
     for (const b of bills) this.save({ ...b, reservation: 'submitted' });
@@ -469,6 +475,8 @@ export class EdgeRole implements RoleHandler {
       }
     })().finally(() => {
       this.reserving = undefined;
+      // The bills this reservation held back may go now.
+      void this.agent.exclusive(async () => this.submitQueued());
     });
   }
 
