@@ -440,8 +440,11 @@ export class SettlementClient {
     return (await this.submitReserveBatch(entries)).result();
   }
   /** Sends a reservation batch without waiting for it (as submitSettleBatch). */
-  async submitReserveBatch(entries: ReservationEntry[]): Promise<PendingBatch> {
-    const tx = await this.sendOnly('reserveBatch', [packReservations(entries)]);
+  async submitReserveBatch(
+    entries: ReservationEntry[],
+    opts: { gasLimit?: bigint } = {},
+  ): Promise<PendingBatch> {
+    const tx = await this.sendOnly('reserveBatch', [packReservations(entries)], undefined, opts.gasLimit);
     return { hash: tx.hash, result: async () => this.batchResult(await this.receiptOf('reserveBatch', tx)) };
   }
   /** Settles one session from the EV's highest signed receipt and the HCS's signed report. */

@@ -459,7 +459,12 @@ export class EdgeRole implements RoleHandler {
     }));
     this.reserving = (async () => {
       try {
-        const pending = await this.agent.chain.send('reserveBatch', (c) => c.submitReserveBatch(entries));
+        const pending = await this.agent.chain.send('reserveBatch', (c) =>
+          c.submitReserveBatch(entries, {
+            // A bound instead of the node's estimate, as for settlement batches.
+            gasLimit: BATCH_BASE_GAS + BATCH_GAS_PER_BILL * BigInt(entries.length),
+          }),
+        );
         const { receipt, results } = await this.agent.chain.retry('receipt', () => pending.result());
         this.figures.gasUsed += receipt.gasUsed;
         for (const r of results) {
