@@ -10,7 +10,7 @@ import { type Command, CommanderError } from 'commander';
 export function errorText(err: unknown): string {
   // ethers' errors carry the whole transaction in `message`; its `shortMessage` is the one line.
   const e = err as { shortMessage?: string; message?: string; name?: string };
-  if (e?.shortMessage) return e.shortMessage.split('\n')[0]!.slice(0, 400);
+  if (e?.shortMessage) return (e.shortMessage.split('\n')[0] ?? '').slice(0, 400);
   const text = e?.message ?? String(err);
   if (e?.name === 'ConfigError' || e?.name === 'UsageError') return text;
   return text

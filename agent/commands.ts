@@ -136,18 +136,20 @@ export function registerAgentCommands(program: Command): void {
           return;
         }
         const commitment = keccak256(toUtf8Bytes(`${key.address}:${opts.identity}`));
+        const station = cfg.hcs;
+        if (cfg.role === 'hcs' && !station) throw new Error("a station's config needs its hcs section");
         const receipt =
-          cfg.role === 'ev'
+          cfg.role === 'ev' || !station
             ? await chain.send('register', (c) => c.register('ev', commitment))
             : await chain.send('register', (c) =>
                 c.register('hcs', {
                   identityCommitment: commitment,
-                  latMicroDeg: Math.round(cfg.hcs!.latitude * 1e6),
-                  lonMicroDeg: Math.round(cfg.hcs!.longitude * 1e6),
-                  priceWeiPerKWh: BigInt(cfg.hcs!.priceWeiPerKWh),
-                  powerW: Math.round(cfg.hcs!.powerKw * 1000),
+                  latMicroDeg: Math.round(station.latitude * 1e6),
+                  lonMicroDeg: Math.round(station.longitude * 1e6),
+                  priceWeiPerKWh: BigInt(station.priceWeiPerKWh),
+                  powerW: Math.round(station.powerKw * 1000),
                   profileHash: keccak256(
-                    toUtf8Bytes(JSON.stringify({ name: cfg.name, hours: cfg.hcs!.serviceHours })),
+                    toUtf8Bytes(JSON.stringify({ name: cfg.name, hours: station.serviceHours })),
                   ),
                 }),
               );

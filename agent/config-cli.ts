@@ -53,8 +53,10 @@ export function startConfig(o: InitOptions): Record<string, Json> {
         ? { kind: 'tcp', host: '127.0.0.1', port: o.meterPort ?? (o.role === 'ev' ? 5021 : 5020) }
         : { kind: 'rtu', port: '/dev/p2pev-meter', baudRate: 9600, parity: 'none' },
       pollMs: 1000,
-      charger: o.bench ? 'sim-control' : 'none',
     };
+    // A bench meter counts only while its control register is on; an installed HCS names its
+    // wallbox or relay here (docs/CHARGERS.md).
+    cfg.charger = { kind: o.bench ? 'sim-control' : 'none' };
   }
   if (o.role === 'hcs')
     cfg.hcs = {

@@ -36,7 +36,7 @@ export const COMMANDS = [
     module: 'agent/ops/commands',
     register: 'registerOpsCommands',
     description:
-      'Check an installed device end to end (config, keystore, meter, broker, chain, registration, disk, clock) and say what to fix',
+      'Check an installed device end to end (config, keystore, meter, charger, broker, chain, registration, disk, clock) and say what to fix',
   },
   {
     name: 'status',

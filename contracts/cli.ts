@@ -66,7 +66,7 @@ export function keystorePassword(env: NodeJS.ProcessEnv = process.env): string |
  * The deployer key, never from the command line (`ps` and the shell history would show it):
  * --key-file, else --keystore, else $P2PEV_DEPLOYER_KEY.
  */
-async function deployerKey(opts: DeployCliOptions): Promise<string> {
+async function deployerKey(opts: Pick<DeployCliOptions, 'key' | 'keyFile' | 'keystore'>): Promise<string> {
   if (opts.key !== undefined)
     throw new UsageError(
       '--key would show the key in `ps` and the shell history: give --key-file FILE (mode 0600), --keystore FILE, or set P2PEV_DEPLOYER_KEY',
@@ -400,7 +400,7 @@ export function registerChainCommands(program: Command): void {
           const deployment = readDeployment(file);
           const rpc = opts.rpc ?? deployment.rpcUrl;
           if (!rpc) throw new Error(`${file} names no RPC URL: give --rpc`);
-          const key = await deployerKey({ ...opts, rpc } as unknown as DeployCliOptions);
+          const key = await deployerKey(opts);
           const { provider } = await connectRpc(rpc);
           try {
             const client = SettlementClient.fromDeployment(deployment, new Wallet(key, provider));

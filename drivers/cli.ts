@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { registerDiagCharger } from './diag/charger.js';
 import { identify, type ProfileMatch, rawMeter } from './diag/identify.js';
 import {
   type LineOptions,
@@ -239,6 +240,7 @@ export function registerDiagCommands(program: Command, io: DiagIo = processIo): 
   registerRead(diag, io);
   registerWatch(diag, io);
   registerDump(diag, io);
+  registerDiagCharger(diag, io);
 }
 
 /** `p2pev diag ports`: the serial ports present, with adapter names. */

@@ -293,7 +293,7 @@ export class ModbusMeter extends EventEmitter implements Meter {
           this.unsupported.add(q);
         return undefined;
       });
-      if (value !== undefined) (reading as unknown as Record<string, number>)[field] = round(value, 3);
+      if (value !== undefined) reading[field] = round(value, 3);
     }
     return reading;
   }

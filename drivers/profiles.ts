@@ -194,10 +194,73 @@ const ET340: MeterProfile = {
   extras: { ...EM340.extras, exportEnergy: cg32(0x004e, 0.1, 'kWh') }, // kWh (-) TOT
 };
 
+/**
+ * Wallboxes with a built-in meter, read as a meter: the same device and unit id as the charger
+ * (drivers/chargers/profiles.ts, where the sources are), so meter and charger share one line.
+ * Whether the built-in meter may bill (calibration law, MID) is the station owner's to check.
+ */
+const HEIDELBERG_EC_METER: MeterProfile = {
+  name: 'heidelberg-ec',
+  vendor: 'Heidelberger Druckmaschinen',
+  model: 'Wallbox Energy Control, built-in meter',
+  source:
+    'Heidelberg "Wallbox Energy Control – Modbus Register Table" (20210222): input 17-18 energy since ' +
+    'installation (u32, high word first, Wh), 14 power, 10 voltage L1, 6 current L1 ×0.1 A; evcc charger/heidelberg-ec.go',
+  phases: 3,
+  maxPowerW: 11_500,
+  factoryLine: { baudRate: 19200, parity: 'even', stopBits: 1, unitId: 1 },
+  quantities: {
+    energy: reg('input', 17, 'uint32', 1, 'Wh'),
+    power: reg('input', 14, 'uint16', 1, 'W'),
+    voltage: reg('input', 10, 'uint16', 1, 'V'),
+    current: reg('input', 6, 'uint16', 0.1, 'A'),
+  },
+};
+
+const PHOENIX_EV_ETH_METER: MeterProfile = {
+  name: 'phoenix-ev-eth',
+  vendor: 'Phoenix Contact',
+  model: 'EV Charge Control EV-CC-AC1-M3-…-ETH, connected meter',
+  source:
+    'Phoenix Contact EV-CC-AC1-M3 Modbus TCP register table: holding 904 energy (u32, low word first, Wh), ' +
+    'input 120 power (s32, low word first, W); evcc charger/phoenix-ev-eth.go',
+  phases: 3,
+  maxPowerW: 44_000,
+  factoryLine: { baudRate: 9600, parity: 'none', stopBits: 1, unitId: 255 },
+  quantities: {
+    energy: reg('holding', 904, 'uint32', 1, 'Wh', 'low-first'),
+    power: reg('input', 120, 'int32', 1, 'W', 'low-first'),
+  },
+};
+
+const WALLBE_METER: MeterProfile = {
+  ...PHOENIX_EV_ETH_METER,
+  name: 'wallbe',
+  vendor: 'Wallbe',
+  model: 'Wallbe Eco / Pro (Phoenix EV-ETH, Wallbe firmware), connected meter',
+  source: 'evcc charger/phoenix-ev-eth.go: Wallbe firmware energy at holding 2980 (u64, low word first, Wh)',
+  quantities: {
+    ...PHOENIX_EV_ETH_METER.quantities,
+    energy: reg('holding', 2980, 'uint64', 1, 'Wh', 'low-first'),
+  },
+};
+
 /** Every built-in profile, by name. */
 export const PROFILES: Readonly<Record<string, MeterProfile>> = Object.freeze(
   Object.fromEntries(
-    [SDM630, SDM120, SDM72D, SDM72D_V2, ABB_B23, ABB_B24, EM340, ET340].map((p) => [p.name, p]),
+    [
+      SDM630,
+      SDM120,
+      SDM72D,
+      SDM72D_V2,
+      ABB_B23,
+      ABB_B24,
+      EM340,
+      ET340,
+      HEIDELBERG_EC_METER,
+      PHOENIX_EV_ETH_METER,
+      WALLBE_METER,
+    ].map((p) => [p.name, p]),
   ),
 );
 

@@ -62,5 +62,6 @@ export function messageFromJson(json: unknown): MessageInput {
   const values = json as Record<string, unknown>;
   const schema = (MESSAGES as Record<string, MessageSchema>)[values.type as MessageName];
   if (!schema) throw new EncodeError(`unknown message type ${JSON.stringify(values.type)}`, 'type');
-  return wideFromJson(schema.fields, values, '') as unknown as MessageInput;
+  // encode() checks every field against the schema; this only widened the JSON-friendly ones.
+  return wideFromJson(schema.fields, values, '') as MessageInput;
 }

@@ -4,16 +4,21 @@
  * every member funded, registered and verified by the operator. The sim (`p2pev sim`) and the
  * agent tests both build on it; the agents themselves are the real `p2pev run` (or Agent.start).
  */
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { keccak256, NonceManager, parseEther, toUtf8Bytes, Wallet } from 'ethers';
 import { createKeystore } from '../agent/core/keys.js';
 import { SettlementClient } from '../contracts/client.js';
-import { type Deployment, deploySettlement } from '../contracts/deploy.js';
+import { type Deployment, deploySettlement, type SettlementParams } from '../contracts/deploy.js';
 import { connectRpc } from '../contracts/rpc.js';
 import { type Broker, startEmbeddedBroker, startMosquitto } from './broker.js';
-import { type Anvil, anvilAccounts, startAnvil } from './chain.js';
+import { type Anvil, anvilAccounts, freePort, startAnvil } from './chain.js';
+import { startSimWallbox, type SimWallbox } from './charger/modbus.js';
+import { SimOcppChargePoint } from './charger/ocpp.js';
+import type { SimOutlet } from './charger/outlet.js';
 import { type SimMeter, startSimMeter } from './meter.js';
+import type { SimMeterModel } from './meter/model.js';
 import { openPtyPair, type PtyPair } from './pty.js';
 
 export const SIM_PASSWORD = 'sim-only-password';
@@ -27,6 +32,12 @@ export interface StationSpec {
   priceWeiPerKWh: bigint;
   powerKw: number;
   profile: string;
+  /**
+   * What switches the station's power: a simulated OCPP 1.6J wallbox (connecting to the agent's
+   * central system), a simulated Modbus wallbox (Phoenix EV-ETH over TCP, or Heidelberg EC over
+   * RTU with `meters: 'rtu'`), or the simulated meter's own control register (tests). Default sim-control.
+   */
+  charger?: 'ocpp' | 'modbus' | 'sim-control';
 }
 
 export interface EvSpec {
@@ -48,7 +59,13 @@ export interface WorldOptions {
   /** Simulated seconds per real second on the meters. */
   timeScale?: number;
   fundEther?: string;
+  /** Deploy-time parameters of the contract (tolerance, window); the defaults otherwise. */
+  settlementParams?: Partial<SettlementParams>;
   depositEther?: string;
+  /** Modbus wallbox watchdog written by the agents (charger.failsafeS), default 15 s. */
+  chargerFailsafeS?: number;
+  /** The simulated Modbus wallbox's profile (default: phoenix-ev-eth over TCP, heidelberg-ec over RTU). */
+  modbusProfile?: string;
   /** Agent config overrides (timeouts, edge batching …). */
   overrides?: Record<string, unknown>;
   log?: (line: string) => void;
@@ -68,6 +85,10 @@ export interface Device {
   dataDir: string;
   meter?: SimMeter;
   pty?: PtyPair;
+  /** A station's simulated charger, when it has one (what the cable flows through). */
+  outlet?: SimOutlet;
+  chargePoint?: SimOcppChargePoint;
+  wallbox?: SimWallbox;
 }
 
 export interface World {
@@ -103,7 +124,12 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
   const operatorWallet = new NonceManager(new Wallet(accounts[0]!.privateKey, provider));
   mkdirSync(opts.dir, { recursive: true });
   const deploymentFile = join(opts.dir, 'deployment.json');
-  const deployment = await deploySettlement({ signer: operatorWallet, rpcUrl, out: deploymentFile });
+  const deployment = await deploySettlement({
+    signer: operatorWallet,
+    rpcUrl,
+    out: deploymentFile,
+    ...(opts.settlementParams ? { params: opts.settlementParams } : {}),
+  });
   log(`settlement contract ${deployment.address}`);
   const operator = SettlementClient.fromDeployment(deployment, operatorWallet);
 
@@ -118,6 +144,7 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
     account: { address: string; privateKey: string },
     extra: Record<string, unknown>,
     profile?: string,
+    chargerKind: NonNullable<StationSpec['charger']> = 'sim-control',
   ): Promise<Device> {
     const dataDir = join(opts.dir, name.toLowerCase());
     const keystore = join(dataDir, 'key.json');
@@ -162,12 +189,14 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
       // The plausibility check bounds energy by power × time; sim time runs `timeScale` times faster.
       Object.assign(meterConfig, {
         pollMs: 100,
-        charger: 'sim-control',
         timeoutMs: 1000,
         retries: 2,
         plausibility: { maxPowerW: 25_000 * timeScale },
       });
     }
+    const chargerConfig = profile
+      ? await simCharger(d, role === 'hcs' ? chargerKind : 'sim-control')
+      : undefined;
     const config = {
       role,
       name,
@@ -176,6 +205,7 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
       chain: { rpcUrl, deploymentFile, confirmations: 1 },
       mqtt: { url: brokerUrl },
       ...(meterConfig ? { meter: meterConfig } : {}),
+      ...(chargerConfig ? { charger: chargerConfig } : {}),
       control: { port: controlPort },
       log: { level: 'info' },
       // Receipts while charging, on the sim's clock: 500 Wh, or the minute scaled by `timeScale`.
@@ -186,6 +216,61 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
     writeFileSync(d.configPath, `${JSON.stringify(config, null, 2)}\n`);
     devices.push(d);
     return d;
+  }
+
+  /** The station's simulated charger and the agent's `charger` config for it. */
+  async function simCharger(
+    d: Device,
+    kind: NonNullable<StationSpec['charger']>,
+  ): Promise<Record<string, unknown>> {
+    if (kind === 'ocpp') {
+      const port = await freePort();
+      // Security profile 1: the wallbox sends a password the agent reads from a file.
+      const password = randomBytes(12).toString('base64url');
+      writeFileSync(join(d.dataDir, 'ocpp.password'), `${password}\n`, { mode: 0o600 });
+      d.chargePoint = new SimOcppChargePoint({
+        url: `ws://127.0.0.1:${port}`,
+        identity: d.name,
+        password,
+        meter: d.meter!.model,
+        signed: true,
+        meterIntervalMs: 1000,
+      });
+      d.outlet = d.chargePoint;
+      // It keeps trying until the agent's central system is up, as a real wallbox does.
+      void d.chargePoint.start().catch(() => {});
+      closers.push(() => d.chargePoint!.close());
+      return {
+        kind: 'ocpp',
+        host: '127.0.0.1',
+        port,
+        chargePointId: d.name,
+        passwordFile: 'ocpp.password',
+        leaseS: 30,
+      };
+    }
+    if (kind === 'modbus') {
+      const rtu = opts.meters === 'rtu';
+      const profile = opts.modbusProfile ?? (rtu ? 'heidelberg-ec' : 'phoenix-ev-eth');
+      let transport: Record<string, unknown>;
+      if (rtu) {
+        const pty = await openPtyPair();
+        d.wallbox = await startSimWallbox({
+          profile,
+          meter: d.meter!.model,
+          rtu: { path: pty.slave, baudRate: 19200 },
+        });
+        transport = { kind: 'rtu', port: pty.master, baudRate: 19200 };
+        closers.push(() => pty.close());
+      } else {
+        d.wallbox = await startSimWallbox({ profile, meter: d.meter!.model, tcp: { port: 0 } });
+        transport = { kind: 'tcp', host: '127.0.0.1', port: d.wallbox.port };
+      }
+      d.outlet = d.wallbox.model;
+      closers.push(() => d.wallbox!.close());
+      return { kind: 'modbus', profile, transport, failsafeS: opts.chargerFailsafeS ?? 15 };
+    }
+    return { kind: 'sim-control' };
   }
 
   const edgeAccount = accounts[1]!;
@@ -207,6 +292,7 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
         },
       },
       st.profile,
+      st.charger ?? 'sim-control',
     );
   }
   for (const [i, ev] of opts.evs.entries()) {
@@ -273,27 +359,45 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
 }
 
 /**
- * The charging cables: current flows through an EV's meter and its station's only while both
- * switches are on and the EV is plugged into that station (its plug registers name it). So a
- * station that stops, or dies, stops the EV's energy too, as a real charge point would.
+ * The charging cables: current flows through an EV's meter and its station's only while the EV is
+ * plugged into that station (its plug registers name it) and switched on, and the station's
+ * charger offers power — its simulated wallbox (OCPP or Modbus), or its meter's own switch. So a
+ * station that stops, or dies, stops the EV's energy too, as a real charge point would; and an EV
+ * that stops is a plug-out the station's charger sees.
  */
+/** Share of the station's energy that reaches the car (the EV agent asks for its kW × this, agent/roles/ev.ts). */
+const CABLE_EFFICIENCY = 0.99;
+
 export function cables(devices: Device[]): void {
-  const stations = new Map(
-    devices.filter((d) => d.role === 'hcs' && d.meter).map((d) => [d.address, d.meter!.model]),
-  );
-  const feeding = new Set<string>();
+  const stations = new Map(devices.filter((d) => d.role === 'hcs' && d.meter).map((d) => [d.address, d]));
+  // The car plugged into each station and switched on (it takes current).
+  const carAt = new Map<string, SimMeterModel>();
   for (const ev of devices) {
     if (ev.role !== 'ev' || !ev.meter) continue;
     const m = ev.meter.model;
-    const station = stations.get(m.pluggedTo);
-    const flows = m.switchedOn && station?.switchedOn === true;
-    if (flows) feeding.add(m.pluggedTo);
-    if (flows && !m.charging) m.startCharging(m.chargeKwSetting);
-    else if (!flows && m.charging) m.stopCharging();
+    if (m.switchedOn && stations.has(m.pluggedTo)) carAt.set(m.pluggedTo, m);
   }
-  for (const [address, m] of stations) {
-    const flows = m.switchedOn && feeding.has(address);
-    if (flows && !m.charging) m.startCharging(m.chargeKwSetting);
+  const flowing = new Map<string, { kw: number; limited: boolean }>();
+  for (const [address, d] of stations) {
+    const m = d.meter!.model;
+    const car = carAt.get(address);
+    let kw: number;
+    if (d.outlet) {
+      d.outlet.evPlugged = car !== undefined;
+      // What flows is the lower of what the charger offers and what the car takes (plus the cable's loss).
+      kw = car ? Math.min(d.outlet.offeringKw, car.chargeKwSetting / CABLE_EFFICIENCY) : 0;
+    } else kw = m.switchedOn && car ? m.chargeKwSetting : 0;
+    flowing.set(address, { kw, limited: d.outlet !== undefined });
+    if (kw > 0 && (!m.charging || Math.abs(m.chargeKwSetting - kw) > 0.05)) m.startCharging(kw);
+    else if (kw <= 0 && m.charging) m.stopCharging();
+  }
+  for (const ev of devices) {
+    if (ev.role !== 'ev' || !ev.meter) continue;
+    const m = ev.meter.model;
+    const at = flowing.get(m.pluggedTo);
+    const flows = m.switchedOn && at !== undefined && at.kw > 0;
+    const kw = at?.limited ? Math.min(m.chargeKwSetting, at.kw * CABLE_EFFICIENCY) : m.chargeKwSetting;
+    if (flows && (!m.charging || Math.abs(m.chargeKwSetting - kw) > 0.05)) m.startCharging(kw);
     else if (!flows && m.charging) m.stopCharging();
   }
 }

@@ -19,8 +19,11 @@ const log = createLogger({ level: 'silent', pretty: false });
 
 async function metering(charger: 'none' | 'sim-control' = 'none', store?: Journal) {
   const meter = new FakeMeter();
-  const cfg = { ...meter.config, pollMs: 1000, charger } as NonNullable<AgentConfig['meter']>;
-  return { meter, m: await Metering.over(meter, cfg, createMetrics(false), log, store) };
+  const cfg = { ...meter.config, pollMs: 1000 } as NonNullable<AgentConfig['meter']>;
+  return {
+    meter,
+    m: await Metering.over(meter, cfg, createMetrics(false), log, store, charger === 'sim-control'),
+  };
 }
 
 describe('metering across a meter reset or swap', () => {

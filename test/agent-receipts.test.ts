@@ -31,7 +31,7 @@ describe('signed receipts while charging (issue 12)', () => {
     world = await smallWorld({
       edge: false,
       overrides: {
-        timeouts: { replyMs: 5000, reportMs: 3000, chargeIdleMs: 20_000, settleFallbackMs: 30_000 },
+        timeouts: { replyMs: 5000, reportMs: 3000, chargeIdleMs: 20_000, settleFallbackMs: 5000 },
         receipts: { wh: 500, intervalMs: 500, graceMs: 500 },
       },
     });

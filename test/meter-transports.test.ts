@@ -18,7 +18,9 @@ const resolutionWh = (profile: string) =>
 
 async function expectReadsLikeSim(meter: Meter, sim: SimMeter, profile: string) {
   const id = await meter.identity();
-  expect(id).toEqual({ serial: sim.serial, profile, unitId: sim.unitId });
+  // Wallboxes read as meters have no serial register.
+  const serial = PROFILES[profile]!.serial ? { serial: sim.serial } : {};
+  expect(id).toEqual({ ...serial, profile, unitId: sim.unitId });
   const reading = await meter.read();
   expect(Math.abs(reading.energyWh - sim.energyWh)).toBeLessThanOrEqual(resolutionWh(profile));
   expect(reading.epoch).toBe(0);

@@ -32,7 +32,6 @@ describe('metrics', () => {
         unitId: 1,
         transport: { kind: 'tcp', host: '127.0.0.1', port: sim.port! },
         pollMs: 1000,
-        charger: 'none',
         timeoutMs: 200,
         retries: 0,
       },

@@ -6,19 +6,21 @@
 import { describe, expect, it } from 'vitest';
 import type { MeteringPort } from '../agent/core/context.js';
 import { HcsRole } from '../agent/roles/hcs.js';
-import { billWei, optionalOf, REQUEST_STATUS } from '../protocol/index.js';
+import { END } from '../agent/core/session.js';
+import { billWei, optionalOf, REQUEST_STATUS, reportEnergyWh } from '../protocol/index.js';
 import { fakeMeteredContext, incoming, party, type Sent } from './fakes/context.js';
 
 const PRICE = 300_000_000_000_000n;
 
 function station(hcs: Record<string, unknown> = {}) {
   const switched: { on: boolean; kw: number }[] = [];
+  const meter = { wh: 40_000 };
   const metering: MeteringPort = {
     serial: 'FAKE-1',
     epoch: 0,
     profile: 'sdm630',
     consecutiveErrors: 0,
-    energyWh: async () => 40_000,
+    energyWh: async () => meter.wh,
     setCharging: async (on, kw = 0) => {
       switched.push({ on, kw });
     },
@@ -34,7 +36,7 @@ function station(hcs: Record<string, unknown> = {}) {
       ...hcs,
     },
   });
-  return { fake, role: new HcsRole(fake.ctx), switched };
+  return { fake, role: new HcsRole(fake.ctx), switched, meter, metering };
 }
 
 const ev = party();
@@ -107,5 +109,36 @@ describe('a station answers a request', () => {
     const { fake, role } = station();
     await role.onMessage(request(party().address, { wh: 10_000 }));
     expect(fake.sent).toEqual([]);
+  });
+});
+
+describe('only plausible energy is billed (issue 12)', () => {
+  it('a meter reset, swap or jump mid-charge ends the charge as a meter fault at the last plausible reading', async () => {
+    const { fake, role, switched, meter, metering } = station();
+    await role.onMessage(request(fake.me.address, { wh: 10_000 }));
+    const mutual = fake.sent.find((m) => m.msg.type === 'mutual')?.msg as { txid: string };
+    await role.onMessage(
+      incoming(ev, {
+        type: 'chargeReceived',
+        ev: ev.address,
+        hcs: fake.me.address,
+        txid: mutual.txid,
+        energyWh: 0n,
+        optional: { i: 0 },
+      }),
+    );
+    const [s] = fake.sessions.values();
+    expect(s?.state).toBe('charging');
+    meter.wh = 40_300;
+    await role.tick();
+    expect(s?.state).toBe('charging');
+    // The driver saw a discontinuity (here a jump of 20 kWh): a new epoch.
+    (metering as { epoch: number }).epoch = 1;
+    meter.wh = 60_300;
+    await role.tick();
+    expect(s?.state).toBe('awaitingSettlement');
+    expect(s?.endStatus).toBe(END.meterFault);
+    expect(s?.myReport && reportEnergyWh(s.myReport)).toBe(300n);
+    expect(switched.at(-1)?.on).toBe(false);
   });
 });

@@ -247,11 +247,20 @@ describe.skipIf(!existsSync(CHROMIUM))("the members' page in headless Chromium",
     await evPage.getByRole('button', { name: 'Start charging' }).click();
     await expect.poll(() => evPage.locator('#charge-status').textContent()).toMatch(/^Session [0-9a-f]+:/);
     const id = /Session ([0-9a-f]+)/.exec((await evPage.locator('#charge-status').textContent())!)![1]!;
-    // The agreed terms, then the charge, pushed (no reload, no polling).
+    // The agreed terms before the charger is on: the driver accepts them (nothing signed before).
     const tile = evPage.locator('#devices article');
-    await expect
-      .poll(() => tile.locator('.session-terms').textContent(), { timeout: 20_000 })
-      .toMatch(/^0\.0003 ETH\/kWh, at most \d+\.\d{3} kWh, settle by \d{4}-/);
+    const accept = evPage.getByRole('button', { name: 'Accept the terms and charge' });
+    await accept.waitFor({ timeout: 20_000 });
+    expect(await tile.getAttribute('data-state')).toBe('awaitingMutual');
+    expect(await tile.locator('.session-terms').textContent()).toMatch(
+      /^0\.0003 ETH\/kWh, at most \d+\.\d{3} kWh, settle by \d{4}-/,
+    );
+    expect(await evPage.locator('#charge-status').textContent()).toMatch(
+      /^The station offers 0\.0003 ETH\/kWh, at most \d+\.\d{3} kWh: accept to start charging, or cancel\.$/,
+    );
+    expect(ev1.sessions.get(id)?.receiptIndex).toBeUndefined();
+    await accept.click();
+    // Then the charge, pushed (no reload, no polling).
     await expect.poll(() => tile.getAttribute('data-state'), { timeout: 20_000 }).toBe('charging');
     const energy = async () => Number.parseFloat((await tile.locator('.meter-energy').textContent()) ?? '');
     const first = await energy();
@@ -309,6 +318,18 @@ describe.skipIf(!existsSync(CHROMIUM))("the members' page in headless Chromium",
 
   it("lets the driver pick a station on the EV's map, with a target in money", async () => {
     const evPage = await browser.newPage({ viewport: { width: 1100, height: 900 }, reducedMotion: 'reduce' });
+    // First the driver declines the terms the suggestion's station (HCS2) offers: nothing
+    // signed, nothing charged.
+    await evPage.goto(`http://127.0.0.1:${ev2.controlPort}/#device`);
+    await evPage.locator('#charge-form').getByLabel('Amount').fill('1');
+    await evPage.getByRole('button', { name: 'Start charging' }).click();
+    await evPage.getByRole('button', { name: 'Accept the terms and charge' }).waitFor({ timeout: 20_000 });
+    await evPage.getByRole('button', { name: 'Cancel' }).click();
+    await expect.poll(() => evPage.locator('#charge-status').textContent()).toMatch(/^Stopped/);
+    const cancelled = [...ev2.sessions.values()].find((x) => x.state === 'failed');
+    expect(cancelled?.error).toBe('stopped by the driver before charging');
+    expect(cancelled?.receiptIndex).toBeUndefined();
+    expect(cancelled?.hcs).toBe(device(world, 'HCS2').address);
     await evPage.goto(`http://127.0.0.1:${ev2.controlPort}/#stations`);
     const hcs1 = device(world, 'HCS1').address;
     // HCS2 is next to EV2 and first in the suggestion; the driver picks HCS1 instead.
@@ -322,6 +343,8 @@ describe.skipIf(!existsSync(CHROMIUM))("the members' page in headless Chromium",
     await expect
       .poll(() => evPage.locator('#charge-quote').textContent())
       .toMatch(/station 0x.*2\.000 kWh for at most 0\.0006 ETH/);
+    // Then it starts at once, without the acceptance step.
+    await evPage.getByLabel("Let me accept the station's terms first").uncheck();
     await evPage.getByRole('button', { name: 'Start charging' }).click();
     await expect.poll(() => evPage.locator('#charge-status').textContent()).toMatch(/^Session [0-9a-f]+:/);
     const id = /Session ([0-9a-f]+)/.exec((await evPage.locator('#charge-status').textContent())!)![1]!;
@@ -365,6 +388,8 @@ describe.skipIf(!existsSync(CHROMIUM))("the members' page in headless Chromium",
     expect(await popup.locator('.popup-rating').textContent()).toMatch(/^\d\.\d\d ★ \(\d+\)$/);
     expect(await popup.textContent()).toMatch(/Suggestion #1/);
     await page.screenshot({ path: shot('web-map.png') });
+    await page.locator('.leaflet-popup-close-button').click();
+    await popup.waitFor({ state: 'detached' });
     await page.setViewportSize(PHONE);
     await expect.poll(() => overflowX(page)).toBeLessThanOrEqual(0);
     await page.screenshot({ path: shot('web-map-phone.png'), fullPage: true });

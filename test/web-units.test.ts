@@ -221,3 +221,36 @@ describe('the power estimate from two energy readings', () => {
     expect(power.estimate('m', 4, 1_010_800)).toBe(1000);
   });
 });
+
+describe("the page's HTML and files", () => {
+  it('carries the control token only where the control port serves it, and the libraries from their packages', async () => {
+    const { Interface: Iface } = await import('ethers');
+    const { createWebApp, serveWeb, portOf } = await import('../agent/web/server.js');
+    const indexer = {
+      address: '0x0000000000000000000000000000000000000001',
+      iface: new Iface([]),
+      start: async () => {},
+      stop: () => {},
+    } as unknown as import('../agent/web/indexer.js').ChainIndexer;
+    const web = createWebApp({ indexer, tiles: 'none' });
+    // The public page (web.port, p2pev web): no token.
+    const open = await serveWeb(web.handle, '127.0.0.1', 0);
+    // The same page as the control port serves it: the token in its meta tag.
+    const control = await serveWeb((req, res) => web.handle(req, res, { token: 'f00d' }), '127.0.0.1', 0);
+    try {
+      const html = async (server: typeof open) => (await fetch(`http://127.0.0.1:${portOf(server)}/`)).text();
+      expect(await html(open)).toContain('<meta name="p2pev-control" content="">');
+      expect(await html(control)).toContain('<meta name="p2pev-control" content="f00d">');
+      const res = await fetch(`http://127.0.0.1:${portOf(open)}/vendor/leaflet.js`);
+      expect(res.status).toBe(200);
+      expect(await res.text()).toMatch(/Leaflet/);
+      // No tiles: the CSP admits images from this origin only.
+      expect(res.headers.get('content-security-policy')).toMatch(/img-src 'self' data:;/);
+      expect((await fetch(`http://127.0.0.1:${portOf(open)}/../package.json`)).status).toBe(404);
+    } finally {
+      open.close();
+      control.close();
+      web.close();
+    }
+  });
+});

@@ -9,6 +9,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import leven from 'leven';
 import stripJsonComments from 'strip-json-comments';
+import type { ChargerConfig } from '../../drivers/chargers/types.js';
 import type { MeterConfig } from '../../drivers/index.js';
 
 export interface AgentConfig {
@@ -28,7 +29,9 @@ export interface AgentConfig {
     keepaliveS: number;
   };
   server?: string;
-  meter?: MeterConfig & { pollMs: number; charger: 'none' | 'sim-control' };
+  meter?: MeterConfig & { pollMs: number };
+  /** What switches the power (docs/CHARGERS.md); kind "none" when left out. */
+  charger: ChargerConfig;
   hcs?: {
     priceWeiPerKWh: string;
     powerKw: number;
@@ -143,6 +146,7 @@ export function parseConfig(raw: unknown, baseDir: string, source = 'config'): A
   if (!raw || typeof raw !== 'object' || Array.isArray(raw))
     throw new ConfigError(`${source}: must be a JSON object`);
   const obj = structuredClone(raw) as Record<string, unknown>;
+  movedChargerKey(obj, source);
   for (const s of SECTIONS_WITH_DEFAULTS) obj[s] ??= {};
   if (!validate(obj)) {
     const lines = describeErrors(validate.errors ?? []);
@@ -162,9 +166,30 @@ export function parseConfig(raw: unknown, baseDir: string, source = 'config'): A
     if (path) cfg.mqtt[k] = abs(path);
   }
   if (cfg.server) cfg.server = cfg.server.toLowerCase();
-  // meter.unitId, meter.pollMs and meter.charger have their defaults in the schema (ajv's
-  // useDefaults fills them in above): one place for each.
+  // meter.unitId and meter.pollMs have their defaults in the schema (ajv's useDefaults fills them
+  // in above): one place for each. The charger's section is "none" when left out.
+  cfg.charger ??= { kind: 'none' };
+  if (cfg.charger.kind === 'ocpp' && cfg.charger.passwordFile)
+    cfg.charger.passwordFile = abs(cfg.charger.passwordFile);
   return cfg;
+}
+
+/**
+ * `meter.charger` was where the sim's switch lived; the charger is its own section now. An old
+ * config stops with what to write instead, rather than running a station that switches nothing.
+ */
+function movedChargerKey(obj: Record<string, unknown>, source: string): void {
+  const meter = obj.meter as Record<string, unknown> | undefined;
+  if (!meter || !('charger' in meter)) return;
+  const old = JSON.stringify(meter.charger);
+  const instead =
+    meter.charger === 'sim-control'
+      ? '"charger": { "kind": "sim-control" }'
+      : '"charger": { "kind": "none" }';
+  throw new ConfigError(
+    `${source}: /meter/charger (${old}) has moved to its own section: remove it from "meter" and write ${instead} at the top level ` +
+      '(or { "kind": "ocpp" | "modbus" | "gpio", … } for a real charger, docs/CHARGERS.md)',
+  );
 }
 
 export function loadConfig(path: string): AgentConfig {

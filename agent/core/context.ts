@@ -4,6 +4,7 @@
  * role's logic runs in-process without a chain node or a broker. Roles import this module, never
  * the runtime: the runtime loads the roles, nothing loads it back.
  */
+import type { Charger } from '../../drivers/chargers/types.js';
 import type { MessageInput } from '../../protocol/index.js';
 import type { Bus, Incoming } from './bus.js';
 import type { Chain } from './chain.js';
@@ -23,7 +24,7 @@ export type BusPort = Pick<Bus, 'sign' | 'publishEnvelope'>;
 /** The journal as a role uses it (its own keys: the station's seq, the edge's bills). */
 export type JournalPort = Pick<Journal, 'get' | 'put' | 'list' | 'delete'>;
 
-/** The meter as a role uses it (agent/core/metering.ts). A charger port joins it next. */
+/** The meter as a role uses it (agent/core/metering.ts); `setCharging` is the simulation's switch. */
 export type MeteringPort = Pick<
   Metering,
   'energyWh' | 'setCharging' | 'serial' | 'profile' | 'consecutiveErrors' | 'epoch'
@@ -69,6 +70,11 @@ export interface RoleContext extends SessionStore {
 /** The context of a role with a meter (EV, station). */
 export interface MeteredContext extends RoleContext {
   readonly metering: MeteringPort;
+  /**
+   * The station's charger (drivers/chargers: OCPP, Modbus, GPIO), when the config has one; the
+   * station reaches it through its port (agent/roles/charger-port.ts).
+   */
+  readonly charger?: Charger;
 }
 
 /** A role plugged into the runtime (agent/roles/ev.ts, hcs.ts, edge.ts). */

@@ -1,8 +1,9 @@
 /**
  * The agent's view of its meter: the billing register read through the driver (with latency and
- * error metrics), the meter's identity for the reports, and the charger switch. On a real charge
- * point the switch belongs to the wallbox; with `charger: "sim-control"` it is the simulated
- * meter's control block (drivers/simcontrol.ts), for development and the sim.
+ * error metrics), the meter's identity for the reports, and the simulation's switch. A real
+ * station's power is switched by its charger (drivers/chargers, the `charger` config section,
+ * agent/roles/charger-port.ts); with `charger.kind: "sim-control"` it is the simulated meter's
+ * control block (drivers/simcontrol.ts), for tests and the simulated cars of the sim.
  *
  * The driver's rule (drivers/types.ts, `MeterReading.epoch`): two readings are comparable only
  * within one epoch; a counter reset or a swapped meter starts a new one. Sessions subtract a start
@@ -47,6 +48,8 @@ export class Metering {
     private readonly metrics: Metrics,
     private readonly log: Logger,
     private readonly store?: OffsetStore,
+    /** The config's charger is "sim-control": setCharging writes the simulated meter's control block. */
+    private readonly simControl = false,
   ) {
     this.offsetWh = store?.get<number>(OFFSET_KEY) ?? 0;
   }
@@ -56,9 +59,10 @@ export class Metering {
     metrics: Metrics,
     log: Logger,
     store?: OffsetStore,
+    simControl = false,
   ): Promise<Metering> {
-    const { pollMs: _p, charger: _c, ...driverConfig } = cfg;
-    return Metering.over(await openMeter(driverConfig), cfg, metrics, log, store);
+    const { pollMs: _p, ...driverConfig } = cfg;
+    return Metering.over(await openMeter(driverConfig), cfg, metrics, log, store, simControl);
   }
 
   /** The agent's view of a meter already open (tests hand in a fake one). */
@@ -68,8 +72,9 @@ export class Metering {
     metrics: Metrics,
     log: Logger,
     store?: OffsetStore,
+    simControl = false,
   ): Promise<Metering> {
-    const m = new Metering(meter, cfg, metrics, log, store);
+    const m = new Metering(meter, cfg, metrics, log, store, simControl);
     m.meter.on('reset', (d) =>
       m.discontinuity(
         d,
@@ -174,7 +179,7 @@ export class Metering {
    * the station it is plugged into (`plugTo`), which the simulated cable needs.
    */
   async setCharging(on: boolean, kw = 0, plugTo?: string): Promise<void> {
-    if (this.cfg.charger !== 'sim-control') return;
+    if (!this.simControl) return;
     await switchSimCharge(this.meter, on, kw, plugTo);
     this.log.debug({ on, kw }, 'charger switched');
   }

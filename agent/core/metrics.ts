@@ -75,6 +75,16 @@ export function createMetrics(processMetrics = true) {
       help: '1 when the last meter read succeeded, 0 when it failed',
       registers: r,
     }),
+    chargerUp: new Gauge({
+      name: 'p2pev_charger_up',
+      help: '1 when the charger answered the last poll (OCPP: a wallbox is connected), 0 when not',
+      registers: r,
+    }),
+    chargerOn: new Gauge({
+      name: 'p2pev_charger_on',
+      help: '1 while the station has its charger switched on for a session',
+      registers: r,
+    }),
     brokerConnected: new Gauge({
       name: 'p2pev_broker_connected',
       help: '1 while connected to the MQTT broker',

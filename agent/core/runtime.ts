@@ -14,6 +14,7 @@ import type { RoleContext, RoleHandler } from './context.js';
 import { Journal } from './journal.js';
 import { type DeviceKey, openKeystore, readPassword } from './keys.js';
 import { createLogger, type Logger } from './log.js';
+import { type Charger, createCharger } from '../../drivers/chargers/index.js';
 import { Metering } from './metering.js';
 import { createMetrics, type Metrics, serveMetrics } from './metrics.js';
 import { Ops } from '../ops/telemetry.js';
@@ -44,6 +45,8 @@ export class Agent {
   chain!: Chain;
   bus!: Bus;
   metering?: Metering;
+  /** What switches the power (the `charger` section): absent for kinds none and sim-control, and the edge. */
+  charger?: Charger;
   role!: RoleHandler;
   private timer?: NodeJS.Timeout;
   private ticking = false;
@@ -98,7 +101,15 @@ export class Agent {
     });
     if (cfg.role !== 'edge') {
       if (!cfg.meter) throw new Error(`a ${cfg.role} agent needs the config's meter section`);
-      agent.metering = await Metering.open(cfg.meter, agent.metrics, log, agent.journal);
+      agent.metering = await Metering.open(
+        cfg.meter,
+        agent.metrics,
+        log,
+        agent.journal,
+        cfg.charger.kind === 'sim-control',
+      );
+      agent.charger = await createCharger(cfg.charger, { log });
+      await agent.charger?.open();
     }
     agent.role = await agent.createRole();
     agent.bus.onMessage((m) => agent.exclusive(() => agent.role.onMessage(m)));
@@ -121,7 +132,11 @@ export class Agent {
     if (!metering) throw new Error(`a ${this.cfg.role} agent needs a meter (the config's meter section)`);
     return this.cfg.role === 'ev'
       ? new (await import('../roles/ev.js')).EvRole({ ...ctx, metering })
-      : new (await import('../roles/hcs.js')).HcsRole({ ...ctx, metering });
+      : new (await import('../roles/hcs.js')).HcsRole({
+          ...ctx,
+          metering,
+          ...(this.charger ? { charger: this.charger } : {}),
+        });
   }
 
   /** What the role may use of this agent (agent/core/context.ts); chain and bus are connected by now. */
@@ -334,6 +349,7 @@ export class Agent {
     this.web?.close();
     await this.bus?.close().catch(() => {});
     await this.ops?.stop();
+    await this.charger?.close().catch(() => {});
     await this.metering?.close().catch(() => {});
     this.chain?.close();
     this.journal.close();

@@ -42,6 +42,10 @@ export interface SessionBase {
   candidates?: { hcs: string; price: string }[];
   /** The station the driver picked (the page's map): asked first, or the charge fails. */
   pick?: string;
+  /** EV: the driver accepts the agreed terms before the consent is signed (`POST /accept`). */
+  confirmTerms?: boolean;
+  /** EV: when the agreement arrived and waits for the driver's acceptance (ms). */
+  agreedAt?: number;
   startWh?: number;
   endWh?: number;
   lastWh?: number;
@@ -59,6 +63,8 @@ export interface SessionBase {
   myReport?: string;
   peerReport?: string;
   settledTxHash?: string;
+  /** The charger's signed meter values for this session (OCMF documents from an Eichrecht wallbox). */
+  chargerSigned?: string[];
   /** The EV's consent (its first receipt, 0 Wh, envelope hex): what reserves the session on chain. */
   consent?: string;
   /** The session's cap × price is reserved on chain (the station may switch on). */

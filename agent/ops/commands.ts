@@ -32,15 +32,23 @@ export function registerOpsCommands(program: Command): void {
   program
     .command('doctor')
     .description(
-      'Check an installed device end to end (config, keystore, meter, broker, chain, registration, disk, clock) and say what to fix',
+      'Check an installed device end to end (config, keystore, meter, charger, broker, chain, registration, disk, clock) and say what to fix',
     )
     .option('-c, --config <file>', 'the agent config', 'agent.config.json')
     .option('--timeout <ms>', 'how long to wait for each peer', (v) => Number(v), 5000)
     .option('--json', 'print JSON')
-    .action(async (opts: { config: string; timeout: number; json?: boolean }) => {
+    .option(
+      '--active',
+      'also switch the charger on and off once (the agent must be stopped; no car should draw)',
+    )
+    .action(async (opts: { config: string; timeout: number; json?: boolean; active?: boolean }) => {
       if (!Number.isInteger(opts.timeout) || opts.timeout < 100)
         throw new UsageError('--timeout must be a whole number of ms, at least 100');
-      const checks = await runDoctor({ configPath: opts.config, timeoutMs: opts.timeout });
+      const checks = await runDoctor({
+        configPath: opts.config,
+        timeoutMs: opts.timeout,
+        ...(opts.active ? { active: true } : {}),
+      });
       const failed = checks.some((c) => c.status === 'fail');
       process.stdout.write(
         opts.json ? `${JSON.stringify({ ok: !failed, checks })}\n` : `${formatChecks(checks)}\n`,

@@ -15,6 +15,7 @@ import { MemberStatus, MemberRole, SettlementClient } from '../../contracts/clie
 import { readDeployment } from '../../contracts/deploy.js';
 import { signatureBackendInfo } from '../../protocol/index.js';
 import { connectRpc } from '../../contracts/rpc.js';
+import { type Charger, createCharger, ModbusCharger } from '../../drivers/chargers/index.js';
 import { openMeter, resolveProfile } from '../../drivers/index.js';
 import { type AgentConfig, loadConfig } from '../core/config.js';
 import { openKeystore, readPassword } from '../core/keys.js';
@@ -45,6 +46,10 @@ export interface DoctorOptions {
    * fixes name `p2pev run` instead of systemctl.
    */
   systemd?: boolean;
+  /** Also switch the charger on and off once (`doctor --active`). */
+  active?: boolean;
+  /** How long to wait for an OCPP wallbox to connect when the agent is not running. */
+  chargerWaitMs?: number;
 }
 
 const MiB = 1024 * 1024;
@@ -209,7 +214,7 @@ async function checkMeter(cfg: AgentConfig, running: Record<string, unknown> | u
       fixLine,
     );
   }
-  const { pollMs: _p, charger: _c, ...driverConfig } = m;
+  const { pollMs: _p, ...driverConfig } = m;
   const meter = await openMeter(driverConfig);
   try {
     const r = await meter.read();
@@ -225,6 +230,115 @@ async function checkMeter(cfg: AgentConfig, running: Record<string, unknown> | u
     return fail('meter', message(err), fixLine);
   } finally {
     await meter.close().catch(() => {});
+  }
+}
+
+/**
+ * The charger: connected, its status, the failsafe; with --active, that enable and disable
+ * round-trip. While the agent runs it owns the charger (the OCPP port, the Modbus line): its
+ * status report is used, and --active is refused.
+ */
+export async function checkCharger(
+  cfg: AgentConfig,
+  running: Record<string, unknown> | undefined,
+  opts: { active?: boolean; waitMs?: number } = {},
+): Promise<Check[]> {
+  const c = cfg.charger;
+  if (c.kind === 'none')
+    return [
+      cfg.role === 'hcs'
+        ? warn(
+            'charger',
+            'no charger configured: nothing switches the power for a session',
+            'set "charger" in the config (docs/CHARGERS.md)',
+          )
+        : skip('charger', 'this device has no charger'),
+    ];
+  if (c.kind === 'sim-control')
+    return [skip('charger', "simulation: the simulated meter's own switch (drivers/simcontrol.ts)")];
+  const urlHint =
+    c.kind === 'ocpp'
+      ? `set the wallbox's OCPP backend URL to ws://<this device>:${c.port}/${c.chargePointId} (p2pev diag charger --ocpp-listen 0.0.0.0:${c.port} --id ${c.chargePointId} shows what it sends)`
+      : c.kind === 'modbus'
+        ? `check the wallbox's wiring, unit id and line: p2pev diag charger --profile ${c.profile} ${c.transport.kind === 'rtu' ? `--port ${c.transport.port}` : `--tcp ${'host' in c.transport ? c.transport.host : ''}:${'port' in c.transport ? c.transport.port : ''}`}`
+        : 'check the gpiochip and line (gpioinfo) and that gpiod is installed';
+  if (running) {
+    const ch = (running.charger ?? {}) as {
+      kind?: string;
+      connected?: boolean;
+      status?: string;
+      raw?: string;
+      error?: string;
+      failsafe?: { configured: boolean; worstCaseS?: number; detail: string };
+    };
+    const checks: Check[] = [];
+    if (!ch.connected || ch.error)
+      checks.push(fail('charger', `${c.kind}: ${ch.error ?? 'not connected to the agent'}`, urlHint));
+    else checks.push(ok('charger', `${c.kind}: connected, ${ch.status ?? '?'} (${ch.raw ?? ''})`));
+    if (ch.failsafe)
+      checks.push(
+        ch.failsafe.configured
+          ? ok('charger failsafe', `${ch.failsafe.detail}`)
+          : warn('charger failsafe', ch.failsafe.detail, 'see docs/CHARGERS.md, "Failsafe"'),
+      );
+    if (opts.active)
+      checks.push(
+        skip(
+          'charger on/off',
+          'the running agent owns the charger: stop it (systemctl stop p2pev) to run --active',
+        ),
+      );
+    return checks;
+  }
+  let charger: Charger | undefined;
+  try {
+    charger = await createCharger(c, { readOnly: !opts.active });
+    if (!charger) return [];
+    await charger.open();
+    const until = Date.now() + (opts.waitMs ?? 60_000);
+    while (!charger.connected() && c.kind === 'ocpp' && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 200));
+    const st = await charger.state();
+    const id = await charger.identity();
+    const checks: Check[] = [ok('charger', `${id.vendor} ${id.model}: ${st.status} (${st.raw})`)];
+    const fs = charger.failsafe();
+    const now =
+      charger instanceof ModbusCharger ? await charger.readFailsafe().catch(() => undefined) : undefined;
+    checks.push(
+      fs.configured || now
+        ? ok(
+            'charger failsafe',
+            now
+              ? `watchdog in the wallbox now ${now.timeoutS} s at ${now.currentA} A; the agent sets ${(charger as ModbusCharger).failsafeS} s at 0 A when it starts`
+              : fs.detail,
+          )
+        : warn('charger failsafe', fs.detail, 'see docs/CHARGERS.md, "Failsafe"'),
+    );
+    if (opts.active) {
+      try {
+        await charger.enable(6, '999999998');
+        const on = await charger.state();
+        await charger.disable();
+        const off = await charger.state();
+        checks.push(
+          c.kind === 'ocpp' || (on.enabled && !off.enabled)
+            ? ok('charger on/off', `enable accepted (${on.raw}), disable accepted (${off.raw})`)
+            : fail(
+                'charger on/off',
+                `enable/disable did not take: on → ${on.raw}, off → ${off.raw}`,
+                urlHint,
+              ),
+        );
+      } catch (err) {
+        checks.push(fail('charger on/off', message(err), urlHint));
+      }
+    }
+    return checks;
+  } catch (err) {
+    return [fail('charger', message(err), urlHint)];
+  } finally {
+    if (opts.active) await charger?.disable().catch(() => {});
+    await charger?.close().catch(() => {});
   }
 }
 
@@ -501,17 +615,23 @@ export async function runDoctor(opts: DoctorOptions): Promise<Check[]> {
     }
   } else checks.push(skip('agent', 'no control.port in the config: cannot see the running agent'));
 
-  const [meter, broker, chain, clock] = await Promise.all([
+  const [meter, charger, broker, chain, clock] = await Promise.all([
     cfg.role === 'edge'
       ? Promise.resolve(skip('meter', 'an edge has no meter'))
       : checkMeter(cfg, running).catch((err) => fail('meter', message(err), 'check meter in the config')),
+    cfg.role === 'edge'
+      ? Promise.resolve([])
+      : checkCharger(cfg, running, {
+          ...(opts.active ? { active: true } : {}),
+          ...(opts.chargerWaitMs !== undefined ? { waitMs: opts.chargerWaitMs } : {}),
+        }),
     checkBroker(cfg, timeoutMs),
     checkChain(cfg, key.address),
     systemd
       ? checkClock(timeoutMs)
       : Promise.resolve(skip('clock', 'no systemd here (a bench): NTP sync not checked')),
   ]);
-  checks.push(meter, broker, ...chain);
+  checks.push(meter, ...charger, broker, ...chain);
   checks.push(checkDisk(cfg, opts.minFreeBytes ?? 50 * MiB, opts.warnFreeBytes ?? 200 * MiB), clock);
   return checks;
 }

@@ -235,6 +235,11 @@ export interface ExportedSession {
   txid: string;
   state: string;
   ocmf: string;
+  /**
+   * The wallbox's own signed values for the session (OCMF from an Eichrecht wallbox over OCPP,
+   * exactly as received): where present, these are the calibrated meter's signature.
+   */
+  chargerOcmf?: string[];
   bill: {
     energyWh: string;
     /** Settled energy: the smaller of both signed reports (when the EV's is here), and its price. */
@@ -325,6 +330,7 @@ export function exportOcmf(opts: {
       txid: s.txid,
       state: r.state,
       ocmf: signOcmf(ocmfPayload(s, { version: opts.version }), opts.privateKey),
+      ...(r.chargerSigned?.length ? { chargerOcmf: [...r.chargerSigned] } : {}),
       bill: {
         energyWh: s.energyWh.toString(),
         priceWeiPerKWh: price.toString(),

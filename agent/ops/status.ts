@@ -91,6 +91,15 @@ export function formatStatus(s: Record<string, unknown>): string {
     clock?: { jumps: number; totalJumpMs: number };
     edge?: { bills?: Record<string, number> };
     hcs?: { seq: string; pricePerKWhEther: number };
+    charger?: {
+      kind: string;
+      connected?: boolean;
+      status?: string;
+      raw?: string;
+      energyWh?: number;
+      error?: string;
+      failsafe?: { configured: boolean; worstCaseS?: number };
+    };
   };
   const t = st.telemetry ?? {};
   const lines = [
@@ -115,6 +124,16 @@ export function formatStatus(s: Record<string, unknown>): string {
     );
   }
   if (st.hcs) lines.push(`station  session counter ${st.hcs.seq}, price ${st.hcs.pricePerKWhEther} ETH/kWh`);
+  const c = st.charger;
+  if (c && c.kind !== 'none' && c.kind !== 'sim-control') {
+    const state = c.error
+      ? `NOT READABLE (${c.error})`
+      : c.connected === false
+        ? 'NOT CONNECTED'
+        : `${c.status ?? '?'} (${c.raw ?? ''})`;
+    const failsafe = c.failsafe?.configured ? `failsafe ${c.failsafe.worstCaseS ?? '?'} s` : 'NO FAILSAFE';
+    lines.push(`charger  ${c.kind}: ${state}, ${failsafe}`);
+  }
   if (st.edge?.bills) {
     const bills = Object.entries(st.edge.bills).map(([k, v]) => `${v} ${k}`);
     lines.push(`bills    ${bills.length ? bills.join(', ') : 'none'}`);

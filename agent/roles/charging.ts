@@ -8,13 +8,23 @@ import { crashPoint } from '../core/crash.js';
 import type { MeteredContext } from '../core/context.js';
 import { END, type SessionIn, type SessionRecord } from '../core/session.js';
 
-/** The EV plugs into the session's station; the station plugs into nothing. */
-const plugOf = (s: SessionRecord) => (s.role === 'ev' ? s.hcs : undefined);
+/**
+ * The EV's side of the cable. A real car needs no switching by the agent (the driver plugs in);
+ * the simulated car's meter has one (charger kind "sim-control", drivers/simcontrol.ts): which
+ * station it is plugged into, and whether it takes current. The station switches its charger
+ * through its own port (charger-port.ts).
+ */
+async function carSwitch(agent: MeteredContext, s: SessionRecord, on: boolean, kw = 0): Promise<void> {
+  if (s.role !== 'ev') return;
+  await agent.metering
+    .setCharging(on, kw, on ? s.hcs : undefined)
+    .catch((err) => agent.log.warn({ err: (err as Error).message, on }, 'car switch failed'));
+}
 
 /** Consecutive failed meter reads that end a charge as a meter fault. */
 const METER_FAULT_AFTER = 3;
 
-/** After a restart: a charge in progress goes on (the meter kept counting); switch the charger back on. */
+/** After a restart: a charge in progress goes on (the meter kept counting); the car takes current again. */
 export async function resumeCharging(
   agent: MeteredContext,
   s: SessionIn<'charging'>,
@@ -22,9 +32,7 @@ export async function resumeCharging(
 ): Promise<void> {
   agent.log.info({ id: s.id, txid: s.txid, startWh: s.startWh }, 'resuming a charge after restart');
   s.lastProgressAt = Date.now();
-  await agent.metering
-    .setCharging(true, kw, plugOf(s))
-    .catch((err) => agent.log.warn({ err: (err as Error).message }, 'charger switch-on failed'));
+  await carSwitch(agent, s, true, kw);
 }
 
 /** After a restart: send the end of the charge and our signed report again (receivers ignore repeats). */
@@ -32,13 +40,14 @@ export async function resumeReport(agent: MeteredContext, s: SessionIn<'awaiting
   await announceEnd(agent, s, s.endedByPeer ?? true);
 }
 
+/** Reads the start and moves the session to charging: the record as it is now (undefined if it could not move). */
 export async function beginCharging(
   agent: MeteredContext,
   s: SessionIn<'awaitingMutual' | 'offered'>,
   kw: number,
-): Promise<void> {
+): Promise<SessionIn<'charging'> | undefined> {
   const startWh = await agent.metering.energyWh();
-  agent.move(s, 'charging', {
+  const charging = agent.move(s, 'charging', {
     startWh,
     meterEpoch: agent.metering.epoch,
     lastWh: startWh,
@@ -47,7 +56,8 @@ export async function beginCharging(
     deadline: 0,
   });
   crashPoint('after-mutual', agent.cfg.dataDir);
-  await agent.metering.setCharging(true, kw, plugOf(s));
+  await carSwitch(agent, s, true, kw);
+  return charging;
 }
 
 /**
@@ -89,8 +99,9 @@ export async function pollCharging(
 }
 
 /**
- * Ends the charge: charger off, final reading, signed report journaled, then sent. `fromPeer`:
- * the peer ended it (its completion/termination arrived), so we do not announce the end again.
+ * Ends the charge: the car's side off (the station switches its charger off before it calls this,
+ * charger-port.ts), final reading, signed report journaled, then sent. `fromPeer`: the peer ended
+ * it (its completion/termination arrived), so we do not announce the end again.
  */
 export async function endCharging(
   agent: MeteredContext,
@@ -98,9 +109,7 @@ export async function endCharging(
   status: number,
   fromPeer: boolean,
 ): Promise<void> {
-  await agent.metering
-    .setCharging(false)
-    .catch((err) => agent.log.warn({ err: (err as Error).message }, 'charger switch-off failed'));
+  await carSwitch(agent, s, false);
   let endWh = s.lastWh ?? s.startWh;
   try {
     const wh = await agent.metering.energyWh();

@@ -465,8 +465,12 @@ export class EdgeRole implements RoleHandler {
             gasLimit: BATCH_BASE_GAS + BATCH_GAS_PER_BILL * BigInt(entries.length),
           }),
         );
-        const { receipt, results } = await this.agent.chain.retry('receipt', () => pending.result());
+        const { receipt, results, settled } = await this.agent.chain.retry('receipt', () => pending.result());
         this.figures.gasUsed += receipt.gasUsed;
+        this.agent.log.info(
+          { tx: receipt.hash, reserved: settled, of: entries.length, gas: receipt.gasUsed.toString() },
+          'reservations on chain',
+        );
         for (const r of results) {
           const b = this.bills.get(r.txid);
           if (!b) continue;

@@ -143,14 +143,13 @@ export class EvRole implements RoleHandler {
         if (!s || msg.ev !== me || msg.hcs !== s.hcs) return;
         // The agreement comes from our edge, or (direct) from the station itself.
         if (signer !== (s.server ?? s.hcs)) return;
-        // Our consent: the first receipt (0 Wh) reserves cap × price of our deposit on chain;
-        // the station switches on once the reservation stands.
-        const consent = await signReceipt(this.agent, s, 0, 0);
-        for (const to of s.server ? [s.hcs, s.server] : [s.hcs])
-          await this.agent.bus.publishEnvelope(to, consent, 'chargeReceived').catch(() => {});
-        Object.assign(s, { receiptIndex: 0, receiptWh: 0, receiptAt: Date.now() });
-        await beginCharging(this.agent, s, (s.kw ?? 11) * CABLE_EFFICIENCY);
-        return;
+        if (s.confirmTerms) {
+          // The driver sees the terms first: nothing is signed until POST /accept.
+          s.agreedAt ??= Date.now();
+          this.agent.save(s);
+          return;
+        }
+        return this.consentAndCharge(s);
       }
       case 'completion':
       case 'termination': {
@@ -252,6 +251,9 @@ export class EvRole implements RoleHandler {
             error: 'no suggestion from the edge in time: every station nearby was busy, or the edge is away',
             deadline: 0,
           });
+        else if (s.state === 'awaitingMutual' && s.agreedAt !== undefined)
+          // The driver let the station's terms lapse: declined, nothing signed, nothing reserved.
+          this.agent.move(s, 'failed', { error: 'the terms were not accepted in time', deadline: 0 });
         else await this.requestNext(s, s.candidates ?? []);
       } else if (s.state === 'charging') {
         // A car's charge ends at its target; a record without one (never written so) at the cap.
@@ -294,18 +296,45 @@ export class EvRole implements RoleHandler {
     await this.agent.bus.publishEnvelope(s.hcs, receipt, 'chargeReceived').catch(() => {});
   }
 
-  async control(action: string, body: Record<string, unknown>): Promise<unknown> {
-    if (action === 'charge') return this.charge(body);
-    if (action === 'stop') {
-      const s = this.findIn('charging');
-      if (!s) throw new Error('no charge in progress');
-      await endCharging(this.agent, s, END.stoppedByEv, false);
-      return { id: s.id, state: s.state };
-    }
-    throw new Error(`unknown action ${action}: try charge or stop`);
+  /**
+   * Our consent: the first receipt (0 Wh) reserves cap × price of our deposit on chain; the
+   * station switches on once the reservation stands.
+   */
+  private async consentAndCharge(s: SessionIn<'awaitingMutual'>): Promise<void> {
+    const consent = await signReceipt(this.agent, s, 0, 0);
+    for (const to of s.server ? [s.hcs, s.server] : [s.hcs])
+      await this.agent.bus.publishEnvelope(to, consent, 'chargeReceived').catch(() => {});
+    Object.assign(s, { receiptIndex: 0, receiptWh: 0, receiptAt: Date.now() });
+    await beginCharging(this.agent, s, (s.kw ?? 11) * CABLE_EFFICIENCY);
   }
 
-  /** Starts a charge: `{ targetWh, rating?, comment?, latitude?, longitude?, radiusM?, hcs? }` (`hcs`: the driver's pick). */
+  async control(action: string, body: Record<string, unknown>): Promise<unknown> {
+    if (action === 'charge') return this.charge(body);
+    if (action === 'accept') {
+      const s = this.findIn('awaitingMutual', (x) => x.agreedAt !== undefined);
+      if (!s) throw new Error('no agreed terms wait for your acceptance');
+      await this.consentAndCharge(s);
+      return { id: s.id, state: s.state };
+    }
+    if (action === 'stop') {
+      const s = this.findIn('charging');
+      if (s) {
+        await endCharging(this.agent, s, END.stoppedByEv, false);
+        return { id: s.id, state: s.state };
+      }
+      // Before the charger is on, stopping declines: no consent was signed, nothing is reserved.
+      const early = this.find((x) => ['searching', 'requesting', 'awaitingMutual'].includes(x.state));
+      if (!early) throw new Error('no charge in progress');
+      this.agent.move(early, 'failed', { error: 'stopped by the driver before charging', deadline: 0 });
+      return { id: early.id, state: early.state };
+    }
+    throw new Error(`unknown action ${action}: try charge, accept or stop`);
+  }
+
+  /**
+   * Starts a charge: `{ targetWh, rating?, comment?, latitude?, longitude?, radiusM?, hcs?, confirm? }`
+   * (`hcs`: the driver's pick; `confirm`: wait for `POST /accept` once the terms are agreed).
+   */
   private async charge(body: Record<string, unknown>): Promise<unknown> {
     if (this.find((x) => x.state !== 'awaitingSettlement')) throw new Error('a charge is already under way');
     const ev = this.agent.cfg.ev ?? { searchRadiusM: 10_000 };
@@ -333,6 +362,7 @@ export class EvRole implements RoleHandler {
       ...(server ? { server } : {}),
       targetWh,
       ...(pick ? { pick } : {}),
+      ...(body.confirm === true ? { confirmTerms: true } : {}),
       ...(stars
         ? { rating: { stars, comment: fitUtf8(String(body.comment ?? ''), RATING_COMMENT_BYTES) } }
         : {}),

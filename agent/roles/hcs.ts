@@ -29,6 +29,7 @@ import {
   type TermsJson,
   termsFromJson,
 } from '../core/session.js';
+import { type ChargerEnd, type ChargerPort, chargerPort } from './charger-port.js';
 import {
   beginCharging,
   endCharging,
@@ -120,8 +121,9 @@ export interface SwitchOffRules {
 /**
  * The one place the station decides to switch the charger off now, and why (issue 12): the
  * settlement window is closing, the EV's receipt is late, or the EV's signed figure has fallen
- * behind the station's meter by more than one receipt's energy plus the tolerance. Whatever
- * switches the charger (today's sim control, a real charger interface) acts on this decision.
+ * behind the station's meter by more than one receipt's energy plus the tolerance. The charger
+ * port (charger-port.ts) acts on this decision, and adds what only the charger sees (plug-out,
+ * fault, a stop of its own).
  */
 export function switchOffDecision(
   s: Pick<SessionRecord, 'startWh' | 'lastWh' | 'ackWh' | 'lastAckAt' | 'terms' | 'switchedOnAt'>,
@@ -146,13 +148,32 @@ export function switchOffDecision(
   return undefined;
 }
 
+/** What the charger saw, as the end of the charge: a plug-out is the EV ending the session. */
+const CHARGER_ENDS: Record<ChargerEnd, { status: number; why: string }> = {
+  unplugged: { status: END.stoppedByEv, why: 'the car was unplugged' },
+  fault: { status: END.stoppedByHcs, why: 'the charger reports a fault' },
+  stopped: { status: END.stoppedByHcs, why: 'the charger stopped by itself' },
+};
+
 export class HcsRole implements RoleHandler {
   /** This station's settings (the config's `hcs` section); `s.hcs` is a session's station address. */
   private readonly station: NonNullable<AgentConfig['hcs']>;
 
+  /** The station's charger, behind a small port (charger-port.ts). */
+  private readonly charger: ChargerPort;
+
   constructor(private readonly agent: MeteredContext) {
     if (!agent.cfg.hcs) throw new Error("a station agent needs the config's hcs section");
     this.station = agent.cfg.hcs;
+    this.charger = chargerPort(agent);
+  }
+
+  /** Charger off first, then the final reading and the report (charging.ts). */
+  private async end(s: SessionIn<'charging'>, status: number, fromPeer: boolean, why: string): Promise<void> {
+    await this.charger.switchOff(s, why);
+    const signed = this.charger.signedValues(s);
+    if (signed.length > 0) s.chargerSigned = signed;
+    await endCharging(this.agent, s, status, fromPeer);
   }
 
   private get busy(): boolean {
@@ -197,6 +218,8 @@ export class HcsRole implements RoleHandler {
     const check = windowCheck(this.station, Number(contractWindow), profile.powerW || undefined);
     if (check.level === 'fail') throw new Error(`${check.detail}: ${check.fix}`);
     if (check.level === 'warn') this.agent.log.warn({ fix: check.fix }, check.detail);
+    // The charger on for the session still charging, off for anything else (charger-port.ts).
+    await this.charger.resume(this.agent.openSessions().find((s) => s.state === 'charging'));
     for (const s of this.agent.openSessions()) {
       if (s.state === 'awaitingSettlement') await resumeReport(this.agent, s);
       if (s.state === 'charging') await resumeCharging(this.agent, s, this.station.powerKw);
@@ -340,18 +363,28 @@ export class HcsRole implements RoleHandler {
     await this.switchOn(s);
   }
 
-  /** The reservation stands: the charger switches on; the consent counts as the first receipt. */
+  /**
+   * The reservation stands: the charger switches on; the consent counts as the first receipt. A
+   * charger that refuses (a wallbox rejecting RemoteStart, one not connected) ends it at once.
+   */
   private async switchOn(s: SessionIn<'offered'>): Promise<void> {
     Object.assign(s, { reserved: true, ackWh: 0, ackReport: s.consent });
-    await beginCharging(this.agent, s, this.station.powerKw);
+    const charging = await beginCharging(this.agent, s, this.station.powerKw);
     Object.assign(s, { lastAckAt: Date.now(), switchedOnAt: Date.now() });
     this.agent.save(s);
+    if (!charging) return;
+    try {
+      await this.charger.switchOn(charging);
+    } catch (err) {
+      this.agent.log.error({ id: s.id, err: (err as Error).message }, 'the charger did not switch on');
+      await this.end(charging, END.stoppedByHcs, false, 'charger refused');
+    }
   }
 
   private async onEnd(msg: Message & { txid: string; status: number }, signer: string): Promise<void> {
     const s = this.session(msg.txid);
     if (!s || signer !== s.ev) return;
-    if (s.state === 'charging') await endCharging(this.agent, s, msg.status, true);
+    if (s.state === 'charging') await this.end(s, msg.status, true, 'ended by the EV');
     else if (s.state === 'offered')
       this.agent.move(s, 'failed', { error: 'the EV ended the session before it started', deadline: 0 });
   }
@@ -411,6 +444,8 @@ export class HcsRole implements RoleHandler {
 
   async tick(): Promise<void> {
     const now = Date.now();
+    // What the charger saw (plug-out, fault, a stop of its own); it also feeds its failsafe.
+    const seen = await this.charger.watch(this.agent.openSessions().find((s) => s.state === 'charging'));
     for (const s of this.agent.openSessions()) {
       if (s.state === 'offered') {
         await this.checkReservation(s, now);
@@ -422,13 +457,15 @@ export class HcsRole implements RoleHandler {
         const decision =
           end !== undefined
             ? { status: end, why: 'meter' }
-            : fresh
-              ? switchOffDecision(s, Date.now(), this.rules)
-              : undefined;
+            : seen
+              ? CHARGER_ENDS[seen]
+              : fresh
+                ? switchOffDecision(s, Date.now(), this.rules)
+                : undefined;
         if (decision) {
           if (decision.why !== 'meter')
             this.agent.log.warn({ txid: s.txid, why: decision.why }, 'switching off');
-          await endCharging(this.agent, s, decision.status, false);
+          await this.end(s, decision.status, false, decision.why);
         }
       } else if (s.state === 'awaitingSettlement') {
         await this.checkSettlement(s, now);
@@ -489,7 +526,7 @@ export class HcsRole implements RoleHandler {
     if (action === 'stop') {
       const s = this.agent.openSessions().find((x): x is SessionIn<'charging'> => isIn(x, 'charging'));
       if (!s) throw new Error('no charge in progress');
-      await endCharging(this.agent, s, END.stoppedByHcs, false);
+      await this.end(s, END.stoppedByHcs, false, 'stopped by the owner');
       return { id: s.id, state: s.state };
     }
     throw new Error(`unknown action ${action}: try stop`);
@@ -498,6 +535,7 @@ export class HcsRole implements RoleHandler {
   status(): Record<string, unknown> {
     const price = BigInt(this.station.priceWeiPerKWh);
     return {
+      ...this.charger.status(),
       hcs: {
         priceWeiPerKWh: price.toString(),
         pricePerKWhEther: Number(billWei(1000n, price)) / 1e18,

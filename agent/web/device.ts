@@ -29,6 +29,8 @@ export interface DeviceState {
     startedAt?: number;
     updatedAt?: number;
     error?: string;
+    /** The terms are agreed and wait for the driver's POST /accept (nothing signed yet). */
+    awaitingAcceptance?: boolean;
     /** The payment assurance: the session's cap × price reserved on chain (undefined before it applies). */
     reserved?: boolean;
     /** The EV's newest signed receipt (its cumulative Wh), or, at a station, the newest it holds. */
@@ -59,6 +61,7 @@ interface RecordLike {
   updatedAt?: number;
   terms?: { price: string; maxWh: number; settleBy: number };
   error?: string;
+  agreedAt?: number;
   /** Fields of the payment assurance, where the record has them. */
   reserved?: boolean;
   consent?: string;
@@ -193,6 +196,11 @@ export function deviceState(
                       }
                     : {}),
                 }
+              : {}),
+            ...(current.state === 'awaitingMutual' &&
+            current.agreedAt !== undefined &&
+            current.receiptIndex === undefined
+              ? { awaitingAcceptance: true }
               : {}),
             ...(current.t0 ? { startedAt: current.t0 } : {}),
             ...(current.updatedAt ? { updatedAt: current.updatedAt } : {}),

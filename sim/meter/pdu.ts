@@ -3,8 +3,22 @@
  * (Modbus Application Protocol V1.1b3, §6). Function codes 01, 03, 04, 05, 06 and 16; anything
  * else gets exception 01, an unknown address exception 02, a bad count exception 03.
  */
-import type { RequestEffects } from './faults.js';
-import type { SimMeterModel } from './model.js';
+import type { FaultPlan, RequestEffects } from './faults.js';
+
+/** A Modbus slave the servers can carry: the simulated meter, or a simulated wallbox (sim/charger). */
+export interface ModbusUnit {
+  readonly unitId: number;
+  readonly faults: FaultPlan;
+  absentUntil: number;
+  readRegisters(
+    kind: 'input' | 'holding',
+    address: number,
+    count: number,
+    fx?: RequestEffects,
+  ): number[] | undefined;
+  readCoil(address: number): boolean | undefined;
+  writeRegister(address: number, value: number): boolean;
+}
 
 const MAX_READ_REGISTERS = 125;
 
@@ -12,7 +26,7 @@ export function exceptionPdu(fc: number, code: number): Buffer {
   return Buffer.from([fc | 0x80, code]);
 }
 
-export function handlePdu(model: SimMeterModel, pdu: Buffer, fx: RequestEffects): Buffer {
+export function handlePdu(model: ModbusUnit, pdu: Buffer, fx: RequestEffects): Buffer {
   const fc = pdu[0] ?? 0;
   if (fx.exception !== undefined) return exceptionPdu(fc, fx.exception);
   if (pdu.length < 5 && fc !== 0) return exceptionPdu(fc, 3);

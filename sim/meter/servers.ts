@@ -8,10 +8,9 @@ import { createServer, type Server, type Socket } from 'node:net';
 import tty from 'node:tty';
 import { SerialPort } from 'serialport';
 import { frameTimeMs, interFrameMs, nowMs, sleepUntil } from '../../drivers/timing.js';
-import type { SimMeterModel } from './model.js';
-import { crc16, handlePdu, rtuRequestLength, withCrc } from './pdu.js';
+import { crc16, handlePdu, type ModbusUnit, rtuRequestLength, withCrc } from './pdu.js';
 
-export type Units = ReadonlyMap<number, SimMeterModel>;
+export type Units = ReadonlyMap<number, ModbusUnit>;
 
 interface Answer {
   pdu: Buffer;

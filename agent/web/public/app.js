@@ -10,7 +10,7 @@ import { connect, discoverWallets, runTransaction } from './wallet.js';
 
 import { $, api, explain, fail, sayer, state } from './api.js';
 import { showWallet, walletAction } from './account.js';
-import { canCharge, pickStation, quote, showDevice, startCharge, stopCharge } from './device.js';
+import { acceptTerms, canCharge, pickStation, quote, showDevice, startCharge, stopCharge } from './device.js';
 // ------------------------------------------------------------------ chain status
 
 async function showChain() {
@@ -410,6 +410,7 @@ function wire() {
   $('#charge-form').addEventListener('submit', startCharge);
   $('#charge-form').addEventListener('input', quote);
   $('#charge-stop').addEventListener('click', stopCharge);
+  $('#charge-accept').addEventListener('click', acceptTerms);
   for (const form of document.querySelectorAll('.wallet-action'))
     form.addEventListener('submit', walletAction);
 

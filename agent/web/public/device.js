@@ -10,7 +10,7 @@ const STATE_WORDS = {
   searching: 'searching for a station',
   requesting: 'asking a station',
   offered: 'offered to an EV',
-  awaitingMutual: 'terms agreed, about to start',
+  awaitingMutual: 'terms agreed',
   charging: 'charging',
   awaitingSettlement: 'charged; waiting for the bill on chain',
   done: 'done: the bill is on chain',
@@ -120,10 +120,20 @@ function renderDevices(devices) {
   const mine = devices[0];
   state.device = mine;
   if (canCharge()) {
-    const charging = mine?.session?.state === 'charging';
-    const busy = mine?.session && !['done', 'failed', 'awaitingSettlement'].includes(mine.session.state);
-    $('#charge-stop').disabled = !charging;
+    const s = mine?.session;
+    const busy = s && !['done', 'failed', 'awaitingSettlement'].includes(s.state);
+    // Stop ends a charge, or declines one before the charger is on.
+    $('#charge-stop').disabled = !busy;
+    $('#charge-stop').textContent = s?.state === 'charging' || !busy ? 'Stop charging' : 'Cancel';
     $('#charge-start').disabled = Boolean(busy);
+    const accept = $('#charge-accept');
+    const wasHidden = accept.hidden;
+    accept.hidden = !s?.awaitingAcceptance;
+    if (s?.awaitingAcceptance && wasHidden) {
+      $('#charge-status').textContent =
+        `The station offers ${ether(s.terms.priceWeiPerKWh)} ETH/kWh, at most ${kwh(s.terms.maxEnergyWh)}: accept to start charging, or cancel.`;
+      accept.focus();
+    }
   }
   void showCurve(mine);
 }
@@ -196,10 +206,22 @@ export async function startCharge(event) {
       longitude: ev.longitude,
       radiusM: ev.radiusM,
       ...(t.hcs ? { hcs: t.hcs } : {}),
+      ...($('#charge-form').confirm.checked ? { confirm: true } : {}),
     });
     status.textContent = `Session ${r.id}: ${STATE_WORDS[r.state] ?? r.state}. Its terms show below as soon as a station offers them.`;
   } catch (err) {
     status.textContent = `Not started: ${err.message}`;
+  }
+}
+
+export async function acceptTerms() {
+  const status = $('#charge-status');
+  try {
+    const r = await control('accept');
+    $('#charge-accept').hidden = true;
+    status.textContent = `Accepted: ${STATE_WORDS[r.state] ?? r.state}.`;
+  } catch (err) {
+    status.textContent = `Not accepted: ${err.message}`;
   }
 }
 

@@ -169,15 +169,24 @@ export function drawMap(container, note, info, stations, view = {}) {
       .addTo(layers.ev);
     bounds.push([at.latitude, at.longitude]);
   }
+  refit = () => {
+    m.invalidateSize();
+    if (at)
+      m.fitBounds(
+        L()
+          .latLng(at.latitude, at.longitude)
+          .toBounds(2 * (radiusM ?? 10_000))
+          .pad(0.05),
+      );
+    else if (bounds.length) m.fitBounds(L().latLngBounds(bounds).pad(0.3), { maxZoom: 15 });
+    else m.setView([0, 0], 2);
+  };
   // The container may have been hidden, or resized, since the map was made.
-  m.invalidateSize();
-  if (at)
-    m.fitBounds(
-      L()
-        .latLng(at.latitude, at.longitude)
-        .toBounds(2 * (radiusM ?? 10_000))
-        .pad(0.05),
-    );
-  else if (bounds.length) m.fitBounds(L().latLngBounds(bounds).pad(0.3), { maxZoom: 15 });
-  else m.setView([0, 0], 2);
+  refit();
 }
+
+/** What the map shows, fitted again when the screen turns or the window changes size. */
+let refit = () => {};
+window.addEventListener('resize', () => {
+  if (map && !map.getContainer().closest('[hidden]')) refit();
+});
