@@ -29,7 +29,7 @@ for (const asset of [
 }
 
 // `p2pev run` loads one minified bundle of the compiled agent and its pure-JS dependencies
-// (dist/p2pev-run.mjs): V8 keeps every loaded module's source text for as long as the process
+// (dist/p2pev-run/p2pev-run.mjs, with chunks beside it): V8 keeps every loaded module's source text for as long as the process
 // lives, and the dependencies' sources with their comments were ~6 MB of an agent's heap; the
 // bundle cut an EV's or HCS's peak resident memory by ~4 MB (docs/BENCHMARKS.md). Each module's
 // `import.meta.url` is rewritten to the URL of its compiled file beside the bundle, so the files
@@ -49,7 +49,7 @@ const metaUrl = {
       return {
         contents: source.replaceAll(
           'import.meta.url',
-          `new URL(${JSON.stringify(rel)}, import.meta.url).href`,
+          `new URL(${JSON.stringify(`../${rel}`)}, import.meta.url).href`,
         ),
         loader: 'js',
       };
@@ -64,7 +64,13 @@ await esbuild.build({
     resolveDir: dist,
     sourcefile: 'p2pev-run-entry.js',
   },
-  outfile: `${dist}p2pev-run.mjs`,
+  // Modules the agent imports only when it needs them (an OCPP charger, the diagnostics) stay in
+  // chunks of their own, loaded then: in the one bundle their source text would be held anyway.
+  outdir: `${dist}p2pev-run`,
+  entryNames: 'p2pev-run',
+  chunkNames: 'chunk-[hash]',
+  splitting: true,
+  outExtension: { '.js': '.mjs' },
   bundle: true,
   platform: 'node',
   format: 'esm',

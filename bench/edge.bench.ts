@@ -97,7 +97,7 @@ interface Session {
 }
 
 async function main(): Promise<void> {
-  if (!existsSync(join(root, 'dist/p2pev-run.mjs'))) {
+  if (!existsSync(join(root, 'dist/p2pev-run/p2pev-run.mjs'))) {
     out('building dist/ (npm run build)');
     execFileSync(process.execPath, [join(root, '.ci/build.mjs')], { stdio: 'inherit' });
   }

@@ -109,7 +109,7 @@ if (!entry && (args.length === 0 || ['-V', '--version', '-h', '--help', 'help'].
   // `run` (the long-lived agent) loads the same compiled code as one minified bundle, its runner
   // and its command together: ~4 MB less resident memory (.ci/build.mjs says why).
   // P2PEV_BUNDLE=0: the separate modules (a CPU profile with their names).
-  const bundle = new URL('p2pev-run.mjs', dist);
+  const bundle = new URL('p2pev-run/p2pev-run.mjs', dist);
   const bundled =
     useDist && entry?.name === 'run' && process.env.P2PEV_BUNDLE !== '0' && existsSync(bundle)
       ? await import(bundle.href)

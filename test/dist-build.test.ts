@@ -16,7 +16,7 @@ describe('the compiled build (P2PEV_DIST=1)', () => {
   it('builds, decodes a signed vector like the sources, and loads its config schema', async () => {
     await run(process.execPath, [`${root}.ci/build.mjs`], { cwd: root });
     // `run` loads the minified bundle (the long-lived agent's memory); the other commands dist/.
-    expect(existsSync(`${root}dist/p2pev-run.mjs`)).toBe(true);
+    expect(existsSync(`${root}dist/p2pev-run/p2pev-run.mjs`)).toBe(true);
     const v = buildVectors().find((x) => x.name === 'chargeProvided')!;
     const args = [
       'msg',
