@@ -216,6 +216,19 @@ export function packSettlements(entries: SettlementEntry[]): Uint8Array {
   );
 }
 
+/**
+ * The entries grouped by station, otherwise in their order (a stable sort): the contract credits a
+ * station's earnings once per run of its entries, so a sorted batch writes each station's word
+ * once. What each entry came to is read back by txid, so the order is free.
+ */
+export function byStation<T extends { terms: SettlementTerms }>(entries: readonly T[]): T[] {
+  return [...entries].sort((a, b) => {
+    const x = a.terms.hcs.toLowerCase();
+    const y = b.terms.hcs.toLowerCase();
+    return x < y ? -1 : x > y ? 1 : 0;
+  });
+}
+
 /** The packed entries of a reservation call, back to back. */
 export function packReservations(entries: ReservationEntry[]): Uint8Array {
   return getBytes(concat(entries.flatMap((e) => [packTerms(e.terms), packReceipt(e.evConsent)])));
@@ -464,14 +477,29 @@ export class SettlementClient {
     entries: SettlementEntry[],
     opts: { gasLimit?: bigint } = {},
   ): Promise<PendingBatch> {
+    const sorted = byStation(entries.map((entry, i) => ({ terms: entry.terms, entry, i })));
+    const order = sorted.map((e) => e.i);
     // `gasLimit`: a bound instead of the node's estimate, which runs the whole batch a dozen times
     // (a binary search: ~1 s for 100 bills on anvil) and holds up every call sent in the same
     // JSON-RPC batch. Only the gas used is paid; a batch that ran out would revert whole.
-    const tx = await this.sendOnly('settleBatch', [packSettlements(entries)], undefined, opts.gasLimit);
-    return { hash: tx.hash, result: async () => this.batchResult(await this.receiptOf('settleBatch', tx)) };
+    const tx = await this.sendOnly(
+      'settleBatch',
+      [packSettlements(sorted.map((e) => e.entry))],
+      undefined,
+      opts.gasLimit,
+    );
+    return {
+      hash: tx.hash,
+      result: async () => this.batchResult(await this.receiptOf('settleBatch', tx), order),
+    };
   }
-  private batchResult(receipt: TransactionReceipt): BatchResult {
-    const results = receiptResults(this.contract.interface, receipt);
+  /** `order[k]`: the caller's index of the k-th entry sent; results come back in the caller's order. */
+  private batchResult(receipt: TransactionReceipt, order?: number[]): BatchResult {
+    const sent = receiptResults(this.contract.interface, receipt);
+    const results = [...sent];
+    if (order && order.length === sent.length) {
+      for (const [k, r] of sent.entries()) results[order[k] ?? k] = r;
+    }
     const skipped = results.filter((r) => r.reason !== '').map(({ txid, reason }) => ({ txid, reason }));
     const settledTxids = results.filter((r) => r.reason === '').map((r) => r.txid);
     return { receipt, settled: settledTxids.length, settledTxids, skipped, results };

@@ -3,7 +3,7 @@
  * node; one SessionsReserved / SessionsSettled event per batch carries every entry's outcome.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ChainSessionState, type SettlementTerms } from '../contracts/client.js';
+import { byStation, ChainSessionState, packSettlements, type SettlementTerms } from '../contracts/client.js';
 import { expectRevert } from './helpers/anvilExpect.js';
 import {
   evReceipt,
@@ -82,6 +82,7 @@ describe('settleBatch', () => {
     const batch = [good[0]!, forged, good[1]!, outOfTolerance, good[2]!, unreserved, good[3]!, duplicate];
 
     const evBefore = (await fx.operator.client.depositOf(ev0.address)).balance;
+    const earnedBefore = await Promise.all([hcs0, hcs1].map((h) => fx.operator.client.earningsOf(h.address)));
     const result = await relayer.client.settleBatch(batch);
     expect(result.settled).toBe(4);
     expect(result.skipped).toEqual([
@@ -100,6 +101,11 @@ describe('settleBatch', () => {
       expect(await fx.operator.client.sessionState(bad.terms.hcs, bad.terms.seq)).toBe(
         ChainSessionState.Reserved,
       );
+    // Each station earned its two good sessions (credited once per run of its entries).
+    for (const [i, h] of [hcs0, hcs1].entries())
+      expect((await fx.operator.client.earningsOf(h.address)) - earnedBefore[i]!).toBe(
+        (2n * 10_000n * PRICE) / 1000n,
+      );
     // ev0 paid once for its one good session, not for the duplicate.
     expect((await fx.operator.client.depositOf(ev0.address)).balance).toBe(
       evBefore - (10_000n * PRICE) / 1000n,
@@ -111,6 +117,42 @@ describe('settleBatch', () => {
     // The station settles its out-of-tolerance session itself: what the EV acknowledged.
     const own = await fx.hcss[0]!.client.settleBatch([outOfTolerance]);
     expect(own.results[0]).toMatchObject({ reason: '', billedWh: 5_000n });
+  });
+
+  it('credits every station its sessions in an unsorted batch, refusals in between', async () => {
+    const [ev0, ev1, ev2, ev3] = fx.evs as [Member, Member, Member, Member];
+    const [hcs0, hcs1] = fx.hcss as [Member, Member];
+    const wh = [1_000n, 2_000n, 3_000n, 4_000n, 5_000n];
+    const runs = [
+      await entry(ev0, hcs0, wh[0], wh[0]),
+      await entry(ev1, hcs0, wh[1], wh[1]),
+      await entry(ev2, hcs1, wh[2], wh[2]),
+      await entry(ev3, hcs0, wh[3], wh[3]),
+      await entry(ev0, hcs1, wh[4], wh[4]),
+    ];
+    const unreserved = await entry(ev1, hcs1);
+    for (const e of runs) await reserve(fx, e.terms);
+    const earnedBefore = await Promise.all([hcs0, hcs1].map((h) => fx.operator.client.earningsOf(h.address)));
+    // Sent as is (the client would sort it): hcs0, hcs0, hcs1, (refused hcs1), hcs0, hcs1.
+    const blob = packSettlements([runs[0]!, runs[1]!, runs[2]!, unreserved, runs[3]!, runs[4]!]);
+    await (await relayer.client.contract.getFunction('settleBatch')(blob)).wait();
+    const paid = (e: number) => (wh[e]! * PRICE) / 1000n;
+    expect((await fx.operator.client.earningsOf(hcs0.address)) - earnedBefore[0]!).toBe(
+      paid(0) + paid(1) + paid(3),
+    );
+    expect((await fx.operator.client.earningsOf(hcs1.address)) - earnedBefore[1]!).toBe(paid(2) + paid(4));
+  });
+
+  it('sends a batch grouped by station, each station’s entries in their order (any address case)', () => {
+    const at = (hcs: string, seq: bigint) => ({ terms: { hcs, seq } as SettlementTerms });
+    const sorted = byStation([
+      at('0xBB', 1n),
+      at('0xaa', 2n),
+      at('0xbb', 3n),
+      at('0xAA', 4n),
+      at('0xbb', 5n),
+    ]);
+    expect(sorted.map((e) => e.terms.seq)).toEqual([2n, 4n, 1n, 3n, 5n]);
   });
 
   it('refuses calldata that does not parse as a whole', async () => {

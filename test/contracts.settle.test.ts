@@ -309,6 +309,18 @@ describe('settle: attacks', () => {
     await relayer.client.settle(terms, evReport, hcsReport); // the low-s original still settles
   });
 
+  it('refuses a signature from which no signer recovers (v neither 27 nor 28, r = 0)', async () => {
+    const { terms, evReport, hcsReport } = await freshSession(10_000n, 10_000n);
+    const n = hcsReport.length;
+    const badV = Uint8Array.from(hcsReport);
+    badV[n - 1] = 29;
+    await expectRevert(relayer.client.settle(terms, evReport, badV), 'InvalidSignature');
+    const zeroR = Uint8Array.from(hcsReport);
+    zeroR.fill(0, n - 65, n - 33);
+    await expectRevert(relayer.client.settle(terms, evReport, zeroR), 'InvalidSignature');
+    await relayer.client.settle(terms, evReport, hcsReport);
+  });
+
   it('refuses packed calldata cut short or with optional data over 1 KiB', async () => {
     const { terms, evReport, hcsReport } = await freshSession(10_000n, 10_000n);
     const blob = packSettlements([{ terms, evReport, hcsReport }]);

@@ -53,7 +53,10 @@ library ChargeReports {
             n := shr(240, calldataload(add(q, 8)))
         }
         if (n > MAX_OPTIONAL_BYTES) return 0;
-        return q + RECEIPT_FIXED_BYTES + n;
+        unchecked {
+            // q is a calldata offset, n ≤ 1,024.
+            return q + RECEIPT_FIXED_BYTES + n;
+        }
     }
 
     /// @notice The energy of the receipt at `q`.
@@ -63,11 +66,20 @@ library ChargeReports {
         }
     }
 
-    /// @notice EIP-712 digest of the report at `q` (ending at `end`) whose head is
-    /// `reportType ‖ ev ‖ hcs ‖ txid`, and its signature:
-    /// keccak256(0x1901 ‖ domainSeparator ‖ keccak256(messageTypehash ‖ keccak256(payload))),
-    /// the payload rebuilt in scratch memory (no allocation: a batch does not grow memory).
-    function digestAndSignature(
+    /// @dev secp256k1's n / 2: a signature with a larger s is refused (EIP-2; OpenZeppelin's rule).
+    uint256 internal constant HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
+    /// @dev What {signedBy} finds.
+    uint256 internal constant SIGNED = 0;
+    uint256 internal constant BAD_SIGNATURE = 1;
+    uint256 internal constant OTHER_SIGNER = 2;
+
+    /// @notice Whether the report at `q` (ending at `end`), whose head is
+    /// `reportType ‖ ev ‖ hcs ‖ txid`, is signed by `expected` in this domain: SIGNED, BAD_SIGNATURE
+    /// (high s, or no signer recovers: OpenZeppelin ECDSA's rules) or OTHER_SIGNER.
+    /// The digest is keccak256(0x1901 ‖ domainSeparator ‖ keccak256(messageTypehash ‖
+    /// keccak256(payload))), the payload rebuilt in scratch memory (no allocation: a batch does not
+    /// grow memory); the signer comes from the ecrecover precompile, called directly.
+    function signedBy(
         uint256 q,
         uint256 end,
         uint256 reportType,
@@ -75,8 +87,9 @@ library ChargeReports {
         address hcs,
         bytes32 txid,
         bytes32 messageTypehash,
-        bytes32 domainSeparator
-    ) internal pure returns (bytes32 d, uint8 v, bytes32 r, bytes32 s) {
+        bytes32 domainSeparator,
+        address expected
+    ) internal view returns (uint256 result) {
         assembly ("memory-safe") {
             let n := sub(sub(end, q), 75)
             let p := mload(0x40)
@@ -95,11 +108,24 @@ library ChargeReports {
             mstore(p, hex"1901")
             mstore(add(p, 0x02), domainSeparator)
             mstore(add(p, 0x22), structHash)
-            d := keccak256(p, 0x42)
+            let d := keccak256(p, 0x42)
             let sig := add(add(q, 10), n)
-            r := calldataload(sig)
-            s := calldataload(add(sig, 32))
-            v := shr(248, calldataload(add(sig, 64)))
+            let s := calldataload(add(sig, 32))
+            switch gt(s, HALF_N)
+            case 1 { result := BAD_SIGNATURE }
+            default {
+                mstore(p, d)
+                mstore(add(p, 0x20), shr(248, calldataload(add(sig, 64))))
+                mstore(add(p, 0x40), calldataload(sig))
+                mstore(add(p, 0x60), s)
+                mstore(0x00, 0)
+                // The precompile returns nothing for a bad v or a point off the curve: signer 0.
+                if iszero(staticcall(gas(), 0x01, p, 0x80, 0x00, 0x20)) { revert(0, 0) }
+                let signer := mload(0x00)
+                switch signer
+                case 0 { result := BAD_SIGNATURE }
+                default { if iszero(eq(signer, expected)) { result := OTHER_SIGNER } }
+            }
         }
     }
 }

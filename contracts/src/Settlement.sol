@@ -309,14 +309,21 @@ contract Settlement is DepositEscrow, EIP712 {
         while (p < end) {
             (bytes4 err, bytes32 txid, uint256 next) = _reserve(p, end, domainSeparator);
             if (next == 0) revert MalformedBatch();
-            if (err == 0) ++count;
-            else if (single) _revertWith(err);
+            if (err == 0) {
+                unchecked {
+                    ++count;
+                }
+            } else if (single) {
+                _revertWith(err);
+            }
             assembly ("memory-safe") {
                 let o := add(add(results, 0x20), out)
                 mstore(o, txid)
                 mstore(add(o, 0x20), err)
             }
-            out += RESERVE_RESULT_BYTES;
+            unchecked {
+                out += RESERVE_RESULT_BYTES;
+            }
             p = next;
         }
         if (single && out == 0) revert MalformedBatch();
@@ -332,49 +339,54 @@ contract Settlement is DepositEscrow, EIP712 {
         private
         returns (bytes4 err, bytes32 txid, uint256 next)
     {
-        uint256 q = p + ChargeReports.TERMS_BYTES;
-        next = q < end ? ChargeReports.receiptEnd(q) : 0;
-        if (next == 0 || next > end) return (0, 0, 0);
-        (address ev, address hcs, uint256 seq, uint256 price, uint256 maxWh, uint256 settleBy) =
-            ChargeReports.terms(p);
-        txid = _txIdOf(ev, hcs, seq, price, maxWh, settleBy);
-        if (seq > SEQ_MASK || seq == 0) return (SeqOutOfRange.selector, txid, next);
-        if (settleBy > block.timestamp + SETTLEMENT_WINDOW) return (SettleByTooLate.selector, txid, next);
-
-        Account storage hcsAccount = _accounts[hcs];
-        uint256 hcsWord = _load(hcsAccount);
-        if (hcsWord & ROLE_STATUS_MASK != VERIFIED_HCS) return (HcsNotVerified.selector, txid, next);
-        // The window must hold the whole charge at the station's power: maxWh ÷ power.
-        uint256 powerW = hcsWord >> POWER_SHIFT & 0xffffffff;
-        if (powerW == 0 || settleBy < block.timestamp + (maxWh * SECONDS_PER_HOUR + powerW - 1) / powerW) {
-            return (WindowShorterThanCharge.selector, txid, next);
-        }
-
-        Account storage evAccount = _accounts[ev];
-        uint256 evWord = _load(evAccount);
-        if (evWord & ROLE_STATUS_MASK != VERIFIED_EV) return (EvNotVerified.selector, txid, next);
-        uint256 amount = (maxWh * price) / WH_PER_KWH;
-        uint256 balance = (evWord >> BALANCE_SHIFT) & AMOUNT_MASK;
-        uint256 reserved = (evWord >> RESERVED_SHIFT) & AMOUNT_MASK;
-        if (amount > balance - reserved) return (InsufficientDeposit.selector, txid, next);
-
-        uint256 slot = _slotOf(hcs, seq);
-        uint256 word;
-        assembly ("memory-safe") {
-            word := sload(slot)
-        }
-        if (word != 0) {
-            if ((word >> SEQ_SHIFT) & SEQ_MASK >= seq) return (SeqUsed.selector, txid, next);
-            if (word & STATE_MASK == uint256(SessionState.Reserved)) {
-                return (TooManyOpenReservations.selector, txid, next);
-            }
-        }
-        err = _signerError(q, next, ChargeReports.EV_REPORT_TYPE, ev, hcs, txid, ev, domainSeparator);
-        if (err != 0) return (err, txid, next);
-
-        // Effects only; no external call.
-        _setState(slot, txid, seq, SessionState.Reserved);
+        // Unchecked: every figure comes from a bounded field (addresses 160 bits, seq, maxWh and
+        // settleBy 64, price 128, a deposit 96, an offset below the calldata size): no product or sum
+        // here reaches 2^256, and no difference is taken of a smaller minus a larger value.
         unchecked {
+            uint256 q = p + ChargeReports.TERMS_BYTES;
+            next = q < end ? ChargeReports.receiptEnd(q) : 0;
+            if (next == 0 || next > end) return (0, 0, 0);
+            (address ev, address hcs, uint256 seq, uint256 price, uint256 maxWh, uint256 settleBy) =
+                ChargeReports.terms(p);
+            txid = _txIdOf(ev, hcs, seq, price, maxWh, settleBy);
+            if (seq > SEQ_MASK || seq == 0) return (SeqOutOfRange.selector, txid, next);
+            if (settleBy > block.timestamp + SETTLEMENT_WINDOW) return (SettleByTooLate.selector, txid, next);
+
+            Account storage hcsAccount = _accounts[hcs];
+            uint256 hcsWord = _load(hcsAccount);
+            if (hcsWord & ROLE_STATUS_MASK != VERIFIED_HCS) return (HcsNotVerified.selector, txid, next);
+            // The window must hold the whole charge at the station's power: maxWh ÷ power.
+            uint256 powerW = hcsWord >> POWER_SHIFT & 0xffffffff;
+            if (powerW == 0 || settleBy < block.timestamp + (maxWh * SECONDS_PER_HOUR + powerW - 1) / powerW) {
+                return (WindowShorterThanCharge.selector, txid, next);
+            }
+
+            Account storage evAccount = _accounts[ev];
+            uint256 evWord = _load(evAccount);
+            if (evWord & ROLE_STATUS_MASK != VERIFIED_EV) return (EvNotVerified.selector, txid, next);
+            uint256 amount = (maxWh * price) / WH_PER_KWH;
+            uint256 balance = (evWord >> BALANCE_SHIFT) & AMOUNT_MASK;
+            uint256 reserved = (evWord >> RESERVED_SHIFT) & AMOUNT_MASK;
+            if (reserved + amount > balance) return (InsufficientDeposit.selector, txid, next);
+
+            uint256 slot = _slotOf(hcs, seq);
+            uint256 word;
+            assembly ("memory-safe") {
+                word := sload(slot)
+            }
+            if (word != 0) {
+                if ((word >> SEQ_SHIFT) & SEQ_MASK >= seq) return (SeqUsed.selector, txid, next);
+                if (word & STATE_MASK == uint256(SessionState.Reserved)) {
+                    return (TooManyOpenReservations.selector, txid, next);
+                }
+            }
+            uint256 found = ChargeReports.signedBy(
+                q, next, ChargeReports.EV_REPORT_TYPE, ev, hcs, txid, MESSAGE_TYPEHASH, domainSeparator, ev
+            );
+            if (found != ChargeReports.SIGNED) return (_signatureError(found), txid, next);
+
+            // Effects only; no external call.
+            _setState(slot, txid, seq, SessionState.Reserved);
             // reserved + amount ≤ balance < 2^96: stays inside its field.
             _store(evAccount, evWord + (amount << RESERVED_SHIFT));
         }
@@ -391,79 +403,110 @@ contract Settlement is DepositEscrow, EIP712 {
             new bytes((blob.length / (ChargeReports.TERMS_BYTES + 150)) * SETTLE_RESULT_BYTES);
         uint256 out;
         bytes32 domainSeparator = _domainSeparatorV4();
+        // Earnings are credited once per run of entries of the same station (the client sorts a
+        // batch by station): one read and one write of the station's word per run, not per entry.
+        address payee;
+        uint256 owed;
         while (p < end) {
-            (bytes4 err, bytes32 txid, uint256 billedWh, uint256 amount, uint256 next) =
+            (bytes4 err, bytes32 txid, uint256 billedWh, uint256 amount, uint256 next, address hcs) =
                 _settle(p, end, domainSeparator);
             if (next == 0) revert MalformedBatch();
-            if (err == 0) ++count;
-            else if (single) _revertWith(err);
+            if (err == 0) {
+                unchecked {
+                    // Fewer entries than calldata bytes, each amount below 2^192.
+                    ++count;
+                    if (hcs != payee) {
+                        _credit(payee, owed);
+                        (payee, owed) = (hcs, amount);
+                    } else {
+                        owed += amount;
+                    }
+                }
+            } else if (single) {
+                _revertWith(err);
+            }
             assembly ("memory-safe") {
                 let o := add(add(results, 0x20), out)
                 mstore(o, txid)
                 mstore(add(o, 0x20), or(err, or(shl(160, billedWh), shl(32, amount))))
             }
-            out += SETTLE_RESULT_BYTES;
+            unchecked {
+                out += SETTLE_RESULT_BYTES;
+            }
             p = next;
         }
         if (single && out == 0) revert MalformedBatch();
+        _credit(payee, owed);
         assembly ("memory-safe") {
             mstore(results, out)
         }
         emit SessionsSettled(results);
     }
 
-    /// @dev One settlement: every check, then the effects. Returns the refusal's selector (0 when
-    /// settled), what was billed, and the next entry's offset (0 if the entry overruns the blob).
-    function _settle(uint256 p, uint256 end, bytes32 domainSeparator)
-        private
-        returns (bytes4 err, bytes32 txid, uint256 billedWh, uint256 amount, uint256 next)
-    {
-        uint256 q = p + ChargeReports.TERMS_BYTES;
-        uint256 h = q < end ? ChargeReports.receiptEnd(q) : 0;
-        next = h != 0 && h < end ? ChargeReports.receiptEnd(h) : 0;
-        if (next == 0 || next > end) return (0, 0, 0, 0, 0);
-        (address ev, address hcs, uint256 seq, uint256 price, uint256 maxWh, uint256 settleBy) =
-            ChargeReports.terms(p);
-        txid = _txIdOf(ev, hcs, seq, price, maxWh, settleBy);
-        if (block.timestamp > settleBy) return (SettlementWindowClosed.selector, txid, 0, 0, next);
-        uint256 slot;
-        (slot, err) = _openSlot(hcs, seq, txid);
-        if (err != 0) return (err, txid, 0, 0, next);
-
-        // The bill: within the tolerance the station's meter (capped); outside it, and only when
-        // the station itself asks, what the EV acknowledged: min(eEV, eHCS, cap).
-        uint256 evWh = ChargeReports.energyWh(q);
-        uint256 hcsWh = ChargeReports.energyWh(h);
-        bool agreed = _withinTolerance(evWh, hcsWh);
-        if (agreed) {
-            billedWh = hcsWh;
-        } else {
-            if (msg.sender != hcs) return (ToleranceExceeded.selector, txid, 0, 0, next);
-            billedWh = evWh < hcsWh ? evWh : hcsWh;
-        }
-        if (billedWh > maxWh) billedWh = maxWh;
-
-        err = _signerError(q, h, ChargeReports.EV_REPORT_TYPE, ev, hcs, txid, ev, domainSeparator);
-        if (err == 0) err = _signerError(h, next, ChargeReports.HCS_REPORT_TYPE, ev, hcs, txid, hcs, domainSeparator);
-        if (err != 0) return (err, txid, 0, 0, next);
-
-        // Effects only; no external call. maxWh < 2^64 and price < 2^128: no overflow.
-        amount = (billedWh * price) / WH_PER_KWH;
-        uint256 held = (maxWh * price) / WH_PER_KWH;
-        _setState(slot, txid, seq, amount == 0 ? SessionState.SettledFree : SessionState.Settled);
-        Account storage evAccount = _accounts[ev];
+    /// @dev Adds `amount` to the station's earnings (nothing for no station or 0 wei).
+    function _credit(address hcs, uint256 amount) private {
+        if (amount == 0) return;
         Account storage hcsAccount = _accounts[hcs];
-        uint256 evWord = _load(evAccount);
-        unchecked {
-            // amount ≤ held ≤ reserved ≤ balance (the reservation's invariant): no borrow.
-            _store(evAccount, evWord - (amount << BALANCE_SHIFT) - (held << RESERVED_SHIFT));
-        }
         uint256 hcsWord = _load(hcsAccount);
         if (((hcsWord >> BALANCE_SHIFT) & AMOUNT_MASK) + amount > AMOUNT_MASK) revert EarningsOverflow();
         unchecked {
             _store(hcsAccount, hcsWord + (amount << BALANCE_SHIFT));
         }
-        if (!agreed) emit Disputed(txid, evWh, hcsWh, billedWh);
+    }
+
+    /// @dev One settlement: every check, then the effects on the slot and the EV's deposit.
+    /// Returns the refusal's selector (0 when settled), what was billed, the next entry's offset
+    /// (0 if the entry overruns the blob) and the station, whose earnings the caller credits.
+    function _settle(uint256 p, uint256 end, bytes32 domainSeparator)
+        private
+        returns (bytes4 err, bytes32 txid, uint256 billedWh, uint256 amount, uint256 next, address hcs)
+    {
+        // Unchecked: every figure comes from a bounded field (addresses 160 bits, seq, maxWh and
+        // settleBy 64, price 128, a deposit 96, an offset below the calldata size): no product or sum
+        // here reaches 2^256, and no difference is taken of a smaller minus a larger value.
+        unchecked {
+            uint256 q = p + ChargeReports.TERMS_BYTES;
+            uint256 h = q < end ? ChargeReports.receiptEnd(q) : 0;
+            next = h != 0 && h < end ? ChargeReports.receiptEnd(h) : 0;
+            if (next == 0 || next > end) return (0, 0, 0, 0, 0, address(0));
+            address ev;
+            uint256 seq;
+            uint256 price;
+            uint256 maxWh;
+            uint256 settleBy;
+            (ev, hcs, seq, price, maxWh, settleBy) = ChargeReports.terms(p);
+            txid = _txIdOf(ev, hcs, seq, price, maxWh, settleBy);
+            if (block.timestamp > settleBy) return (SettlementWindowClosed.selector, txid, 0, 0, next, hcs);
+            uint256 slot;
+            (slot, err) = _openSlot(hcs, seq, txid);
+            if (err != 0) return (err, txid, 0, 0, next, hcs);
+
+            // The bill: within the tolerance the station's meter (capped); outside it, and only when
+            // the station itself asks, what the EV acknowledged: min(eEV, eHCS, cap).
+            uint256 evWh = ChargeReports.energyWh(q);
+            uint256 hcsWh = ChargeReports.energyWh(h);
+            bool agreed = _withinTolerance(evWh, hcsWh);
+            if (agreed) {
+                billedWh = hcsWh;
+            } else {
+                if (msg.sender != hcs) return (ToleranceExceeded.selector, txid, 0, 0, next, hcs);
+                billedWh = evWh < hcsWh ? evWh : hcsWh;
+            }
+            if (billedWh > maxWh) billedWh = maxWh;
+
+            err = _reportsError(q, h, next, ev, hcs, txid, domainSeparator);
+            if (err != 0) return (err, txid, 0, 0, next, hcs);
+
+            // Effects only; no external call. maxWh < 2^64 and price < 2^128: no overflow.
+            amount = (billedWh * price) / WH_PER_KWH;
+            uint256 held = (maxWh * price) / WH_PER_KWH;
+            _setState(slot, txid, seq, amount == 0 ? SessionState.SettledFree : SessionState.Settled);
+            Account storage evAccount = _accounts[ev];
+            uint256 evWord = _load(evAccount);
+            // amount ≤ held ≤ reserved ≤ balance (the reservation's invariant): no borrow.
+            _store(evAccount, evWord - (amount << BALANCE_SHIFT) - (held << RESERVED_SHIFT));
+            if (!agreed) emit Disputed(txid, evWh, hcsWh, billedWh);
+        }
     }
 
     /// @dev The ring slot of (hcs, seq), and whether it holds exactly this txid, reserved.
@@ -473,10 +516,14 @@ contract Settlement is DepositEscrow, EIP712 {
         assembly ("memory-safe") {
             word := sload(slot)
         }
-        SessionState state = _stateIn(word, txid, seq);
-        if (state == SessionState.Reserved) return (slot, 0);
-        if (state == SessionState.None) return (slot, NotReserved.selector);
-        if (state == SessionState.Released) return (slot, AlreadyReleased.selector);
+        // One comparison for the common case: this session, reserved. A seq beyond 61 bits was
+        // never reserved (and would spill into the txid's bits).
+        if (seq > SEQ_MASK) return (slot, NotReserved.selector);
+        uint256 session = (uint256(txid) & TXID_MASK) | (seq << SEQ_SHIFT);
+        if (word == session | uint256(SessionState.Reserved)) return (slot, 0);
+        uint256 state = word & STATE_MASK;
+        if (word & ~STATE_MASK != session || state == uint256(SessionState.None)) return (slot, NotReserved.selector);
+        if (state == uint256(SessionState.Released)) return (slot, AlreadyReleased.selector);
         return (slot, AlreadySettled.selector);
     }
 
@@ -502,32 +549,36 @@ contract Settlement is DepositEscrow, EIP712 {
         }
     }
 
-    /// @dev Recovers the signer of the report at [q, end) (low-s only, via OpenZeppelin's ECDSA).
-    function _signerError(
-        uint256 q,
-        uint256 end,
-        uint256 reportType,
-        address ev,
-        address hcs,
-        bytes32 txid,
-        address expected,
-        bytes32 domainSeparator
-    ) private pure returns (bytes4) {
-        (bytes32 d, uint8 v, bytes32 r, bytes32 s) =
-            ChargeReports.digestAndSignature(q, end, reportType, ev, hcs, txid, MESSAGE_TYPEHASH, domainSeparator);
-        (address signer, ECDSA.RecoverError e,) = ECDSA.tryRecover(d, v, r, s);
-        if (e != ECDSA.RecoverError.NoError) return InvalidSignature.selector;
-        if (signer != expected) return WrongSigner.selector;
-        return 0;
+    /// @dev Checks both reports of a settlement: the EV's at [q, h), the station's at [h, end).
+    function _reportsError(uint256 q, uint256 h, uint256 end, address ev, address hcs, bytes32 txid, bytes32 ds)
+        private
+        view
+        returns (bytes4)
+    {
+        uint256 found =
+            ChargeReports.signedBy(q, h, ChargeReports.EV_REPORT_TYPE, ev, hcs, txid, MESSAGE_TYPEHASH, ds, ev);
+        if (found == ChargeReports.SIGNED) {
+            found =
+                ChargeReports.signedBy(h, end, ChargeReports.HCS_REPORT_TYPE, ev, hcs, txid, MESSAGE_TYPEHASH, ds, hcs);
+        }
+        return found == ChargeReports.SIGNED ? bytes4(0) : _signatureError(found);
+    }
+
+    /// @dev The refusal for what {ChargeReports.signedBy} found (not SIGNED).
+    function _signatureError(uint256 found) private pure returns (bytes4) {
+        return found == ChargeReports.BAD_SIGNATURE ? InvalidSignature.selector : WrongSigner.selector;
     }
 
     /// @dev |a − b| ≤ max(ABS_TOLERANCE_WH, REL_TOLERANCE_BPS × max(a, b) / 10000).
     function _withinTolerance(uint256 a, uint256 b) private view returns (bool) {
-        (uint256 hi, uint256 lo) = a > b ? (a, b) : (b, a);
-        // hi < 2^64, so the product cannot overflow.
-        uint256 tolerance = (hi * REL_TOLERANCE_BPS) / BPS;
-        if (tolerance < ABS_TOLERANCE_WH) tolerance = ABS_TOLERANCE_WH;
-        return hi - lo <= tolerance;
+        // Unchecked: hi ≥ lo and hi < 2^64.
+        unchecked {
+            (uint256 hi, uint256 lo) = a > b ? (a, b) : (b, a);
+            // hi < 2^64, so the product cannot overflow.
+            uint256 tolerance = (hi * REL_TOLERANCE_BPS) / BPS;
+            if (tolerance < ABS_TOLERANCE_WH) tolerance = ABS_TOLERANCE_WH;
+            return hi - lo <= tolerance;
+        }
     }
 
     /// @dev txid = keccak256(abi.encode(TERMS_TYPEHASH, chainid, this, ev, hcs, seq, price,
