@@ -37,9 +37,12 @@ export function registerAgentCommands(program: Command): void {
     .option('-c, --config <file>', 'the agent config', 'agent.config.json')
     .action(async (opts: { config: string }) => {
       const cfg = loadConfig(opts.config);
-      // bin/p2pev.mjs starts `run` without TurboFan (less memory for an EV or HCS); the edge checks
-      // every member's messages, and gets V8's optimizing compiler back.
-      if (cfg.role === 'edge') setFlagsFromString('--turbofan');
+      // bin/p2pev.mjs starts `run` without TurboFan and Sparkplug (less memory for an EV or HCS);
+      // the edge handles every member's messages, and gets V8's compilers back.
+      if (cfg.role === 'edge') {
+        setFlagsFromString('--turbofan');
+        setFlagsFromString('--sparkplug');
+      }
       let agent: Agent | undefined;
       // ethers' HTTP layer can leave a refused connection's promise unawaited while the node is
       // away; Node would end the process for it. A device runs for years: log it and carry on.

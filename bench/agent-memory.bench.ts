@@ -42,6 +42,10 @@ interface Sample {
   file: number;
   /** CPU time (user + system) the process has used, seconds: start-up and one charge. */
   cpuS: number;
+  /** From spawning the process to its first answer on the control port, ms. */
+  readyMs: number;
+  /** CPU time the process had used by then, ms (what the start costs, whatever else runs). */
+  readyCpuMs: number;
 }
 
 function status(pid: number): Sample {
@@ -58,7 +62,22 @@ function status(pid: number): Sample {
     anon: mb('RssAnon'),
     file: mb('RssFile'),
     cpuS,
+    readyMs: 0,
+    readyCpuMs: 0,
   };
+}
+
+/** Spawns an agent and waits until it answers on its control port; how long that took (ms). */
+async function startTimed(
+  d: Device,
+  env: Record<string, string>,
+  timeoutMs?: number,
+): Promise<{ agent: AgentProcess; readyMs: number; readyCpuMs: number }> {
+  const t0 = performance.now();
+  const agent = await spawnAgent(d, onLog, env);
+  await waitReady(agent, timeoutMs, 10);
+  const readyMs = Math.round(performance.now() - t0);
+  return { agent, readyMs, readyCpuMs: Math.round(status(agent.child.pid!).cpuS * 1000) };
 }
 
 async function chargeOnce(ev: AgentProcess, targetWh: number): Promise<void> {
@@ -105,19 +124,25 @@ async function main(): Promise<void> {
       if (process.env.BENCH_NODE_OPTIONS !== undefined) env.NODE_OPTIONS = process.env.BENCH_NODE_OPTIONS;
       const agents: AgentProcess[] = [];
       try {
+        const readyMs = new Map<string, { readyMs: number; readyCpuMs: number }>();
         for (const role of ['edge', 'hcs', 'ev'] as const) {
-          const started = await Promise.all(
-            world.devices.filter((d) => d.role === role).map((d) => spawnAgent(d, onLog, env)),
-          );
-          agents.push(...started);
-          await Promise.all(started.map((a) => waitReady(a)));
+          // One at a time: each start's time is its own, not shared with a sibling's.
+          for (const d of world.devices.filter((x) => x.role === role)) {
+            const { agent, ...times } = await startTimed(d, env);
+            agents.push(agent);
+            readyMs.set(d.name, times);
+          }
         }
         const ready = new Map(agents.map((a) => [a.device.name, status(a.child.pid!).hwm]));
         await Promise.all(agents.filter((a) => a.device.role === 'ev').map((a) => chargeOnce(a, 3000)));
         results[variant] = Object.fromEntries(
           agents.map((a) => [
             a.device.name,
-            { ...status(a.child.pid!), readyHwm: ready.get(a.device.name)! },
+            {
+              ...status(a.child.pid!),
+              readyHwm: ready.get(a.device.name)!,
+              ...readyMs.get(a.device.name)!,
+            },
           ]),
         );
       } finally {
@@ -136,10 +161,9 @@ async function main(): Promise<void> {
       await createKeystore(keystore, SIM_PASSWORD, { privateKey: key.privateKey });
       const env: Record<string, string> = { ...VARIANTS.compiled };
       if (process.env.BENCH_NODE_OPTIONS !== undefined) env.NODE_OPTIONS = process.env.BENCH_NODE_OPTIONS;
-      const agent = await spawnAgent(hcs, onLog, env);
+      const { agent, ...times } = await startTimed(hcs, env, 180_000);
       try {
-        await waitReady(agent, 180_000);
-        deviceKeystore = { name: hcs.name, ...status(agent.child.pid!) };
+        deviceKeystore = { name: hcs.name, ...status(agent.child.pid!), ...times };
       } finally {
         await agent.stop();
         rmSync(keystore);
@@ -154,14 +178,16 @@ async function main(): Promise<void> {
   const out = (l: string) => process.stdout.write(`${l}\n`);
   out('');
   out('Peak resident memory of each `p2pev run` process (MB), one charge per EV:');
-  out('variant   agent  ready peak  peak   rss now  anon   file   cpu s');
+  out('variant   agent  ready peak  peak   rss now  anon   file   cpu s  ready ms  ready cpu ms');
   for (const [variant, byAgent] of Object.entries(results))
     for (const [name, s] of Object.entries(byAgent))
       out(
-        `${variant.padEnd(9)} ${name.padEnd(6)} ${r1(s.readyHwm).toFixed(1).padStart(10)} ${r1(s.hwm).toFixed(1).padStart(6)} ${r1(s.rss).toFixed(1).padStart(8)} ${r1(s.anon).toFixed(1).padStart(6)} ${r1(s.file).toFixed(1).padStart(6)} ${s.cpuS.toFixed(2).padStart(7)}`,
+        `${variant.padEnd(9)} ${name.padEnd(6)} ${r1(s.readyHwm).toFixed(1).padStart(10)} ${r1(s.hwm).toFixed(1).padStart(6)} ${r1(s.rss).toFixed(1).padStart(8)} ${r1(s.anon).toFixed(1).padStart(6)} ${r1(s.file).toFixed(1).padStart(6)} ${s.cpuS.toFixed(2).padStart(7)} ${String(s.readyMs).padStart(9)} ${String(s.readyCpuMs).padStart(13)}`,
       );
   const figures: Record<string, unknown> = {
-    nodeOptions: process.env.BENCH_NODE_OPTIONS ?? '--max-old-space-size=192 --max-semi-space-size=1',
+    nodeOptions:
+      process.env.BENCH_NODE_OPTIONS ??
+      '--max-old-space-size=192 --max-semi-space-size=1 (MALLOC_ARENA_MAX=2, fixed mmap threshold)',
   };
   for (const [variant, byAgent] of Object.entries(results)) {
     const peaks = Object.values(byAgent).map((s) => s.hwm);
@@ -172,13 +198,20 @@ async function main(): Promise<void> {
       readyPeakMb: Object.fromEntries(Object.entries(byAgent).map(([n, s]) => [n, r1(s.readyHwm)])),
       rssMb: Object.fromEntries(Object.entries(byAgent).map(([n, s]) => [n, r1(s.rss)])),
       cpuS: Object.fromEntries(Object.entries(byAgent).map(([n, s]) => [n, s.cpuS])),
+      readyMs: Object.fromEntries(Object.entries(byAgent).map(([n, s]) => [n, s.readyMs])),
+      readyCpuMs: Object.fromEntries(Object.entries(byAgent).map(([n, s]) => [n, s.readyCpuMs])),
     };
   }
   if (deviceKeystore) {
     out(
-      `compiled, ${deviceKeystore.name} with a device keystore (scrypt N = 2^17): start-up peak ${r1(deviceKeystore.hwm).toFixed(1)} MB, then ${r1(deviceKeystore.rss).toFixed(1)} MB`,
+      `compiled, ${deviceKeystore.name} with a device keystore (scrypt N = 2^17): start-up peak ${r1(deviceKeystore.hwm).toFixed(1)} MB, then ${r1(deviceKeystore.rss).toFixed(1)} MB; ready in ${deviceKeystore.readyMs} ms (${deviceKeystore.readyCpuMs} ms of its own CPU; the keystore opener's is apart)`,
     );
-    figures.deviceKeystore = { peakMb: r1(deviceKeystore.hwm), rssMb: r1(deviceKeystore.rss) };
+    figures.deviceKeystore = {
+      peakMb: r1(deviceKeystore.hwm),
+      rssMb: r1(deviceKeystore.rss),
+      readyMs: deviceKeystore.readyMs,
+      readyCpuMs: deviceKeystore.readyCpuMs,
+    };
   }
   out(JSON.stringify(figures));
 }

@@ -5,10 +5,27 @@
  * of cbor-x); the round-trip rate is reported beside the signer-recovery rate that bounds every
  * receiver, and has no goal of its own.
  */
+import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
+import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { Decoder, Encoder } from 'cbor-x';
-import { decode, encode, type MessageInput, openEnvelope, signEnvelope } from '../protocol/index.js';
+import {
+  decode,
+  encode,
+  loadNativeBackend,
+  type MessageInput,
+  messageDigest,
+  loadNobleBackend,
+  openEnvelope,
+  recoverAddress,
+  type SignatureBackend,
+  signatureBackend,
+  signEnvelope,
+} from '../protocol/index.js';
 import { messageToJson } from '../protocol/json.js';
 import { SAMPLES, VECTOR_DOMAIN, VECTOR_KEYS } from '../protocol/vectors.js';
+
+const nobleBackend = await loadNobleBackend();
 
 const cbor = new Encoder({ useRecords: false, mapsAsObjects: true });
 const cborDecoder = new Decoder({ useRecords: false, mapsAsObjects: true });
@@ -76,11 +93,42 @@ for (const { name, fields } of records) {
 const payload = encode(SAMPLES.chargeProvided.message);
 const envelope = signEnvelope(payload, VECTOR_KEYS.hcs, VECTOR_DOMAIN);
 const signPerSec = rate(() => signEnvelope(payload, VECTOR_KEYS.hcs, VECTOR_DOMAIN), 2000);
-const verifyPerSec = rate(() => openEnvelope(envelope, VECTOR_DOMAIN), 2000);
+const verify = rates(() => openEnvelope(envelope, VECTOR_DOMAIN), 2000);
+const verifyPerSec = verify.wall;
+// Each backend alone: the digest computed once, then recovery (+ the address's keccak) per op.
+const digest = messageDigest(payload, VECTOR_DOMAIN);
+const signature = envelope.subarray(payload.length);
+const recoverRate = (b: SignatureBackend) =>
+  Math.round(rate(() => recoverAddress(signature, digest, 0, b), 1500));
+const native = loadNativeBackend();
+const recoverPerSecNative = native instanceof Error ? null : recoverRate(native);
+const recoverPerSecNoble = recoverRate(nobleBackend);
+// With a member's public key known (cached), a check could verify instead of recover: measured
+// per backend. Verification does not bind v (the recovery id), which the contract's ecrecover
+// depends on, so it would still need a recovery to refuse a flipped v (docs/BENCHMARKS.md).
+const compact = signature.slice(0, 64);
+const publicKey = secp256k1.Signature.fromBytes(Uint8Array.of(signature[64]! - 27, ...compact), 'recovered')
+  .recoverPublicKey(digest)
+  .toBytes(false);
+const nativeAddon = (() => {
+  const require = createRequire(import.meta.url);
+  const addon = require('node-gyp-build')(dirname(require.resolve('secp256k1/package.json')));
+  return new addon.Secp256k1() as { ecdsaVerify(sig: Uint8Array, msg: Uint8Array, pub: Uint8Array): number };
+})();
+const knownKeyPerSecNative = Math.round(
+  rates(() => nativeAddon.ecdsaVerify(compact, digest, publicKey), 1500).cpu,
+);
+const knownKeyPerSecNoble = Math.round(
+  rates(() => secp256k1.verify(compact, digest, publicKey, { prehash: false }), 1500).cpu,
+);
+const digestPerSec = rates(() => messageDigest(payload, VECTOR_DOMAIN), 1000).cpu;
 
 console.table(rows);
 console.log(
-  `sign ${signPerSec.toFixed(0)}/s, verify (recover signer) ${verifyPerSec.toFixed(0)}/s on one core`,
+  `sign ${signPerSec.toFixed(0)}/s, verify (digest + recover signer) ${verifyPerSec.toFixed(0)}/s on one core with ${signatureBackend().name}`,
+);
+console.log(
+  `per CPU-second: verify ${verify.cpu.toFixed(0)}; recover only: libsecp256k1 ${recoverPerSecNative ?? 'not loaded'}/s, noble-curves ${recoverPerSecNoble}/s; verify with a known key: libsecp256k1 ${knownKeyPerSecNative}/s, noble-curves ${knownKeyPerSecNoble}/s; EIP-712 digest ${digestPerSec.toFixed(0)}/s`,
 );
 console.log(
   `packed vs cbor-x: ${(packedBytes / cborBytes).toFixed(2)}x the size (goal: <= 0.5x) at ${(packedOps / cborOps).toFixed(2)}x the round-trip rate (no goal: signer recovery, ${verifyPerSec.toFixed(0)}/s, bounds every receiver)`,
@@ -99,5 +147,12 @@ console.log(
     sizeRatio: +(packedBytes / cborBytes).toFixed(2),
     signPerSec: Math.round(signPerSec),
     verifyPerSec: Math.round(verifyPerSec),
+    verifyPerCpuSec: Math.round(verify.cpu),
+    signatureBackend: signatureBackend().name,
+    recoverPerSecNative,
+    recoverPerSecNoble,
+    knownKeyPerSecNative,
+    knownKeyPerSecNoble,
+    digestPerSec: Math.round(digestPerSec),
   }),
 );

@@ -17,9 +17,14 @@ import { COMMANDS } from './commands.mjs';
 // `p2pev run` is one long-lived agent. It starts without V8's optimizing compiler (TurboFan):
 // loading ethers and the rest would otherwise optimize their start-up loops, and the optimized
 // code and compiler memory stay, ~10 MB of an EV's or HCS's resident set. An EV or HCS checks a
-// few dozen signatures a session, ~3× the CPU each without it; the edge turns it back on once it
-// has read its config (agent/commands.ts). Only this flag, only for `run`; set before any import.
-if (process.argv[2] === 'run') setFlagsFromString('--no-turbofan');
+// few dozen messages a session (their signatures checked natively); the edge turns it back on
+// once it has read its config (agent/commands.ts). Nor the baseline compiler (Sparkplug): its code
+// for every function run a few times at start-up is another ~2 MB (docs/BENCHMARKS.md). Only
+// these flags, only for `run`; set before any import.
+if (process.argv[2] === 'run') {
+  setFlagsFromString('--no-turbofan');
+  setFlagsFromString('--no-sparkplug');
+}
 
 const root = new URL('../', import.meta.url);
 const VERSION = JSON.parse(readFileSync(new URL('package.json', root), 'utf8')).version;
@@ -101,8 +106,17 @@ if (!entry && (args.length === 0 || ['-V', '--version', '-h', '--help', 'help'].
       useDist = true;
     }
   }
+  // `run` (the long-lived agent) loads the same compiled code as one minified bundle, its runner
+  // and its command together: ~4 MB less resident memory (.ci/build.mjs says why).
+  // P2PEV_BUNDLE=0: the separate modules (a CPU profile with their names).
+  const bundle = new URL('p2pev-run/p2pev-run.mjs', dist);
+  const bundled =
+    useDist && entry?.name === 'run' && process.env.P2PEV_BUNDLE !== '0' && existsSync(bundle)
+      ? await import(bundle.href)
+      : undefined;
   const load = (module) =>
-    useDist ? import(new URL(`${module}.js`, dist).href) : import(new URL(`${module}.ts`, root).href);
+    bundled ??
+    (useDist ? import(new URL(`${module}.js`, dist).href) : import(new URL(`${module}.ts`, root).href));
   const { main } = await load('agent/cli');
   const program = rootProgram();
   if (entry) (await load(entry.module))[entry.register](program);

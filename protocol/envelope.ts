@@ -1,26 +1,16 @@
-/**
- * Signed envelopes (SPEC.md, Signatures; docs/DESIGN.md): `payload ‖ r ‖ s ‖ v`, an EIP-712
- * signature over `Message(bytes payload)` in the domain of one settlement deployment, so the
- * contract can check it with `ecrecover` and a report never replays on another chain or contract.
- *
- * Device keys sign with @noble/secp256k1 (RFC 6979 deterministic nonces, low-s). Signers are
- * recovered with @noble/curves (same author, audited, the same curve arithmetic with the GLV
- * endomorphism and windowed precomputation): recovery is what every receiver pays for every
- * message, and there it is ~2× faster than the minimal library (docs/BENCHMARKS.md). Recovery
- * rejects high-s and malformed v, as OpenZeppelin's ECDSA does on chain.
- */
-import { secp256k1 } from '@noble/curves/secp256k1.js';
-import { hmac } from '@noble/hashes/hmac.js';
-import { sha256 } from '@noble/hashes/sha2.js';
 import { keccak_256 } from '@noble/hashes/sha3.js';
-import * as secp from '@noble/secp256k1';
 import { DecodeError, EncodeError } from './errors.js';
-import { concatBytes, fromHex, toHex } from './hex.js';
+import { concatBytes, fromHex } from './hex.js';
+import {
+  addressOfUncompressed,
+  recoverAddress,
+  SIGNATURE_BYTES,
+  signatureBackend,
+  signatureChecks,
+} from './signature.js';
 
-secp.hashes.sha256 = sha256;
-secp.hashes.hmacSha256 = (key, msg) => hmac(sha256, key, msg);
+export { SIGNATURE_BYTES };
 
-export const SIGNATURE_BYTES = 65;
 export const DOMAIN_NAME = 'P2PEV';
 export const DOMAIN_VERSION = '1';
 /** For ethers' `signTypedData`/`verifyTypedData`: the same digest, computed independently. */
@@ -32,8 +22,6 @@ export interface Domain {
   verifyingContract: string;
 }
 
-const N = secp.Point.CURVE().n;
-const HALF_N = N >> 1n;
 const utf8 = new TextEncoder();
 const DOMAIN_TYPEHASH = keccak_256(
   utf8.encode('EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)'),
@@ -89,8 +77,9 @@ export function messageDigest(payload: Uint8Array, domain: Domain): Uint8Array {
 
 /** The Ethereum address of a public key (65-byte uncompressed or 33-byte compressed). */
 export function addressOfPublicKey(publicKey: Uint8Array): string {
-  const uncompressed = publicKey.length === 65 ? publicKey : secp.Point.fromBytes(publicKey).toBytes(false);
-  return toHex(keccak_256(uncompressed.subarray(1)).subarray(12));
+  return addressOfUncompressed(
+    publicKey.length === 65 ? publicKey : signatureBackend().uncompress(publicKey),
+  );
 }
 
 function secretKeyBytes(privateKey: Uint8Array | string): Uint8Array {
@@ -100,7 +89,7 @@ function secretKeyBytes(privateKey: Uint8Array | string): Uint8Array {
 }
 
 export function addressOf(privateKey: Uint8Array | string): string {
-  return addressOfPublicKey(secp.getPublicKey(secretKeyBytes(privateKey), false));
+  return addressOfPublicKey(signatureBackend().publicKey(secretKeyBytes(privateKey)));
 }
 
 /** 65-byte `r ‖ s ‖ v` (v = 27 or 28) over the payload's digest; s is always low. */
@@ -109,13 +98,8 @@ export function signPayload(
   privateKey: Uint8Array | string,
   domain: Domain,
 ): Uint8Array {
-  const sig = secp.sign(messageDigest(payload, domain), secretKeyBytes(privateKey), {
-    prehash: false,
-    lowS: true,
-    format: 'recovered',
-  });
-  // noble's recovered format is rec ‖ r ‖ s; Ethereum's is r ‖ s ‖ v.
-  return concatBytes(sig.subarray(1), Uint8Array.of(27 + (sig[0] ?? 0)));
+  signatureChecks.signed++;
+  return signatureBackend().sign(messageDigest(payload, domain), secretKeyBytes(privateKey));
 }
 
 /** The envelope that goes on the wire: payload followed by its signature. */
@@ -129,28 +113,7 @@ export function signEnvelope(
 
 /** Recovers the signer's address; DecodeError for malformed, high-s or unrecoverable signatures. */
 export function recoverSigner(payload: Uint8Array, signature: Uint8Array, domain: Domain): string {
-  const at = payload.length * 8;
-  if (signature.length !== SIGNATURE_BYTES)
-    throw new DecodeError('signature must be 65 bytes', at, 'signature');
-  const v = signature[64];
-  if (v !== 27 && v !== 28)
-    throw new DecodeError(`signature v is ${v}, not 27 or 28`, at + 64 * 8, 'signature');
-  const r = BigInt(toHex(signature.subarray(0, 32)));
-  const s = BigInt(toHex(signature.subarray(32, 64)));
-  if (r === 0n || r >= N || s === 0n || s >= N)
-    throw new DecodeError('signature r or s out of range', at, 'signature');
-  if (s > HALF_N)
-    throw new DecodeError('high-s signature (malleable); only low-s is accepted', at + 32 * 8, 'signature');
-  try {
-    const recovered = concatBytes(Uint8Array.of(v - 27), signature.subarray(0, 64));
-    const point = secp256k1.Signature.fromBytes(recovered, 'recovered').recoverPublicKey(
-      messageDigest(payload, domain),
-    );
-    // Uncompressed straight from the point: no square root to decompress it again.
-    return addressOfPublicKey(point.toBytes(false));
-  } catch {
-    throw new DecodeError('signature does not recover to a public key', at, 'signature');
-  }
+  return recoverAddress(signature, messageDigest(payload, domain), payload.length * 8);
 }
 
 export interface OpenedEnvelope {

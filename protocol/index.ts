@@ -7,6 +7,7 @@ export * from './json.js';
 export * from './schema.js';
 export * from './terms.js';
 export * from './senders.js';
+export * from './signature.js';
 export * from './peerdata.js';
 export * from './report.js';
 export * from './text.js';

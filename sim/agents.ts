@@ -46,13 +46,18 @@ export async function spawnAgent(
   device: Device,
   onLog: (line: LogLine, device: Device) => void,
   env: Record<string, string> = {},
+  /** Node's own options before the script (`--cpu-prof …`: not allowed in NODE_OPTIONS). */
+  nodeArgs: string[] = [],
 ): Promise<AgentProcess> {
   await freshControlPort(device);
-  const child = spawn(process.execPath, [P2PEV, 'run', '--config', device.configPath], {
+  const child = spawn(process.execPath, [...nodeArgs, P2PEV, 'run', '--config', device.configPath], {
     // The installed unit's memory settings (agent/install/p2pev.service), so the sim measures what a Pi runs.
     env: {
       ...process.env,
       NODE_OPTIONS: '--max-old-space-size=192 --max-semi-space-size=1',
+      MALLOC_ARENA_MAX: '2',
+      MALLOC_MMAP_THRESHOLD_: '131072',
+      MALLOC_TRIM_THRESHOLD_: '131072',
       P2PEV_KEY_PASSWORD: SIM_PASSWORD,
       CI: '1',
       ...env,
@@ -119,7 +124,7 @@ export async function control<T = Record<string, unknown>>(
 }
 
 /** Waits until the agent answers on its control port (it has connected to chain and broker). */
-export async function waitReady(agent: AgentProcess, timeoutMs = 60_000): Promise<void> {
+export async function waitReady(agent: AgentProcess, timeoutMs = 60_000, pollMs = 200): Promise<void> {
   const until = Date.now() + timeoutMs;
   let exitCode: number | null | undefined;
   void agent.exited.then((c) => {
@@ -136,7 +141,7 @@ export async function waitReady(agent: AgentProcess, timeoutMs = 60_000): Promis
         throw new Error(
           `${agent.device.name} did not answer on port ${agent.device.controlPort} within ${timeoutMs} ms`,
         );
-      await new Promise((r) => setTimeout(r, 200));
+      await new Promise((r) => setTimeout(r, pollMs));
     }
   }
 }

@@ -75,9 +75,12 @@ export async function startMosquitto(
   const ownDir = opts.dir === undefined;
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'p2pev-mosquitto-'));
   const conf = join(dir, 'mosquitto.conf');
+  // An edge at a thousand sessions a second gets bursts of thousands of messages: mosquitto's
+  // default queue for a client (1,000 messages) would drop the rest (bench:edge lost reports).
   writeFileSync(
     conf,
-    opts.config?.(port) ?? `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`,
+    opts.config?.(port) ??
+      `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 100\n`,
   );
   let child: ChildProcess;
   let stderr = '';

@@ -3,6 +3,7 @@
  * behave like the TypeScript sources, including the files read at run time (the config schema).
  */
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { buildVectors } from '../protocol/vectors.js';
@@ -14,6 +15,8 @@ const P2PEV = `${root}bin/p2pev.mjs`;
 describe('the compiled build (P2PEV_DIST=1)', () => {
   it('builds, decodes a signed vector like the sources, and loads its config schema', async () => {
     await run(process.execPath, [`${root}.ci/build.mjs`], { cwd: root });
+    // `run` loads the minified bundle (the long-lived agent's memory); the other commands dist/.
+    expect(existsSync(`${root}dist/p2pev-run/p2pev-run.mjs`)).toBe(true);
     const v = buildVectors().find((x) => x.name === 'chargeProvided')!;
     const args = [
       'msg',

@@ -15,6 +15,12 @@ describe('native modules', () => {
     expect(cbor.isNativeAccelerationEnabled).toBe(true);
   });
 
+  it("secp256k1's libsecp256k1 binding loads through node-gyp-build (prebuilt for linux x64), and signatures use it", async () => {
+    const { loadNativeBackend, signatureBackendInfo } = await import('../protocol/signature.js');
+    expect(loadNativeBackend()).not.toBeInstanceOf(Error);
+    expect(signatureBackendInfo().name).toBe(process.env.P2PEV_SIGNATURE_BACKEND ?? 'libsecp256k1');
+  });
+
   it("serialport's binding loads (prebuilt for linux x64, arm and arm64)", async () => {
     const { autoDetect } = require('@serialport/bindings-cpp');
     const binding = autoDetect();

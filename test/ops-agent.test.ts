@@ -148,6 +148,7 @@ describe('operating a charge point', () => {
       'registration',
       'window',
       'disk',
+      'signatures',
     ])
       expect(byName[name]?.status, name).toBe('ok');
     expect(byName.meter!.detail).toContain('read by the agent');

@@ -31,6 +31,8 @@ async function agreedSession() {
       optional: terms,
     }),
   );
+  // The deposit is read beside the lock: the agreement follows its answer.
+  await edge.agreements();
   const mutual = fake.sent.filter((m) => m.msg.type === 'mutual');
   expect(mutual.map((m) => m.to)).toEqual([ev.address, hcs.address]);
   const first = mutual[0]?.msg;
@@ -99,7 +101,29 @@ describe('the edge bills by the contract’s rule', () => {
         optional: { seq: '1', price: PRICE.toString(), maxWh: 20_000, settleBy: 2_000_000_000 },
       }),
     );
+    await edge.agreements();
     expect(fake.sent).toEqual([]);
+  });
+
+  it('reads the deposit beside its lock: the same response twice while the read is out makes one agreement, signed once for both', async () => {
+    const fake = fakeContext('edge');
+    const edge = new EdgeRole(fake.ctx);
+    const ev = party();
+    const hcs = party();
+    const response = incoming(hcs, {
+      type: 'response',
+      status: REQUEST_STATUS.accept,
+      sender: hcs.address,
+      receiver: ev.address,
+      optional: { seq: '3', price: PRICE.toString(), maxWh: 1000, settleBy: 2_000_000_000 },
+    });
+    // Both handled before the read answers (the handler does not wait for it).
+    await edge.onMessage(response);
+    await edge.onMessage(response);
+    expect(fake.sent).toEqual([]);
+    await edge.agreements();
+    const mutual = fake.sent.filter((m) => m.msg.type === 'mutual');
+    expect(mutual.map((m) => m.to)).toEqual([ev.address, hcs.address]);
   });
 
   it('ignores a report signed by someone else than the party it names', async () => {

@@ -195,10 +195,14 @@ export class Bus {
     return signEnvelope(encode(msg), this.opts.privateKey, this.opts.domain);
   }
 
-  /** Encodes, signs and publishes `msg` to `to`'s inbox (QoS 1). Returns the envelope. */
-  async send(to: string, msg: MessageInput): Promise<Uint8Array> {
+  /**
+   * Encodes, signs and publishes `msg` to `to`'s inbox (QoS 1); to several inboxes, signed once (a
+   * signature costs more than the rest of a send). Returns the envelope.
+   */
+  async send(to: string | readonly string[], msg: MessageInput): Promise<Uint8Array> {
     const envelope = await this.sign(msg);
-    await this.publishEnvelope(to, envelope, msg.type);
+    for (const dest of typeof to === 'string' ? [to] : to)
+      await this.publishEnvelope(dest, envelope, msg.type);
     return envelope;
   }
 

@@ -55,8 +55,16 @@ export interface RoleContext extends SessionStore {
   readonly journal: JournalPort;
   readonly chain: ChainPort;
   readonly bus: BusPort;
-  /** Signs and sends; logs (does not throw) when the broker is away: QoS 1 delivers later. */
-  send(to: string, msg: MessageInput): Promise<Uint8Array | undefined>;
+  /**
+   * Signs and sends; to several devices the same message, signed once. Logs (does not throw) when
+   * the broker is away: QoS 1 delivers later.
+   */
+  send(to: string | readonly string[], msg: MessageInput): Promise<Uint8Array | undefined>;
+  /**
+   * Runs `fn` alone, as messages and ticks run: what a role finishes under the lock after waiting
+   * beside it (the edge's agreement after its deposit read).
+   */
+  exclusive<T>(fn: () => Promise<T>): Promise<T>;
   /**
    * Signs and sends until `to` acknowledges it (agent/core/outbox.ts: journaled first, resent
    * across broker and agent restarts), or until the session's window `settleBy` (unix s) is long past.

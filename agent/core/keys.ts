@@ -2,6 +2,7 @@
  * Device keys in encrypted JSON keystores (ethers, the Web3 Secret Storage format), mode 0600.
  * The password comes from an environment variable or a file, never from the config or a log.
  */
+import { spawn } from 'node:child_process';
 import { scrypt as nodeScrypt } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -110,11 +111,25 @@ function readKeystoreText(path: string): string {
   return json;
 }
 
+/** scrypt's working memory (128·N·r·p bytes) above which a keystore is opened in a child process. */
+export const CHILD_KDF_BYTES = 16 * 1024 * 1024;
+
+function kdfBytes(json: string): number {
+  type Kdf = { kdfparams?: { n?: number; r?: number; p?: number } };
+  const data = JSON.parse(json) as { crypto?: Kdf; Crypto?: Kdf };
+  // ethers writes `Crypto`, the Web3 Secret Storage definition `crypto`.
+  const params = (data.crypto ?? data.Crypto)?.kdfparams;
+  return 128 * (params?.n ?? 0) * (params?.r ?? 8) * (params?.p ?? 1);
+}
+
 export async function openKeystore(path: string, password: string): Promise<DeviceKey> {
   const json = readKeystoreText(path);
   const mode = statSync(path).mode & 0o777;
   if (mode & 0o077)
     throw new Error(`${path} is readable by others (mode ${mode.toString(8)}); chmod 600 ${path}`);
+  // A device's keystore (N = 2^17: 128 MB for scrypt) opens in a short-lived child process, so the
+  // agent's own peak memory never holds the KDF's; a light one (the sim's, tests') opens here.
+  if (kdfBytes(json) >= CHILD_KDF_BYTES) return openInChild(path, json, password);
   useNativeScrypt();
   try {
     const account = await decryptKeystoreJson(json, password);
@@ -122,4 +137,47 @@ export async function openKeystore(path: string, password: string): Promise<Devi
   } catch {
     throw new Error(`cannot decrypt ${path}: wrong password?`);
   }
+}
+
+/** Opens a keystore in the child process whatever its cost (tests; `openKeystore` decides). */
+export function openKeystoreInChild(path: string, password: string): Promise<DeviceKey> {
+  return openInChild(path, readKeystoreText(path), password);
+}
+
+/**
+ * Runs agent/core/keystore-child.mjs: the keystore and password go in on its stdin, the key comes
+ * back on its stdout (pipes, never argv or the environment), and the child exits, its scrypt
+ * memory with it.
+ */
+function openInChild(path: string, json: string, password: string): Promise<DeviceKey> {
+  const script = new URL('./keystore-child.mjs', import.meta.url);
+  return new Promise((resolve, reject) => {
+    // No environment: the child needs none, and the password's variable stays here.
+    const child = spawn(process.execPath, [script.pathname], { stdio: ['pipe', 'pipe', 'pipe'], env: {} });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => out.push(c));
+    child.stderr.on('data', (c: Buffer) => err.push(c));
+    child.on('error', (e) =>
+      reject(new Error(`cannot start the keystore opener (${e.message}) for ${path}`)),
+    );
+    child.on('close', (code) => {
+      let answer: { address?: string; privateKey?: string; error?: string } = {};
+      try {
+        answer = JSON.parse(Buffer.concat(out).toString('utf8'));
+      } catch {
+        // Below: no answer.
+      }
+      if (answer.address && answer.privateKey)
+        resolve({ address: answer.address, privateKey: answer.privateKey });
+      else if (answer.error) reject(new Error(`cannot decrypt ${path}: wrong password?`));
+      else
+        reject(
+          new Error(
+            `the keystore opener for ${path} exited with code ${code} without a key: ${Buffer.concat(err).toString('utf8').trim().split('\n')[0] || 'no message'}; is there memory for scrypt (128 MB)?`,
+          ),
+        );
+    });
+    child.stdin.end(`${JSON.stringify({ json, password })}\n`);
+  });
 }

@@ -4,6 +4,7 @@
  */
 import type { Server } from 'node:http';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { signatureBackendInfo, signatureChecks } from '../../protocol/index.js';
 import { HttpError, serveHttp } from './http.js';
 
 /** Figures read at scrape time from the running agent (set once it has its bus and chain). */
@@ -108,6 +109,25 @@ export function createMetrics(processMetrics = true) {
     }),
     journalBytes: new Gauge({ name: 'p2pev_journal_bytes', help: 'Journal file size', registers: r }),
     billsQueued: new Gauge({ name: 'p2pev_bills_queued', help: 'Bills waiting for the chain', registers: r }),
+    // Which backend checks signatures (1 for the one running), and how many checks this process
+    // made: with the sessions' counts, the checks per session (docs/BENCHMARKS.md).
+    signatureBackend: new Gauge({
+      name: 'p2pev_signature_backend',
+      help: 'The signature-check backend this process runs (libsecp256k1 native, or noble-curves JS)',
+      labelNames: ['backend'],
+      registers: r,
+      collect() {
+        this.set({ backend: signatureBackendInfo().name }, 1);
+      },
+    }),
+    signatureChecks: new Gauge({
+      name: 'p2pev_signature_checks_total',
+      help: 'Signature checks (signer recoveries) made by this process since it started',
+      registers: r,
+      collect() {
+        this.set(signatureChecks.total);
+      },
+    }),
     chainSubmitSeconds: new Histogram({
       name: 'p2pev_chain_submit_seconds',
       help: 'Time from submit to receipt',

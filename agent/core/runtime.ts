@@ -172,6 +172,7 @@ export class Agent {
       sendReliably: (to, msg, txid, settleBy) => this.sendReliably(to, msg, txid, settleBy),
       sendEnvelopeReliably: (to, envelope, type, txid, settleBy) =>
         this.sendEnvelopeReliably(to, envelope, type, txid, settleBy),
+      exclusive: (fn) => this.exclusive(fn),
     };
   }
 
@@ -285,8 +286,11 @@ export class Agent {
     for (const [state, n] of Object.entries(counts)) this.metrics.sessions.set({ state }, n);
   }
 
-  /** Sends to a device, logging (not throwing) when the broker is away: QoS 1 retries later. */
-  async send(to: string, msg: MessageInput): Promise<Uint8Array | undefined> {
+  /**
+   * Sends to a device (or the same message to several: signed once), logging (not throwing) when
+   * the broker is away: QoS 1 retries later.
+   */
+  async send(to: string | readonly string[], msg: MessageInput): Promise<Uint8Array | undefined> {
     try {
       return await this.bus.send(to, msg);
     } catch (err) {

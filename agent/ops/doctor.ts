@@ -13,6 +13,7 @@ import { formatEther, isKeystoreJson } from 'ethers';
 import mqtt from 'mqtt';
 import { MemberStatus, MemberRole, SettlementClient } from '../../contracts/client.js';
 import { readDeployment } from '../../contracts/deploy.js';
+import { signatureBackendInfo } from '../../protocol/index.js';
 import { connectRpc } from '../../contracts/rpc.js';
 import { type Charger, createCharger, ModbusCharger } from '../../drivers/chargers/index.js';
 import { openMeter, resolveProfile } from '../../drivers/index.js';
@@ -548,6 +549,26 @@ function checkClock(timeoutMs: number): Promise<Check> {
   });
 }
 
+/**
+ * Which signature backend checks the messages: native libsecp256k1 (~25× the checks a core) or,
+ * where its binding did not load, the portable @noble/curves, which works but limits how many
+ * messages a busy device (an edge above all) can take.
+ */
+export function checkSignatureBackend(info = signatureBackendInfo()): Check {
+  if (info.name === 'libsecp256k1') return ok('signatures', 'native libsecp256k1 checks them');
+  if (info.nativeUnavailable === 'P2PEV_SIGNATURE_BACKEND')
+    return warn(
+      'signatures',
+      '@noble/curves (pure JS) checks them: P2PEV_SIGNATURE_BACKEND chose it',
+      'unset P2PEV_SIGNATURE_BACKEND to use native libsecp256k1',
+    );
+  return warn(
+    'signatures',
+    `@noble/curves (pure JS, ~25× slower) checks them: the native libsecp256k1 binding did not load (${info.nativeUnavailable ?? 'unknown'})`,
+    'install a compiler and rebuild it: sudo apt-get install build-essential python3 && cd /opt/p2pev && npm rebuild secp256k1',
+  );
+}
+
 /** Runs every check; never throws. */
 export async function runDoctor(opts: DoctorOptions): Promise<Check[]> {
   const timeoutMs = opts.timeoutMs ?? 5000;
@@ -557,7 +578,10 @@ export async function runDoctor(opts: DoctorOptions): Promise<Check[]> {
   } catch (err) {
     return [fail('config', message(err), `edit ${opts.configPath}; its schema is agent/config.schema.json`)];
   }
-  const checks: Check[] = [ok('config', `${opts.configPath}: ${cfg.role} "${cfg.name}"`)];
+  const checks: Check[] = [
+    ok('config', `${opts.configPath}: ${cfg.role} "${cfg.name}"`),
+    checkSignatureBackend(),
+  ];
   const systemd = opts.systemd ?? existsSync('/run/systemd/system');
   const key = await checkKeystore(cfg, opts.password);
   checks.push(...key.checks);

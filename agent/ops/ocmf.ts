@@ -20,9 +20,7 @@
  * signature proves which station reported the readings, not that a calibrated meter measured them.
  */
 import { createPublicKey } from 'node:crypto';
-import { hmac } from '@noble/hashes/hmac.js';
 import { sha256 } from '@noble/hashes/sha2.js';
-import * as secp from '@noble/secp256k1';
 import { resolveProfile } from '../../drivers/index.js';
 import {
   billWei,
@@ -30,14 +28,12 @@ import {
   decode,
   fromHex,
   openEnvelope,
+  signatureBackend,
   reportEnergyWh,
   toHex,
 } from '../../protocol/index.js';
 import { END } from '../core/session.js';
 import type { SessionRecord } from '../core/session.js';
-
-secp.hashes.sha256 = sha256;
-secp.hashes.hmacSha256 = (key, msg) => hmac(sha256, key, msg);
 
 export const OCMF_SA = 'ECDSA-secp256k1-SHA256';
 /** OBIS code of the total imported active energy register. */
@@ -171,7 +167,7 @@ export function ocmfPayload(s: OcmfSession, gw: Gateway): string {
 export function publicKeyHex(privateKey: string): string {
   const key = fromHex(privateKey, 32);
   if (!key) throw new OcmfError('the device key is not 32 bytes of hex');
-  return toHex(secp.getPublicKey(key, false)).slice(2);
+  return toHex(signatureBackend().publicKey(key)).slice(2);
 }
 
 /** The device's public key as DER SubjectPublicKeyInfo (the X.509 form OCMF verifiers take). */
@@ -222,7 +218,8 @@ export function signOcmf(payloadText: string, privateKey: string): string {
   const key = fromHex(privateKey, 32);
   if (!key) throw new OcmfError('the device key is not 32 bytes of hex');
   const digest = sha256(new TextEncoder().encode(payloadText));
-  const compact = secp.sign(digest, key, { prehash: false, lowS: true, format: 'compact' });
+  // RFC 6979, low-s, with the protocol's backend (the same bytes native or portable); r ‖ s ‖ v.
+  const compact = signatureBackend().sign(digest, key).subarray(0, 64);
   const der = derSignature(compact.subarray(0, 32), compact.subarray(32));
   const signature = {
     SA: OCMF_SA,

@@ -71,6 +71,16 @@ const HOLD_AGAIN_MS = 3 * HOLD_MS;
 /** Searches kept waiting for a station at most; beyond, the oldest is forgotten (its EV times out). */
 const MAX_WAITING = 1000;
 
+/** Batches whose receipts are awaited at once. */
+const MAX_BATCHES_IN_FLIGHT = 4;
+
+/**
+ * Gas limit of a settlement batch: a bound well above what a bill costs (~24,000 in a full batch,
+ * ~75,000 for the first session of a new bitmap word; docs/BENCHMARKS.md) plus the transaction's.
+ */
+const BATCH_BASE_GAS = 200_000n;
+const BATCH_GAS_PER_BILL = 100_000n;
+
 /** A bill whose reports never both came is given up this long after its settlement window. */
 const COLLECT_GRACE_S = 60;
 
@@ -83,8 +93,14 @@ export class EdgeRole implements RoleHandler {
   private readonly lastHold = new Map<string, number>();
   /** Searches that found every station near them taken, by EV (insertion order: first come). */
   private readonly waiting = new Map<string, { search: MessageOf<'search'>; until: number }>();
-  /** The batch on its way to the chain, if any. */
-  private inFlight: Promise<void> | undefined;
+  /** Batches on their way to the chain (sent one at a time, their receipts awaited together). */
+  private readonly inFlight = new Set<Promise<void>>();
+  /** Agreements waiting for their EV's deposit read (by txid; their promises), and the reads (by EV). */
+  private readonly agreeing = new Map<string, Promise<void>>();
+  private readonly depositReads = new Map<string, Promise<bigint>>();
+  /** Bills queued for the chain (kept as they change: counting them on every save cost O(bills)). */
+  private queuedCount = 0;
+  private finishedSincePrune = 0;
   /** The reservations on their way to the chain, if any. */
   private reserving: Promise<void> | undefined;
   readonly figures = { batches: 0, settled: 0, failed: 0, gasUsed: 0n };
@@ -92,13 +108,21 @@ export class EdgeRole implements RoleHandler {
   constructor(private readonly agent: RoleContext) {
     // Registrations and ratings change slowly; busy stations are filtered per search below.
     this.stations = new StationDirectory(agent.chain, 15_000);
-    for (const [, b] of agent.journal.list<Bill>('b:')) this.bills.set(b.txid, b);
+    for (const [, b] of agent.journal.list<Bill>('b:')) {
+      this.bills.set(b.txid, b);
+      if (b.state === 'queued') this.queuedCount++;
+    }
   }
 
   private save(b: Bill): void {
     this.agent.journal.put(`b:${b.txid}`, b);
+    const before = this.bills.get(b.txid)?.state;
     this.bills.set(b.txid, b);
-    this.agent.metrics.billsQueued.set([...this.bills.values()].filter((x) => x.state === 'queued').length);
+    if (before !== b.state) {
+      if (before === 'queued') this.queuedCount--;
+      if (b.state === 'queued') this.queuedCount++;
+      this.agent.metrics.billsQueued.set(this.queuedCount);
+    }
   }
 
   async resume(): Promise<void> {
@@ -152,7 +176,7 @@ export class EdgeRole implements RoleHandler {
         return;
       }
       case 'response':
-        if (msg.status === REQUEST_STATUS.accept) await this.agree(msg, signer);
+        if (msg.status === REQUEST_STATUS.accept) this.agree(msg, signer);
         return;
       case 'chargeReceived':
       case 'chargeProvided': {
@@ -293,36 +317,67 @@ export class EdgeRole implements RoleHandler {
     }
   }
 
-  /** An HCS accepted a request: check the EV can pay for the cap, then send the mutual agreement. */
-  private async agree(msg: MessageOf<'response'>, hcs: string): Promise<void> {
+  /**
+   * An HCS accepted a request: check the EV can pay for the cap, then send the mutual agreement.
+   * The deposit is read beside the agent's lock, and the agreement formed under it once the read
+   * is back: a round trip to the chain node per agreement, awaited in the message handler, held
+   * every message behind it and bounded the edge to a few dozen agreements a second
+   * (docs/BENCHMARKS.md, bench:edge). Reads made together go to the node as one JSON-RPC batch,
+   * and agreements of one EV in flight together share one read.
+   */
+  private agree(msg: MessageOf<'response'>, hcs: string): void {
     const terms = parseTerms(msg.optional);
     if (typeof terms === 'string') return void this.agent.log.warn({ hcs, problem: terms }, 'unusable terms');
     const ev = msg.receiver;
     const t = termsFromJson(ev, hcs, terms);
     const txid = computeTxId(t, this.agent.chain.domain);
-    if (this.bills.has(txid)) return;
-    const available = await this.agent.chain.retry('availableDeposit', () =>
-      this.agent.chain.client.availableDeposit(ev),
-    );
-    if (available < billWei(t.maxEnergyWh, t.priceWeiPerKWh)) {
-      this.agent.log.warn(
-        { ev, hcs, available: available.toString() },
-        'deposit does not cover the cap; no agreement',
-      );
-      return;
+    if (this.bills.has(txid) || this.agreeing.has(txid)) return;
+    const agreement = this.depositOf(ev)
+      .then((available) =>
+        this.agent.exclusive(async () => {
+          if (this.bills.has(txid)) return;
+          if (available < billWei(t.maxEnergyWh, t.priceWeiPerKWh)) {
+            this.agent.log.warn(
+              { ev, hcs, available: available.toString() },
+              'deposit does not cover the cap; no agreement',
+            );
+            return;
+          }
+          this.holds.delete(hcs);
+          this.save({ txid, ev, hcs, terms, state: 'collecting', createdAt: Date.now() });
+          const mutual = {
+            type: 'mutual',
+            server: this.agent.address,
+            ev,
+            hcs,
+            txid,
+            optional: terms,
+          } as const;
+          await this.agent.send([ev, hcs], mutual);
+        }),
+      )
+      .catch((err) =>
+        this.agent.log.warn({ ev, hcs, err: (err as Error).message }, 'deposit not readable; no agreement'),
+      )
+      .finally(() => this.agreeing.delete(txid));
+    this.agreeing.set(txid, agreement);
+  }
+
+  /** Waits for the agreements whose deposit reads are under way (tests; a graceful stop). */
+  async agreements(): Promise<void> {
+    await Promise.all([...this.agreeing.values()]);
+  }
+
+  /** The EV's available deposit; one read at a time per EV, shared by whoever asks meanwhile. */
+  private depositOf(ev: string): Promise<bigint> {
+    let read = this.depositReads.get(ev);
+    if (!read) {
+      read = this.agent.chain
+        .retry('availableDeposit', () => this.agent.chain.client.availableDeposit(ev))
+        .finally(() => this.depositReads.delete(ev));
+      this.depositReads.set(ev, read);
     }
-    this.holds.delete(hcs);
-    this.save({ txid, ev, hcs, terms, state: 'collecting', createdAt: Date.now() });
-    const mutual = {
-      type: 'mutual',
-      server: this.agent.address,
-      ev,
-      hcs,
-      txid,
-      optional: terms,
-    } as const;
-    await this.agent.send(ev, mutual);
-    await this.agent.send(hcs, mutual);
+    return read;
   }
 
   /** Both reports are in: decide the bill, tell both parties, and queue it for the chain. */
@@ -357,35 +412,56 @@ export class EdgeRole implements RoleHandler {
     // Resent until acknowledged (agent/core/outbox.ts).
     await this.agent.sendReliably(b.ev, note, b.txid, b.terms.settleBy);
     await this.agent.sendReliably(b.hcs, note, b.txid, b.terms.settleBy);
+    // A full batch goes at once, not at the next tick.
+    if (this.queuedCount >= this.agent.cfg.edge.batchSize) this.submitQueued();
   }
 
   async tick(): Promise<void> {
     this.giveUpUncollected();
     this.reserveQueued();
     await this.serveWaiting();
-    // One batch at a time; and a batch still on its way is not "stale".
-    if (this.inFlight) return;
-    await this.recheckSubmitted(RECHECK_SUBMITTED_MS);
-    const queued = [...this.bills.values()].filter((b) => b.state === 'queued');
-    if (queued.length === 0) return;
-    const { batchSize, batchMaxWaitMs } = this.agent.cfg.edge;
-    const oldest = Math.min(...queued.map((b) => b.queuedAt ?? 0));
-    if (queued.length < batchSize && Date.now() - oldest < batchMaxWaitMs) return;
-    const normal = queued.slice(0, batchSize);
-    // The batch goes out of the agent's lock (its bills are journaled `submitted` before the first
-    // await): waiting for a block must not hold up the searches and agreements queued behind it.
-    this.inFlight = (async () => {
-      if (normal.length) await this.submitBatch(normal);
-    })()
-      .catch((err) => this.agent.log.error({ err }, 'batch submission failed; the bills wait in the journal'))
-      .finally(() => {
-        this.inFlight = undefined;
-      });
+    // A batch still on its way is not "stale": bills are rechecked only with none in flight.
+    if (this.inFlight.size === 0) await this.recheckSubmitted(RECHECK_SUBMITTED_MS);
+    this.submitQueued();
   }
 
-  /** Waits for the batch on its way to the chain (a graceful stop; the flush action). */
+  /**
+   * Sends the queued bills in batches: a full batch at once, a partial one when its oldest bill
+   * has waited `batchMaxWaitMs`; up to MAX_BATCHES_IN_FLIGHT whose receipts are awaited together
+   * (one at a time, the chain's round trip bounded the edge to one batch per receipt). Each batch
+   * goes out of the agent's lock, its bills journaled `submitted` before the first await: waiting
+   * for a block must not hold up the searches and agreements queued behind it.
+   */
+  private submitQueued(): void {
+    const { batchSize, batchMaxWaitMs } = this.agent.cfg.edge;
+    while (this.inFlight.size < MAX_BATCHES_IN_FLIGHT && this.queuedCount > 0) {
+      // Not before the EV's reservation is on chain (the contract refuses a bill it has not seen
+      // reserved): this edge's own reservation batch may still be on its way.
+      const queued = [...this.bills.values()].filter(
+        (b) => b.state === 'queued' && b.reservation !== 'queued' && b.reservation !== 'submitted',
+      );
+      if (queued.length === 0) return;
+      const oldest = Math.min(...queued.map((b) => b.queuedAt ?? 0));
+      if (queued.length < batchSize && Date.now() - oldest < batchMaxWaitMs) return;
+      const batch = queued.slice(0, batchSize);
+      // submitBatch journals them `submitted` before its first await: the next batch cannot take them.
+      const run: Promise<void> = this.submitBatch(batch)
+        .catch((err) =>
+          this.agent.log.error({ err }, 'batch submission failed; the bills wait in the journal'),
+        )
+        .finally(() => {
+          this.inFlight.delete(run);
+          // What queued up meanwhile goes next, under the agent's lock like everything else.
+          if (this.queuedCount >= batchSize) void this.agent.exclusive(async () => this.submitQueued());
+        });
+      this.inFlight.add(run);
+    }
+  }
+
+  /** Waits for the batches on their way to the chain (a graceful stop; the flush action). */
   async stop(): Promise<void> {
-    await this.inFlight;
+    await this.agreements();
+    await Promise.all([...this.inFlight]);
     await this.reserving;
   }
 
@@ -395,9 +471,14 @@ export class EdgeRole implements RoleHandler {
    */
   private reserveQueued(): void {
     if (this.reserving) return;
-    const bills = [...this.bills.values()].filter(
-      (b) => b.reservation === 'queued' && b.state === 'collecting',
-    );
+    const bills = [...this.bills.values()]
+      .filter(
+        // Also a bill whose reports came before its reservation went out: it waits for it.
+        (b) => b.reservation === 'queued' && (b.state === 'collecting' || b.state === 'queued'),
+      )
+      // At most a batch's worth: a thousand consents in one transaction passed the block's gas
+      // limit and the node refused the whole batch (bench:edge); the rest go when it is back.
+      .slice(0, this.agent.cfg.edge.batchSize);
     if (bills.length === 0) return;
     for (const b of bills) this.save({ ...b, reservation: 'submitted' });
     const entries = bills.map((b) => ({
@@ -406,7 +487,12 @@ export class EdgeRole implements RoleHandler {
     }));
     this.reserving = (async () => {
       try {
-        const pending = await this.agent.chain.send('reserveBatch', (c) => c.submitReserveBatch(entries));
+        const pending = await this.agent.chain.send('reserveBatch', (c) =>
+          c.submitReserveBatch(entries, {
+            // A bound instead of the node's estimate, as for settlement batches.
+            gasLimit: BATCH_BASE_GAS + BATCH_GAS_PER_BILL * BigInt(entries.length),
+          }),
+        );
         const { receipt, results, settled } = await this.agent.chain.retry('receipt', () => pending.result());
         this.figures.gasUsed += receipt.gasUsed;
         this.agent.log.info(
@@ -430,6 +516,11 @@ export class EdgeRole implements RoleHandler {
       }
     })().finally(() => {
       this.reserving = undefined;
+      // The bills this reservation held back may go now, and the consents that queued meanwhile.
+      void this.agent.exclusive(async () => {
+        this.reserveQueued();
+        this.submitQueued();
+      });
     });
   }
 
@@ -448,7 +539,11 @@ export class EdgeRole implements RoleHandler {
     let pending: PendingBatch;
     try {
       pending = await this.agent.chain.send('settleBatch', (c) =>
-        c.submitSettleBatch(bills.map((b) => this.entry(b))),
+        // A gas bound instead of the node's estimate (contracts/client.ts says why).
+        c.submitSettleBatch(
+          bills.map((b) => this.entry(b)),
+          { gasLimit: BATCH_BASE_GAS + BATCH_GAS_PER_BILL * BigInt(bills.length) },
+        ),
       );
     } catch (err) {
       this.agent.log.error(
@@ -513,7 +608,11 @@ export class EdgeRole implements RoleHandler {
     } as const;
     await this.agent.sendReliably(b.ev, msg, b.txid, b.terms.settleBy);
     await this.agent.sendReliably(b.hcs, msg, b.txid, b.terms.settleBy);
-    this.pruneBills();
+    // Sorting every bill on every finish cost O(bills · log) a session: every 50 is enough.
+    if (++this.finishedSincePrune >= 50) {
+      this.finishedSincePrune = 0;
+      this.pruneBills();
+    }
   }
 
   /**
@@ -550,7 +649,7 @@ export class EdgeRole implements RoleHandler {
     if (action === 'flush') {
       for (const b of this.bills.values()) if (b.state === 'queued') b.queuedAt = 0;
       await this.tick();
-      await this.inFlight;
+      await Promise.all([...this.inFlight]);
       return this.status();
     }
     throw new Error(`unknown action ${action}: try flush`);

@@ -167,8 +167,9 @@ export function fakeContext(
     },
     prune: () => {},
     send: async (to, msg) => {
+      // Several devices: one message each, signed once (as the bus does).
       const bytes = encode(msg);
-      sent.push({ to, msg: decode(bytes) });
+      for (const dest of typeof to === 'string' ? [to] : to) sent.push({ to: dest, msg: decode(bytes) });
       return signEnvelope(bytes, me.key, DOMAIN);
     },
     // What the outbox would resend until acknowledged: recorded once, as sent.
@@ -178,6 +179,7 @@ export function fakeContext(
     sendEnvelopeReliably: async (to, envelope) => {
       sent.push({ to, msg: decode(envelope.subarray(0, envelope.length - 65)) });
     },
+    exclusive: (fn) => fn(),
   };
   return { ctx, me, sent, journal, sessions, answers };
 }
