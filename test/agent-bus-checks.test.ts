@@ -35,7 +35,14 @@ describe('signature checks in the bus', () => {
       got.push(m);
     });
     const env = signEnvelope(
-      encode({ type: 'request', status: 0, sender: addressOf(evKey), receiver: addressOf(hcsKey) }),
+      encode({
+        type: 'request',
+        status: 0,
+        sender: addressOf(evKey),
+        receiver: addressOf(hcsKey),
+        // A request carries its send time (the gate refuses a stale one).
+        optional: { t: Math.floor(Date.now() / 1000) },
+      }),
       evKey,
       VECTOR_DOMAIN,
     );
@@ -67,7 +74,10 @@ describe('signature checks in the bus', () => {
       txid: `0x${'ee'.repeat(32)}`,
     });
     expect(signatureChecks.signed).toBe(signed + 1);
-    expect(published.map((p) => p.topic)).toEqual([`p2pev/v1/to/${a}`, `p2pev/v1/to/${c}`]);
+    expect(published.map((p) => p.topic)).toEqual([
+      `p2pev/v1/to/${a}/from/${addressOf(evKey)}`,
+      `p2pev/v1/to/${c}/from/${addressOf(evKey)}`,
+    ]);
     expect(new Set(published.map((p) => p.hex))).toEqual(new Set([Buffer.from(env).toString('hex')]));
   });
 });
