@@ -82,6 +82,9 @@ await esbuild.build({
   legalComments: 'none',
   logLevel: 'warning',
   plugins: [metaUrl],
+  // Compiled into another tree (the Debian package's staging dir), the dependencies are still this
+  // checkout's: that tree gets its own production node_modules only after the build.
+  nodePaths: [`${root}node_modules`],
   external: [
     // bin/p2pev.mjs builds the program with its own commander: one copy, one CommanderError
     'commander',

@@ -100,10 +100,12 @@ try {
   );
   // Prebuilt native bindings for other systems than this package's are dead weight.
   const keep = { amd64: /linux-x64/, arm64: /linux-arm64/, armhf: /linux-arm($|[^6])/ }[opts.arch];
-  const prebuilds = `${lib}/node_modules/@serialport/bindings-cpp/prebuilds`;
-  for (const d of safeList(prebuilds)) if (!keep.test(d)) rmSync(`${prebuilds}/${d}`, { recursive: true });
-  for (const d of safeList(prebuilds))
-    for (const f of safeList(`${prebuilds}/${d}`)) if (f.includes('.musl.')) rmSync(`${prebuilds}/${d}/${f}`);
+  for (const pkg of ['@serialport/bindings-cpp', 'secp256k1']) {
+    const prebuilds = `${lib}/node_modules/${pkg}/prebuilds`;
+    for (const d of safeList(prebuilds)) if (!keep.test(d)) rmSync(`${prebuilds}/${d}`, { recursive: true });
+    for (const d of safeList(prebuilds))
+      for (const f of safeList(`${prebuilds}/${d}`)) if (f.includes('.musl.')) rmSync(`${prebuilds}/${d}/${f}`);
+  }
   rmSync(`${lib}/node_modules/.package-lock.json`, { force: true });
   // What the packages ship for their own development (linters, tests, CI, web docs): not code.
   prune(`${lib}/node_modules`);
