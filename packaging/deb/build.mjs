@@ -104,7 +104,8 @@ try {
     const prebuilds = `${lib}/node_modules/${pkg}/prebuilds`;
     for (const d of safeList(prebuilds)) if (!keep.test(d)) rmSync(`${prebuilds}/${d}`, { recursive: true });
     for (const d of safeList(prebuilds))
-      for (const f of safeList(`${prebuilds}/${d}`)) if (f.includes('.musl.')) rmSync(`${prebuilds}/${d}/${f}`);
+      for (const f of safeList(`${prebuilds}/${d}`))
+        if (f.includes('.musl.')) rmSync(`${prebuilds}/${d}/${f}`);
   }
   rmSync(`${lib}/node_modules/.package-lock.json`, { force: true });
   // What the packages ship for their own development (linters, tests, CI, web docs): not code.
