@@ -142,6 +142,32 @@ describe('OCPP 1.6J central system, raw OCPP-J charge point', () => {
     expect(await avail).toBe('Accepted');
   });
 
+  it('a transaction stopped because the car left reads as unplugged before the status arrives', async () => {
+    const { cs, url } = await central();
+    const cp = await rawCp(url);
+    await cp.call('BootNotification', boot);
+    await cp.call('StatusNotification', { connectorId: 1, errorCode: 'NoError', status: 'Preparing' });
+    const enabling = cs.enable(16, '8');
+    const start = await cp.expectCall('RemoteStartTransaction');
+    cp.reply(start.id, { status: 'Accepted' });
+    await enabling;
+    await cp.call('StartTransaction', {
+      connectorId: 1,
+      idTag: '8',
+      meterStart: 0,
+      timestamp: new Date().toISOString(),
+    });
+    await cp.call('StatusNotification', { connectorId: 1, errorCode: 'NoError', status: 'Charging' });
+    // The wallbox reports the stop first; its StatusNotification (Available) follows later.
+    await cp.call('StopTransaction', {
+      transactionId: 8,
+      meterStop: 700,
+      timestamp: new Date().toISOString(),
+      reason: 'EVDisconnected',
+    });
+    expect(await cs.state()).toMatchObject({ status: 'unplugged', enabled: false });
+  });
+
   it('refuses an unknown charge point id, and a wrong basic-auth password (security profile 1)', async () => {
     const { url } = await central({ password: 'correct horse' });
     await expect(RawChargePoint.connect(url, 'INTRUDER', 'correct horse')).rejects.toThrow('HTTP 404');

@@ -243,6 +243,11 @@ export class OcppCharger extends EventEmitter implements Charger {
         if (p.reason) tx.stopReason = p.reason;
       }
       this.energyWh = p.meterStop;
+      // The car left (the cable was pulled on its side): that is the connector's state until the
+      // wallbox's next StatusNotification, which may come after a poll has already seen the
+      // transaction gone (a stop of the charger's own, without this).
+      if (p.reason === 'EVDisconnected')
+        this.status = { status: 'Available', errorCode: 'NoError', at: Date.now(), info: 'EVDisconnected' };
       for (const mv of p.transactionData ?? []) this.meterValue(tx?.idTag, mv);
       this.emit('stopped', tx ?? { id: p.transactionId });
       return { idTagInfo: { status: 'Accepted' } };
