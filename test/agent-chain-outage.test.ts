@@ -5,65 +5,27 @@
  * the node is back the bill goes out and settles exactly once.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Journal } from '../agent/core/journal.js';
 import type { Agent } from '../agent/core/runtime.js';
 import { type AgentProcess, control, spawnAgent, waitReady } from '../sim/agents.js';
 import { billWei } from '../protocol/index.js';
+import { type FaultyProxy, startProxy } from '../sim/proxy.js';
 import type { World } from '../sim/world.js';
 import { device, PRICE, sessionDone, smallWorld, startAgent, waitFor } from './helpers/world.js';
 
-/** A TCP proxy that can be cut (connections refused and dropped) and restored on the same port. */
-async function cuttableProxy(target: URL) {
-  const sockets = new Set<Socket>();
-  let server: Server | undefined;
-  let port = 0;
-  const listen = () =>
-    new Promise<void>((resolve) => {
-      server = createServer((client) => {
-        const upstream = createConnection({ host: target.hostname, port: Number(target.port) });
-        for (const s of [client, upstream]) {
-          sockets.add(s);
-          s.on('close', () => sockets.delete(s));
-          s.on('error', () => {});
-        }
-        client.pipe(upstream).pipe(client);
-      });
-      server.listen(port, '127.0.0.1', () => {
-        port = (server!.address() as { port: number }).port;
-        resolve();
-      });
-    });
-  await listen();
-  return {
-    url: () => `http://127.0.0.1:${port}`,
-    cut: async () => {
-      // Stop accepting, then drop the open (keep-alive) connections, which close() would wait for.
-      const closed = new Promise<void>((r) => server!.close(() => r()));
-      for (const s of sockets) s.destroy();
-      await closed;
-    },
-    restore: listen,
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((r) => (server?.listening ? server.close(() => r()) : r()));
-    },
-  };
-}
-
 describe('the edge loses its chain node', () => {
   let world: World;
-  let proxy: Awaited<ReturnType<typeof cuttableProxy>>;
+  let proxy: FaultyProxy;
   const agents = new Map<string, Agent>();
   let edge: AgentProcess;
 
   beforeAll(async () => {
     world = await smallWorld({ edge: true });
-    proxy = await cuttableProxy(new URL(world.rpcUrl));
+    proxy = await startProxy(new URL(world.rpcUrl));
     const edgeDevice = device(world, 'EDGE');
     const cfg = JSON.parse(readFileSync(edgeDevice.configPath, 'utf8'));
-    cfg.chain.rpcUrl = proxy.url();
+    cfg.chain.rpcUrl = proxy.url;
     writeFileSync(edgeDevice.configPath, JSON.stringify(cfg));
     edge = await spawnAgent(device(world, 'EDGE'), () => {});
     await waitReady(edge);
