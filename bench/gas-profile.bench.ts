@@ -9,17 +9,10 @@
  * The last line printed is one JSON object: per session, per transaction and category.
  */
 import { getBytes, parseEther, type TransactionReceipt } from 'ethers';
-import {
-  evReceipt,
-  type Member,
-  newTerms,
-  sessionReports,
-  setupSettlement,
-} from '../test/helpers/anvilSettlement.js';
+import { batchEntry, type Member, setupSettlement, warmRings } from '../test/helpers/anvilSettlement.js';
 
 const N = 50;
 const HCS_COUNT = 10;
-const RING = 16;
 
 interface Step {
   op: string;
@@ -85,15 +78,8 @@ async function breakdown(r: TransactionReceipt): Promise<Record<string, number>>
 }
 
 try {
-  const entryOf = async (e: Member, h: Member) => {
-    const terms = await newTerms(fx, e, h);
-    return { terms, evConsent: evReceipt(fx, terms, 0n, 0), ...sessionReports(fx, terms, 20_950n, 21_000n) };
-  };
-  for (let round = 0; round < RING; round++) {
-    const entries = await Promise.all(fx.hcss.map((h, i) => entryOf(fx.evs[i]!, h)));
-    await relayer.client.reserveBatch(entries);
-    await relayer.client.settleBatch(entries);
-  }
+  const entryOf = (e: Member, h: Member) => batchEntry(fx, e, h);
+  await warmRings(fx, relayer);
   const entries = [];
   for (let i = 0; i < N; i++) entries.push(await entryOf(fx.evs[i]!, fx.hcss[i % HCS_COUNT]!));
   const reserve = await breakdown((await relayer.client.reserveBatch(entries)).receipt);

@@ -19,17 +19,15 @@ import { getBytes, parseEther, type TransactionReceipt } from 'ethers';
 import type { SettlementTerms } from '../contracts/client.js';
 import {
   commitment,
-  evReceipt,
+  batchEntry,
   type Member,
-  newTerms,
-  sessionReports,
   setupSettlement,
+  warmRings,
 } from '../test/helpers/anvilSettlement.js';
 
 const BLOCK_GAS = 30_000_000;
 const BATCH_SIZES = [10, 50, 100] as const;
 const HCS_COUNT = 10;
-const RING = 16;
 
 const fx = await setupSettlement({ evs: 100, hcss: HCS_COUNT, strangers: 2, depositWei: parseEther('10') });
 const relayer = fx.strangers[1]!;
@@ -70,17 +68,9 @@ try {
   );
   const gasSetPrice = gas(await newHcs.client.setPrice(310_000_000_000_000n));
 
-  const entryOf = async (e: Member, h: Member) => {
-    const terms = await newTerms(fx, e, h);
-    return { terms, evConsent: evReceipt(fx, terms, 0n, 0), ...sessionReports(fx, terms, 20_950n, 21_000n) };
-  };
-
-  // Warm every ring slot of every station once (16 sessions each), as in steady operation.
-  for (let round = 0; round < RING; round++) {
-    const entries = await Promise.all(fx.hcss.map((h, i) => entryOf(fx.evs[i]!, h)));
-    await relayer.client.reserveBatch(entries);
-    await relayer.client.settleBatch(entries);
-  }
+  const entryOf = (e: Member, h: Member) => batchEntry(fx, e, h);
+  // Warm every ring slot of every station once (RING sessions each), as in steady operation.
+  await warmRings(fx, relayer);
 
   // One session on its own, steady: reservation, then settlement.
   const ev = fx.evs[0]!;

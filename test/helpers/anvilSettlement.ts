@@ -220,3 +220,24 @@ function keyOf(fx: SettlementFixture, address: string): string {
   if (!found) throw new Error(`no key for ${address}`);
   return found.privateKey;
 }
+
+/** Open reservations a station may hold at once (the contract's ring of session slots). */
+export const RING = 16;
+
+/** One batch entry as an edge sends it: the terms, the EV's consent and both signed reports. */
+export async function batchEntry(fx: SettlementFixture, ev: Member, hcs: Member) {
+  const terms = await newTerms(fx, ev, hcs);
+  return { terms, evConsent: evReceipt(fx, terms, 0n, 0), ...sessionReports(fx, terms, 20_950n, 21_000n) };
+}
+
+/**
+ * Reserves and settles one session per station RING times, so that every ring slot has been
+ * written once, as in steady operation (a first write of a slot costs a zero → non-zero store).
+ */
+export async function warmRings(fx: SettlementFixture, relayer: Member): Promise<void> {
+  for (let round = 0; round < RING; round++) {
+    const entries = await Promise.all(fx.hcss.map((h, i) => batchEntry(fx, fx.evs[i]!, h)));
+    await relayer.client.reserveBatch(entries);
+    await relayer.client.settleBatch(entries);
+  }
+}
