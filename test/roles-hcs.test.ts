@@ -12,7 +12,7 @@ import { fakeMeteredContext, incoming, party, type Sent } from './fakes/context.
 
 const PRICE = 300_000_000_000_000n;
 
-function station(hcs: Record<string, unknown> = {}) {
+function station(hcs: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) {
   const switched: { on: boolean; kw: number }[] = [];
   const meter = { wh: 40_000 };
   const metering: MeteringPort = {
@@ -36,6 +36,7 @@ function station(hcs: Record<string, unknown> = {}) {
       serviceHours: '00:00-24:00',
       ...hcs,
     },
+    ...extra,
   });
   return { fake, role: new HcsRole(fake.ctx), switched, meter, metering };
 }
@@ -82,6 +83,34 @@ describe('a station answers a request', () => {
     expect(fake.answers.reserved?.map((x) => x.seq)).toEqual([42n]);
     expect(s?.state).toBe('charging');
     expect(s?.startWh).toBe(40_000);
+    expect(switched).toEqual([{ on: true, kw: 11 }]);
+  });
+
+  it('with an edge, switches on only once the chain shows the session reserved', async () => {
+    const edge = party();
+    const { fake, role, switched } = station({}, { server: edge.address });
+    await role.onMessage(request(fake.me.address, { wh: 10_000, n: 'q2' }));
+    expect(response(fake.sent).status).toBe(REQUEST_STATUS.accept);
+    const [s] = fake.sessions.values();
+    if (!s?.txid) throw new Error('no session');
+    await role.onMessage(
+      incoming(ev, {
+        type: 'chargeReceived',
+        ev: ev.address,
+        hcs: fake.me.address,
+        txid: s.txid,
+        energyWh: 0n,
+        optional: { i: 0 },
+      }),
+    );
+    // The consent alone, or the edge's word, is not a reservation: the chain has none yet.
+    fake.answers.sessionState = 0;
+    await role.tick();
+    expect(s.state).toBe('offered');
+    expect(switched).toEqual([]);
+    fake.answers.sessionState = 1; // Reserved (the edge's batch is mined)
+    await role.tick();
+    expect(s.state).toBe('charging');
     expect(switched).toEqual([{ on: true, kw: 11 }]);
   });
 
