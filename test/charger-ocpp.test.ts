@@ -4,7 +4,7 @@
  * library-based charge point for the lease and reconnects.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { OcppCharger } from '../drivers/chargers/ocpp.js';
+import { KEEP_SESSIONS, OcppCharger } from '../drivers/chargers/ocpp.js';
 import { ChargerError } from '../drivers/chargers/types.js';
 import { SimOcppChargePoint } from '../sim/charger/ocpp.js';
 import { waitFor } from '../sim/meter/testing.js';
@@ -140,6 +140,36 @@ describe('OCPP 1.6J central system, raw OCPP-J charge point', () => {
     expect(ca.payload).toEqual({ connectorId: 1, type: 'Inoperative' });
     cp.reply(ca.id, { status: 'Accepted' });
     expect(await avail).toBe('Accepted');
+  });
+
+  it('keeps the signed values and ended transactions of the newest sessions only, never a running one', async () => {
+    const { cs, url } = await central();
+    const cp = await rawCp(url);
+    await cp.call('BootNotification', boot);
+    const at = () => new Date().toISOString();
+    // A transaction that keeps running while many others start and end (a second connector).
+    await cp.call('StartTransaction', { connectorId: 2, idTag: '1', meterStart: 0, timestamp: at() });
+    const sessions = KEEP_SESSIONS + 8;
+    for (let n = 2; n <= sessions + 1; n++) {
+      await cp.call('StartTransaction', { connectorId: 1, idTag: String(n), meterStart: 0, timestamp: at() });
+      await cp.call('MeterValues', {
+        connectorId: 1,
+        transactionId: n,
+        meterValue: [
+          {
+            timestamp: at(),
+            sampledValue: [{ value: `OCMF|{"TX":"B","N":${n}}|{"SD":"AB"}`, format: 'SignedData' }],
+          },
+        ],
+      });
+      await cp.call('StopTransaction', { transactionId: n, meterStop: 100, timestamp: at() });
+    }
+    // A station that served thousands of sessions holds the same as one that served a few dozen.
+    expect(cs.transactions.size).toBeLessThanOrEqual(KEEP_SESSIONS);
+    expect(cs.transactions.has(1)).toBe(true);
+    expect(cs.signedValues('2')).toEqual([]);
+    expect(cs.signedValues(String(sessions + 1))).toHaveLength(1);
+    expect(cs.signedValues(String(sessions + 2 - KEEP_SESSIONS))).toHaveLength(1);
   });
 
   it('a transaction stopped because the car left reads as unplugged before the status arrives', async () => {

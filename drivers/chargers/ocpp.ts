@@ -81,6 +81,24 @@ export interface OcppOptions {
 }
 
 const NUMERIC_TAG = /^[1-9]\d{0,8}$/;
+
+/**
+ * Sessions whose signed meter values, and ended transactions, are kept (the newest): the agent
+ * copies a session's signed values into its journaled record when the charge ends, so older ones
+ * are only memory that would grow with every session a station ever served.
+ */
+export const KEEP_SESSIONS = 16;
+
+/** Forgets the oldest entries (insertion order) of `map` beyond `limit`, skipping what `keep` keeps. */
+function forgetOldest<K, V>(map: Map<K, V>, limit: number, keep: (v: V) => boolean = () => false): void {
+  let excess = map.size - limit;
+  for (const [k, v] of map) {
+    if (excess <= 0) return;
+    if (keep(v)) continue;
+    map.delete(k);
+    excess--;
+  }
+}
 const PROFILE_ID = 1;
 
 /** Energy in Wh from an OCPP SampledValue (unit Wh or kWh; Wh when absent). */
@@ -243,6 +261,7 @@ export class OcppCharger extends EventEmitter implements Charger {
         if (p.reason) tx.stopReason = p.reason;
       }
       this.energyWh = p.meterStop;
+      forgetOldest(this.transactions, KEEP_SESSIONS, (t) => t.stoppedAt === undefined);
       // The car left (the cable was pulled on its side): that is the connector's state until the
       // wallbox's next StatusNotification, which may come after a poll has already seen the
       // transaction gone (a stop of the charger's own, without this).
@@ -308,7 +327,10 @@ export class OcppCharger extends EventEmitter implements Charger {
         // Bounded: the Begin, the End and the latest few samples are what an audit needs.
         list.push(entry);
         if (list.length > 32) list.splice(1, list.length - 32);
-        this.signed.set(key, list);
+        if (!this.signed.has(key)) {
+          this.signed.set(key, list);
+          forgetOldest(this.signed, KEEP_SESSIONS);
+        }
         continue;
       }
       if (measurand === 'Energy.Active.Import.Register' && (v.phase === undefined || v.phase === '')) {
