@@ -4,7 +4,8 @@
  * the journal staying bounded however many sessions pass through it.
  */
 import { createPublicKey, verify } from 'node:crypto';
-import { statSync } from 'node:fs';
+import { appendFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { computeAddress, Wallet } from 'ethers';
 import { describe, expect, it } from 'vitest';
 import { ClockWatch, shiftSessionTimes } from '../agent/core/clock.js';
@@ -197,6 +198,30 @@ describe('the journal on an SD card', () => {
     // The file never passes the limit, or half again its live size if that is more (plus a line).
     expect(largest).toBeLessThanOrEqual(Math.max(32 * 1024, 1.5 * live) + 1024);
     expect(Journal.read(dir).size).toBe(50);
+  });
+
+  it('gives back each live value as written, after compaction and after a reopen with a torn tail', () => {
+    const dir = tempDir('journal-values');
+    const j = new Journal(dir, { maxBytes: 4 * 1024 });
+    const value = (i: number) => ({ id: String(i), amountWei: 10n ** 18n + BigInt(i), list: [i, { x: 'é' }] });
+    for (let i = 0; i < 100; i++) j.put(`s:${i % 20}`, value(i));
+    j.put('seq', '7');
+    j.delete('s:0');
+    expect(j.compactions).toBeGreaterThan(0);
+    const got = j.get<ReturnType<typeof value>>('s:19');
+    expect(got).toEqual({ id: '99', amountWei: '1000000000000000099n', list: [99, { x: 'é' }] });
+    // A copy: changing what was read changes nothing kept.
+    got!.id = 'changed';
+    expect(j.get<{ id: string }>('s:19')?.id).toBe('99');
+    const before = j.list<{ id: string }>('s:').map(([k, v]) => [k, v.id]);
+    j.close();
+    appendFileSync(join(dir, 'journal.jsonl'), '{"k":"s:5","v":{"id":"torn');
+    const again = new Journal(dir, { maxBytes: 4 * 1024 });
+    expect(again.dropped).toBe(1);
+    expect(again.list<{ id: string }>('s:').map(([k, v]) => [k, v.id])).toEqual(before);
+    expect(again.get('s:0')).toBeUndefined();
+    expect(again.get('seq')).toBe('7');
+    again.close();
   });
 
   it('does not rewrite itself on every write when the live keys alone pass the limit', () => {

@@ -8,6 +8,11 @@
  * next compaction waits until the file has grown by at least half its live size: when the live keys
  * alone pass the limit (an edge keeping hundreds of bills), compacting on every write would
  * rewrite the whole file each time.
+ *
+ * In memory the journal keeps each live key's line as written (a string), not a parsed copy: the
+ * roles hold the live objects themselves (sessions, bills), and a second object graph of every
+ * kept record was as much heap again for the collector to walk. `get` and `list` parse on demand
+ * (they are called at start-up and for a few small keys).
  */
 import {
   closeSync,
@@ -33,7 +38,8 @@ export interface JournalOptions {
 export class Journal {
   readonly path: string;
   private fd: number;
-  private readonly entries = new Map<string, unknown>();
+  /** Each live key's journal line (`{"k":…,"v":…}` and its newline), as written. */
+  private readonly entries = new Map<string, string>();
   private bytes = 0;
   private readonly maxBytes: number;
   /** Compact when the file passes this: the limit, or 1.5× the live size if that is more. */
@@ -63,8 +69,9 @@ export class Journal {
       if (!line) continue;
       try {
         const { k, v } = JSON.parse(line) as { k: string; v: unknown };
+        // Written again rather than kept as read: a slice of the file's text would hold all of it.
         if (v === null) this.entries.delete(k);
-        else this.entries.set(k, v);
+        else this.entries.set(k, `${JSON.stringify({ k, v })}\n`);
       } catch {
         dropped++;
       }
@@ -89,14 +96,17 @@ export class Journal {
     return out;
   }
 
+  /** The value of `key` (a fresh copy at each call). */
   get<T>(key: string): T | undefined {
-    return this.entries.get(key) as T | undefined;
+    const line = this.entries.get(key);
+    return line === undefined ? undefined : ((JSON.parse(line) as { v: T }).v as T);
   }
 
-  /** Keys starting with `prefix`, with their values. */
+  /** Keys starting with `prefix`, with their values (fresh copies). */
   list<T>(prefix: string): [string, T][] {
     const out: [string, T][] = [];
-    for (const [k, v] of this.entries) if (k.startsWith(prefix)) out.push([k, v as T]);
+    for (const [k, line] of this.entries)
+      if (k.startsWith(prefix)) out.push([k, (JSON.parse(line) as { v: T }).v]);
     return out;
   }
 
@@ -116,7 +126,7 @@ export class Journal {
     this.bytes += writeSync(this.fd, line);
     fsyncSync(this.fd);
     if (v === null) this.entries.delete(key);
-    else this.entries.set(key, JSON.parse(JSON.stringify(v, journalReplacer)));
+    else this.entries.set(key, line);
     if (this.bytes > this.compactAt) this.compact();
   }
 
@@ -129,7 +139,7 @@ export class Journal {
     const tmp = `${this.path}.tmp`;
     const fd = openSync(tmp, 'w', 0o600);
     let bytes = 0;
-    for (const [k, v] of this.entries) bytes += writeSync(fd, `${JSON.stringify({ k, v })}\n`);
+    for (const line of this.entries.values()) bytes += writeSync(fd, line);
     fsyncSync(fd);
     closeSync(fd);
     renameSync(tmp, this.path);
