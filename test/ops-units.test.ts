@@ -203,7 +203,11 @@ describe('the journal on an SD card', () => {
   it('gives back each live value as written, after compaction and after a reopen with a torn tail', () => {
     const dir = tempDir('journal-values');
     const j = new Journal(dir, { maxBytes: 4 * 1024 });
-    const value = (i: number) => ({ id: String(i), amountWei: 10n ** 18n + BigInt(i), list: [i, { x: 'é' }] });
+    const value = (i: number) => ({
+      id: String(i),
+      amountWei: 10n ** 18n + BigInt(i),
+      list: [i, { x: 'é' }],
+    });
     for (let i = 0; i < 100; i++) j.put(`s:${i % 20}`, value(i));
     j.put('seq', '7');
     j.delete('s:0');
