@@ -16,6 +16,41 @@ const P2PEV = [new URL('../bin/p2pev.mjs', import.meta.url), new URL('../../bin/
   .map((u) => fileURLToPath(u))
   .find((path) => existsSync(path))!;
 
+/**
+ * The installed unit's environment (its `Environment=` lines: the heap and young-generation sizes,
+ * glibc's malloc settings, the compiled code), so the sim's agents run as a device runs them. Read
+ * from the unit file itself: beside the sources or the compiled tree, or where the Debian package
+ * puts it.
+ */
+export function unitEnvironment(
+  path = [
+    new URL('../agent/install/p2pev.service', import.meta.url),
+    new URL('../../agent/install/p2pev.service', import.meta.url),
+  ]
+    .map((u) => fileURLToPath(u))
+    .concat('/lib/systemd/system/p2pev.service')
+    .find((p) => existsSync(p)),
+): Record<string, string> {
+  const env: Record<string, string> = {};
+  if (!path) return env;
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    const m = /^Environment=(.*)$/.exec(line.trim());
+    if (!m) continue;
+    // systemd's quoting: assignments separated by spaces, each may be wholly in double quotes.
+    for (const [, quoted, bare] of m[1]!.matchAll(/"([^"]*)"|(\S+)/g)) {
+      const assignment = quoted ?? bare ?? '';
+      const eq = assignment.indexOf('=');
+      if (eq > 0) env[assignment.slice(0, eq)] = assignment.slice(eq + 1);
+    }
+  }
+  return env;
+}
+
+/** What of the unit's environment every sim agent gets: the memory settings (the code it runs is the caller's choice). */
+const UNIT_MEMORY_ENV = Object.fromEntries(
+  Object.entries(unitEnvironment()).filter(([k]) => k === 'NODE_OPTIONS' || k.startsWith('MALLOC_')),
+);
+
 export interface AgentProcess {
   device: Device;
   child: ChildProcess;
@@ -54,10 +89,7 @@ export async function spawnAgent(
     // The installed unit's memory settings (agent/install/p2pev.service), so the sim measures what a Pi runs.
     env: {
       ...process.env,
-      NODE_OPTIONS: '--max-old-space-size=192 --max-semi-space-size=1',
-      MALLOC_ARENA_MAX: '2',
-      MALLOC_MMAP_THRESHOLD_: '131072',
-      MALLOC_TRIM_THRESHOLD_: '131072',
+      ...UNIT_MEMORY_ENV,
       P2PEV_KEY_PASSWORD: SIM_PASSWORD,
       CI: '1',
       ...env,

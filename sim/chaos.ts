@@ -15,14 +15,7 @@
  * `overpaidWh` (billed beyond what the EV's meter saw and the contract's tolerance), recovery time per fault kind (from the
  * fault's end until every agent is back, on the broker and on the chain), faults by kind.
  */
-import {
-  createWriteStream,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  type WriteStream,
-  writeFileSync,
-} from 'node:fs';
+import { createWriteStream, mkdtempSync, type WriteStream, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,12 +23,15 @@ import { parseEther } from 'ethers';
 import { Journal } from '../agent/core/journal.js';
 import type { SessionRecord } from '../agent/core/session.js';
 import { reportEnergyWh } from '../protocol/report.js';
-import { type AgentProcess, control, spawnAgent } from './agents.js';
+import { type AgentProcess, control, spawnAgent, unitEnvironment } from './agents.js';
 import { type MosquittoBroker, startMosquitto } from './broker.js';
 import { startAnvil } from './chain.js';
 import { EVS, STATIONS } from './experiment.js';
 import { startProxy } from './proxy.js';
+import { ensureBuilt, prefillJournals, type Sample, sampleOf, type Trend, trendOf } from './soak.js';
 import { buildWorld, type Device, type EvSpec, type StationSpec } from './world.js';
+
+export { type Sample, type Trend, trendOf };
 
 export interface ChaosOptions {
   seed: number;
@@ -97,63 +93,12 @@ export interface ChaosReport {
   trends: Record<string, Trend>;
 }
 
-export interface Sample {
-  t: number;
-  rssMb: number;
-  heapMb: number;
-  fds: number;
-  journalKb: number;
-}
-
-export interface Trend {
-  samples: number;
-  rssMbPerH: number;
-  heapMbPerH: number;
-  fdsPerH: number;
-  journalKbPerH: number;
-  last: Sample;
-}
-
-/** One sample of an agent process: /proc for RSS and descriptors, its status for heap and journal. */
-async function sampleOf(d: Device, t: number): Promise<Sample | undefined> {
-  const s = await status(d);
-  const pid = s?.pid as number | undefined;
-  if (!pid) return undefined;
-  try {
-    const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
-    return {
-      t,
-      rssMb: Math.round(kb / 102.4) / 10,
-      heapMb: Number(s?.heapUsedMb ?? Number.NaN),
-      fds: readdirSync(`/proc/${pid}/fd`).length,
-      journalKb: Math.round(Number((s?.journal as { bytes?: number })?.bytes ?? 0) / 102.4) / 10,
-    };
-  } catch {
-    return undefined;
-  }
-}
-
-/** Least-squares slope per hour of each figure, over the samples after warm-up. */
-export function trendOf(samples: Sample[], warmupS: number): Trend | undefined {
-  const xs = samples.filter((s) => s.t >= warmupS);
-  const last = samples.at(-1);
-  if (!last) return undefined;
-  const slope = (f: (s: Sample) => number) => {
-    if (xs.length < 2) return Number.NaN;
-    const mt = xs.reduce((n, s) => n + s.t, 0) / xs.length;
-    const mv = xs.reduce((n, s) => n + f(s), 0) / xs.length;
-    const num = xs.reduce((n, s) => n + (s.t - mt) * (f(s) - mv), 0);
-    const den = xs.reduce((n, s) => n + (s.t - mt) ** 2, 0);
-    return den === 0 ? 0 : Math.round((num / den) * 3600 * 100) / 100;
-  };
-  return {
-    samples: xs.length,
-    rssMbPerH: slope((s) => s.rssMb),
-    heapMbPerH: slope((s) => s.heapMb),
-    fdsPerH: slope((s) => s.fds),
-    journalKbPerH: slope((s) => s.journalKb),
-    last,
-  };
+/**
+ * Samples before this are left out of the trend: the first quarter of the run, at most 15 minutes
+ * (the code compiled and its feedback gathered, the Modbus client's 256 transaction slots filled).
+ */
+export function warmupOf(durationS: number): number {
+  return Math.min(900, durationS / 4);
 }
 
 /** mulberry32: a small seeded generator, the same faults for the same seed. */
@@ -184,6 +129,8 @@ class Supervised {
     private readonly random: () => number,
     private readonly onStart: () => void,
     private readonly log: (line: string) => void,
+    /** Without faults (a soak run): exactly the installed unit's environment, no clock preload. */
+    private readonly asInstalled = false,
   ) {
     this.clockFile = join(device.dataDir, 'clock-offset-ms');
     writeFileSync(this.clockFile, '0');
@@ -191,10 +138,16 @@ class Supervised {
   }
 
   async start(): Promise<void> {
-    this.proc = await spawnAgent(this.device, (line) => this.logFile.write(`${JSON.stringify(line)}\n`), {
-      NODE_OPTIONS: `--max-old-space-size=192 --max-semi-space-size=1 --import ${CLOCK_PRELOAD}`,
-      P2PEV_SIM_CLOCK_FILE: this.clockFile,
-    });
+    const unit = unitEnvironment();
+    // P2PEV_SIM_NODE_OPTIONS: more of node's options for a look inside (a heap snapshot signal).
+    const extra = process.env.P2PEV_SIM_NODE_OPTIONS ?? '';
+    const env: Record<string, string> = this.asInstalled
+      ? { ...unit, NODE_OPTIONS: `${unit.NODE_OPTIONS ?? ''} ${extra}`.trim() }
+      : {
+          NODE_OPTIONS: `${unit.NODE_OPTIONS ?? ''} --import ${CLOCK_PRELOAD} ${extra}`.trim(),
+          P2PEV_SIM_CLOCK_FILE: this.clockFile,
+        };
+    this.proc = await spawnAgent(this.device, (line) => this.logFile.write(`${JSON.stringify(line)}\n`), env);
     this.onStart();
     const proc = this.proc;
     void proc.exited.then(() => {
@@ -286,6 +239,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     `${opts.faults === false ? 'soak' : `chaos: seed ${opts.seed}`}, ${opts.durationS} s, ${evs.length} EVs, ${stations.length} HCSs, world in ${dir}`,
   );
 
+  const soak = opts.faults === false;
+  if (soak) say(`agents run as installed: ${ensureBuilt()}, the unit's environment`);
+
   const anvil = await startAnvil({ accounts: 2 + stations.length + evs.length });
   const proxy = await startProxy(new URL(anvil.rpcUrl));
   const broker: MosquittoBroker = await startMosquitto();
@@ -316,7 +272,15 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         2,
       )}\n`,
     );
-  for (const d of world.devices) agents.push(new Supervised(d, other, writePids, say));
+  if (soak) {
+    const filled = prefillJournals(world.devices);
+    say(
+      `journals filled to their caps as after months of service (${Object.entries(filled)
+        .map(([name, n]) => `${name} ${n}`)
+        .join(', ')} finished records)`,
+    );
+  }
+  for (const d of world.devices) agents.push(new Supervised(d, other, writePids, say, soak));
   // One exit hook per agent process (sim/agents.ts), plus the broker's and the node's.
   process.setMaxListeners(Math.max(process.getMaxListeners(), agents.length + 10));
   const byRole = (role: Device['role']) => agents.filter((a) => a.device.role === role);
@@ -385,7 +349,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       const t = (Date.now() - started) / 1000;
       void Promise.all(
         agents.map(async (a) => {
-          const x = await sampleOf(a.device, t);
+          const st = await status(a.device);
+          const x = st?.pid ? sampleOf(st.pid as number, st, t) : undefined;
           if (x) samples.set(a.device.name, [...(samples.get(a.device.name) ?? []), x]);
         }),
       );
@@ -528,7 +493,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   }
   try {
     const report = await tally(world, agents, opts, faults, recoveries);
-    const warmupS = Math.min(300, opts.durationS / 4);
+    const warmupS = warmupOf(opts.durationS);
     for (const [name, xs] of samples) {
       const t = trendOf(xs, warmupS);
       if (t) report.trends[name] = t;
@@ -563,7 +528,8 @@ async function tally(
     for (const d of world.devices.filter((x) => x.role === role)) {
       for (const v of Journal.read(d.dataDir).values()) {
         const s = v as SessionRecord;
-        if (!s?.txid || s.startWh === undefined) continue;
+        // The soak's prefilled records (sim/soak.ts) were never charged.
+        if (!s?.txid || s.startWh === undefined || (s as { prefill?: boolean }).prefill) continue;
         const end = s.myReport
           ? Number(reportEnergyWh(s.myReport))
           : Math.max(0, (s.endWh ?? s.lastWh ?? s.startWh) - s.startWh);
@@ -653,13 +619,43 @@ export function printChaos(r: ChaosReport, out: (l: string) => void): void {
   }
   if (r.lostTxids.length) out(`  lost: ${r.lostTxids.join(', ')}`);
   if (Object.values(r.trends).some((t) => t.samples >= 2)) {
-    out(
-      '  agent  samples  RSS MB  MB/h  heap MB  MB/h  fds  fds/h  journal kB  kB/h   (trend after warm-up)',
-    );
+    out('  trend per hour after warm-up (Theil–Sen); heap: used after the last full collection');
+    const rows: string[][] = [
+      [
+        'agent',
+        'samples',
+        'RSS MB',
+        'MB/h',
+        'heap MB',
+        'MB/h',
+        'in use MB/h',
+        'ext MB/h',
+        'fds',
+        'fds/h',
+        'journal kB',
+        'kB/h',
+      ],
+    ];
     for (const [name, t] of Object.entries(r.trends))
-      out(
-        `  ${name.padEnd(6)} ${String(t.samples).padStart(7)}  ${String(t.last.rssMb).padStart(6)}  ${String(t.rssMbPerH).padStart(4)}  ${String(t.last.heapMb).padStart(7)}  ${String(t.heapMbPerH).padStart(4)}  ${String(t.last.fds).padStart(3)}  ${String(t.fdsPerH).padStart(5)}  ${String(t.last.journalKb).padStart(10)}  ${String(t.journalKbPerH).padStart(4)}`,
+      rows.push(
+        [
+          name,
+          t.samples,
+          t.last.rssMb,
+          t.rssMbPerH,
+          Number.isFinite(t.last.heapAfterGcMb) ? t.last.heapAfterGcMb : t.last.heapMb,
+          t.heapMbPerH,
+          t.heapInUseMbPerH,
+          t.externalMbPerH,
+          t.last.fds,
+          t.fdsPerH,
+          t.last.journalKb,
+          t.journalKbPerH,
+        ].map(String),
       );
+    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+    for (const row of rows)
+      out(`  ${row.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')}`);
   }
   out(
     r.lost === 0 && r.doubleBilled === 0 && r.overpaidWh === 0

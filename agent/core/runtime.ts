@@ -16,6 +16,7 @@ import { type DeviceKey, openKeystore, readPassword } from './keys.js';
 import { createLogger, type Logger } from './log.js';
 import { type Charger, createCharger } from '../../drivers/chargers/index.js';
 import { Metering } from './metering.js';
+import { memoryFigures } from './memory.js';
 import { createMetrics, type Metrics, serveMetrics } from './metrics.js';
 import { Outbox, resendUntil } from './outbox.js';
 import { Ops } from '../ops/telemetry.js';
@@ -28,6 +29,12 @@ import {
   type SessionRecord,
 } from './session.js';
 import { type AgentWeb, agentWeb, serveWeb } from '../web/agent.js';
+
+/**
+ * Finished sessions kept (in memory and in the journal) for the status, the OCMF export and a
+ * peer's late repeat; older ones are dropped. ~2–3 kB each: at most ~0.6 MB of journal.
+ */
+export const KEEP_SESSIONS = 200;
 
 /** How often the edge (no meter) looks at its batches, holds and timeouts. */
 const EDGE_TICK_MS = 500;
@@ -269,7 +276,7 @@ export class Agent {
   }
 
   /** Forgets finished sessions beyond the newest `keep`, so the journal stays bounded. */
-  prune(keep = 200): void {
+  prune(keep = KEEP_SESSIONS): void {
     const finished = [...this.sessions.values()]
       .filter((s) => !OPEN_STATES.includes(s.state))
       .sort((a, b) => a.updatedAt - b.updatedAt);
@@ -329,6 +336,7 @@ export class Agent {
       uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
       pid: process.pid,
       heapUsedMb: Math.round(process.memoryUsage().heapUsed / 10_485.76) / 100,
+      memory: memoryFigures(),
       broker: { url: this.cfg.mqtt.url, connected: this.bus.connected },
       chain: {
         rpcUrl: this.cfg.chain.rpcUrl,

@@ -55,7 +55,7 @@ export interface Bill {
 const RECHECK_SUBMITTED_MS = 20_000;
 
 /** Settled bills kept in the journal for the status page; older ones are compacted away. */
-const KEEP_FINISHED = 500;
+export const KEEP_FINISHED = 500;
 
 /**
  * How long the station at the top of a suggestion is held for the EV it was suggested to: long
