@@ -15,7 +15,7 @@
  * `overpaidWh` (billed beyond what the EV's meter saw and the contract's tolerance), recovery time per fault kind (from the
  * fault's end until every agent is back, on the broker and on the chain), faults by kind.
  */
-import { createWriteStream, mkdtempSync, type WriteStream, writeFileSync } from 'node:fs';
+import { appendFileSync, createWriteStream, mkdtempSync, type WriteStream, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -287,6 +287,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
 
   const faults: Partial<Record<FaultKind, number>> = {};
   const samples = new Map<string, Sample[]>();
+  const samplesFile = join(dir, 'samples.jsonl');
   let stopSampling = () => {};
   const recoveries: Partial<Record<FaultKind, number[]>> = {};
   let stopLoad = false;
@@ -351,7 +352,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         agents.map(async (a) => {
           const st = await status(a.device);
           const x = st?.pid ? sampleOf(st.pid as number, st, t) : undefined;
-          if (x) samples.set(a.device.name, [...(samples.get(a.device.name) ?? []), x]);
+          if (!x) return;
+          samples.set(a.device.name, [...(samples.get(a.device.name) ?? []), x]);
+          // As they come, for a look during a long run: `<world>/samples.jsonl`.
+          appendFileSync(samplesFile, `${JSON.stringify({ agent: a.device.name, ...x })}\n`);
         }),
       );
     }, sampleMs);
