@@ -9,10 +9,12 @@
  * alone pass the limit (an edge keeping hundreds of bills), compacting on every write would
  * rewrite the whole file each time.
  *
- * In memory the journal keeps each live key's line as written (a string), not a parsed copy: the
- * roles hold the live objects themselves (sessions, bills), and a second object graph of every
- * kept record was as much heap again for the collector to walk. `get` and `list` parse on demand
- * (they are called at start-up and for a few small keys).
+ * In memory the journal keeps each live key's line as written (a string), not a parsed copy (the
+ * roles hold the live objects themselves: sessions, bills): a put serializes once instead of
+ * serializing, then parsing and serializing again, ~35 instead of ~80 µs of CPU for an edge's bill
+ * of 2 kB, compactions included; and a string is one object for the collector, not a graph. The
+ * memory is about the same (a bill and its journal line 4.26 kB against 4.08 kB with the parsed
+ * copy). `get` and `list` parse on demand (called at start-up and for a few small keys).
  */
 import {
   closeSync,
