@@ -89,6 +89,10 @@ export interface ChaosReport {
   faults: Partial<Record<FaultKind, number>>;
   recoveryS: Partial<Record<FaultKind, { p50: number; p95: number; n: number }>>;
   lostTxids: string[];
+  /** A soak run: steady load, no faults (its trends are the point). */
+  soak?: boolean;
+  /** Seconds left out of the trends at the start. */
+  warmupS?: number;
   /** Per agent: the trend after warm-up (per hour) and the last sample. */
   trends: Record<string, Trend>;
 }
@@ -498,6 +502,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   try {
     const report = await tally(world, agents, opts, faults, recoveries);
     const warmupS = warmupOf(opts.durationS);
+    report.warmupS = warmupS;
+    if (opts.faults === false) report.soak = true;
     for (const [name, xs] of samples) {
       const t = trendOf(xs, warmupS);
       if (t) report.trends[name] = t;
@@ -601,7 +607,11 @@ async function tally(
 
 export function printChaos(r: ChaosReport, out: (l: string) => void): void {
   out('');
-  out(`Chaos report (seed ${r.seed}, ${r.durationS} s, ${r.evs} EVs, ${r.hcs} HCSs)`);
+  out(
+    r.soak
+      ? `Soak report (${r.durationS} s, ${r.evs} EVs, ${r.hcs} HCSs, no faults)`
+      : `Chaos report (seed ${r.seed}, ${r.durationS} s, ${r.evs} EVs, ${r.hcs} HCSs)`,
+  );
   const rows: [string, string | number][] = [
     ['sessions (charged)', r.sessions],
     ['settled', r.settled],
@@ -613,8 +623,8 @@ export function printChaos(r: ChaosReport, out: (l: string) => void): void {
     ['agent restarts', r.restarts],
   ];
   for (const [k, v] of rows) out(`  ${k.padEnd(20)} ${v}`);
-  out('  fault           count  recovery p50 s  p95 s');
-  for (const kind of FAULT_KINDS) {
+  if (!r.soak) out('  fault           count  recovery p50 s  p95 s');
+  for (const kind of r.soak ? [] : FAULT_KINDS) {
     const n = r.faults[kind] ?? 0;
     const rec = r.recoveryS[kind];
     out(
@@ -623,7 +633,9 @@ export function printChaos(r: ChaosReport, out: (l: string) => void): void {
   }
   if (r.lostTxids.length) out(`  lost: ${r.lostTxids.join(', ')}`);
   if (Object.values(r.trends).some((t) => t.samples >= 2)) {
-    out('  trend per hour after warm-up (Theil–Sen); heap: used after the last full collection');
+    out(
+      `  trend per hour after ${r.warmupS ?? 0} s of warm-up (Theil–Sen); heap: used after the last full collection`,
+    );
     const rows: string[][] = [
       [
         'agent',
@@ -660,6 +672,14 @@ export function printChaos(r: ChaosReport, out: (l: string) => void): void {
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
     for (const row of rows)
       out(`  ${row.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')}`);
+    const growing = Object.entries(r.trends)
+      .filter(([, t]) => !(t.rssMbPerH <= 1 && t.heapMbPerH <= 1))
+      .map(([name]) => name);
+    out(
+      growing.length === 0
+        ? '  memory flat: every agent within +1 MB/h (RSS and heap) after warm-up'
+        : `  MEMORY GROWING beyond +1 MB/h after warm-up: ${growing.join(', ')}`,
+    );
   }
   out(
     r.lost === 0 && r.doubleBilled === 0 && r.overpaidWh === 0
