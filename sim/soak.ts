@@ -29,6 +29,11 @@ export interface Sample {
   /** Seconds since the run started. */
   t: number;
   rssMb: number;
+  /**
+   * The private part of the resident set (RssAnon: heaps, malloc); the rest is mostly the node
+   * binary's own pages, shared and read from disk as code paths are first used.
+   */
+  rssAnonMb: number;
   /** V8 heap in use now (garbage included). */
   heapMb: number;
   /** V8 heap in use after the last full collection (NaN before the first). */
@@ -42,6 +47,7 @@ export interface Sample {
 export interface Trend {
   samples: number;
   rssMbPerH: number;
+  rssAnonMbPerH: number;
   /** Through the heap after full collections (the heap in use where there were none). */
   heapMbPerH: number;
   heapInUseMbPerH: number;
@@ -77,6 +83,7 @@ export function trendOf(samples: Sample[], warmupS: number): Trend | undefined {
   return {
     samples: xs.length,
     rssMbPerH: slope((s) => s.rssMb),
+    rssAnonMbPerH: slope((s) => s.rssAnonMb),
     heapMbPerH: Number.isFinite(afterGc) ? afterGc : slope((s) => s.heapMb),
     heapInUseMbPerH: slope((s) => s.heapMb),
     externalMbPerH: slope((s) => s.externalMb),
@@ -89,11 +96,14 @@ export function trendOf(samples: Sample[], warmupS: number): Trend | undefined {
 /** One sample of an agent: /proc for RSS and descriptors, its status for the heap and journal. */
 export function sampleOf(pid: number, status: Record<string, unknown>, t: number): Sample | undefined {
   try {
-    const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+    const proc = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = Number(/VmRSS:\s+(\d+)/.exec(proc)?.[1]);
+    const anonKb = Number(/RssAnon:\s+(\d+)/.exec(proc)?.[1]);
     const memory = (status.memory ?? {}) as { heapAfterGcMb?: number; externalMb?: number };
     return {
       t,
       rssMb: Math.round(kb / 102.4) / 10,
+      rssAnonMb: Math.round(anonKb / 102.4) / 10,
       heapMb: Number(status.heapUsedMb ?? Number.NaN),
       heapAfterGcMb: Number(memory.heapAfterGcMb ?? Number.NaN),
       externalMb: Number(memory.externalMb ?? Number.NaN),

@@ -35,6 +35,7 @@ describe('the soak trend', () => {
       t: i * 60,
       // RSS climbs 10 MB over the first 10 minutes, then stays.
       rssMb: 100 + Math.min(i, 10),
+      rssAnonMb: 60,
       // The heap in use: a sawtooth of garbage, its teeth rising (a young generation growing);
       // after each full collection 30 MB remain.
       heapMb: 30 + (i % 5) * 4 + i * 0.1,
