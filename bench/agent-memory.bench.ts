@@ -93,8 +93,11 @@ function roleOf(d: Device): string {
   return d.chargePoint ? 'hcs-ocpp' : d.wallbox ? 'hcs-modbus' : 'hcs';
 }
 
-/** Charges once at the station given (by address), until the session is settled and rated. */
-async function chargeOnce(ev: AgentProcess, targetWh: number, hcs: Device): Promise<void> {
+/**
+ * Charges once at the station given (by address), until the session is settled and rated. A
+ * station whose meter has not answered its first read yet says busy; then the car asks again.
+ */
+async function chargeOnce(ev: AgentProcess, targetWh: number, hcs: Device, tries = 5): Promise<void> {
   const { id } = await control<{ id: string }>(ev.device, 'charge', {
     targetWh,
     rating: 5,
@@ -108,6 +111,10 @@ async function chargeOnce(ev: AgentProcess, targetWh: number, hcs: Device): Prom
       if (s.hcs?.toLowerCase() !== hcs.address.toLowerCase())
         throw new Error(`${ev.device.name} charged at ${s.hcs}, not at ${hcs.name}`);
       return;
+    }
+    if (s?.state === 'failed' && s.error === 'no station accepted' && tries > 1) {
+      await new Promise((r) => setTimeout(r, 1000));
+      return chargeOnce(ev, targetWh, hcs, tries - 1);
     }
     if (s?.state === 'failed') throw new Error(`${ev.device.name}: session failed: ${s.error}`);
     if (Date.now() > until) throw new Error(`${ev.device.name}: session not done (${s?.state})`);
