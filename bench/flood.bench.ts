@@ -133,6 +133,14 @@ try {
     honestLost: lost,
     p95UnloadedS: Math.round(p95(unloaded) * 100) / 100,
     p95LoadedS: Math.round(p95(loaded) * 100) / 100,
+    p95Ratio: Math.round((p95(loaded) / p95(unloaded)) * 100) / 100,
+    // Issue 15's goal: the rate held (at the broker, within 2 %), every honest session settled,
+    // p95 under the flood at most twice the unloaded one.
+    goalMet:
+      atBroker.perSecond >= 0.98 * rate &&
+      lost === 0 &&
+      loaded.length > 0 &&
+      p95(loaded) <= 2 * p95(unloaded),
     edgePeakRssMb: Math.round(peakRssMb(edgePid) * 10) / 10,
     edgeCpuFloodS: Math.round(edgeCpuFloodS * 10) / 10,
     edgeCpuUsPerMessage: Math.round(
