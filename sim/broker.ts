@@ -135,6 +135,28 @@ export interface PublishCounter {
   stop(): Promise<void>;
 }
 
+/**
+ * Publishes a second between two moments from a broker's running count ([ms, count] samples): the
+ * average from the first to the last sample inside the window, and the slowest interval.
+ */
+export function publishRate(
+  samples: readonly (readonly [number, number])[],
+  fromMs: number,
+  toMs: number,
+): { perSecond: number; minPerSecond: number; seconds: number } {
+  const inside = samples.filter(([t]) => t >= fromMs && t <= toMs);
+  if (inside.length < 2) return { perSecond: Number.NaN, minPerSecond: Number.NaN, seconds: 0 };
+  const [t0, c0] = inside[0]!;
+  const [t1, c1] = inside[inside.length - 1]!;
+  let min = Number.POSITIVE_INFINITY;
+  for (let i = 1; i < inside.length; i++) {
+    const [ta, ca] = inside[i - 1]!;
+    const [tb, cb] = inside[i]!;
+    if (tb > ta) min = Math.min(min, ((cb - ca) * 1000) / (tb - ta));
+  }
+  return { perSecond: ((c1 - c0) * 1000) / (t1 - t0), minPerSecond: min, seconds: (t1 - t0) / 1000 };
+}
+
 /** Subscribes to mosquitto's `$SYS/broker/publish/messages/received`: the rate the broker saw. */
 export async function watchPublishes(brokerUrl: string): Promise<PublishCounter> {
   const { default: mqtt } = await import('mqtt');
@@ -144,19 +166,7 @@ export async function watchPublishes(brokerUrl: string): Promise<PublishCounter>
   await client.subscribeAsync('$SYS/broker/publish/messages/received');
   return {
     samples,
-    rate(fromMs, toMs) {
-      const inside = samples.filter(([t]) => t >= fromMs && t <= toMs);
-      if (inside.length < 2) return { perSecond: Number.NaN, minPerSecond: Number.NaN, seconds: 0 };
-      const [t0, c0] = inside[0]!;
-      const [t1, c1] = inside[inside.length - 1]!;
-      let min = Number.POSITIVE_INFINITY;
-      for (let i = 1; i < inside.length; i++) {
-        const [ta, ca] = inside[i - 1]!;
-        const [tb, cb] = inside[i]!;
-        if (tb > ta) min = Math.min(min, ((cb - ca) * 1000) / (tb - ta));
-      }
-      return { perSecond: ((c1 - c0) * 1000) / (t1 - t0), minPerSecond: min, seconds: (t1 - t0) / 1000 };
-    },
+    rate: (fromMs, toMs) => publishRate(samples, fromMs, toMs),
     stop: () => client.endAsync(),
   };
 }
