@@ -28,7 +28,15 @@ import { type MosquittoBroker, startMosquitto } from './broker.js';
 import { startAnvil } from './chain.js';
 import { EVS, STATIONS } from './experiment.js';
 import { startProxy } from './proxy.js';
-import { ensureBuilt, prefillJournals, type Sample, sampleOf, type Trend, trendOf } from './soak.js';
+import {
+  ensureBuilt,
+  MIN_FULL_GCS,
+  prefillJournals,
+  type Sample,
+  sampleOf,
+  type Trend,
+  trendOf,
+} from './soak.js';
 import { buildWorld, type Device, type EvSpec, type StationSpec } from './world.js';
 
 export { type Sample, type Trend, trendOf };
@@ -645,6 +653,7 @@ export function printChaos(r: ChaosReport, out: (l: string) => void): void {
         'anon MB/h',
         'heap MB',
         'MB/h',
+        'full GCs',
         'in use MB/h',
         'ext MB/h',
         'fds',
@@ -662,7 +671,8 @@ export function printChaos(r: ChaosReport, out: (l: string) => void): void {
           t.rssMbPerH,
           t.rssAnonMbPerH,
           Number.isFinite(t.last.heapAfterGcMb) ? t.last.heapAfterGcMb : t.last.heapMb,
-          t.heapMbPerH,
+          `${t.heapMbPerH}${t.heapBasis === 'in use' ? '*' : ''}`,
+          t.fullGcs,
           t.heapInUseMbPerH,
           t.externalMbPerH,
           t.last.fds,
@@ -674,6 +684,10 @@ export function printChaos(r: ChaosReport, out: (l: string) => void): void {
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
     for (const row of rows)
       out(`  ${row.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')}`);
+    if (Object.values(r.trends).some((t) => t.heapBasis === 'in use'))
+      out(
+        `  * fewer than ${MIN_FULL_GCS} full collections after the warm-up: the heap in use (garbage included, an upper bound)`,
+      );
     const growing = Object.entries(r.trends)
       .filter(([, t]) => !(t.rssMbPerH <= 1 && t.heapMbPerH <= 1))
       .map(([name]) => name);

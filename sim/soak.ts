@@ -15,7 +15,9 @@
  *   not a least-squares line: a garbage collection or a compaction is a step that a least-squares
  *   line over a few dozen samples turns into a slope. The heap's trend is drawn through the heap
  *   still used after the last full collection (agent/core/memory.ts), not the sawtooth of the
- *   heap in use, which is mostly garbage waiting for the next one.
+ *   heap in use, which is mostly garbage waiting for the next one; but only when enough full
+ *   collections fell in the window (nothing is forced: the agents run as installed). Otherwise it
+ *   is the heap in use, and the report says which.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -38,6 +40,8 @@ export interface Sample {
   heapMb: number;
   /** V8 heap in use after the last full collection (NaN before the first). */
   heapAfterGcMb: number;
+  /** Full collections since the agent started. */
+  fullGcs: number;
   /** Memory outside the V8 heap that V8 knows of (Buffers). */
   externalMb: number;
   fds: number;
@@ -50,6 +54,14 @@ export interface Trend {
   rssAnonMbPerH: number;
   /** Through the heap after full collections (the heap in use where there were none). */
   heapMbPerH: number;
+  /**
+   * What heapMbPerH is drawn through: the heap after full collections when at least
+   * MIN_FULL_GCS of them fell after the warm-up; otherwise the heap in use (garbage included: an
+   * upper bound of what is kept, as old garbage piles up between the rare full collections).
+   */
+  heapBasis: 'after full GC' | 'in use';
+  /** Full collections after the warm-up. */
+  fullGcs: number;
   heapInUseMbPerH: number;
   externalMbPerH: number;
   fdsPerH: number;
@@ -73,18 +85,27 @@ export function robustSlopePerHour(points: { t: number; v: number }[]): number {
   return Math.round(median * 3600 * 100) / 100;
 }
 
+/**
+ * Full collections needed after the warm-up before the heap's trend is drawn through what they
+ * left: the figure changes only at one, so with fewer it would be a flat line whatever is kept.
+ */
+export const MIN_FULL_GCS = 3;
+
 /** Each figure's trend per hour over the samples after warm-up. */
 export function trendOf(samples: Sample[], warmupS: number): Trend | undefined {
   const last = samples.at(-1);
   if (!last) return undefined;
   const xs = samples.filter((s) => s.t >= warmupS);
   const slope = (f: (s: Sample) => number) => robustSlopePerHour(xs.map((s) => ({ t: s.t, v: f(s) })));
-  const afterGc = slope((s) => s.heapAfterGcMb);
+  const gcs = xs.length > 0 ? xs.at(-1)!.fullGcs - xs[0]!.fullGcs : 0;
+  const afterGc = gcs >= MIN_FULL_GCS ? slope((s) => s.heapAfterGcMb) : Number.NaN;
   return {
     samples: xs.length,
     rssMbPerH: slope((s) => s.rssMb),
     rssAnonMbPerH: slope((s) => s.rssAnonMb),
     heapMbPerH: Number.isFinite(afterGc) ? afterGc : slope((s) => s.heapMb),
+    heapBasis: Number.isFinite(afterGc) ? 'after full GC' : 'in use',
+    fullGcs: Number.isFinite(gcs) ? gcs : 0,
     heapInUseMbPerH: slope((s) => s.heapMb),
     externalMbPerH: slope((s) => s.externalMb),
     fdsPerH: slope((s) => s.fds),
@@ -99,13 +120,14 @@ export function sampleOf(pid: number, status: Record<string, unknown>, t: number
     const proc = readFileSync(`/proc/${pid}/status`, 'utf8');
     const kb = Number(/VmRSS:\s+(\d+)/.exec(proc)?.[1]);
     const anonKb = Number(/RssAnon:\s+(\d+)/.exec(proc)?.[1]);
-    const memory = (status.memory ?? {}) as { heapAfterGcMb?: number; externalMb?: number };
+    const memory = (status.memory ?? {}) as { heapAfterGcMb?: number; externalMb?: number; fullGcs?: number };
     return {
       t,
       rssMb: Math.round(kb / 102.4) / 10,
       rssAnonMb: Math.round(anonKb / 102.4) / 10,
       heapMb: Number(status.heapUsedMb ?? Number.NaN),
       heapAfterGcMb: Number(memory.heapAfterGcMb ?? Number.NaN),
+      fullGcs: Number(memory.fullGcs ?? Number.NaN),
       externalMb: Number(memory.externalMb ?? Number.NaN),
       fds: readdirSync(`/proc/${pid}/fd`).length,
       journalKb: Math.round(Number((status.journal as { bytes?: number })?.bytes ?? 0) / 102.4) / 10,

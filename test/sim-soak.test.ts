@@ -40,6 +40,8 @@ describe('the soak trend', () => {
       // after each full collection 30 MB remain.
       heapMb: 30 + (i % 5) * 4 + i * 0.1,
       heapAfterGcMb: 30,
+      // A full collection every 5 minutes.
+      fullGcs: Math.floor(i / 5),
       externalMb: 2,
       fds: 30,
       journalKb: 500,
@@ -48,9 +50,18 @@ describe('the soak trend', () => {
     expect(t.samples).toBe(30);
     expect(t.rssMbPerH).toBe(0);
     expect(t.heapMbPerH).toBe(0);
+    expect(t.heapBasis).toBe('after full GC');
+    expect(t.fullGcs).toBe(5);
     expect(t.heapInUseMbPerH).toBeCloseTo(6, 0);
     expect(t.fdsPerH).toBe(0);
-    // Without full collections seen, the heap in use is what there is.
+    // Fewer full collections after the warm-up than MIN_FULL_GCS: the heap after the last one is a
+    // stale figure, flat whatever is kept; the trend is then the heap in use, and says so.
+    const fewGcs = trendOf(
+      samples.map((s) => ({ ...s, fullGcs: s.t < 1800 ? 1 : 2 })),
+      600,
+    )!;
+    expect(fewGcs.heapBasis).toBe('in use');
+    expect(fewGcs.heapMbPerH).toBeCloseTo(6, 0);
     expect(
       trendOf(
         samples.map((s) => ({ ...s, heapAfterGcMb: Number.NaN })),
