@@ -55,6 +55,11 @@ export interface ChaosOptions {
   faultEveryS?: number;
   /** Inject faults (default); false = a soak run at steady load. */
   faults?: boolean;
+  /**
+   * At each sample, force a full collection in each agent (its control action `gc`) after reading
+   * its RSS: the heap's trend is then what is kept, garbage gone, at every sample.
+   */
+  forceGc?: boolean;
   /** Sample each agent's RSS, heap, descriptors and journal this often (s); default 60. */
   sampleEveryS?: number;
   timeScale?: number;
@@ -99,6 +104,8 @@ export interface ChaosReport {
   lostTxids: string[];
   /** A soak run: steady load, no faults (its trends are the point). */
   soak?: boolean;
+  /** A full collection was forced in each agent at each sample (`--force-gc`). */
+  forcedGc?: boolean;
   /** Seconds left out of the trends at the start. */
   warmupS?: number;
   /** Per agent: the trend after warm-up (per hour) and the last sample. */
@@ -363,7 +370,17 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       void Promise.all(
         agents.map(async (a) => {
           const st = await status(a.device);
-          const x = st?.pid ? sampleOf(st.pid as number, st, t) : undefined;
+          if (!st?.pid) return;
+          // RSS first (read with the status), then the forced collection for the heap it keeps.
+          const rss = sampleOf(st.pid as number, st, t);
+          const forced = opts.forceGc
+            ? await control<{ memory: { heapAfterGcMb?: number } }>(a.device, 'gc').then(
+                (r) => r.memory,
+                () => undefined,
+              )
+            : undefined;
+          const x = forced && rss ? sampleOf(st.pid as number, st, t, forced) : rss;
+          if (x && rss) x.rssMb = rss.rssMb;
           if (!x) return;
           samples.set(a.device.name, [...(samples.get(a.device.name) ?? []), x]);
           // As they come, for a look during a long run: `<world>/samples.jsonl`.
@@ -512,6 +529,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     const warmupS = warmupOf(opts.durationS);
     report.warmupS = warmupS;
     if (opts.faults === false) report.soak = true;
+    if (opts.forceGc) report.forcedGc = true;
     for (const [name, xs] of samples) {
       const t = trendOf(xs, warmupS);
       if (t) report.trends[name] = t;
@@ -642,7 +660,7 @@ export function printChaos(r: ChaosReport, out: (l: string) => void): void {
   if (r.lostTxids.length) out(`  lost: ${r.lostTxids.join(', ')}`);
   if (Object.values(r.trends).some((t) => t.samples >= 2)) {
     out(
-      `  trend per hour after ${r.warmupS ?? 0} s of warm-up (Theil–Sen); heap: used after the last full collection`,
+      `  trend per hour after ${r.warmupS ?? 0} s of warm-up (Theil–Sen); heap: used after the last full collection${r.forcedGc ? ' (forced at each sample, after the RSS was read)' : ''}`,
     );
     const rows: string[][] = [
       [

@@ -31,6 +31,10 @@ export function registerSimCommands(program: Command): void {
       (v) => Number(v),
     )
     .option('--sample-every <s>', 'with --duration: seconds between samples', (v) => Number(v), 60)
+    .option(
+      '--force-gc',
+      "with --duration: a full garbage collection in each agent at each sample (after its RSS is read), so the heap's trend is what is kept",
+    )
     .action(
       async (opts: {
         broker?: string;
@@ -46,6 +50,7 @@ export function registerSimCommands(program: Command): void {
         seed: number;
         duration?: number;
         sampleEvery: number;
+        forceGc?: boolean;
       }) => {
         if (opts.chaos || opts.duration !== undefined) {
           if (!Number.isInteger(opts.seed)) throw new Error('--seed must be a whole number');
@@ -58,6 +63,7 @@ export function registerSimCommands(program: Command): void {
             // Without --chaos, --duration is a soak run: steady load, no faults, samples every minute.
             faults: opts.chaos === true,
             sampleEveryS: opts.sampleEvery,
+            ...(opts.forceGc ? { forceGc: true } : {}),
             ...(opts.evs !== undefined ? { evs: opts.evs } : {}),
             ...(opts.hcs !== undefined ? { hcs: opts.hcs } : {}),
             ...(opts.sessions !== undefined ? { sessions: opts.sessions } : {}),

@@ -115,7 +115,13 @@ export function trendOf(samples: Sample[], warmupS: number): Trend | undefined {
 }
 
 /** One sample of an agent: /proc for RSS and descriptors, its status for the heap and journal. */
-export function sampleOf(pid: number, status: Record<string, unknown>, t: number): Sample | undefined {
+export function sampleOf(
+  pid: number,
+  status: Record<string, unknown>,
+  t: number,
+  /** The figures of a full collection forced just after the status was read (`--force-gc`). */
+  forced?: { heapAfterGcMb?: number },
+): Sample | undefined {
   try {
     const proc = readFileSync(`/proc/${pid}/status`, 'utf8');
     const kb = Number(/VmRSS:\s+(\d+)/.exec(proc)?.[1]);
@@ -126,8 +132,9 @@ export function sampleOf(pid: number, status: Record<string, unknown>, t: number
       rssMb: Math.round(kb / 102.4) / 10,
       rssAnonMb: Math.round(anonKb / 102.4) / 10,
       heapMb: Number(status.heapUsedMb ?? Number.NaN),
-      heapAfterGcMb: Number(memory.heapAfterGcMb ?? Number.NaN),
-      fullGcs: Number(memory.fullGcs ?? Number.NaN),
+      heapAfterGcMb: Number((forced ?? memory).heapAfterGcMb ?? Number.NaN),
+      // A forced one is one more than the status counted.
+      fullGcs: Number(memory.fullGcs ?? Number.NaN) + (forced ? 1 : 0),
       externalMb: Number(memory.externalMb ?? Number.NaN),
       fds: readdirSync(`/proc/${pid}/fd`).length,
       journalKb: Math.round(Number((status.journal as { bytes?: number })?.bytes ?? 0) / 102.4) / 10,

@@ -10,6 +10,8 @@
  * collections.
  */
 import { constants, PerformanceObserver } from 'node:perf_hooks';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 const MB = 1024 * 1024;
 const mb = (bytes: number) => Math.round((bytes / MB) * 100) / 100;
@@ -57,4 +59,23 @@ export function memoryFigures(): MemoryFigures {
     ...(afterGc !== undefined ? { heapAfterGcMb: mb(afterGc) } : {}),
     fullGcs,
   };
+}
+
+let gc: (() => void) | undefined;
+
+/**
+ * A full collection now, then the figures: what the process holds, garbage gone (the control
+ * action `gc`, for a soak run's samples and an operator's look; the unit does not expose gc, so it
+ * is exposed here, once, on the first call). Blocks the process for the collection (tens of ms).
+ */
+export function collectNow(): MemoryFigures {
+  if (!gc) {
+    setFlagsFromString('--expose-gc');
+    gc = runInNewContext('gc') as () => void;
+  }
+  watch();
+  gc();
+  // The watch counts this collection when its entry comes; the figure is taken now.
+  afterGc = process.memoryUsage().heapUsed;
+  return memoryFigures();
 }

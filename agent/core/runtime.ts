@@ -16,7 +16,7 @@ import { type DeviceKey, openKeystore, readPassword } from './keys.js';
 import { createLogger, type Logger } from './log.js';
 import { type Charger, createCharger } from '../../drivers/chargers/index.js';
 import { Metering } from './metering.js';
-import { memoryFigures } from './memory.js';
+import { collectNow, memoryFigures } from './memory.js';
 import { createMetrics, type Metrics, serveMetrics } from './metrics.js';
 import { Outbox, resendUntil } from './outbox.js';
 import { Ops } from '../ops/telemetry.js';
@@ -197,6 +197,8 @@ export class Agent {
 
   /** A local control action (what `POST /<action>` on the control port does). */
   control(action: string, body: Record<string, unknown> = {}): Promise<unknown> {
+    // A full garbage collection and the memory after it (agent/core/memory.ts): any role.
+    if (action === 'gc') return Promise.resolve({ memory: collectNow() });
     return this.exclusive(() => this.role.control(action, body));
   }
 
