@@ -374,7 +374,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
           // RSS first (read with the status), then the forced collection for the heap it keeps.
           const rss = sampleOf(st.pid as number, st, t);
           const forced = opts.forceGc
-            ? await control<{ memory: { heapAfterGcMb?: number } }>(a.device, 'gc').then(
+            ? await control<{ memory: { heapAfterGcMb?: number } }>(a.device, 'gc', {}).then(
                 (r) => r.memory,
                 () => undefined,
               )
