@@ -58,4 +58,15 @@ describe('no descriptor leak over sessions', () => {
     // A few for a connection being replaced at the moment of sampling; one per session would be 6.
     for (const [name, n] of Object.entries(after)) expect(n, name).toBeLessThanOrEqual(warm[name]! + 3);
   }, 300_000);
+
+  it("each agent collects its garbage on request and says what it keeps (the soak run's --force-gc)", async () => {
+    for (const a of agents) {
+      const { memory } = await control<{
+        memory: { heapAfterGcMb: number; heapUsedMb: number; rssMb: number };
+      }>(a.device, 'gc', {});
+      expect(memory.heapAfterGcMb, a.device.name).toBeGreaterThan(1);
+      expect(memory.heapAfterGcMb, a.device.name).toBeLessThanOrEqual(memory.heapUsedMb);
+      expect(memory.rssMb, a.device.name).toBeGreaterThan(memory.heapAfterGcMb);
+    }
+  });
 });

@@ -8,7 +8,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { Journal } from '../agent/core/journal.js';
-import { memoryFigures } from '../agent/core/memory.js';
+import { collectNow, memoryFigures } from '../agent/core/memory.js';
 import { KEEP_SESSIONS } from '../agent/core/runtime.js';
 import { KEEP_FINISHED } from '../agent/roles/edge.js';
 import { unitEnvironment } from '../sim/agents.js';
@@ -152,5 +152,16 @@ describe('the memory figures of the status', () => {
     expect(m.heapAfterGcMb).toBeGreaterThan(0);
     expect(m.heapAfterGcMb!).toBeLessThanOrEqual(m.heapUsedMb + 1);
     expect(m.rssMb).toBeGreaterThan(m.heapAfterGcMb!);
+  });
+
+  it('a forced collection (the control action gc) gives what is kept, garbage gone', () => {
+    let garbage: unknown[] | undefined = Array.from({ length: 300_000 }, (_, i) => ({ i, s: `y${i}` }));
+    const during = memoryFigures().heapUsedMb;
+    expect(garbage.length).toBe(300_000);
+    garbage = undefined;
+    const m = collectNow();
+    // 300,000 small objects are well over 10 MB; after the collection they are gone.
+    expect(m.heapAfterGcMb).toBeLessThan(during - 5);
+    expect(m.heapAfterGcMb).toBeLessThanOrEqual(m.heapUsedMb);
   });
 });
