@@ -50,17 +50,22 @@ export interface WorkerStats {
 }
 
 const agents: Agent[] = [];
+/** Agents started at once. */
+const START_AT_ONCE = 25;
 const reply = (msg: unknown) => process.send?.(msg);
 
 /** Starts the agents of these configs in this process (their meters, broker and node are elsewhere). */
 async function start(configPaths: string[]) {
   const log = createLogger({ level: 'error', pretty: false });
-  for (const configPath of configPaths) {
+  const startOne = async (configPath: string) => {
     const cfg = loadConfig(configPath);
     // In-process agents need no control port (and hundreds of them would race for free ports).
     cfg.control.port = undefined;
     agents.push(await Agent.start(cfg, { password: SIM_PASSWORD, log: log.child({ agent: cfg.name }) }));
-  }
+  };
+  // A few dozen at a time: each start waits mostly on the chain node and the broker.
+  for (let i = 0; i < configPaths.length; i += START_AT_ONCE)
+    await Promise.all(configPaths.slice(i, i + START_AT_ONCE).map(startOne));
 }
 
 /** This process's event-loop utilisation at the start of the run (to tell how busy it was). */
@@ -116,7 +121,16 @@ async function run(sessions: number, targetWh: number, timeoutMs: number): Promi
       let misses = 0;
       while (counted.size < sessions && Date.now() < until) {
         const requestedAt = Date.now();
-        const { id } = (await ev.control('charge', { targetWh })) as { id: string };
+        let id: string;
+        try {
+          ({ id } = (await ev.control('charge', { targetWh })) as { id: string });
+        } catch (err) {
+          // Refused before it began (the car's meter did not answer in time): the driver tries again.
+          const why = (err as Error).message;
+          missReasons.set(why, (missReasons.get(why) ?? 0) + 1);
+          await new Promise((res) => setTimeout(res, backoffMs(++misses, DRIVER_BACKOFF)));
+          continue;
+        }
         let mine: string | undefined;
         // Count a session once a station took it (it charged: however short, it has a txid and an
         // end): a car that found every station busy drives on.

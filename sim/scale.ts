@@ -589,7 +589,10 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
     await standalone?.stop();
     // The agents first (the edge last: it settles what the others reported), the world last.
     for (const w of [...workers].sort((a, b) => Number(a.kind === 'edge') - Number(b.kind === 'edge'))) {
-      await w.ask({ cmd: 'stop' }).catch(() => {});
+      await Promise.race([
+        w.ask({ cmd: 'stop' }).catch(() => {}),
+        new Promise((res) => setTimeout(res, 15_000)),
+      ]);
       if (w.child.exitCode === null) w.child.kill('SIGKILL');
     }
     await world?.close();
