@@ -25,6 +25,7 @@ export type ToWorker =
   | { cmd: 'mark' }
   | { cmd: 'run'; sessions: number; targetWh: number; timeoutMs: number }
   | { cmd: 'stats' }
+  | { cmd: 'peek' }
   | { cmd: 'stop' };
 
 export interface SessionResult {
@@ -52,7 +53,6 @@ export interface WorkerStats {
 const agents: Agent[] = [];
 /** Agents started at once. */
 const START_AT_ONCE = 25;
-const reply = (msg: unknown) => process.send?.(msg);
 
 /** Starts the agents of these configs in this process (their meters, broker and node are elsewhere). */
 async function start(configPaths: string[]) {
@@ -109,7 +109,7 @@ async function run(sessions: number, targetWh: number, timeoutMs: number): Promi
   let ended = 0;
   const until = Date.now() + timeoutMs;
   const progress = setInterval(
-    () => reply({ progress: ended, started: counted.size, why: Object.fromEntries(missReasons) }),
+    () => process.send?.({ progress: ended, started: counted.size, why: Object.fromEntries(missReasons) }),
     1000,
   );
   // Cars arrive over a ramp, not all in the same millisecond (which no real fleet does, and which
@@ -184,6 +184,20 @@ async function run(sessions: number, targetWh: number, timeoutMs: number): Promi
   });
 }
 
+/** What the agents here are doing now: open sessions by state, messages queued and dropped (by reason), the edge's bills. */
+function peek(): Record<string, unknown> {
+  const states: Record<string, number> = {};
+  const droppedBy: Record<string, number> = {};
+  let queued = 0;
+  for (const a of agents) {
+    for (const s of a.openSessions()) states[s.state] = (states[s.state] ?? 0) + 1;
+    for (const [r, n] of Object.entries(a.bus.droppedBy)) droppedBy[r] = (droppedBy[r] ?? 0) + (n ?? 0);
+    queued += a.bus.queued;
+  }
+  const edge = agents.find((a) => a.cfg.role === 'edge');
+  return { states, droppedBy, queued, ...(edge ? (edge.role.status() as Record<string, unknown>) : {}) };
+}
+
 function stats(): WorkerStats {
   const bus = { sent: 0, sentBytes: 0, received: 0, dropped: 0 };
   for (const a of agents) for (const k of Object.keys(bus) as (keyof typeof bus)[]) bus[k] += a.bus.stats[k];
@@ -218,7 +232,9 @@ async function profile(): Promise<(dir: string) => Promise<void>> {
 // (hundreds of agents in one process run the same code hot).
 setFlagsFromString('--turbofan');
 
-process.on('message', async (msg: ToWorker) => {
+process.on('message', async ({ id, ...msg }: ToWorker & { id: number }) => {
+  // Replies carry the request's id: a quick question (peek) may be answered before a long one (run).
+  const reply = (m: Record<string, unknown>) => process.send?.({ id, ...m });
   try {
     switch (msg.cmd) {
       case 'start':
@@ -231,6 +247,8 @@ process.on('message', async (msg: ToWorker) => {
         return reply({ ok: true });
       case 'run':
         return reply({ ok: true, value: await run(msg.sessions, msg.targetWh, msg.timeoutMs) });
+      case 'peek':
+        return reply({ ok: true, value: peek() });
       case 'stats': {
         const value = stats();
         await stopProfile?.(process.env.P2PEV_SCALE_PROFILE!);
@@ -248,4 +266,4 @@ process.on('message', async (msg: ToWorker) => {
 });
 // The parent gone (killed, crashed): nothing left to serve.
 process.on('disconnect', () => process.exit(0));
-reply({ ready: true });
+process.send?.({ ready: true });

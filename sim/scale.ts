@@ -168,15 +168,17 @@ async function forkWorker(kind: WorkerProcess['kind'], out: (line: string) => vo
     env: { ...process.env, P2PEV_KEY_PASSWORD: undefined },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
-  const replies: ((v: { ok: boolean; value?: unknown; error?: string }) => void)[] = [];
+  const replies = new Map<number, (v: { ok: boolean; value?: unknown; error?: string }) => void>();
+  let nextId = 0;
   const w: WorkerProcess = {
     kind,
     child,
     progress: { progress: 0, started: 0, why: {} },
     ask: <T>(msg: ToWorker) =>
       new Promise<T>((resolve, reject) => {
-        replies.push((m) => (m.ok ? resolve(m.value as T) : reject(new Error(m.error))));
-        child.send(msg);
+        const id = nextId++;
+        replies.set(id, (m) => (m.ok ? resolve(m.value as T) : reject(new Error(m.error))));
+        child.send({ ...msg, id });
       }),
   };
   const ready = new Promise<void>((resolve, reject) => {
@@ -184,13 +186,17 @@ async function forkWorker(kind: WorkerProcess['kind'], out: (line: string) => vo
     child.on('message', (m: Record<string, unknown>) => {
       if ('ready' in m) resolve();
       else if ('progress' in m) w.progress = m as unknown as Progress;
-      else replies.shift()?.(m as { ok: boolean });
+      else if (typeof m.id === 'number') {
+        replies.get(m.id)?.(m as { ok: boolean });
+        replies.delete(m.id);
+      }
     });
   });
   child.on('exit', (code, signal) => {
     if (code !== 0 && signal !== 'SIGKILL' && signal !== 'SIGTERM')
       out(`the ${kind} worker (pid ${child.pid}) exited with ${code ?? signal}`);
-    for (const r of replies.splice(0)) r({ ok: false, error: `the ${kind} worker exited` });
+    for (const r of replies.values()) r({ ok: false, error: `the ${kind} worker exited` });
+    replies.clear();
   });
   const kill = () => child.kill('SIGKILL');
   process.once('exit', kill);
@@ -548,6 +554,13 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
       out(
         `  ${p.progress}/${opts.sessions} sessions ended, ${(p.progress / s).toFixed(1)}/s, ${s.toFixed(0)} s elapsed (${misses} searches found no station${why ? `: ${why}` : ''})`,
       );
+      // P2PEV_SCALE_PEEK=1: what each worker's agents are doing (open states, queues, drops).
+      if (process.env.P2PEV_SCALE_PEEK)
+        for (const w of workers)
+          void w.ask({ cmd: 'peek' }).then(
+            (v) => out(`    ${w.kind}: ${JSON.stringify(v)}`),
+            () => {},
+          );
     }, 5000);
     const results = (
       await Promise.all(
