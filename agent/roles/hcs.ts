@@ -159,6 +159,9 @@ export class HcsRole implements RoleHandler {
   /** This station's settings (the config's `hcs` section); `s.hcs` is a session's station address. */
   private readonly station: NonNullable<AgentConfig['hcs']>;
 
+  /** The highest seq the chain held for this station when the agent started (nextSeq). */
+  private chainSeq?: bigint;
+
   /** The station's charger, behind a small port (charger-port.ts). */
   private readonly charger: ChargerPort;
 
@@ -187,9 +190,12 @@ export class HcsRole implements RoleHandler {
    */
   private async nextSeq(): Promise<bigint> {
     const journal = big(this.agent.journal.get<string>('seq') ?? '0');
-    const chain = await this.agent.chain.retry('lastSeq', () =>
+    // The chain's counter is read once, at start (resume): after that every seq it can hold for
+    // this station is one handed out here, journaled before it was offered.
+    this.chainSeq ??= await this.agent.chain.retry('lastSeq', () =>
       this.agent.chain.client.lastSeq(this.agent.address),
     );
+    const chain = this.chainSeq;
     const seq = (journal > chain ? journal : chain) + 1n;
     this.agent.journal.put('seq', seq.toString());
     return seq;
@@ -212,9 +218,14 @@ export class HcsRole implements RoleHandler {
   async resume(): Promise<void> {
     // The configured window against the contract's, before any offer is made.
     const client = this.agent.chain.client;
-    const [contractWindow, profile] = await this.agent.chain.retry('window', () =>
-      Promise.all([client.settlementWindow(), client.hcsProfile(this.agent.address)]),
+    const [contractWindow, profile, lastSeq] = await this.agent.chain.retry('window', () =>
+      Promise.all([
+        client.settlementWindow(),
+        client.hcsProfile(this.agent.address),
+        client.lastSeq(this.agent.address),
+      ]),
     );
+    this.chainSeq = lastSeq;
     const check = windowCheck(this.station, Number(contractWindow), profile.powerW || undefined);
     if (check.level === 'fail') throw new Error(`${check.detail}: ${check.fix}`);
     if (check.level === 'warn') this.agent.log.warn({ fix: check.fix }, check.detail);
