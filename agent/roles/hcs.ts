@@ -325,10 +325,10 @@ export class HcsRole implements RoleHandler {
     // The receipt rule travels with the offer: the station is the one that switches off on it.
     const r = this.agent.cfg.receipts;
     const optional = { ...terms, kw: this.station.powerKw, rWh: r.wh, rMs: r.intervalMs, ...nonce };
-    await this.reply(ev, REQUEST_STATUS.accept, optional);
     if (server) {
-      // The edge forms the agreement: it checks the deposit and sends the mutual to both.
-      await this.agent.send(server, {
+      // The edge forms the agreement: it checks the deposit and sends the mutual to both. The
+      // same answer to the car and the edge: signed once.
+      await this.agent.send([ev, server], {
         type: 'response',
         status: REQUEST_STATUS.accept,
         sender: this.agent.address,
@@ -337,6 +337,7 @@ export class HcsRole implements RoleHandler {
       });
       return;
     }
+    await this.reply(ev, REQUEST_STATUS.accept, optional);
     // No edge: the two parties agree directly; this station plays the server. The charger
     // switches on once the EV's consent has reserved the session on chain.
     await this.agent.send(ev, {
