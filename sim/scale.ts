@@ -24,10 +24,14 @@ import type { SessionResult, ToWorker, WorkerStats } from './scale-worker.js';
 import { buildWorld, type Device, type EvSpec, type StationSpec, type World } from './world.js';
 
 /**
- * Worker processes per kind of agent. One each: on two cores more processes only add their own
- * overhead (a Node heap, timers, a broker connection per agent either way).
+ * Agents per worker process at most. One worker per kind is enough for the CPU (on two cores more
+ * processes only add their own overhead), but each agent holds four descriptors (its journal, the
+ * broker, its meter, the chain node) and ~1.2 MB: past a few thousand agents a process would reach
+ * the descriptor limit (20,000 here) or its heap.
  */
-const WORKERS = { ev: 1, hcs: 1 } as const;
+const AGENTS_PER_WORKER = 2000;
+/** A worker's heap limit (MB): thousands of agents need more than Node's default of ~4 GB. */
+const WORKER_HEAP_MB = 8192;
 
 export interface ScaleOptions {
   evs: number;
@@ -164,6 +168,7 @@ async function forkWorker(kind: WorkerProcess['kind'], out: (line: string) => vo
     import.meta.url,
   );
   const child = fork(entry, [], {
+    execArgv: [...process.execArgv, `--max-old-space-size=${WORKER_HEAP_MB}`],
     serialization: 'advanced',
     env: { ...process.env, P2PEV_KEY_PASSWORD: undefined },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -462,8 +467,8 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
     );
     const spawning = Promise.all([
       forkWorker('edge', out),
-      ...Array.from({ length: WORKERS.hcs }, () => forkWorker('hcs', out)),
-      ...Array.from({ length: WORKERS.ev }, () => forkWorker('ev', out)),
+      ...Array.from({ length: Math.ceil(opts.hcs / AGENTS_PER_WORKER) }, () => forkWorker('hcs', out)),
+      ...Array.from({ length: Math.ceil(opts.evs / AGENTS_PER_WORKER) }, () => forkWorker('ev', out)),
     ]);
     world = await buildWorld({
       dir,

@@ -52,7 +52,7 @@ export interface WorldOptions {
   stations: StationSpec[];
   evs: EvSpec[];
   edge: boolean;
-  /** An external broker URL, 'mosquitto' (start one), or the embedded broker (default). */
+  /** An external broker URL, 'mosquitto' (start one), or the embedded broker ('embedded', the default). */
   broker?: string;
   rpcUrl?: string;
   meters?: 'tcp' | 'rtu';
@@ -114,7 +114,7 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
     log(`anvil ${rpcUrl}`);
   }
   let broker: Broker | undefined;
-  let brokerUrl = opts.broker;
+  let brokerUrl = opts.broker === 'embedded' ? undefined : opts.broker;
   if (!brokerUrl || brokerUrl === 'mosquitto') {
     broker = brokerUrl === 'mosquitto' ? await startMosquitto() : await startEmbeddedBroker();
     brokerUrl = broker.url;
