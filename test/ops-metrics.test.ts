@@ -92,7 +92,7 @@ describe('p2pev status: progress towards the target', () => {
 });
 
 describe('telemetry freshness', () => {
-  it('samples every 5 s while a session is open, and soon after it opens, starts or stops charging or ends, not on other steps', async () => {
+  it('samples every 5 s while a session charges, and soon after it opens, starts or stops charging or ends, not on other steps', async () => {
     const { Ops } = await import('../agent/ops/telemetry.js');
     const sessions = new Map<string, { id: string; state: string }>();
     const agent = {
@@ -124,6 +124,9 @@ describe('telemetry freshness', () => {
     sessions.set('1', { id: '1', state: 'requesting' });
     ops.tick(); // a step that neither opens, charges nor ends
     expect(samples).toBe(1);
+    ago(6_000);
+    ops.tick(); // open but not charging: nothing flows, the configured 30 s holds
+    expect(samples).toBe(1);
     ago(0);
     sessions.set('1', { id: '1', state: 'charging' });
     ops.tick(); // it starts charging, but the last sample is fresh: not yet …
@@ -131,7 +134,7 @@ describe('telemetry freshness', () => {
     ago(2_500);
     ops.tick(); // … once the gap has passed
     expect(samples).toBe(2);
-    ago(6_000); // open: every 5 s
+    ago(6_000); // charging: every 5 s
     ops.tick();
     expect(samples).toBe(3);
     ops.tick();

@@ -62,7 +62,7 @@ function systemdNotify(...args: string[]): void {
   execFile('systemd-notify', args, () => {});
 }
 
-/** Telemetry period while a session is open (the configured one, 30 s by default, otherwise). */
+/** Telemetry period while a session charges (the configured one, 30 s by default, otherwise). */
 const OPEN_SESSION_INTERVAL_MS = 5000;
 /** After a session opens, starts or stops charging or ends: a sample, but not within this of the last. */
 const CHANGE_GAP_MS = 2000;
@@ -137,15 +137,17 @@ export class Ops {
       this.lastWatchdog = now;
       systemdNotify('WATCHDOG=1');
     }
-    // Fresh figures for `p2pev status` and Home Assistant: every few seconds while a session is
-    // open, and soon after one opens, starts or stops charging, or ends (no 11 kW shown after the
-    // charge, no stale earnings); not on the other steps, and not twice within CHANGE_GAP_MS (a
-    // sample is a full meter read and two chain reads: on every step, the scale run's agents
-    // spent a tenth of their CPU on samples).
+    // Fresh figures for `p2pev status` and Home Assistant: every few seconds while a session
+    // charges (the power changes), and soon after a session opens, starts or stops charging, or
+    // ends (no 11 kW shown after the charge, no stale earnings); not on the other steps, and not
+    // twice within CHANGE_GAP_MS (a sample is a full meter read and two chain reads: on every
+    // step, and every 5 s of a car's search, the scale run's agents spent a tenth of their CPU
+    // on samples).
     const open = this.openSessions();
     if (this.lastOpen !== undefined && open !== this.lastOpen) this.changed = true;
     this.lastOpen = open;
-    const interval = open ? Math.min(this.intervalMs, OPEN_SESSION_INTERVAL_MS) : this.intervalMs;
+    const charging = open.includes('+');
+    const interval = charging ? Math.min(this.intervalMs, OPEN_SESSION_INTERVAL_MS) : this.intervalMs;
     const since = now - this.lastSample;
     if (this.sampling || !((this.changed && since >= CHANGE_GAP_MS) || since >= interval)) return;
     this.changed = false;
