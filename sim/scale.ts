@@ -456,6 +456,11 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
       : (opts.broker ?? (mosquittoInstalled() ? 'mosquitto' : undefined));
   const brokerName = broker === undefined ? 'embedded' : broker === 'mosquitto' ? 'mosquitto' : 'external';
 
+  // Stopped from outside: exit through 'exit', whose handlers kill mosquitto and the standalone
+  // agent (the workers leave when their channel closes, anvil with its watchdog's pipe).
+  const leave = (signal: NodeJS.Signals) => process.exit(signal === 'SIGINT' ? 130 : 143);
+  process.once('SIGINT', leave);
+  process.once('SIGTERM', leave);
   const t0 = Date.now();
   let world: World | undefined;
   let stopping = false;
@@ -615,5 +620,7 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
     }
     await world?.close();
     rmSync(dir, { recursive: true, force: true });
+    process.off('SIGINT', leave);
+    process.off('SIGTERM', leave);
   }
 }
