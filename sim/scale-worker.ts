@@ -52,7 +52,7 @@ export interface WorkerStats {
 
 const agents: Agent[] = [];
 /** Agents started at once. */
-const START_AT_ONCE = 100;
+const START_AT_ONCE = 25;
 
 /** Starts the agents of these configs in this process (their meters, broker and node are elsewhere). */
 async function start(configPaths: string[]) {
