@@ -499,11 +499,20 @@ export class HcsRole implements RoleHandler {
       // deadline two reply times ahead; receipts that follow it must not push this back.)
       if (s.server && now > s.deadline - this.agent.cfg.timeouts.replyMs) return this.reserve(s);
     }
-    if (s.deadline && now > s.deadline)
+    if (s.deadline && now > s.deadline) {
       this.agent.move(s, 'failed', {
         error: s.consent ? 'the session was not reserved in time' : 'no mutual agreement in time',
         deadline: 0,
       });
+      // No consent came (the car gave up waiting for our answer, or its consent was lost): nothing
+      // can be reserved. Say so to the car and the edge, which otherwise keeps this station taken
+      // for the agreement until its settlement window closes (at 2,000 × 400, under load, hundreds
+      // of stations stood idle that way). Best effort: a lost one costs only that wait.
+      if (!s.consent && s.server) {
+        const end = { type: 'termination', ev: s.ev, hcs: s.hcs, txid: s.txid, status: END.timeout } as const;
+        await this.agent.send([s.ev, s.server], end);
+      }
+    }
   }
 
   /**
