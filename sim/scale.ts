@@ -458,7 +458,10 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
 
   // Stopped from outside: exit through 'exit', whose handlers kill mosquitto and the standalone
   // agent (the workers leave when their channel closes, anvil with its watchdog's pipe).
-  const leave = (signal: NodeJS.Signals) => process.exit(signal === 'SIGINT' ? 130 : 143);
+  const leave = (signal: NodeJS.Signals) => {
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
   process.once('SIGINT', leave);
   process.once('SIGTERM', leave);
   const t0 = Date.now();
