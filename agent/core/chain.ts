@@ -5,6 +5,7 @@
  * confirmation depth, and a cache of member status for the message bus.
  */
 import { type JsonRpcProvider, NonceManager, type TransactionReceipt, Wallet } from 'ethers';
+import { BatchSender } from '../../contracts/batchsender.js';
 import { MemberStatus, revertName, SettlementClient } from '../../contracts/client.js';
 import { retry } from '../../drivers/index.js';
 import { type Deployment, readDeployment } from '../../contracts/deploy.js';
@@ -146,6 +147,23 @@ export class Chain {
     const next = this.queue.then(run, run);
     this.queue = next.catch(() => {});
     return next;
+  }
+
+  /**
+   * A raw-transaction sender for this device's batches (the edge's: contracts/batchsender.ts),
+   * its nonce past `journaledNonces`. The edge sends nothing else, so it and the ethers wallet of
+   * `send` never give out the same nonce.
+   */
+  openBatchSender(journaledNonces: bigint[] = []): Promise<BatchSender> {
+    return this.retry('nonce', () =>
+      BatchSender.open(
+        this.provider,
+        this.opts.privateKey,
+        this.address,
+        this.domain.chainId,
+        journaledNonces,
+      ),
+    );
   }
 
   async confirmations(receipt: TransactionReceipt): Promise<void> {

@@ -38,17 +38,27 @@ export function distanceM(lat1: number, lon1: number, lat2: number, lon2: number
 }
 
 export function rankStations(
-  stations: Station[],
+  stations: readonly Station[],
   at: { latitude: number; longitude: number; radiusM: number },
   limit: number,
 ): RankedStation[] {
-  return stations
-    .map((s) => {
-      const d = distanceM(at.latitude, at.longitude, s.latitude, s.longitude);
-      const stars = s.ratingCount > 0 ? s.meanRating / 100 : 3;
-      return { ...s, distanceM: Math.round(d), score: d * (1 + (5 - stars) / 5) };
-    })
-    .filter((s) => s.distanceM <= at.radiusM)
+  // A box around the circle first (a degree of latitude is ≥ 110.5 km; of longitude, that times the
+  // cosine at the box's edge nearest a pole): the haversine and an object only for the stations
+  // inside it. An edge ranks every station on every search, and copied them all (bench:edge).
+  const dLat = at.radiusM / 110_500 + 1e-9;
+  const edgeLat = Math.min(89.999, Math.abs(at.latitude) + dLat);
+  const dLon = Math.min(360, dLat / Math.cos((edgeLat * Math.PI) / 180));
+  const near: RankedStation[] = [];
+  for (const s of stations) {
+    if (Math.abs(s.latitude - at.latitude) > dLat) continue;
+    const lonGap = Math.abs(s.longitude - at.longitude);
+    if (Math.min(lonGap, 360 - lonGap) > dLon) continue;
+    const d = distanceM(at.latitude, at.longitude, s.latitude, s.longitude);
+    if (Math.round(d) > at.radiusM) continue;
+    const stars = s.ratingCount > 0 ? s.meanRating / 100 : 3;
+    near.push({ ...s, distanceM: Math.round(d), score: d * (1 + (5 - stars) / 5) });
+  }
+  return near
     .sort(
       (a, b) =>
         a.score - b.score ||
