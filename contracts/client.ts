@@ -632,9 +632,23 @@ export class SettlementClient {
       profileHash: p.profileHash,
     };
   }
+  /**
+   * What the EV's deposit can still cover. Read with a raw eth_call where the runner has a JSON-RPC
+   * provider: the edge reads one per agreement, and ethers' contract call (populate, encode,
+   * checksum, decode) cost it more than the read (bench:edge).
+   */
   async availableDeposit(ev: string): Promise<bigint> {
-    return this.view('availableDeposit', ev);
+    const provider = this.contract.runner?.provider as
+      | { send?: (method: string, params: unknown[]) => Promise<string> }
+      | null
+      | undefined;
+    if (typeof provider?.send !== 'function' || !/^0x[0-9a-fA-F]{40}$/.test(ev))
+      return this.view('availableDeposit', ev);
+    this.depositSelector ??= this.contract.interface.getFunction('availableDeposit')?.selector ?? '';
+    const data = `${this.depositSelector}${'0'.repeat(24)}${ev.slice(2).toLowerCase()}`;
+    return BigInt(await provider.send('eth_call', [{ to: this.address, data }, 'latest']));
   }
+  private depositSelector: string | undefined;
   /** The deposit (announced withdrawal excluded), what open reservations hold of it, the announcement. */
   async depositOf(
     ev: string,

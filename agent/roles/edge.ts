@@ -13,6 +13,7 @@ import {
   billWei,
   computeTxId,
   MEMBER_STATUS,
+  type MessageInput,
   type MessageOf,
   PAYMENT_STATUS,
   REQUEST_STATUS,
@@ -119,6 +120,8 @@ export class EdgeRole implements RoleHandler {
   /** Agreements waiting for their EV's deposit read (by txid; their promises), and the reads (by EV). */
   private readonly agreeing = new Map<string, Promise<void>>();
   private readonly depositReads = new Map<string, Promise<bigint>>();
+  /** Bills whose station is charging (kept as they change: takenStations ran over every bill per search). */
+  private readonly charging = new Set<string>();
   /** Bills queued for the chain (kept as they change: counting them on every save cost O(bills)). */
   private queuedCount = 0;
   private finishedSincePrune = 0;
@@ -139,6 +142,7 @@ export class EdgeRole implements RoleHandler {
     for (const [, b] of agent.journal.list<Bill>('b:')) {
       this.bills.set(b.txid, b);
       if (b.state === 'queued') this.queuedCount++;
+      this.trackCharging(b);
     }
     for (const [, r] of agent.journal.list<BatchRecord>('x:')) this.records.set(r.hash, r);
   }
@@ -157,8 +161,15 @@ export class EdgeRole implements RoleHandler {
     return opened;
   }
 
+  /** Keeps `charging` up to date: the bills whose station charges under this edge's agreement. */
+  private trackCharging(b: Bill): void {
+    if (b.state === 'collecting' && !b.hcsReport && !b.endedAt) this.charging.add(b.txid);
+    else this.charging.delete(b.txid);
+  }
+
   private save(b: Bill): void {
     this.agent.journal.put(`b:${b.txid}`, b);
+    this.trackCharging(b);
     const before = this.bills.get(b.txid)?.state;
     this.bills.set(b.txid, b);
     if (before !== b.state) {
@@ -298,9 +309,10 @@ export class EdgeRole implements RoleHandler {
     // Holds are on the monotonic clock: a wall-clock step must not stretch one by the step.
     const mono = performance.now();
     const taken = new Set<string>();
-    for (const b of this.bills.values())
-      if (b.state === 'collecting' && !b.hcsReport && !b.endedAt && now < b.terms.settleBy * 1000)
-        taken.add(b.hcs);
+    for (const txid of this.charging) {
+      const b = this.bills.get(txid);
+      if (b && now < b.terms.settleBy * 1000) taken.add(b.hcs);
+    }
     for (const [hcs, hold] of this.holds) {
       if (hold.until < mono) this.holds.delete(hcs);
       else if (hold.ev !== ev) taken.add(hcs);
@@ -469,8 +481,7 @@ export class EdgeRole implements RoleHandler {
       paymentStatus: agreed ? PAYMENT_STATUS.pending : PAYMENT_STATUS.disputed,
     } as const;
     // Resent until acknowledged (agent/core/outbox.ts).
-    await this.agent.sendReliably(b.ev, note, b.txid, b.terms.settleBy);
-    await this.agent.sendReliably(b.hcs, note, b.txid, b.terms.settleBy);
+    await this.toBoth(b, note);
     // A full batch goes at once, not at the next tick.
     if (this.queuedCount >= this.agent.cfg.edge.batchSize) this.submitQueued();
   }
@@ -777,6 +788,16 @@ export class EdgeRole implements RoleHandler {
     );
   }
 
+  /**
+   * The same message to both parties, resent until each acknowledges it: signed once (a signature
+   * costs more than the rest of a send; the acks name the envelope, the same for both).
+   */
+  private async toBoth(b: Bill, msg: MessageInput): Promise<void> {
+    const envelope = await this.agent.bus.sign(msg);
+    await this.agent.sendEnvelopeReliably(b.ev, envelope, msg.type, b.txid, b.terms.settleBy);
+    await this.agent.sendEnvelopeReliably(b.hcs, envelope, msg.type, b.txid, b.terms.settleBy);
+  }
+
   /** Records the outcome and tells both parties with a transaction message. */
   private async finish(b: Bill, state: 'settled' | 'failed', txHash?: string, error?: string): Promise<void> {
     const done: Bill = {
@@ -807,8 +828,7 @@ export class EdgeRole implements RoleHandler {
       rating: 0,
       comment: '',
     } as const;
-    await this.agent.sendReliably(b.ev, msg, b.txid, b.terms.settleBy);
-    await this.agent.sendReliably(b.hcs, msg, b.txid, b.terms.settleBy);
+    await this.toBoth(b, msg);
     // Sorting every bill on every finish cost O(bills · log) a session: every 50 is enough.
     if (++this.finishedSincePrune >= 50) {
       this.finishedSincePrune = 0;
