@@ -55,7 +55,7 @@ const CHARGE_MS = num('BENCH_EDGE_CHARGE_MS', 500);
 /** anvil's block gas limit: raised from its 30 M so that a batch of hundreds of bills fits a block. */
 const GAS_LIMIT = num('BENCH_EDGE_GAS_LIMIT', 100_000_000);
 /** A party sends again what got no answer this long (ms). */
-const RESEND_MS = num('BENCH_EDGE_RESEND_MS', 5000);
+const RESEND_MS = num('BENCH_EDGE_RESEND_MS', 15_000);
 /** Sessions of one station in flight at once (the contract's ring of 16 open reservations). */
 const PER_STATION = 15;
 const EDGE_NODE_OPTIONS = '--max-old-space-size=1024 --max-semi-space-size=16';
