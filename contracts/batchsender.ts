@@ -15,7 +15,6 @@
  *   settles and reserves a session at most once, so a resubmission cannot bill twice).
  * - On start the next nonce is the node's pending count, or one past the highest journaled batch.
  */
-import type { JsonRpcProvider } from 'ethers';
 import { type Eip1559Fields, type SignedTx, signEip1559 } from './rawtx.js';
 
 /** A receipt as the node gives it, the fields the edge reads. */
@@ -57,12 +56,17 @@ function isNodeAnswer(err: unknown): boolean {
   return typeof (e?.error?.code ?? e?.info?.error?.code) === 'number';
 }
 
+/** What the sender needs of a node: JSON-RPC calls (contracts/rpc.ts `jsonRpc`, or an ethers provider). */
+export interface RpcPort {
+  send(method: string, params: unknown[]): Promise<unknown>;
+}
+
 export class BatchSender {
   private next = 0n;
   private fees: { at: number; maxFee: bigint; tip: bigint } | undefined;
 
   private constructor(
-    private readonly provider: JsonRpcProvider,
+    private readonly provider: RpcPort,
     private readonly secretKey: Uint8Array,
     readonly address: string,
     readonly chainId: bigint,
@@ -73,7 +77,7 @@ export class BatchSender {
    * `journaledNonces`' highest, whichever is more.
    */
   static async open(
-    provider: JsonRpcProvider,
+    provider: RpcPort,
     privateKey: string,
     address: string,
     chainId: bigint,
@@ -93,7 +97,9 @@ export class BatchSender {
 
   /** Reads the node's pending count again (after the node said a nonce was used). */
   async resync(journaledNonces: bigint[] = []): Promise<void> {
-    const pending = BigInt(await this.provider.send('eth_getTransactionCount', [this.address, 'pending']));
+    const pending = BigInt(
+      (await this.provider.send('eth_getTransactionCount', [this.address, 'pending'])) as string,
+    );
     let next = pending;
     for (const n of journaledNonces) if (n + 1n > next) next = n + 1n;
     this.next = next;
@@ -103,7 +109,7 @@ export class BatchSender {
     if (this.fees && Date.now() - this.fees.at < FEES_TTL_MS) return this.fees;
     const [block, tipHex] = await Promise.all([
       this.provider.send('eth_getBlockByNumber', ['latest', false]) as Promise<{ baseFeePerGas?: string }>,
-      this.provider.send('eth_maxPriorityFeePerGas', []).catch(() => '0x3b9aca00') as Promise<string>,
+      (this.provider.send('eth_maxPriorityFeePerGas', []) as Promise<string>).catch(() => '0x3b9aca00'),
     ]);
     const base = BigInt(block?.baseFeePerGas ?? '0x0');
     const tip = BigInt(tipHex);
@@ -176,6 +182,6 @@ export class BatchSender {
 
   /** The account's mined transaction count (nonces below it are used). */
   async minedCount(): Promise<bigint> {
-    return BigInt(await this.provider.send('eth_getTransactionCount', [this.address, 'latest']));
+    return BigInt((await this.provider.send('eth_getTransactionCount', [this.address, 'latest'])) as string);
   }
 }

@@ -10,6 +10,8 @@ import { BatchSender, TxRefused } from '../contracts/batchsender.js';
 import { byStation, packSettlements } from '../contracts/client.js';
 import { bytesCalldata, bytesFromEventData, rlpEncode, signEip1559 } from '../contracts/rawtx.js';
 import { SETTLEMENT_ABI } from '../contracts/generated/settlement.js';
+import { jsonRpc } from '../contracts/rpc.js';
+import { isNetworkError } from '../agent/core/chain.js';
 import { batchEntry, type SettlementFixture, setupSettlement } from './helpers/anvilSettlement.js';
 
 const KEY = '0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d';
@@ -191,6 +193,32 @@ describe('raw batches on anvil', () => {
     const receipt = await mined(restarted, journaled.hash);
     expect(receipt.transactionHash).toBe(journaled.hash);
     expect((await mined(restarted, after.hash)).status).toBe(1);
+  });
+
+  it("over the plain JSON-RPC client (the edge's): sent and mined, a refusal named, a dead node not a refusal", async () => {
+    const rpc = jsonRpc(fx.anvil.rpcUrl);
+    const sender = await BatchSender.open(rpc, relayerKey, relayer, BigInt(fx.anvil.chainId));
+    const tx = await sender.sign(relayer, Uint8Array.of(9), 30_000n);
+    await sender.broadcast(tx);
+    expect((await mined(sender, tx.hash)).status).toBe(1);
+    const low = await sender.sign(relayer, new Uint8Array(0), 1000n);
+    const refused = await sender.broadcast(low).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(TxRefused);
+    await sender.refused(low, false);
+    // A node that is not there for the send: the network's error (the batch stays journaled and is
+    // sent again), not a refusal.
+    const nowhere = jsonRpc('http://127.0.0.1:1');
+    const flaky = {
+      send: (method: string, params: unknown[]) =>
+        (method === 'eth_sendRawTransaction' ? nowhere : rpc).send(method, params),
+    };
+    const dead = await BatchSender.open(flaky, relayerKey, relayer, BigInt(fx.anvil.chainId));
+    const lost = await dead.sign(relayer, Uint8Array.of(10), 30_000n);
+    const away = await dead.broadcast(lost).catch((e: unknown) => e);
+    expect(away).not.toBeInstanceOf(TxRefused);
+    expect(isNetworkError(away)).toBe(true);
+    await sender.broadcast(lost);
+    expect((await mined(sender, lost.hash)).status).toBe(1);
   });
 
   it('a batch whose nonce another transaction took is refused as used', async () => {

@@ -9,7 +9,7 @@ import { BatchSender } from '../../contracts/batchsender.js';
 import { MemberStatus, revertName, SettlementClient } from '../../contracts/client.js';
 import { retry } from '../../drivers/index.js';
 import { type Deployment, readDeployment } from '../../contracts/deploy.js';
-import { connectRpc } from '../../contracts/rpc.js';
+import { connectRpc, jsonRpc } from '../../contracts/rpc.js';
 import type { Domain } from '../../protocol/index.js';
 import type { Logger } from './log.js';
 
@@ -59,6 +59,8 @@ export class Chain {
   private queue: Promise<unknown> = Promise.resolve();
   private readonly members = new Map<string, { ok: boolean; until: number }>();
   reachable = false;
+  /** The batches' own JSON-RPC client (kept-alive connections, no ethers in the way). */
+  private batchRpc: ReturnType<typeof jsonRpc> | undefined;
 
   private constructor(private readonly opts: ChainOptions) {
     this.deployment = readDeployment(opts.deploymentFile);
@@ -157,7 +159,7 @@ export class Chain {
   openBatchSender(journaledNonces: bigint[] = []): Promise<BatchSender> {
     return this.retry('nonce', () =>
       BatchSender.open(
-        this.provider,
+        (this.batchRpc ??= jsonRpc(this.opts.rpcUrl)),
         this.opts.privateKey,
         this.address,
         this.domain.chainId,
