@@ -709,8 +709,9 @@ export class SettlementClient {
   async events<E extends EventName>(
     name: E,
     fromBlock: number,
+    toBlock?: number,
   ): Promise<(SettlementEventOf<E> & { log: Log })[]> {
-    const logs = await this.contract.queryFilter(name, fromBlock);
+    const logs = await this.contract.queryFilter(name, fromBlock, toBlock);
     return logs.flatMap((log) => {
       const e = parseSettlementLog(this.contract.interface, log);
       return e?.name === name ? [{ ...(e as SettlementEventOf<E>), log }] : [];
