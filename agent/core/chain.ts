@@ -157,14 +157,10 @@ export class Chain {
    * `send` never give out the same nonce.
    */
   openBatchSender(journaledNonces: bigint[] = []): Promise<BatchSender> {
+    this.batchRpc ??= jsonRpc(this.opts.rpcUrl);
+    const rpc = this.batchRpc;
     return this.retry('nonce', () =>
-      BatchSender.open(
-        (this.batchRpc ??= jsonRpc(this.opts.rpcUrl)),
-        this.opts.privateKey,
-        this.address,
-        this.domain.chainId,
-        journaledNonces,
-      ),
+      BatchSender.open(rpc, this.opts.privateKey, this.address, this.domain.chainId, journaledNonces),
     );
   }
 
