@@ -35,8 +35,9 @@ function uintWord(value: bigint, bits: number, field: string): Uint8Array {
 
 /**
  * keccak256(abi.encode(TERMS_TYPEHASH, chainId, contract, ev, hcs, seq, price, maxWh, settleBy)),
- * as the contract computes it: nine static words, encoded here directly (ethers' AbiCoder took a
- * few percent of each agent's CPU at scale; test/protocol.test.ts checks the two agree).
+ * as the contract computes it: nine static words, encoded here directly (ethers' AbiCoder, its
+ * checks and hex strings, cost more than the hash: a few percent of each agent's CPU at scale, and
+ * the edge computes one per agreement; test/protocol.test.ts checks the two agree).
  */
 export function computeTxId(terms: Terms, domain: Domain): string {
   return toHex(
