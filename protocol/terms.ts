@@ -2,8 +2,11 @@
  * Agreement terms and the transaction ID that commits to them (docs/DESIGN.md). The contract
  * recomputes the same hash, so a report that names a txid is a signature on these terms.
  */
-import { AbiCoder, keccak256, toUtf8Bytes } from 'ethers';
-import type { Domain } from './envelope.js';
+import { keccak_256 } from '@noble/hashes/sha3.js';
+import { getBytes, keccak256, toUtf8Bytes } from 'ethers';
+import { addressWord, type Domain, word } from './envelope.js';
+import { EncodeError } from './errors.js';
+import { concatBytes, toHex } from './hex.js';
 
 export interface Terms {
   ev: string;
@@ -21,24 +24,35 @@ export const TERMS_TYPEHASH = keccak256(
     'Terms(address ev,address hcs,uint64 seq,uint128 priceWeiPerKWh,uint64 maxEnergyWh,uint64 settleBy)',
   ),
 );
+const TYPEHASH_BYTES = getBytes(TERMS_TYPEHASH);
 
-const coder = AbiCoder.defaultAbiCoder();
+/** A uint of `bits` as an ABI word; EncodeError naming the field when it does not fit. */
+function uintWord(value: bigint, bits: number, field: string): Uint8Array {
+  if (typeof value !== 'bigint' || value < 0n || value >= 1n << BigInt(bits))
+    throw new EncodeError(`must be a whole number from 0 to 2^${bits} - 1`, field);
+  return word(value);
+}
 
+/**
+ * keccak256(abi.encode(TERMS_TYPEHASH, chainId, contract, ev, hcs, seq, price, maxWh, settleBy)),
+ * as the contract computes it: nine static words, encoded here directly (ethers' AbiCoder, its
+ * checks and hex strings, cost more than the hash: a few percent of each agent's CPU at scale, and
+ * the edge computes one per agreement; test/protocol.test.ts checks the two agree).
+ */
 export function computeTxId(terms: Terms, domain: Domain): string {
-  return keccak256(
-    coder.encode(
-      ['bytes32', 'uint256', 'address', 'address', 'address', 'uint64', 'uint128', 'uint64', 'uint64'],
-      [
-        TERMS_TYPEHASH,
-        domain.chainId,
-        domain.verifyingContract,
-        terms.ev,
-        terms.hcs,
-        terms.seq,
-        terms.priceWeiPerKWh,
-        terms.maxEnergyWh,
-        terms.settleBy,
-      ],
+  return toHex(
+    keccak_256(
+      concatBytes(
+        TYPEHASH_BYTES,
+        uintWord(domain.chainId, 256, 'chainId'),
+        addressWord(domain.verifyingContract),
+        addressWord(terms.ev, 'ev'),
+        addressWord(terms.hcs, 'hcs'),
+        uintWord(terms.seq, 64, 'seq'),
+        uintWord(terms.priceWeiPerKWh, 128, 'priceWeiPerKWh'),
+        uintWord(terms.maxEnergyWh, 64, 'maxEnergyWh'),
+        uintWord(terms.settleBy, 64, 'settleBy'),
+      ),
     ),
   );
 }
