@@ -39,6 +39,7 @@ describe('an agent killed with SIGKILL at each step comes back and finishes exac
     ['HCS1', 'after-mutual'],
     ['EV1', 'charging'],
     ['HCS1', 'after-report'],
+    ['EDGE', 'after-reserve-submit'],
     ['EDGE', 'after-submit'],
   ])(
     '%s killed %s',
@@ -94,6 +95,16 @@ describe('an agent killed with SIGKILL at each step comes back and finishes exac
       });
       // The HCS's own report names the same energy it billed, give or take the tolerance.
       expect(reportEnergyWh(hcsSessions.myReport!)).toBeGreaterThanOrEqual(billed.energyWh);
+      // And the edge knows it: no bill left waiting (a reservation batch whose receipt died with
+      // the edge once kept its bill queued for good, settled only by the station's fallback).
+      await waitFor('the edge to have no bill waiting', async () => {
+        const s = await control<{ edge: { bills: Record<string, number> } }>(
+          device(world, 'EDGE'),
+          'status',
+        ).catch(() => undefined);
+        const bills = s?.edge.bills;
+        return bills && !bills.collecting && !bills.queued && !bills.submitted;
+      });
     },
     150_000,
   );

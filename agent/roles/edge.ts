@@ -126,6 +126,13 @@ export class EdgeRole implements RoleHandler {
   }
 
   async resume(): Promise<void> {
+    // A reservation batch whose receipt died with the last process: its bills would wait for it
+    // forever (no bill is settled before its reservation is known), left to the station's
+    // fallback, and counted as the edge's backlog for good. Reserved again: a session the chain
+    // already holds comes back SeqUsed, which counts as reserved.
+    for (const b of this.bills.values())
+      if (b.reservation === 'submitted' && (b.state === 'collecting' || b.state === 'queued'))
+        this.save({ ...b, reservation: 'queued' });
     await this.recheckSubmitted(0);
   }
 
@@ -493,6 +500,7 @@ export class EdgeRole implements RoleHandler {
             gasLimit: BATCH_BASE_GAS + BATCH_GAS_PER_BILL * BigInt(entries.length),
           }),
         );
+        crashPoint('after-reserve-submit', this.agent.cfg.dataDir);
         const { receipt, results, settled } = await this.agent.chain.retry('receipt', () => pending.result());
         this.figures.gasUsed += receipt.gasUsed;
         this.agent.log.info(
