@@ -58,6 +58,31 @@ const metaUrl = {
     });
   },
 };
+// ocpp-rpc builds, as it is loaded, strict validators for every OCPP version it knows: it parses
+// 1.7 MB of JSON schemas (1.6, 2.0.1, 2.1) into its own ajv copy with ajv-formats, ~8 MB of a
+// station's memory. The agent validates OCPP 1.6 with validators precompiled from the same
+// schemas (drivers/chargers/ocpp-validator.ts, passed as strictModeValidators), so in the bundle
+// ocpp-rpc's list is empty and its ajv-backed createValidator, which the agent never calls, says so.
+const ocppRpcOwnValidators = {
+  name: 'ocpp-rpc-without-its-ajv',
+  setup(build) {
+    build.onResolve({ filter: /^\.\/(lib\/)?(standard-validators|validator)$/ }, (args) => {
+      if (!/[/\\]ocpp-rpc[/\\](index|lib[/\\][\w-]+)\.js$/.test(args.importer)) return undefined;
+      return { path: args.path.replace(/^.*\//, ''), namespace: 'ocpp-rpc-stub' };
+    });
+    build.onLoad({ filter: /.*/, namespace: 'ocpp-rpc-stub' }, (args) => ({
+      loader: 'js',
+      contents:
+        args.path === 'standard-validators'
+          ? 'module.exports = [];'
+          : `class Validator {}
+function createValidator() {
+  throw new Error('ocpp-rpc createValidator is not in p2pev run: OCPP 1.6 is validated by drivers/chargers/ocpp-validator');
+}
+module.exports = { Validator, createValidator };`,
+    }));
+  },
+};
 await esbuild.build({
   // The runner and the module that registers `run` (bin/commands.mjs), as bin/p2pev.mjs takes them.
   stdin: {
@@ -81,7 +106,7 @@ await esbuild.build({
   keepNames: false,
   legalComments: 'none',
   logLevel: 'warning',
-  plugins: [metaUrl],
+  plugins: [metaUrl, ocppRpcOwnValidators],
   // Compiled into another tree (the Debian package's staging dir), the dependencies are still this
   // checkout's: that tree gets its own production node_modules only after the build.
   nodePaths: [`${root}node_modules`],

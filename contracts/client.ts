@@ -16,7 +16,6 @@ import type {
 } from 'abitype';
 import {
   type BytesLike,
-  concat,
   Contract,
   type ContractRunner,
   type ContractTransactionResponse,
@@ -27,10 +26,9 @@ import {
   type InterfaceAbi,
   type Log,
   type TransactionReceipt,
-  toBeHex,
-  zeroPadValue,
 } from 'ethers';
 import type { Terms } from '../protocol/terms.js';
+import { bytesCalldata, bytesFromEventData } from './rawtx.js';
 import type { Deployment } from './deploy.js';
 import { type SETTLEMENT_ABI, SOLIDITY_ENUMS } from './generated/settlement.js';
 
@@ -149,6 +147,56 @@ export interface BatchResult {
   results: EntryResult[];
 }
 
+/** A log as eth_getTransactionReceipt returns it (hex strings). */
+export interface RawLog {
+  address: string;
+  topics: string[];
+  data: string;
+}
+
+const errorNamesByIface = new WeakMap<Interface, Map<string, string>>();
+/** The contract's custom errors by selector (0x + 8 hex). */
+function errorNames(iface: Interface): Map<string, string> {
+  let names = errorNamesByIface.get(iface);
+  if (!names) {
+    names = new Map();
+    iface.forEachError((e) => names?.set(e.selector, e.name));
+    errorNamesByIface.set(iface, names);
+  }
+  return names;
+}
+
+/**
+ * Every entry result in the SessionsSettled / SessionsReserved events of a raw receipt's logs
+ * (the contract at `address` only), read straight from the bytes: what ethers' log parsing did
+ * through hex strings and the ABI coder for every ~30 kB event.
+ */
+export function resultsFromLogs(iface: Interface, address: string, logs: readonly RawLog[]): EntryResult[] {
+  const settledTopic = iface.getEvent('SessionsSettled')?.topicHash;
+  const reservedTopic = iface.getEvent('SessionsReserved')?.topicHash;
+  const names = errorNames(iface);
+  const out: EntryResult[] = [];
+  for (const log of logs) {
+    if (log.address.toLowerCase() !== address.toLowerCase()) continue;
+    const settled = log.topics[0] === settledTopic;
+    if (!settled && log.topics[0] !== reservedTopic) continue;
+    const b = bytesFromEventData(log.data);
+    const size = settled ? 60 : 36;
+    for (let p = 0; p + size <= b.length; p += size) {
+      const selector = `0x${Buffer.from(b.subarray(p + 32, p + 36)).toString('hex')}`;
+      const num = (from: number, to: number) =>
+        BigInt(`0x${Buffer.from(b.subarray(from, to)).toString('hex')}`);
+      out.push({
+        txid: `0x${Buffer.from(b.subarray(p, p + 32)).toString('hex')}`,
+        reason: selector === '0x00000000' ? '' : (names.get(selector) ?? selector),
+        billedWh: settled ? num(p + 36, p + 44) : 0n,
+        amountWei: settled ? num(p + 44, p + 60) : 0n,
+      });
+    }
+  }
+  return out;
+}
+
 /** A batch sent to the chain: its hash at once, its outcome once mined. */
 export interface PendingBatch {
   hash: string;
@@ -172,18 +220,38 @@ const HEAD_BYTES = 93;
 const SIGNATURE_BYTES = 65;
 const MAX_OPTIONAL_BYTES = 1024;
 
+/** Bytes of a BytesLike: hex through Buffer (native), not through ethers' checked hex path. */
+function bytesOf(b: BytesLike): Uint8Array {
+  if (typeof b !== 'string') return b;
+  if (!/^0x[0-9a-fA-F]*$/.test(b) || b.length % 2) return getBytes(b);
+  return Buffer.from(b.slice(2), 'hex');
+}
+
+/** `n` big-endian into `out` at `at`, `size` bytes; an error if it does not fit. */
+function putUint(out: Uint8Array, at: number, size: number, n: bigint, what: string): void {
+  if (n < 0n || n >= 1n << BigInt(8 * size)) throw new Error(`${what} ${n} does not fit ${size} bytes`);
+  let v = n;
+  for (let i = at + size - 1; i >= at; i--) {
+    out[i] = Number(v & 0xffn);
+    v >>= 8n;
+  }
+}
+
+function putAddress(out: Uint8Array, at: number, address: string): void {
+  if (!/^0x[0-9a-fA-F]{40}$/.test(address)) throw new Error(`not an address: ${address}`);
+  out.set(Buffer.from(address.slice(2), 'hex'), at);
+}
+
 /** The terms as the contract's packed calldata: ev 20 ‖ hcs 20 ‖ seq 8 ‖ price 16 ‖ maxWh 8 ‖ settleBy 8. */
 export function packTerms(t: SettlementTerms): Uint8Array {
-  return getBytes(
-    concat([
-      zeroPadValue(t.ev, 20),
-      zeroPadValue(t.hcs, 20),
-      toBeHex(t.seq, 8),
-      toBeHex(t.priceWeiPerKWh, 16),
-      toBeHex(t.maxEnergyWh, 8),
-      toBeHex(t.settleBy, 8),
-    ]),
-  );
+  const out = new Uint8Array(80);
+  putAddress(out, 0, t.ev);
+  putAddress(out, 20, t.hcs);
+  putUint(out, 40, 8, BigInt(t.seq), 'seq');
+  putUint(out, 48, 16, BigInt(t.priceWeiPerKWh), 'price');
+  putUint(out, 64, 8, BigInt(t.maxEnergyWh), 'maxEnergyWh');
+  putUint(out, 72, 8, BigInt(t.settleBy), 'settleBy');
+  return out;
 }
 
 /**
@@ -191,28 +259,31 @@ export function packTerms(t: SettlementTerms): Uint8Array {
  * txid) is left out (the contract rebuilds it from the terms): energy 8 ‖ n 2 ‖ optional n ‖ r ‖ s ‖ v.
  */
 export function packReceipt(envelope: BytesLike): Uint8Array {
-  const b = getBytes(envelope);
+  const b = bytesOf(envelope);
   if (b.length < HEAD_BYTES + SIGNATURE_BYTES)
     throw new Error(`a signed report is at least ${HEAD_BYTES + SIGNATURE_BYTES} bytes; got ${b.length}`);
-  const energy = BigInt(hexlify(b.subarray(73, 93)));
-  if (energy >= 2n ** 64n) throw new Error(`report energy ${energy} Wh does not fit the contract's 64 bits`);
+  // The energy is a uint160 in the envelope (bytes 73..93); the contract takes its low 64 bits.
+  for (let i = 73; i < 85; i++)
+    if (b[i] !== 0) {
+      const energy = BigInt(`0x${Buffer.from(b.subarray(73, 93)).toString('hex')}`);
+      throw new Error(`report energy ${energy} Wh does not fit the contract's 64 bits`);
+    }
   const optional = b.subarray(HEAD_BYTES, b.length - SIGNATURE_BYTES);
   if (optional.length > MAX_OPTIONAL_BYTES)
     throw new Error(`report optional data is ${optional.length} bytes; at most ${MAX_OPTIONAL_BYTES}`);
-  return getBytes(
-    concat([
-      toBeHex(energy, 8),
-      toBeHex(optional.length, 2),
-      optional,
-      b.subarray(b.length - SIGNATURE_BYTES),
-    ]),
-  );
+  const out = new Uint8Array(10 + optional.length + SIGNATURE_BYTES);
+  out.set(b.subarray(85, 93), 0);
+  out[8] = optional.length >> 8;
+  out[9] = optional.length & 0xff;
+  out.set(optional, 10);
+  out.set(b.subarray(b.length - SIGNATURE_BYTES), 10 + optional.length);
+  return out;
 }
 
 /** The packed entries of a settlement call, back to back. */
 export function packSettlements(entries: SettlementEntry[]): Uint8Array {
-  return getBytes(
-    concat(entries.flatMap((e) => [packTerms(e.terms), packReceipt(e.evReport), packReceipt(e.hcsReport)])),
+  return Buffer.concat(
+    entries.flatMap((e) => [packTerms(e.terms), packReceipt(e.evReport), packReceipt(e.hcsReport)]),
   );
 }
 
@@ -231,7 +302,7 @@ export function byStation<T extends { terms: SettlementTerms }>(entries: readonl
 
 /** The packed entries of a reservation call, back to back. */
 export function packReservations(entries: ReservationEntry[]): Uint8Array {
-  return getBytes(concat(entries.flatMap((e) => [packTerms(e.terms), packReceipt(e.evConsent)])));
+  return Buffer.concat(entries.flatMap((e) => [packTerms(e.terms), packReceipt(e.evConsent)]));
 }
 
 /** One packed receipt read back: energy, optional data, signature, and its length. */
@@ -493,6 +564,35 @@ export class SettlementClient {
       result: async () => this.batchResult(await this.receiptOf('settleBatch', tx), order),
     };
   }
+  /**
+   * The calldata of a settlement batch, for a transaction built and signed by the caller
+   * (contracts/batchsender.ts), and the order the entries went in (`order[k]`: the caller's index
+   * of the k-th entry sent; sorted by station, as submitSettleBatch sends them).
+   */
+  settleBatchCalldata(entries: SettlementEntry[]): { data: Uint8Array; order: number[] } {
+    const sorted = byStation(entries.map((entry, i) => ({ terms: entry.terms, entry, i })));
+    return {
+      data: bytesCalldata(this.selector('settleBatch'), packSettlements(sorted.map((e) => e.entry))),
+      order: sorted.map((e) => e.i),
+    };
+  }
+  /** The calldata of a reservation batch, in the entries' order. */
+  reserveBatchCalldata(entries: ReservationEntry[]): Uint8Array {
+    return bytesCalldata(this.selector('reserveBatch'), packReservations(entries));
+  }
+  private selector(method: 'settleBatch' | 'reserveBatch'): string {
+    const fn = this.contract.interface.getFunction(method);
+    if (!fn) throw new Error(`the contract's ABI has no ${method}`);
+    return fn.selector;
+  }
+  /** What each entry of a batch came to, from its raw receipt's logs, in the caller's order. */
+  resultsOfLogs(logs: readonly RawLog[], order?: number[]): EntryResult[] {
+    const sent = resultsFromLogs(this.contract.interface, this.address, logs);
+    const results = [...sent];
+    if (order && order.length === sent.length)
+      for (const [k, r] of sent.entries()) results[order[k] ?? k] = r;
+    return results;
+  }
   /** `order[k]`: the caller's index of the k-th entry sent; results come back in the caller's order. */
   private batchResult(receipt: TransactionReceipt, order?: number[]): BatchResult {
     const sent = receiptResults(this.contract.interface, receipt);
@@ -532,9 +632,23 @@ export class SettlementClient {
       profileHash: p.profileHash,
     };
   }
+  /**
+   * What the EV's deposit can still cover. Read with a raw eth_call where the runner has a JSON-RPC
+   * provider: the edge reads one per agreement, and ethers' contract call (populate, encode,
+   * checksum, decode) cost it more than the read (bench:edge).
+   */
   async availableDeposit(ev: string): Promise<bigint> {
-    return this.view('availableDeposit', ev);
+    const provider = this.contract.runner?.provider as
+      | { send?: (method: string, params: unknown[]) => Promise<string> }
+      | null
+      | undefined;
+    if (typeof provider?.send !== 'function' || !/^0x[0-9a-fA-F]{40}$/.test(ev))
+      return this.view('availableDeposit', ev);
+    this.depositSelector ??= this.contract.interface.getFunction('availableDeposit')?.selector ?? '';
+    const data = `${this.depositSelector}${'0'.repeat(24)}${ev.slice(2).toLowerCase()}`;
+    return BigInt(await provider.send('eth_call', [{ to: this.address, data }, 'latest']));
   }
+  private depositSelector: string | undefined;
   /** The deposit (announced withdrawal excluded), what open reservations hold of it, the announcement. */
   async depositOf(
     ev: string,
@@ -595,8 +709,9 @@ export class SettlementClient {
   async events<E extends EventName>(
     name: E,
     fromBlock: number,
+    toBlock?: number,
   ): Promise<(SettlementEventOf<E> & { log: Log })[]> {
-    const logs = await this.contract.queryFilter(name, fromBlock);
+    const logs = await this.contract.queryFilter(name, fromBlock, toBlock);
     return logs.flatMap((log) => {
       const e = parseSettlementLog(this.contract.interface, log);
       return e?.name === name ? [{ ...(e as SettlementEventOf<E>), log }] : [];

@@ -2,8 +2,8 @@
  * Connecting to a JSON-RPC node with a clear one-line error when it is not there. ethers'
  * JsonRpcProvider alone retries network detection forever; we probe once and pin the network.
  */
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { JsonRpcProvider, Network } from 'ethers';
 
 /**
@@ -11,7 +11,12 @@ import { JsonRpcProvider, Network } from 'ethers';
  * `fetch`: its first call loads undici and compiles its WebAssembly HTTP parser, which costs an
  * agent ~13 MB resident for good and ~30 MB more at its peak (docs/BENCHMARKS.md).
  */
-function postJson(url: URL, body: string, timeoutMs: number): Promise<{ status: number; text: string }> {
+function postJson(
+  url: URL,
+  body: string,
+  timeoutMs: number,
+  agent?: HttpAgent,
+): Promise<{ status: number; text: string }> {
   const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
     const req = request(
@@ -20,6 +25,7 @@ function postJson(url: URL, body: string, timeoutMs: number): Promise<{ status: 
         method: 'POST',
         headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
         timeout: timeoutMs,
+        ...(agent ? { agent } : {}),
       },
       (res) => {
         const chunks: Buffer[] = [];
@@ -85,4 +91,51 @@ export async function connectRpc(rpcUrl: string): Promise<{ provider: JsonRpcPro
   // Local nodes mine at once; poll receipts often rather than every 4 s.
   if (/^https?:\/\/(127\.0\.0\.1|localhost)[:/]/.test(rpcUrl)) provider.pollingInterval = 100;
   return { provider, chainId };
+}
+
+/** A JSON-RPC answer's error, as ethers shapes it (`error.code` a number: the node answered). */
+export class JsonRpcError extends Error {
+  constructor(
+    readonly method: string,
+    readonly error: { code: number; message: string; data?: unknown },
+  ) {
+    super(`${method}: ${error.message}`);
+    this.name = 'JsonRpcError';
+  }
+}
+
+/**
+ * One JSON-RPC call at a time per request, straight over node:http(s) with kept-alive connections:
+ * for the edge's batch transactions and their receipts (tens of kB of hex each way), where ethers'
+ * provider copied and re-encoded every body in JavaScript (bench:edge). A network failure throws
+ * the socket's error (its `code`, e.g. ECONNREFUSED); the node's refusal a JsonRpcError.
+ */
+export function jsonRpc(
+  rpcUrl: string,
+  timeoutMs = 30_000,
+): { send(method: string, params: unknown[]): Promise<unknown> } {
+  const url = new URL(rpcUrl);
+  const agent =
+    url.protocol === 'https:' ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
+  let id = 0;
+  return {
+    async send(method, params) {
+      const res = await postJson(
+        url,
+        JSON.stringify({ jsonrpc: '2.0', id: ++id, method, params }),
+        timeoutMs,
+        agent,
+      );
+      let body: { result?: unknown; error?: { code: number; message: string; data?: unknown } };
+      try {
+        body = JSON.parse(res.text) as typeof body;
+      } catch {
+        throw Object.assign(new Error(`${method}: HTTP ${res.status} without JSON from ${rpcUrl}`), {
+          code: 'SERVER_ERROR',
+        });
+      }
+      if (body.error) throw new JsonRpcError(method, body.error);
+      return body.result ?? null;
+    },
+  };
 }

@@ -80,7 +80,8 @@ export async function startMosquitto(
   writeFileSync(
     conf,
     opts.config?.(port) ??
-      `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 100\n`,
+      // sys_interval 1: its $SYS counters every second (the flood bench reads the broker's rate).
+      `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 100\nsys_interval 1\n`,
   );
   let child: ChildProcess;
   let stderr = '';
@@ -122,5 +123,50 @@ export async function startMosquitto(
       await stop('SIGTERM');
       if (ownDir) rmSync(dir, { recursive: true, force: true });
     },
+  };
+}
+
+/** The PUBLISH packets a mosquitto received, as its $SYS tree reports them (sys_interval 1). */
+export interface PublishCounter {
+  /** [ms since the epoch when the figure arrived, publishes received since the broker started]. */
+  readonly samples: (readonly [number, number])[];
+  /** Publishes a second between two moments, from the samples nearest inside them. */
+  rate(fromMs: number, toMs: number): { perSecond: number; minPerSecond: number; seconds: number };
+  stop(): Promise<void>;
+}
+
+/**
+ * Publishes a second between two moments from a broker's running count ([ms, count] samples): the
+ * average from the first to the last sample inside the window, and the slowest interval.
+ */
+export function publishRate(
+  samples: readonly (readonly [number, number])[],
+  fromMs: number,
+  toMs: number,
+): { perSecond: number; minPerSecond: number; seconds: number } {
+  const inside = samples.filter(([t]) => t >= fromMs && t <= toMs);
+  if (inside.length < 2) return { perSecond: Number.NaN, minPerSecond: Number.NaN, seconds: 0 };
+  const [t0, c0] = inside[0]!;
+  const [t1, c1] = inside[inside.length - 1]!;
+  let min = Number.POSITIVE_INFINITY;
+  for (let i = 1; i < inside.length; i++) {
+    const [ta, ca] = inside[i - 1]!;
+    const [tb, cb] = inside[i]!;
+    if (tb > ta) min = Math.min(min, ((cb - ca) * 1000) / (tb - ta));
+  }
+  return { perSecond: ((c1 - c0) * 1000) / (t1 - t0), minPerSecond: min, seconds: (t1 - t0) / 1000 };
+}
+
+/** Subscribes to mosquitto's `$SYS/broker/publish/messages/received`: the rate the broker saw. */
+export async function watchPublishes(brokerUrl: string): Promise<PublishCounter> {
+  const { default: mqtt } = await import('mqtt');
+  const client = await mqtt.connectAsync(brokerUrl, { clientId: `sys-${process.pid}-${Date.now()}` });
+  const samples: [number, number][] = [];
+  client.on('message', (_topic, payload) => samples.push([Date.now(), Number(payload.toString())]));
+  await client.subscribeAsync('$SYS/broker/publish/messages/received');
+  return {
+    samples,
+    rate: (fromMs, toMs) => publishRate(samples, fromMs, toMs),
+    stop: () => client.endAsync(),
   };
 }

@@ -62,6 +62,8 @@ export interface WorldOptions {
   /** Deploy-time parameters of the contract (tolerance, window); the defaults otherwise. */
   settlementParams?: Partial<SettlementParams>;
   depositEther?: string;
+  /** anvil's block gas limit (default 30,000,000): a bench with large batches raises it. */
+  blockGasLimit?: number;
   /** Modbus wallbox watchdog written by the agents (charger.failsafeS), default 15 s. */
   chargerFailsafeS?: number;
   /** The simulated Modbus wallbox's profile (default: phoenix-ev-eth over TCP, heidelberg-ec over RTU). */
@@ -109,7 +111,10 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
   let anvil: Anvil | undefined;
   let rpcUrl = opts.rpcUrl;
   if (!rpcUrl) {
-    anvil = await startAnvil({ accounts: accounts.length });
+    anvil = await startAnvil({
+      accounts: accounts.length,
+      ...(opts.blockGasLimit ? { gasLimit: opts.blockGasLimit } : {}),
+    });
     rpcUrl = anvil.rpcUrl;
     log(`anvil ${rpcUrl}`);
   }

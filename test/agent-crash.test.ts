@@ -3,6 +3,8 @@
  * each step of the session and restarted; every session settles exactly once, with nothing lost.
  * The agents are the real `p2pev run`, each its own process.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SessionRecord } from '../agent/core/session.js';
 import { billWei, reportEnergyWh } from '../protocol/index.js';
@@ -13,6 +15,18 @@ import { device, PRICE, smallWorld, waitFor } from './helpers/world.js';
 const quiet = (line: { msg: string; level: number }, d: { name: string }) => {
   if (process.env.P2PEV_TEST_LOG) console.log(d.name, JSON.stringify(line).slice(0, 300));
 };
+
+/** Hashes of the batch transactions the edge's journal holds (`x:<hash>`, last value per key). */
+function journaledBatches(edge: Device): string[] {
+  const live = new Map<string, unknown>();
+  for (const line of readFileSync(join(edge.dataDir, 'journal.jsonl'), 'utf8').split('\n')) {
+    if (!line.trim()) continue;
+    const { k, v } = JSON.parse(line) as { k: string; v: unknown };
+    if (v === null) live.delete(k);
+    else live.set(k, v);
+  }
+  return [...live.keys()].filter((k) => k.startsWith('x:')).map((k) => k.slice(2));
+}
 
 describe('an agent killed with SIGKILL at each step comes back and finishes exactly once', () => {
   let world: World;
@@ -41,6 +55,9 @@ describe('an agent killed with SIGKILL at each step comes back and finishes exac
     ['HCS1', 'after-report'],
     ['EDGE', 'after-reserve-submit'],
     ['EDGE', 'after-submit'],
+    // Its first batch (the reservation) signed and journaled, not yet sent: sent after the restart
+    // as the same bytes (contracts/batchsender.ts), not lost, not signed again under a new nonce.
+    ['EDGE', 'before-broadcast'],
   ])(
     '%s killed %s',
     async (name, point) => {
@@ -68,6 +85,8 @@ describe('an agent killed with SIGKILL at each step comes back and finishes exac
         60_000,
       );
       expect(crashing.child.signalCode).toBe('SIGKILL');
+      const journaled = point === 'before-broadcast' ? journaledBatches(victim) : [];
+      if (point === 'before-broadcast') expect(journaled).toHaveLength(1);
       await start(victim);
 
       const evSession = await waitFor(
@@ -93,6 +112,11 @@ describe('an agent killed with SIGKILL at each step comes back and finishes exac
         const list = await control<SessionRecord[]>(hcs, 'sessions').catch(() => []);
         return list.find((x) => x.txid === evSession.txid && x.state === 'done');
       });
+      for (const hash of journaled) {
+        // The journaled bytes themselves were mined (same hash), once.
+        const receipt = await world.operator.contract.runner?.provider?.getTransactionReceipt(hash);
+        expect(receipt?.status).toBe(1);
+      }
       // The HCS's own report names the same energy it billed, give or take the tolerance.
       expect(reportEnergyWh(hcsSessions.myReport!)).toBeGreaterThanOrEqual(billed.energyWh);
       // And the edge knows it: no bill left waiting (a reservation batch whose receipt died with

@@ -9,9 +9,10 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../agent/core/runtime.js';
 import { type AgentProcess, control, type LogLine, spawnAgent, waitReady } from '../sim/agents.js';
-import { type MosquittoBroker, startMosquitto } from '../sim/broker.js';
+import { type MosquittoBroker, startMosquitto, watchPublishes } from '../sim/broker.js';
 import { anvilAccounts } from '../sim/chain.js';
 import { flood } from '../sim/flood.js';
+import { waitFor } from '../sim/meter/testing.js';
 import type { World } from '../sim/world.js';
 import { device, sessionDone, smallWorld, startAgent } from './helpers/world.js';
 
@@ -60,6 +61,13 @@ describe('the edge under a flood', () => {
     const ev = agents.get('EV1')!;
     const spamKey = anvilAccounts(5)[4]!.privateKey;
     const edgeDevice = device(world, 'EDGE');
+    const counter = await watchPublishes(broker.url);
+    // The broker's count of publishes received so far (waitFor wants a truthy value: 0 is one too).
+    const { before } = await waitFor(() => {
+      const last = counter.samples.at(-1);
+      if (!last) throw new Error('no $SYS figure from mosquitto yet');
+      return { before: last[1] };
+    }, 10_000);
     const flooding = flood({
       brokerUrl: broker.url,
       target: edgeDevice.address,
@@ -68,6 +76,8 @@ describe('the edge under a flood', () => {
       memberKey: spamKey,
       rate: Number(process.env.P2PEV_FLOOD_RATE ?? 3000),
       durationMs: Number(process.env.P2PEV_FLOOD_MS ?? 12_000),
+      // Two publisher threads, as the bench floods at 10,000/s (one client tops out near 9,000/s).
+      publishers: 2,
     });
     let sessions = 0;
     const failed: string[] = [];
@@ -96,6 +106,15 @@ describe('the edge under a flood', () => {
     expect(failed).toEqual([]);
     expect(sessions).toBeGreaterThan(0);
     expect(result.sent).toBeGreaterThan(1000);
+    expect(result.publishers).toBe(2);
+    expect(Object.keys(result.byKind).sort()).toEqual(['garbage', 'member', 'replay', 'stranger']);
+    // Every message the publishers counted reached the broker (its own counter, honest traffic on top).
+    await waitFor(() => {
+      const received = counter.samples.at(-1)![1] - before;
+      if (received < result.sent) throw new Error(`broker received ${received} of ${result.sent}`);
+      return true;
+    }, 10_000);
+    await counter.stop();
     // Garbage: too big, or no valid framing / no message.
     expect((dropped.size ?? 0) > 0 && (dropped.signature ?? 0) + (dropped.decode ?? 0) > 0).toBe(true);
     // Strangers: refused by the member cache (or while their lookups were busy).

@@ -190,6 +190,37 @@ describe('OCPP 1.6J central system, raw OCPP-J charge point', () => {
     ).rejects.toThrow('CALLERROR');
   });
 
+  it('answers each kind of malformed call with the CallError OCPP-J 1.6 names for it', async () => {
+    const { url } = await central();
+    const cp = await rawCp(url);
+    const code = (action: string, payload: Record<string, unknown>) =>
+      cp.call(action, payload).then(
+        () => 'accepted',
+        (err: { code: string }) => err.code,
+      );
+    const start = { connectorId: 1, idTag: '42', meterStart: 0, timestamp: new Date().toISOString() };
+    // The codes as OCPP-J 1.6 errata v1.0 §5 spells them (the specification's table had
+    // "OccurenceConstraintViolation" and "FormatViolation"); ocpp-rpc answers so for ocpp1.6.
+    // A required field missing.
+    expect(await code('StartTransaction', { connectorId: 1, idTag: '42', meterStart: 0 })).toBe(
+      'OccurrenceConstraintViolation',
+    );
+    // A field the message does not have.
+    expect(await code('StartTransaction', { ...start, colour: 'red' })).toBe('PropertyConstraintViolation');
+    // A field of the wrong type.
+    expect(await code('StartTransaction', { ...start, meterStart: '0' })).toBe('TypeConstraintViolation');
+    // Too long (idTag is CiString20Type), not a date-time, not in the enumeration.
+    expect(await code('Authorize', { idTag: 'x'.repeat(21) })).toBe('FormationViolation');
+    expect(await code('StartTransaction', { ...start, timestamp: 'yesterday' })).toBe('FormationViolation');
+    expect(
+      await code('StatusNotification', { connectorId: 1, errorCode: 'NoError', status: 'Dancing' }),
+    ).toBe('FormationViolation');
+    // An action the central system does not implement.
+    expect(await code('SignCertificate', { csr: 'x' })).toBe('NotImplemented');
+    // And the well-formed call still goes through.
+    expect(await code('Authorize', { idTag: '42' })).toBe('accepted');
+  });
+
   it('a wallbox rejecting RemoteStartTransaction fails enable with what to check', async () => {
     const { cs, url } = await central();
     const cp = await rawCp(url);

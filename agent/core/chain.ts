@@ -5,10 +5,11 @@
  * confirmation depth, and a cache of member status for the message bus.
  */
 import { type JsonRpcProvider, NonceManager, type TransactionReceipt, Wallet } from 'ethers';
+import { BatchSender } from '../../contracts/batchsender.js';
 import { MemberStatus, revertName, SettlementClient } from '../../contracts/client.js';
 import { retry } from '../../drivers/index.js';
 import { type Deployment, readDeployment } from '../../contracts/deploy.js';
-import { connectRpc } from '../../contracts/rpc.js';
+import { connectRpc, jsonRpc } from '../../contracts/rpc.js';
 import type { Domain } from '../../protocol/index.js';
 import type { Logger } from './log.js';
 
@@ -58,6 +59,8 @@ export class Chain {
   private queue: Promise<unknown> = Promise.resolve();
   private readonly members = new Map<string, { ok: boolean; until: number }>();
   reachable = false;
+  /** The batches' own JSON-RPC client (kept-alive connections, no ethers in the way). */
+  private batchRpc: ReturnType<typeof jsonRpc> | undefined;
 
   private constructor(private readonly opts: ChainOptions) {
     this.deployment = readDeployment(opts.deploymentFile);
@@ -146,6 +149,19 @@ export class Chain {
     const next = this.queue.then(run, run);
     this.queue = next.catch(() => {});
     return next;
+  }
+
+  /**
+   * A raw-transaction sender for this device's batches (the edge's: contracts/batchsender.ts),
+   * its nonce past `journaledNonces`. The edge sends nothing else, so it and the ethers wallet of
+   * `send` never give out the same nonce.
+   */
+  openBatchSender(journaledNonces: bigint[] = []): Promise<BatchSender> {
+    this.batchRpc ??= jsonRpc(this.opts.rpcUrl);
+    const rpc = this.batchRpc;
+    return this.retry('nonce', () =>
+      BatchSender.open(rpc, this.opts.privateKey, this.address, this.domain.chainId, journaledNonces),
+    );
   }
 
   async confirmations(receipt: TransactionReceipt): Promise<void> {

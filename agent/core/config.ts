@@ -6,11 +6,12 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { Ajv, type ErrorObject } from 'ajv';
+import type { ErrorObject } from 'ajv';
 import leven from 'leven';
 import stripJsonComments from 'strip-json-comments';
 import type { ChargerConfig } from '../../drivers/chargers/types.js';
 import type { MeterConfig } from '../../drivers/index.js';
+import { validate as compiledValidate } from './generated/config-validator.js';
 
 export interface AgentConfig {
   role: 'ev' | 'hcs' | 'edge';
@@ -67,11 +68,12 @@ export class ConfigError extends Error {
 }
 
 export const SCHEMA_PATH = new URL('../config.schema.json', import.meta.url);
-const schema = JSON.parse(readFileSync(SCHEMA_PATH, 'utf8'));
-// verbose: every error carries its schema (the known keys and allowed values for "did you mean").
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, verbose: true });
-// The schema is the type's source of truth for what a valid config holds; the guard says so.
-const validate = ajv.compile<AgentConfig>(schema);
+// The schema compiled ahead of time by ajv (config-validator.build.ts; every error, defaults filled
+// in, each error with its schema for "did you mean"): an agent does not load ajv to start. The
+// schema is the type's source of truth for what a valid config holds; the guard says so.
+const validate = compiledValidate as ((data: unknown) => data is AgentConfig) & {
+  errors?: ErrorObject[] | null;
+};
 
 /** Objects whose defaults apply even when the whole section is left out. */
 const SECTIONS_WITH_DEFAULTS = ['edge', 'timeouts', 'receipts', 'control', 'metrics', 'log'] as const;

@@ -16,7 +16,10 @@ import type { Metrics } from './metrics.js';
 import type { MovePatch, NextOf, SessionIn, SessionRecord } from './session.js';
 
 /** The chain as a role uses it: calls with retries, one send queue, the contract client. */
-export type ChainPort = Pick<Chain, 'retry' | 'send' | 'domain' | 'deployment' | 'client'>;
+export type ChainPort = Pick<
+  Chain,
+  'retry' | 'send' | 'domain' | 'deployment' | 'client' | 'openBatchSender'
+>;
 
 /** The bus beyond `send`: signing a report to keep, publishing a kept envelope again. */
 export type BusPort = Pick<Bus, 'sign' | 'publishEnvelope'>;

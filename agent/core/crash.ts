@@ -11,7 +11,8 @@ export type CrashPoint =
   | 'charging'
   | 'after-report'
   | 'after-reserve-submit'
-  | 'after-submit';
+  | 'after-submit'
+  | 'before-broadcast';
 
 export function crashPoint(point: CrashPoint, dataDir: string): void {
   if (process.env.P2PEV_CRASH_AT !== point) return;

@@ -38,17 +38,27 @@ export function distanceM(lat1: number, lon1: number, lat2: number, lon2: number
 }
 
 export function rankStations(
-  stations: Station[],
+  stations: readonly Station[],
   at: { latitude: number; longitude: number; radiusM: number },
   limit: number,
 ): RankedStation[] {
-  return stations
-    .map((s) => {
-      const d = distanceM(at.latitude, at.longitude, s.latitude, s.longitude);
-      const stars = s.ratingCount > 0 ? s.meanRating / 100 : 3;
-      return { ...s, distanceM: Math.round(d), score: d * (1 + (5 - stars) / 5) };
-    })
-    .filter((s) => s.distanceM <= at.radiusM)
+  // A box around the circle first (a degree of latitude is ≥ 110.5 km; of longitude, that times the
+  // cosine at the box's edge nearest a pole): the haversine and an object only for the stations
+  // inside it. An edge ranks every station on every search, and copied them all (bench:edge).
+  const dLat = at.radiusM / 110_500 + 1e-9;
+  const edgeLat = Math.min(89.999, Math.abs(at.latitude) + dLat);
+  const dLon = Math.min(360, dLat / Math.cos((edgeLat * Math.PI) / 180));
+  const near: RankedStation[] = [];
+  for (const s of stations) {
+    if (Math.abs(s.latitude - at.latitude) > dLat) continue;
+    const lonGap = Math.abs(s.longitude - at.longitude);
+    if (Math.min(lonGap, 360 - lonGap) > dLon) continue;
+    const d = distanceM(at.latitude, at.longitude, s.latitude, s.longitude);
+    if (Math.round(d) > at.radiusM) continue;
+    const stars = s.ratingCount > 0 ? s.meanRating / 100 : 3;
+    near.push({ ...s, distanceM: Math.round(d), score: d * (1 + (5 - stars) / 5) });
+  }
+  return near
     .sort(
       (a, b) =>
         a.score - b.score ||
@@ -88,22 +98,55 @@ export class StationDirectory {
     return this.refreshing;
   }
 
+  /** Stations as last read, by address; every address that ever published a profile. */
+  private readonly known = new Map<string, Station>();
+  private readonly published = new Set<string>();
+  /** The last block the events were read to; refreshes since the last full read. */
+  private lastBlock: number | undefined;
+  private refreshes = 0;
+
+  /**
+   * Reads again only the stations whose events (profile, price, status, rating) came since the last
+   * refresh: an edge re-read every station (4 calls each) every 15 s, a cost in the number of
+   * stations whatever the load (bench:edge). Every 20th refresh reads everything (a reorganised
+   * chain may have dropped an event).
+   */
   private async refresh(): Promise<Station[]> {
     const stations = await this.chain.retry('stations', async () => {
-      const profiles = await this.chain.client.events('HcsProfileSet', this.chain.deployment.block);
-      const addresses = [...new Set(profiles.map((e) => e.args.hcs.toLowerCase()))];
-      // All stations at once: the provider batches the calls into a few JSON-RPC round trips.
-      const verified = await Promise.all(
-        addresses.map((hcs) => this.chain.client.isVerified(hcs, MemberRole.HCS)),
-      );
-      return Promise.all(
-        addresses
+      const client = this.chain.client;
+      const head = await client.contract.runner?.provider?.getBlockNumber();
+      const full = this.lastBlock === undefined || head === undefined || this.refreshes++ % 20 === 0;
+      const from = full ? this.chain.deployment.block : (this.lastBlock ?? 0) + 1;
+      if (head !== undefined && from > head) return [...this.known.values()];
+      const lower = (a: string) => a.toLowerCase();
+      const profiles = await client.events('HcsProfileSet', from, head);
+      for (const e of profiles) this.published.add(lower(e.args.hcs));
+      let touched: string[];
+      if (full) touched = [...this.published];
+      else {
+        const [prices, statuses, ratings] = await Promise.all([
+          client.events('PriceChanged', from, head),
+          client.events('MemberStatusChanged', from, head),
+          client.events('Rated', from, head),
+        ]);
+        const changed = new Set([
+          ...profiles.map((e) => lower(e.args.hcs)),
+          ...prices.map((e) => lower(e.args.hcs)),
+          ...statuses.map((e) => lower(e.args.member)),
+          ...ratings.map((e) => lower(e.args.hcs)),
+        ]);
+        touched = [...changed].filter((a) => this.published.has(a));
+      }
+      // All at once: the provider batches the calls into a few JSON-RPC round trips.
+      const verified = await Promise.all(touched.map((hcs) => client.isVerified(hcs, MemberRole.HCS)));
+      const read = await Promise.all(
+        touched
           .filter((_, i) => verified[i])
           .map(async (hcs): Promise<Station> => {
             const [p, mean, count] = await Promise.all([
-              this.chain.client.hcsProfile(hcs),
-              this.chain.client.meanRating(hcs),
-              this.chain.client.ratingCount(hcs),
+              client.hcsProfile(hcs),
+              client.meanRating(hcs),
+              client.ratingCount(hcs),
             ]);
             return {
               hcs,
@@ -116,6 +159,11 @@ export class StationDirectory {
             };
           }),
       );
+      if (full) this.known.clear();
+      for (const hcs of touched) this.known.delete(hcs);
+      for (const st of read) this.known.set(st.hcs, st);
+      if (head !== undefined) this.lastBlock = head;
+      return [...this.known.values()];
     });
     this.cache = { at: Date.now(), stations };
     return stations;

@@ -7,11 +7,13 @@
  * crash the edge asks the chain which of those sessions settled and queues the rest again (the
  * contract settles a session at most once, so a resubmission can never bill twice).
  */
-import { isSettledState, type PendingBatch, revertName } from '../../contracts/client.js';
+import { type BatchSender, type RawReceipt, TxRefused } from '../../contracts/batchsender.js';
+import { isSettledState } from '../../contracts/client.js';
 import {
   billWei,
   computeTxId,
   MEMBER_STATUS,
+  type MessageInput,
   type MessageOf,
   PAYMENT_STATUS,
   REQUEST_STATUS,
@@ -53,6 +55,26 @@ export interface Bill {
 
 /** A batch without a receipt this long is asked about on chain. */
 const RECHECK_SUBMITTED_MS = 20_000;
+
+/**
+ * A batch transaction on its way, journaled (`x:<hash>`) before it is first sent: the signed bytes
+ * are what is sent again after a failed send or a restart (the same nonce and hash: never signed
+ * anew, contracts/batchsender.ts).
+ */
+export interface BatchRecord {
+  kind: 'settle' | 'reserve';
+  hash: string;
+  nonce: string;
+  raw: string;
+  txids: string[];
+  /** Settlement: `order[k]` is the index in `txids` of the k-th entry sent (sorted by station). */
+  order?: number[];
+  sentAt: number;
+}
+
+/** How often a batch's receipt is asked for, and after how long without one its bytes are sent again. */
+const RECEIPT_POLL_MS = 200;
+const REBROADCAST_MS = 10_000;
 
 /** Settled bills kept in the journal for the status page; older ones are compacted away. */
 const KEEP_FINISHED = 500;
@@ -104,11 +126,20 @@ export class EdgeRole implements RoleHandler {
   /** Agreements waiting for their EV's deposit read (by txid; their promises), and the reads (by EV). */
   private readonly agreeing = new Map<string, Promise<void>>();
   private readonly depositReads = new Map<string, Promise<bigint>>();
+  /** Bills whose station is charging (kept as they change: takenStations ran over every bill per search). */
+  private readonly charging = new Set<string>();
   /** Bills queued for the chain (kept as they change: counting them on every save cost O(bills)). */
   private queuedCount = 0;
   private finishedSincePrune = 0;
   /** The reservations on their way to the chain, if any. */
   private reserving: Promise<void> | undefined;
+  /** Batch transactions not yet mined (journaled), and those whose receipt is being awaited. */
+  private readonly records = new Map<string, BatchRecord>();
+  private readonly following = new Set<string>();
+  /** Signing and sending, one transaction at a time (contracts/batchsender.ts says why). */
+  private sendQueue: Promise<unknown> = Promise.resolve();
+  private sender: Promise<BatchSender> | undefined;
+  private stopping = false;
   readonly figures = { batches: 0, settled: 0, failed: 0, gasUsed: 0n };
 
   constructor(private readonly agent: RoleContext) {
@@ -117,11 +148,34 @@ export class EdgeRole implements RoleHandler {
     for (const [, b] of agent.journal.list<Bill>('b:')) {
       this.bills.set(b.txid, b);
       if (b.state === 'queued') this.queuedCount++;
+      this.trackCharging(b);
     }
+    for (const [, r] of agent.journal.list<BatchRecord>('x:')) this.records.set(r.hash, r);
+  }
+
+  /** The raw sender, opened once, its nonce past every journaled batch's. */
+  private batchSender(): Promise<BatchSender> {
+    const opened =
+      this.sender ??
+      this.agent.chain
+        .openBatchSender([...this.records.values()].map((r) => BigInt(r.nonce)))
+        .catch((err: unknown) => {
+          this.sender = undefined;
+          throw err;
+        });
+    this.sender = opened;
+    return opened;
+  }
+
+  /** Keeps `charging` up to date: the bills whose station charges under this edge's agreement. */
+  private trackCharging(b: Bill): void {
+    if (b.state === 'collecting' && !b.hcsReport && !b.endedAt) this.charging.add(b.txid);
+    else this.charging.delete(b.txid);
   }
 
   private save(b: Bill): void {
     this.agent.journal.put(`b:${b.txid}`, b);
+    this.trackCharging(b);
     const before = this.bills.get(b.txid)?.state;
     this.bills.set(b.txid, b);
     if (before !== b.state) {
@@ -132,13 +186,15 @@ export class EdgeRole implements RoleHandler {
   }
 
   async resume(): Promise<void> {
-    // A reservation batch whose receipt died with the last process: its bills would wait for it
-    // forever (no bill is settled before its reservation is known), left to the station's
-    // fallback, and counted as the edge's backlog for good. Reserved again: a session the chain
-    // already holds comes back SeqUsed, which counts as reserved.
+    // Reservations sent without a journaled transaction never left: they are queued again (a
+    // reservation the chain already holds comes back SeqUsed, which counts as reserved).
+    const reserving = new Set(
+      [...this.records.values()].flatMap((r) => (r.kind === 'reserve' ? r.txids : [])),
+    );
     for (const b of this.bills.values())
-      if (b.reservation === 'submitted' && (b.state === 'collecting' || b.state === 'queued'))
-        this.save({ ...b, reservation: 'queued' });
+      if (b.reservation === 'submitted' && !reserving.has(b.txid)) this.save({ ...b, reservation: 'queued' });
+    // Journaled batches: their receipts, or their same bytes sent again.
+    for (const r of this.records.values()) this.follow(r, true);
     await this.recheckSubmitted(0);
   }
 
@@ -150,6 +206,8 @@ export class EdgeRole implements RoleHandler {
   private async recheckSubmitted(olderThanMs: number): Promise<void> {
     for (const b of this.bills.values()) {
       if (b.state !== 'submitted' || Date.now() - (b.submittedAt ?? 0) < olderThanMs) continue;
+      // A journaled batch holds it: that batch's receipt (or its resend) decides.
+      if (b.batchTx && this.records.has(b.batchTx)) continue;
       const state = await this.agent.chain.retry('sessionState', () =>
         this.agent.chain.client.sessionState(b.hcs, big(b.terms.seq)),
       );
@@ -261,15 +319,11 @@ export class EdgeRole implements RoleHandler {
     // station drops an offer two reply times after making it): a driver who declined the terms,
     // or a mutual lost with a broker, must not keep the station from every car until settleBy.
     const consentBy = now - 2 * this.agent.cfg.timeouts.replyMs - CONSENT_SLACK_MS;
-    for (const b of this.bills.values())
-      if (
-        b.state === 'collecting' &&
-        !b.hcsReport &&
-        !b.endedAt &&
-        now < b.terms.settleBy * 1000 &&
-        (b.consent !== undefined || b.createdAt > consentBy)
-      )
+    for (const txid of this.charging) {
+      const b = this.bills.get(txid);
+      if (b && now < b.terms.settleBy * 1000 && (b.consent !== undefined || b.createdAt > consentBy))
         taken.add(b.hcs);
+    }
     for (const [hcs, hold] of this.holds) {
       if (hold.until < mono) this.holds.delete(hcs);
       else if (hold.ev !== ev) taken.add(hcs);
@@ -331,12 +385,17 @@ export class EdgeRole implements RoleHandler {
   private async serveWaiting(): Promise<void> {
     if (this.waiting.size === 0) return;
     const now = performance.now();
-    const stations = await this.stations.list();
     const taken = this.takenStations();
+    // The free stations, once: with every station busy, a thousand waiting searches each ranking
+    // every station on every freed one was the edge's largest cost (bench:edge).
+    let free = (await this.stations.list()).filter((st) => !taken.has(st.hcs));
     for (const [ev, w] of this.waiting) {
-      if (taken.size >= stations.length) return;
+      if (free.length === 0) return;
       if (w.until < now) this.waiting.delete(ev);
-      else if (await this.suggest(ev, w.search, stations, taken)) this.waiting.delete(ev);
+      else if (await this.suggest(ev, w.search, free, taken)) {
+        this.waiting.delete(ev);
+        if (free.some((st) => taken.has(st.hcs))) free = free.filter((st) => !taken.has(st.hcs));
+      }
     }
   }
 
@@ -433,13 +492,13 @@ export class EdgeRole implements RoleHandler {
       paymentStatus: agreed ? PAYMENT_STATUS.pending : PAYMENT_STATUS.disputed,
     } as const;
     // Resent until acknowledged (agent/core/outbox.ts).
-    await this.agent.sendReliably(b.ev, note, b.txid, b.terms.settleBy);
-    await this.agent.sendReliably(b.hcs, note, b.txid, b.terms.settleBy);
+    await this.toBoth(b, note);
     // A full batch goes at once, not at the next tick.
     if (this.queuedCount >= this.agent.cfg.edge.batchSize) this.submitQueued();
   }
 
   async tick(): Promise<void> {
+    for (const r of this.records.values()) if (!this.following.has(r.hash)) this.follow(r, false);
     this.giveUpUncollected();
     this.reserveQueued();
     await this.serveWaiting();
@@ -484,6 +543,7 @@ export class EdgeRole implements RoleHandler {
   /** Waits for the batches on their way to the chain (a graceful stop; the flush action). */
   async stop(): Promise<void> {
     await this.agreements();
+    this.stopping = true;
     await Promise.all([...this.inFlight]);
     await this.reserving;
   }
@@ -509,35 +569,25 @@ export class EdgeRole implements RoleHandler {
       evConsent: `0x${b.consent ?? ''}`,
     }));
     this.reserving = (async () => {
+      let record: BatchRecord;
       try {
-        const pending = await this.agent.chain.send('reserveBatch', (c) =>
-          c.submitReserveBatch(entries, {
-            // A bound instead of the node's estimate, as for settlement batches.
-            gasLimit: BATCH_BASE_GAS + BATCH_GAS_PER_BILL * BigInt(entries.length),
-          }),
+        record = await this.dispatch(
+          'reserve',
+          bills.map((b) => b.txid),
+          this.agent.chain.client.reserveBatchCalldata(entries),
+          // A bound instead of the node's estimate, as for settlement batches.
+          BATCH_BASE_GAS + BATCH_GAS_PER_BILL * BigInt(entries.length),
         );
         crashPoint('after-reserve-submit', this.agent.cfg.dataDir);
-        const { receipt, results, settled } = await this.agent.chain.retry('receipt', () => pending.result());
-        this.figures.gasUsed += receipt.gasUsed;
-        this.agent.log.info(
-          { tx: receipt.hash, reserved: settled, of: entries.length, gas: receipt.gasUsed.toString() },
-          'reservations on chain',
-        );
-        for (const r of results) {
-          const b = this.bills.get(r.txid);
-          if (!b) continue;
-          // SeqUsed: the station reserved it itself in the meantime.
-          const ok = r.reason === '' || r.reason === 'SeqUsed';
-          if (!ok) this.agent.log.warn({ txid: b.txid, reason: r.reason }, 'reservation refused');
-          this.save({ ...b, reservation: ok ? 'reserved' : 'refused' });
-        }
       } catch (err) {
         this.agent.log.warn(
-          { err: revertName(err) ?? (err as Error).message },
-          'reservation batch failed; the stations reserve themselves',
+          { err: (err as Error).message },
+          'reservation batch not sent; the stations reserve themselves',
         );
         for (const b of bills) this.save({ ...(this.bills.get(b.txid) ?? b), reservation: 'refused' });
+        return;
       }
+      await this.follow(record, false);
     })().finally(() => {
       this.reserving = undefined;
       // The bills this reservation held back may go now, and the consents that queued meanwhile.
@@ -559,45 +609,205 @@ export class EdgeRole implements RoleHandler {
 
   private async submitBatch(bills: Bill[]): Promise<void> {
     for (const b of bills) this.save({ ...b, state: 'submitted', submittedAt: Date.now() });
-    const started = Date.now();
-    let pending: PendingBatch;
+    let record: BatchRecord;
     try {
-      pending = await this.agent.chain.send('settleBatch', (c) =>
-        // A gas bound instead of the node's estimate (contracts/client.ts says why).
-        c.submitSettleBatch(
-          bills.map((b) => this.entry(b)),
-          { gasLimit: BATCH_BASE_GAS + BATCH_GAS_PER_BILL * BigInt(bills.length) },
-        ),
+      const { data, order } = this.agent.chain.client.settleBatchCalldata(bills.map((b) => this.entry(b)));
+      // A gas bound instead of the node's estimate (contracts/client.ts says why).
+      record = await this.dispatch(
+        'settle',
+        bills.map((b) => b.txid),
+        data,
+        BATCH_BASE_GAS + BATCH_GAS_PER_BILL * BigInt(bills.length),
+        order,
       );
     } catch (err) {
       this.agent.log.error(
-        { err: revertName(err) ?? (err as Error).message, bills: bills.length },
+        { err: (err as Error).message, bills: bills.length },
         isNetworkError(err) ? 'chain unreachable; bills wait in the journal' : 'batch refused; queued again',
       );
       for (const b of bills)
         this.save({ ...(this.bills.get(b.txid) ?? b), state: 'queued', queuedAt: Date.now() });
       return;
     }
-    for (const b of bills) this.save({ ...(this.bills.get(b.txid) ?? b), batchTx: pending.hash });
+    for (const b of bills) this.save({ ...(this.bills.get(b.txid) ?? b), batchTx: record.hash });
     crashPoint('after-submit', this.agent.cfg.dataDir);
-    const { receipt, settledTxids, skipped } = await this.agent.chain.retry('receipt', () =>
-      pending.result(),
-    );
-    this.agent.metrics.chainSubmitSeconds.observe((Date.now() - started) / 1000);
-    this.figures.batches++;
-    this.figures.gasUsed += receipt.gasUsed;
-    for (const txid of settledTxids) {
-      const b = this.bills.get(txid);
-      if (b) await this.finish(b, 'settled', receipt.hash);
+    await this.follow(record, false);
+  }
+
+  /**
+   * Signs a batch with the next nonce, journals it, and sends it; one at a time. Throws when it
+   * was not sent and never will be (nothing journaled then): the caller queues its entries again.
+   * A send that failed for the network leaves the batch journaled: its bytes are sent again.
+   */
+  private dispatch(
+    kind: BatchRecord['kind'],
+    txids: string[],
+    data: Uint8Array,
+    gasLimit: bigint,
+    order?: number[],
+  ): Promise<BatchRecord> {
+    const run = async (): Promise<BatchRecord> => {
+      const sender = await this.batchSender();
+      const tx = await sender.sign(this.agent.chain.client.address, data, gasLimit);
+      const record: BatchRecord = {
+        kind,
+        hash: tx.hash,
+        nonce: tx.nonce.toString(),
+        raw: tx.raw,
+        txids,
+        ...(order ? { order } : {}),
+        sentAt: Date.now(),
+      };
+      this.agent.journal.put(`x:${tx.hash}`, record);
+      this.records.set(tx.hash, record);
+      crashPoint('before-broadcast', this.agent.cfg.dataDir);
+      try {
+        await sender.broadcast(tx);
+      } catch (err) {
+        if (!(err instanceof TxRefused)) {
+          this.agent.log.warn(
+            { tx: tx.hash, nonce: record.nonce, err: (err as Error).message },
+            'batch not sent (the node is away); its bytes are sent again',
+          );
+          return record;
+        }
+        this.forgetRecord(record);
+        await sender.refused(tx, err.nonceUsed).catch(() => {});
+        throw err;
+      }
+      return record;
+    };
+    const next = this.sendQueue.then(run, run);
+    this.sendQueue = next.catch(() => {});
+    return next;
+  }
+
+  private forgetRecord(r: BatchRecord): void {
+    this.records.delete(r.hash);
+    this.agent.journal.delete(`x:${r.hash}`);
+  }
+
+  /**
+   * Waits (up to RECHECK_SUBMITTED_MS) for a journaled batch's receipt, sending its bytes again
+   * when it is long without one (`now`: at once, after a restart), and applies its outcome. Left
+   * for the next tick when nothing came.
+   */
+  private follow(r: BatchRecord, now: boolean): Promise<void> {
+    if (this.following.has(r.hash)) return Promise.resolve();
+    this.following.add(r.hash);
+    const run: Promise<void> = this.awaitReceipt(r, now)
+      .then((receipt) =>
+        receipt === 'pending' ? undefined : this.agent.exclusive(() => this.applied(r, receipt)),
+      )
+      .catch((err) =>
+        this.agent.log.warn({ tx: r.hash, err: (err as Error).message }, 'batch outcome not read'),
+      )
+      .finally(() => {
+        this.following.delete(r.hash);
+        this.inFlight.delete(run);
+      });
+    this.inFlight.add(run);
+    return run;
+  }
+
+  /** The receipt; 'dropped' when the batch's nonce went to another transaction; 'pending' for later. */
+  private async awaitReceipt(r: BatchRecord, now: boolean): Promise<RawReceipt | 'dropped' | 'pending'> {
+    const sender = await this.batchSender();
+    const tx = { raw: r.raw, hash: r.hash, nonce: BigInt(r.nonce) };
+    const started = Date.now();
+    let sentAt = now ? 0 : r.sentAt;
+    for (;;) {
+      const receipt = await sender.receipt(r.hash).catch((err) => {
+        if (isNetworkError(err)) return undefined;
+        throw err;
+      });
+      if (receipt) return receipt;
+      if (Date.now() - sentAt >= REBROADCAST_MS) {
+        sentAt = Date.now();
+        try {
+          await sender.broadcast(tx);
+        } catch (err) {
+          if (err instanceof TxRefused && err.nonceUsed) {
+            // Mined meanwhile, or its nonce went to another transaction of this account.
+            const again = await sender.receipt(r.hash);
+            return again ?? 'dropped';
+          }
+          this.agent.log.warn({ tx: r.hash, err: (err as Error).message }, 'batch not sent again yet');
+        }
+      }
+      if (this.stopping || Date.now() - started >= RECHECK_SUBMITTED_MS) return 'pending';
+      await new Promise((resolve) => setTimeout(resolve, RECEIPT_POLL_MS));
     }
-    for (const { txid, reason } of skipped) {
+  }
+
+  /** A batch's outcome: each entry's result from its events; a reverted or dropped batch's entries again. */
+  private async applied(r: BatchRecord, receipt: RawReceipt | 'dropped'): Promise<void> {
+    if (!this.records.has(r.hash)) return;
+    this.forgetRecord(r);
+    const mined = receipt !== 'dropped' && receipt.status === 1;
+    if (receipt !== 'dropped') this.figures.gasUsed += receipt.gasUsed;
+    const client = this.agent.chain.client;
+    if (r.kind === 'reserve') {
+      const results = mined ? client.resultsOfLogs(receipt.logs) : [];
+      this.agent.log.info(
+        { tx: r.hash, reserved: results.filter((x) => x.reason === '').length, of: r.txids.length },
+        mined ? 'reservations on chain' : 'reservation batch failed; the stations reserve themselves',
+      );
+      const outcome = new Map(results.map((x) => [x.txid, x.reason]));
+      for (const txid of r.txids) {
+        const b = this.bills.get(txid);
+        if (!b) continue;
+        const reason = outcome.get(txid);
+        // SeqUsed: the station reserved it itself in the meantime.
+        const ok = reason === '' || reason === 'SeqUsed';
+        if (mined && !ok) this.agent.log.warn({ txid, reason }, 'reservation refused');
+        this.save({ ...b, reservation: ok ? 'reserved' : 'refused' });
+      }
+      return;
+    }
+    if (!mined) {
+      this.agent.log.error(
+        { tx: r.hash, bills: r.txids.length },
+        receipt === 'dropped' ? 'batch replaced on chain; queued again' : 'batch reverted; queued again',
+      );
+      for (const txid of r.txids) {
+        const b = this.bills.get(txid);
+        if (b?.state === 'submitted') this.save({ ...b, state: 'queued', queuedAt: Date.now() });
+      }
+      return;
+    }
+    const results = client.resultsOfLogs(
+      receipt.logs,
+      r.order?.length === r.txids.length ? r.order : undefined,
+    );
+    this.agent.metrics.chainSubmitSeconds.observe((Date.now() - r.sentAt) / 1000);
+    this.figures.batches++;
+    for (const { txid, reason } of results) {
       const b = this.bills.get(txid);
-      if (b) await this.finish(b, reason === 'AlreadySettled' ? 'settled' : 'failed', receipt.hash, reason);
+      if (!b) continue;
+      if (reason === '') await this.finish(b, 'settled', receipt.transactionHash);
+      else
+        await this.finish(
+          b,
+          reason === 'AlreadySettled' ? 'settled' : 'failed',
+          receipt.transactionHash,
+          reason,
+        );
     }
     this.agent.log.info(
-      { tx: receipt.hash, bills: bills.length, gas: receipt.gasUsed.toString() },
+      { tx: receipt.transactionHash, bills: r.txids.length, gas: receipt.gasUsed.toString() },
       'batch settled',
     );
+  }
+
+  /**
+   * The same message to both parties, resent until each acknowledges it: signed once (a signature
+   * costs more than the rest of a send; the acks name the envelope, the same for both).
+   */
+  private async toBoth(b: Bill, msg: MessageInput): Promise<void> {
+    const envelope = await this.agent.bus.sign(msg);
+    await this.agent.sendEnvelopeReliably(b.ev, envelope, msg.type, b.txid, b.terms.settleBy);
+    await this.agent.sendEnvelopeReliably(b.hcs, envelope, msg.type, b.txid, b.terms.settleBy);
   }
 
   /** Records the outcome and tells both parties with a transaction message. */
@@ -630,8 +840,7 @@ export class EdgeRole implements RoleHandler {
       rating: 0,
       comment: '',
     } as const;
-    await this.agent.sendReliably(b.ev, msg, b.txid, b.terms.settleBy);
-    await this.agent.sendReliably(b.hcs, msg, b.txid, b.terms.settleBy);
+    await this.toBoth(b, msg);
     // Sorting every bill on every finish cost O(bills · log) a session: every 50 is enough.
     if (++this.finishedSincePrune >= 50) {
       this.finishedSincePrune = 0;

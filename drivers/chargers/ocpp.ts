@@ -1,7 +1,8 @@
 /**
  * OCPP 1.6J: the agent is the central system its wallbox connects to, at
  * ws://<host>:<port>/<chargePointId> (subprotocol ocpp1.6). Framing, call matching and the
- * schema validation of every call and answer (strict mode) are ocpp-rpc's; this module is the
+ * schema validation of every call and answer (strict mode, with validators precompiled from its
+ * OCPP 1.6 schemas: ocpp-validator.ts) are ocpp-rpc's; this module is the
  * central system's side of the conversation and the Charger a wallbox becomes through it.
  *
  * Sessions and transactions: the session's id is the idTag of RemoteStartTransaction, and the
@@ -17,6 +18,7 @@ import { EventEmitter } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { RPCServer } from 'ocpp-rpc';
+import { ocpp16Validator } from './ocpp-validator.js';
 import {
   type Charger,
   ChargerError,
@@ -117,6 +119,8 @@ export class OcppCharger extends EventEmitter implements Charger {
     this.server = new RPCServer({
       protocols: ['ocpp1.6'],
       strictMode: true,
+      // Precompiled from ocpp-rpc's own schemas: the same checks and CallErrors without ajv.
+      strictModeValidators: [ocpp16Validator],
       callTimeoutMs: opts.callTimeoutMs ?? 15_000,
       pingIntervalMs: 20_000,
     });
