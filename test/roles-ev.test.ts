@@ -130,3 +130,51 @@ describe('a car finds a station', () => {
     expect(session()).toMatchObject({ state: 'failed', error: 'no station accepted' });
   });
 });
+
+describe('a session nobody settled in its window', () => {
+  it('releases its reservation still standing on chain (the deposit and the station’s slot), then fails', async () => {
+    const { fake, role } = await car();
+    const hcs = stations[0]!.address;
+    const terms = {
+      seq: '5',
+      price: PRICE.toString(),
+      maxWh: 4000,
+      settleBy: Math.floor(Date.now() / 1000) - 60,
+    };
+    const txid = computeTxId(termsFromJson(fake.me.address, hcs, terms), DOMAIN);
+    fake.ctx.save({
+      id: 'never-charged',
+      role: 'ev',
+      state: 'awaitingSettlement',
+      deadline: 0,
+      ev: fake.me.address,
+      hcs,
+      terms,
+      txid,
+      myReport: '00',
+      createdAt: Date.now(),
+      updatedAt: Date.now(),
+    } as never);
+    const sends: string[] = [];
+    let away = true;
+    Object.assign(fake.ctx.chain, {
+      send: async (what: string) => {
+        sends.push(what);
+        if (away)
+          throw Object.assign(new Error('chain node unreachable (release)'), { code: 'NETWORK_ERROR' });
+        return {};
+      },
+    });
+    fake.answers.sessionState = 1; // still Reserved: nobody settled, nobody released
+    const s = () => fake.sessions.get('never-charged');
+    // The node away: nothing given up, tried again at the next poll.
+    await role.tick();
+    expect(sends).toEqual(['release']);
+    expect(s()?.state).toBe('awaitingSettlement');
+    away = false;
+    const again = new EvRole(fake.ctx); // a fresh poll (the role polls the chain every 15 s)
+    await again.tick();
+    expect(sends).toEqual(['release', 'release']);
+    expect(s()?.state).toBe('failed');
+  });
+});

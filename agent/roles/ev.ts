@@ -272,14 +272,39 @@ export class EvRole implements RoleHandler {
         if (isSettledState(state)) await this.settled(s);
         else if (state === ChainSessionState.Released)
           this.agent.move(s, 'failed', { error: 'released unsettled', deadline: 0 });
-        else if (now / 1000 > s.terms.settleBy + SETTLE_GRACE_S)
-          // Past the window nobody can settle it any more: the station never reported. Nothing was paid.
-          this.agent.move(s, 'failed', {
-            error: 'never settled: no report from the station in the settlement window',
-            deadline: 0,
-          });
+        else if (now / 1000 > s.terms.settleBy + SETTLE_GRACE_S) await this.unsettled(s, state);
       }
     }
+  }
+
+  /**
+   * Past the window nobody can settle the session any more: the station never reported, nothing
+   * was paid. A reservation still standing (a session that never charged: the station gave up
+   * its offer before our consent came) is released first: it held cap × price of our deposit and
+   * the station's ring slot (seq mod 16), which refused every 16th of its later sessions
+   * (`TooManyOpenReservations`, issue 15's chaos run at 30 x 8). Anyone may release after settleBy.
+   */
+  private async unsettled(s: SessionIn<'awaitingSettlement'>, state: number): Promise<void> {
+    if (state === ChainSessionState.Reserved) {
+      try {
+        await this.agent.chain.send('release', (c) => c.release(termsFromJson(s.ev, s.hcs, s.terms)));
+        this.agent.log.info({ txid: s.txid }, 'unsettled reservation released');
+      } catch (err) {
+        const name = revertName(err);
+        // Someone else released it, or the chain's clock is not past settleBy yet, or the node is away.
+        if (name !== 'AlreadyReleased' && name !== 'NotReserved') {
+          this.agent.log.warn(
+            { txid: s.txid, err: name ?? (err as Error).message },
+            'release not done; trying again',
+          );
+          return;
+        }
+      }
+    }
+    this.agent.move(s, 'failed', {
+      error: 'never settled: no report from the station in the settlement window',
+      deadline: 0,
+    });
   }
 
   /**
