@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import type { MeteringPort } from '../agent/core/context.js';
 import { EvRole } from '../agent/roles/ev.js';
+import { ChainSessionState } from '../contracts/client.js';
 import { computeTxId, optionalOf, REQUEST_STATUS } from '../protocol/index.js';
 import { DOMAIN, fakeMeteredContext, incoming, party } from './fakes/context.js';
 import { termsFromJson } from '../agent/core/session.js';
@@ -176,5 +177,51 @@ describe('a session nobody settled in its window', () => {
     await again.tick();
     expect(sends).toEqual(['release', 'release']);
     expect(s()?.state).toBe('failed');
+  });
+});
+
+describe('a car with several sessions awaiting settlement', () => {
+  it('asks the chain about each in turn: one that cannot settle yet does not hide the others', async () => {
+    const { fake, role } = await car();
+    const hcs = stations[0]!.address;
+    const record = (seq: string) => {
+      const terms = {
+        seq,
+        price: PRICE.toString(),
+        maxWh: 4000,
+        settleBy: Math.floor(Date.now() / 1000) + 3600,
+      };
+      const txid = computeTxId(termsFromJson(fake.me.address, hcs, terms), DOMAIN);
+      fake.ctx.save({
+        id: `s${seq}`,
+        role: 'ev',
+        state: 'awaitingSettlement',
+        deadline: 0,
+        ev: fake.me.address,
+        hcs,
+        server: fake.ctx.cfg.server,
+        terms,
+        txid,
+        myReport: '00',
+        createdAt: Date.now(),
+        updatedAt: Date.now(),
+      } as never);
+    };
+    record('1'); // never charged: reserved until its window closes
+    record('2'); // settled by the station directly (the EV hears it from the chain only)
+    const asked: bigint[] = [];
+    Object.assign(fake.ctx.chain.client, {
+      sessionState: async (_hcs: string, seq: bigint) => {
+        asked.push(seq);
+        return seq === 2n ? ChainSessionState.Settled : ChainSessionState.Reserved;
+      },
+    });
+    await role.tick();
+    // The next poll is due (the role asks the chain at most every 15 s with an edge).
+    Object.assign(role, { lastChainPoll: Number.NEGATIVE_INFINITY });
+    await role.tick();
+    expect(asked).toEqual([1n, 2n]);
+    expect(fake.sessions.get('s2')?.state).toBe('done');
+    expect(fake.sessions.get('s1')?.state).toBe('awaitingSettlement');
   });
 });

@@ -41,6 +41,8 @@ const RATING_COMMENT_BYTES = 10;
 export class EvRole implements RoleHandler {
   private readonly stations: StationDirectory;
   private lastChainPoll = Number.NEGATIVE_INFINITY; // monotonic (performance.now)
+  /** When each session awaiting settlement was last asked about (monotonic), for turns. */
+  private readonly polledAt = new Map<string, number>();
 
   constructor(private readonly agent: MeteredContext) {
     this.stations = new StationDirectory(agent.chain);
@@ -240,6 +242,17 @@ export class EvRole implements RoleHandler {
 
   async tick(): Promise<void> {
     const now = Date.now();
+    // One chain poll per interval, the sessions awaiting settlement taking turns (longest unasked
+    // first): the first in the list always got the poll, and a session that cannot settle before
+    // its window closes (one that never charged) kept every other from ever being asked (ten
+    // settled sessions unknown to their EV, issue 15's chaos run).
+    const awaiting = this.agent.openSessions().filter((x) => x.state === 'awaitingSettlement');
+    for (const id of this.polledAt.keys()) if (!awaiting.some((x) => x.id === id)) this.polledAt.delete(id);
+    const askNext = awaiting.sort(
+      (a, b) =>
+        (this.polledAt.get(a.id) ?? Number.NEGATIVE_INFINITY) -
+        (this.polledAt.get(b.id) ?? Number.NEGATIVE_INFINITY),
+    )[0];
     for (const s of this.agent.openSessions()) {
       if (
         (s.state === 'searching' || s.state === 'requesting' || s.state === 'awaitingMutual') &&
@@ -263,9 +276,11 @@ export class EvRole implements RoleHandler {
         else await this.sendReceiptIfDue(s, now);
       } else if (
         s.state === 'awaitingSettlement' &&
+        s === askNext &&
         performance.now() - this.lastChainPoll > (s.server ? CHAIN_POLL_MS.withEdge : CHAIN_POLL_MS.direct)
       ) {
         this.lastChainPoll = performance.now();
+        this.polledAt.set(s.id, this.lastChainPoll);
         const state = await this.agent.chain.retry('sessionState', () =>
           this.agent.chain.client.sessionState(s.hcs, big(s.terms.seq)),
         );
