@@ -30,7 +30,8 @@ const MESSAGE_TYPEHASH = keccak_256(utf8.encode('Message(bytes payload)'));
 const NAME_HASH = keccak_256(utf8.encode(DOMAIN_NAME));
 const VERSION_HASH = keccak_256(utf8.encode(DOMAIN_VERSION));
 
-function word(value: bigint): Uint8Array {
+/** A uint as an ABI word (32 bytes, big-endian); the caller checks its range. */
+export function word(value: bigint): Uint8Array {
   const out = new Uint8Array(32);
   let v = value;
   for (let i = 31; i >= 0 && v > 0n; i--) {
@@ -40,9 +41,10 @@ function word(value: bigint): Uint8Array {
   return out;
 }
 
-function addressWord(addr: string): Uint8Array {
+/** An address as an ABI word; EncodeError (naming `field`) unless it is 0x and 40 hex digits. */
+export function addressWord(addr: string, field = 'verifyingContract'): Uint8Array {
   const bytes = fromHex(addr, 20);
-  if (!bytes) throw new EncodeError('must be 0x and 40 hex digits', 'verifyingContract');
+  if (!bytes) throw new EncodeError('must be 0x and 40 hex digits', field);
   const out = new Uint8Array(32);
   out.set(bytes, 12);
   return out;

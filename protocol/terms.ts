@@ -3,8 +3,10 @@
  * recomputes the same hash, so a report that names a txid is a signature on these terms.
  */
 import { keccak_256 } from '@noble/hashes/sha3.js';
-import { keccak256, toUtf8Bytes } from 'ethers';
-import type { Domain } from './envelope.js';
+import { getBytes, keccak256, toUtf8Bytes } from 'ethers';
+import { addressWord, type Domain, word } from './envelope.js';
+import { EncodeError } from './errors.js';
+import { concatBytes, toHex } from './hex.js';
 
 export interface Terms {
   ev: string;
@@ -22,43 +24,37 @@ export const TERMS_TYPEHASH = keccak256(
     'Terms(address ev,address hcs,uint64 seq,uint128 priceWeiPerKWh,uint64 maxEnergyWh,uint64 settleBy)',
   ),
 );
+const TYPEHASH_BYTES = getBytes(TERMS_TYPEHASH);
 
-/** One ABI word: `n` big-endian in 32 bytes at `at`. */
-function putWord(out: Uint8Array, at: number, n: bigint): void {
-  let v = n;
-  for (let i = at + 31; i >= at && v > 0n; i--) {
-    out[i] = Number(v & 0xffn);
-    v >>= 8n;
-  }
+/** A uint of `bits` as an ABI word; EncodeError naming the field when it does not fit. */
+function uintWord(value: bigint, bits: number, field: string): Uint8Array {
+  if (typeof value !== 'bigint' || value < 0n || value >= 1n << BigInt(bits))
+    throw new EncodeError(`must be a whole number from 0 to 2^${bits} - 1`, field);
+  return word(value);
 }
-
-function putAddressWord(out: Uint8Array, at: number, address: string): void {
-  if (!/^0x[0-9a-fA-F]{40}$/.test(address)) throw new Error(`not an address: ${address}`);
-  out.set(Buffer.from(address.slice(2), 'hex'), at + 12);
-}
-
-const TYPEHASH_BYTES = Buffer.from(TERMS_TYPEHASH.slice(2), 'hex');
-const LIMITS = { seq: 64, priceWeiPerKWh: 128, maxEnergyWh: 64, settleBy: 64 } as const;
 
 /**
- * keccak256 of abi.encode(TERMS_TYPEHASH, chainId, verifyingContract, ev, hcs, seq, price, maxWh,
- * settleBy), the words written directly: the edge computes one per agreement, and the ABI coder's
- * checks and hex strings cost more than the hash (bench:edge).
+ * keccak256(abi.encode(TERMS_TYPEHASH, chainId, contract, ev, hcs, seq, price, maxWh, settleBy)),
+ * as the contract computes it: nine static words, encoded here directly (ethers' AbiCoder, its
+ * checks and hex strings, cost more than the hash: a few percent of each agent's CPU at scale, and
+ * the edge computes one per agreement; test/protocol.test.ts checks the two agree).
  */
 export function computeTxId(terms: Terms, domain: Domain): string {
-  const words = new Uint8Array(9 * 32);
-  words.set(TYPEHASH_BYTES, 0);
-  putWord(words, 32, BigInt(domain.chainId));
-  putAddressWord(words, 64, domain.verifyingContract);
-  putAddressWord(words, 96, terms.ev);
-  putAddressWord(words, 128, terms.hcs);
-  for (const [i, k] of (['seq', 'priceWeiPerKWh', 'maxEnergyWh', 'settleBy'] as const).entries()) {
-    const v = BigInt(terms[k]);
-    if (v < 0n || v >= 1n << BigInt(LIMITS[k]))
-      throw new Error(`terms.${k} ${v} does not fit uint${LIMITS[k]}`);
-    putWord(words, 160 + 32 * i, v);
-  }
-  return `0x${Buffer.from(keccak_256(words)).toString('hex')}`;
+  return toHex(
+    keccak_256(
+      concatBytes(
+        TYPEHASH_BYTES,
+        uintWord(domain.chainId, 256, 'chainId'),
+        addressWord(domain.verifyingContract),
+        addressWord(terms.ev, 'ev'),
+        addressWord(terms.hcs, 'hcs'),
+        uintWord(terms.seq, 64, 'seq'),
+        uintWord(terms.priceWeiPerKWh, 128, 'priceWeiPerKWh'),
+        uintWord(terms.maxEnergyWh, 64, 'maxEnergyWh'),
+        uintWord(terms.settleBy, 64, 'settleBy'),
+      ),
+    ),
+  );
 }
 
 /** The bill for an energy at the agreed price, rounded down to the wei (as the contract does). */

@@ -10,7 +10,7 @@ export function registerSimCommands(program: Command): void {
     )
     .option(
       '--broker <url>',
-      "an external MQTT broker (e.g. mqtt://127.0.0.1:1883), or 'mosquitto' to start Debian's (default: embedded)",
+      "an external MQTT broker (e.g. mqtt://127.0.0.1:1883), 'mosquitto' to start Debian's, or 'embedded' (default: embedded; at scale mosquitto where installed)",
     )
     .option('--rpc <url>', 'use an external Ethereum node instead of starting anvil')
     .option('--meters <kind>', 'simulated meters on tcp or rtu (a socat pseudo-terminal pair each)', 'tcp')

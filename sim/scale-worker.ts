@@ -1,28 +1,31 @@
 /**
- * A worker thread of `p2pev sim --evs N --hcs M`. The first one builds the world (anvil, the
- * broker, one simulated meter per device, the simulated cables linking them, all members
- * registered); each runs the EV and HCS agents it is given, in-process, and their share of the
- * sessions. Agents reach their meters over Modbus TCP, so an agent's meter may live in the other
- * thread. The edge runs in the main thread.
+ * A worker process of `p2pev sim --evs N --hcs M` (forked by sim/scale.ts, commands over the IPC
+ * channel): it runs the agents it is given in-process (the EVs, the stations, or the edge), and in
+ * an EV worker its share of the sessions. The world (anvil, the broker, the simulated meters and
+ * the cables linking them) lives elsewhere: agents reach their meters over Modbus TCP, the broker
+ * and the chain over their sockets. One process per kind of agent, so that the run can say what
+ * each kind costs in CPU.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { parentPort } from 'node:worker_threads';
+import { setFlagsFromString } from 'node:v8';
 import { loadConfig } from '../agent/core/config.js';
 import { createLogger } from '../agent/core/log.js';
 import { Agent } from '../agent/core/runtime.js';
-import { buildWorld, SIM_PASSWORD, type World, type WorldOptions } from './world.js';
+import type { SessionRecord } from '../agent/core/session.js';
+import { SIM_PASSWORD } from './world.js';
 import { backoffMs } from '../drivers/index.js';
 
 /** A car that found every station busy tries again later, backing off as a driver would. */
 const DRIVER_BACKOFF = { baseMs: 250, maxMs: 8000, jitter: 0.5 } as const;
 
 export type ToWorker =
-  | { cmd: 'build'; opts: WorldOptions; standalone: string[] }
   | { cmd: 'start'; configPaths: string[] }
+  | { cmd: 'mark' }
   | { cmd: 'run'; sessions: number; targetWh: number; timeoutMs: number }
   | { cmd: 'stats' }
+  | { cmd: 'peek' }
   | { cmd: 'stop' };
 
 export interface SessionResult {
@@ -37,47 +40,46 @@ export interface SessionResult {
   error?: string;
 }
 
-let world: World | undefined;
-const agents: Agent[] = [];
-const port = parentPort!;
-const reply = (msg: unknown) => port.postMessage(msg);
-
-async function build(opts: WorldOptions, standalone: string[]) {
-  world = await buildWorld(opts);
-  return {
-    rpcUrl: world.rpcUrl,
-    brokerUrl: world.brokerUrl,
-    deploymentFile: world.deploymentFile,
-    devices: world.devices.map((d) => ({
-      name: d.name,
-      role: d.role,
-      address: d.address,
-      configPath: d.configPath,
-      controlPort: d.controlPort,
-      dataDir: d.dataDir,
-      standalone: standalone.includes(d.name),
-    })),
-  };
+export interface WorkerStats {
+  bus: { sent: number; sentBytes: number; received: number; dropped: number };
+  agents: number;
+  heapMb: number;
+  rssMb: number;
+  phases: Record<string, number[]>;
+  /** Event-loop utilisation since `mark`. */
+  busy: number;
 }
 
-/** Starts the agents of these configs in this thread (their meters, broker and node may be elsewhere). */
+const agents: Agent[] = [];
+/** Agents started at once. */
+const START_AT_ONCE = 25;
+
+/** Starts the agents of these configs in this process (their meters, broker and node are elsewhere). */
 async function start(configPaths: string[]) {
   const log = createLogger({ level: 'error', pretty: false });
-  for (const configPath of configPaths) {
+  const startOne = async (configPath: string) => {
     const cfg = loadConfig(configPath);
     // In-process agents need no control port (and hundreds of them would race for free ports).
     cfg.control.port = undefined;
     agents.push(await Agent.start(cfg, { password: SIM_PASSWORD, log: log.child({ agent: cfg.name }) }));
-  }
+  };
+  // A few dozen at a time: each start waits mostly on the chain node and the broker.
+  for (let i = 0; i < configPaths.length; i += START_AT_ONCE)
+    await Promise.all(configPaths.slice(i, i + START_AT_ONCE).map(startOne));
 }
 
-/** This thread's event-loop utilisation at the start of the run (to tell how busy it was). */
+/** This process's event-loop utilisation at the start of the run (to tell how busy it was). */
 let runElu: ReturnType<typeof performance.eventLoopUtilization> | undefined;
+let stopProfile: ((dir: string) => Promise<void>) | undefined;
 
 /** How long the EVs' sessions spent in each state (ms), to see where a session's time goes. */
 const phases = new Map<string, number[]>();
 
-function timePhases(ev: Agent): void {
+/** Called after each move of a session, by session id (the run waits on them instead of polling). */
+const watchers = new Map<string, (s: SessionRecord) => void>();
+
+/** Times each EV state, and tells the run of each move. */
+function watchMoves(ev: Agent): void {
   const entered = new Map<string, number>();
   const move = ev.move.bind(ev);
   ev.move = (s, to, patch) => {
@@ -90,6 +92,7 @@ function timePhases(ev: Agent): void {
       phases.get(from)!.push(now - since);
       if (to === 'done' || to === 'failed') entered.delete(s.id);
       else entered.set(s.id, now);
+      watchers.get(s.id)?.(s);
     }
     return moved;
   };
@@ -98,24 +101,15 @@ function timePhases(ev: Agent): void {
 /** `sessions` charges spread over the EVs, each EV charging again as soon as its last one settled. */
 async function run(sessions: number, targetWh: number, timeoutMs: number): Promise<SessionResult[]> {
   const evs = agents.filter((a) => a.cfg.role === 'ev');
-  for (const ev of evs) timePhases(ev);
-  runElu = performance.eventLoopUtilization();
-  /** Sessions a station took (they have a txid), by txid. */
-  const counted = new Map<string, { ev: Agent; requestedAt: number }>();
+  for (const ev of evs) watchMoves(ev);
+  /** Sessions a station took (they have a txid), by txid, with the record that holds it. */
+  const counted = new Map<string, { ev: Agent; id: string; requestedAt: number }>();
   /** Why the cars that found no station found none, and how often. */
   const missReasons = new Map<string, number>();
+  let ended = 0;
   const until = Date.now() + timeoutMs;
-  const recordOf = (txid: string) =>
-    [...counted.get(txid)!.ev.sessions.values()].find((x) => x.txid === txid);
-  const ended = () =>
-    [...counted.keys()].filter((t) => ['done', 'failed'].includes(recordOf(t)?.state ?? '')).length;
   const progress = setInterval(
-    () =>
-      port.postMessage({
-        progress: ended(),
-        started: counted.size,
-        why: Object.fromEntries(missReasons),
-      }),
+    () => process.send?.({ progress: ended, started: counted.size, why: Object.fromEntries(missReasons) }),
     1000,
   );
   // Cars arrive over a ramp, not all in the same millisecond (which no real fleet does, and which
@@ -127,19 +121,41 @@ async function run(sessions: number, targetWh: number, timeoutMs: number): Promi
       let misses = 0;
       while (counted.size < sessions && Date.now() < until) {
         const requestedAt = Date.now();
-        const { id } = (await ev.control('charge', { targetWh })) as { id: string };
-        let mine: string | undefined;
-        for (;;) {
-          const s = ev.sessions.get(id);
-          // Count a session once a station took it (it charged: however short, it has a txid and
-          // an end): a car that found every station busy drives on.
-          if (s?.txid && (s.state === 'charging' || s.endedAt) && !mine && counted.size < sessions) {
-            mine = s.txid;
-            counted.set(mine, { ev, requestedAt });
-          }
-          if (!s || s.state === 'done' || s.state === 'failed' || Date.now() >= until) break;
-          await new Promise((res) => setTimeout(res, 200));
+        let id: string;
+        try {
+          ({ id } = (await ev.control('charge', { targetWh })) as { id: string });
+        } catch (err) {
+          // Refused before it began (the car's meter did not answer in time): the driver tries again.
+          const why = (err as Error).message;
+          missReasons.set(why, (missReasons.get(why) ?? 0) + 1);
+          await new Promise((res) => setTimeout(res, backoffMs(++misses, DRIVER_BACKOFF)));
+          continue;
         }
+        let mine: string | undefined;
+        // Count a session once a station took it (it charged: however short, it has a txid and an
+        // end): a car that found every station busy drives on.
+        const take = (s: SessionRecord) => {
+          if (s.txid && (s.state === 'charging' || s.endedAt) && !mine && counted.size < sessions) {
+            mine = s.txid;
+            counted.set(mine, { ev, id, requestedAt });
+          }
+        };
+        const first = ev.sessions.get(id);
+        if (first && !['done', 'failed'].includes(first.state))
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, Math.max(0, until - Date.now()));
+            watchers.set(id, (s) => {
+              take(s);
+              if (s.state === 'done' || s.state === 'failed') {
+                clearTimeout(timer);
+                resolve();
+              }
+            });
+          });
+        watchers.delete(id);
+        const last = ev.sessions.get(id);
+        if (last) take(last);
+        if (mine) ended++;
         if (!mine) {
           if (counted.size >= sessions) break; // the plan is full: this car's charge is not counted
           const why = ev.sessions.get(id)?.error ?? 'unknown';
@@ -152,8 +168,9 @@ async function run(sessions: number, targetWh: number, timeoutMs: number): Promi
     }),
   );
   clearInterval(progress);
-  return [...counted].map(([txid, { ev, requestedAt }]) => {
-    const s = recordOf(txid);
+  return [...counted].map(([txid, { ev, id, requestedAt }]) => {
+    // The record by its id; a pruned one (the EV keeps its last 200) by its txid.
+    const s = ev.sessions.get(id) ?? [...ev.sessions.values()].find((x) => x.txid === txid);
     return {
       ev: ev.cfg.name,
       ok: s?.state === 'done',
@@ -167,19 +184,35 @@ async function run(sessions: number, targetWh: number, timeoutMs: number): Promi
   });
 }
 
-function stats() {
+/** What the agents here are doing now: open sessions by state, messages queued and dropped (by reason), the edge's bills. */
+function peek(): Record<string, unknown> {
+  const states: Record<string, number> = {};
+  const droppedBy: Record<string, number> = {};
+  let queued = 0;
+  for (const a of agents) {
+    for (const s of a.openSessions()) states[s.state] = (states[s.state] ?? 0) + 1;
+    for (const [r, n] of Object.entries(a.bus.droppedBy)) droppedBy[r] = (droppedBy[r] ?? 0) + (n ?? 0);
+    queued += a.bus.queued;
+  }
+  const edge = agents.find((a) => a.cfg.role === 'edge');
+  return { states, droppedBy, queued, ...(edge ? (edge.role.status() as Record<string, unknown>) : {}) };
+}
+
+function stats(): WorkerStats {
   const bus = { sent: 0, sentBytes: 0, received: 0, dropped: 0 };
   for (const a of agents) for (const k of Object.keys(bus) as (keyof typeof bus)[]) bus[k] += a.bus.stats[k];
+  const mem = process.memoryUsage();
   return {
     bus,
     agents: agents.length,
-    heapMb: process.memoryUsage().heapUsed / 2 ** 20,
+    heapMb: mem.heapUsed / 2 ** 20,
+    rssMb: mem.rss / 2 ** 20,
     phases: Object.fromEntries(phases),
     busy: runElu ? performance.eventLoopUtilization(runElu).utilization : Number.NaN,
   };
 }
 
-/** Starts V8's CPU profiler on this thread; the function returned writes the profile to a dir. */
+/** Starts V8's CPU profiler in this process; the function returned writes the profile to a dir. */
 async function profile(): Promise<(dir: string) => Promise<void>> {
   const { Session } = await import('node:inspector/promises');
   const session = new Session();
@@ -188,35 +221,49 @@ async function profile(): Promise<(dir: string) => Promise<void>> {
   await session.post('Profiler.start');
   return async (dir) => {
     const { profile } = await session.post('Profiler.stop');
-    const file = join(dir, `scale-worker-${Date.now()}.cpuprofile`);
+    const kind = agents.every((a) => a.cfg.role === agents[0]?.cfg.role) ? agents[0]?.cfg.role : 'mixed';
+    const file = join(dir, `scale-${kind}-${process.pid}.cpuprofile`);
     writeFileSync(file, JSON.stringify(profile));
     session.disconnect();
   };
 }
 
-port.on('message', async (msg: ToWorker) => {
+// The edge keeps V8's optimizing compiler, as `p2pev run` gives it; so do the simulated fleets
+// (hundreds of agents in one process run the same code hot).
+setFlagsFromString('--turbofan');
+
+process.on('message', async ({ id, ...msg }: ToWorker & { id: number }) => {
+  // Replies carry the request's id: a quick question (peek) may be answered before a long one (run).
+  const reply = (m: Record<string, unknown>) => process.send?.({ id, ...m });
   try {
     switch (msg.cmd) {
-      case 'build':
-        return reply({ ok: true, value: await build(msg.opts, msg.standalone) });
       case 'start':
         await start(msg.configPaths);
         return reply({ ok: true });
-      case 'run': {
-        // P2PEV_SCALE_PROFILE=<dir>: a CPU profile of this thread over the run (not the build).
-        const stopProfile = process.env.P2PEV_SCALE_PROFILE ? await profile() : undefined;
-        const value = await run(msg.sessions, msg.targetWh, msg.timeoutMs);
+      case 'mark':
+        // The run starts: busy share and (P2PEV_SCALE_PROFILE=<dir>) a CPU profile from here.
+        runElu = performance.eventLoopUtilization();
+        if (process.env.P2PEV_SCALE_PROFILE) stopProfile = await profile();
+        return reply({ ok: true });
+      case 'run':
+        return reply({ ok: true, value: await run(msg.sessions, msg.targetWh, msg.timeoutMs) });
+      case 'peek':
+        return reply({ ok: true, value: peek() });
+      case 'stats': {
+        const value = stats();
         await stopProfile?.(process.env.P2PEV_SCALE_PROFILE!);
+        stopProfile = undefined;
         return reply({ ok: true, value });
       }
-      case 'stats':
-        return reply({ ok: true, value: stats() });
       case 'stop':
-        for (const a of agents) await a.stop().catch(() => {});
-        await world?.close();
-        return reply({ ok: true });
+        await Promise.all(agents.map((a) => a.stop().catch(() => {})));
+        reply({ ok: true });
+        return setTimeout(() => process.exit(0), 50);
     }
   } catch (err) {
     reply({ ok: false, error: (err as Error).stack ?? String(err) });
   }
 });
+// The parent gone (killed, crashed): nothing left to serve.
+process.on('disconnect', () => process.exit(0));
+process.send?.({ ready: true });

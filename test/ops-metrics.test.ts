@@ -92,7 +92,7 @@ describe('p2pev status: progress towards the target', () => {
 });
 
 describe('telemetry freshness', () => {
-  it('samples every 5 s while a session is open, and at once when one ends', async () => {
+  it('samples every 5 s while a session charges, and soon after it opens, starts or stops charging or ends, not on other steps', async () => {
     const { Ops } = await import('../agent/ops/telemetry.js');
     const sessions = new Map<string, { id: string; state: string }>();
     const agent = {
@@ -114,22 +114,44 @@ describe('telemetry freshness', () => {
     ago(0);
     ops.tick();
     expect(samples).toBe(0);
-    ago(6_000); // idle: the configured 30 s holds
+    ago(3_000); // idle: the configured 30 s holds
     ops.tick();
     expect(samples).toBe(0);
-    sessions.set('1', { id: '1', state: 'charging' });
-    ops.tick(); // a session opened: a sample at once
+    sessions.set('1', { id: '1', state: 'searching' });
+    ops.tick(); // a session opened: a sample at once (the last is older than the 2 s gap)
     expect(samples).toBe(1);
-    ago(6_000); // open: every 5 s
-    ops.tick();
+    ago(3_000);
+    sessions.set('1', { id: '1', state: 'requesting' });
+    ops.tick(); // a step that neither opens, charges nor ends
+    expect(samples).toBe(1);
+    ago(6_000);
+    ops.tick(); // open but not charging: nothing flows, the configured 30 s holds
+    expect(samples).toBe(1);
+    ago(0);
+    sessions.set('1', { id: '1', state: 'charging' });
+    ops.tick(); // it starts charging, but the last sample is fresh: not yet …
+    expect(samples).toBe(1);
+    ago(2_500);
+    ops.tick(); // … once the gap has passed
     expect(samples).toBe(2);
+    ago(6_000); // charging: every 5 s
     ops.tick();
-    expect(samples).toBe(2);
-    sessions.set('1', { id: '1', state: 'done' });
-    ops.tick(); // it ended: fresh power and earnings at once
     expect(samples).toBe(3);
+    ops.tick();
+    expect(samples).toBe(3);
+    ago(3_000);
+    sessions.set('1', { id: '1', state: 'charging' });
+    ops.tick(); // nothing changed
+    expect(samples).toBe(3);
+    sessions.set('1', { id: '1', state: 'awaitingSettlement' });
+    ops.tick(); // the charge stopped: fresh power at once
+    expect(samples).toBe(4);
+    ago(3_000);
+    sessions.set('1', { id: '1', state: 'done' });
+    ops.tick(); // it ended: fresh earnings
+    expect(samples).toBe(5);
     ago(6_000);
     ops.tick();
-    expect(samples).toBe(3);
+    expect(samples).toBe(5);
   });
 });

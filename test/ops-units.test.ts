@@ -199,6 +199,38 @@ describe('the journal on an SD card', () => {
     expect(Journal.read(dir).size).toBe(50);
   });
 
+  it('keeps what was put, not what the caller changed since; bigints survive writes, reads, compaction and replay', () => {
+    const dir = tempDir('journal-copies');
+    const j = new Journal(dir);
+    const record = { id: 'a', state: 'charging', nested: { wh: 1 }, amount: 12345678901234567890n };
+    j.put('s:a', record);
+    // The caller goes on changing its record (the runtime does): the journal holds the written one.
+    record.state = 'done';
+    record.nested.wh = 2;
+    const read = j.get<{ state: string; nested: { wh: number }; amount: string }>('s:a')!;
+    expect(read).toEqual({ id: 'a', state: 'charging', nested: { wh: 1 }, amount: '12345678901234567890n' });
+    // A read is a copy too.
+    read.nested.wh = 3;
+    expect(j.get<{ nested: { wh: number } }>('s:a')!.nested.wh).toBe(1);
+    j.put('plain', { n: 1 });
+    j.put('gone', { n: 2 });
+    j.delete('gone');
+    expect(j.list('s:')).toEqual([['s:a', { ...read, nested: { wh: 1 } }]]);
+    j.compact();
+    j.close();
+    const again = new Journal(dir);
+    expect(again.get('s:a')).toEqual({
+      id: 'a',
+      state: 'charging',
+      nested: { wh: 1 },
+      amount: '12345678901234567890n',
+    });
+    expect(again.get('plain')).toEqual({ n: 1 });
+    expect(again.get('gone')).toBeUndefined();
+    expect(again.size).toBe(2);
+    again.close();
+  });
+
   it('does not rewrite itself on every write when the live keys alone pass the limit', () => {
     // An edge keeps hundreds of finished bills, each with both signed reports: more than the limit.
     const dir = tempDir('journal-big');

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { TypedDataEncoder, verifyTypedData } from 'ethers';
+import { AbiCoder, keccak256, TypedDataEncoder, verifyTypedData } from 'ethers';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
@@ -23,6 +23,8 @@ import {
   toHex,
 } from '../protocol/index.js';
 import { buildVectors, SAMPLES, VECTOR_DOMAIN, VECTOR_KEYS, VECTORS_PATH } from '../protocol/vectors.js';
+import type { Domain } from '../protocol/envelope.js';
+import { computeTxId, TERMS_TYPEHASH, type Terms } from '../protocol/terms.js';
 import { anyMessage, messageArbitrary } from './helpers/arbitraries.js';
 
 const ethersDomain = (d: typeof VECTOR_DOMAIN) => ({
@@ -325,5 +327,71 @@ describe('text fitted to UTF-8 bytes', () => {
     expect(fitUtf8('🚗🚗🚗', 10)).toBe('🚗🚗'); // 4 bytes each
     expect(new TextEncoder().encode(fitUtf8('ééééééé', 10)).length).toBe(10);
     expect(fitUtf8('', 10)).toBe('');
+  });
+});
+
+describe('the txid', () => {
+  const coder = AbiCoder.defaultAbiCoder();
+  /** What ethers' ABI coder makes of the same terms (the encoding the contract hashes). */
+  const viaAbiCoder = (t: Terms, d: Domain) =>
+    keccak256(
+      coder.encode(
+        ['bytes32', 'uint256', 'address', 'address', 'address', 'uint64', 'uint128', 'uint64', 'uint64'],
+        [
+          TERMS_TYPEHASH,
+          d.chainId,
+          d.verifyingContract,
+          t.ev,
+          t.hcs,
+          t.seq,
+          t.priceWeiPerKWh,
+          t.maxEnergyWh,
+          t.settleBy,
+        ],
+      ),
+    );
+  const address = fc
+    .uint8Array({ minLength: 20, maxLength: 20 })
+    .map((b) => `0x${Buffer.from(b).toString('hex')}`);
+  const uint = (bits: number) => fc.bigInt({ min: 0n, max: (1n << BigInt(bits)) - 1n });
+
+  it("is the same as ethers' ABI encoding hashed, for any terms in range", () => {
+    fc.assert(
+      fc.property(
+        address,
+        address,
+        address,
+        uint(64),
+        uint(128),
+        uint(64),
+        uint(64),
+        uint(256),
+        (contract, ev, hcs, seq, priceWeiPerKWh, maxEnergyWh, settleBy, chainId) => {
+          const t = { ev, hcs, seq, priceWeiPerKWh, maxEnergyWh, settleBy };
+          const d = { chainId, verifyingContract: contract };
+          expect(computeTxId(t, d)).toBe(viaAbiCoder(t, d));
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('refuses a value out of its range, or an address that is not one, naming the field', () => {
+    const t = {
+      ev: `0x${'11'.repeat(20)}`,
+      hcs: `0x${'22'.repeat(20)}`,
+      seq: 1n,
+      priceWeiPerKWh: 1n,
+      maxEnergyWh: 1n,
+      settleBy: 1n,
+    };
+    const d = VECTOR_DOMAIN;
+    expect(() => computeTxId({ ...t, seq: 1n << 64n }, d)).toThrow(/seq/);
+    expect(() => computeTxId({ ...t, priceWeiPerKWh: -1n }, d)).toThrow(/priceWeiPerKWh/);
+    expect(() => computeTxId({ ...t, maxEnergyWh: 1n << 64n }, d)).toThrow(/maxEnergyWh/);
+    expect(() => computeTxId({ ...t, settleBy: -5n }, d)).toThrow(/settleBy/);
+    expect(() => computeTxId({ ...t, ev: '0x1234' }, d)).toThrow(/ev/);
+    expect(() => computeTxId({ ...t, hcs: 'not an address' }, d)).toThrow(/hcs/);
+    expect(() => computeTxId(t, { ...d, chainId: -1n })).toThrow(/chainId/);
   });
 });

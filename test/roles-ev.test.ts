@@ -85,6 +85,43 @@ describe('a car finds a station', () => {
     expect(switched).toEqual([{ on: true, plug: hcs.address }]);
   });
 
+  it("charges on an agreement that overtook the station's answer, only if it names the txid the answer gives", async () => {
+    // The station's answer waits at the car for a member lookup; the edge's agreement does not.
+    const { fake, role, edge, switched, session } = await car();
+    const me = fake.me.address;
+    await role.onMessage(suggestion(edge, me, [PRICE, PRICE]));
+    const hcs = stations[0];
+    if (!hcs) throw new Error('no station');
+    const terms = { seq: '5', price: PRICE.toString(), maxWh: 7000, settleBy: 2_000_000_000 };
+    const txid = computeTxId(termsFromJson(me, hcs.address, terms), DOMAIN);
+    await role.onMessage(
+      incoming(edge, { type: 'mutual', server: edge.address, ev: me, hcs: hcs.address, txid }),
+    );
+    expect(session()?.state).toBe('requesting');
+    expect(switched).toEqual([]);
+    await role.onMessage(answer(hcs, me, REQUEST_STATUS.accept, { ...terms, kw: 22 }));
+    expect(session()).toMatchObject({ state: 'charging', txid });
+    expect(switched).toEqual([{ on: true, plug: hcs.address }]);
+
+    // An early agreement for other terms than the station then offers is not one.
+    const other = await car();
+    const them = other.fake.me.address;
+    await other.role.onMessage(suggestion(other.edge, them, [PRICE]));
+    const wrong = computeTxId(termsFromJson(them, hcs.address, { ...terms, maxWh: 9000 }), DOMAIN);
+    await other.role.onMessage(
+      incoming(other.edge, {
+        type: 'mutual',
+        server: other.edge.address,
+        ev: them,
+        hcs: hcs.address,
+        txid: wrong,
+      }),
+    );
+    await other.role.onMessage(answer(hcs, them, REQUEST_STATUS.accept, terms));
+    expect(other.session()?.state).toBe('awaitingMutual');
+    expect(other.switched).toEqual([]);
+  });
+
   it('refuses terms above the suggested price and asks the next station', async () => {
     const { fake, role, edge, session } = await car();
     const me = fake.me.address;

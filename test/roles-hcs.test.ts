@@ -86,6 +86,24 @@ describe('a station answers a request', () => {
     expect(switched).toEqual([{ on: true, kw: 11 }]);
   });
 
+  it('with an edge, an offer no consent followed lapses, and the car and the edge are told (the edge frees the station)', async () => {
+    const edge = party();
+    const { fake, role, switched } = station({}, { server: edge.address });
+    await role.onMessage(request(fake.me.address, { wh: 10_000, n: 'q3' }));
+    const [s] = fake.sessions.values();
+    if (!s?.txid) throw new Error('no session');
+    await role.tick();
+    expect(s.state).toBe('offered');
+    expect(fake.sent.filter((m) => m.msg.type === 'termination')).toEqual([]);
+    s.deadline = Date.now() - 1; // the reply window passed without the car's consent
+    await role.tick();
+    expect(s).toMatchObject({ state: 'failed', error: 'no mutual agreement in time' });
+    const ends = fake.sent.filter((m) => m.msg.type === 'termination');
+    expect(ends.map((m) => m.to).sort()).toEqual([ev.address, edge.address].sort());
+    expect(ends[0]?.msg).toMatchObject({ txid: s.txid, status: END.timeout });
+    expect(switched).toEqual([]);
+  });
+
   it('with an edge, switches on only once the chain shows the session reserved', async () => {
     const edge = party();
     const { fake, role, switched } = station({}, { server: edge.address });

@@ -6,7 +6,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import { ChainSessionState, isSettledState, revertName } from '../../contracts/client.js';
-import { computeTxId, fitUtf8, optionalOf, PAYMENT_STATUS, REQUEST_STATUS } from '../../protocol/index.js';
+import {
+  computeTxId,
+  fitUtf8,
+  type MessageOf,
+  optionalOf,
+  PAYMENT_STATUS,
+  REQUEST_STATUS,
+} from '../../protocol/index.js';
 import type { Incoming } from '../core/bus.js';
 import { big } from '../core/json.js';
 import type { MeteredContext, RoleHandler } from '../core/context.js';
@@ -43,6 +50,8 @@ export class EvRole implements RoleHandler {
   private lastChainPoll = Number.NEGATIVE_INFINITY; // monotonic (performance.now)
   /** When each session awaiting settlement was last asked about (monotonic), for turns. */
   private readonly polledAt = new Map<string, number>();
+  /** An edge's agreement that arrived before the station's answer, by session id (one car, one request at a time). */
+  private readonly earlyMutuals = new Map<string, MessageOf<'mutual'>>();
 
   constructor(private readonly agent: MeteredContext) {
     this.stations = new StationDirectory(agent.chain);
@@ -131,27 +140,33 @@ export class EvRole implements RoleHandler {
         // The station's receipt rule binds (it switches off on it); our own config otherwise.
         const own = this.agent.cfg.receipts;
         const receipts = { wh: offer.rWh ?? own.wh, ms: offer.rMs ?? own.intervalMs };
-        this.agent.move(s, 'awaitingMutual', {
+        const early = this.earlyMutuals.get(s.id);
+        this.earlyMutuals.delete(s.id);
+        const waiting = this.agent.move(s, 'awaitingMutual', {
           terms,
           txid,
           kw,
           receipts,
           deadline: Date.now() + this.agent.cfg.timeouts.replyMs * 2,
         });
+        // The edge's agreement came first: it stands if it names the txid we just computed ourselves.
+        if (waiting && early?.txid === txid) return this.onMutual(waiting);
         return;
       }
       case 'mutual': {
         const s = this.findIn('awaitingMutual', (x) => x.txid === msg.txid);
-        if (!s || msg.ev !== me || msg.hcs !== s.hcs) return;
-        // The agreement comes from our edge, or (direct) from the station itself.
-        if (signer !== (s.server ?? s.hcs)) return;
-        if (s.confirmTerms) {
-          // The driver sees the terms first: nothing is signed until POST /accept.
-          s.agreedAt ??= Date.now();
-          this.agent.save(s);
+        if (!s) {
+          // The edge's agreement can overtake the station's answer: a receiver checks a sender it
+          // has not met before on chain first (agent/core/gate.ts), and the edge is known already.
+          // Kept, in memory, for the answer; it counts only if its txid is the one we compute then.
+          const asked = this.findIn('requesting', (x) => x.hcs === msg.hcs);
+          if (asked?.server && signer === asked.server && msg.ev === me) this.earlyMutuals.set(asked.id, msg);
           return;
         }
-        return this.consentAndCharge(s);
+        if (msg.ev !== me || msg.hcs !== s.hcs) return;
+        // The agreement comes from our edge, or (direct) from the station itself.
+        if (signer !== (s.server ?? s.hcs)) return;
+        return this.onMutual(s);
       }
       case 'completion':
       case 'termination': {
@@ -186,7 +201,19 @@ export class EvRole implements RoleHandler {
     }
   }
 
+  /** The agreement stands (checked by the caller): the driver confirms first, or we consent now. */
+  private async onMutual(s: SessionIn<'awaitingMutual'>): Promise<void> {
+    if (s.confirmTerms) {
+      // The driver sees the terms first: nothing is signed until POST /accept.
+      s.agreedAt ??= Date.now();
+      this.agent.save(s);
+      return;
+    }
+    return this.consentAndCharge(s);
+  }
+
   private async requestNext(s: SessionRecord, candidates: { hcs: string; price: string }[]): Promise<void> {
+    this.earlyMutuals.delete(s.id);
     const remaining = s.hcs ? candidates.filter((c) => c.hcs !== s.hcs) : candidates;
     const next = remaining[0];
     if (!next) {

@@ -159,6 +159,9 @@ export class HcsRole implements RoleHandler {
   /** This station's settings (the config's `hcs` section); `s.hcs` is a session's station address. */
   private readonly station: NonNullable<AgentConfig['hcs']>;
 
+  /** The highest seq the chain held for this station when the agent started (nextSeq). */
+  private chainSeq?: bigint;
+
   /** The station's charger, behind a small port (charger-port.ts). */
   private readonly charger: ChargerPort;
 
@@ -187,9 +190,12 @@ export class HcsRole implements RoleHandler {
    */
   private async nextSeq(): Promise<bigint> {
     const journal = big(this.agent.journal.get<string>('seq') ?? '0');
-    const chain = await this.agent.chain.retry('lastSeq', () =>
+    // The chain's counter is read once, at start (resume): after that every seq it can hold for
+    // this station is one handed out here, journaled before it was offered.
+    this.chainSeq ??= await this.agent.chain.retry('lastSeq', () =>
       this.agent.chain.client.lastSeq(this.agent.address),
     );
+    const chain = this.chainSeq;
     const seq = (journal > chain ? journal : chain) + 1n;
     this.agent.journal.put('seq', seq.toString());
     return seq;
@@ -212,9 +218,14 @@ export class HcsRole implements RoleHandler {
   async resume(): Promise<void> {
     // The configured window against the contract's, before any offer is made.
     const client = this.agent.chain.client;
-    const [contractWindow, profile] = await this.agent.chain.retry('window', () =>
-      Promise.all([client.settlementWindow(), client.hcsProfile(this.agent.address)]),
+    const [contractWindow, profile, lastSeq] = await this.agent.chain.retry('window', () =>
+      Promise.all([
+        client.settlementWindow(),
+        client.hcsProfile(this.agent.address),
+        client.lastSeq(this.agent.address),
+      ]),
     );
+    this.chainSeq = lastSeq;
     const check = windowCheck(this.station, Number(contractWindow), profile.powerW || undefined);
     if (check.level === 'fail') throw new Error(`${check.detail}: ${check.fix}`);
     if (check.level === 'warn') this.agent.log.warn({ fix: check.fix }, check.detail);
@@ -314,10 +325,10 @@ export class HcsRole implements RoleHandler {
     // The receipt rule travels with the offer: the station is the one that switches off on it.
     const r = this.agent.cfg.receipts;
     const optional = { ...terms, kw: this.station.powerKw, rWh: r.wh, rMs: r.intervalMs, ...nonce };
-    await this.reply(ev, REQUEST_STATUS.accept, optional);
     if (server) {
-      // The edge forms the agreement: it checks the deposit and sends the mutual to both.
-      await this.agent.send(server, {
+      // The edge forms the agreement: it checks the deposit and sends the mutual to both. The
+      // same answer to the car and the edge: signed once.
+      await this.agent.send([ev, server], {
         type: 'response',
         status: REQUEST_STATUS.accept,
         sender: this.agent.address,
@@ -326,6 +337,7 @@ export class HcsRole implements RoleHandler {
       });
       return;
     }
+    await this.reply(ev, REQUEST_STATUS.accept, optional);
     // No edge: the two parties agree directly; this station plays the server. The charger
     // switches on once the EV's consent has reserved the session on chain.
     await this.agent.send(ev, {
@@ -487,11 +499,20 @@ export class HcsRole implements RoleHandler {
       // deadline two reply times ahead; receipts that follow it must not push this back.)
       if (s.server && now > s.deadline - this.agent.cfg.timeouts.replyMs) return this.reserve(s);
     }
-    if (s.deadline && now > s.deadline)
+    if (s.deadline && now > s.deadline) {
       this.agent.move(s, 'failed', {
         error: s.consent ? 'the session was not reserved in time' : 'no mutual agreement in time',
         deadline: 0,
       });
+      // No consent came (the car gave up waiting for our answer, or its consent was lost): nothing
+      // can be reserved. Say so to the car and the edge, which otherwise keeps this station taken
+      // for the agreement until its settlement window closes (at 2,000 × 400, under load, hundreds
+      // of stations stood idle that way). Best effort: a lost one costs only that wait.
+      if (!s.consent && s.server) {
+        const end = { type: 'termination', ev: s.ev, hcs: s.hcs, txid: s.txid, status: END.timeout } as const;
+        await this.agent.send([s.ev, s.server], end);
+      }
+    }
   }
 
   /**
