@@ -51,7 +51,16 @@ export function registerAgentCommands(program: Command): void {
         if (agent) agent.log.warn({ err }, 'unhandled rejection; carrying on');
         else process.stderr.write(`p2pev: unhandled rejection: ${err}\n`);
       });
-      agent = await Agent.start(cfg);
+      try {
+        agent = await Agent.start(cfg);
+      } catch (err) {
+        // A start that failed half-way (its control port taken, say) has left the broker
+        // connection and the meter open: the process would live on doing nothing, and systemd
+        // (Restart=always) would never restart it. Say why and end (issue 15's chaos run: an EV
+        // restarted onto a port taken meanwhile stayed so for the rest of the run).
+        process.stderr.write(`p2pev: ${(err as Error).message}\n`);
+        process.exit(1);
+      }
       await new Promise<void>((resolve) => {
         const stop = () => resolve();
         process.once('SIGINT', stop);

@@ -15,7 +15,7 @@
  * `overpaidWh` (billed beyond what the EV's meter saw and the contract's tolerance), recovery time per fault kind (from the
  * fault's end until every agent is back, on the broker and on the chain), faults by kind.
  */
-import { appendFileSync, createWriteStream, mkdtempSync, type WriteStream, writeFileSync } from 'node:fs';
+import { appendFileSync, createWriteStream, mkdtempSync, readFileSync, type WriteStream, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -98,6 +98,13 @@ export interface ChaosReport {
   overpaidWh: number;
   /** Sessions still open when the run ended (counted in lost if they charged). */
   open: number;
+  /** Sessions that were charging on an EV when it was SIGKILLed. */
+  killedEvSessions: number;
+  /**
+   * What the goal allows unpaid: one receipt interval (the station's `receipts.wh`) per killed EV
+   * session (the payment-assurance issue's bound, docs/CONTRACT.md I1).
+   */
+  unpaidBoundWh: number;
   restarts: number;
   faults: Partial<Record<FaultKind, number>>;
   recoveryS: Partial<Record<FaultKind, { p50: number; p95: number; n: number }>>;
@@ -131,6 +138,9 @@ export function seeded(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** The receipt interval's energy when a station's config does not set it (agent/config.schema.json). */
+const RECEIPT_WH_DEFAULT = 500;
 
 const CLOCK_PRELOAD = fileURLToPath(new URL('./clock-preload.mjs', import.meta.url));
 
@@ -309,6 +319,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const samplesFile = join(dir, 'samples.jsonl');
   let stopSampling = () => {};
   const recoveries: Partial<Record<FaultKind, number[]>> = {};
+  /** Sessions (txid) that were charging on an EV when it was killed. */
+  const killedEv = new Set<string>();
   let stopLoad = false;
   let charges = 0;
   try {
@@ -410,6 +422,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         case 'kill-edge': {
           const target = pick(byRole(kind === 'kill-ev' ? 'ev' : kind === 'kill-hcs' ? 'hcs' : 'edge'));
           const pid = target.pid;
+          if (kind === 'kill-ev') {
+            const sessions = (await status(target.device))?.sessions as SessionRecord[] | undefined;
+            for (const x of sessions ?? [])
+              if (x.state === 'charging' && x.txid) killedEv.add(x.txid.toLowerCase());
+          }
           say(`FAULT ${kind}: SIGKILL ${target.device.name} (pid ${pid})`);
           try {
             if (pid) process.kill(pid, 'SIGKILL');
@@ -525,7 +542,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     await Promise.all(agents.map((a) => a.stop()));
   }
   try {
-    const report = await tally(world, agents, opts, faults, recoveries);
+    const report = await tally(world, agents, opts, faults, recoveries, killedEv);
     const warmupS = warmupOf(opts.durationS);
     report.warmupS = warmupS;
     if (opts.faults === false) report.soak = true;
@@ -551,7 +568,16 @@ async function tally(
   opts: ChaosOptions,
   faults: ChaosReport['faults'],
   recoveries: Partial<Record<FaultKind, number[]>>,
+  killedEv: Set<string>,
 ): Promise<ChaosReport> {
+  // The receipt interval the stations set (they send it with their offer; all alike in the sim).
+  const station = world.devices.find((d) => d.role === 'hcs');
+  const receiptWh = station
+    ? Number(
+        (JSON.parse(readFileSync(station.configPath, 'utf8')) as { receipts?: { wh?: number } }).receipts
+          ?.wh ?? RECEIPT_WH_DEFAULT,
+      )
+    : RECEIPT_WH_DEFAULT;
   // Every entry the contract settled (its SessionsSettled events): a txid twice is a double bill.
   const billed = new Map<string, number[]>();
   for (const r of await world.operator.settledSessions(world.deployment.block)) {
@@ -627,6 +653,8 @@ async function tally(
     faults,
     recoveryS,
     lostTxids,
+    killedEvSessions: killedEv.size,
+    unpaidBoundWh: killedEv.size * receiptWh,
     trends: {},
   };
 }
@@ -646,6 +674,8 @@ export function printChaos(r: ChaosReport, out: (l: string) => void): void {
     ['unpaidWh', r.unpaidWh],
     ['overpaidWh', r.overpaidWh],
     ['open at the end', r.open],
+    ['EV sessions killed', r.killedEvSessions],
+    ['unpaid bound Wh', r.unpaidBoundWh],
     ['agent restarts', r.restarts],
   ];
   for (const [k, v] of rows) out(`  ${k.padEnd(20)} ${v}`);
@@ -716,8 +746,18 @@ export function printChaos(r: ChaosReport, out: (l: string) => void): void {
     );
   }
   out(
-    r.lost === 0 && r.doubleBilled === 0 && r.overpaidWh === 0
-      ? 'goal met: nothing lost, nothing billed twice, nobody overpaid'
+    goalMet(r)
+      ? 'goal met: nothing lost, nothing billed twice, nobody overpaid, unpaid within one receipt interval per killed EV session'
       : 'GOAL NOT MET',
   );
+}
+
+/**
+ * The chaos run's goal (issue 15): lost, doubleBilled and overpaid 0; unpaid at most one receipt
+ * interval per EV session killed mid-charge.
+ */
+export function goalMet(
+  r: Pick<ChaosReport, 'lost' | 'doubleBilled' | 'overpaidWh' | 'unpaidWh' | 'unpaidBoundWh'>,
+): boolean {
+  return r.lost === 0 && r.doubleBilled === 0 && r.overpaidWh === 0 && r.unpaidWh <= r.unpaidBoundWh;
 }

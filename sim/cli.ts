@@ -56,7 +56,7 @@ export function registerSimCommands(program: Command): void {
           if (!Number.isInteger(opts.seed)) throw new Error('--seed must be a whole number');
           const durationS = opts.duration ?? 300;
           if (!(durationS > 0)) throw new Error('--duration must be a positive number of seconds');
-          const { runChaos } = await import('./chaos.js');
+          const { goalMet, runChaos } = await import('./chaos.js');
           const report = await runChaos({
             seed: opts.seed,
             durationS,
@@ -70,7 +70,7 @@ export function registerSimCommands(program: Command): void {
             ...(opts.dir ? { dir: opts.dir } : {}),
             ...(opts.json ? { json: opts.json } : {}),
           });
-          if (report.lost > 0 || report.doubleBilled > 0 || report.overpaidWh > 0) process.exitCode = 1;
+          if (!goalMet(report)) process.exitCode = 1;
           return;
         }
         if (opts.evs !== undefined || opts.hcs !== undefined || opts.sessions !== undefined) {

@@ -379,14 +379,31 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
 /** Share of the station's energy that reaches the car (the EV agent asks for its kW × this, agent/roles/ev.ts). */
 const CABLE_EFFICIENCY = 0.99;
 
+/**
+ * The car holding each station's cable. One cable, one car: a second car that switches on
+ * "plugged into" a station already charging another (an EV that consented after the station had
+ * dropped its offer and taken the next car) gets nothing, as it would in a car park. Without this
+ * both cars metered the one station's energy, and the chaos run counted the second as lost.
+ */
+const cableHolders = new WeakMap<Device, SimMeterModel>();
+
 export function cables(devices: Device[]): void {
   const stations = new Map(devices.filter((d) => d.role === 'hcs' && d.meter).map((d) => [d.address, d]));
-  // The car plugged into each station and switched on (it takes current).
+  // The car plugged into each station and switched on (it takes current): the one already there first.
   const carAt = new Map<string, SimMeterModel>();
+  for (const [address, d] of stations) {
+    const held = cableHolders.get(d);
+    if (held?.switchedOn && held.pluggedTo === address) carAt.set(address, held);
+    else cableHolders.delete(d);
+  }
   for (const ev of devices) {
     if (ev.role !== 'ev' || !ev.meter) continue;
     const m = ev.meter.model;
-    if (m.switchedOn && stations.has(m.pluggedTo)) carAt.set(m.pluggedTo, m);
+    const station = stations.get(m.pluggedTo);
+    if (m.switchedOn && station && !carAt.has(m.pluggedTo)) {
+      carAt.set(m.pluggedTo, m);
+      cableHolders.set(station, m);
+    }
   }
   const flowing = new Map<string, { kw: number; limited: boolean }>();
   for (const [address, d] of stations) {
@@ -406,7 +423,7 @@ export function cables(devices: Device[]): void {
     if (ev.role !== 'ev' || !ev.meter) continue;
     const m = ev.meter.model;
     const at = flowing.get(m.pluggedTo);
-    const flows = m.switchedOn && at !== undefined && at.kw > 0;
+    const flows = m.switchedOn && at !== undefined && at.kw > 0 && carAt.get(m.pluggedTo) === m;
     const kw = at?.limited ? Math.min(m.chargeKwSetting, at.kw * CABLE_EFFICIENCY) : m.chargeKwSetting;
     if (flows && (!m.charging || Math.abs(m.chargeKwSetting - kw) > 0.05)) m.startCharging(kw);
     else if (!flows && m.charging) m.stopCharging();

@@ -53,6 +53,7 @@ describe('an agent killed with SIGKILL at each step comes back and finishes exac
     ['HCS1', 'after-mutual'],
     ['EV1', 'charging'],
     ['HCS1', 'after-report'],
+    ['EDGE', 'after-reserve-submit'],
     ['EDGE', 'after-submit'],
     // Its first batch (the reservation) signed and journaled, not yet sent: sent after the restart
     // as the same bytes (contracts/batchsender.ts), not lost, not signed again under a new nonce.
@@ -118,6 +119,16 @@ describe('an agent killed with SIGKILL at each step comes back and finishes exac
       }
       // The HCS's own report names the same energy it billed, give or take the tolerance.
       expect(reportEnergyWh(hcsSessions.myReport!)).toBeGreaterThanOrEqual(billed.energyWh);
+      // And the edge knows it: no bill left waiting (a reservation batch whose receipt died with
+      // the edge once kept its bill queued for good, settled only by the station's fallback).
+      await waitFor('the edge to have no bill waiting', async () => {
+        const s = await control<{ edge: { bills: Record<string, number> } }>(
+          device(world, 'EDGE'),
+          'status',
+        ).catch(() => undefined);
+        const bills = s?.edge.bills;
+        return bills && !bills.collecting && !bills.queued && !bills.submitted;
+      });
     },
     150_000,
   );

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import type { MeteringPort } from '../agent/core/context.js';
 import { EvRole } from '../agent/roles/ev.js';
+import { ChainSessionState } from '../contracts/client.js';
 import { computeTxId, optionalOf, REQUEST_STATUS } from '../protocol/index.js';
 import { DOMAIN, fakeMeteredContext, incoming, party } from './fakes/context.js';
 import { termsFromJson } from '../agent/core/session.js';
@@ -165,5 +166,99 @@ describe('a car finds a station', () => {
     if (!hcs) throw new Error('no station');
     await role.onMessage(answer(hcs, me, REQUEST_STATUS.busy, { why: 'busy' }));
     expect(session()).toMatchObject({ state: 'failed', error: 'no station accepted' });
+  });
+});
+
+describe('a session nobody settled in its window', () => {
+  it('releases its reservation still standing on chain (the deposit and the station’s slot), then fails', async () => {
+    const { fake, role } = await car();
+    const hcs = stations[0]!.address;
+    const terms = {
+      seq: '5',
+      price: PRICE.toString(),
+      maxWh: 4000,
+      settleBy: Math.floor(Date.now() / 1000) - 60,
+    };
+    const txid = computeTxId(termsFromJson(fake.me.address, hcs, terms), DOMAIN);
+    fake.ctx.save({
+      id: 'never-charged',
+      role: 'ev',
+      state: 'awaitingSettlement',
+      deadline: 0,
+      ev: fake.me.address,
+      hcs,
+      terms,
+      txid,
+      myReport: '00',
+      createdAt: Date.now(),
+      updatedAt: Date.now(),
+    } as never);
+    const sends: string[] = [];
+    let away = true;
+    Object.assign(fake.ctx.chain, {
+      send: async (what: string) => {
+        sends.push(what);
+        if (away)
+          throw Object.assign(new Error('chain node unreachable (release)'), { code: 'NETWORK_ERROR' });
+        return {};
+      },
+    });
+    fake.answers.sessionState = 1; // still Reserved: nobody settled, nobody released
+    const s = () => fake.sessions.get('never-charged');
+    // The node away: nothing given up, tried again at the next poll.
+    await role.tick();
+    expect(sends).toEqual(['release']);
+    expect(s()?.state).toBe('awaitingSettlement');
+    away = false;
+    const again = new EvRole(fake.ctx); // a fresh poll (the role polls the chain every 15 s)
+    await again.tick();
+    expect(sends).toEqual(['release', 'release']);
+    expect(s()?.state).toBe('failed');
+  });
+});
+
+describe('a car with several sessions awaiting settlement', () => {
+  it('asks the chain about each in turn: one that cannot settle yet does not hide the others', async () => {
+    const { fake, role } = await car();
+    const hcs = stations[0]!.address;
+    const record = (seq: string) => {
+      const terms = {
+        seq,
+        price: PRICE.toString(),
+        maxWh: 4000,
+        settleBy: Math.floor(Date.now() / 1000) + 3600,
+      };
+      const txid = computeTxId(termsFromJson(fake.me.address, hcs, terms), DOMAIN);
+      fake.ctx.save({
+        id: `s${seq}`,
+        role: 'ev',
+        state: 'awaitingSettlement',
+        deadline: 0,
+        ev: fake.me.address,
+        hcs,
+        server: fake.ctx.cfg.server,
+        terms,
+        txid,
+        myReport: '00',
+        createdAt: Date.now(),
+        updatedAt: Date.now(),
+      } as never);
+    };
+    record('1'); // never charged: reserved until its window closes
+    record('2'); // settled by the station directly (the EV hears it from the chain only)
+    const asked: bigint[] = [];
+    Object.assign(fake.ctx.chain.client, {
+      sessionState: async (_hcs: string, seq: bigint) => {
+        asked.push(seq);
+        return seq === 2n ? ChainSessionState.Settled : ChainSessionState.Reserved;
+      },
+    });
+    await role.tick();
+    // The next poll is due (the role asks the chain at most every 15 s with an edge).
+    Object.assign(role, { lastChainPoll: Number.NEGATIVE_INFINITY });
+    await role.tick();
+    expect(asked).toEqual([1n, 2n]);
+    expect(fake.sessions.get('s2')?.state).toBe('done');
+    expect(fake.sessions.get('s1')?.state).toBe('awaitingSettlement');
   });
 });

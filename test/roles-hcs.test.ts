@@ -132,6 +132,48 @@ describe('a station answers a request', () => {
     expect(switched).toEqual([{ on: true, kw: 11 }]);
   });
 
+  it('keeps a bill it alone may settle when the chain node is away, and settles it when it is back', async () => {
+    const { fake, role, meter } = station();
+    await role.onMessage(request(fake.me.address, { wh: 10_000, n: 'q3' }));
+    const [s] = fake.sessions.values();
+    if (!s?.txid) throw new Error('no session');
+    const fields = { ev: ev.address, hcs: fake.me.address, txid: s.txid };
+    await role.onMessage(
+      incoming(ev, { type: 'chargeReceived', ...fields, energyWh: 0n, optional: { i: 0 } }),
+    );
+    expect(s.state).toBe('charging');
+    meter.wh += 3000;
+    await role.onMessage(incoming(ev, { type: 'termination', ...fields, status: END.stoppedByEv }));
+    expect(s.state).toBe('awaitingSettlement');
+    // The settlement goes out as the EV's report arrives; the node is away (a cut, a pause).
+    const sends: string[] = [];
+    let away = true;
+    fake.answers.sessionState = 1; // Reserved
+    Object.assign(fake.ctx.chain, {
+      send: async (what: string) => {
+        sends.push(what);
+        if (away)
+          throw Object.assign(
+            new Error('chain node http://127.0.0.1:1 unreachable (settle); will retry later'),
+            {
+              code: 'NETWORK_ERROR',
+            },
+          );
+        return { hash: '0xfeed' };
+      },
+    });
+    // The EV reports less than the station metered, beyond the tolerance: only the station may settle.
+    await role.onMessage(incoming(ev, { type: 'chargeReceived', ...fields, energyWh: 2000n }));
+    expect(sends).toEqual(['settle']);
+    expect(s.state).toBe('awaitingSettlement');
+    await role.tick();
+    expect(s.state).toBe('awaitingSettlement');
+    away = false;
+    await role.tick();
+    expect(sends).toEqual(['settle', 'settle', 'settle']);
+    expect(s.state).toBe('done');
+  });
+
   it('caps the offer at what the deposit covers', async () => {
     const { fake, role } = station();
     fake.answers.availableDeposit = billWei(5_000n, PRICE);

@@ -6,7 +6,13 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-export type CrashPoint = 'after-mutual' | 'charging' | 'after-report' | 'after-submit' | 'before-broadcast';
+export type CrashPoint =
+  | 'after-mutual'
+  | 'charging'
+  | 'after-report'
+  | 'after-reserve-submit'
+  | 'after-submit'
+  | 'before-broadcast';
 
 export function crashPoint(point: CrashPoint, dataDir: string): void {
   if (process.env.P2PEV_CRASH_AT !== point) return;

@@ -266,12 +266,19 @@ export class Agent {
     Object.assign(s, patch, { state: to });
     this.save(s);
     // Over for us: nothing of this session needs resending any more, but our report to the peer
-    // of a settled session (an EV rates the station with the station's signed report).
+    // of a settled session (an EV rates the station with the station's signed report), and all
+    // we sent the edge: a session settled without it (the station's fallback while the edge was
+    // away) would otherwise stay open at the edge until its window closes, its station counted
+    // as charging and never suggested (issue 15's chaos run at 40 x 10). The edge acks it and
+    // closes the bill: the chain answers AlreadySettled.
     if (to === 'failed' && s.txid) this.outbox.settle(s.txid);
     if (to === 'done' && s.txid)
       this.outbox.settle(
         s.txid,
-        (e) => e.to !== s.server && (e.type === 'chargeReceived' || e.type === 'chargeProvided'),
+        (e) =>
+          (s.server !== undefined && e.to === s.server.toLowerCase()) ||
+          e.type === 'chargeReceived' ||
+          e.type === 'chargeProvided',
       );
     // The table allowed the move and the patch brought what the new state holds.
     return s as SessionIn<T>;

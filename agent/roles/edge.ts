@@ -103,6 +103,12 @@ const MAX_BATCHES_IN_FLIGHT = 4;
 const BATCH_BASE_GAS = 200_000n;
 const BATCH_GAS_PER_BILL = 100_000n;
 
+/**
+ * Beyond the two reply times an offer waits for the EV's consent: how late the consent may still
+ * reach the edge (a busy broker, a queue) before the station counts as free again.
+ */
+const CONSENT_SLACK_MS = 10_000;
+
 /** A bill whose reports never both came is given up this long after its settlement window. */
 const COLLECT_GRACE_S = 60;
 
@@ -309,9 +315,14 @@ export class EdgeRole implements RoleHandler {
     // Holds are on the monotonic clock: a wall-clock step must not stretch one by the step.
     const mono = performance.now();
     const taken = new Set<string>();
+    // Without the EV's consent an agreement starts no charge once both sides' waits are over (the
+    // station drops an offer two reply times after making it): a driver who declined the terms,
+    // or a mutual lost with a broker, must not keep the station from every car until settleBy.
+    const consentBy = now - 2 * this.agent.cfg.timeouts.replyMs - CONSENT_SLACK_MS;
     for (const txid of this.charging) {
       const b = this.bills.get(txid);
-      if (b && now < b.terms.settleBy * 1000) taken.add(b.hcs);
+      if (b && now < b.terms.settleBy * 1000 && (b.consent !== undefined || b.createdAt > consentBy))
+        taken.add(b.hcs);
     }
     for (const [hcs, hold] of this.holds) {
       if (hold.until < mono) this.holds.delete(hcs);
@@ -567,6 +578,7 @@ export class EdgeRole implements RoleHandler {
           // A bound instead of the node's estimate, as for settlement batches.
           BATCH_BASE_GAS + BATCH_GAS_PER_BILL * BigInt(entries.length),
         );
+        crashPoint('after-reserve-submit', this.agent.cfg.dataDir);
       } catch (err) {
         this.agent.log.warn(
           { err: (err as Error).message },

@@ -48,6 +48,8 @@ const RATING_COMMENT_BYTES = 10;
 export class EvRole implements RoleHandler {
   private readonly stations: StationDirectory;
   private lastChainPoll = Number.NEGATIVE_INFINITY; // monotonic (performance.now)
+  /** When each session awaiting settlement was last asked about (monotonic), for turns. */
+  private readonly polledAt = new Map<string, number>();
   /** An edge's agreement that arrived before the station's answer, by session id (one car, one request at a time). */
   private readonly earlyMutuals = new Map<string, MessageOf<'mutual'>>();
 
@@ -267,6 +269,17 @@ export class EvRole implements RoleHandler {
 
   async tick(): Promise<void> {
     const now = Date.now();
+    // One chain poll per interval, the sessions awaiting settlement taking turns (longest unasked
+    // first): the first in the list always got the poll, and a session that cannot settle before
+    // its window closes (one that never charged) kept every other from ever being asked (ten
+    // settled sessions unknown to their EV, issue 15's chaos run).
+    const awaiting = this.agent.openSessions().filter((x) => x.state === 'awaitingSettlement');
+    for (const id of this.polledAt.keys()) if (!awaiting.some((x) => x.id === id)) this.polledAt.delete(id);
+    const askNext = awaiting.sort(
+      (a, b) =>
+        (this.polledAt.get(a.id) ?? Number.NEGATIVE_INFINITY) -
+        (this.polledAt.get(b.id) ?? Number.NEGATIVE_INFINITY),
+    )[0];
     for (const s of this.agent.openSessions()) {
       if (
         (s.state === 'searching' || s.state === 'requesting' || s.state === 'awaitingMutual') &&
@@ -290,23 +303,50 @@ export class EvRole implements RoleHandler {
         else await this.sendReceiptIfDue(s, now);
       } else if (
         s.state === 'awaitingSettlement' &&
+        s === askNext &&
         performance.now() - this.lastChainPoll > (s.server ? CHAIN_POLL_MS.withEdge : CHAIN_POLL_MS.direct)
       ) {
         this.lastChainPoll = performance.now();
+        this.polledAt.set(s.id, this.lastChainPoll);
         const state = await this.agent.chain.retry('sessionState', () =>
           this.agent.chain.client.sessionState(s.hcs, big(s.terms.seq)),
         );
         if (isSettledState(state)) await this.settled(s);
         else if (state === ChainSessionState.Released)
           this.agent.move(s, 'failed', { error: 'released unsettled', deadline: 0 });
-        else if (now / 1000 > s.terms.settleBy + SETTLE_GRACE_S)
-          // Past the window nobody can settle it any more: the station never reported. Nothing was paid.
-          this.agent.move(s, 'failed', {
-            error: 'never settled: no report from the station in the settlement window',
-            deadline: 0,
-          });
+        else if (now / 1000 > s.terms.settleBy + SETTLE_GRACE_S) await this.unsettled(s, state);
       }
     }
+  }
+
+  /**
+   * Past the window nobody can settle the session any more: the station never reported, nothing
+   * was paid. A reservation still standing (a session that never charged: the station gave up
+   * its offer before our consent came) is released first: it held cap × price of our deposit and
+   * the station's ring slot (seq mod 16), which refused every 16th of its later sessions
+   * (`TooManyOpenReservations`, issue 15's chaos run at 30 x 8). Anyone may release after settleBy.
+   */
+  private async unsettled(s: SessionIn<'awaitingSettlement'>, state: number): Promise<void> {
+    if (state === ChainSessionState.Reserved) {
+      try {
+        await this.agent.chain.send('release', (c) => c.release(termsFromJson(s.ev, s.hcs, s.terms)));
+        this.agent.log.info({ txid: s.txid }, 'unsettled reservation released');
+      } catch (err) {
+        const name = revertName(err);
+        // Someone else released it, or the chain's clock is not past settleBy yet, or the node is away.
+        if (name !== 'AlreadyReleased' && name !== 'NotReserved') {
+          this.agent.log.warn(
+            { txid: s.txid, err: name ?? (err as Error).message },
+            'release not done; trying again',
+          );
+          return;
+        }
+      }
+    }
+    this.agent.move(s, 'failed', {
+      error: 'never settled: no report from the station in the settlement window',
+      deadline: 0,
+    });
   }
 
   /**

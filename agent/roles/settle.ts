@@ -30,6 +30,7 @@ export function withinToleranceOf(
 export interface SettleResult {
   done: boolean;
   txHash?: string;
+  /** The chain refused the bill (a revert): final. Without it and not done, try again later. */
   error?: string;
 }
 
@@ -64,6 +65,13 @@ export async function settleDirectly(
   } catch (err) {
     const name = revertName(err);
     if (name === 'AlreadySettled') return { done: true };
-    return { done: false, error: `the chain refused the bill: ${name ?? (err as Error).message}` };
+    if (name || (err as { code?: string }).code === 'CALL_EXCEPTION')
+      return { done: false, error: `the chain refused the bill: ${name ?? (err as Error).message}` };
+    // Not the contract's answer (the node away or paused, a nonce or gas problem): nothing was
+    // decided, and the station alone may settle this bill; the next tick tries again, until the
+    // window closes (the contract then refuses it). A chain cut once failed a disputed bill for
+    // good here, its station unpaid (issue 15's 30-minute chaos run).
+    agent.log.warn({ txid: s.txid, err: (err as Error).message }, 'settlement not sent; trying again');
+    return { done: false };
   }
 }
