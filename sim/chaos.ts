@@ -271,6 +271,16 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const soak = opts.faults === false;
   if (soak) say(`agents run as installed: ${ensureBuilt()}, the unit's environment`);
 
+  // Stopped from outside (Ctrl-C, SIGTERM): leave through 'exit', whose handlers SIGKILL every
+  // supervised agent and mosquitto (anvil follows its watchdog's pipe). Without this, Node's default
+  // for the signal skips those handlers and the agents ran on, restarted by nobody, unseen.
+  const leave = (signal: NodeJS.Signals) => {
+    say(`${signal}: stopping; agents and broker killed`);
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  process.once('SIGINT', leave);
+  process.once('SIGTERM', leave);
+
   const anvil = await startAnvil({ accounts: 2 + stations.length + evs.length });
   const proxy = await startProxy(new URL(anvil.rpcUrl));
   const broker: MosquittoBroker = await startMosquitto();
@@ -559,6 +569,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     await proxy.close();
     await broker.close();
     await anvil.stop();
+    process.off('SIGINT', leave);
+    process.off('SIGTERM', leave);
   }
 }
 
