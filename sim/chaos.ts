@@ -15,7 +15,14 @@
  * `overpaidWh` (billed beyond what the EV's meter saw and the contract's tolerance), recovery time per fault kind (from the
  * fault's end until every agent is back, on the broker and on the chain), faults by kind.
  */
-import { appendFileSync, createWriteStream, mkdtempSync, readFileSync, type WriteStream, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  createWriteStream,
+  mkdtempSync,
+  readFileSync,
+  type WriteStream,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
