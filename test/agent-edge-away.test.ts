@@ -13,33 +13,27 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Bill } from '../agent/roles/edge.js';
 import type { Agent } from '../agent/core/runtime.js';
-import { type MosquittoBroker, startMosquitto } from '../sim/broker.js';
+import type { MosquittoBroker } from '../sim/broker.js';
 import type { World } from '../sim/world.js';
-import { sessionDone, smallWorld, startAgent, waitFor } from './helpers/world.js';
+import { mosquittoWorld, sessionDone, waitFor } from './helpers/world.js';
 
 describe('sessions that end without the edge hearing of it', () => {
   let broker: MosquittoBroker;
   let world: World;
-  const agents = new Map<string, Agent>();
+  let agents: Map<string, Agent>;
+  let close: () => Promise<void>;
 
   beforeAll(async () => {
-    broker = await startMosquitto();
-    world = await smallWorld({
-      edge: true,
-      broker: broker.url,
-      // The station settles on its own 3 s after the EV's final report when the edge has not.
-      overrides: {
-        timeouts: { replyMs: 5000, reportMs: 3000, chargeIdleMs: 600_000, settleFallbackMs: 3000 },
-      },
-    });
-    for (const d of world.devices) agents.set(d.name, await startAgent(d));
+    // The station settles on its own 3 s after the EV's final report when the edge has not.
+    ({ broker, world, agents, close } = await mosquittoWorld({
+      replyMs: 5000,
+      reportMs: 3000,
+      chargeIdleMs: 600_000,
+      settleFallbackMs: 3000,
+    }));
   }, 120_000);
 
-  afterAll(async () => {
-    for (const a of agents.values()) await a.stop().catch(() => {});
-    await world?.close();
-    await broker?.close();
-  });
+  afterAll(() => close?.());
 
   it('learns the reports when back, closes the bill as settled, and frees the station', async () => {
     const ev = agents.get('EV1')!;

@@ -10,33 +10,27 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../agent/core/runtime.js';
-import { type MosquittoBroker, startMosquitto } from '../sim/broker.js';
+import type { MosquittoBroker } from '../sim/broker.js';
 import type { World } from '../sim/world.js';
-import { device, sessionDone, smallWorld, startAgent, waitFor } from './helpers/world.js';
+import { device, mosquittoWorld, sessionDone, startAgent, waitFor } from './helpers/world.js';
 
 describe('a broker killed mid-session', () => {
   let broker: MosquittoBroker;
   let world: World;
-  const agents = new Map<string, Agent>();
+  let agents: Map<string, Agent>;
+  let close: () => Promise<void>;
 
   beforeAll(async () => {
-    broker = await startMosquitto();
-    world = await smallWorld({
-      edge: true,
-      broker: broker.url,
-      // The station's idle timeout far beyond the test: it must stop because the EV said so.
-      overrides: {
-        timeouts: { replyMs: 5000, reportMs: 5000, chargeIdleMs: 600_000, settleFallbackMs: 600_000 },
-      },
-    });
-    for (const d of world.devices) agents.set(d.name, await startAgent(d));
+    // The station's idle timeout far beyond the test: it must stop because the EV said so.
+    ({ broker, world, agents, close } = await mosquittoWorld({
+      replyMs: 5000,
+      reportMs: 5000,
+      chargeIdleMs: 600_000,
+      settleFallbackMs: 600_000,
+    }));
   }, 120_000);
 
-  afterAll(async () => {
-    for (const a of agents.values()) await a.stop().catch(() => {});
-    await world?.close();
-    await broker?.close();
-  });
+  afterAll(() => close?.());
 
   it('the session settles, the station stops, and nothing waits to be resent', async () => {
     let ev = agents.get('EV1')!;

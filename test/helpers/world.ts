@@ -6,6 +6,7 @@ import { parseEther } from 'ethers';
 import { loadConfig } from '../../agent/core/config.js';
 import { createLogger } from '../../agent/core/log.js';
 import { Agent } from '../../agent/core/runtime.js';
+import { type MosquittoBroker, startMosquitto } from '../../sim/broker.js';
 import { buildWorld, type Device, SIM_PASSWORD, type World, type WorldOptions } from '../../sim/world.js';
 
 export const PRICE = parseEther('0.0003'); // wei per kWh
@@ -83,4 +84,30 @@ export function sessionDone(agent: Agent, id: string, timeoutMs = 60_000) {
     },
     timeoutMs,
   );
+}
+
+/** A small world on Debian's mosquitto with every device's agent started in this process. */
+export interface MosquittoWorld {
+  broker: MosquittoBroker;
+  world: World;
+  /** By device name; a test that restarts an agent puts the new one here, so `close` stops it. */
+  agents: Map<string, Agent>;
+  close(): Promise<void>;
+}
+
+export async function mosquittoWorld(timeouts: Record<string, number>): Promise<MosquittoWorld> {
+  const broker = await startMosquitto();
+  const world = await smallWorld({ edge: true, broker: broker.url, overrides: { timeouts } });
+  const agents = new Map<string, Agent>();
+  for (const d of world.devices) agents.set(d.name, await startAgent(d));
+  return {
+    broker,
+    world,
+    agents,
+    async close() {
+      for (const a of agents.values()) await a.stop().catch(() => {});
+      await world.close();
+      await broker.close();
+    },
+  };
 }
