@@ -1,7 +1,7 @@
 /**
  * What EV and HCS do alike once the agreement stands: read the meter at start, poll it while
- * charging, and at the end (completion or termination, from either side) read it once more, sign
- * the charge report and send it to the peer and the server. The report is journaled before it is
+ * charging, and at the end (completion or termination, from either side) read it once the current
+ * has stopped, sign the charge report and send it to the peer and the server. The report is journaled before it is
  * sent; a resumed session sends it again.
  */
 import { crashPoint } from '../core/crash.js';
@@ -129,14 +129,13 @@ export async function endCharging(
   fromPeer: boolean,
 ): Promise<void> {
   await carSwitch(agent, s, false);
-  let endWh = s.lastWh ?? s.startWh;
-  try {
-    const wh = await agent.metering.energyWh();
-    // A reading across a reset, swap or jump of the meter is never billed.
-    if (samePlausibleEpoch(agent, s)) endWh = Math.max(endWh, wh);
-  } catch {
-    // The meter is gone or implausible: bill what was last read, never an invented reading.
-  }
+  // A reading across a reset, swap or jump of the meter is never billed; a meter gone or
+  // implausible bills what was last read, never an invented reading.
+  const wh = await settledReading(
+    () => agent.metering.energyWh(),
+    () => samePlausibleEpoch(agent, s),
+  );
+  const endWh = Math.max(s.lastWh ?? s.startWh, wh ?? 0);
   // Never more than the agreed cap: the contract refuses it, and the EV never agreed to pay it.
   // The raw readings stay in the report's optional data for audit.
   const energyWh = BigInt(Math.min(Math.max(0, endWh - s.startWh), s.terms.maxWh));
@@ -168,6 +167,39 @@ export async function endCharging(
   });
   crashPoint('after-report', agent.cfg.dataDir);
   if (reported) await announceEnd(agent, reported, fromPeer);
+}
+
+/** How long the current may take to stop after the switch-off, and how often the meter is read meanwhile. */
+export const SETTLE = { everyMs: 100, maxMs: 1000 };
+
+/**
+ * The final reading: the first one the next, `SETTLE.everyMs` later, does not exceed. The current
+ * takes a moment to stop once switched off (a contactor, a wallbox's own stop, the simulated
+ * cable's tick): a reading taken at once can be short of what then flows, by more than the
+ * tolerance at a fast charge, and the two sides' reports disagree (a disputed bill seen in CI).
+ * Bounded: a meter that keeps counting (a peer that never switches off) still ends the charge at
+ * what was read by then. Undefined when no plausible reading came (`plausible` false or a failed read).
+ */
+export async function settledReading(
+  read: () => Promise<number>,
+  plausible: () => boolean,
+  settle = SETTLE,
+): Promise<number | undefined> {
+  const until = Date.now() + settle.maxMs;
+  let last: number | undefined;
+  for (;;) {
+    let wh: number;
+    try {
+      wh = await read();
+    } catch {
+      return last;
+    }
+    if (!plausible()) return last;
+    if (last !== undefined && wh <= last) return last;
+    last = wh;
+    if (Date.now() >= until) return last;
+    await new Promise((r) => setTimeout(r, settle.everyMs));
+  }
 }
 
 /** Sends the end of the charge (unless the peer ended it) and our report, to the peer and the server. */
