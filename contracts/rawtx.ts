@@ -8,7 +8,7 @@
  *
  * Calldata for a function of one `bytes` argument (settleBatch, reserveBatch) is built as bytes too.
  */
-import { keccak_256 } from '@noble/hashes/sha3.js';
+import { keccak_256 } from '../protocol/keccak.js';
 import { signatureBackend } from '../protocol/signature.js';
 
 /** The fields of a type-2 transaction. */

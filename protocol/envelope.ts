@@ -1,4 +1,4 @@
-import { keccak_256 } from '@noble/hashes/sha3.js';
+import { keccak_256 } from './keccak.js';
 import { DecodeError, EncodeError } from './errors.js';
 import { concatBytes, fromHex } from './hex.js';
 import {

@@ -19,7 +19,7 @@
  */
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
-import { keccak_256 } from '@noble/hashes/sha3.js';
+import { keccak_256 } from './keccak.js';
 import { DecodeError } from './errors.js';
 import { toHex } from './hex.js';
 

@@ -2,7 +2,7 @@
  * Agreement terms and the transaction ID that commits to them (docs/DESIGN.md). The contract
  * recomputes the same hash, so a report that names a txid is a signature on these terms.
  */
-import { keccak_256 } from '@noble/hashes/sha3.js';
+import { keccak_256 } from './keccak.js';
 import { getBytes, keccak256, toUtf8Bytes } from 'ethers';
 import { addressWord, type Domain, word } from './envelope.js';
 import { EncodeError } from './errors.js';
