@@ -66,6 +66,12 @@ export interface BusOptions {
   clientId?: string;
   /** The gate's bounds (agent/core/gate.ts); tests shrink them. */
   limits?: Partial<GateLimits>;
+  /**
+   * Called before anything this bus wrote leaves the process: the agent's journal flushes what it
+   * staged (agent/core/journal.ts, group commit), so that nothing is sent or acknowledged before the
+   * record it depends on is on disk. Throws if that cannot be done: the writes then wait.
+   */
+  beforeSend?: () => void;
 }
 
 /** Drops logged per reason per minute at most: a flood must not become a flood of log lines. */
@@ -155,7 +161,11 @@ export class Bus {
     };
     const client = mqtt.connect(m.url, options);
     this.client = client;
-    client.on('message', (topic, payload) => this.arrive(new Uint8Array(payload), senderOfTopic(topic)));
+    client.on('message', (topic, payload) => {
+      // The PUBACK mqtt.js writes for it, and what handling it sends, go out with this turn's writes.
+      this.corkUntilNextTurn();
+      this.arrive(new Uint8Array(payload), senderOfTopic(topic));
+    });
     client.on('connect', () => {
       this.backoff.reset();
       client.options.reconnectPeriod = 1000;
@@ -215,6 +225,9 @@ export class Bus {
    */
   async publishEnvelope(to: string, envelope: Uint8Array, type = 'envelope'): Promise<void> {
     if (!this.client) throw new Error('bus is not connected');
+    // Held until the end of the turn, when the journal is flushed; without a socket to hold (the
+    // broker away: mqtt.js keeps the message for the reconnect) the journal is flushed now.
+    if (!this.corkUntilNextTurn()) this.opts.beforeSend?.();
     this.client.publish(
       `${this.opts.mqtt.topicPrefix}/to/${to.toLowerCase()}/from/${this.opts.address}`,
       Buffer.from(envelope),
@@ -227,6 +240,38 @@ export class Bus {
     this.stats.sentBytes += envelope.length;
     this.opts.metrics.messagesOut.inc({ type });
     this.opts.metrics.bytesOut.inc(envelope.length);
+  }
+
+  /** The socket whose writes are held until the end of this turn, if any. */
+  private corked: MqttClient['stream'] | undefined;
+
+  /**
+   * Holds the broker socket's writes until this turn of the event loop ends, then sends them in one
+   * system call: a busy edge writes ~20 MQTT packets a session (its publishes, the PUBACKs of what
+   * it receives), and one write per packet was ~6 % of its CPU (bench:edge). mqtt.js corks each
+   * packet only until the next tick; the writes wait here at most until the loop's check phase
+   * (setImmediate), after the messages read in the same turn are handled.
+   */
+  private corkUntilNextTurn(): boolean {
+    const stream = this.client?.stream;
+    if (this.corked === stream) return true;
+    if (this.corked || !stream || typeof stream.cork !== 'function') return false;
+    this.corked = stream;
+    stream.cork();
+    const release = () => {
+      try {
+        // What the writes depend on goes to disk first (the journal's group commit).
+        this.opts.beforeSend?.();
+      } catch (err) {
+        this.opts.log.error({ err }, 'journal not written; nothing is sent until it is');
+        setTimeout(release, 1000);
+        return;
+      }
+      this.corked = undefined;
+      stream.uncork();
+    };
+    setImmediate(release);
+    return true;
   }
 
   private drop(reason: DropReason, detail: Record<string, unknown>): void {

@@ -25,7 +25,10 @@ export type ChainPort = Pick<
 export type BusPort = Pick<Bus, 'sign' | 'publishEnvelope'>;
 
 /** The journal as a role uses it (its own keys: the station's seq, the edge's bills). */
-export type JournalPort = Pick<Journal, 'get' | 'put' | 'list' | 'delete'>;
+export type JournalPort = Pick<
+  Journal,
+  'get' | 'put' | 'list' | 'delete' | 'stage' | 'stageDelete' | 'flush'
+>;
 
 /** The meter as a role uses it (agent/core/metering.ts); `setCharging` is the simulation's switch. */
 export type MeteringPort = Pick<
@@ -73,9 +76,9 @@ export interface RoleContext extends SessionStore {
    * across broker and agent restarts), or until the session's window `settleBy` (unix s) is long past.
    */
   sendReliably(to: string, msg: MessageInput, txid: string, settleBy: number): Promise<void>;
-  /** An envelope signed earlier (a journaled report), sent until acknowledged. */
+  /** An envelope signed earlier (a journaled report), sent until acknowledged; to several, journaled in one write. */
   sendEnvelopeReliably(
-    to: string,
+    to: string | readonly string[],
     envelope: Uint8Array,
     type: string,
     txid: string,

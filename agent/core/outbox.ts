@@ -5,7 +5,8 @@
  * not enough: a broker killed between accepting a message and delivering it, or restarted without
  * its sessions, loses it, and nothing upstream would ever send it again.
  *
- * Every such envelope is journaled (`o:<ack id>:<to>`) before it is first published, and published
+ * Every such envelope is journaled (`o:<ack id>:<to>`) before it is first published (staged, and
+ * flushed by the bus before its writes leave the process: agent/core/journal.ts), and published
  * again — 3 s, 6 s, 12 s … at most every 60 s — until the receiver's ack for it arrives, the session
  * it belongs to is over, or its settlement window has long passed. The journal keeps it across the
  * sender's own restarts: a resumed agent resends at once.
@@ -135,24 +136,35 @@ export class Outbox {
     return `o:${id}:${to.toLowerCase()}`;
   }
 
-  /** Journals the envelope for `to`, then publishes it; it is resent until acknowledged. */
-  async send(to: string, envelope: Uint8Array, type: string, txid: string, until: number): Promise<void> {
-    const key = Outbox.key(ackIdOf(envelope), to);
-    if (!this.entries.has(key)) {
-      const oldest = this.entries.size >= MAX_ENTRIES ? this.entries.keys().next().value : undefined;
-      if (oldest !== undefined) this.forget(oldest);
-      const entry: OutboxEntry = {
-        to: to.toLowerCase(),
-        env: Buffer.from(envelope).toString('hex'),
-        type,
-        txid,
-        until,
-      };
-      this.journal.put(key, entry);
-      this.entries.set(key, entry);
+  /**
+   * Journals the envelope for `to` (each of several: one envelope to both parties), then publishes
+   * it; it is resent until acknowledged. One write and fsync for all of them, with whatever else was
+   * staged this turn (agent/core/journal.ts), before anything is published.
+   */
+  async send(
+    to: string | readonly string[],
+    envelope: Uint8Array,
+    type: string,
+    txid: string,
+    until: number,
+  ): Promise<void> {
+    const dests = typeof to === 'string' ? [to] : to;
+    const id = ackIdOf(envelope);
+    let hex: string | undefined;
+    for (const dest of dests) {
+      const key = Outbox.key(id, dest);
+      if (!this.entries.has(key)) {
+        const oldest = this.entries.size >= MAX_ENTRIES ? this.entries.keys().next().value : undefined;
+        if (oldest !== undefined) this.forget(oldest);
+        hex ??= Buffer.from(envelope).toString('hex');
+        const entry: OutboxEntry = { to: dest.toLowerCase(), env: hex, type, txid, until };
+        this.journal.stage(key, entry);
+        this.entries.set(key, entry);
+      }
+      this.due.set(key, { at: Date.now() + FIRST_RESEND_MS, tries: 1 });
     }
-    this.due.set(key, { at: Date.now() + FIRST_RESEND_MS, tries: 1 });
-    await this.publish(to, envelope, type);
+    this.journal.flush();
+    for (const dest of dests) await this.publish(dest, envelope, type);
   }
 
   /** The ack `id` from `from` arrived: that entry is done. */
@@ -170,7 +182,8 @@ export class Outbox {
   }
 
   private forget(key: string): void {
-    this.journal.delete(key);
+    // Lost in a crash, it is only sent once more (and acknowledged again).
+    this.journal.stageDelete(key);
     this.entries.delete(key);
     this.due.delete(key);
   }

@@ -108,6 +108,8 @@ export class Agent {
       isMember: (a) => agent.chain.isMember(a),
       log,
       metrics: agent.metrics,
+      // Group commit (agent/core/journal.ts): what was staged is on disk before anything is sent.
+      beforeSend: () => agent.journal.flush(),
     });
     if (cfg.role !== 'edge') {
       if (!cfg.meter) throw new Error(`a ${cfg.role} agent needs the config's meter section`);
@@ -324,9 +326,9 @@ export class Agent {
     await this.sendEnvelopeReliably(to, envelope, msg.type, txid, settleBy);
   }
 
-  /** An envelope signed earlier (a journaled report), sent until acknowledged. */
+  /** An envelope signed earlier (a journaled report), sent until acknowledged; to several, journaled in one write. */
   async sendEnvelopeReliably(
-    to: string,
+    to: string | readonly string[],
     envelope: Uint8Array,
     type: string,
     txid: string,

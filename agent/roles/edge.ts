@@ -126,8 +126,11 @@ export class EdgeRole implements RoleHandler {
   /** Agreements waiting for their EV's deposit read (by txid; their promises), and the reads (by EV). */
   private readonly agreeing = new Map<string, Promise<void>>();
   private readonly depositReads = new Map<string, Promise<bigint>>();
-  /** Bills whose station is charging (kept as they change: takenStations ran over every bill per search). */
-  private readonly charging = new Set<string>();
+  /**
+   * Bills whose station is charging, by station (kept as they change: takenStations ran over every
+   * bill per search, and then over every charging bill: up to 15 a station in bench:edge).
+   */
+  private readonly charging = new Map<string, Set<string>>();
   /** Bills queued for the chain (kept as they change: counting them on every save cost O(bills)). */
   private queuedCount = 0;
   private finishedSincePrune = 0;
@@ -169,12 +172,19 @@ export class EdgeRole implements RoleHandler {
 
   /** Keeps `charging` up to date: the bills whose station charges under this edge's agreement. */
   private trackCharging(b: Bill): void {
-    if (b.state === 'collecting' && !b.hcsReport && !b.endedAt) this.charging.add(b.txid);
-    else this.charging.delete(b.txid);
+    const at = this.charging.get(b.hcs);
+    if (b.state === 'collecting' && !b.hcsReport && !b.endedAt) {
+      if (at) at.add(b.txid);
+      else this.charging.set(b.hcs, new Set([b.txid]));
+    } else if (at?.delete(b.txid) && at.size === 0) this.charging.delete(b.hcs);
   }
 
+  /**
+   * Journals a bill: staged (agent/core/journal.ts), on disk before anything that depends on it is
+   * sent (the bus flushes first) and before a batch holding it is (dispatch's `put` flushes).
+   */
   private save(b: Bill): void {
-    this.agent.journal.put(`b:${b.txid}`, b);
+    this.agent.journal.stage(`b:${b.txid}`, b);
     this.trackCharging(b);
     const before = this.bills.get(b.txid)?.state;
     this.bills.set(b.txid, b);
@@ -196,6 +206,9 @@ export class EdgeRole implements RoleHandler {
     // Journaled batches: their receipts, or their same bytes sent again.
     for (const r of this.records.values()) this.follow(r, true);
     await this.recheckSubmitted(0);
+    // The station directory read now, behind everything: not by the first search, which would
+    // wait for every station's reads (and the searches queued behind it).
+    void this.stations.list().catch(() => {});
   }
 
   /**
@@ -319,11 +332,15 @@ export class EdgeRole implements RoleHandler {
     // station drops an offer two reply times after making it): a driver who declined the terms,
     // or a mutual lost with a broker, must not keep the station from every car until settleBy.
     const consentBy = now - 2 * this.agent.cfg.timeouts.replyMs - CONSENT_SLACK_MS;
-    for (const txid of this.charging) {
-      const b = this.bills.get(txid);
-      if (b && now < b.terms.settleBy * 1000 && (b.consent !== undefined || b.createdAt > consentBy))
-        taken.add(b.hcs);
-    }
+    for (const [hcs, txids] of this.charging)
+      for (const txid of txids) {
+        const b = this.bills.get(txid);
+        if (b && now < b.terms.settleBy * 1000 && (b.consent !== undefined || b.createdAt > consentBy)) {
+          // One such bill makes the station taken: the rest of its bills need no look.
+          taken.add(hcs);
+          break;
+        }
+      }
     for (const [hcs, hold] of this.holds) {
       if (hold.until < mono) this.holds.delete(hcs);
       else if (hold.ev !== ev) taken.add(hcs);
@@ -630,6 +647,8 @@ export class EdgeRole implements RoleHandler {
       return;
     }
     for (const b of bills) this.save({ ...(this.bills.get(b.txid) ?? b), batchTx: record.hash });
+    // On disk now, once a batch: after a restart the batch's receipt decides for these bills.
+    this.agent.journal.flush();
     crashPoint('after-submit', this.agent.cfg.dataDir);
     await this.follow(record, false);
   }
@@ -806,8 +825,7 @@ export class EdgeRole implements RoleHandler {
    */
   private async toBoth(b: Bill, msg: MessageInput): Promise<void> {
     const envelope = await this.agent.bus.sign(msg);
-    await this.agent.sendEnvelopeReliably(b.ev, envelope, msg.type, b.txid, b.terms.settleBy);
-    await this.agent.sendEnvelopeReliably(b.hcs, envelope, msg.type, b.txid, b.terms.settleBy);
+    await this.agent.sendEnvelopeReliably([b.ev, b.hcs], envelope, msg.type, b.txid, b.terms.settleBy);
   }
 
   /** Records the outcome and tells both parties with a transaction message. */
@@ -874,7 +892,7 @@ export class EdgeRole implements RoleHandler {
       .sort((a, b) => (a.settledAt ?? 0) - (b.settledAt ?? 0));
     for (const b of finished.slice(0, Math.max(0, finished.length - KEEP_FINISHED))) {
       this.bills.delete(b.txid);
-      this.agent.journal.delete(`b:${b.txid}`);
+      this.agent.journal.stageDelete(`b:${b.txid}`);
     }
   }
 

@@ -177,7 +177,8 @@ export function fakeContext(
       sent.push({ to, msg: decode(encode(msg)) });
     },
     sendEnvelopeReliably: async (to, envelope) => {
-      sent.push({ to, msg: decode(envelope.subarray(0, envelope.length - 65)) });
+      for (const dest of typeof to === 'string' ? [to] : to)
+        sent.push({ to: dest, msg: decode(envelope.subarray(0, envelope.length - 65)) });
     },
     exclusive: (fn) => fn(),
   };
