@@ -134,3 +134,34 @@ describe('the edge bills by the contract’s rule', () => {
     expect(amounts(s.fake)).toEqual([]);
   });
 });
+
+describe('the edge journals a bill’s envelopes once, apart from the bill', () => {
+  const billsOf = (edge: EdgeRole) => (edge as unknown as { bills: Map<string, Bill> }).bills;
+
+  it('keeps them out of the bill’s record, and a restarted edge has them back', async () => {
+    const s = await agreedSession();
+    await report(s, 1000n, 1000n);
+    const held = billsOf(s.edge).get(s.txid);
+    expect(held?.evReport).toMatch(/^[0-9a-f]{200,}$/);
+    expect(held?.hcsReport).toMatch(/^[0-9a-f]{200,}$/);
+    const record = s.fake.journal.get<Bill>(`b:${s.txid}`);
+    expect(record).toMatchObject({ state: 'queued' });
+    expect(record).not.toHaveProperty('evReport');
+    expect(record).not.toHaveProperty('hcsReport');
+    expect(s.fake.journal.get(`e:${s.txid}:evReport`)).toBe(held?.evReport);
+    expect(s.fake.journal.get(`e:${s.txid}:hcsReport`)).toBe(held?.hcsReport);
+    // After a restart, on the same journal: the bill whole, as it was.
+    const again = new EdgeRole(s.fake.ctx);
+    expect(billsOf(again).get(s.txid)).toEqual(held);
+  });
+
+  it('reads a bill journaled whole (before envelopes were kept apart)', async () => {
+    const s = await agreedSession();
+    await report(s, 1000n, 1000n);
+    const whole = { ...billsOf(s.edge).get(s.txid)! };
+    s.fake.journal.put(`e:${s.txid}:evReport`, null);
+    s.fake.journal.put(`e:${s.txid}:hcsReport`, null);
+    s.fake.journal.put(`b:${s.txid}`, whole);
+    expect(billsOf(new EdgeRole(s.fake.ctx)).get(s.txid)).toEqual(whole);
+  });
+});

@@ -53,6 +53,10 @@ export interface Bill {
   settledAt?: number;
 }
 
+/** A bill's signed envelopes (hex), journaled apart from the bill (EdgeRole.save says why). */
+const ENVELOPE_FIELDS = ['consent', 'evReport', 'hcsReport'] as const;
+type EnvelopeField = (typeof ENVELOPE_FIELDS)[number];
+
 /** A batch without a receipt this long is asked about on chain. */
 const RECHECK_SUBMITTED_MS = 20_000;
 
@@ -115,6 +119,8 @@ const COLLECT_GRACE_S = 60;
 export class EdgeRole implements RoleHandler {
   private readonly stations: StationDirectory;
   private readonly bills = new Map<string, Bill>();
+  /** The envelopes journaled (`e:<txid>:<field>`), by `<txid>:<field>`: each is written once. */
+  private readonly envelopesJournaled = new Map<string, string>();
   /** Stations held for the EV they were just suggested to, until a time (ms). */
   private readonly holds = new Map<string, { ev: string; until: number }>();
   /** When each EV was last given a hold (ms): a member searching again and again must not keep every station held. */
@@ -148,7 +154,17 @@ export class EdgeRole implements RoleHandler {
   constructor(private readonly agent: RoleContext) {
     // Registrations and ratings change slowly; busy stations are filtered per search below.
     this.stations = new StationDirectory(agent.chain, 15_000);
-    for (const [, b] of agent.journal.list<Bill>('b:')) {
+    // The envelopes first (journaled apart from their bills: see save), then each bill with its own.
+    const envelopes = new Map<string, Partial<Pick<Bill, EnvelopeField>>>();
+    for (const [key, hex] of agent.journal.list<string>('e:')) {
+      const [, txid = '', field = ''] = key.split(':');
+      if (!(ENVELOPE_FIELDS as readonly string[]).includes(field)) continue;
+      envelopes.set(txid, { ...envelopes.get(txid), [field]: hex });
+      this.envelopesJournaled.set(`${txid}:${field}`, hex);
+    }
+    for (const [, stored] of agent.journal.list<Bill>('b:')) {
+      // A bill journaled whole (before envelopes were kept apart) keeps the envelopes it holds.
+      const b: Bill = { ...envelopes.get(stored.txid), ...stored };
       this.bills.set(b.txid, b);
       if (b.state === 'queued') this.queuedCount++;
       this.trackCharging(b);
@@ -184,7 +200,14 @@ export class EdgeRole implements RoleHandler {
    * sent (the bus flushes first) and before a batch holding it is (dispatch's `put` flushes).
    */
   private save(b: Bill): void {
-    this.agent.journal.stage(`b:${b.txid}`, b);
+    // The signed envelopes (~1 kB of hex a bill) are journaled once each, under `e:<txid>:<field>`,
+    // not again with each of the bill's ~9 changes: that was most of the edge's journal bytes, and
+    // each byte written was rewritten again by the compactions (bench:edge).
+    const { consent, evReport, hcsReport, ...rest } = b;
+    if (consent !== undefined) this.saveEnvelope(b.txid, 'consent', consent);
+    if (evReport !== undefined) this.saveEnvelope(b.txid, 'evReport', evReport);
+    if (hcsReport !== undefined) this.saveEnvelope(b.txid, 'hcsReport', hcsReport);
+    this.agent.journal.stage(`b:${b.txid}`, rest);
     this.trackCharging(b);
     const before = this.bills.get(b.txid)?.state;
     this.bills.set(b.txid, b);
@@ -193,6 +216,14 @@ export class EdgeRole implements RoleHandler {
       if (b.state === 'queued') this.queuedCount++;
       this.agent.metrics.billsQueued.set(this.queuedCount);
     }
+  }
+
+  /** Journals a bill's envelope unless that same envelope is journaled already. */
+  private saveEnvelope(txid: string, field: EnvelopeField, hex: string): void {
+    const key = `${txid}:${field}`;
+    if (this.envelopesJournaled.get(key) === hex) return;
+    this.agent.journal.stage(`e:${key}`, hex);
+    this.envelopesJournaled.set(key, hex);
   }
 
   async resume(): Promise<void> {
@@ -893,6 +924,9 @@ export class EdgeRole implements RoleHandler {
     for (const b of finished.slice(0, Math.max(0, finished.length - KEEP_FINISHED))) {
       this.bills.delete(b.txid);
       this.agent.journal.stageDelete(`b:${b.txid}`);
+      for (const field of ENVELOPE_FIELDS)
+        if (this.envelopesJournaled.delete(`${b.txid}:${field}`))
+          this.agent.journal.stageDelete(`e:${b.txid}:${field}`);
     }
   }
 
