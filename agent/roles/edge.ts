@@ -53,6 +53,12 @@ export interface Bill {
   settledAt?: number;
 }
 
+/** Stations not to suggest, asked one by one (EdgeRole.takenStations). */
+interface Taken {
+  has(hcs: string): boolean;
+  add(hcs: string): void;
+}
+
 /** A bill's signed envelopes (hex), journaled apart from the bill (EdgeRole.save says why). */
 const ENVELOPE_FIELDS = ['consent', 'evReport', 'hcsReport'] as const;
 type EnvelopeField = (typeof ENVELOPE_FIELDS)[number];
@@ -119,12 +125,15 @@ const COLLECT_GRACE_S = 60;
 export class EdgeRole implements RoleHandler {
   private readonly stations: StationDirectory;
   private readonly bills = new Map<string, Bill>();
-  /** The envelopes journaled (`e:<txid>:<field>`), by `<txid>:<field>`: each is written once. */
-  private readonly envelopesJournaled = new Map<string, string>();
+  /** The envelopes journaled (`e:<txid>:<field>`), by txid: each is written once. */
+  private readonly envelopesJournaled = new Map<string, Partial<Record<EnvelopeField, string>>>();
   /** Stations held for the EV they were just suggested to, until a time (ms). */
   private readonly holds = new Map<string, { ev: string; until: number }>();
-  /** When each EV was last given a hold (ms): a member searching again and again must not keep every station held. */
-  private readonly lastHold = new Map<string, number>();
+  /**
+   * When each EV was last given a hold (ms), and the station: a member searching again and again
+   * must not keep every station held (an EV holds at most one station: the last one given).
+   */
+  private readonly lastHold = new Map<string, { at: number; hcs: string }>();
   /** Searches that found every station near them taken, by EV (insertion order: first come). */
   private readonly waiting = new Map<string, { search: MessageOf<'search'>; until: number }>();
   /** Batches on their way to the chain (sent one at a time, their receipts awaited together). */
@@ -137,6 +146,12 @@ export class EdgeRole implements RoleHandler {
    * bill per search, and then over every charging bill: up to 15 a station in bench:edge).
    */
   private readonly charging = new Map<string, Set<string>>();
+  /**
+   * Until when (ms) each station with charging bills counts as taken: the latest of its bills'
+   * `takenUntil`. Kept as the bills change: computing it per search over every charging bill, and
+   * every hold, was the edge's largest cost after the signatures (bench:edge).
+   */
+  private readonly busyUntil = new Map<string, number>();
   /** Bills queued for the chain (kept as they change: counting them on every save cost O(bills)). */
   private queuedCount = 0;
   private finishedSincePrune = 0;
@@ -160,11 +175,12 @@ export class EdgeRole implements RoleHandler {
       const [, txid = '', field = ''] = key.split(':');
       if (!(ENVELOPE_FIELDS as readonly string[]).includes(field)) continue;
       envelopes.set(txid, { ...envelopes.get(txid), [field]: hex });
-      this.envelopesJournaled.set(`${txid}:${field}`, hex);
     }
     for (const [, stored] of agent.journal.list<Bill>('b:')) {
       // A bill journaled whole (before envelopes were kept apart) keeps the envelopes it holds.
       const b: Bill = { ...envelopes.get(stored.txid), ...stored };
+      const journaled = envelopes.get(stored.txid);
+      if (journaled) this.envelopesJournaled.set(b.txid, journaled);
       this.bills.set(b.txid, b);
       if (b.state === 'queued') this.queuedCount++;
       this.trackCharging(b);
@@ -186,13 +202,37 @@ export class EdgeRole implements RoleHandler {
     return opened;
   }
 
-  /** Keeps `charging` up to date: the bills whose station charges under this edge's agreement. */
+  /**
+   * Keeps `charging` and `busyUntil` up to date: the bills whose station charges under this edge's
+   * agreement. `b` is the bill's new version (not yet in `bills`).
+   */
   private trackCharging(b: Bill): void {
     const at = this.charging.get(b.hcs);
     if (b.state === 'collecting' && !b.hcsReport && !b.endedAt) {
       if (at) at.add(b.txid);
       else this.charging.set(b.hcs, new Set([b.txid]));
-    } else if (at?.delete(b.txid) && at.size === 0) this.charging.delete(b.hcs);
+    } else if (!at?.delete(b.txid)) return;
+    let until = Number.NEGATIVE_INFINITY;
+    for (const txid of this.charging.get(b.hcs) ?? []) {
+      const bill = txid === b.txid ? b : this.bills.get(txid);
+      if (bill) until = Math.max(until, this.takenUntil(bill));
+    }
+    if (until === Number.NEGATIVE_INFINITY) {
+      this.charging.delete(b.hcs);
+      this.busyUntil.delete(b.hcs);
+    } else this.busyUntil.set(b.hcs, until);
+  }
+
+  /**
+   * Until when (ms, wall clock) a charging bill keeps its station taken: its settlement window; but
+   * without the EV's consent an agreement starts no charge once both sides' waits are over (the
+   * station drops an offer two reply times after making it): a driver who declined the terms, or a
+   * mutual lost with a broker, must not keep the station from every car until settleBy.
+   */
+  private takenUntil(b: Bill): number {
+    const windowEnd = b.terms.settleBy * 1000;
+    if (b.consent !== undefined) return windowEnd;
+    return Math.min(windowEnd, b.createdAt + 2 * this.agent.cfg.timeouts.replyMs + CONSENT_SLACK_MS);
   }
 
   /**
@@ -220,10 +260,14 @@ export class EdgeRole implements RoleHandler {
 
   /** Journals a bill's envelope unless that same envelope is journaled already. */
   private saveEnvelope(txid: string, field: EnvelopeField, hex: string): void {
-    const key = `${txid}:${field}`;
-    if (this.envelopesJournaled.get(key) === hex) return;
-    this.agent.journal.stage(`e:${key}`, hex);
-    this.envelopesJournaled.set(key, hex);
+    let journaled = this.envelopesJournaled.get(txid);
+    if (journaled?.[field] === hex) return;
+    this.agent.journal.stage(`e:${txid}:${field}`, hex);
+    if (!journaled) {
+      journaled = {};
+      this.envelopesJournaled.set(txid, journaled);
+    }
+    journaled[field] = hex;
   }
 
   async resume(): Promise<void> {
@@ -351,32 +395,29 @@ export class EdgeRole implements RoleHandler {
 
   /**
    * Stations not to suggest to `ev`: those charging under an agreement this edge formed (until
-   * the station's report says the charge is over, or the window has passed), and those held for
-   * another car (any car's hold, without `ev`). Suggesting them only costs a refused request.
+   * the station's report says the charge is over, or the window has passed, or the consent's wait:
+   * takenUntil), and those held for another car (any car's hold, without `ev`). Suggesting them
+   * only costs a refused request. Asked station by station (a search asks about the stations near
+   * it), as of now; `add` takes a station for the rest of this answer.
    */
-  private takenStations(ev?: string): Set<string> {
+  private takenStations(ev?: string): Taken {
     const now = Date.now();
     // Holds are on the monotonic clock: a wall-clock step must not stretch one by the step.
     const mono = performance.now();
-    const taken = new Set<string>();
-    // Without the EV's consent an agreement starts no charge once both sides' waits are over (the
-    // station drops an offer two reply times after making it): a driver who declined the terms,
-    // or a mutual lost with a broker, must not keep the station from every car until settleBy.
-    const consentBy = now - 2 * this.agent.cfg.timeouts.replyMs - CONSENT_SLACK_MS;
-    for (const [hcs, txids] of this.charging)
-      for (const txid of txids) {
-        const b = this.bills.get(txid);
-        if (b && now < b.terms.settleBy * 1000 && (b.consent !== undefined || b.createdAt > consentBy)) {
-          // One such bill makes the station taken: the rest of its bills need no look.
-          taken.add(hcs);
-          break;
+    const added = new Set<string>();
+    return {
+      has: (hcs) => {
+        if (added.has(hcs) || (this.busyUntil.get(hcs) ?? Number.NEGATIVE_INFINITY) > now) return true;
+        const hold = this.holds.get(hcs);
+        if (!hold) return false;
+        if (hold.until < mono) {
+          this.holds.delete(hcs);
+          return false;
         }
-      }
-    for (const [hcs, hold] of this.holds) {
-      if (hold.until < mono) this.holds.delete(hcs);
-      else if (hold.ev !== ev) taken.add(hcs);
-    }
-    return taken;
+        return hold.ev !== ev;
+      },
+      add: (hcs) => void added.add(hcs),
+    };
   }
 
   /** Suggests the best free stations to `ev` and holds the first one for it; false if none is free. */
@@ -384,7 +425,7 @@ export class EdgeRole implements RoleHandler {
     ev: string,
     search: MessageOf<'search'>,
     stations: Station[],
-    taken: Set<string>,
+    taken: Taken,
   ): Promise<boolean> {
     const ranked = rankStations(
       stations.filter((st) => !taken.has(st.hcs)),
@@ -395,11 +436,13 @@ export class EdgeRole implements RoleHandler {
     // The car will ask the first one first: hold it for this car for a moment; but one hold per
     // car per HOLD_AGAIN_MS, so that a member's repeated searches cannot keep stations from others.
     const now = performance.now();
-    if (now - (this.lastHold.get(ev) ?? Number.NEGATIVE_INFINITY) > HOLD_AGAIN_MS) {
-      for (const [hcs, h] of this.holds) if (h.ev === ev) this.holds.delete(hcs);
+    const last = this.lastHold.get(ev);
+    if (now - (last?.at ?? Number.NEGATIVE_INFINITY) > HOLD_AGAIN_MS) {
+      // Its hold before (if another car's hold has not replaced it) goes: one hold per car.
+      if (last && this.holds.get(last.hcs)?.ev === ev) this.holds.delete(last.hcs);
       this.holds.set(ranked[0].hcs, { ev, until: now + HOLD_MS });
       this.lastHold.delete(ev);
-      this.lastHold.set(ev, now);
+      this.lastHold.set(ev, { at: now, hcs: ranked[0].hcs });
       const oldest = this.lastHold.size > 4096 ? this.lastHold.keys().next().value : undefined;
       if (oldest !== undefined) this.lastHold.delete(oldest);
       taken.add(ranked[0].hcs);
@@ -924,9 +967,10 @@ export class EdgeRole implements RoleHandler {
     for (const b of finished.slice(0, Math.max(0, finished.length - KEEP_FINISHED))) {
       this.bills.delete(b.txid);
       this.agent.journal.stageDelete(`b:${b.txid}`);
+      const journaled = this.envelopesJournaled.get(b.txid);
+      this.envelopesJournaled.delete(b.txid);
       for (const field of ENVELOPE_FIELDS)
-        if (this.envelopesJournaled.delete(`${b.txid}:${field}`))
-          this.agent.journal.stageDelete(`e:${b.txid}:${field}`);
+        if (journaled?.[field] !== undefined) this.agent.journal.stageDelete(`e:${b.txid}:${field}`);
     }
   }
 
