@@ -37,10 +37,12 @@ export function distanceM(lat1: number, lon1: number, lat2: number, lon2: number
   return 2 * EARTH_RADIUS_M * Math.asin(Math.min(1, Math.sqrt(a)));
 }
 
+/** `skip`: stations not to rank (taken), asked only about those in the radius's box. */
 export function rankStations(
   stations: readonly Station[],
   at: { latitude: number; longitude: number; radiusM: number },
   limit: number,
+  skip?: (hcs: string) => boolean,
 ): RankedStation[] {
   // A box around the circle first (a degree of latitude is ≥ 110.5 km; of longitude, that times the
   // cosine at the box's edge nearest a pole): the haversine and an object only for the stations
@@ -52,7 +54,7 @@ export function rankStations(
   for (const s of stations) {
     if (Math.abs(s.latitude - at.latitude) > dLat) continue;
     const lonGap = Math.abs(s.longitude - at.longitude);
-    if (Math.min(lonGap, 360 - lonGap) > dLon) continue;
+    if (Math.min(lonGap, 360 - lonGap) > dLon || skip?.(s.hcs)) continue;
     const d = distanceM(at.latitude, at.longitude, s.latitude, s.longitude);
     if (Math.round(d) > at.radiusM) continue;
     const stars = s.ratingCount > 0 ? s.meanRating / 100 : 3;
