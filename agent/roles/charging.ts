@@ -156,7 +156,10 @@ export async function endCharging(
       st: status,
     },
   });
+  // The meter's own word that nothing flowed: a good final reading equal to the start.
+  const nothingDelivered = wh !== undefined && wh === s.startWh && (s.lastWh ?? s.startWh) === s.startWh;
   const reported = agent.move(s, 'awaitingSettlement', {
+    ...(nothingDelivered ? { nothingDelivered } : {}),
     endWh,
     t1: Math.floor(Date.now() / 1000),
     endedAt: Date.now(),

@@ -252,9 +252,18 @@ export class EdgeRole implements RoleHandler {
       case 'chargeReceived':
       case 'chargeProvided': {
         const b = this.bills.get(msg.txid);
-        if (b?.state !== 'collecting') return;
-        const hex = Buffer.from(envelope).toString('hex');
         const index = msg.type === 'chargeReceived' ? interimIndex(msg.optional) : undefined;
+        if (b?.state !== 'collecting') {
+          // A consent after the agreement was closed without one: the station has moved on (it
+          // dropped the offer two reply times after making it), so it is not reserved.
+          if (b?.state === 'failed' && !b.consent && index === 0 && signer === b.ev)
+            this.agent.log.info(
+              { txid: b.txid, closed: b.error },
+              'consent after the agreement closed: not reserved',
+            );
+          return;
+        }
+        const hex = Buffer.from(envelope).toString('hex');
         if (msg.type === 'chargeReceived' && signer === b.ev && index !== undefined) {
           // The EV's consent (receipt 0) is queued for the next reservation batch; the interim
           // receipts that follow are the station's business (it settles a disagreement itself).
@@ -265,6 +274,8 @@ export class EdgeRole implements RoleHandler {
         else if (msg.type === 'chargeProvided' && signer === b.hcs) b.hcsReport = hex;
         else return;
         if (b.evReport && b.hcsReport) await this.reconcile(b, b.evReport, b.hcsReport);
+        else if (b.hcsReport && reportEnergyWh(b.hcsReport) === 0n)
+          await this.nothingDelivered(b, b.hcsReport);
         else this.save(b);
         // The station's report means its charge is over: it is free for a waiting car.
         if (msg.type === 'chargeProvided') await this.serveWaiting();
@@ -318,17 +329,25 @@ export class EdgeRole implements RoleHandler {
     // Without the EV's consent an agreement starts no charge once both sides' waits are over (the
     // station drops an offer two reply times after making it): a driver who declined the terms,
     // or a mutual lost with a broker, must not keep the station from every car until settleBy.
-    const consentBy = now - 2 * this.agent.cfg.timeouts.replyMs - CONSENT_SLACK_MS;
     for (const txid of this.charging) {
       const b = this.bills.get(txid);
-      if (b && now < b.terms.settleBy * 1000 && (b.consent !== undefined || b.createdAt > consentBy))
-        taken.add(b.hcs);
+      if (b && now < b.terms.settleBy * 1000 && !this.consentLapsed(b, now)) taken.add(b.hcs);
     }
     for (const [hcs, hold] of this.holds) {
       if (hold.until < mono) this.holds.delete(hcs);
       else if (hold.ev !== ev) taken.add(hcs);
     }
     return taken;
+  }
+
+  /**
+   * Whether the EV's consent can no longer come for `b`: two reply times + CONSENT_SLACK_MS after
+   * the agreement, the station has dropped its offer (it waits two reply times from the offer).
+   */
+  private consentLapsed(b: Bill, now: number): boolean {
+    return (
+      b.consent === undefined && now - b.createdAt > 2 * this.agent.cfg.timeouts.replyMs + CONSENT_SLACK_MS
+    );
   }
 
   /** Suggests the best free stations to `ev` and holds the first one for it; false if none is free. */
@@ -460,6 +479,32 @@ export class EdgeRole implements RoleHandler {
       this.depositReads.set(ev, read);
     }
     return read;
+  }
+
+  /**
+   * The station reports nothing delivered (0 Wh) and the EV's final report is not here: nothing
+   * will be billed whatever the EV says (the contract never bills above the station's figure).
+   * With the EV's consent, its signed receipt for 0 Wh, the bill is complete: queued at 0 Wh, it
+   * settles once its reservation is on chain and frees the station's ring slot, which a
+   * reservation left standing held until settleBy (one in 16 of the station's later sessions
+   * refused `TooManyOpenReservations`). The station closes it too if it can; whichever is second
+   * gets `AlreadySettled`, done for both. Without a consent the station dropped the offer before
+   * the EV agreed: the agreement is closed, and a consent that still comes is not reserved.
+   */
+  private async nothingDelivered(b: Bill, hcsReport: string): Promise<void> {
+    if (!b.consent) {
+      this.save({
+        ...b,
+        state: 'failed',
+        settledAt: Date.now(),
+        error: 'the station dropped the offer before the EV consented',
+      });
+      return;
+    }
+    // A reservation the chain refused us: the station reserved it itself, or nobody did; it
+    // closes its own (settle.ts); a bill here would only meet NotReserved.
+    if (b.reservation === 'refused') return this.save(b);
+    await this.reconcile({ ...b, evReport: b.consent }, b.consent, hcsReport);
   }
 
   /** Both reports are in: decide the bill, tell both parties, and queue it for the chain. */
@@ -854,9 +899,23 @@ export class EdgeRole implements RoleHandler {
    * was billed; each side learns that from the chain on its own.
    */
   private giveUpUncollected(): void {
-    const now = Date.now() / 1000;
+    const nowMs = Date.now();
+    const now = nowMs / 1000;
     for (const b of this.bills.values()) {
-      if (b.state !== 'collecting' || now < b.terms.settleBy + COLLECT_GRACE_S) continue;
+      if (b.state !== 'collecting') continue;
+      if (this.consentLapsed(b, nowMs)) {
+        // The EV never consented (declined, or its consent was lost or late): nothing was
+        // reserved, nothing will be; the bill held memory and the open count until settleBy.
+        this.agent.log.info({ txid: b.txid }, 'no consent from the EV in time; agreement closed');
+        this.save({
+          ...b,
+          state: 'failed',
+          settledAt: nowMs,
+          error: 'no consent from the EV within two reply times + 10 s: the station dropped the offer',
+        });
+        continue;
+      }
+      if (now < b.terms.settleBy + COLLECT_GRACE_S) continue;
       const missing = [b.evReport ? '' : 'EV', b.hcsReport ? '' : 'station'].filter(Boolean).join(' and ');
       this.agent.log.warn({ txid: b.txid, missing }, 'no report within the settlement window; bill given up');
       this.save({
