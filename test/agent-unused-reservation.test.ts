@@ -183,6 +183,23 @@ describe('sessions that never charged', () => {
     }
   }, 180_000);
 
+  it('is closed at the edge as soon as the station says it dropped the offer (its 0 Wh report), and a late consent is not reserved', async () => {
+    const s = await agreedTerms();
+    await waitFor('the station to drop the offer', () => hcsSession(s.txid)?.state === 'failed', 30_000);
+    // The station's report reaches the edge within moments; the consent window alone would close
+    // the agreement only 10 s after the station dropped it.
+    const bill = await waitFor('the edge to close the agreement', () => {
+      const b = edge.journal.get<Bill>(`b:${s.txid}`);
+      return b?.state === 'failed' ? b : undefined;
+    });
+    expect(bill.error).toBe('the station dropped the offer before the EV consented');
+    await consentTo(s, edge);
+    // Past a few of the edge's ticks (a reservation goes out at the next one) and a block.
+    await new Promise((r) => setTimeout(r, 4000));
+    expect(edge.journal.get<Bill>(`b:${s.txid}`)?.consent).toBeUndefined();
+    expect(await chainState(s)).toBe(ChainSessionState.None);
+  }, 120_000);
+
   it('is closed at the edge once the consent can no longer come, and a late consent is not reserved', async () => {
     const s = await agreedTerms();
     // The station's word that it dropped the offer does not reach the edge (it is away): the edge
