@@ -374,8 +374,8 @@ export class HcsRole implements RoleHandler {
       // SeqUsed: reserved already (by the edge, in the meantime); the tick sees it.
       if (name === 'SeqUsed') return;
       this.agent.log.warn({ txid: s.txid, err: name ?? (err as Error).message }, 'reservation refused');
-      if (name)
-        this.agent.move(s, 'failed', { error: `the chain refused the reservation: ${name}`, deadline: 0 });
+      // Refused for good: the car (switched on, waiting) and the edge are told at once.
+      if (name) await this.giveUp(s, `the chain refused the reservation: ${name}`, END.stoppedByHcs);
       return;
     }
     await this.switchOn(s);
