@@ -499,6 +499,7 @@ export class EdgeRole implements RoleHandler {
         settledAt: Date.now(),
         error: 'the station dropped the offer before the EV consented',
       });
+      this.finished();
       return;
     }
     // A reservation the chain refused us: the station reserved it itself, or nobody did; it
@@ -886,7 +887,15 @@ export class EdgeRole implements RoleHandler {
       comment: '',
     } as const;
     await this.toBoth(b, msg);
-    // Sorting every bill on every finish cost O(bills · log) a session: every 50 is enough.
+    this.finished();
+  }
+
+  /**
+   * One more bill over (settled, failed, or an agreement closed without a bill): the oldest
+   * finished are forgotten beyond KEEP_FINISHED. Sorting every bill on every finish cost
+   * O(bills · log) a session: every 50 is enough.
+   */
+  private finished(): void {
     if (++this.finishedSincePrune >= 50) {
       this.finishedSincePrune = 0;
       this.pruneBills();
@@ -904,8 +913,10 @@ export class EdgeRole implements RoleHandler {
     for (const b of this.bills.values()) {
       if (b.state !== 'collecting') continue;
       if (this.consentLapsed(b, nowMs)) {
-        // The EV never consented (declined, or its consent was lost or late): nothing was
-        // reserved, nothing will be; the bill held memory and the open count until settleBy.
+        // No consent here (declined, or lost or late): the station dropped its offer, and a
+        // late consent is not reserved. The bill held memory and the open count until settleBy.
+        // (A station that did get the consent, ours lost, reserved and charged on its own:
+        // it settles directly after settleFallbackMs, as when the edge is away.)
         this.agent.log.info({ txid: b.txid }, 'no consent from the EV in time; agreement closed');
         this.save({
           ...b,
@@ -913,6 +924,7 @@ export class EdgeRole implements RoleHandler {
           settledAt: nowMs,
           error: 'no consent from the EV within two reply times + 10 s: the station dropped the offer',
         });
+        this.finished();
         continue;
       }
       if (now < b.terms.settleBy + COLLECT_GRACE_S) continue;
@@ -924,6 +936,7 @@ export class EdgeRole implements RoleHandler {
         settledAt: Date.now(),
         error: `no ${missing} report in the window`,
       });
+      this.finished();
     }
   }
 
