@@ -81,7 +81,7 @@ export interface SessionBase {
   nothingDelivered?: boolean;
   /**
    * Station: a session given up before its charger was ever switched on (nothing can have been
-   * delivered for it): its signed chargeProvided at 0 Wh, sent to the EV and the edge.
+   * delivered for it): its signed chargeProvided at 0 Wh, sent to the edge.
    */
   zeroReport?: string;
   /**

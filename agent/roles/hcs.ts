@@ -620,9 +620,6 @@ export class HcsRole implements RoleHandler {
    * tolerance only the station itself can settle, at once.
    */
   private async checkSettlement(s: SessionIn<'awaitingSettlement'>, now: number): Promise<void> {
-    // The EV's final report is awaited until the report deadline; then its highest receipt serves,
-    // at once if it agrees with our meter, else only after the fallback time (a disagreement costs
-    // us the difference: the final report, late on a busy network, deserves the longer wait).
     const evReport = bestEvReport(s);
     // Nothing delivered (a good final reading equal to the start) and nothing acknowledged: a 0 Wh
     // bill now, not after the report wait and the edge's turn; its reservation held one of the
@@ -635,6 +632,9 @@ export class HcsRole implements RoleHandler {
       reportEnergyWh(s.myReport) === 0n
     )
       return this.settle(s);
+    // The EV's final report is awaited until the report deadline; then its highest receipt serves,
+    // at once if it agrees with our meter, else only after the fallback time (a disagreement costs
+    // us the difference: the final report, late on a busy network, deserves the longer wait).
     if (!s.peerReport && now <= s.deadline) return;
     const disputed =
       evReport !== undefined &&
