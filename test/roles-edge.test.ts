@@ -134,3 +134,49 @@ describe('the edge bills by the contract’s rule', () => {
     expect(amounts(s.fake)).toEqual([]);
   });
 });
+
+describe('a station that delivered nothing (issue 15)', () => {
+  async function consented() {
+    const s = await agreedSession();
+    const fields = { ev: s.ev.address, hcs: s.hcs.address, txid: s.txid };
+    await s.edge.onMessage(
+      incoming(s.ev, { type: 'chargeReceived', ...fields, energyWh: 0n, optional: { i: 0 } }),
+    );
+    const provided = (optional: Record<string, unknown>) =>
+      s.edge.onMessage(incoming(s.hcs, { type: 'chargeProvided', ...fields, energyWh: 0n, optional }));
+    return { ...s, provided };
+  }
+
+  it('its 0 Wh report marked “nothing delivered” completes the bill with the EV’s consent: queued at 0 Wh', async () => {
+    const s = await consented();
+    await s.provided({ st: 5, z: 1 });
+    const bill = s.fake.journal.get<Bill>(`b:${s.txid}`);
+    expect(bill).toMatchObject({ state: 'queued', energyWh: '0', amountWei: '0', disputed: false });
+    expect(bill?.evReport).toBe(bill?.consent);
+  });
+
+  it('a 0 Wh report without the mark (its meter failed: energy may have flowed) waits for the EV’s report', async () => {
+    const s = await consented();
+    await s.provided({ st: 4, s: 40_000, e: 40_000 });
+    expect(s.fake.journal.get<Bill>(`b:${s.txid}`)).toMatchObject({ state: 'collecting' });
+    expect(amounts(s.fake)).toEqual([]);
+  });
+
+  it('without a consent, the mark closes the agreement: a late consent is not reserved', async () => {
+    const s = await agreedSession();
+    const fields = { ev: s.ev.address, hcs: s.hcs.address, txid: s.txid };
+    await s.edge.onMessage(
+      incoming(s.hcs, { type: 'chargeProvided', ...fields, energyWh: 0n, optional: { st: 5, z: 1 } }),
+    );
+    expect(s.fake.journal.get<Bill>(`b:${s.txid}`)).toMatchObject({
+      state: 'failed',
+      error: 'the station dropped the offer before the EV consented',
+    });
+    await s.edge.onMessage(
+      incoming(s.ev, { type: 'chargeReceived', ...fields, energyWh: 0n, optional: { i: 0 } }),
+    );
+    const bill = s.fake.journal.get<Bill>(`b:${s.txid}`);
+    expect(bill?.consent).toBeUndefined();
+    expect(bill?.reservation).toBeUndefined();
+  });
+});

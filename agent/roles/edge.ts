@@ -29,6 +29,14 @@ import { type RankedStation, rankStations, type Station, StationDirectory } from
 import { interimIndex } from './charging.js';
 import { withinToleranceOf } from './settle.js';
 
+/**
+ * A chargeProvided whose station says nothing was delivered (docs/PROTOCOL.md: `z` in its
+ * optional data, with 0 Wh): its meter read well and shows nothing, or the charger never switched on.
+ */
+function deliveredNothing(optional: unknown): boolean {
+  return (optional as { z?: unknown } | undefined)?.z === 1;
+}
+
 export interface Bill {
   txid: string;
   ev: string;
@@ -274,8 +282,8 @@ export class EdgeRole implements RoleHandler {
         else if (msg.type === 'chargeProvided' && signer === b.hcs) b.hcsReport = hex;
         else return;
         if (b.evReport && b.hcsReport) await this.reconcile(b, b.evReport, b.hcsReport);
-        else if (b.hcsReport && reportEnergyWh(b.hcsReport) === 0n)
-          await this.nothingDelivered(b, b.hcsReport);
+        else if (msg.type === 'chargeProvided' && msg.energyWh === 0n && deliveredNothing(msg.optional))
+          await this.nothingDelivered(b, hex);
         else this.save(b);
         // The station's report means its charge is over: it is free for a waiting car.
         if (msg.type === 'chargeProvided') await this.serveWaiting();
@@ -482,8 +490,11 @@ export class EdgeRole implements RoleHandler {
   }
 
   /**
-   * The station reports nothing delivered (0 Wh) and the EV's final report is not here: nothing
-   * will be billed whatever the EV says (the contract never bills above the station's figure).
+   * The station reports that nothing was delivered (0 Wh, marked `z`: its meter read well and
+   * shows nothing, or its charger never switched on) and the EV's final report is not here:
+   * nothing will be billed whatever the EV says (the contract never bills above the station's
+   * figure). A 0 Wh report without the mark (a meter that failed: energy may have flowed) waits
+   * for the EV's report as any other, whose figure the chain then records beside it.
    * With the EV's consent, its signed receipt for 0 Wh, the bill is complete: queued at 0 Wh, it
    * settles once its reservation is on chain and frees the station's ring slot, which a
    * reservation left standing held until settleBy (one in 16 of the station's later sessions

@@ -551,6 +551,7 @@ export class HcsRole implements RoleHandler {
         m: this.agent.metering.serial,
         p: this.agent.metering.profile,
         st: status ?? END.stoppedByEv,
+        z: 1,
       },
     });
     const patch = {
