@@ -2,6 +2,8 @@
  * `p2pev web`: the members' page on its own, against a chain and a deployment (the sim, an
  * operator's laptop), optionally showing the live state of agents through their control ports.
  */
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { DEFAULT_DEPLOYMENT_FILE, deploymentPath } from '../../contracts/cli.js';
 import { readDeployment } from '../../contracts/deploy.js';
@@ -19,6 +21,7 @@ interface WebOpts {
   confirmations: number;
   device: string[];
   tiles?: string;
+  dataDir: string;
 }
 
 export function registerWebCommands(program: Command): void {
@@ -34,6 +37,11 @@ export function registerWebCommands(program: Command): void {
     .option('--port <n>', 'HTTP port (0 = any free port)', (v) => Number(v), 8080)
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
     .option('--confirmations <n>', 'index a block once it has this many confirmations', (v) => Number(v), 1)
+    .option(
+      '--data-dir <dir>',
+      "where the index keeps its final rows (a cache of the chain's; deleting it costs a re-index)",
+      join(tmpdir(), 'p2pev-web'),
+    )
     .option('--tiles <url>', "the map's tile URL ({z}/{x}/{y}), or none (default OpenStreetMap's)")
     .option(
       '--device <url>',
@@ -53,6 +61,7 @@ export function registerWebCommands(program: Command): void {
         provider,
         deployment,
         confirmations: opts.confirmations,
+        dir: opts.dataDir,
         onError: (err) => process.stderr.write(`p2pev web: ${err.message}\n`),
       });
       await indexer.start();

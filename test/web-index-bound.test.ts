@@ -1,0 +1,197 @@
+/**
+ * The page index's memory is bounded by the network's members, never by its sessions: on a real
+ * anvil, hundreds of other members' sessions are settled in batches and indexed; the entries the
+ * indexer holds in memory are the same after 64 and after 256 (final rows go to its directory).
+ * A member's own sessions and money still come out whole, after a restart of the page (which
+ * resumes from its files, not from the deployment) and after a reorg deeper than the kept
+ * checkpoints, which must leave no stale row in memory or on disk.
+ */
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { JsonRpcProvider, Network, parseEther } from 'ethers';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ChainIndexer } from '../agent/web/indexer.js';
+import { sessionsOf, statementOf } from '../agent/web/views.js';
+import { billWei } from '../protocol/index.js';
+import {
+  type Member,
+  newTerms,
+  PRICE,
+  reserve,
+  type SettlementFixture,
+  sessionReports,
+  settleMany,
+  setupSettlement,
+} from './helpers/anvilSettlement.js';
+
+let fx: SettlementFixture;
+let me: Member;
+let others: Member[];
+const dirs: string[] = [];
+
+function newDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'p2pev-page-bound-'));
+  dirs.push(dir);
+  return dir;
+}
+
+/** Folds at once (foldEvents 1), two blocks of reorg window, eight sessions in the network list. */
+function newIndexer(dir: string, provider?: JsonRpcProvider): ChainIndexer {
+  return new ChainIndexer({
+    provider:
+      provider ??
+      new JsonRpcProvider(fx.anvil.rpcUrl, Network.from(fx.anvil.chainId), {
+        staticNetwork: true,
+        cacheTimeout: -1,
+      }),
+    deployment: fx.deployment,
+    confirmations: 1,
+    chunkBlocks: 5,
+    keepBlocks: 2,
+    foldEvents: 1,
+    recentSessions: 8,
+    dir,
+  });
+}
+
+/** Mines past the reorg window, so every event so far is final. */
+async function finalise(): Promise<void> {
+  for (let i = 0; i < 4; i++) await fx.provider.send('evm_mine', []);
+}
+
+/** One session of `me` at the first station, settled alone; its txid and what it billed. */
+async function mySession(evWh: bigint, hcsWh: bigint): Promise<{ txid: string; billed: bigint }> {
+  const hcs = fx.hcss[0]!;
+  const terms = await newTerms(fx, me, hcs);
+  await reserve(fx, terms);
+  const r = sessionReports(fx, terms, evWh, hcsWh);
+  await hcs.client.settle(terms, r.evReport, r.hcsReport);
+  return { txid: r.txid.toLowerCase(), billed: hcsWh };
+}
+
+async function expectMyMoney(indexer: ChainIndexer, mine: { txid: string; billed: bigint }[]): Promise<void> {
+  const h = indexer.memberHistory(me.address);
+  const sessions = sessionsOf(h.events, h.inputs);
+  expect(sessions.map((s) => s.txid).sort()).toEqual(mine.map((m) => m.txid).sort());
+  for (const m of mine) {
+    const s = sessions.find((x) => x.txid === m.txid)!;
+    expect([s.billedWh, s.amountWei, s.ev]).toEqual([
+      m.billed,
+      billWei(m.billed, PRICE),
+      me.address.toLowerCase(),
+    ]);
+  }
+  const st = statementOf(h.events, me.address, 0, Number.MAX_SAFE_INTEGER);
+  expect(st.lines.filter((l) => l.kind === 'payment').length).toBe(mine.length);
+  expect(st.closingWei).toBe(st.openingWei + st.depositsWei - st.paymentsWei - st.withdrawalsWei);
+  const d = await me.client.depositOf(me.address);
+  expect(st.closingWei).toBe(d.balance + d.pendingWithdrawal);
+}
+
+/** Every row line of every member file in `dir`. */
+function rowsOnDisk(dir: string): string[] {
+  const [deployment] = readdirSync(dir);
+  const members = join(dir, deployment!, 'members');
+  return readdirSync(members).flatMap((f) => readFileSync(join(members, f), 'utf8').split('\n'));
+}
+
+beforeAll(async () => {
+  fx = await setupSettlement({ evs: 4, hcss: 2, strangers: 0, depositWei: parseEther('20') });
+  [me, ...others] = fx.evs as [Member, ...Member[]];
+}, 120_000);
+
+afterAll(async () => {
+  await fx?.stop();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+describe("the page index's memory", () => {
+  it('holds the same entries after 64 and after 256 sessions of others; a member’s own come whole, after a restart too', async () => {
+    const dir = newDir();
+    const mine = [await mySession(1000n, 1010n)];
+    await settleMany(fx, 64, { evs: others });
+    await finalise();
+    const indexer = newIndexer(dir);
+    await indexer.sync();
+    const after64 = indexer.footprint();
+    expect(indexer.networkSessions().total).toBe(65);
+
+    mine.push(await mySession(2000n, 2005n));
+    await settleMany(fx, 192, { evs: others });
+    await finalise();
+    await indexer.sync();
+    const after256 = indexer.footprint();
+    // Nothing in memory grew with the sessions: the tail is empty once final, the network list
+    // is its newest eight, the tally and the member files are per member.
+    // (Checkpoints: those of the last keepBlocks blocks and the fold's, however the reads fell.)
+    const { checkpoints: c64, ...rest64 } = after64;
+    const { checkpoints: c256, ...rest256 } = after256;
+    expect(rest256).toEqual(rest64);
+    expect(Math.max(c64!, c256!)).toBeLessThanOrEqual(2 + 2);
+    expect(after256.tailEvents).toBe(0);
+    expect(after256.recentSessions).toBe(8);
+    const net = indexer.networkSessions();
+    expect([net.total, net.complete, net.sessions.length]).toEqual([258, false, 8]);
+    // The stations' figures are the whole network's.
+    expect(indexer.stations().reduce((t, s) => t + s.sessions, 0)).toBe(258);
+
+    // The member's page: its sessions and money, from its rows on disk.
+    await expectMyMoney(indexer, mine);
+    indexer.stop();
+
+    // A restart of the page resumes from its files: no read from the deployment block again.
+    const provider = new JsonRpcProvider(fx.anvil.rpcUrl, Network.from(fx.anvil.chainId), {
+      staticNetwork: true,
+      cacheTimeout: -1,
+    });
+    const froms: number[] = [];
+    const getLogs = provider.getLogs.bind(provider);
+    provider.getLogs = async (filter) => {
+      froms.push(Number((filter as { fromBlock: number }).fromBlock));
+      return getLogs(filter);
+    };
+    const restarted = newIndexer(dir, provider);
+    await restarted.sync();
+    expect(Math.min(...froms)).toBeGreaterThan(fx.deployment.block);
+    await expectMyMoney(restarted, mine);
+    expect(restarted.networkSessions().total).toBe(258);
+    expect(restarted.stations()).toEqual(indexer.stations());
+    restarted.stop();
+  }, 240_000);
+
+  it('leaves no stale row in memory or on disk after a reorg below what it has written out', async () => {
+    const dir = newDir();
+    const indexer = newIndexer(dir);
+    await indexer.sync();
+    const before = indexer.memberHistory(me.address);
+    const mine = sessionsOf(before.events, before.inputs).map((s) => ({ txid: s.txid, billed: s.billedWh }));
+
+    const id: string = await fx.provider.send('evm_snapshot', []);
+    const gone = await mySession(3000n, 3003n);
+    await finalise();
+    await indexer.sync();
+    // Written out: the session is in the member's file, not in memory's tail.
+    expect(indexer.footprint().tailEvents).toBe(0);
+    expect(rowsOnDisk(dir).some((l) => l.includes(gone.txid))).toBe(true);
+    await expectMyMoney(indexer, [...mine, gone]);
+
+    // The chain forgets it: another history from the snapshot on, longer than the window.
+    await fx.provider.send('evm_revert', [id]);
+    await me.client.deposit(parseEther('0.5'));
+    await finalise();
+    await finalise();
+    await indexer.sync();
+    expect(indexer.reorgs).toBe(1);
+    expect(rowsOnDisk(dir).some((l) => l.includes(gone.txid))).toBe(false);
+    await expectMyMoney(indexer, mine);
+    expect(indexer.networkSessions().sessions.map((s) => s.txid)).not.toContain(gone.txid);
+    indexer.stop();
+    // And a restart reads the same.
+    const restarted = newIndexer(dir);
+    await restarted.sync();
+    await expectMyMoney(restarted, mine);
+    restarted.stop();
+  }, 120_000);
+});
