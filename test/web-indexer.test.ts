@@ -141,7 +141,12 @@ describe('the page indexer', () => {
     expect(station!.hcs).toBe(hcs.address.toLowerCase());
     expect(station!.meanRating).toBe(await fx.operator.client.meanRating(hcs.address));
     expect(station!.ratingCount).toBe(2);
-    for (const m of [ev1!, ev2!, hcs]) await expectBalanced(indexer, m.address);
+    for (const m of [ev1!, ev2!, hcs]) {
+      await expectBalanced(indexer, m.address);
+      // A member's own list is the network's, filtered to it, ratings and all.
+      const me = m.address.toLowerCase();
+      expect(sessionsFor(indexer, m.address)).toEqual(sessions.filter((s) => s.ev === me || s.hcs === me));
+    }
   }, 60_000);
 
   it('drops a replaced tip block and indexes the new one (evm_snapshot / evm_revert)', async () => {
