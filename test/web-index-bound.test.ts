@@ -6,7 +6,7 @@
  * resumes from its files, not from the deployment) and after a reorg deeper than the kept
  * checkpoints, which must leave no stale row in memory or on disk.
  */
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -190,6 +190,40 @@ describe("the page index's memory", () => {
     indexer.stop();
     // And a restart reads the same.
     const restarted = newIndexer(dir);
+    await restarted.sync();
+    await expectMyMoney(restarted, mine);
+    restarted.stop();
+  }, 120_000);
+
+  it('reads a member file only to its indexed length: a crash’s extra rows are cut off, a power cut’s loss re-indexes', async () => {
+    const dir = newDir();
+    const indexer = newIndexer(dir);
+    await indexer.sync();
+    const h = indexer.memberHistory(me.address);
+    const mine = sessionsOf(h.events, h.inputs).map((s) => ({ txid: s.txid, billed: s.billedWh }));
+    const [deployment] = readdirSync(dir);
+    const file = join(dir, deployment!, 'members', `${me.address.toLowerCase()}.jsonl`);
+    // A crash after appending, before base.json recorded it: a row the index never confirmed.
+    const forged = JSON.parse(
+      readFileSync(file, 'utf8')
+        .split('\n')
+        .find((l) => l.includes('"Deposited"'))!,
+    );
+    forged.e.args.amount = `${parseEther('7')}n`;
+    appendFileSync(file, `${JSON.stringify(forged)}\n`);
+    await expectMyMoney(indexer, mine);
+    // The next rows for this member go after what was recorded, the stray row cut off.
+    mine.push(await mySession(1500n, 1500n));
+    await finalise();
+    await indexer.sync();
+    expect(readFileSync(file, 'utf8')).not.toContain(`"${parseEther('7')}n"`);
+    await expectMyMoney(indexer, mine);
+    // A power cut that lost the file's end: the index says so and starts over from the chain.
+    indexer.stop();
+    truncateSync(file, statSync(file).size - 10);
+    const restarted = newIndexer(dir);
+    await restarted.sync();
+    expect(() => restarted.memberHistory(me.address)).toThrow(/damaged.*re-indexing/);
     await restarted.sync();
     await expectMyMoney(restarted, mine);
     restarted.stop();
