@@ -4,7 +4,8 @@
  * from the deployment, and its heap is measured (after a full GC) at each N. The goal: the heap an
  * indexer holds does not grow with the number of sessions the network has settled (the per-session
  * rows live in its data directory, read back per member). Prints one line per N, then one JSON
- * object as the last line. BENCH_SESSIONS=500,2000 picks the sizes.
+ * object as the last line. BENCH_SESSIONS=500,2000 picks the sizes. Load-sensitive only in its
+ * CPU figures (CPU time per session, beside the wall clock).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,7 +13,7 @@ import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { JsonRpcProvider, Network, parseEther } from 'ethers';
-import { ChainIndexer } from '../agent/web/indexer.js';
+import type { ChainIndexer } from '../agent/web/indexer.js';
 import { setupSettlement, settleMany } from '../test/helpers/anvilSettlement.js';
 
 setFlagsFromString('--expose-gc');
@@ -23,6 +24,10 @@ const heapMB = () => {
   return process.memoryUsage().heapUsed / 2 ** 20;
 };
 
+// BENCH_INDEXER: another build of the indexer module (to measure a former version the same way).
+const { ChainIndexer: Indexer } = (await import(process.env.BENCH_INDEXER ?? '../agent/web/indexer.js')) as {
+  ChainIndexer: typeof ChainIndexer;
+};
 const sizes = (process.env.BENCH_SESSIONS ?? '500,2000').split(',').map(Number);
 const fx = await setupSettlement({ evs: 8, hcss: 4, strangers: 0, depositWei: parseEther('100') });
 const results: { sessions: number; heapMB: number; cpuMsPerSession: number; wallMs: number }[] = [];
@@ -36,15 +41,23 @@ try {
       staticNetwork: true,
       cacheTimeout: -1,
     });
-    const before = heapMB();
     const cpu = process.cpuUsage();
     const t0 = performance.now();
     // keepBlocks small: the bench's chain is short, a real one has many blocks above the tip's window.
-    const indexer = new ChainIndexer({ provider, deployment: fx.deployment, dir, keepBlocks: 4 } as never);
+    let indexer: ChainIndexer | undefined = new Indexer({
+      provider,
+      deployment: fx.deployment,
+      dir,
+      keepBlocks: 4,
+    } as never);
     await indexer.sync();
     const wallMs = performance.now() - t0;
     const used = process.cpuUsage(cpu);
-    const heap = heapMB() - before;
+    // What the indexer retains: the heap with it, less the heap once it is gone.
+    const withIt = heapMB();
+    indexer.stop();
+    indexer = undefined;
+    const heap = withIt - heapMB();
     const row = {
       sessions: n,
       heapMB: Math.round(heap * 100) / 100,
@@ -53,8 +66,6 @@ try {
     };
     results.push(row);
     console.log(`${n} sessions: indexer heap ${row.heapMB} MB, ${row.cpuMsPerSession} ms CPU per session`);
-    // Kept alive until measured.
-    indexer.stop();
     provider.destroy();
     rmSync(dir, { recursive: true, force: true });
   }

@@ -144,12 +144,15 @@ export class ChainIndexer {
   private folded: Folded;
   private lastFold = Date.now();
   private loaded = false;
+  /** Why the files were found damaged: the next step clears them and re-indexes. */
+  private damaged: string | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
   private caughtUp: Promise<void> | undefined;
   private cache: { version: number; stations: StationView[]; sessions: SessionView[] } | undefined;
   private memberCache: { version: number; member: string; history: MemberHistory } | undefined;
+  private rowsCache: (MemberHistory & { member: string; length: number }) | undefined;
 
   constructor(private readonly opts: IndexerOptions) {
     this.iface = new Contract(opts.deployment.address, opts.deployment.abi).interface;
@@ -199,7 +202,8 @@ export class ChainIndexer {
       checkpoints: this.checkpoints.size,
       tallyEntries: this.folded.tally.size,
       memberFiles: this.folded.lengths.size,
-      cachedMemberEvents: this.memberCache?.history.events.length ?? 0,
+      cachedMemberEvents:
+        (this.memberCache?.history.events.length ?? 0) + (this.rowsCache?.events.length ?? 0),
     };
   }
 
@@ -251,13 +255,21 @@ export class ChainIndexer {
     const me = member.toLowerCase();
     if (this.memberCache?.version === this.version && this.memberCache.member === me)
       return this.memberCache.history;
-    const events: IndexedEvent[] = [];
-    const inputs = new Map<string, SettlementInput>();
-    const rows = this.readRows(me);
-    for (const r of rows) {
-      events.push(r.e);
-      if (r.i) inputs.set(r.i.txid, r.i);
+    // The file's part changes only when a fold appends to it: parsed again only then.
+    const length = this.folded.lengths.get(me) ?? 0;
+    let rows = this.rowsCache;
+    if (rows?.member !== me || rows.length !== length) {
+      const events: IndexedEvent[] = [];
+      const inputs = new Map<string, SettlementInput>();
+      for (const r of this.readRows(me)) {
+        events.push(r.e);
+        if (r.i) inputs.set(r.i.txid, r.i);
+      }
+      rows = { member: me, length, events, inputs };
+      this.rowsCache = rows;
     }
+    const events = [...rows.events];
+    const inputs = new Map(rows.inputs);
     for (const e of this.tail) {
       if (!membersOf(e).includes(me)) continue;
       events.push(e);
@@ -276,8 +288,9 @@ export class ChainIndexer {
       return this.files.read(member, this.folded.lengths.get(member) ?? 0);
     } catch (err) {
       if (!(err instanceof IndexDamaged)) throw err;
-      // Rows lost (a power cut before the kernel wrote them): start over from the chain.
-      this.reset(err.message);
+      // Rows lost (a power cut before the kernel wrote them): the next step starts over from the
+      // chain (there, not here, so a read in flight never meets a half-cleared index).
+      this.damaged = err.message;
       throw new Error(`the page's index was damaged (${err.message}): re-indexing from the chain`);
     }
   }
@@ -353,6 +366,10 @@ export class ChainIndexer {
   private async syncNow(): Promise<void> {
     const provider = this.opts.provider;
     if (!this.loaded) await this.load();
+    if (this.damaged) {
+      this.reset(this.damaged);
+      this.damaged = undefined;
+    }
     this.head = await provider.getBlockNumber();
     if (this.tip) {
       const header = await provider.getBlock(this.tip.number);
@@ -508,6 +525,7 @@ export class ChainIndexer {
     this.checkpoints.clear();
     this.tip = undefined;
     this.memberCache = undefined;
+    this.rowsCache = undefined;
     this.version++;
     this.opts.onError?.(new Error(`${why}: re-indexing from block ${this.opts.deployment.block}`));
   }
@@ -571,7 +589,11 @@ export class ChainIndexer {
       const input = isSessionEnd(e) ? this.tailInputs.get(String(e.args.txid)) : undefined;
       const { block: _b, ...i } = input ?? { block: 0 };
       const row: MemberRow = input ? { e, i: i as SettlementInput } : { e };
-      for (const m of membersOf(e)) byMember.set(m, [...(byMember.get(m) ?? []), row]);
+      for (const m of membersOf(e)) {
+        const rows = byMember.get(m);
+        if (rows) rows.push(row);
+        else byMember.set(m, [row]);
+      }
     }
     // Lengths are taken only once base.json records them: a failure half-way leaves the files
     // longer than recorded, which the next append cuts back (rows.ts).
