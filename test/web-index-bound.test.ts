@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { JsonRpcProvider, Network, parseEther } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChainIndexer } from '../agent/web/indexer.js';
+import { createWebApp, portOf, serveWeb } from '../agent/web/server.js';
 import { sessionsOf, statementOf } from '../agent/web/views.js';
 import { billWei } from '../protocol/index.js';
 import {
@@ -158,7 +159,32 @@ describe("the page index's memory", () => {
     await expectMyMoney(restarted, mine);
     expect(restarted.networkSessions().total).toBe(258);
     expect(restarted.stations()).toEqual(indexer.stations());
-    restarted.stop();
+
+    // The page's API over it: the network's list is its newest eight with the true totals and
+    // says so; the member's list, statement and rating call come whole from its rows.
+    const web = createWebApp({ indexer: restarted, tiles: 'none' });
+    const server = await serveWeb(web.handle, '127.0.0.1', 0);
+    try {
+      const get = async (path: string) => {
+        const res = await fetch(`http://127.0.0.1:${portOf(server)}/api/${path}`);
+        expect(res.status, path).toBe(200);
+        return (await res.json()) as Record<string, unknown>;
+      };
+      const network = await get('sessions?pageSize=100');
+      expect([network.total, network.window, (network.items as unknown[]).length]).toEqual([258, 8, 8]);
+      const own = await get(`sessions?member=${me.address}`);
+      expect((own.items as { txid: string }[]).map((s) => s.txid).sort()).toEqual(
+        mine.map((m) => m.txid).sort(),
+      );
+      expect(own.window).toBeUndefined();
+      const st = await get(`statement?member=${me.address}`);
+      expect(st.onChainWei).toBe(st.closingWei);
+      const call = await get(`rate-call?txid=${mine[0]!.txid}&rating=5&member=${me.address}`);
+      expect(call.from).toBe(me.address.toLowerCase());
+    } finally {
+      server.close();
+      web.close();
+    }
   }, 240_000);
 
   it('leaves no stale row in memory or on disk after a reorg below what it has written out', async () => {
