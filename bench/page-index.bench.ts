@@ -7,6 +7,7 @@
  * object as the last line. BENCH_SESSIONS=500,2000 picks the sizes. Load-sensitive only in its
  * CPU figures (CPU time per session, beside the wall clock).
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,7 +31,13 @@ const { ChainIndexer: Indexer } = (await import(process.env.BENCH_INDEXER ?? '..
 };
 const sizes = (process.env.BENCH_SESSIONS ?? '500,2000').split(',').map(Number);
 const fx = await setupSettlement({ evs: 8, hcss: 4, strangers: 0, depositWei: parseEther('100') });
-const results: { sessions: number; heapMB: number; cpuMsPerSession: number; wallMs: number }[] = [];
+const results: {
+  sessions: number;
+  heapMB: number;
+  diskMB: number;
+  cpuMsPerSession: number;
+  wallMs: number;
+}[] = [];
 let settled = 0;
 try {
   for (const n of sizes) {
@@ -58,14 +65,18 @@ try {
     indexer.stop();
     indexer = undefined;
     const heap = withIt - heapMB();
+    const diskMB = Number(execFileSync('du', ['-sk', dir], { encoding: 'utf8' }).split('\t')[0]) / 1024;
     const row = {
       sessions: n,
       heapMB: Math.round(heap * 100) / 100,
+      diskMB: Math.round(diskMB * 100) / 100,
       cpuMsPerSession: Math.round(((used.user + used.system) / 1000 / n) * 100) / 100,
       wallMs: Math.round(wallMs),
     };
     results.push(row);
-    console.log(`${n} sessions: indexer heap ${row.heapMB} MB, ${row.cpuMsPerSession} ms CPU per session`);
+    console.log(
+      `${n} sessions: indexer heap ${row.heapMB} MB, ${row.diskMB} MB on disk, ${row.cpuMsPerSession} ms CPU per session`,
+    );
     provider.destroy();
     rmSync(dir, { recursive: true, force: true });
   }
