@@ -60,7 +60,14 @@ try {
     await indexer.sync();
     const wallMs = performance.now() - t0;
     const used = process.cpuUsage(cpu);
-    // What the indexer retains: the heap with it, less the heap once it is gone.
+    // A station's page: its whole history read back (a quarter of the network's sessions here).
+    const r0 = performance.now();
+    const stationEvents = indexer.memberHistory(fx.hcss[0]!.address).events.length;
+    const readStationMs = performance.now() - r0;
+    // What the indexer retains: the heap with it (its member cache dropped: that is a read's,
+    // for 30 s), less the heap once it is gone.
+    (indexer as unknown as { memberCache: unknown; rowsCache: unknown }).memberCache = undefined;
+    (indexer as unknown as { memberCache: unknown; rowsCache: unknown }).rowsCache = undefined;
     const withIt = heapMB();
     indexer.stop();
     indexer = undefined;
@@ -70,6 +77,8 @@ try {
       sessions: n,
       heapMB: Math.round(heap * 100) / 100,
       diskMB: Math.round(diskMB * 100) / 100,
+      stationEvents,
+      readStationMs: Math.round(readStationMs),
       cpuMsPerSession: Math.round(((used.user + used.system) / 1000 / n) * 100) / 100,
       wallMs: Math.round(wallMs),
     };

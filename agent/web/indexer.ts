@@ -118,6 +118,9 @@ function membersOf(e: IndexedEvent): string[] {
   return out;
 }
 
+/** How long a member's history read for the page stays cached after its last read. */
+const MEMBER_CACHE_MS = 30_000;
+
 const isSessionEnd = (e: IndexedEvent) =>
   e.name === 'Settled' || e.name === 'SettledDisputed' || e.name === 'SessionReleased';
 
@@ -153,6 +156,7 @@ export class ChainIndexer {
   private cache: { version: number; stations: StationView[]; sessions: SessionView[] } | undefined;
   private memberCache: { version: number; member: string; history: MemberHistory } | undefined;
   private rowsCache: (MemberHistory & { member: string; length: number }) | undefined;
+  private forget: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: IndexerOptions) {
     this.iface = new Contract(opts.deployment.address, opts.deployment.abi).interface;
@@ -277,9 +281,16 @@ export class ChainIndexer {
       if (input) inputs.set(input.txid, input);
     }
     const history = { events, inputs };
-    // One member at a time (a page asks for its sessions, then its statement): bounded by the
-    // largest member's own history, never the network's.
+    // One member at a time (a page asks for its sessions, then its statement), and only for a
+    // while: bounded by the largest member's own history, never the network's, and not held
+    // once nobody looks.
     this.memberCache = { version: this.version, member: me, history };
+    clearTimeout(this.forget);
+    this.forget = setTimeout(() => {
+      this.memberCache = undefined;
+      this.rowsCache = undefined;
+    }, MEMBER_CACHE_MS);
+    this.forget.unref();
     return history;
   }
 
@@ -340,6 +351,7 @@ export class ChainIndexer {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearTimeout(this.forget);
   }
 
   private schedule(): void {
