@@ -280,7 +280,7 @@ export class ReplayCache {
       this.older = this.current;
       this.current = wiped;
     }
-    let i = w[0]! & this.mask;
+    let i = (w[0] ?? 0) & this.mask;
     while (this.current.used[i]) i = (i + 1) & this.mask;
     this.current.used[i] = 1;
     this.current.keys.set(w, i * 4);
@@ -302,7 +302,7 @@ export class ReplayCache {
 
   /** The slot holding `w` in `g`, or -1. */
   private find(g: Generation, w: Uint32Array): number {
-    let i = w[0]! & this.mask;
+    let i = (w[0] ?? 0) & this.mask;
     while (g.used[i]) {
       const at = i * 4;
       if (
