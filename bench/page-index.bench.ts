@@ -8,7 +8,7 @@
  * CPU figures (CPU time per session, beside the wall clock).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
@@ -35,6 +35,7 @@ const results: {
   sessions: number;
   heapMB: number;
   diskMB: number;
+  baseKB: number;
   cpuMsPerSession: number;
   wallMs: number;
 }[] = [];
@@ -72,11 +73,14 @@ try {
     indexer.stop();
     indexer = undefined;
     const heap = withIt - heapMB();
+    const [deployment] = readdirSync(dir);
+    const baseKB = deployment ? statSync(join(dir, deployment, 'base.json')).size / 1024 : 0;
     const diskMB = Number(execFileSync('du', ['-sk', dir], { encoding: 'utf8' }).split('\t')[0]) / 1024;
     const row = {
       sessions: n,
       heapMB: Math.round(heap * 100) / 100,
       diskMB: Math.round(diskMB * 100) / 100,
+      baseKB: Math.round(baseKB),
       stationEvents,
       readStationMs: Math.round(readStationMs),
       cpuMsPerSession: Math.round(((used.user + used.system) / 1000 / n) * 100) / 100,

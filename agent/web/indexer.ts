@@ -165,7 +165,7 @@ export class ChainIndexer {
     this.keepBlocks = opts.keepBlocks ?? 256;
     this.recentSessions = opts.recentSessions ?? 1000;
     this.foldEvents = opts.foldEvents ?? 512;
-    this.foldMs = opts.foldMs ?? 10 * 60_000;
+    this.foldMs = opts.foldMs ?? 60 * 60_000;
     this.files = new RowFiles(
       join(opts.dir, `${opts.deployment.chainId}-${opts.deployment.address.toLowerCase()}`),
     );
