@@ -25,7 +25,6 @@ import {
   closeSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { journalReplacer } from '../core/json.js';
 import type { SettlementInput } from './calldata.js';
 import type { IndexedEvent } from './indexer.js';
 
@@ -38,12 +37,24 @@ export interface MemberRow {
 /** A member file that is shorter than base.json says: its rows are lost, re-index. */
 export class IndexDamaged extends Error {}
 
-/** bigints as `"123n"` (the journal's spelling); rows hold no free text that could look like one. */
+/**
+ * bigints as `"123n"` (the journal's spelling). A string that would read back as one (a rating's
+ * comment is a member's free text: "5n") or that starts with the escape `~` is written with a `~`
+ * in front, so every value reads back as it was.
+ */
+const LOOKS_BIG = /^-?\d+n$/;
+function replacer(_key: string, value: unknown): unknown {
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'string' && (LOOKS_BIG.test(value) || value.startsWith('~'))) return `~${value}`;
+  return value;
+}
 function reviver(_key: string, value: unknown): unknown {
-  return typeof value === 'string' && /^-?\d+n$/.test(value) ? BigInt(value.slice(0, -1)) : value;
+  if (typeof value !== 'string') return value;
+  if (value.startsWith('~')) return value.slice(1);
+  return LOOKS_BIG.test(value) ? BigInt(value.slice(0, -1)) : value;
 }
 
-export const toLine = (value: unknown): string => `${JSON.stringify(value, journalReplacer)}\n`;
+export const toLine = (value: unknown): string => `${JSON.stringify(value, replacer)}\n`;
 export const fromLine = <T>(line: string): T => JSON.parse(line, reviver) as T;
 
 /** A settling call's input as the page keeps it: the terms and figures, the audit's times only. */
