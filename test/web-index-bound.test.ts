@@ -254,4 +254,44 @@ describe("the page index's memory", () => {
     await expectMyMoney(restarted, mine);
     restarted.stop();
   }, 120_000);
+
+  it('resumes after a kill from an older base.json: the rows folded after it are cut back and written again, none twice', async () => {
+    const dir = newDir();
+    const indexer = newIndexer(dir);
+    // Catching up folds many times; base.json is written at the first fold only (then at most
+    // every 10 minutes, and on stop()).
+    await indexer.sync();
+    const mine = ((h) => sessionsOf(h.events, h.inputs))(indexer.memberHistory(me.address)).map((s) => ({
+      txid: s.txid,
+      billed: s.billedWh,
+    }));
+    mine.push(await mySession(2500n, 2500n));
+    await settleMany(fx, 16, { evs: others });
+    await finalise();
+    await indexer.sync();
+    const [deployment] = readdirSync(dir);
+    const base = JSON.parse(readFileSync(join(dir, deployment!, 'base.json'), 'utf8')) as { block: number };
+    expect(base.block).toBeLessThan(indexer.tip!.number - 4);
+    // Killed: no stop(), so base.json stays behind the member files.
+    const restarted = newIndexer(dir);
+    await restarted.sync();
+    const fresh = newIndexer(newDir());
+    await fresh.sync();
+    for (const m of [me, ...others, ...fx.hcss])
+      expect(restarted.memberHistory(m.address), m.address).toEqual(fresh.memberHistory(m.address));
+    expect(restarted.networkSessions()).toEqual(fresh.networkSessions());
+    await expectMyMoney(restarted, mine);
+    restarted.stop();
+    const lines = rowsOnDisk(dir).filter((l) => l !== '');
+    // Each row once per file (rowsOnDisk joins the files: a session is in its EV's and its station's).
+    const myFile = readFileSync(
+      join(dir, deployment!, 'members', `${me.address.toLowerCase()}.jsonl`),
+      'utf8',
+    )
+      .split('\n')
+      .filter((l) => l !== '');
+    expect(new Set(myFile).size).toBe(myFile.length);
+    expect(lines.length).toBeGreaterThan(myFile.length);
+    fresh.stop();
+  }, 120_000);
 });

@@ -70,6 +70,8 @@ export interface IndexerOptions {
   foldEvents?: number;
   /** …or until this long has passed since the last write. */
   foldMs?: number;
+  /** base.json (the restart's resume point) is rewritten at most this often, and on stop(). */
+  baseMs?: number;
   onError?: (err: Error) => void;
 }
 
@@ -143,6 +145,9 @@ export class ChainIndexer {
   private readonly recentSessions: number;
   private readonly foldEvents: number;
   private readonly foldMs: number;
+  private readonly baseMs: number;
+  private baseWrittenAt = 0;
+  private baseDirty = false;
   private readonly files: RowFiles;
   private folded: Folded;
   private lastFold = Date.now();
@@ -166,6 +171,7 @@ export class ChainIndexer {
     this.recentSessions = opts.recentSessions ?? 1000;
     this.foldEvents = opts.foldEvents ?? 512;
     this.foldMs = opts.foldMs ?? 60 * 60_000;
+    this.baseMs = opts.baseMs ?? 10 * 60_000;
     this.files = new RowFiles(
       join(opts.dir, `${opts.deployment.chainId}-${opts.deployment.address.toLowerCase()}`),
     );
@@ -348,10 +354,18 @@ export class ChainIndexer {
     return this.caughtUp;
   }
 
+  /** Stops following the chain; what is folded and not yet in base.json is written now. */
   stop(): void {
     this.stopped = true;
     clearTimeout(this.timer);
     clearTimeout(this.forget);
+    if (!this.baseDirty) return;
+    try {
+      this.saveBase();
+    } catch (err) {
+      // The next start resumes from the older base.json: only more to read again.
+      this.opts.onError?.(err as Error);
+    }
   }
 
   private schedule(): void {
@@ -531,6 +545,7 @@ export class ChainIndexer {
   /** Forgets everything, in memory and on disk: the next step indexes from the deployment. */
   private reset(why: string): void {
     this.files.clear();
+    this.baseDirty = false;
     this.folded = this.empty();
     this.tail = [];
     this.tailInputs.clear();
@@ -593,6 +608,22 @@ export class ChainIndexer {
     }
   }
 
+  /** Writes base.json: the resume point of a restart (rows.ts says why it may lag the files). */
+  private saveBase(): void {
+    const f = this.folded;
+    const saved: SavedBase = {
+      ...f,
+      format: 1,
+      chainId: this.chainId,
+      address: this.address,
+      tally: f.tally.toJSON(),
+      lengths: [...f.lengths],
+    };
+    this.files.writeBase(saved);
+    this.baseWrittenAt = Date.now();
+    this.baseDirty = false;
+  }
+
   private fold(n: number, block: number, hash: string): void {
     const events = this.tail.slice(0, n);
     const f = this.folded;
@@ -635,17 +666,11 @@ export class ChainIndexer {
       recent,
       lengths,
     };
-    const saved: SavedBase = {
-      ...next,
-      format: 1,
-      chainId: this.chainId,
-      address: this.address,
-      tally: tally.toJSON(),
-      lengths: [...lengths],
-    };
-    this.files.writeBase(saved);
-    // Written: now the memory may forget.
+    // Appended: now the memory may forget. base.json follows at most every `baseMs`: an older
+    // one is as good a resume point (the files past its lengths are cut back and written again).
     this.folded = next;
+    this.baseDirty = true;
+    if (Date.now() - this.baseWrittenAt >= this.baseMs) this.saveBase();
     this.tail = this.tail.slice(n);
     for (const [txid, s] of this.tailInputs) if (s.block <= block) this.tailInputs.delete(txid);
     for (const c of this.checkpoints.keys()) if (c < block) this.checkpoints.delete(c);

@@ -5,10 +5,13 @@
  * stations' tally, the network's totals, its newest sessions, each member file's length).
  *
  * Written without fsync: the chain is the record, these files a cache of it. Their one invariant:
- * a member file is read, and appended to, only up to the length base.json records for it. A
- * crash between appending and writing base.json leaves bytes past that length: they are cut off
- * before the next append and never read. A file shorter than recorded (lost in a power cut) is
- * `IndexDamaged`: the index starts over from the deployment, as after a reorg it cannot undo.
+ * a member file is read, and appended to, only up to the length the index records for it (in
+ * memory; base.json holds the lengths as of its fold, and may lag the files: it is rewritten at
+ * most every few minutes). Bytes past that length (a crash after appending, or rows folded after
+ * the base.json a restart resumed from) are never read and are cut off before the next append;
+ * the resumed index reads those blocks again and writes the same rows. A file shorter than
+ * recorded (lost in a power cut) is `IndexDamaged`: the index starts over from the deployment,
+ * as after a reorg it cannot undo.
  */
 import {
   existsSync,
