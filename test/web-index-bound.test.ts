@@ -4,14 +4,17 @@
  * indexer holds in memory are the same after 64 and after 256 (final rows go to its directory).
  * A member's own sessions and money still come out whole, after a restart of the page (which
  * resumes from its files, not from the deployment) and after a reorg deeper than the kept
- * checkpoints, which must leave no stale row in memory or on disk.
+ * checkpoints, which must leave no stale row in memory or on disk; after a kill; and `p2pev web`
+ * with its --data-dir.
  */
 import { appendFileSync, readdirSync, readFileSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { mkdtempSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JsonRpcProvider, Network, parseEther } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeDeployment } from '../contracts/deploy.js';
 import { ChainIndexer } from '../agent/web/indexer.js';
 import { createWebApp, portOf, serveWeb } from '../agent/web/server.js';
 import { sessionsOf, statementOf } from '../agent/web/views.js';
@@ -27,6 +30,7 @@ import {
   setupSettlement,
 } from './helpers/anvilSettlement.js';
 
+const BIN = new URL('../bin/p2pev.mjs', import.meta.url).pathname;
 let fx: SettlementFixture;
 let me: Member;
 let others: Member[];
@@ -293,5 +297,59 @@ describe("the page index's memory", () => {
     expect(new Set(myFile).size).toBe(myFile.length);
     expect(lines.length).toBeGreaterThan(myFile.length);
     fresh.stop();
+  }, 120_000);
+
+  it('p2pev web keeps its rows in --data-dir and leaves its resume point there on SIGTERM', async () => {
+    const dir = newDir();
+    const file = join(dir, 'deployment.json');
+    writeDeployment(file, fx.deployment);
+    const data = join(dir, 'index');
+    // More than a fold's 512 events (what the tests before left, topped up), then past the page's
+    // default reorg window (256 blocks).
+    const counter = newIndexer(newDir());
+    await counter.sync();
+    counter.stop();
+    await settleMany(fx, Math.max(0, 600 - counter.eventCount), { evs: others });
+    await fx.provider.send('anvil_mine', ['0x12c']);
+    const child = spawn(
+      process.execPath,
+      [BIN, 'web', '--deployment', file, '--rpc', fx.anvil.rpcUrl, '--port', '0', '--data-dir', data],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    try {
+      let out = '';
+      child.stdout.on('data', (b: Buffer) => {
+        out += b.toString();
+      });
+      let err = '';
+      child.stderr.on('data', (b: Buffer) => {
+        err += b.toString();
+      });
+      const url = await new Promise<string>((resolve, reject) => {
+        child.once('exit', (code) => reject(new Error(`p2pev web exited ${code}: ${err}`)));
+        const poll = setInterval(() => {
+          const m = /members' page on (http:\/\/\S+\/)/.exec(out);
+          if (m) {
+            clearInterval(poll);
+            resolve(m[1]!);
+          }
+        }, 50);
+      });
+      const own = (await (await fetch(`${url}api/sessions?member=${me.address}&pageSize=100`)).json()) as {
+        total: number;
+      };
+      const reference = newIndexer(newDir());
+      await reference.sync();
+      const h = reference.memberHistory(me.address);
+      expect(own.total).toBe(sessionsOf(h.events, h.inputs).length);
+      reference.stop();
+    } finally {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    // Hundreds of sessions indexed: folded, and base.json written on the way out.
+    const [deployment] = readdirSync(data);
+    expect(readdirSync(join(data, deployment!)).sort()).toEqual(['base.json', 'members']);
   }, 120_000);
 });
