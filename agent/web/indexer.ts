@@ -585,7 +585,7 @@ export class ChainIndexer {
   /**
    * Folds the tail's final events (more than `keepBlocks` below the tip) into the aggregates and
    * the member files, once there are `foldEvents` of them or `foldMs` has passed: one append per
-   * member named and one base.json per fold, however many blocks it covers.
+   * member named, however many blocks it covers (and base.json at most every `baseMs`).
    */
   private async maybeFold(): Promise<void> {
     if (!this.tip) return;
@@ -638,8 +638,8 @@ export class ChainIndexer {
         else byMember.set(m, [row]);
       }
     }
-    // Lengths are taken only once base.json records them: a failure half-way leaves the files
-    // longer than recorded, which the next append cuts back (rows.ts).
+    // The lengths change in memory only once every append went through: a failure half-way
+    // leaves files longer than recorded, which the next append cuts back (rows.ts).
     const lengths = new Map(f.lengths);
     for (const [m, rows] of byMember) lengths.set(m, this.files.append(m, rows, f.lengths.get(m) ?? 0));
     const tally = f.tally.clone();
@@ -666,16 +666,23 @@ export class ChainIndexer {
       recent,
       lengths,
     };
-    // Appended: now the memory may forget. base.json follows at most every `baseMs`: an older
-    // one is as good a resume point (the files past its lengths are cut back and written again).
+    // Appended: now the memory may forget.
     this.folded = next;
-    this.baseDirty = true;
-    if (Date.now() - this.baseWrittenAt >= this.baseMs) this.saveBase();
     this.tail = this.tail.slice(n);
     for (const [txid, s] of this.tailInputs) if (s.block <= block) this.tailInputs.delete(txid);
     for (const c of this.checkpoints.keys()) if (c < block) this.checkpoints.delete(c);
     this.checkpoints.set(block, hash);
     this.lastFold = Date.now();
     this.version++;
+    // base.json follows at most every `baseMs`: an older one is as good a resume point (the
+    // files past its lengths are cut back and written again). Failing to write it costs a longer
+    // catch-up after a restart, nothing else: tried again at the next fold and on stop().
+    this.baseDirty = true;
+    if (Date.now() - this.baseWrittenAt < this.baseMs) return;
+    try {
+      this.saveBase();
+    } catch (err) {
+      this.opts.onError?.(err as Error);
+    }
   }
 }
