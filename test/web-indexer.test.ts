@@ -225,4 +225,34 @@ describe('the page indexer', () => {
     expect([last.name, last.args.amount]).toEqual(['Deposited', parseEther('0.0625')]);
     await expectBalanced(indexer, ev.address);
   }, 60_000);
+
+  it('throws away a read that does not continue the indexed chain (a reorg between two reads of one catch-up)', async () => {
+    const ev = fx.evs[1]!;
+    const provider = indexerProvider();
+    const indexer = newIndexer({ provider });
+    await indexer.sync();
+    const id = await snapshot();
+    // Six blocks: two reads of three.
+    for (let i = 0; i < 6; i++) await ev.client.deposit(parseEther('0.001'));
+    const getLogs = provider.getLogs.bind(provider);
+    let calls = 0;
+    provider.getLogs = async (filter) => {
+      // Before the second read: another history from the snapshot on, as long.
+      if (++calls === 2) {
+        await revert(id);
+        for (let i = 0; i < 6; i++) await ev.client.deposit(parseEther('0.002'));
+      }
+      return getLogs(filter);
+    };
+    await expect(indexer.sync()).rejects.toThrow(/does not follow the indexed block/);
+    await indexer.sync();
+    expect(indexer.reorgs).toBe(1);
+    const amounts = indexer
+      .memberHistory(ev.address)
+      .events.filter((e) => e.name === 'Deposited')
+      .map((e) => e.args.amount);
+    expect(amounts).not.toContain(parseEther('0.001'));
+    expect(amounts.filter((a) => a === parseEther('0.002'))).toHaveLength(6);
+    await expectBalanced(indexer, ev.address);
+  }, 60_000);
 });

@@ -9,7 +9,8 @@
  * - only blocks with `confirmations` confirmations are indexed (head − confirmations + 1);
  * - the hash of every block we took logs from, and of the tip of every step, is kept as a
  *   checkpoint; after a read, every log's block hash is checked against the node's header for
- *   that height, so a read that straddles a reorg is thrown away, never half-applied;
+ *   that height, so a read that straddles a reorg is thrown away, never half-applied; and a
+ *   read's first block must name the indexed tip as its parent (a reorg between two reads);
  * - every step first compares the tip's hash with the node's; on a mismatch the checkpoints are
  *   walked back to the newest one the node still agrees with (the fork point: a matching hash
  *   means every block below it matches too), everything above it is dropped and indexed again.
@@ -420,13 +421,18 @@ export class ChainIndexer {
       toBlock: to,
     });
     // One batched JSON-RPC request: ethers groups calls made in the same tick.
-    const numbers = [...new Set([...logs.map((l) => l.blockNumber), to])];
+    const numbers = [...new Set([from, ...logs.map((l) => l.blockNumber), to])];
     const headers = await Promise.all(numbers.map((n) => provider.getBlock(n)));
     const byNumber = new Map(headers.map((h, i) => [numbers[i]!, h]));
     for (const log of logs) {
       if (byNumber.get(log.blockNumber)?.hash !== log.blockHash)
         throw new ReorgDuringRead(`block ${log.blockNumber} changed while it was read`);
     }
+    // The range must continue the indexed chain: a reorg between two reads of one catch-up
+    // (which the tip check at the start of a step cannot see) would otherwise join two forks,
+    // and the older one's events would reach the member files once final.
+    if (this.tip && from === this.tip.number + 1 && byNumber.get(from)?.parentHash !== this.tip.hash)
+      throw new ReorgDuringRead(`block ${from} does not follow the indexed block ${this.tip.number}`);
     const tipHeader = byNumber.get(to);
     if (!tipHeader?.hash) throw new ReorgDuringRead(`block ${to} is gone`);
 
