@@ -191,12 +191,41 @@ describe("the page index's memory", () => {
     }
   }, 240_000);
 
-  it('leaves no stale row in memory or on disk after a reorg below what it has written out', async () => {
+  it('leaves no stale row in memory or on disk after a reorg above, then below, what it has written out', async () => {
     const dir = newDir();
-    const indexer = newIndexer(dir);
+    const provider = new JsonRpcProvider(fx.anvil.rpcUrl, Network.from(fx.anvil.chainId), {
+      staticNetwork: true,
+      cacheTimeout: -1,
+    });
+    const froms: number[] = [];
+    const getLogs = provider.getLogs.bind(provider);
+    provider.getLogs = async (filter) => {
+      froms.push(Number((filter as { fromBlock: number }).fromBlock));
+      return getLogs(filter);
+    };
+    const indexer = newIndexer(dir, provider);
     await indexer.sync();
     const before = indexer.memberHistory(me.address);
     const mine = sessionsOf(before.events, before.inputs).map((s) => ({ txid: s.txid, billed: s.billedWh }));
+    const folded = indexer.footprint().memberFiles;
+    expect(folded).toBeGreaterThan(0);
+
+    // A shallow reorg first (above what is written out): the tail's session goes, the rows stay.
+    const shallow: string = await fx.provider.send('evm_snapshot', []);
+    const brief = await mySession(1200n, 1200n);
+    await indexer.sync();
+    expect(indexer.footprint().tailEvents).toBeGreaterThan(0);
+    await fx.provider.send('evm_revert', [shallow]);
+    await fx.provider.send('evm_mine', []);
+    await fx.provider.send('evm_mine', []);
+    await fx.provider.send('evm_mine', []);
+    froms.length = 0;
+    await indexer.sync();
+    expect(indexer.reorgs).toBe(1);
+    // Undone in memory: read again from just above the fork, not from the deployment.
+    expect(Math.min(...froms)).toBeGreaterThan(fx.deployment.block);
+    expect(rowsOnDisk(dir).some((l) => l.includes(brief.txid))).toBe(false);
+    await expectMyMoney(indexer, mine);
 
     const id: string = await fx.provider.send('evm_snapshot', []);
     const gone = await mySession(3000n, 3003n);
@@ -213,7 +242,7 @@ describe("the page index's memory", () => {
     await finalise();
     await finalise();
     await indexer.sync();
-    expect(indexer.reorgs).toBe(1);
+    expect(indexer.reorgs).toBe(2);
     expect(rowsOnDisk(dir).some((l) => l.includes(gone.txid))).toBe(false);
     await expectMyMoney(indexer, mine);
     expect(indexer.networkSessions().sessions.map((s) => s.txid)).not.toContain(gone.txid);
