@@ -168,6 +168,9 @@ export class HcsRole implements RoleHandler {
   /** The station's charger, behind a small port (charger-port.ts). */
   private readonly charger: ChargerPort;
 
+  /** Ids of the given-up sessions whose 0 Wh close is still to do (closeUnused), so a tick need not scan all. */
+  private readonly closing = new Set<string>();
+
   constructor(private readonly agent: MeteredContext) {
     if (!agent.cfg.hcs) throw new Error("a station agent needs the config's hcs section");
     this.station = agent.cfg.hcs;
@@ -229,6 +232,7 @@ export class HcsRole implements RoleHandler {
       ]),
     );
     this.chainSeq = lastSeq;
+    for (const s of this.agent.sessions.values()) if (s.closeAtZero) this.closing.add(s.id);
     const check = windowCheck(this.station, Number(contractWindow), profile.powerW || undefined);
     if (check.level === 'fail') throw new Error(`${check.detail}: ${check.fix}`);
     if (check.level === 'warn') this.agent.log.warn({ fix: check.fix }, check.detail);
@@ -500,7 +504,11 @@ export class HcsRole implements RoleHandler {
         await this.checkSettlement(s, now);
       }
     }
-    for (const s of this.agent.sessions.values()) if (s.closeAtZero) await this.closeUnused(s, now);
+    for (const id of this.closing) {
+      const s = this.agent.sessions.get(id);
+      if (s?.closeAtZero) await this.closeUnused(s, now);
+      else this.closing.delete(id);
+    }
   }
 
   /** An offer waits for the EV's consent and its reservation on chain, then the charger switches on. */
@@ -561,6 +569,7 @@ export class HcsRole implements RoleHandler {
     if (s.state === 'offered')
       this.agent.move(s, 'failed', { error: error ?? 'given up', deadline: 0, ...patch });
     else this.agent.save(Object.assign(s, patch));
+    this.closing.add(s.id);
     const to = [ev, ...(s.server ? [s.server] : [])];
     if (status !== undefined) {
       const end = { type: 'termination', ev, hcs: this.agent.address, txid, status } as const;
