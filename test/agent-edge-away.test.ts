@@ -87,6 +87,7 @@ describe('sessions that end without the edge hearing of it', () => {
   it('a driver who declines the terms does not keep the station from the next car', async () => {
     const ev = agents.get('EV1')!;
     const hcs = agents.get('HCS1')!;
+    const edge = agents.get('EDGE')!;
     await waitFor('no charge under way', () =>
       [...ev.sessions.values()].every((s) => s.state === 'done' || s.state === 'failed'),
     );
@@ -100,9 +101,14 @@ describe('sessions that end without the edge hearing of it', () => {
       () => [...hcs.sessions.values()].find((s) => s.txid === txid && s.state === 'failed'),
       30_000,
     );
-    // Past the consent's wait at the edge (two reply times and its slack): nothing signed, so the
-    // station is free, and the next search is answered with it.
-    await new Promise((r) => setTimeout(r, 2 * 5000 + 10_000));
+    // The edge closes the agreement (the station's word that it dropped the offer, or past the
+    // consent's wait: two reply times and its slack): nothing signed, so the station is free, and
+    // the next search is answered with it.
+    await waitFor(
+      'the edge to close the agreement',
+      () => edge.journal.get<Bill>(`b:${txid}`)?.state === 'failed',
+      2 * 5000 + 10_000 + 30_000,
+    );
     const next = (await ev.control('charge', { targetWh: 1000 })) as { id: string };
     await waitFor(
       'the next charge to start',

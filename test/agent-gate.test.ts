@@ -218,12 +218,39 @@ describe('the gate', () => {
 
   it('the replay cache forgets its oldest half when full', () => {
     const cache = new ReplayCache(10);
-    for (let i = 0; i < 11; i++) cache.add(`k${i}`);
+    const k = (i: number) => ReplayCache.key(Buffer.from(`k${i}`));
+    for (let i = 0; i < 11; i++) cache.add(k(i));
     expect(cache.size).toBe(6);
-    expect(cache.has('k0')).toBe(false);
-    expect(cache.has('k4')).toBe(false);
-    expect(cache.has('k5')).toBe(true);
-    expect(cache.has('k10')).toBe(true);
+    expect(cache.has(k(0))).toBe(false);
+    expect(cache.has(k(4))).toBe(false);
+    expect(cache.has(k(5))).toBe(true);
+    expect(cache.has(k(10))).toBe(true);
     expect(cache.evictions).toBe(1);
+    cache.add(k(10));
+    expect(cache.size).toBe(6);
+  });
+
+  it('the replay cache remembers between half its limit and its limit of the newest keys, in a fixed table', () => {
+    const limit = 2_000;
+    const cache = new ReplayCache(limit);
+    const k = (i: number) => ReplayCache.key(Buffer.from(`envelope ${i}`));
+    for (let i = 0; i < 5 * limit; i++) {
+      cache.add(k(i));
+      expect(cache.size).toBeLessThanOrEqual(limit);
+    }
+    // The newest half of the limit is always there; everything older than the limit is gone.
+    for (let i = 5 * limit - limit / 2; i < 5 * limit; i++) expect(cache.has(k(i))).toBe(true);
+    for (let i = 0; i < 4 * limit; i++) expect(cache.has(k(i))).toBe(false);
+    // Ten generations filled: nine swaps, the first of which wiped an empty one.
+    expect(cache.evictions).toBe(8);
+    // Keys differing past their 16th byte are the same key; those differing in any of the 16 are not.
+    const a = new Uint8Array(32).fill(7);
+    const b = Uint8Array.from(a);
+    b[31] = 8;
+    const c = Uint8Array.from(a);
+    c[15] = 8;
+    cache.add(a);
+    expect(cache.has(b)).toBe(true);
+    expect(cache.has(c)).toBe(false);
   });
 });

@@ -260,6 +260,21 @@ describe('operating a charge point', () => {
     await waitFor('backward step seen', () => ev.ops!.clock.seen.jumps >= 2);
   }, 90_000);
 
+  it('a clock step is seen before anything changes a session, not at the next tick', async () => {
+    const hcs = agents.get('HCS1')!;
+    const before = hcs.ops!.clock.seen.jumps;
+    const realNow = Date.now.bind(Date);
+    const spy = vi.spyOn(Date, 'now').mockImplementation(() => realNow() - 600_000);
+    try {
+      // What a message, a control call or a tick does runs after the step was taken into account:
+      // a consent deadline it sets is in the new frame and never shifted again.
+      expect(await hcs.exclusive(async () => hcs.ops!.clock.seen.jumps)).toBe(before + 1);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(await hcs.exclusive(async () => hcs.ops!.clock.seen.jumps)).toBe(before + 2);
+  });
+
   it('exports every charge as OCMF that an independent verifier accepts, numbered without gaps across a restart', async () => {
     const doneBefore = [...agents.get('HCS1')!.sessions.values()].filter((s) => s.state === 'done').length;
     await charge(800);

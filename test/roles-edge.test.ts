@@ -51,6 +51,9 @@ async function report(
   await s.edge.onMessage(incoming(s.hcs, { type: 'chargeProvided', ...fields, energyWh: hcsWh }));
 }
 
+/** The bills as the edge holds them (the journal keeps their envelopes apart: `e:<txid>:<field>`). */
+const billsOf = (edge: EdgeRole) => (edge as unknown as { bills: Map<string, Bill> }).bills;
+
 const amounts = (fake: Fake<RoleContext>) =>
   fake.sent
     .filter((m) => m.msg.type === 'amount')
@@ -136,8 +139,6 @@ describe('the edge bills by the contract’s rule', () => {
 });
 
 describe('the edge journals a bill’s envelopes once, apart from the bill', () => {
-  const billsOf = (edge: EdgeRole) => (edge as unknown as { bills: Map<string, Bill> }).bills;
-
   it('keeps them out of the bill’s record, and a restarted edge has them back', async () => {
     const s = await agreedSession();
     await report(s, 1000n, 1000n);
@@ -163,5 +164,56 @@ describe('the edge journals a bill’s envelopes once, apart from the bill', () 
     s.fake.journal.put(`e:${s.txid}:hcsReport`, null);
     s.fake.journal.put(`b:${s.txid}`, whole);
     expect(billsOf(new EdgeRole(s.fake.ctx)).get(s.txid)).toEqual(whole);
+  });
+});
+
+describe('a station that delivered nothing (issue 15)', () => {
+  async function consented() {
+    const s = await agreedSession();
+    const fields = { ev: s.ev.address, hcs: s.hcs.address, txid: s.txid };
+    await s.edge.onMessage(
+      incoming(s.ev, { type: 'chargeReceived', ...fields, energyWh: 0n, optional: { i: 0 } }),
+    );
+    const provided = (optional: Record<string, unknown>) =>
+      s.edge.onMessage(incoming(s.hcs, { type: 'chargeProvided', ...fields, energyWh: 0n, optional }));
+    return { ...s, provided };
+  }
+
+  it('its 0 Wh report marked “nothing delivered” completes the bill with the EV’s consent: queued at 0 Wh', async () => {
+    const s = await consented();
+    await s.provided({ st: 5, z: 1 });
+    const bill = s.fake.journal.get<Bill>(`b:${s.txid}`);
+    expect(bill).toMatchObject({ state: 'queued', energyWh: '0', amountWei: '0', disputed: false });
+    const held = billsOf(s.edge).get(s.txid);
+    expect(held?.consent).toMatch(/^[0-9a-f]+$/);
+    expect(held?.evReport).toBe(held?.consent);
+    expect(s.fake.journal.get(`e:${s.txid}:evReport`)).toBe(held?.consent);
+  });
+
+  it('a 0 Wh report without the mark (its meter failed: energy may have flowed) waits for the EV’s report', async () => {
+    const s = await consented();
+    await s.provided({ st: 4, s: 40_000, e: 40_000 });
+    expect(s.fake.journal.get<Bill>(`b:${s.txid}`)).toMatchObject({ state: 'collecting' });
+    expect(amounts(s.fake)).toEqual([]);
+  });
+
+  it('without a consent, the mark closes the agreement: a late consent is not reserved', async () => {
+    const s = await agreedSession();
+    const fields = { ev: s.ev.address, hcs: s.hcs.address, txid: s.txid };
+    await s.edge.onMessage(
+      incoming(s.hcs, { type: 'chargeProvided', ...fields, energyWh: 0n, optional: { st: 5, z: 1 } }),
+    );
+    expect(s.fake.journal.get<Bill>(`b:${s.txid}`)).toMatchObject({
+      state: 'failed',
+      error: 'the station dropped the offer before the EV consented',
+    });
+    await s.edge.onMessage(
+      incoming(s.ev, { type: 'chargeReceived', ...fields, energyWh: 0n, optional: { i: 0 } }),
+    );
+    const bill = billsOf(s.edge).get(s.txid);
+    expect(bill?.state).toBe('failed');
+    expect(bill?.consent).toBeUndefined();
+    expect(bill?.reservation).toBeUndefined();
+    expect(s.fake.journal.get(`e:${s.txid}:consent`)).toBeUndefined();
   });
 });

@@ -232,3 +232,86 @@ describe('only plausible energy is billed (issue 12)', () => {
     expect(switched.at(-1)?.on).toBe(false);
   });
 });
+
+describe('a charge that delivered nothing is closed at 0 Wh at once (issue 15)', () => {
+  /** A charge under way (no edge), the EV's consent its only receipt; the chain's sends recorded. */
+  async function charging() {
+    const st = station();
+    await st.role.onMessage(request(st.fake.me.address, { wh: 10_000 }));
+    const [s] = st.fake.sessions.values();
+    if (!s?.txid) throw new Error('no session');
+    const fields = { ev: ev.address, hcs: st.fake.me.address, txid: s.txid };
+    await st.role.onMessage(
+      incoming(ev, { type: 'chargeReceived', ...fields, energyWh: 0n, optional: { i: 0 } }),
+    );
+    expect(s.state).toBe('charging');
+    const sends: string[] = [];
+    st.fake.answers.sessionState = 1; // Reserved
+    Object.assign(st.fake.ctx.chain, {
+      send: async (what: string) => {
+        sends.push(what);
+        return { hash: '0xfeed' };
+      },
+    });
+    const end = () =>
+      st.role.onMessage(incoming(ev, { type: 'termination', ...fields, status: END.stoppedByEv }));
+    return { ...st, s, sends, end };
+  }
+
+  it('the meter read well and shows nothing: settled with the consent at 0 Wh without waiting for the EV’s report', async () => {
+    const { role, s, sends, end } = await charging();
+    await end();
+    expect(s).toMatchObject({ state: 'awaitingSettlement', nothingDelivered: true });
+    await role.tick();
+    expect(sends).toEqual(['settle']);
+    expect(s.state).toBe('done');
+  });
+
+  it('reserved, but the meter unreadable at the start: the charger never on, the station says 0 Wh to the edge and settles the reservation at 0 Wh with the consent', async () => {
+    const edge = party();
+    const { fake, role, switched, metering } = station({}, { server: edge.address });
+    await role.onMessage(request(fake.me.address, { wh: 10_000 }));
+    const [s] = fake.sessions.values();
+    if (!s?.txid) throw new Error('no session');
+    const fields = { ev: ev.address, hcs: fake.me.address, txid: s.txid };
+    await role.onMessage(
+      incoming(ev, { type: 'chargeReceived', ...fields, energyWh: 0n, optional: { i: 0 } }),
+    );
+    const sends: string[] = [];
+    Object.assign(fake.ctx.chain, {
+      send: async (what: string) => {
+        sends.push(what);
+        return { hash: '0xfeed' };
+      },
+    });
+    Object.assign(metering, {
+      energyWh: async () => {
+        throw new Error('no response from the meter');
+      },
+    });
+    fake.answers.sessionState = 1; // Reserved (the edge's batch is mined)
+    await role.tick();
+    expect(s).toMatchObject({ state: 'failed', error: 'the meter could not be read at the start' });
+    expect(switched).toEqual([]);
+    const report = fake.sent.find((m) => m.msg.type === 'chargeProvided');
+    expect(report?.to).toBe(edge.address);
+    expect(report?.msg).toMatchObject({ txid: s.txid, energyWh: 0n });
+    expect(sends).toEqual(['settle']);
+    expect(s.closeAtZero).toBeUndefined();
+  });
+
+  it('the meter failed at the end: its 0 Wh is no proof that nothing flowed, and the bill waits as any other', async () => {
+    const { role, s, sends, end, metering } = await charging();
+    Object.assign(metering, {
+      energyWh: async () => {
+        throw new Error('no response from the meter');
+      },
+    });
+    await end();
+    expect(s.state).toBe('awaitingSettlement');
+    expect(s.myReport && reportEnergyWh(s.myReport)).toBe(0n);
+    expect(s.nothingDelivered).toBeUndefined();
+    await role.tick();
+    expect(sends).toEqual([]);
+  });
+});

@@ -6,8 +6,11 @@
  */
 import { JsonRpcProvider, Network, parseEther } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ChainIndexer } from '../agent/web/indexer.js';
-import { sessionsOf, statementOf, stationsOf } from '../agent/web/views.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ChainIndexer, type IndexerOptions } from '../agent/web/indexer.js';
+import { sessionsOf, statementOf } from '../agent/web/views.js';
 import { billWei } from '../protocol/index.js';
 import {
   newTerms,
@@ -27,22 +30,43 @@ function indexerProvider(): JsonRpcProvider {
   });
 }
 
-function newIndexer(opts: { keepBlocks?: number; provider?: JsonRpcProvider } = {}): ChainIndexer {
+const dirs: string[] = [];
+/** A fresh data directory (the agent's dataDir/page-index). */
+function newDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'p2pev-page-index-'));
+  dirs.push(dir);
+  return dir;
+}
+
+function newIndexer(
+  opts: Partial<
+    Pick<IndexerOptions, 'keepBlocks' | 'provider' | 'dir' | 'foldEvents' | 'recentSessions'>
+  > = {},
+): ChainIndexer {
   // Three blocks per getLogs call, so catching up takes several reads.
   return new ChainIndexer({
     provider: opts.provider ?? indexerProvider(),
     deployment: fx.deployment,
     confirmations: 1,
     chunkBlocks: 3,
-    ...(opts.keepBlocks !== undefined ? { keepBlocks: opts.keepBlocks } : {}),
+    ...opts,
+    dir: opts.dir ?? newDir(),
   });
 }
+
+/** A member's statement from all it has: folded rows and the tail. */
+const statement = (indexer: ChainIndexer, member: string) =>
+  statementOf(indexer.memberHistory(member).events, member, 0, Number.MAX_SAFE_INTEGER);
+const sessionsFor = (indexer: ChainIndexer, member: string) => {
+  const h = indexer.memberHistory(member);
+  return sessionsOf(h.events, h.inputs);
+};
 
 const snapshot = (): Promise<string> => fx.provider.send('evm_snapshot', []);
 const revert = (id: string): Promise<boolean> => fx.provider.send('evm_revert', [id]);
 
 async function expectBalanced(indexer: ChainIndexer, member: string): Promise<void> {
-  const st = statementOf(indexer.events, member, 0, Number.MAX_SAFE_INTEGER);
+  const st = statement(indexer, member);
   const moved = st.depositsWei - st.paymentsWei + st.earningsWei - st.withdrawalsWei;
   expect(st.closingWei).toBe(st.openingWei + moved);
   const onChain =
@@ -58,6 +82,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await fx?.stop();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
 describe('the page indexer', () => {
@@ -88,7 +113,7 @@ describe('the page indexer', () => {
 
     const indexer = newIndexer();
     await indexer.sync();
-    const sessions = sessionsOf(indexer.events, indexer.settlements);
+    const sessions = indexer.networkSessions().sessions;
     const byTxid = new Map(sessions.map((s) => [s.txid, s]));
     const expectSession = (txid: string, evWh: bigint, hcsWh: bigint, outcome: string) => {
       const s = byTxid.get(txid.toLowerCase())!;
@@ -112,11 +137,16 @@ describe('the page indexer', () => {
     expect(byTxid.get(c1.txid)!.txHash).toBe(byTxid.get(c2.txid)!.txHash);
     expect(sessions).toHaveLength(4);
 
-    const [station] = stationsOf(indexer.events);
+    const [station] = indexer.stations();
     expect(station!.hcs).toBe(hcs.address.toLowerCase());
     expect(station!.meanRating).toBe(await fx.operator.client.meanRating(hcs.address));
     expect(station!.ratingCount).toBe(2);
-    for (const m of [ev1!, ev2!, hcs]) await expectBalanced(indexer, m.address);
+    for (const m of [ev1!, ev2!, hcs]) {
+      await expectBalanced(indexer, m.address);
+      // A member's own list is the network's, filtered to it, ratings and all.
+      const me = m.address.toLowerCase();
+      expect(sessionsFor(indexer, m.address)).toEqual(sessions.filter((s) => s.ev === me || s.hcs === me));
+    }
   }, 60_000);
 
   it('drops a replaced tip block and indexes the new one (evm_snapshot / evm_revert)', async () => {
@@ -127,8 +157,9 @@ describe('the page indexer', () => {
     await ev.client.deposit(parseEther('0.5'));
     await indexer.sync();
     const deposits = () =>
-      indexer.events
-        .filter((e) => e.name === 'Deposited' && e.args.ev === ev.address.toLowerCase())
+      indexer
+        .memberHistory(ev.address)
+        .events.filter((e) => e.name === 'Deposited')
         .map((e) => e.args.amount);
     expect(deposits().at(-1)).toBe(parseEther('0.5'));
     const height = indexer.tip!.number;
@@ -151,7 +182,7 @@ describe('the page indexer', () => {
     const id = await snapshot();
     for (let i = 0; i < 6; i++) await ev.client.deposit(parseEther('0.01'));
     await indexer.sync();
-    const before = indexer.events.length;
+    const before = indexer.eventCount;
     await revert(id);
     await fx.provider.send('evm_mine', []);
     await ev.client.deposit(parseEther('0.02'));
@@ -160,10 +191,10 @@ describe('the page indexer', () => {
     await fx.provider.send('evm_mine', []);
     await indexer.sync();
     expect(indexer.reorgs).toBe(1);
-    expect(indexer.events.length).toBe(before - 6 + 1);
+    expect(indexer.eventCount).toBe(before - 6 + 1);
     const fresh = newIndexer();
     await fresh.sync();
-    expect(indexer.events).toEqual(fresh.events);
+    expect(indexer.memberHistory(ev.address)).toEqual(fresh.memberHistory(ev.address));
     await expectBalanced(indexer, ev.address);
   }, 60_000);
 
@@ -186,12 +217,42 @@ describe('the page indexer', () => {
       }
       return logs;
     };
-    const eventsBefore = indexer.events.length;
+    const eventsBefore = indexer.eventCount;
     await expect(indexer.sync()).rejects.toThrow(/changed while it was read/);
-    expect(indexer.events.length).toBe(eventsBefore);
+    expect(indexer.eventCount).toBe(eventsBefore);
     await indexer.sync();
-    const last = indexer.events.at(-1)!;
+    const last = indexer.tail.at(-1)!;
     expect([last.name, last.args.amount]).toEqual(['Deposited', parseEther('0.0625')]);
+    await expectBalanced(indexer, ev.address);
+  }, 60_000);
+
+  it('throws away a read that does not continue the indexed chain (a reorg between two reads of one catch-up)', async () => {
+    const ev = fx.evs[1]!;
+    const provider = indexerProvider();
+    const indexer = newIndexer({ provider });
+    await indexer.sync();
+    const id = await snapshot();
+    // Six blocks: two reads of three.
+    for (let i = 0; i < 6; i++) await ev.client.deposit(parseEther('0.001'));
+    const getLogs = provider.getLogs.bind(provider);
+    let calls = 0;
+    provider.getLogs = async (filter) => {
+      // Before the second read: another history from the snapshot on, as long.
+      if (++calls === 2) {
+        await revert(id);
+        for (let i = 0; i < 6; i++) await ev.client.deposit(parseEther('0.002'));
+      }
+      return getLogs(filter);
+    };
+    await expect(indexer.sync()).rejects.toThrow(/does not follow the indexed block/);
+    await indexer.sync();
+    expect(indexer.reorgs).toBe(1);
+    const amounts = indexer
+      .memberHistory(ev.address)
+      .events.filter((e) => e.name === 'Deposited')
+      .map((e) => e.args.amount);
+    expect(amounts).not.toContain(parseEther('0.001'));
+    expect(amounts.filter((a) => a === parseEther('0.002'))).toHaveLength(6);
     await expectBalanced(indexer, ev.address);
   }, 60_000);
 });

@@ -254,3 +254,23 @@ describe("the page's HTML and files", () => {
     }
   });
 });
+
+describe("the page index's rows as JSON lines", () => {
+  it('read back every value as written: bigints, and free text that looks like one or like the escape', async () => {
+    const { toLine, fromLine } = await import('../agent/web/rows.js');
+    const value = {
+      amountWei: 123_000_000_000_000_000_000n,
+      delta: -5n,
+      comment: '5n',
+      other: '~x',
+      tilde: '~',
+      plain: 'fast',
+      address: '0x00000000000000000000000000000000000000a1',
+      nested: [{ wh: 0n, text: '-12n' }],
+    };
+    const line = toLine(value);
+    expect(line.endsWith('\n')).toBe(true);
+    expect(line.trimEnd()).not.toContain('\n');
+    expect(fromLine(line)).toEqual(value);
+  });
+});

@@ -371,7 +371,7 @@ export class Bus {
   }
 
   /** The expensive half, in turn: the signature, the signer's membership, freshness, rate. */
-  private async check(envelope: Uint8Array, s: Screened, key: string): Promise<void> {
+  private async check(envelope: Uint8Array, s: Screened, key: Uint8Array): Promise<void> {
     const { msg } = s;
     let signer: string;
     try {

@@ -190,9 +190,16 @@ export class Agent {
   /**
    * Runs `fn` alone: messages, ticks and control calls all change session state, and must not
    * interleave (a completion arriving while a poll ends the same charge would end it twice).
+   * A clock step is looked for first: a deadline set by `fn` in the stepped clock's frame must not
+   * be shifted again by the next tick's check (a session offered just after NTP stepped the clock
+   * back had its fresh consent deadline moved into the past, and failed at once).
    */
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.lock.then(fn, fn);
+    const alone = () => {
+      this.ops?.watchClock();
+      return fn();
+    };
+    const run = this.lock.then(alone, alone);
     this.lock = run.catch(() => {});
     return run;
   }

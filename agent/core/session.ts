@@ -73,6 +73,23 @@ export interface SessionBase {
   ackWh?: number;
   ackReport?: string;
   lastAckAt?: number;
+  /**
+   * The final reading was read (not a failed read) in the session's meter epoch and equals the
+   * start: the meter says no energy flowed. Only then does a station close a charge at 0 Wh at
+   * once (agent/roles/hcs.ts); a report that is 0 Wh because the meter failed is not this.
+   */
+  nothingDelivered?: boolean;
+  /**
+   * Station: a session given up before its charger was ever switched on (nothing can have been
+   * delivered for it): its signed chargeProvided at 0 Wh, sent to the edge.
+   */
+  zeroReport?: string;
+  /**
+   * Station: the 0 Wh close still to do for such a session: a reservation made with the EV's
+   * consent (standing, or on its way) is settled at 0 Wh as soon as the chain shows it, so that
+   * the station's ring slot frees now, not at settleBy. The chain is asked at `nextAt` (ms).
+   */
+  closeAtZero?: { nextAt: number; everyMs: number };
   /** Station: when the charger switched on (ms), for the power seen so far. */
   switchedOnAt?: number;
   /** EV: the last interim receipt it signed (index, own Wh, when). */

@@ -128,10 +128,15 @@ export class Ops {
     };
   }
 
-  /** Called on every runtime tick, before the role's tick. Never throws, never waits. */
-  tick(): void {
+  /** Shifts the open sessions' times when the wall clock was stepped since the last look. */
+  watchClock(): void {
     const jump = this.clock.check();
     if (jump) this.onClockJump(jump);
+  }
+
+  /** Called on every runtime tick, before the role's tick. Never throws, never waits. */
+  tick(): void {
+    this.watchClock();
     const now = Date.now();
     if (this.watchdogMs && now - this.lastWatchdog >= this.watchdogMs) {
       this.lastWatchdog = now;

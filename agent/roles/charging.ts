@@ -140,6 +140,9 @@ export async function endCharging(
   // The raw readings stay in the report's optional data for audit.
   const energyWh = BigInt(Math.min(Math.max(0, endWh - s.startWh), s.terms.maxWh));
   const isEv = s.role === 'ev';
+  // The meter's own word that nothing flowed: a good final reading equal to the start. The report
+  // says so (`z`): the edge may then close the session at 0 Wh with the EV's consent.
+  const nothingDelivered = wh !== undefined && wh === s.startWh && (s.lastWh ?? s.startWh) === s.startWh;
   const report = await agent.bus.sign({
     type: isEv ? 'chargeReceived' : 'chargeProvided',
     ev: s.ev,
@@ -154,9 +157,11 @@ export async function endCharging(
       t0: s.t0,
       t1: Math.floor(Date.now() / 1000),
       st: status,
+      ...(nothingDelivered ? { z: 1 } : {}),
     },
   });
   const reported = agent.move(s, 'awaitingSettlement', {
+    ...(nothingDelivered ? { nothingDelivered } : {}),
     endWh,
     t1: Math.floor(Date.now() / 1000),
     endedAt: Date.now(),

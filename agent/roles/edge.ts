@@ -29,6 +29,14 @@ import { type RankedStation, rankStations, type Station, StationDirectory } from
 import { interimIndex } from './charging.js';
 import { withinToleranceOf } from './settle.js';
 
+/**
+ * A chargeProvided whose station says nothing was delivered (docs/PROTOCOL.md: `z` in its
+ * optional data, with 0 Wh): its meter read well and shows nothing, or the charger never switched on.
+ */
+function deliveredNothing(optional: unknown): boolean {
+  return (optional as { z?: unknown } | undefined)?.z === 1;
+}
+
 export interface Bill {
   txid: string;
   ev: string;
@@ -232,7 +240,8 @@ export class EdgeRole implements RoleHandler {
   private takenUntil(b: Bill): number {
     const windowEnd = b.terms.settleBy * 1000;
     if (b.consent !== undefined) return windowEnd;
-    return Math.min(windowEnd, b.createdAt + 2 * this.agent.cfg.timeouts.replyMs + CONSENT_SLACK_MS);
+    // Taken while the consent has not lapsed (consentLapsed: more than the wait after createdAt).
+    return Math.min(windowEnd, b.createdAt + 2 * this.agent.cfg.timeouts.replyMs + CONSENT_SLACK_MS + 1);
   }
 
   /**
@@ -340,9 +349,18 @@ export class EdgeRole implements RoleHandler {
       case 'chargeReceived':
       case 'chargeProvided': {
         const b = this.bills.get(msg.txid);
-        if (b?.state !== 'collecting') return;
-        const hex = Buffer.from(envelope).toString('hex');
         const index = msg.type === 'chargeReceived' ? interimIndex(msg.optional) : undefined;
+        if (b?.state !== 'collecting') {
+          // A consent after the agreement was closed without one: the station has moved on (it
+          // dropped the offer two reply times after making it), so it is not reserved.
+          if (b?.state === 'failed' && !b.consent && index === 0 && signer === b.ev)
+            this.agent.log.info(
+              { txid: b.txid, closed: b.error },
+              'consent after the agreement closed: not reserved',
+            );
+          return;
+        }
+        const hex = Buffer.from(envelope).toString('hex');
         if (msg.type === 'chargeReceived' && signer === b.ev && index !== undefined) {
           // The EV's consent (receipt 0) is queued for the next reservation batch; the interim
           // receipts that follow are the station's business (it settles a disagreement itself).
@@ -353,6 +371,8 @@ export class EdgeRole implements RoleHandler {
         else if (msg.type === 'chargeProvided' && signer === b.hcs) b.hcsReport = hex;
         else return;
         if (b.evReport && b.hcsReport) await this.reconcile(b, b.evReport, b.hcsReport);
+        else if (msg.type === 'chargeProvided' && msg.energyWh === 0n && deliveredNothing(msg.optional))
+          await this.nothingDelivered(b, hex);
         else this.save(b);
         // The station's report means its charge is over: it is free for a waiting car.
         if (msg.type === 'chargeProvided') await this.serveWaiting();
@@ -418,6 +438,16 @@ export class EdgeRole implements RoleHandler {
       },
       add: (hcs) => void added.add(hcs),
     };
+  }
+
+  /**
+   * Whether the EV's consent can no longer come for `b`: two reply times + CONSENT_SLACK_MS after
+   * the agreement, the station has dropped its offer (it waits two reply times from the offer).
+   */
+  private consentLapsed(b: Bill, now: number): boolean {
+    return (
+      b.consent === undefined && now - b.createdAt > 2 * this.agent.cfg.timeouts.replyMs + CONSENT_SLACK_MS
+    );
   }
 
   /** Suggests the best free stations to `ev` and holds the first one for it; false if none is free. */
@@ -547,6 +577,36 @@ export class EdgeRole implements RoleHandler {
       this.depositReads.set(ev, read);
     }
     return read;
+  }
+
+  /**
+   * The station reports that nothing was delivered (0 Wh, marked `z`: its meter read well and
+   * shows nothing, or its charger never switched on) and the EV's final report is not here:
+   * nothing will be billed whatever the EV says (the contract never bills above the station's
+   * figure). A 0 Wh report without the mark (a meter that failed: energy may have flowed) waits
+   * for the EV's report as any other, whose figure the chain then records beside it.
+   * With the EV's consent, its signed receipt for 0 Wh, the bill is complete: queued at 0 Wh, it
+   * settles once its reservation is on chain and frees the station's ring slot, which a
+   * reservation left standing held until settleBy (one in 16 of the station's later sessions
+   * refused `TooManyOpenReservations`). The station closes it too if it can; whichever is second
+   * gets `AlreadySettled`, done for both. Without a consent the station dropped the offer before
+   * the EV agreed: the agreement is closed, and a consent that still comes is not reserved.
+   */
+  private async nothingDelivered(b: Bill, hcsReport: string): Promise<void> {
+    if (!b.consent) {
+      this.save({
+        ...b,
+        state: 'failed',
+        settledAt: Date.now(),
+        error: 'the station dropped the offer before the EV consented',
+      });
+      this.finished();
+      return;
+    }
+    // A reservation the chain refused us: the station reserved it itself, or nobody did; it
+    // closes its own (settle.ts); a bill here would only meet NotReserved.
+    if (b.reservation === 'refused') return this.save(b);
+    await this.reconcile({ ...b, evReport: b.consent }, b.consent, hcsReport);
   }
 
   /** Both reports are in: decide the bill, tell both parties, and queue it for the chain. */
@@ -933,7 +993,15 @@ export class EdgeRole implements RoleHandler {
       comment: '',
     } as const;
     await this.toBoth(b, msg);
-    // Sorting every bill on every finish cost O(bills · log) a session: every 50 is enough.
+    this.finished();
+  }
+
+  /**
+   * One more bill over (settled, failed, or an agreement closed without a bill): the oldest
+   * finished are forgotten beyond KEEP_FINISHED. Sorting every bill on every finish cost
+   * O(bills · log) a session: every 50 is enough.
+   */
+  private finished(): void {
     if (++this.finishedSincePrune >= 50) {
       this.finishedSincePrune = 0;
       this.pruneBills();
@@ -946,9 +1014,26 @@ export class EdgeRole implements RoleHandler {
    * was billed; each side learns that from the chain on its own.
    */
   private giveUpUncollected(): void {
-    const now = Date.now() / 1000;
+    const nowMs = Date.now();
+    const now = nowMs / 1000;
     for (const b of this.bills.values()) {
-      if (b.state !== 'collecting' || now < b.terms.settleBy + COLLECT_GRACE_S) continue;
+      if (b.state !== 'collecting') continue;
+      if (this.consentLapsed(b, nowMs)) {
+        // No consent here (declined, or lost or late): the station dropped its offer, and a
+        // late consent is not reserved. The bill held memory and the open count until settleBy.
+        // (A station that did get the consent, ours lost, reserved and charged on its own:
+        // it settles directly after settleFallbackMs, as when the edge is away.)
+        this.agent.log.info({ txid: b.txid }, 'no consent from the EV in time; agreement closed');
+        this.save({
+          ...b,
+          state: 'failed',
+          settledAt: nowMs,
+          error: 'no consent from the EV within two reply times + 10 s: the station dropped the offer',
+        });
+        this.finished();
+        continue;
+      }
+      if (now < b.terms.settleBy + COLLECT_GRACE_S) continue;
       const missing = [b.evReport ? '' : 'EV', b.hcsReport ? '' : 'station'].filter(Boolean).join(' and ');
       this.agent.log.warn({ txid: b.txid, missing }, 'no report within the settlement window; bill given up');
       this.save({
@@ -957,6 +1042,7 @@ export class EdgeRole implements RoleHandler {
         settledAt: Date.now(),
         error: `no ${missing} report in the window`,
       });
+      this.finished();
     }
   }
 

@@ -38,7 +38,7 @@ import {
   resumeCharging,
   resumeReport,
 } from './charging.js';
-import { bestEvReport, settleDirectly, withinToleranceOf } from './settle.js';
+import { bestEvReport, settleDirectly, settleOnChain, withinToleranceOf } from './settle.js';
 
 /** Whether `now` (local time) is inside "HH:MM-HH:MM" (a window may run past midnight). */
 export function withinServiceHours(hours: string, now = new Date()): boolean {
@@ -155,6 +155,9 @@ const CHARGER_ENDS: Record<ChargerEnd, { status: number; why: string }> = {
   stopped: { status: END.stoppedByHcs, why: 'the charger stopped by itself' },
 };
 
+/** How often the chain is asked whether a given-up session's reservation stands: at first, and at most. */
+const CLOSE_CHECK_MS = { first: 1000, max: 60_000 };
+
 export class HcsRole implements RoleHandler {
   /** This station's settings (the config's `hcs` section); `s.hcs` is a session's station address. */
   private readonly station: NonNullable<AgentConfig['hcs']>;
@@ -164,6 +167,9 @@ export class HcsRole implements RoleHandler {
 
   /** The station's charger, behind a small port (charger-port.ts). */
   private readonly charger: ChargerPort;
+
+  /** Ids of the given-up sessions whose 0 Wh close is still to do (closeUnused), so a tick need not scan all. */
+  private readonly closing = new Set<string>();
 
   constructor(private readonly agent: MeteredContext) {
     if (!agent.cfg.hcs) throw new Error("a station agent needs the config's hcs section");
@@ -226,6 +232,7 @@ export class HcsRole implements RoleHandler {
       ]),
     );
     this.chainSeq = lastSeq;
+    for (const s of this.agent.sessions.values()) if (s.closeAtZero) this.closing.add(s.id);
     const check = windowCheck(this.station, Number(contractWindow), profile.powerW || undefined);
     if (check.level === 'fail') throw new Error(`${check.detail}: ${check.fix}`);
     if (check.level === 'warn') this.agent.log.warn({ fix: check.fix }, check.detail);
@@ -371,8 +378,8 @@ export class HcsRole implements RoleHandler {
       // SeqUsed: reserved already (by the edge, in the meantime); the tick sees it.
       if (name === 'SeqUsed') return;
       this.agent.log.warn({ txid: s.txid, err: name ?? (err as Error).message }, 'reservation refused');
-      if (name)
-        this.agent.move(s, 'failed', { error: `the chain refused the reservation: ${name}`, deadline: 0 });
+      // Refused for good: the car (switched on, waiting) and the edge are told at once.
+      if (name) await this.giveUp(s, `the chain refused the reservation: ${name}`, END.stoppedByHcs);
       return;
     }
     await this.switchOn(s);
@@ -387,7 +394,9 @@ export class HcsRole implements RoleHandler {
     const charging = await beginCharging(this.agent, s, this.station.powerKw);
     Object.assign(s, { lastAckAt: Date.now(), switchedOnAt: Date.now() });
     this.agent.save(s);
-    if (!charging) return;
+    // The meter unreadable at the start: failed, the charger never on, the end sent already; the
+    // reservation stands and is closed at 0 Wh.
+    if (!charging) return this.giveUp(s);
     try {
       await this.charger.switchOn(charging);
     } catch (err) {
@@ -400,8 +409,7 @@ export class HcsRole implements RoleHandler {
     const s = this.session(msg.txid);
     if (!s || signer !== s.ev) return;
     if (s.state === 'charging') await this.end(s, msg.status, true, 'ended by the EV');
-    else if (s.state === 'offered')
-      this.agent.move(s, 'failed', { error: 'the EV ended the session before it started', deadline: 0 });
+    else if (s.state === 'offered') await this.giveUp(s, 'the EV ended the session before it started');
   }
 
   private async onPeerReport(
@@ -414,6 +422,16 @@ export class HcsRole implements RoleHandler {
     const hex = Buffer.from(envelope).toString('hex');
     const index = interimIndex(msg.optional);
     if (index === 0) {
+      // A consent after we gave the session up: not reserved by us, but if someone reserves it
+      // (the edge got it in time), it closes that reservation at 0 Wh (closeUnused).
+      if (s.state === 'failed' && s.closeAtZero && !s.consent) {
+        Object.assign(s, {
+          consent: hex,
+          closeAtZero: { nextAt: Date.now(), everyMs: CLOSE_CHECK_MS.first },
+        });
+        this.agent.save(s);
+        return;
+      }
       // The EV's consent: it reserves the session (ourselves without an edge; the edge batches it).
       if (s.state !== 'offered' || s.consent) return;
       s.consent = hex;
@@ -486,6 +504,11 @@ export class HcsRole implements RoleHandler {
         await this.checkSettlement(s, now);
       }
     }
+    for (const id of this.closing) {
+      const s = this.agent.sessions.get(id);
+      if (s?.closeAtZero) await this.closeUnused(s, now);
+      else this.closing.delete(id);
+    }
   }
 
   /** An offer waits for the EV's consent and its reservation on chain, then the charger switches on. */
@@ -500,19 +523,105 @@ export class HcsRole implements RoleHandler {
       if (s.server && now > s.deadline - this.agent.cfg.timeouts.replyMs) return this.reserve(s);
     }
     if (s.deadline && now > s.deadline) {
-      this.agent.move(s, 'failed', {
-        error: s.consent ? 'the session was not reserved in time' : 'no mutual agreement in time',
-        deadline: 0,
-      });
-      // No consent came (the car gave up waiting for our answer, or its consent was lost): nothing
-      // can be reserved. Say so to the car and the edge, which otherwise keeps this station taken
-      // for the agreement until its settlement window closes (at 2,000 × 400, under load, hundreds
-      // of stations stood idle that way). Best effort: a lost one costs only that wait.
-      if (!s.consent && s.server) {
-        const end = { type: 'termination', ev: s.ev, hcs: s.hcs, txid: s.txid, status: END.timeout } as const;
-        await this.agent.send([s.ev, s.server], end);
-      }
+      // No consent came (the car gave up waiting for our answer, or its consent was lost), or no
+      // reservation: say so to the car and the edge, which otherwise keeps this station taken for
+      // the agreement until its settlement window closes (at 2,000 × 400, under load, hundreds of
+      // stations stood idle that way), and close a reservation that lands after all at 0 Wh.
+      await this.giveUp(
+        s,
+        s.consent ? 'the session was not reserved in time' : 'no mutual agreement in time',
+        END.timeout,
+      );
     }
+  }
+
+  /**
+   * Gives up a session whose charger was never switched on (no consent or no reservation in time,
+   * the EV ended it first, the meter unreadable at the start): nothing can have been delivered
+   * for it. The station signs that, a chargeProvided at 0 Wh, and sends it to the edge, with the
+   * end (termination `status`) to the car and the edge unless the car ended it or it went already;
+   * both resent until acknowledged. A reservation of it, standing or still on its way, held one of
+   * the station's 16 ring slots (seq mod 16) until settleBy, and the contract refused one in 16
+   * of its later sessions (`TooManyOpenReservations`, 3–4 in each 30-minute chaos run): with the
+   * EV's consent and this report it settles at 0 Wh at once, by us (closeUnused) or by the edge,
+   * whichever is first (the other gets `AlreadySettled`). Neither party pays or is paid anything.
+   */
+  private async giveUp(s: SessionIn<'offered' | 'failed'>, error?: string, status?: number): Promise<void> {
+    const { txid, terms, ev } = s;
+    if (!txid || !terms || s.zeroReport) return;
+    const report = await this.agent.bus.sign({
+      type: 'chargeProvided',
+      ev,
+      hcs: this.agent.address,
+      txid,
+      energyWh: 0n,
+      optional: {
+        m: this.agent.metering.serial,
+        p: this.agent.metering.profile,
+        st: status ?? END.stoppedByEv,
+        z: 1,
+      },
+    });
+    const patch = {
+      zeroReport: Buffer.from(report).toString('hex'),
+      closeAtZero: { nextAt: Date.now(), everyMs: CLOSE_CHECK_MS.first },
+    };
+    if (s.state === 'offered')
+      this.agent.move(s, 'failed', { error: error ?? 'given up', deadline: 0, ...patch });
+    else this.agent.save(Object.assign(s, patch));
+    this.closing.add(s.id);
+    const to = [ev, ...(s.server ? [s.server] : [])];
+    if (status !== undefined) {
+      const end = { type: 'termination', ev, hcs: this.agent.address, txid, status } as const;
+      const envelope = await this.agent.bus.sign(end);
+      for (const dest of to)
+        await this.agent.sendEnvelopeReliably(dest, envelope, end.type, txid, terms.settleBy);
+    }
+    if (s.server)
+      await this.agent.sendEnvelopeReliably(s.server, report, 'chargeProvided', txid, terms.settleBy);
+    await this.closeUnused(s, Date.now());
+  }
+
+  /**
+   * The 0 Wh close of a session given up before it charged (giveUp), once we hold the EV's
+   * consent: settled as soon as the chain shows it reserved; asked again, less and less often,
+   * while it is not (a reservation on its way may still land) until settleBy, after which the
+   * contract refuses it and the EV releases the reservation itself.
+   */
+  private async closeUnused(s: SessionRecord, now: number): Promise<void> {
+    const { closeAtZero: close, consent, zeroReport, terms, txid } = s;
+    if (!close || !consent || !zeroReport || !terms || !txid || now < close.nextAt) return;
+    const done = (why: string) => {
+      delete s.closeAtZero;
+      this.agent.save(s);
+      this.agent.log.info({ txid: s.txid, why }, 'unused session closed');
+    };
+    if (now / 1000 > terms.settleBy) return done('its window is over');
+    const later = () => {
+      const everyMs = Math.min(close.everyMs * 2, CLOSE_CHECK_MS.max);
+      s.closeAtZero = { nextAt: now + close.everyMs, everyMs };
+      this.agent.save(s);
+    };
+    let state: number;
+    try {
+      state = await this.agent.chain.retry('sessionState', () =>
+        this.agent.chain.client.sessionState(this.agent.address, big(terms.seq)),
+      );
+    } catch {
+      return later();
+    }
+    // Not (yet) reserved: a reservation on its way may still land.
+    if (state === ChainSessionState.None) return later();
+    if (state !== ChainSessionState.Reserved) return done('settled or released on chain');
+    const result = await settleOnChain(
+      this.agent,
+      { ev: s.ev, hcs: this.agent.address, txid, terms },
+      consent,
+      zeroReport,
+    );
+    if (result.done) return done(result.txHash ? 'settled at 0 Wh' : 'settled by the edge');
+    if (result.error) return done(result.error);
+    later();
   }
 
   /**
@@ -521,11 +630,22 @@ export class HcsRole implements RoleHandler {
    * tolerance only the station itself can settle, at once.
    */
   private async checkSettlement(s: SessionIn<'awaitingSettlement'>, now: number): Promise<void> {
+    const evReport = bestEvReport(s);
+    // Nothing delivered (a good final reading equal to the start) and nothing acknowledged: a 0 Wh
+    // bill now, not after the report wait and the edge's turn; its reservation held one of the
+    // station's 16 ring slots (seq mod 16) meanwhile. A 0 Wh report from a failing meter is not
+    // this: energy may have flowed; it waits as any other bill.
+    if (
+      s.nothingDelivered &&
+      evReport &&
+      reportEnergyWh(evReport) === 0n &&
+      reportEnergyWh(s.myReport) === 0n
+    )
+      return this.settle(s);
     // The EV's final report is awaited until the report deadline; then its highest receipt serves,
     // at once if it agrees with our meter, else only after the fallback time (a disagreement costs
     // us the difference: the final report, late on a busy network, deserves the longer wait).
     if (!s.peerReport && now <= s.deadline) return;
-    const evReport = bestEvReport(s);
     const disputed =
       evReport !== undefined &&
       !withinToleranceOf(this.agent.chain.deployment, reportEnergyWh(evReport), reportEnergyWh(s.myReport));

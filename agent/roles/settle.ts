@@ -7,7 +7,7 @@
 import { ChainSessionState, isSettledState, revertName } from '../../contracts/client.js';
 import { big } from '../core/json.js';
 import type { RoleContext } from '../core/context.js';
-import { type SessionIn, type SessionRecord, termsFromJson } from '../core/session.js';
+import { type SessionIn, type SessionRecord, type TermsJson, termsFromJson } from '../core/session.js';
 import { reportEnergyWh } from '../../protocol/index.js';
 
 /** The contract's rule (docs/CONTRACT.md): |eEV − eHCS| ≤ max(abs, rel × max(eEV, eHCS)). */
@@ -49,9 +49,24 @@ export async function settleDirectly(
   agent: RoleContext,
   s: SessionIn<'awaitingSettlement'>,
 ): Promise<SettleResult> {
+  const hcsReport = s.role === 'hcs' ? s.myReport : s.peerReport;
+  return settleOnChain(agent, s, bestEvReport(s) ?? '', hcsReport ?? '');
+}
+
+/**
+ * Settles the session `s` names on chain with these two signed reports (envelope hex): the
+ * contract checks them and decides the bill. `AlreadySettled` (the edge's batch, or the other
+ * party, was first) is done; only the contract's refusal is final.
+ */
+export async function settleOnChain(
+  agent: RoleContext,
+  s: Pick<SessionRecord, 'ev' | 'hcs' | 'txid'> & { hcs: string; terms: TermsJson },
+  evHex: string,
+  hcsHex: string,
+): Promise<SettleResult> {
   const terms = termsFromJson(s.ev, s.hcs, s.terms);
-  const evReport = `0x${bestEvReport(s) ?? ''}`;
-  const hcsReport = `0x${s.role === 'hcs' ? s.myReport : s.peerReport}`;
+  const evReport = `0x${evHex}`;
+  const hcsReport = `0x${hcsHex}`;
   const chain = agent.chain;
   const state = await chain.retry('sessionState', () => chain.client.sessionState(s.hcs, big(s.terms.seq)));
   if (isSettledState(state)) return { done: true };

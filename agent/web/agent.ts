@@ -3,6 +3,7 @@
  * not know, and `web.port` (the edge's public page) serves it alone. The indexer starts on the
  * first request, so an agent whose page nobody opens spends nothing on it.
  */
+import { join } from 'node:path';
 import { connectRpc } from '../../contracts/rpc.js';
 import type { Chain } from '../core/chain.js';
 import type { AgentConfig } from '../core/config.js';
@@ -42,6 +43,8 @@ export function agentWeb(agent: WebHost): AgentWeb {
       provider,
       deployment: agent.chain.deployment,
       confirmations: agent.cfg.chain.confirmations,
+      // Final rows on disk, read back per member: the page's memory stays flat for years.
+      dir: join(agent.cfg.dataDir, 'page-index'),
       onError: (err) => agent.log.warn({ err: err.message }, 'page indexer'),
     });
     const charging = () => [...agent.sessions.values()].some((s) => s.state === 'charging');

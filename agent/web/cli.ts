@@ -2,6 +2,9 @@
  * `p2pev web`: the members' page on its own, against a chain and a deployment (the sim, an
  * operator's laptop), optionally showing the live state of agents through their control ports.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { DEFAULT_DEPLOYMENT_FILE, deploymentPath } from '../../contracts/cli.js';
 import { readDeployment } from '../../contracts/deploy.js';
@@ -19,6 +22,7 @@ interface WebOpts {
   confirmations: number;
   device: string[];
   tiles?: string;
+  dataDir?: string;
 }
 
 export function registerWebCommands(program: Command): void {
@@ -34,6 +38,10 @@ export function registerWebCommands(program: Command): void {
     .option('--port <n>', 'HTTP port (0 = any free port)', (v) => Number(v), 8080)
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
     .option('--confirmations <n>', 'index a block once it has this many confirmations', (v) => Number(v), 1)
+    .option(
+      '--data-dir <dir>',
+      'where the index keeps its rows, to resume from them next time (default: a temporary directory, removed at exit)',
+    )
     .option('--tiles <url>', "the map's tile URL ({z}/{x}/{y}), or none (default OpenStreetMap's)")
     .option(
       '--device <url>',
@@ -49,10 +57,13 @@ export function registerWebCommands(program: Command): void {
       const { provider, chainId } = await connectRpc(rpcUrl);
       if (chainId !== BigInt(deployment.chainId))
         throw new Error(`${rpcUrl} is chain ${chainId}, but ${file} is for chain ${deployment.chainId}`);
+      // Two pages must not share a directory: without --data-dir, one of its own.
+      const dir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'p2pev-web-'));
       const indexer = new ChainIndexer({
         provider,
         deployment,
         confirmations: opts.confirmations,
+        dir,
         onError: (err) => process.stderr.write(`p2pev web: ${err.message}\n`),
       });
       await indexer.start();
@@ -75,5 +86,6 @@ export function registerWebCommands(program: Command): void {
       server.close();
       web.close();
       provider.destroy();
+      if (!opts.dataDir) rmSync(dir, { recursive: true, force: true });
     });
 }

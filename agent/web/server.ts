@@ -21,11 +21,9 @@ import {
   monthlyOf,
   type SessionFilter,
   type SessionView,
-  type StationView,
   sessionsOf,
   statementCsv,
   statementOf,
-  stationsOf,
   suggestionFor,
 } from './views.js';
 
@@ -151,20 +149,6 @@ export function createWebApp(opts: WebAppOptions): { handle: WebHandler; close()
     ? new LiveFeed({ sample: opts.devices, ...(opts.busy ? { busy: opts.busy } : {}) })
     : undefined;
   feed?.start();
-  let cache: { version: number; sessions: SessionView[]; stations: StationView[] } | undefined;
-
-  /** Derived once per indexer change, not per request (a Pi serves several members). */
-  function derived() {
-    if (cache?.version !== indexer.version) {
-      cache = {
-        version: indexer.version,
-        sessions: sessionsOf(indexer.events, indexer.settlements),
-        stations: stationsOf(indexer.events),
-      };
-    }
-    return cache;
-  }
-
   async function view(contractView: string, args: unknown[], tag?: string | number): Promise<unknown> {
     const fn = contract.connect(indexer.provider).getFunction(contractView);
     return fn.staticCall(...args, { blockTag: tag ?? indexer.tip?.number ?? 'latest' });
@@ -174,7 +158,12 @@ export function createWebApp(opts: WebAppOptions): { handle: WebHandler; close()
     const member = address(q, 'member', true)!;
     const from = number(q, 'from') ?? 0;
     const to = number(q, 'to') ?? Number.MAX_SAFE_INTEGER;
-    return { member, from, to, statement: statementOf(indexer.events, member, from, to) };
+    return {
+      member,
+      from,
+      to,
+      statement: statementOf(indexer.memberHistory(member).events, member, from, to),
+    };
   }
 
   async function api(path: string, q: URLSearchParams): Promise<unknown> {
@@ -196,7 +185,7 @@ export function createWebApp(opts: WebAppOptions): { handle: WebHandler; close()
           head: indexer.head,
           confirmations: indexer.confirmationsNeeded,
           reorgs: indexer.reorgs,
-          events: indexer.events.length,
+          events: indexer.eventCount,
           lastError: indexer.lastError,
           devices: Boolean(opts.devices),
           tiles,
@@ -204,7 +193,7 @@ export function createWebApp(opts: WebAppOptions): { handle: WebHandler; close()
           ...(opts.ev ? { ev: opts.ev } : {}),
         };
       case '/api/stations': {
-        const { stations } = derived();
+        const stations = indexer.stations();
         const lat = number(q, 'lat');
         const lon = number(q, 'lon');
         const radiusM = number(q, 'radiusM') ?? 10_000;
@@ -228,24 +217,42 @@ export function createWebApp(opts: WebAppOptions): { handle: WebHandler; close()
           ...(number(q, 'from') !== undefined ? { fromTime: number(q, 'from') } : {}),
           ...(number(q, 'to') !== undefined ? { toTime: number(q, 'to') } : {}),
         };
-        const all = filterSessions(derived().sessions, filter);
+        // A member's sessions come whole from its rows; the network's from the newest ones kept
+        // in memory (`window`: older ones are listed per member), with the network's own totals.
+        const who = filter.member ?? filter.ev ?? filter.hcs;
+        let all: SessionView[];
+        let window: number | undefined;
+        let networkTotals: { billedWh: bigint; amountWei: bigint; total: number } | undefined;
+        if (who) {
+          const h = indexer.memberHistory(who);
+          all = filterSessions(sessionsOf(h.events, h.inputs), filter);
+        } else {
+          const net = indexer.networkSessions();
+          all = filterSessions(net.sessions, filter);
+          if (!net.complete) window = net.sessions.length;
+          const unfiltered = Object.keys(filter).length === 0;
+          if (unfiltered) networkTotals = net;
+        }
         const pageSize = Math.min(MAX_PAGE_SIZE, Math.max(1, Math.floor(number(q, 'pageSize') ?? 20)));
         const pages = Math.max(1, Math.ceil(all.length / pageSize));
         const page = Math.min(pages, Math.max(1, Math.floor(number(q, 'page') ?? 1)));
         const sum = (f: (s: SessionView) => bigint) => all.reduce((t, s) => t + f(s), 0n);
         return {
-          total: all.length,
+          total: networkTotals?.total ?? all.length,
           page,
           pages,
           pageSize,
-          totals: { billedWh: sum((s) => s.billedWh), amountWei: sum((s) => s.amountWei) },
+          totals: networkTotals
+            ? { billedWh: networkTotals.billedWh, amountWei: networkTotals.amountWei }
+            : { billedWh: sum((s) => s.billedWh), amountWei: sum((s) => s.amountWei) },
+          ...(window !== undefined ? { window } : {}),
           items: all.slice((page - 1) * pageSize, page * pageSize),
         };
       }
       case '/api/statement': {
         const { member, to, statement: st } = statement(q);
         // The contract's own view at the indexed block: the statement balances iff they agree.
-        const tipTime = indexer.events.at(-1)?.time ?? 0;
+        const tipTime = indexer.lastEventTime;
         let onChainWei: bigint | undefined;
         if (to >= tipTime && st.role !== 'none') {
           onChainWei =
@@ -258,7 +265,7 @@ export function createWebApp(opts: WebAppOptions): { handle: WebHandler; close()
           ...st,
           atBlock: indexer.tip?.number,
           onChainWei,
-          monthly: monthlyOf(filterSessions(derived().sessions, { member }), member),
+          monthly: ((h) => monthlyOf(sessionsOf(h.events, h.inputs), member))(indexer.memberHistory(member)),
         };
       }
       case '/api/account': {
@@ -320,9 +327,10 @@ export function createWebApp(opts: WebAppOptions): { handle: WebHandler; close()
       }
       case '/api/rate-call': {
         const txid = q.get('txid')?.toLowerCase() ?? '';
-        const input = indexer.settlements.get(txid);
-        const session = derived().sessions.find((s) => s.txid === txid);
-        if (!input || !session) throw new HttpError(404, 'no settled session with this txid');
+        // The EV's rows hold it (the page sends the connected wallet as `member`).
+        const found = indexer.settlementOf(txid, address(q, 'member'));
+        if (!found) throw new HttpError(404, 'no settled session with this txid');
+        const { input, session } = found;
         const rating = Number(q.get('rating'));
         if (!Number.isInteger(rating) || rating < 1 || rating > 5)
           throw new HttpError(400, 'rating must be 1..5');

@@ -91,16 +91,22 @@ function mean(sum: number, count: number): number {
   return count === 0 ? 0 : Math.floor((sum * 100) / count);
 }
 
-export function stationsOf(events: IndexedEvent[]): StationView[] {
-  const stations = new Map<string, StationView>();
-  const status = new Map<string, StationView['status']>();
-  const ratings = new Map<string, { sum: number; count: number }>();
-  const sessions = new Map<string, number>();
-  for (const e of events) {
+/**
+ * The stations' figures, kept up to date one event at a time: what the page shows of the
+ * network as a whole (profiles, statuses, ratings' means, session counts) is a few figures per
+ * member, never a row per session, so it stays in memory whatever the network has settled.
+ */
+export class StationTally {
+  private readonly stations = new Map<string, StationView>();
+  private readonly status = new Map<string, StationView['status']>();
+  private readonly ratings = new Map<string, { sum: number; count: number }>();
+  private readonly sessions = new Map<string, number>();
+
+  apply(e: IndexedEvent): void {
     const a = e.args;
     if (e.name === 'HcsProfileSet') {
       const hcs = str(a.hcs);
-      stations.set(hcs, {
+      this.stations.set(hcs, {
         hcs,
         latitude: Number(a.latMicroDeg) / 1e6,
         longitude: Number(a.lonMicroDeg) / 1e6,
@@ -112,27 +118,68 @@ export function stationsOf(events: IndexedEvent[]): StationView[] {
         sessions: 0,
       });
     } else if (e.name === 'PriceChanged') {
-      const s = stations.get(str(a.hcs));
+      const s = this.stations.get(str(a.hcs));
       if (s) s.priceWeiPerKWh = big(a.priceWeiPerKWh);
     } else if (e.name === 'MemberStatusChanged') {
-      status.set(str(a.member), STATUS_NAMES[Number(a.status)] ?? 'none');
+      this.status.set(str(a.member), STATUS_NAMES[Number(a.status)] ?? 'none');
     } else if (e.name === 'Rated') {
-      const r = ratings.get(str(a.hcs)) ?? { sum: 0, count: 0 };
+      const r = this.ratings.get(str(a.hcs)) ?? { sum: 0, count: 0 };
       r.sum += Number(a.rating);
       r.count += 1;
-      ratings.set(str(a.hcs), r);
+      this.ratings.set(str(a.hcs), r);
     } else if (e.name === 'Settled' || e.name === 'SettledDisputed') {
-      sessions.set(str(a.hcs), (sessions.get(str(a.hcs)) ?? 0) + 1);
+      this.sessions.set(str(a.hcs), (this.sessions.get(str(a.hcs)) ?? 0) + 1);
     }
   }
-  for (const s of stations.values()) {
-    const r = ratings.get(s.hcs) ?? { sum: 0, count: 0 };
-    s.meanRating = mean(r.sum, r.count);
-    s.ratingCount = r.count;
-    s.status = status.get(s.hcs) ?? 'pending';
-    s.sessions = sessions.get(s.hcs) ?? 0;
+
+  view(): StationView[] {
+    return [...this.stations.values()].map((station) => {
+      const r = this.ratings.get(station.hcs) ?? { sum: 0, count: 0 };
+      return {
+        ...station,
+        meanRating: mean(r.sum, r.count),
+        ratingCount: r.count,
+        status: this.status.get(station.hcs) ?? 'pending',
+        sessions: this.sessions.get(station.hcs) ?? 0,
+      };
+    });
   }
-  return [...stations.values()];
+
+  /** Entries held (for the bound's test): members and stations, never sessions. */
+  get size(): number {
+    return this.stations.size + this.status.size + this.ratings.size + this.sessions.size;
+  }
+
+  clone(): StationTally {
+    return StationTally.fromJSON(this.toJSON());
+  }
+
+  toJSON(): Record<string, [string, unknown][]> {
+    return {
+      stations: [...this.stations],
+      status: [...this.status],
+      ratings: [...this.ratings],
+      sessions: [...this.sessions],
+    };
+  }
+
+  static fromJSON(json: ReturnType<StationTally['toJSON']>): StationTally {
+    const t = new StationTally();
+    const fill = <V>(map: Map<string, V>, rows: [string, unknown][] | undefined) => {
+      for (const [k, v] of rows ?? []) map.set(k, structuredClone(v) as V);
+    };
+    fill(t.stations, json.stations);
+    fill(t.status, json.status);
+    fill(t.ratings, json.ratings);
+    fill(t.sessions, json.sessions);
+    return t;
+  }
+}
+
+export function stationsOf(events: IndexedEvent[]): StationView[] {
+  const tally = new StationTally();
+  for (const e of events) tally.apply(e);
+  return tally.view();
 }
 
 /** The suggestion an EV at `at` would get: verified stations only, as the edge ranks them. */
@@ -148,12 +195,16 @@ export function suggestionFor(
   );
 }
 
-/** Every session that reached an outcome on chain, newest first. */
+/**
+ * Every session that reached an outcome on chain, newest first. `older` (oldest first) are
+ * sessions already derived from earlier events: the ratings among `events` still apply to them.
+ */
 export function sessionsOf(
   events: IndexedEvent[],
   inputs: ReadonlyMap<string, SettlementInput>,
+  older: readonly SessionView[] = [],
 ): SessionView[] {
-  const out = new Map<string, SessionView>();
+  const out = new Map<string, SessionView>(older.map((s) => [s.txid, { ...s }]));
   for (const e of events) {
     const a = e.args;
     const txid = str(a.txid);

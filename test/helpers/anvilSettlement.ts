@@ -241,3 +241,35 @@ export async function warmRings(fx: SettlementFixture, relayer: Member): Promise
     await relayer.client.settleBatch(entries);
   }
 }
+
+/**
+ * Settles `count` sessions, many per transaction as an edge does (a reserveBatch, then a
+ * settleBatch of up to RING sessions per station), spread over every EV and station of the
+ * fixture: a network's worth of history, fast. Returns the txids in settling order.
+ */
+export async function settleMany(
+  fx: SettlementFixture,
+  count: number,
+  opts: { relayer?: Member; evs?: Member[]; hcss?: Member[] } = {},
+): Promise<string[]> {
+  const relayer = opts.relayer ?? fx.operator;
+  const evs = opts.evs ?? fx.evs;
+  const hcss = opts.hcss ?? fx.hcss;
+  const txids: string[] = [];
+  let n = 0;
+  while (n < count) {
+    const entries: Awaited<ReturnType<typeof batchEntry>>[] = [];
+    for (let slot = 0; slot < RING && n < count; slot++)
+      for (const hcs of hcss) {
+        if (n >= count) break;
+        entries.push(await batchEntry(fx, evs[n % evs.length]!, hcs));
+        n++;
+      }
+    await relayer.client.reserveBatch(entries);
+    const settled = await relayer.client.settleBatch(entries);
+    if (settled.skipped.length)
+      throw new Error(`settleMany: ${settled.skipped.length} refused (${settled.skipped[0]!.reason})`);
+    txids.push(...entries.map((e) => e.txid.toLowerCase()));
+  }
+  return txids;
+}

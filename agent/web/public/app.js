@@ -159,7 +159,10 @@ async function showSessions(params) {
       ),
     );
     $('#sessions-summary').textContent =
-      `${r.total} session${r.total === 1 ? '' : 's'}, ${kwh(r.totals.billedWh)} billed, ${ether(r.totals.amountWei)} ETH in all.`;
+      `${r.total} session${r.total === 1 ? '' : 's'}, ${kwh(r.totals.billedWh)} billed, ${ether(r.totals.amountWei)} ETH in all.` +
+      (r.window === undefined
+        ? ''
+        : ` The list shows the network's newest ${r.window}: filter by a member (EV or station) for all of its sessions.`);
     $('#page-of').textContent = `Page ${r.page} of ${r.pages}`;
     $('#prev').disabled = r.page <= 1;
     $('#next').disabled = r.page >= r.pages;
@@ -321,6 +324,7 @@ async function submitRating(event) {
   try {
     const call = await api('rate-call', {
       txid: form.dataset.txid,
+      member: state.account,
       rating: form.rating.value,
       comment: form.comment.value,
     });
