@@ -254,8 +254,10 @@ export class Bus {
    */
   private corkUntilNextTurn(): boolean {
     const stream = this.client?.stream;
+    if (!stream || typeof stream.cork !== 'function') return false;
     if (this.corked === stream) return true;
-    if (this.corked || !stream || typeof stream.cork !== 'function') return false;
+    // Another socket is still held (a reconnect within the turn): this one is not.
+    if (this.corked) return false;
     this.corked = stream;
     stream.cork();
     const release = () => {

@@ -47,7 +47,8 @@ function toJson(value: unknown): string {
 /**
  * Past the limit, the file is compacted when it is this many times its live size. Each compaction
  * rewrites the live keys once per (growth − 1) × live bytes appended: at 1.5 an edge rewrote twice
- * what it wrote, ~2 % of its CPU (bench:edge); at 3, half. A device's journal stays under the limit.
+ * what it wrote, ~2 % of its CPU (bench:edge); at 3, half (and an SD card is written less). A
+ * journal whose live keys stay under the limit compacts at the limit, as before.
  */
 export const COMPACT_GROWTH = 3;
 
