@@ -7,8 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { Journal } from '../agent/core/journal.js';
 import { createLogger } from '../agent/core/log.js';
-import { ackIdOf, ackMessage, ackOf, Outbox } from '../agent/core/outbox.js';
-import { addressOf, decode, encode, signEnvelope } from '../protocol/index.js';
+import { ackIdOf, ackMessage, ackOf, needsAck, Outbox } from '../agent/core/outbox.js';
+import { addressOf, decode, encode, PAYMENT_STATUS, signEnvelope } from '../protocol/index.js';
 import { tempDir } from './helpers/world.js';
 
 const domain = { chainId: 31337n, verifyingContract: `0x${'33'.repeat(20)}` };
@@ -96,5 +96,22 @@ describe('the outbox', () => {
     expect(ackMessage(edge, false, msg, id)).toBeUndefined();
     // A plain completion is no ack.
     expect(ackOf(msg)).toBeUndefined();
+  });
+
+  it('acks every transaction but the edge’s notice of a reservation (pending: a hint the station checks on chain)', () => {
+    const tx = (paymentStatus: number) =>
+      ({
+        type: 'transaction',
+        txid,
+        sender: ev,
+        receiver: hcs,
+        amountWei: 0n,
+        paymentStatus,
+        rating: 0,
+        comment: '',
+      }) as const;
+    expect(needsAck(tx(PAYMENT_STATUS.settled))).toBe(true);
+    expect(needsAck(tx(PAYMENT_STATUS.failed))).toBe(true);
+    expect(needsAck(tx(PAYMENT_STATUS.pending))).toBe(false);
   });
 });

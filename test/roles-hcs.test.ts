@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { MeteringPort } from '../agent/core/context.js';
 import { HcsRole } from '../agent/roles/hcs.js';
 import { END } from '../agent/core/session.js';
-import { billWei, optionalOf, REQUEST_STATUS, reportEnergyWh } from '../protocol/index.js';
+import { billWei, optionalOf, PAYMENT_STATUS, REQUEST_STATUS, reportEnergyWh } from '../protocol/index.js';
 import { fakeMeteredContext, incoming, party, type Sent } from './fakes/context.js';
 
 const PRICE = 300_000_000_000_000n;
@@ -128,6 +128,55 @@ describe('a station answers a request', () => {
     expect(switched).toEqual([]);
     fake.answers.sessionState = 1; // Reserved (the edge's batch is mined)
     await role.tick();
+    expect(s.state).toBe('charging');
+    expect(switched).toEqual([{ on: true, kw: 11 }]);
+  });
+
+  it('with an edge, reads the chain at once on the edge’s notice of the reservation, and switches on only on what the chain says', async () => {
+    const edge = party();
+    const { fake, role, switched } = station({}, { server: edge.address });
+    await role.onMessage(request(fake.me.address, { wh: 10_000, n: 'q4' }));
+    const [s] = fake.sessions.values();
+    if (!s?.txid) throw new Error('no session');
+    const fields = { ev: ev.address, hcs: fake.me.address, txid: s.txid };
+    await role.onMessage(
+      incoming(ev, { type: 'chargeReceived', ...fields, energyWh: 0n, optional: { i: 0 } }),
+    );
+    const reads: string[] = [];
+    const sessionState = fake.ctx.chain.client.sessionState.bind(fake.ctx.chain.client);
+    Object.assign(fake.ctx.chain.client, {
+      sessionState: (...args: Parameters<typeof sessionState>) => {
+        reads.push('sessionState');
+        return sessionState(...args);
+      },
+    });
+    const notice = (from: ReturnType<typeof party>) =>
+      role.onMessage(
+        incoming(from, {
+          type: 'transaction',
+          txid: s.txid!,
+          sender: ev.address,
+          receiver: fake.me.address,
+          amountWei: 0n,
+          paymentStatus: PAYMENT_STATUS.pending,
+          rating: 0,
+          comment: '',
+        }),
+      );
+    // From anyone but the session's edge: nothing.
+    fake.answers.sessionState = 1;
+    await notice(party());
+    expect(reads).toEqual([]);
+    expect(s.state).toBe('offered');
+    // The edge's word, but the chain has no reservation (yet): still off.
+    fake.answers.sessionState = 0;
+    await notice(edge);
+    expect(reads).toEqual(['sessionState']);
+    expect(s.state).toBe('offered');
+    expect(switched).toEqual([]);
+    // The chain shows it reserved: on, without waiting for a tick.
+    fake.answers.sessionState = 1;
+    await notice(edge);
     expect(s.state).toBe('charging');
     expect(switched).toEqual([{ on: true, kw: 11 }]);
   });

@@ -41,10 +41,13 @@ export const ACKED_TYPES: ReadonlySet<MessageName> = new Set([
 
 /**
  * Whether a message is acknowledged: the types above, but not an interim receipt (a
- * chargeReceived with `i`, docs/PROTOCOL.md: the next one supersedes it, and there is one a minute).
+ * chargeReceived with `i`, docs/PROTOCOL.md: the next one supersedes it, and there is one a minute),
+ * nor the edge's notice that a reservation is on chain (a `transaction` at `pending`: a hint the
+ * station checks on chain, its own tick the fallback).
  */
 export function needsAck(msg: Message): boolean {
   if (!ACKED_TYPES.has(msg.type)) return false;
+  if (msg.type === 'transaction') return msg.paymentStatus !== PAYMENT_STATUS.pending;
   return !(msg.type === 'chargeReceived' && (msg.optional as { i?: unknown } | undefined)?.i !== undefined);
 }
 

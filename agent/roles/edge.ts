@@ -61,6 +61,11 @@ export interface Bill {
   settledAt?: number;
 }
 
+/** A consent not yet sent in a reservation batch (also a bill whose reports came before it went). */
+function awaitsReservation(b: Bill): boolean {
+  return b.reservation === 'queued' && (b.state === 'collecting' || b.state === 'queued');
+}
+
 /** Stations not to suggest, asked one by one (EdgeRole.takenStations). */
 interface Taken {
   has(hcs: string): boolean;
@@ -163,6 +168,8 @@ export class EdgeRole implements RoleHandler {
   /** Bills queued for the chain (kept as they change: counting them on every save cost O(bills)). */
   private readonly queued = new Set<string>();
   private finishedSincePrune = 0;
+  /** Bills whose consent waits for a reservation batch (kept as they change, as `queued`). */
+  private readonly toReserve = new Set<string>();
   /** The reservations on their way to the chain, if any. */
   private reserving: Promise<void> | undefined;
   /** Batch transactions not yet mined (journaled), and those whose receipt is being awaited. */
@@ -191,6 +198,7 @@ export class EdgeRole implements RoleHandler {
       if (journaled) this.envelopesJournaled.set(b.txid, journaled);
       this.bills.set(b.txid, b);
       if (b.state === 'queued') this.queued.add(b.txid);
+      if (awaitsReservation(b)) this.toReserve.add(b.txid);
       this.trackCharging(b);
     }
     for (const [, r] of agent.journal.list<BatchRecord>('x:')) this.records.set(r.hash, r);
@@ -260,6 +268,8 @@ export class EdgeRole implements RoleHandler {
     this.trackCharging(b);
     const before = this.bills.get(b.txid)?.state;
     this.bills.set(b.txid, b);
+    if (awaitsReservation(b)) this.toReserve.add(b.txid);
+    else this.toReserve.delete(b.txid);
     if (before !== b.state) {
       if (b.state === 'queued') this.queued.add(b.txid);
       else this.queued.delete(b.txid);
@@ -364,7 +374,12 @@ export class EdgeRole implements RoleHandler {
         if (msg.type === 'chargeReceived' && signer === b.ev && index !== undefined) {
           // The EV's consent (receipt 0) is queued for the next reservation batch; the interim
           // receipts that follow are the station's business (it settles a disagreement itself).
-          if (index === 0 && !b.consent) this.save({ ...b, consent: hex, reservation: 'queued' });
+          if (index === 0 && !b.consent) {
+            this.save({ ...b, consent: hex, reservation: 'queued' });
+            // At once when no reservation batch is on its way (the station waits for it, idle);
+            // consents that come meanwhile go together as soon as that batch is mined.
+            this.reserveQueued();
+          }
           return;
         }
         if (msg.type === 'chargeReceived' && signer === b.ev) b.evReport = hex;
@@ -700,19 +715,20 @@ export class EdgeRole implements RoleHandler {
   }
 
   /**
-   * Every consent that came in since the last tick, reserved in one transaction: the stations
-   * wait for it before they switch on, so reservations do not wait for a full batch.
+   * The consents waiting for their reservation, in one transaction: sent as soon as a consent
+   * comes and none is on its way, else as soon as the one on its way is mined (the stations wait
+   * for it, idle, before they switch on: no waiting for a fuller batch).
    */
   private reserveQueued(): void {
-    if (this.reserving) return;
-    const bills = [...this.bills.values()]
-      .filter(
-        // Also a bill whose reports came before its reservation went out: it waits for it.
-        (b) => b.reservation === 'queued' && (b.state === 'collecting' || b.state === 'queued'),
-      )
-      // At most a batch's worth: a thousand consents in one transaction passed the block's gas
-      // limit and the node refused the whole batch (bench:edge); the rest go when it is back.
-      .slice(0, this.agent.cfg.edge.batchSize);
+    if (this.reserving || this.toReserve.size === 0) return;
+    const bills: Bill[] = [];
+    // At most a batch's worth: a thousand consents in one transaction passed the block's gas
+    // limit and the node refused the whole batch (bench:edge); the rest go when it is back.
+    for (const txid of this.toReserve) {
+      const b = this.bills.get(txid);
+      if (b) bills.push(b);
+      if (bills.length >= this.agent.cfg.edge.batchSize) break;
+    }
     if (bills.length === 0) return;
     for (const b of bills) this.save({ ...b, reservation: 'submitted' });
     const entries = bills.map((b) => ({
@@ -746,6 +762,25 @@ export class EdgeRole implements RoleHandler {
         this.reserveQueued();
         this.submitQueued();
       });
+    });
+  }
+
+  /**
+   * The station's word that its session's reservation is on chain (docs/PROTOCOL.md): a
+   * `transaction` at `pending`, sent once, not acknowledged. The station reads the chain at once
+   * instead of at its next tick (once a second while it waits), and switches on only on what the
+   * chain says; a notice lost or late costs it no more than that tick.
+   */
+  private async tellReserved(b: Bill): Promise<void> {
+    await this.agent.send(b.hcs, {
+      type: 'transaction',
+      txid: b.txid,
+      sender: b.ev,
+      receiver: b.hcs,
+      amountWei: 0n,
+      paymentStatus: PAYMENT_STATUS.pending,
+      rating: 0,
+      comment: '',
     });
   }
 
@@ -915,6 +950,7 @@ export class EdgeRole implements RoleHandler {
         const ok = reason === '' || reason === 'SeqUsed';
         if (mined && !ok) this.agent.log.warn({ txid, reason }, 'reservation refused');
         this.save({ ...b, reservation: ok ? 'reserved' : 'refused' });
+        if (reason === '') await this.tellReserved(b);
       }
       return;
     }

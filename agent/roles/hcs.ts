@@ -455,7 +455,11 @@ export class HcsRole implements RoleHandler {
   private async onTransaction(msg: MessageOf<'transaction'>, signer: string): Promise<void> {
     const s = this.session(msg.txid);
     if (signer !== s?.server) return;
-    if (s?.state !== 'awaitingSettlement') return;
+    // The edge's word that the reservation is on chain: the chain is asked now, not at the next
+    // tick (once a second while the station waits, idle); it alone decides the switch-on.
+    if (s.state === 'offered' && msg.paymentStatus === PAYMENT_STATUS.pending)
+      return this.checkReservation(s, Date.now());
+    if (s.state !== 'awaitingSettlement') return;
     if (msg.paymentStatus === PAYMENT_STATUS.settled || msg.paymentStatus === PAYMENT_STATUS.disputed) {
       this.agent.move(s, 'done', { deadline: 0 });
       this.agent.prune();
