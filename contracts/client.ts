@@ -20,6 +20,7 @@ import {
   type ContractRunner,
   type ContractTransactionResponse,
   encodeBytes32String,
+  type FunctionFragment,
   getBytes,
   hexlify,
   type Interface,
@@ -207,6 +208,33 @@ export interface PendingBatch {
 export function revertName(err: unknown): string | undefined {
   const e = err as { revert?: { name?: string }; info?: { error?: unknown }; error?: unknown };
   return e?.revert?.name ?? (e?.error ? revertName(e.error) : undefined);
+}
+
+/**
+ * The calldata of a call whose arguments are all fixed-size words (an address, an unsigned
+ * integer, bytes32, a bool), written directly; undefined for anything else (ethers encodes it).
+ */
+export function callData(fragment: FunctionFragment, args: readonly unknown[]): string | undefined {
+  if (args.length !== fragment.inputs.length) return undefined;
+  let data = fragment.selector;
+  for (let i = 0; i < args.length; i++) {
+    const type = fragment.inputs[i]?.type ?? '';
+    const v = args[i];
+    let word: string | undefined;
+    if (type === 'address' && typeof v === 'string' && /^0x[0-9a-fA-F]{40}$/.test(v))
+      word = v.slice(2).toLowerCase().padStart(64, '0');
+    else if (type === 'bytes32' && typeof v === 'string' && /^0x[0-9a-fA-F]{64}$/.test(v))
+      word = v.slice(2).toLowerCase();
+    else if (type === 'bool' && typeof v === 'boolean') word = v ? '1'.padStart(64, '0') : '0'.repeat(64);
+    else if (/^uint\d*$/.test(type) && (typeof v === 'bigint' || Number.isSafeInteger(v))) {
+      const n = BigInt(v as bigint | number);
+      const bits = BigInt(type.slice(4) || 256);
+      if (n >= 0n && n < 1n << bits) word = n.toString(16).padStart(64, '0');
+    }
+    if (word === undefined) return undefined;
+    data += word;
+  }
+  return data;
 }
 
 /** A comment string as the contract's bytes10 (UTF-8, zero-padded, at most 10 bytes). */
@@ -411,9 +439,53 @@ export class SettlementClient {
     return this.contract.target as string;
   }
 
-  /** A view, its arguments and result typed from the ABI. */
+  /**
+   * A view, its arguments and result typed from the ABI. Where the runner has a JSON-RPC provider
+   * and the arguments are fixed-size words (addresses, unsigned integers, bytes32: every view an
+   * agent reads per session), a raw eth_call with the words written here: ethers' contract call
+   * (wrapping the method, looking up its fragment by name, copying and resolving the request,
+   * checksumming each address with a keccak) cost the EV and station workers at scale more than
+   * the read itself (docs/BENCHMARKS.md). The result is decoded by the same ABI, the same shape
+   * as the contract call's (one output: the value; several: the Result); a revert is decoded
+   * into the contract's custom error as the contract call would.
+   */
   private async view<F extends ViewName>(method: F, ...args: ArgsOf<F>): Promise<ResultOf<F>> {
-    return this.contract.getFunction(method)(...args);
+    const provider = this.contract.runner?.provider as
+      | { send?: (method: string, params: unknown[]) => Promise<string> }
+      | null
+      | undefined;
+    const fragment = this.fragment(method);
+    const data = typeof provider?.send === 'function' ? callData(fragment, args) : undefined;
+    if (!provider?.send || data === undefined) return this.contract.getFunction(method)(...args);
+    const iface = this.contract.interface;
+    let out: string;
+    try {
+      out = await provider.send('eth_call', [{ to: this.address, data }, 'latest']);
+    } catch (err) {
+      const revert = (err as { code?: string; data?: unknown }).data;
+      if (
+        (err as { code?: string }).code === 'CALL_EXCEPTION' &&
+        typeof revert === 'string' &&
+        revert !== '0x'
+      )
+        throw iface.makeError(revert, { to: this.address, data });
+      throw err;
+    }
+    const result = iface.decodeFunctionResult(fragment, out);
+    return (result.length === 1 ? result[0] : result) as ResultOf<F>;
+  }
+
+  private readonly fragments = new Map<string, FunctionFragment>();
+
+  /** A function's fragment, looked up by name once. */
+  private fragment(method: string): FunctionFragment {
+    let f = this.fragments.get(method);
+    if (!f) {
+      f = this.contract.interface.getFunction(method) ?? undefined;
+      if (!f) throw new Error(`the contract's ABI has no function ${method}`);
+      this.fragments.set(method, f);
+    }
+    return f;
   }
 
   private async send<F extends SendName>(
@@ -638,17 +710,8 @@ export class SettlementClient {
    * checksum, decode) cost it more than the read (bench:edge).
    */
   async availableDeposit(ev: string): Promise<bigint> {
-    const provider = this.contract.runner?.provider as
-      | { send?: (method: string, params: unknown[]) => Promise<string> }
-      | null
-      | undefined;
-    if (typeof provider?.send !== 'function' || !/^0x[0-9a-fA-F]{40}$/.test(ev))
-      return this.view('availableDeposit', ev);
-    this.depositSelector ??= this.contract.interface.getFunction('availableDeposit')?.selector ?? '';
-    const data = `${this.depositSelector}${'0'.repeat(24)}${ev.slice(2).toLowerCase()}`;
-    return BigInt(await provider.send('eth_call', [{ to: this.address, data }, 'latest']));
+    return this.view('availableDeposit', ev);
   }
-  private depositSelector: string | undefined;
   /** The deposit (announced withdrawal excluded), what open reservations hold of it, the announcement. */
   async depositOf(
     ev: string,

@@ -103,3 +103,53 @@ describe('withinTolerance (the contract rule, docs/CONTRACT.md)', () => {
       expect(withinTolerance(a, b, 10n, 100n)).toBe(withinTolerance(b, a, 10n, 100n));
   });
 });
+
+describe('the open sessions and the sessions gauge, kept as sessions are saved (issue 16)', () => {
+  it('agree with a full scan through saves, moves, prunes and a restart', async () => {
+    const { Agent } = await import('../agent/core/runtime.js');
+    const { createLogger } = await import('../agent/core/log.js');
+    const { tempDir } = await import('./helpers/world.js');
+    const dir = tempDir('open-sessions');
+    type Made = import('../agent/core/runtime.js').Agent;
+    const make = () =>
+      new (Agent as unknown as new (cfg: unknown, key: unknown, log: unknown) => Made)(
+        { dataDir: dir, metrics: {} },
+        {},
+        createLogger({ level: 'silent' }),
+      );
+    const agrees = async (a: Made) => {
+      const scan = [...a.sessions.values()];
+      expect(a.openSessions()).toEqual(scan.filter((x) => OPEN_STATES.includes(x.state)));
+      const counts: Record<string, number> = {};
+      for (const x of scan) counts[x.state] = (counts[x.state] ?? 0) + 1;
+      const gauge = (await a.metrics.sessions.get()).values;
+      expect(Object.fromEntries(gauge.map((v) => [v.labels.state, v.value]))).toEqual(counts);
+    };
+    const a = make();
+    const rec = (id: string, state: SessionRecord['state']) =>
+      ({ id, role: 'ev', state, createdAt: 0, updatedAt: 0 }) as unknown as SessionRecord;
+    for (const [id, state] of [
+      ['1', 'searching'],
+      ['2', 'searching'],
+      ['1', 'requesting'],
+      ['3', 'charging'],
+      ['2', 'failed'],
+      ['1', 'done'],
+      ['4', 'offered'],
+      ['3', 'awaitingSettlement'],
+      ['3', 'done'],
+    ] as const) {
+      a.save({ ...(a.sessions.get(id) ?? rec(id, state)), state } as SessionRecord);
+      await agrees(a);
+    }
+    expect(a.openSessions().map((x) => x.id)).toEqual(['4']);
+    a.prune(1);
+    expect([...a.sessions.keys()].sort()).toEqual(['3', '4']);
+    await agrees(a);
+    a.journal.close();
+    const again = make();
+    await agrees(again);
+    expect(again.openSessions().map((x) => x.id)).toEqual(['4']);
+    again.journal.close();
+  });
+});
