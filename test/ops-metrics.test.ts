@@ -154,4 +154,62 @@ describe('telemetry freshness', () => {
     ops.tick();
     expect(samples).toBe(5);
   });
+
+  it('reads the chain figures at most every 5 s, unless a session ended since (money moved); the last figures stand meanwhile', async () => {
+    const { Ops } = await import('../agent/ops/telemetry.js');
+    const sessions = new Map<string, { id: string; state: string }>();
+    const reads: string[] = [];
+    let balance = 10n;
+    const agent = {
+      cfg: { role: 'hcs' },
+      address: '0x0000000000000000000000000000000000000001',
+      metrics: createMetrics(false),
+      bus: { connected: true },
+      chain: {
+        reachable: true,
+        rpc: {
+          getBalance: async () => {
+            reads.push('balance');
+            return balance;
+          },
+        },
+        client: {
+          earningsOf: async () => {
+            reads.push('earnings');
+            return 7n;
+          },
+        },
+      },
+      sessions,
+    };
+    const ops = new Ops(agent as never);
+    const sampled = async () => {
+      ops.tick();
+      await ops.sample();
+    };
+    const chainReadAgo = (ms: number) => {
+      (ops as unknown as { lastChainRead: number }).lastChainRead = Date.now() - ms;
+    };
+    await sampled();
+    expect(reads).toEqual(['balance', 'earnings']);
+    expect(ops.telemetry).toMatchObject({ balanceWei: '10', earningsWei: '7' });
+    balance = 9n;
+    sessions.set('1', { id: '1', state: 'offered' });
+    await sampled(); // a session opened 0 s after the last read: the figures stand
+    sessions.set('1', { id: '1', state: 'charging' });
+    await sampled();
+    expect(reads).toEqual(['balance', 'earnings']);
+    expect(ops.telemetry).toMatchObject({ balanceWei: '10', earningsWei: '7' });
+    chainReadAgo(5_000); // charging, 5 s on: read again
+    await sampled();
+    expect(reads).toHaveLength(4);
+    expect(ops.telemetry.balanceWei).toBe('9');
+    balance = 8n;
+    sessions.set('1', { id: '1', state: 'done' });
+    await sampled(); // it ended: money moved, read at once
+    expect(reads).toHaveLength(6);
+    expect(ops.telemetry.balanceWei).toBe('8');
+    await sampled();
+    expect(reads).toHaveLength(6);
+  });
 });

@@ -95,8 +95,12 @@ export interface BatchRecord {
   sentAt: number;
 }
 
-/** How often a batch's receipt is asked for, and after how long without one its bytes are sent again. */
-const RECEIPT_POLL_MS = 200;
+/**
+ * How often a batch's receipt is asked for (the first asks soon: a node that mines at once has it
+ * within milliseconds, and the stations wait, idle, for their reservations), and after how long
+ * without one its bytes are sent again.
+ */
+const RECEIPT_POLL_MS = [20, 50, 100, 200] as const;
 const REBROADCAST_MS = 10_000;
 
 /** Settled bills kept in the journal for the status page; older ones are compacted away. */
@@ -904,6 +908,7 @@ export class EdgeRole implements RoleHandler {
     const tx = { raw: r.raw, hash: r.hash, nonce: BigInt(r.nonce) };
     const started = Date.now();
     let sentAt = now ? 0 : r.sentAt;
+    let polls = 0;
     for (;;) {
       const receipt = await sender.receipt(r.hash).catch((err) => {
         if (isNetworkError(err)) return undefined;
@@ -924,7 +929,8 @@ export class EdgeRole implements RoleHandler {
         }
       }
       if (this.stopping || Date.now() - started >= RECHECK_SUBMITTED_MS) return 'pending';
-      await new Promise((resolve) => setTimeout(resolve, RECEIPT_POLL_MS));
+      const wait = RECEIPT_POLL_MS[Math.min(polls++, RECEIPT_POLL_MS.length - 1)];
+      await new Promise((resolve) => setTimeout(resolve, wait));
     }
   }
 
