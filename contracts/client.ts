@@ -214,9 +214,13 @@ export function revertName(err: unknown): string | undefined {
  * The calldata of a call whose arguments are all fixed-size words (an address, an unsigned
  * integer, bytes32, a bool), written directly; undefined for anything else (ethers encodes it).
  */
-export function callData(fragment: FunctionFragment, args: readonly unknown[]): string | undefined {
+export function callData(
+  fragment: FunctionFragment,
+  args: readonly unknown[],
+  selector = fragment.selector,
+): string | undefined {
   if (args.length !== fragment.inputs.length) return undefined;
-  let data = fragment.selector;
+  let data = selector;
   for (let i = 0; i < args.length; i++) {
     const type = fragment.inputs[i]?.type ?? '';
     const v = args[i];
@@ -454,8 +458,8 @@ export class SettlementClient {
       | { send?: (method: string, params: unknown[]) => Promise<string> }
       | null
       | undefined;
-    const fragment = this.fragment(method);
-    const data = typeof provider?.send === 'function' ? callData(fragment, args) : undefined;
+    const { fragment, selector } = this.fragment(method);
+    const data = typeof provider?.send === 'function' ? callData(fragment, args, selector) : undefined;
     if (!provider?.send || data === undefined) return this.contract.getFunction(method)(...args);
     const iface = this.contract.interface;
     let out: string;
@@ -475,14 +479,15 @@ export class SettlementClient {
     return (result.length === 1 ? result[0] : result) as ResultOf<F>;
   }
 
-  private readonly fragments = new Map<string, FunctionFragment>();
+  private readonly fragments = new Map<string, { fragment: FunctionFragment; selector: string }>();
 
-  /** A function's fragment, looked up by name once. */
-  private fragment(method: string): FunctionFragment {
+  /** A function's fragment and selector, looked up by name once (the selector getter hashes anew each time). */
+  private fragment(method: string): { fragment: FunctionFragment; selector: string } {
     let f = this.fragments.get(method);
     if (!f) {
-      f = this.contract.interface.getFunction(method) ?? undefined;
-      if (!f) throw new Error(`the contract's ABI has no function ${method}`);
+      const fragment = this.contract.interface.getFunction(method);
+      if (!fragment) throw new Error(`the contract's ABI has no function ${method}`);
+      f = { fragment, selector: fragment.selector };
       this.fragments.set(method, f);
     }
     return f;
