@@ -126,6 +126,9 @@ describe('the open sessions and the sessions gauge, kept as sessions are saved (
       expect(Object.fromEntries(gauge.map((v) => [v.labels.state, v.value]))).toEqual(counts);
     };
     const a = make();
+    // The fast ticker (the meter's pollMs) runs exactly while a session charges.
+    const fast = () => (a as unknown as { fastTimer?: NodeJS.Timeout }).fastTimer !== undefined;
+    (a as unknown as { fastTickMs: number }).fastTickMs = 60_000;
     const rec = (id: string, state: SessionRecord['state']) =>
       ({ id, role: 'ev', state, createdAt: 0, updatedAt: 0 }) as unknown as SessionRecord;
     for (const [id, state] of [
@@ -141,6 +144,7 @@ describe('the open sessions and the sessions gauge, kept as sessions are saved (
     ] as const) {
       a.save({ ...(a.sessions.get(id) ?? rec(id, state)), state } as SessionRecord);
       await agrees(a);
+      expect(fast()).toBe([...a.sessions.values()].some((x) => x.state === 'charging'));
     }
     expect(a.openSessions().map((x) => x.id)).toEqual(['4']);
     a.prune(1);
