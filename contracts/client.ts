@@ -30,6 +30,7 @@ import {
 } from 'ethers';
 import type { Terms } from '../protocol/terms.js';
 import { bytesCalldata, bytesFromEventData } from './rawtx.js';
+import { JsonRpcError } from './rpc.js';
 import type { Deployment } from './deploy.js';
 import { type SETTLEMENT_ABI, SOLIDITY_ENUMS } from './generated/settlement.js';
 
@@ -455,28 +456,45 @@ export class SettlementClient {
    */
   private async view<F extends ViewName>(method: F, ...args: ArgsOf<F>): Promise<ResultOf<F>> {
     const provider = this.contract.runner?.provider as
-      | { send?: (method: string, params: unknown[]) => Promise<string> }
+      | { send?: (method: string, params: unknown[]) => Promise<unknown> }
       | null
       | undefined;
+    const rpc = this.rpc ?? (typeof provider?.send === 'function' ? provider : undefined);
     const { fragment, selector } = this.fragment(method);
-    const data = typeof provider?.send === 'function' ? callData(fragment, args, selector) : undefined;
-    if (!provider?.send || data === undefined) return this.contract.getFunction(method)(...args);
+    const data = rpc?.send ? callData(fragment, args, selector) : undefined;
+    if (!rpc?.send || data === undefined) return this.contract.getFunction(method)(...args);
     const iface = this.contract.interface;
-    let out: string;
+    let out: unknown;
     try {
-      out = await provider.send('eth_call', [{ to: this.address, data }, 'latest']);
+      out = await rpc.send('eth_call', [{ to: this.address, data }, 'latest']);
     } catch (err) {
-      const revert = (err as { code?: string; data?: unknown }).data;
-      if (
-        (err as { code?: string }).code === 'CALL_EXCEPTION' &&
-        typeof revert === 'string' &&
-        revert !== '0x'
-      )
+      // The node's revert data: in ethers' CALL_EXCEPTION, or in the raw JSON-RPC error.
+      const e = err as { code?: unknown; data?: unknown };
+      const revert =
+        e.code === 'CALL_EXCEPTION' ? e.data : err instanceof JsonRpcError ? err.error.data : undefined;
+      if (typeof revert === 'string' && /^0x[0-9a-fA-F]{8,}$/.test(revert))
         throw iface.makeError(revert, { to: this.address, data });
       throw err;
     }
+    if (typeof out !== 'string')
+      throw Object.assign(new Error(`eth_call ${method}: the node answered ${JSON.stringify(out)}`), {
+        code: 'BAD_DATA',
+      });
     const result = iface.decodeFunctionResult(fragment, out);
     return (result.length === 1 ? result[0] : result) as ResultOf<F>;
+  }
+
+  /** Where the views go, if not through the runner's provider (readsOver). */
+  private rpc?: { send(method: string, params: unknown[]): Promise<unknown> };
+
+  /**
+   * The views straight over this JSON-RPC transport (contracts/rpc.ts `jsonRpc`: kept-alive
+   * node:http, one request a call), not through ethers' provider, whose request objects, copies
+   * and batching queue were the rest of ethers' share of the agents' CPU at scale.
+   */
+  readsOver(rpc: { send(method: string, params: unknown[]): Promise<unknown> }): this {
+    this.rpc = rpc;
+    return this;
   }
 
   private readonly fragments = new Map<string, { fragment: FunctionFragment; selector: string }>();

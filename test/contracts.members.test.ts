@@ -9,9 +9,11 @@ import {
   MemberStatus,
   MemberRole,
   ChainSessionState,
+  SettlementClient,
 } from '../contracts/client.js';
 import { loadArtifact } from '../contracts/build.js';
 import { deploySettlement } from '../contracts/deploy.js';
+import { jsonRpc } from '../contracts/rpc.js';
 import { expectRevert } from './helpers/anvilExpect.js';
 import {
   commitment,
@@ -312,6 +314,9 @@ describe('views as raw eth_calls (contracts/client.ts, issue 16)', () => {
     const ev = fx.evs[0]!.address;
     const hcs = fx.hcss[1]!.address;
     const iface = fx.operator.client.contract.interface;
+    const viaRpc = SettlementClient.fromDeployment(fx.deployment, fx.operator.wallet).readsOver(
+      jsonRpc(fx.anvil.rpcUrl),
+    );
     const cases: [string, unknown[]][] = [
       ['authInfo', [ev]],
       ['authInfo', [fx.strangers[0]!.address.toLowerCase()]],
@@ -334,6 +339,11 @@ describe('views as raw eth_calls (contracts/client.ts, issue 16)', () => {
       const viaContract = await fx.operator.client.contract.getFunction(method).staticCall(...args);
       expect(String(raw), method).toBe(String(viaContract));
       expect(Array.isArray(raw), method).toBe(Array.isArray(viaContract));
+      // And over the raw JSON-RPC transport the agents use (contracts/rpc.ts jsonRpc).
+      const overRpc = await (
+        viaRpc as unknown as { view: (m: string, ...a: unknown[]) => Promise<unknown> }
+      ).view(method, ...args);
+      expect(String(overRpc), method).toBe(String(viaContract));
     }
     // Not fixed-size words (out of range, not an address): left to ethers, which says why.
     const f = iface.getFunction('sessionState')!;

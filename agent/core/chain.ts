@@ -32,6 +32,8 @@ const NETWORK_CODES = new Set([
   'TIMEOUT',
   'SERVER_ERROR',
   'UND_ERR_SOCKET',
+  // contracts/rpc.ts: a request that timed out.
+  'TimeoutError',
 ]);
 
 /** Whether an error is the node being away (retry) rather than an answer (do not). */
@@ -96,7 +98,11 @@ export class Chain {
         }
         chain.provider = provider;
         chain.signer = new NonceManager(new Wallet(opts.privateKey, provider));
-        chain.client = SettlementClient.fromDeployment(chain.deployment, chain.signer);
+        chain.batchRpc ??= jsonRpc(opts.rpcUrl);
+        // Views over kept-alive node:http, not ethers' provider (contracts/client.ts readsOver).
+        chain.client = SettlementClient.fromDeployment(chain.deployment, chain.signer).readsOver(
+          chain.batchRpc,
+        );
       },
       Number.POSITIVE_INFINITY,
     );
