@@ -1,7 +1,7 @@
 /**
  * Registry, verification, deposits and withdrawals, earnings and ratings on a real anvil node.
  */
-import { ContractFactory, parseEther, toBeHex } from 'ethers';
+import { ContractFactory, parseEther, toBeHex, Wallet } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   callData,
@@ -314,9 +314,11 @@ describe('views as raw eth_calls (contracts/client.ts, issue 16)', () => {
     const ev = fx.evs[0]!.address;
     const hcs = fx.hcss[1]!.address;
     const iface = fx.operator.client.contract.interface;
-    const viaRpc = SettlementClient.fromDeployment(fx.deployment, fx.operator.wallet).readsOver(
-      jsonRpc(fx.anvil.rpcUrl),
-    );
+    // A wallet without a provider: only the transport given can answer.
+    const viaRpc = SettlementClient.fromDeployment(
+      fx.deployment,
+      new Wallet(fx.operator.privateKey),
+    ).readsOver(jsonRpc(fx.anvil.rpcUrl));
     const cases: [string, unknown[]][] = [
       ['authInfo', [ev]],
       ['authInfo', [fx.strangers[0]!.address.toLowerCase()]],
