@@ -61,7 +61,7 @@ export class Chain {
   private queue: Promise<unknown> = Promise.resolve();
   private readonly members = new Map<string, { ok: boolean; until: number }>();
   reachable = false;
-  /** The batches' own JSON-RPC client (kept-alive connections, no ethers in the way). */
+  /** The raw JSON-RPC client (kept-alive connections, no ethers in the way): the views and the edge's batches. */
   private batchRpc: ReturnType<typeof jsonRpc> | undefined;
 
   private constructor(private readonly opts: ChainOptions) {
