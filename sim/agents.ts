@@ -100,7 +100,9 @@ export async function spawnAgent(
     // The installed unit's memory settings (agent/install/p2pev.service), so the sim measures what a Pi runs.
     env: {
       ...process.env,
-      ...unitMemoryEnvironment(device.role),
+      // A device's, for every role: the tests' bounds (a flooded edge's resident set) are a Pi's;
+      // bench:edge and the scale run give their edge an edge's (`unitMemoryEnvironment('edge')`).
+      ...unitMemoryEnvironment(),
       P2PEV_KEY_PASSWORD: SIM_PASSWORD,
       CI: '1',
       ...env,
