@@ -49,7 +49,14 @@ import {
 } from '../protocol/index.js';
 import { type TermsJson, termsFromJson } from '../agent/core/session.js';
 import { ackIdOf } from '../agent/core/outbox.js';
-import { type AgentProcess, control, type LogLine, spawnAgent, waitReady } from '../sim/agents.js';
+import {
+  type AgentProcess,
+  control,
+  type LogLine,
+  spawnAgent,
+  unitMemoryEnvironment,
+  waitReady,
+} from '../sim/agents.js';
 import { anvilAccounts } from '../sim/chain.js';
 import { buildWorld, type Device } from '../sim/world.js';
 
@@ -68,7 +75,6 @@ const GAS_LIMIT = num('BENCH_EDGE_GAS_LIMIT', 100_000_000);
 const RESEND_MS = num('BENCH_EDGE_RESEND_MS', 15_000);
 /** Sessions of one station in flight at once (the contract's ring of 16 open reservations). */
 const PER_STATION = 15;
-const EDGE_NODE_OPTIONS = '--max-old-space-size=1024 --max-semi-space-size=16';
 const PRICE = 300_000_000_000_000n; // wei per kWh
 const ENERGY_WH = 4000n;
 
@@ -324,11 +330,12 @@ async function main(): Promise<void> {
           `${new Date(Number(line.time ?? Date.now())).toISOString().slice(17, 23)} ${d.name} ${line.msg} ${JSON.stringify({ ...line, msg: undefined, time: undefined, level: undefined, pid: undefined, hostname: undefined, agent: undefined })}\n`,
         );
     };
-    // An edge is a server, not a Pi: a young generation sized for throughput (the devices' 1 MB
-    // semi-spaces made it collect garbage for ~40 % of its CPU); BENCH_EDGE_NODE_OPTIONS to compare.
+    // An edge is a server, not a Pi: a young generation sized for throughput, as the unit says for
+    // an edge (agent/install/p2pev.service; the devices' 1 MB semi-spaces made it collect garbage
+    // for ~40 % of its CPU); BENCH_EDGE_NODE_OPTIONS to compare.
     const env: Record<string, string> = {
       P2PEV_DIST: '1',
-      NODE_OPTIONS: process.env.BENCH_EDGE_NODE_OPTIONS ?? EDGE_NODE_OPTIONS,
+      NODE_OPTIONS: process.env.BENCH_EDGE_NODE_OPTIONS ?? unitMemoryEnvironment('edge').NODE_OPTIONS ?? '',
     };
     // A profile names the compiled modules' functions, not the minified bundle's.
     if (process.env.BENCH_EDGE_PROFILE) env.P2PEV_BUNDLE = '0';
@@ -471,6 +478,14 @@ async function main(): Promise<void> {
       broker: cpuMsOnPort(brokerPort),
       me: process.cpuUsage(),
     };
+    // The edge's signer recoveries and signatures: per session, what its crypto is (a duplicate
+    // check of one envelope would show here).
+    type Crypto = {
+      signatures?: { checks: number; signed: number };
+      messages?: { received: number; acks: number };
+      journal?: { flushes: number };
+    };
+    const crypto0 = await control<Crypto>(edgeDevice, 'status');
     const cpu0 = cpuMs(edge.child.pid!);
     let lastSettledCpu: number | undefined;
     const t0 = performance.now();
@@ -515,6 +530,11 @@ async function main(): Promise<void> {
     const agreeing = finished.map((s) => s.consentAt! - s.openedAt!);
     const lastAt = Math.max(...finished.map((s) => s.settledAt!));
     const sessionsPerSec = finished.length / ((lastAt - t0) / 1000);
+    const crypto1 = await control<Crypto>(edgeDevice, 'status');
+    const perSession = (n: number | undefined, n0: number | undefined) =>
+      n === undefined || n0 === undefined
+        ? Number.NaN
+        : +((n - n0) / Math.max(1, finished.length)).toFixed(2);
     const anvilCpu = cpuMsOnPort(anvilPort) - others0.anvil;
     const brokerCpu = cpuMsOnPort(brokerPort) - others0.broker;
     const me = process.cpuUsage(others0.me);
@@ -538,6 +558,14 @@ async function main(): Promise<void> {
       anvilCpuMsPerSession: +(anvilCpu / Math.max(1, finished.length)).toFixed(3),
       brokerCpuMsPerSession: +(brokerCpu / Math.max(1, finished.length)).toFixed(3),
       generatorCpuMsPerSession: +(generatorCpu / Math.max(1, finished.length)).toFixed(3),
+      edgeChecksPerSession: perSession(crypto1.signatures?.checks, crypto0.signatures?.checks),
+      edgeSignaturesPerSession: perSession(crypto1.signatures?.signed, crypto0.signatures?.signed),
+      // Messages checked and handled (acks included), per session.
+      edgeMessagesInPerSession: perSession(
+        crypto1.messages && crypto1.messages.received + crypto1.messages.acks,
+        crypto0.messages && crypto0.messages.received + crypto0.messages.acks,
+      ),
+      edgeJournalFlushesPerSession: perSession(crypto1.journal?.flushes, crypto0.journal?.flushes),
       acksSent: acks,
       resent,
       load: loadAverage(),
@@ -554,6 +582,9 @@ async function main(): Promise<void> {
     );
     out(
       `beside it, CPU ms a session: anvil ${figures.anvilCpuMsPerSession}, mosquitto ${figures.brokerCpuMsPerSession}, this generator ${figures.generatorCpuMsPerSession}`,
+    );
+    out(
+      `the edge's crypto a session: ${figures.edgeChecksPerSession} signer recoveries, ${figures.edgeSignaturesPerSession} signatures (${figures.edgeMessagesInPerSession} messages handled); ${figures.edgeJournalFlushesPerSession} journal writes`,
     );
     out(JSON.stringify(figures));
   } finally {

@@ -28,6 +28,7 @@ import {
   type Log,
   type TransactionReceipt,
 } from 'ethers';
+import { fromHex } from '../protocol/hex.js';
 import type { Terms } from '../protocol/terms.js';
 import { bytesCalldata, bytesFromEventData } from './rawtx.js';
 import { JsonRpcError } from './rpc.js';
@@ -271,8 +272,11 @@ function putUint(out: Uint8Array, at: number, size: number, n: bigint, what: str
 }
 
 function putAddress(out: Uint8Array, at: number, address: string): void {
-  if (!/^0x[0-9a-fA-F]{40}$/.test(address)) throw new Error(`not an address: ${address}`);
-  out.set(Buffer.from(address.slice(2), 'hex'), at);
+  // Checked and decoded in one pass (a regular expression and a Buffer per address were ~1 % of
+  // an edge's CPU as it packed its batches, bench:edge).
+  const bytes = typeof address === 'string' && address.startsWith('0x') ? fromHex(address, 20) : undefined;
+  if (!bytes) throw new Error(`not an address: ${address}`);
+  out.set(bytes, at);
 }
 
 /** The terms as the contract's packed calldata: ev 20 ‖ hcs 20 ‖ seq 8 ‖ price 16 ‖ maxWh 8 ‖ settleBy 8. */

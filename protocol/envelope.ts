@@ -50,9 +50,20 @@ export function addressWord(addr: string, field = 'verifyingContract'): Uint8Arr
   return out;
 }
 
-// One domain per deployment: computed once, not per message.
+// One domain per deployment: computed once, not per message; found by the domain object first
+// (an agent signs and checks every message with the same one), by its value after.
 const separators = new Map<string, Uint8Array>();
+const separatorOf = new WeakMap<Domain, { chainId: bigint; contract: string; sep: Uint8Array }>();
 export function domainSeparator(domain: Domain): Uint8Array {
+  const known = separatorOf.get(domain);
+  if (known && known.chainId === domain.chainId && known.contract === domain.verifyingContract)
+    return known.sep;
+  const sep = separatorByValue(domain);
+  separatorOf.set(domain, { chainId: domain.chainId, contract: domain.verifyingContract, sep });
+  return sep;
+}
+
+function separatorByValue(domain: Domain): Uint8Array {
   const key = `${domain.chainId}:${domain.verifyingContract.toLowerCase()}`;
   let sep = separators.get(key);
   if (!sep) {
@@ -71,10 +82,21 @@ export function domainSeparator(domain: Domain): Uint8Array {
   return sep;
 }
 
+// The two fixed-size inputs of a digest, filled in place (keccak copies its input: reusing them is
+// safe, and nothing interleaves a synchronous call): typehash ‖ keccak(payload), and
+// 0x1901 ‖ domain separator ‖ struct hash.
+const structInput = new Uint8Array(64);
+structInput.set(MESSAGE_TYPEHASH, 0);
+const digestInput = new Uint8Array(66);
+digestInput[0] = 0x19;
+digestInput[1] = 0x01;
+
 /** The EIP-712 digest of `Message(bytes payload)` in `domain`. */
 export function messageDigest(payload: Uint8Array, domain: Domain): Uint8Array {
-  const structHash = keccak_256(concatBytes(MESSAGE_TYPEHASH, keccak_256(payload)));
-  return keccak_256(concatBytes(Uint8Array.of(0x19, 0x01), domainSeparator(domain), structHash));
+  structInput.set(keccak_256(payload), 32);
+  digestInput.set(domainSeparator(domain), 2);
+  digestInput.set(keccak_256(structInput), 34);
+  return keccak_256(digestInput);
 }
 
 /** The Ethereum address of a public key (65-byte uncompressed or 33-byte compressed). */

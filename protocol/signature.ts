@@ -21,7 +21,7 @@ import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { keccak_256 } from './keccak.js';
 import { DecodeError } from './errors.js';
-import { toHex } from './hex.js';
+import { fromHex, toHex } from './hex.js';
 
 export const SIGNATURE_BYTES = 65;
 export type SignatureBackendName = 'libsecp256k1' | 'noble-curves';
@@ -196,8 +196,21 @@ export function addressOfUncompressed(publicKey: Uint8Array): string {
   return toHex(keccak_256(publicKey.subarray(1)).subarray(12));
 }
 
-function scalar(bytes: Uint8Array): bigint {
-  return BigInt(toHex(bytes));
+const N_BYTES = fromHex(`0x${N.toString(16).padStart(64, '0')}`, 32) as Uint8Array;
+const HALF_N_BYTES = fromHex(`0x${HALF_N.toString(16).padStart(64, '0')}`, 32) as Uint8Array;
+
+/** Compares two 32-byte big-endian numbers: negative, 0 or positive (no bigint per check). */
+function compare32(a: Uint8Array, b: Uint8Array): number {
+  for (let i = 0; i < 32; i++) {
+    const d = (a[i] as number) - (b[i] as number);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+function isZero32(a: Uint8Array): boolean {
+  for (let i = 0; i < 32; i++) if (a[i] !== 0) return false;
+  return true;
 }
 
 /**
@@ -217,11 +230,11 @@ export function recoverAddress(
   if (v !== 27 && v !== 28)
     throw new DecodeError(`signature v is ${v}, not 27 or 28`, at + 64 * 8, 'signature');
   const compact = signature.subarray(0, 64);
-  const r = scalar(compact.subarray(0, 32));
-  const s = scalar(compact.subarray(32, 64));
-  if (r === 0n || r >= N || s === 0n || s >= N)
+  const r = compact.subarray(0, 32);
+  const s = compact.subarray(32, 64);
+  if (isZero32(r) || compare32(r, N_BYTES) >= 0 || isZero32(s) || compare32(s, N_BYTES) >= 0)
     throw new DecodeError('signature r or s out of range', at, 'signature');
-  if (s > HALF_N)
+  if (compare32(s, HALF_N_BYTES) > 0)
     throw new DecodeError('high-s signature (malleable); only low-s is accepted', at + 32 * 8, 'signature');
   signatureChecks.total++;
   const publicKey = backend.recover(compact, v - 27, digest);

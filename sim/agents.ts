@@ -20,7 +20,8 @@ const P2PEV = [new URL('../bin/p2pev.mjs', import.meta.url), new URL('../../bin/
  * The installed unit's environment (its `Environment=` lines: the heap and young-generation sizes,
  * glibc's malloc settings, the compiled code), so the sim's agents run as a device runs them. Read
  * from the unit file itself: beside the sources or the compiled tree, or where the Debian package
- * puts it.
+ * puts it. For `role` edge, the unit's `# edge: Environment=…` lines too (what an edge's unit gets
+ * on top: a server's young generation), over the device's.
  */
 export function unitEnvironment(
   path = [
@@ -30,10 +31,13 @@ export function unitEnvironment(
     .map((u) => fileURLToPath(u))
     .concat('/lib/systemd/system/p2pev.service')
     .find((p) => existsSync(p)),
+  role?: string,
 ): Record<string, string> {
   const env: Record<string, string> = {};
   if (!path) return env;
-  for (const line of readFileSync(path, 'utf8').split('\n')) {
+  const lines = readFileSync(path, 'utf8').split('\n');
+  const edgeLines = lines.flatMap((l) => /^#\s*edge:\s*(Environment=.*)$/.exec(l.trim())?.[1] ?? []);
+  for (const line of role === 'edge' ? [...lines, ...edgeLines] : lines) {
     const m = /^Environment=(.*)$/.exec(line.trim());
     if (!m) continue;
     // systemd's quoting: assignments separated by spaces, each may be wholly in double quotes.
@@ -46,10 +50,17 @@ export function unitEnvironment(
   return env;
 }
 
-/** What of the unit's environment every sim agent gets: the memory settings (the code it runs is the caller's choice). */
-const UNIT_MEMORY_ENV = Object.fromEntries(
-  Object.entries(unitEnvironment()).filter(([k]) => k === 'NODE_OPTIONS' || k.startsWith('MALLOC_')),
-);
+/**
+ * What of the unit's environment a sim agent of `role` gets: the memory settings (the code it runs
+ * is the caller's choice); an edge's, a server's.
+ */
+export function unitMemoryEnvironment(role?: string): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(unitEnvironment(undefined, role)).filter(
+      ([k]) => k === 'NODE_OPTIONS' || k.startsWith('MALLOC_'),
+    ),
+  );
+}
 
 export interface AgentProcess {
   device: Device;
@@ -89,7 +100,9 @@ export async function spawnAgent(
     // The installed unit's memory settings (agent/install/p2pev.service), so the sim measures what a Pi runs.
     env: {
       ...process.env,
-      ...UNIT_MEMORY_ENV,
+      // A device's, for every role: the tests' bounds (a flooded edge's resident set) are a Pi's;
+      // bench:edge and the scale run give their edge an edge's (`unitMemoryEnvironment('edge')`).
+      ...unitMemoryEnvironment(),
       P2PEV_KEY_PASSWORD: SIM_PASSWORD,
       CI: '1',
       ...env,

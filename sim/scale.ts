@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { parseEther } from 'ethers';
 import { SAMPLES, VECTOR_DOMAIN, VECTOR_KEYS } from '../protocol/vectors.js';
 import { encode, openEnvelope, signEnvelope } from '../protocol/index.js';
-import { type AgentProcess, control, spawnAgent, waitReady } from './agents.js';
+import { type AgentProcess, control, spawnAgent, unitMemoryEnvironment, waitReady } from './agents.js';
 import type { SessionResult, ToWorker, WorkerStats } from './scale-worker.js';
 import { buildWorld, type Device, type EvSpec, type StationSpec, type World } from './world.js';
 
@@ -173,11 +173,17 @@ async function forkWorker(kind: WorkerProcess['kind'], out: (line: string) => vo
     import.meta.url.endsWith('.js') ? './scale-worker.js' : './scale-worker.mjs',
     import.meta.url,
   );
+  // The edge's worker gets an edge's young generation (agent/install/p2pev.service, `# edge:`).
+  const young =
+    kind === 'edge'
+      ? (unitMemoryEnvironment('edge').NODE_OPTIONS?.match(/--max-semi-space-size=\d+/g) ?? [])
+      : [];
   const child = fork(entry, [], {
     execArgv: [
       ...process.execArgv,
       `--max-old-space-size=${WORKER_HEAP_MB}`,
-      `--max-semi-space-size=${WORKER_SEMI_SPACE_MB}`,
+      // The EV and station workers: hundreds of agents in one process (WORKER_SEMI_SPACE_MB).
+      ...(kind === 'edge' ? young : [`--max-semi-space-size=${WORKER_SEMI_SPACE_MB}`]),
     ],
     serialization: 'advanced',
     env: { ...process.env, P2PEV_KEY_PASSWORD: undefined },

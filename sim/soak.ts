@@ -162,8 +162,13 @@ export function ensureBuilt(): string {
 const hex = (bytes: number) => randomBytes(bytes).toString('hex');
 const address = () => `0x${hex(20)}`;
 
-/** A finished session or bill of the real ones' shape and size (roles/ev.ts, hcs.ts, edge.ts). */
-export function filler(role: Device['role'], i: number, at: number, ocmf = false): [string, unknown] {
+/**
+ * A finished session or bill as the agents journal them (roles/ev.ts, hcs.ts, edge.ts): the same
+ * keys, shape and size, so the memory a run starts with is what months of real sessions leave.
+ * The edge keeps a bill's signed envelopes under keys of their own (`e:<txid>:<field>`, each
+ * written once), not inside the bill: a bill is three more journal keys.
+ */
+export function filler(role: Device['role'], i: number, at: number, ocmf = false): [string, unknown][] {
   const terms = {
     seq: String(i + 1),
     price: '300000000000000',
@@ -176,7 +181,7 @@ export function filler(role: Device['role'], i: number, at: number, ocmf = false
   const parties = { ev: address(), hcs: address(), server: address() };
   if (role === 'edge') {
     const txid = `0x${hex(32)}`;
-    return [
+    const bill: [string, unknown] = [
       `b:${txid}`,
       {
         txid,
@@ -185,11 +190,8 @@ export function filler(role: Device['role'], i: number, at: number, ocmf = false
         terms,
         state: 'settled',
         createdAt: at,
-        consent,
         reservation: 'reserved',
         endedAt: at,
-        evReport: report(),
-        hcsReport: report(),
         disputed: false,
         energyWh: '4230',
         amountWei: '1269000000000000',
@@ -199,6 +201,12 @@ export function filler(role: Device['role'], i: number, at: number, ocmf = false
         settledAt: at,
         prefill: true,
       },
+    ];
+    return [
+      [`e:${txid}:consent`, consent],
+      [`e:${txid}:evReport`, report()],
+      [`e:${txid}:hcsReport`, report()],
+      bill,
     ];
   }
   const id = `prefill-${i}`;
@@ -247,7 +255,7 @@ export function filler(role: Device['role'], i: number, at: number, ocmf = false
           switchedOnAt: at,
           ...(ocmf ? { chargerSigned: [hex(180), hex(180)] } : {}),
         };
-  return [`s:${id}`, { ...common, ...own }];
+  return [[`s:${id}`, { ...common, ...own }]];
 }
 
 /**
@@ -262,8 +270,9 @@ export function prefillJournals(devices: Device[], now = Date.now()): Record<str
     let lines = '';
     for (let i = 0; i < n; i++) {
       // A day ago and before: older than every record of the run.
-      const [k, v] = filler(d.role, i, now - 86_400_000 - (n - i) * 60_000, ocmf);
-      lines += `${JSON.stringify({ k, v })}\n`;
+      for (const [k, v] of filler(d.role, i, now - 86_400_000 - (n - i) * 60_000, ocmf)) {
+        lines += `${JSON.stringify({ k, v })}\n`;
+      }
     }
     appendFileSync(`${d.dataDir}/journal.jsonl`, lines, { mode: 0o600 });
     out[d.name] = n;

@@ -80,4 +80,52 @@ describe('signature checks in the bus', () => {
     ]);
     expect(new Set(published.map((p) => p.hex))).toEqual(new Set([Buffer.from(env).toString('hex')]));
   });
+
+  it('a repeat is acknowledged without a second check: queued twice at once, or again later', async () => {
+    const edgeKey = `0x${'0d'.repeat(32)}`;
+    const metrics = createMetrics(false);
+    const edge = addressOf(edgeKey);
+    const b = new Bus({
+      mqtt: { url: 'mqtt://127.0.0.1:1', topicPrefix: 'p2pev/v1', keepaliveS: 30 },
+      address: edge,
+      privateKey: edgeKey,
+      domain: VECTOR_DOMAIN,
+      server: edge,
+      isMember: async () => true,
+      log: createLogger({ level: 'silent' }),
+      metrics,
+    });
+    const acksTo: string[] = [];
+    (b as unknown as { client: unknown }).client = {
+      publish: (topic: string) => acksTo.push(topic.slice('p2pev/v1/to/'.length, topic.indexOf('/from/'))),
+    };
+    const handled: Incoming[] = [];
+    b.onMessage((m) => {
+      handled.push(m);
+    });
+    const ev = addressOf(evKey);
+    const hcs = addressOf(hcsKey);
+    for (const a of [ev, hcs]) await b.members.lookup(a);
+    // A completion (either party may sign one), signed by the station.
+    const env = signEnvelope(
+      encode({ type: 'completion', ev, hcs, txid: `0x${'ef'.repeat(32)}` }),
+      hcsKey,
+      VECTOR_DOMAIN,
+    );
+    const before = signatureChecks.total;
+    // Resent while the first copy waited its turn: both in the queue at once.
+    b.arrive(env, hcs);
+    b.arrive(Uint8Array.from(env), hcs);
+    await b.idle();
+    // And once more later, by the station's topic, then by the car's (a forged topic names the
+    // other party of the session: the ack goes there, and nothing is checked or handled again).
+    b.arrive(Uint8Array.from(env), hcs);
+    await b.idle();
+    b.arrive(Uint8Array.from(env), ev);
+    await b.idle();
+    expect(signatureChecks.total).toBe(before + 1);
+    expect(handled.map((m) => m.signer)).toEqual([hcs]);
+    expect(acksTo).toEqual([hcs, hcs, hcs, ev]);
+    expect(b.stats.duplicates).toBe(3);
+  });
 });

@@ -159,4 +159,60 @@ describe('the bus sends nothing before the journal is flushed', () => {
       await listener.endAsync();
     }
   }, 20_000);
+
+  it("the outbox over the bus only stages: a turn's sends are one flush, on disk before the broker has them", async () => {
+    const cfg = { mqtt: { url: broker.url, topicPrefix: 'p2pev/v1', keepaliveS: 30 } as AgentConfig['mqtt'] };
+    const dir = tempDir('journal-commit');
+    const j = new Journal(dir);
+    const key = `0x${randomBytes(32).toString('hex')}`;
+    const me = addressOf(key);
+    const ev = addressOf(`0x${randomBytes(32).toString('hex')}`);
+    const hcs = addressOf(`0x${randomBytes(32).toString('hex')}`);
+    const domain = { chainId: 31337n, verifyingContract: `0x${'33'.repeat(20)}` };
+    const bus = new Bus({
+      mqtt: cfg.mqtt,
+      address: me,
+      privateKey: key,
+      domain,
+      isMember: async () => true,
+      log,
+      metrics: createMetrics(false),
+      clientId: `commit-${randomBytes(4).toString('hex')}`,
+      beforeSend: () => j.flush(),
+    });
+    const outbox = new Outbox(j, (to, env, type) => bus.publishEnvelope(to, env, type), log, true);
+    const listener = await mqtt.connectAsync(broker.url, {
+      clientId: `listener-${randomBytes(4).toString('hex')}`,
+    });
+    await listener.subscribeAsync(`${cfg.mqtt.topicPrefix}/to/+/from/${me}`, { qos: 1 });
+    const onDisk: number[] = [];
+    const sends = 20;
+    const received = new Promise<void>((resolve) =>
+      listener.on('message', () => {
+        onDisk.push([...Journal.read(dir).keys()].filter((k) => k.startsWith('o:')).length);
+        if (onDisk.length === 2 * sends) resolve();
+      }),
+    );
+    await bus.connect();
+    try {
+      // A batch's transaction messages, each to both parties, in one turn (as the edge sends them).
+      const flushes = j.flushes;
+      await Promise.all(
+        Array.from({ length: sends }, (_, i) => {
+          const txid = `0x${i.toString(16).padStart(64, '0')}`;
+          const env = signEnvelope(encode({ type: 'completion', ev, hcs, txid }), key, domain);
+          return outbox.send([ev, hcs], env, 'completion', txid, Date.now() + 60_000);
+        }),
+      );
+      await received;
+      // Every entry was on disk before the first message reached the broker; one write for all.
+      expect(onDisk).toEqual(Array(2 * sends).fill(2 * sends));
+      expect(j.flushes - flushes).toBe(1);
+      expect(outbox.size).toBe(2 * sends);
+    } finally {
+      await bus.close();
+      await listener.endAsync();
+      j.close();
+    }
+  }, 20_000);
 });

@@ -144,6 +144,17 @@ describe('signature backends', () => {
             offset: 0,
           });
         }
+        // At the bounds: s = n/2 is low (checked further), n/2 + 1 high; r and s = n − 1 in range.
+        const half = N >> 1n;
+        const rule = (o: Outcome) => ('error' in o ? o.error : 'recovered');
+        for (const ss of [half, 1n])
+          expect(rule(same(withRS(sig, r, ss), digest))).not.toMatch(/high-s|out of range/);
+        expect(rule(same(withRS(sig, N - 1n, s), digest))).not.toMatch(/out of range/);
+        expect(rule(same(withRS(sig, r, N - 1n), digest))).toMatch(/high-s/);
+        expect(same(withRS(sig, r, half + 1n), digest)).toEqual({
+          error: expect.stringContaining('high-s'),
+          offset: 256,
+        });
         expect(same(sig.subarray(0, 64), digest)).toEqual({
           error: expect.stringContaining('must be 65 bytes'),
           offset: 0,

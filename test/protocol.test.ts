@@ -221,6 +221,20 @@ describe('signed envelopes', () => {
     }
   });
 
+  it('the digest follows a domain object changed after use (its separator is cached per object)', () => {
+    const payload = Uint8Array.of(1, 2, 3);
+    const domain: Domain = { ...VECTOR_DOMAIN };
+    const before = toHex(messageDigest(payload, domain));
+    domain.chainId += 1n;
+    const ethersHash = TypedDataEncoder.hash(ethersDomain(domain), EIP712_TYPES, { payload });
+    expect(toHex(messageDigest(payload, domain))).toBe(ethersHash);
+    expect(ethersHash).not.toBe(before);
+    domain.verifyingContract = `0x${'44'.repeat(20)}`;
+    expect(toHex(messageDigest(payload, domain))).toBe(
+      TypedDataEncoder.hash(ethersDomain(domain), EIP712_TYPES, { payload }),
+    );
+  });
+
   it('ethers agrees on random messages and random keys', () => {
     fc.assert(
       fc.property(

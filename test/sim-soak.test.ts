@@ -11,7 +11,7 @@ import { Journal } from '../agent/core/journal.js';
 import { collectNow, memoryFigures } from '../agent/core/memory.js';
 import { KEEP_SESSIONS } from '../agent/core/runtime.js';
 import { KEEP_FINISHED } from '../agent/roles/edge.js';
-import { unitEnvironment } from '../sim/agents.js';
+import { unitEnvironment, unitMemoryEnvironment } from '../sim/agents.js';
 import { filler, prefillJournals, robustSlopePerHour, type Sample, trendOf } from '../sim/soak.js';
 import type { Device } from '../sim/world.js';
 import { tempDir } from './helpers/world.js';
@@ -100,9 +100,18 @@ describe('journals filled to their caps', () => {
       }
     }
     // The size of a real one (a bill with both reports ~1.8 kB, a station's session ~2.4 kB).
-    expect(JSON.stringify(filler('edge', 0, now)[1]).length).toBeGreaterThan(1500);
-    expect(JSON.stringify(filler('hcs', 0, now)[1]).length).toBeGreaterThan(2000);
-    expect(JSON.stringify(filler('ev', 0, now)[1]).length).toBeGreaterThan(1500);
+    const size = (entries: [string, unknown][]) => JSON.stringify(entries).length;
+    expect(size(filler('edge', 0, now))).toBeGreaterThan(1500);
+    expect(size(filler('hcs', 0, now))).toBeGreaterThan(2000);
+    expect(size(filler('ev', 0, now))).toBeGreaterThan(1500);
+    // The edge's shape: the envelopes under keys of their own, as roles/edge.ts journals them.
+    const edge = new Map(filler('edge', 0, now));
+    const [billKey, bill] = [...edge].find(([k]) => k.startsWith('b:')) as [string, Record<string, unknown>];
+    const txid = billKey.slice(2);
+    expect(Object.keys(bill)).not.toContain('evReport');
+    for (const field of ['consent', 'evReport', 'hcsReport']) {
+      expect(String(edge.get(`e:${txid}:${field}`))).toMatch(/^[0-9a-f]{300,}$/);
+    }
   });
 });
 
@@ -117,6 +126,7 @@ describe("the unit's environment", () => {
         'Environment=NODE_ENV=production',
         'Environment="NODE_OPTIONS=--max-old-space-size=192 --max-semi-space-size=1"',
         '#   Environment="NODE_OPTIONS=--max-old-space-size=1024"',
+        '# edge: Environment="NODE_OPTIONS=--max-old-space-size=1024 --max-semi-space-size=64"',
         'Environment=MALLOC_ARENA_MAX=2 MALLOC_TRIM_THRESHOLD_=131072',
       ].join('\n'),
     );
@@ -126,11 +136,22 @@ describe("the unit's environment", () => {
       MALLOC_ARENA_MAX: '2',
       MALLOC_TRIM_THRESHOLD_: '131072',
     });
+    // An edge's: the `# edge:` lines over the device's (a server's young generation).
+    expect(unitEnvironment(path, 'edge')).toEqual({
+      NODE_ENV: 'production',
+      NODE_OPTIONS: '--max-old-space-size=1024 --max-semi-space-size=64',
+      MALLOC_ARENA_MAX: '2',
+      MALLOC_TRIM_THRESHOLD_: '131072',
+    });
+    expect(unitEnvironment(path, 'ev')).toEqual(unitEnvironment(path));
     // The installed unit's own: the heap bounded, glibc's arenas limited, the compiled code.
     const unit = unitEnvironment();
     expect(unit.NODE_OPTIONS).toMatch(/--max-old-space-size=\d+/);
     expect(unit.MALLOC_ARENA_MAX).toBe('2');
     expect(unit.P2PEV_DIST).toBe('1');
+    // The installed unit says what an edge gets: a server's young generation, not a Pi's.
+    expect(unitMemoryEnvironment('edge').NODE_OPTIONS).toMatch(/--max-semi-space-size=(\d{2,})/);
+    expect(unitMemoryEnvironment('ev').NODE_OPTIONS).toMatch(/--max-semi-space-size=1\b/);
   });
 });
 

@@ -50,4 +50,38 @@ describe('the station directory, refreshed from events', () => {
     stations = await fresh();
     expect([...stations.keys()].sort()).toEqual([a, b, newcomer.address.toLowerCase()].sort());
   });
+
+  it('reads every station at the first refresh and every 20th after, the changed ones between', async () => {
+    let reads = 0;
+    const client = fx.operator.client;
+    const counting = new Proxy(client, {
+      get(target, prop) {
+        if (prop === 'isVerified')
+          return (...args: Parameters<typeof client.isVerified>) => {
+            reads++;
+            return target.isVerified(...args);
+          };
+        const value = Reflect.get(target, prop);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const dir = new StationDirectory({
+      retry: (_what, fn) => fn(),
+      client: counting,
+      deployment: fx.deployment,
+    } as ConstructorParameters<typeof StationDirectory>[0]);
+    const refresh = async () => {
+      dir.invalidate();
+      await dir.list();
+    };
+    await refresh();
+    const all = reads;
+    expect(all).toBeGreaterThanOrEqual(2);
+    // Nothing changed since: refreshes 2 to 20 read no station again.
+    for (let i = 2; i <= 20; i++) await refresh();
+    expect(reads).toBe(all);
+    // The 21st reads them all (a reorganised chain may have dropped an event).
+    await refresh();
+    expect(reads).toBe(2 * all);
+  }, 60_000);
 });

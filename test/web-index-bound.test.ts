@@ -42,15 +42,29 @@ function newDir(): string {
   return dir;
 }
 
+function anvilProvider(): JsonRpcProvider {
+  return new JsonRpcProvider(fx.anvil.rpcUrl, Network.from(fx.anvil.chainId), {
+    staticNetwork: true,
+    cacheTimeout: -1,
+  });
+}
+
+/** A provider that records the first block of every log query (where a sync started reading). */
+function recordingProvider(): { provider: JsonRpcProvider; froms: number[] } {
+  const provider = anvilProvider();
+  const froms: number[] = [];
+  const getLogs = provider.getLogs.bind(provider);
+  provider.getLogs = async (filter) => {
+    froms.push(Number((filter as { fromBlock: number }).fromBlock));
+    return getLogs(filter);
+  };
+  return { provider, froms };
+}
+
 /** Folds at once (foldEvents 1), two blocks of reorg window, eight sessions in the network list. */
 function newIndexer(dir: string, provider?: JsonRpcProvider): ChainIndexer {
   return new ChainIndexer({
-    provider:
-      provider ??
-      new JsonRpcProvider(fx.anvil.rpcUrl, Network.from(fx.anvil.chainId), {
-        staticNetwork: true,
-        cacheTimeout: -1,
-      }),
+    provider: provider ?? anvilProvider(),
     deployment: fx.deployment,
     confirmations: 1,
     chunkBlocks: 5,
@@ -147,16 +161,7 @@ describe("the page index's memory", () => {
     indexer.stop();
 
     // A restart of the page resumes from its files: no read from the deployment block again.
-    const provider = new JsonRpcProvider(fx.anvil.rpcUrl, Network.from(fx.anvil.chainId), {
-      staticNetwork: true,
-      cacheTimeout: -1,
-    });
-    const froms: number[] = [];
-    const getLogs = provider.getLogs.bind(provider);
-    provider.getLogs = async (filter) => {
-      froms.push(Number((filter as { fromBlock: number }).fromBlock));
-      return getLogs(filter);
-    };
+    const { provider, froms } = recordingProvider();
     const restarted = newIndexer(dir, provider);
     await restarted.sync();
     expect(Math.min(...froms)).toBeGreaterThan(fx.deployment.block);
@@ -193,16 +198,7 @@ describe("the page index's memory", () => {
 
   it('leaves no stale row in memory or on disk after a reorg above, then below, what it has written out', async () => {
     const dir = newDir();
-    const provider = new JsonRpcProvider(fx.anvil.rpcUrl, Network.from(fx.anvil.chainId), {
-      staticNetwork: true,
-      cacheTimeout: -1,
-    });
-    const froms: number[] = [];
-    const getLogs = provider.getLogs.bind(provider);
-    provider.getLogs = async (filter) => {
-      froms.push(Number((filter as { fromBlock: number }).fromBlock));
-      return getLogs(filter);
-    };
+    const { provider, froms } = recordingProvider();
     const indexer = newIndexer(dir, provider);
     await indexer.sync();
     const before = indexer.memberHistory(me.address);

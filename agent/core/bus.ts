@@ -308,7 +308,8 @@ export class Bus {
     }
     // Registrations come from strangers by nature: one budget and one queue share for all of them.
     const by = s.msg.type === 'registration' ? '*registration' : (topicSender ?? s.claimed[0] ?? '');
-    if (unknown === undefined || s.msg.type === 'registration') return this.admit(envelope, s, by);
+    if (unknown === undefined || s.msg.type === 'registration')
+      return this.admit(envelope, s, by, topicSender);
     const lookups = s.claimed
       .filter((a) => this.members.known(a) === undefined)
       .map((a) => this.members.lookup(a));
@@ -317,7 +318,7 @@ export class Bus {
       () => {
         if (!s.claimed.some((a) => this.members.known(a)))
           return this.drop('not-member', { type: s.msg.type, claimed: unknown });
-        this.admit(envelope, s, by);
+        this.admit(envelope, s, by, topicSender);
       },
       (err: Error) => this.drop('lookup-busy', { type: s.msg.type, claimed: unknown, err: err.message }),
     );
@@ -328,7 +329,7 @@ export class Bus {
    * dropped here (or only acknowledged again), and each member has a budget of signature checks.
    * `by`: the publisher the topic names (the first claimed sender where it names none).
    */
-  private admit(envelope: Uint8Array, s: Screened, by: string) {
+  private admit(envelope: Uint8Array, s: Screened, by: string, topicSender?: string) {
     const key = ReplayCache.key(envelope);
     const repeat = this.replays.has(key);
     if (repeat && !needsAck(s.msg)) return this.drop('replay', { type: s.msg.type, claimed: by });
@@ -336,7 +337,9 @@ export class Bus {
     if (!this.queue.enter(by)) return this.drop('overload', { type: s.msg.type, claimed: by });
     // One message at a time, in arrival order: handlers change session state.
     this.chain = this.chain
-      .then(() => (repeat ? this.reacknowledge(envelope, s) : this.check(envelope, s, key)))
+      .then(() =>
+        repeat ? this.reacknowledge(envelope, s, topicSender) : this.check(envelope, s, key, topicSender),
+      )
       .catch((err) => {
         this.opts.log.error({ err }, 'message handler failed');
       })
@@ -345,12 +348,17 @@ export class Bus {
 
   /**
    * A message resent because our ack was lost: the same bytes as one accepted (so signed by whom it
-   * says), acknowledged again, not handled again.
+   * says), acknowledged again, not handled again, nor checked again. The ack goes to the sender it
+   * names, or of two (a completion or termination: either party may sign it) to the one whose
+   * topic it came by (checked against the claimed senders on arrival); the signature is recovered
+   * only where neither says (`publisher` undefined: a message read from elsewhere). On an open
+   * broker a forged topic sends the ack to the other party of the session: an ack only stops a
+   * resend, and the signer's own resends come by its own topic and are acknowledged to it.
    */
-  private async reacknowledge(envelope: Uint8Array, s: Screened): Promise<void> {
+  private async reacknowledge(envelope: Uint8Array, s: Screened, publisher?: string): Promise<void> {
     this.stats.duplicates++;
-    const only = s.claimed.length === 1 ? s.claimed[0] : undefined;
-    const signer = only ?? recoverSigner(s.payload, s.signature, this.opts.domain);
+    const named = s.claimed.length === 1 ? s.claimed[0] : s.claimed.find((a) => a === publisher);
+    const signer = named ?? recoverSigner(s.payload, s.signature, this.opts.domain);
     await this.acknowledge(s.msg, signer, envelope);
   }
 
@@ -372,9 +380,18 @@ export class Bus {
     return this.check(envelope, s, key);
   }
 
-  /** The expensive half, in turn: the signature, the signer's membership, freshness, rate. */
-  private async check(envelope: Uint8Array, s: Screened, key: Uint8Array): Promise<void> {
+  /**
+   * The expensive half, in turn: the signature, the signer's membership, freshness, rate.
+   * `publisher`: the sender the topic names, if any.
+   */
+  private async check(envelope: Uint8Array, s: Screened, key: Uint8Array, publisher?: string): Promise<void> {
     const { msg } = s;
+    // Two copies of one envelope in the queue at once (a resend while the first waited its turn):
+    // the second is the same bytes as one accepted meanwhile, a repeat, not checked again.
+    if (this.replays.has(key)) {
+      if (needsAck(msg)) return this.reacknowledge(envelope, s, publisher);
+      return this.drop('replay', { type: msg.type, claimed: publisher ?? s.claimed[0] });
+    }
     let signer: string;
     try {
       signer = recoverSigner(s.payload, s.signature, this.opts.domain);
@@ -393,11 +410,6 @@ export class Bus {
       this.stats.acks++;
       this.ackHandler(ack, signer);
       return;
-    }
-    // Two copies of one envelope in the queue at once: the second is a repeat.
-    if (this.replays.has(key)) {
-      if (needsAck(msg)) return this.reacknowledge(envelope, s);
-      return this.drop('replay', { type: msg.type, signer });
     }
     if (!isFresh(msg, this.limits)) return this.drop('stale', { type: msg.type, signer });
     // Registrations come from strangers by nature: one bucket for all of them.

@@ -17,7 +17,7 @@
  *
  * Every refusal is a drop with a reason (`DropReason`), counted by the bus.
  */
-import { createHash } from 'node:crypto';
+import * as nodeCrypto from 'node:crypto';
 import { type Domain, decode, type Message, SENDER_FIELDS, SIGNATURE_BYTES } from '../../protocol/index.js';
 
 export type DropReason =
@@ -229,6 +229,16 @@ export class MemberCache {
   }
 }
 
+/**
+ * SHA-256 of `data`: node's one-shot `crypto.hash` where it is there (Node ≥ 20.12: ~1.2 against
+ * ~2.5 µs for an envelope, no Hash object per message; the edge keys every message it receives),
+ * else a Hash object.
+ */
+const oneShot = (nodeCrypto as { hash?: (alg: string, data: Uint8Array, enc: 'buffer') => Buffer }).hash;
+export const sha256: (data: Uint8Array) => Uint8Array = oneShot
+  ? (data) => oneShot('sha256', data, 'buffer')
+  : (data) => nodeCrypto.createHash('sha256').update(data).digest();
+
 /** The replay cache: signatures of accepted envelopes; forgets the oldest half when full. */
 /**
  * Envelopes seen before, byte for byte, as two generations of a fixed-size table: a new key goes
@@ -260,7 +270,7 @@ export class ReplayCache {
 
   /** The whole envelope's digest: a repeat is the same bytes, so it needs no signature check. */
   static key(envelope: Uint8Array): Uint8Array {
-    return createHash('sha256').update(envelope).digest();
+    return sha256(envelope);
   }
 
   has(key: Uint8Array): boolean {

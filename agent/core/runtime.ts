@@ -5,7 +5,7 @@
  */
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { MessageInput } from '../../protocol/index.js';
+import { type MessageInput, signatureChecks } from '../../protocol/index.js';
 import { Bus } from './bus.js';
 import { Chain } from './chain.js';
 import { serveControl } from './control.js';
@@ -130,6 +130,8 @@ export class Agent {
       agent.journal,
       (to, env, type) => agent.bus.publishEnvelope(to, env, type),
       log,
+      // The bus flushes the journal before any of its writes leave the process (beforeSend above).
+      true,
     );
     agent.role = await agent.createRole();
     agent.bus.onAck((id, from) => agent.outbox.ack(id, from));
@@ -422,9 +424,16 @@ export class Agent {
             lastReadAt: this.metering.lastReadAt || undefined,
           }
         : undefined,
-      journal: { path: this.journal.path, bytes: this.journal.fileBytes, keys: this.journal.size },
+      journal: {
+        path: this.journal.path,
+        bytes: this.journal.fileBytes,
+        keys: this.journal.size,
+        flushes: this.journal.flushes,
+      },
       outbox: { waiting: this.outbox.size, ...this.outbox.figures },
       messages: { ...this.bus.stats, droppedBy: this.bus.droppedBy, queued: this.bus.queued },
+      // Signer recoveries and signatures since start: per session, what the crypto costs (bench:edge).
+      signatures: { checks: signatureChecks.total, signed: signatureChecks.signed },
       sessions: this.openSessions().map((s) => ({
         id: s.id,
         state: s.state,

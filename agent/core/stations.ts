@@ -37,7 +37,17 @@ export function distanceM(lat1: number, lon1: number, lat2: number, lon2: number
   return 2 * EARTH_RADIUS_M * Math.asin(Math.min(1, Math.sqrt(a)));
 }
 
-/** `skip`: stations not to rank (taken), asked only about those in the radius's box. */
+/** Whether a station of `score` and `price` ranks strictly before `b`: lower score, ties to the lower price. */
+function before(score: number, price: bigint, b: RankedStation): boolean {
+  return score < b.score || (score === b.score && price < b.priceWeiPerKWh);
+}
+
+/**
+ * The best `limit` stations within the radius, best first. `skip`: stations not to rank (taken),
+ * asked only about those in the radius's box that would make the first `limit`. The same answer
+ * as ranking every station in the radius and keeping the first `limit` (a stable sort: of
+ * stations level on score and price, the earlier in `stations` first).
+ */
 export function rankStations(
   stations: readonly Station[],
   at: { latitude: number; longitude: number; radiusM: number },
@@ -45,28 +55,34 @@ export function rankStations(
   skip?: (hcs: string) => boolean,
 ): RankedStation[] {
   // A box around the circle first (a degree of latitude is ≥ 110.5 km; of longitude, that times the
-  // cosine at the box's edge nearest a pole): the haversine and an object only for the stations
-  // inside it. An edge ranks every station on every search, and copied them all (bench:edge).
+  // cosine at the box's edge nearest a pole): the haversine only for the stations inside it. An
+  // edge ranks the stations near a car on every search (bench:edge): only those that make the
+  // first `limit` become objects, kept in order as they come, not one object for every station in
+  // the radius and a sort of them all.
   const dLat = at.radiusM / 110_500 + 1e-9;
   const edgeLat = Math.min(89.999, Math.abs(at.latitude) + dLat);
   const dLon = Math.min(360, dLat / Math.cos((edgeLat * Math.PI) / 180));
-  const near: RankedStation[] = [];
+  const best: RankedStation[] = [];
+  if (!(limit > 0)) return best;
   for (const s of stations) {
     if (Math.abs(s.latitude - at.latitude) > dLat) continue;
     const lonGap = Math.abs(s.longitude - at.longitude);
-    if (Math.min(lonGap, 360 - lonGap) > dLon || skip?.(s.hcs)) continue;
+    if (Math.min(lonGap, 360 - lonGap) > dLon) continue;
     const d = distanceM(at.latitude, at.longitude, s.latitude, s.longitude);
     if (Math.round(d) > at.radiusM) continue;
     const stars = s.ratingCount > 0 ? s.meanRating / 100 : 3;
-    near.push({ ...s, distanceM: Math.round(d), score: d * (1 + (5 - stars) / 5) });
+    const score = d * (1 + (5 - stars) / 5);
+    const price = s.priceWeiPerKWh;
+    // Not before the last of a full list (one level with it comes after it): out.
+    if (best.length >= limit && !before(score, price, best[best.length - 1] as RankedStation)) continue;
+    if (skip?.(s.hcs)) continue;
+    // After every one it does not rank strictly before.
+    let i = best.length;
+    while (i > 0 && before(score, price, best[i - 1] as RankedStation)) i--;
+    best.splice(i, 0, { ...s, distanceM: Math.round(d), score });
+    if (best.length > limit) best.pop();
   }
-  return near
-    .sort(
-      (a, b) =>
-        a.score - b.score ||
-        (a.priceWeiPerKWh < b.priceWeiPerKWh ? -1 : a.priceWeiPerKWh > b.priceWeiPerKWh ? 1 : 0),
-    )
-    .slice(0, limit);
+  return best;
 }
 
 /**
@@ -117,7 +133,10 @@ export class StationDirectory {
     const stations = await this.chain.retry('stations', async () => {
       const client = this.chain.client;
       const head = await client.contract.runner?.provider?.getBlockNumber();
-      const full = this.lastBlock === undefined || head === undefined || this.refreshes++ % 20 === 0;
+      // Counted whatever the reason for a full read: the first read is the first of the 20 (counted
+      // only after the first, the second was a full read again: 4 calls a station, bench:edge).
+      const nth = this.refreshes++;
+      const full = this.lastBlock === undefined || head === undefined || nth % 20 === 0;
       const from = full ? this.chain.deployment.block : (this.lastBlock ?? 0) + 1;
       if (head !== undefined && from > head) return [...this.known.values()];
       const lower = (a: string) => a.toLowerCase();
