@@ -2,7 +2,6 @@
  * The agent's own subcommands: `run`, `keys new|show|import`, `register`.
  */
 import { readFileSync } from 'node:fs';
-import { setFlagsFromString } from 'node:v8';
 import type { Command } from 'commander';
 import { keccak256, toUtf8Bytes, Wallet } from 'ethers';
 import { MemberRole } from '../contracts/client.js';
@@ -37,12 +36,6 @@ export function registerAgentCommands(program: Command): void {
     .option('-c, --config <file>', 'the agent config', 'agent.config.json')
     .action(async (opts: { config: string }) => {
       const cfg = loadConfig(opts.config);
-      // bin/p2pev.mjs starts `run` without TurboFan and Sparkplug (less memory for an EV or HCS);
-      // the edge handles every member's messages, and gets V8's compilers back.
-      if (cfg.role === 'edge') {
-        setFlagsFromString('--turbofan');
-        setFlagsFromString('--sparkplug');
-      }
       let agent: Agent | undefined;
       // ethers' HTTP layer can leave a refused connection's promise unawaited while the node is
       // away; Node would end the process for it. A device runs for years: log it and carry on.

@@ -333,9 +333,12 @@ async function main(): Promise<void> {
     // An edge is a server, not a Pi: a young generation sized for throughput, as the unit says for
     // an edge (agent/install/p2pev.service; the devices' 1 MB semi-spaces made it collect garbage
     // for ~40 % of its CPU); BENCH_EDGE_NODE_OPTIONS to compare.
+    const serverEnv = unitMemoryEnvironment('edge');
     const env: Record<string, string> = {
       P2PEV_DIST: '1',
-      NODE_OPTIONS: process.env.BENCH_EDGE_NODE_OPTIONS ?? unitMemoryEnvironment('edge').NODE_OPTIONS ?? '',
+      NODE_OPTIONS: process.env.BENCH_EDGE_NODE_OPTIONS ?? serverEnv.NODE_OPTIONS ?? '',
+      // And V8's optimizing compilers, as a server's edge runs (P2PEV_JIT=0 to compare).
+      P2PEV_JIT: process.env.P2PEV_JIT ?? serverEnv.P2PEV_JIT ?? '0',
     };
     // A profile names the compiled modules' functions, not the minified bundle's.
     if (process.env.BENCH_EDGE_PROFILE) env.P2PEV_BUNDLE = '0';

@@ -16,12 +16,13 @@ import { COMMANDS } from './commands.mjs';
 
 // `p2pev run` is one long-lived agent. It starts without V8's optimizing compiler (TurboFan):
 // loading ethers and the rest would otherwise optimize their start-up loops, and the optimized
-// code and compiler memory stay, ~10 MB of an EV's or HCS's resident set. An EV or HCS checks a
-// few dozen messages a session (their signatures checked natively); the edge turns it back on
-// once it has read its config (agent/commands.ts). Nor the baseline compiler (Sparkplug): its code
-// for every function run a few times at start-up is another ~2 MB (docs/BENCHMARKS.md). Only
-// these flags, only for `run`; set before any import.
-if (process.argv[2] === 'run') {
+// code and compiler memory stay, ~10 MB of an EV's or HCS's resident set; and what it optimizes
+// later keeps growing for hours (an edge's resident set +2.3 MB/h over a soak's first hour with it,
+// flat without: docs/AGENT.md). A device checks a few dozen messages a session (their signatures
+// checked natively). Nor the baseline compiler (Sparkplug): its code for every function run a few
+// times at start-up is another ~2 MB (docs/BENCHMARKS.md). P2PEV_JIT=1 keeps both: an edge on a
+// server, for throughput (the unit's `# edge:` line sets it). Only for `run`; before any import.
+if (process.argv[2] === 'run' && process.env.P2PEV_JIT !== '1') {
   setFlagsFromString('--no-turbofan');
   setFlagsFromString('--no-sparkplug');
 }

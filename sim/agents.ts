@@ -57,7 +57,7 @@ export function unitEnvironment(
 export function unitMemoryEnvironment(role?: string): Record<string, string> {
   return Object.fromEntries(
     Object.entries(unitEnvironment(undefined, role)).filter(
-      ([k]) => k === 'NODE_OPTIONS' || k.startsWith('MALLOC_'),
+      ([k]) => k === 'NODE_OPTIONS' || k === 'P2PEV_JIT' || k.startsWith('MALLOC_'),
     ),
   );
 }

@@ -126,7 +126,7 @@ describe("the unit's environment", () => {
         'Environment=NODE_ENV=production',
         'Environment="NODE_OPTIONS=--max-old-space-size=192 --max-semi-space-size=1"',
         '#   Environment="NODE_OPTIONS=--max-old-space-size=1024"',
-        '# edge: Environment="NODE_OPTIONS=--max-old-space-size=1024 --max-semi-space-size=64"',
+        '# edge: Environment="NODE_OPTIONS=--max-old-space-size=1024 --max-semi-space-size=64" P2PEV_JIT=1',
         'Environment=MALLOC_ARENA_MAX=2 MALLOC_TRIM_THRESHOLD_=131072',
       ].join('\n'),
     );
@@ -136,10 +136,11 @@ describe("the unit's environment", () => {
       MALLOC_ARENA_MAX: '2',
       MALLOC_TRIM_THRESHOLD_: '131072',
     });
-    // An edge's: the `# edge:` lines over the device's (a server's young generation).
+    // An edge's: the `# edge:` lines over the device's (a server's young generation, the JIT).
     expect(unitEnvironment(path, 'edge')).toEqual({
       NODE_ENV: 'production',
       NODE_OPTIONS: '--max-old-space-size=1024 --max-semi-space-size=64',
+      P2PEV_JIT: '1',
       MALLOC_ARENA_MAX: '2',
       MALLOC_TRIM_THRESHOLD_: '131072',
     });
@@ -152,6 +153,9 @@ describe("the unit's environment", () => {
     // The installed unit says what an edge gets: a server's young generation, not a Pi's.
     expect(unitMemoryEnvironment('edge').NODE_OPTIONS).toMatch(/--max-semi-space-size=(\d{2,})/);
     expect(unitMemoryEnvironment('ev').NODE_OPTIONS).toMatch(/--max-semi-space-size=1\b/);
+    // And its compilers; a device's agent (and an edge on a Pi) runs without them.
+    expect(unitMemoryEnvironment('edge').P2PEV_JIT).toBe('1');
+    expect(unitMemoryEnvironment('ev').P2PEV_JIT).toBeUndefined();
   });
 });
 
