@@ -73,6 +73,31 @@ export class Chain {
     this.address = new Wallet(opts.privateKey).address.toLowerCase();
   }
 
+  /**
+   * The raw JSON-RPC client, opened once. Every answer or network failure through it says whether
+   * the node is reachable, as `retry` does: the edge's batches and receipts go over it outside
+   * `retry`, and while the node was away its status said reachable for as long as nothing else
+   * asked the chain.
+   */
+  private rawRpc(): ReturnType<typeof jsonRpc> {
+    if (this.batchRpc) return this.batchRpc;
+    const rpc = jsonRpc(this.opts.rpcUrl);
+    this.batchRpc = {
+      send: async (method, params) => {
+        try {
+          const out = await rpc.send(method, params);
+          this.reachable = true;
+          return out;
+        } catch (err) {
+          // A refusal (a JsonRpcError, a revert) is an answer: the node is there.
+          this.reachable = !isNetworkError(err);
+          throw err;
+        }
+      },
+    };
+    return this.batchRpc;
+  }
+
   /** Connects, waiting (with backoff) for the node if it is not up yet. */
   static async connect(opts: ChainOptions): Promise<Chain> {
     const chain = new Chain(opts);
@@ -98,10 +123,9 @@ export class Chain {
         }
         chain.provider = provider;
         chain.signer = new NonceManager(new Wallet(opts.privateKey, provider));
-        chain.batchRpc ??= jsonRpc(opts.rpcUrl);
         // Views over kept-alive node:http, not ethers' provider (contracts/client.ts readsOver).
         chain.client = SettlementClient.fromDeployment(chain.deployment, chain.signer).readsOver(
-          chain.batchRpc,
+          chain.rawRpc(),
         );
       },
       Number.POSITIVE_INFINITY,
@@ -163,8 +187,7 @@ export class Chain {
    * `send` never give out the same nonce.
    */
   openBatchSender(journaledNonces: bigint[] = []): Promise<BatchSender> {
-    this.batchRpc ??= jsonRpc(this.opts.rpcUrl);
-    const rpc = this.batchRpc;
+    const rpc = this.rawRpc();
     return this.retry('nonce', () =>
       BatchSender.open(rpc, this.opts.privateKey, this.address, this.domain.chainId, journaledNonces),
     );
