@@ -89,6 +89,20 @@ describe('the edge bills by the contract’s rule', () => {
     });
   });
 
+  it('bills no more than the agreed cap, whatever both meters say', async () => {
+    const s = await agreedSession();
+    // Both past the cap (20,000 Wh), within tolerance of each other: the cap × price, as the
+    // contract settles it and as the reservation held.
+    await report(s, 20_500n, 20_510n);
+    const capped = billWei(20_000n, PRICE);
+    for (const a of amounts(s.fake)) expect(a.amountWei).toBe(capped);
+    expect(s.fake.journal.get<Bill>(`b:${s.txid}`)).toMatchObject({
+      state: 'queued',
+      energyWh: '20000',
+      amountWei: capped.toString(),
+    });
+  });
+
   it('forms no agreement when the deposit does not cover the cap', async () => {
     const fake = fakeContext('edge');
     fake.answers.availableDeposit = billWei(20_000n, PRICE) - 1n;
