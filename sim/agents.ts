@@ -51,8 +51,9 @@ export function unitEnvironment(
 }
 
 /**
- * What of the unit's environment a sim agent of `role` gets: the memory settings (the code it runs
- * is the caller's choice); an edge's, a server's.
+ * What of the unit's environment a sim agent of `role` gets: the memory settings and whether V8's
+ * optimizing compilers run (P2PEV_JIT; the code it runs is the caller's choice); an edge's, a
+ * server's.
  */
 export function unitMemoryEnvironment(role?: string): Record<string, string> {
   return Object.fromEntries(

@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChainSessionState } from '../contracts/client.js';
 import type { Agent } from '../agent/core/runtime.js';
 import { big } from '../agent/core/json.js';
-import { OPEN_STATES } from '../agent/core/session.js';
 import type { World } from '../sim/world.js';
+import { expectSessionIndexMatchesScan } from './helpers/sessions.js';
 import { device, smallWorld, startAgent, waitFor } from './helpers/world.js';
 
 /** Stops an agent's ticker (meter polls, timeouts, the edge's batches): only messages move it now. */
@@ -50,14 +50,7 @@ describe('a reservation through the edge, without waiting for a tick', () => {
     expect(Number(state)).toBe(ChainSessionState.Reserved);
     // The open sessions and the sessions gauge, kept as sessions are saved, are what a full scan
     // of the sessions says.
-    for (const a of [ev, hcs]) {
-      const scan = [...a.sessions.values()];
-      expect(a.openSessions()).toEqual(scan.filter((x) => OPEN_STATES.includes(x.state)));
-      const counts: Record<string, number> = {};
-      for (const x of scan) counts[x.state] = (counts[x.state] ?? 0) + 1;
-      const gauge = (await a.metrics.sessions.get()).values;
-      expect(Object.fromEntries(gauge.map((v) => [v.labels.state, v.value]))).toEqual(counts);
-    }
+    for (const a of [ev, hcs]) await expectSessionIndexMatchesScan(a);
     expect(hcs.openSessions().map((x) => x.state)).toEqual(['charging']);
   }, 60_000);
 });

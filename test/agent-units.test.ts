@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { canMove, OPEN_STATES, parseTerms, type SessionRecord, TRANSITIONS } from '../agent/core/session.js';
 import { withinServiceHours } from '../agent/roles/hcs.js';
 import { withinTolerance } from '../agent/roles/settle.js';
+import { expectSessionIndexMatchesScan } from './helpers/sessions.js';
 
 const at = (hh: number, mm = 0) => new Date(2026, 0, 15, hh, mm);
 
@@ -117,14 +118,7 @@ describe('the open sessions and the sessions gauge, kept as sessions are saved (
         {},
         createLogger({ level: 'silent' }),
       );
-    const agrees = async (a: Made) => {
-      const scan = [...a.sessions.values()];
-      expect(a.openSessions()).toEqual(scan.filter((x) => OPEN_STATES.includes(x.state)));
-      const counts: Record<string, number> = {};
-      for (const x of scan) counts[x.state] = (counts[x.state] ?? 0) + 1;
-      const gauge = (await a.metrics.sessions.get()).values;
-      expect(Object.fromEntries(gauge.map((v) => [v.labels.state, v.value]))).toEqual(counts);
-    };
+    const agrees = (a: Made) => expectSessionIndexMatchesScan(a);
     const a = make();
     // The fast ticker (the meter's pollMs) runs exactly while a session charges.
     const fast = () => (a as unknown as { fastTimer?: NodeJS.Timeout }).fastTimer !== undefined;
