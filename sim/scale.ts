@@ -502,6 +502,8 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
       timeScale: 3600,
       ...(broker ? { broker } : {}),
       depositEther: '5',
+      // Thousands of cars starting at once would each send a deposit and poll for its receipt.
+      depositsByWorld: true,
       overrides: {
         timeouts: { replyMs: 20_000, reportMs: 20_000, chargeIdleMs: 60_000, settleFallbackMs: 300_000 },
         edge: { batchSize: 50, batchMaxWaitMs: 1000, suggestions: 10 },
@@ -509,7 +511,11 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
       },
     });
     workers.push(...(await spawning));
-    out(`world ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    out(
+      `world ready in ${((Date.now() - t0) / 1000).toFixed(1)} s (${Object.entries(world.buildSeconds)
+        .map(([k, v]) => `${k} ${v} s`)
+        .join(', ')})`,
+    );
     const edgeWorker = workers.find((w) => w.kind === 'edge')!;
     await edgeWorker.ask({
       cmd: 'start',

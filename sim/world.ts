@@ -7,13 +7,15 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { keccak256, NonceManager, parseEther, toUtf8Bytes, Wallet } from 'ethers';
 import { createKeystore } from '../agent/core/keys.js';
 import { SettlementClient } from '../contracts/client.js';
 import { type Deployment, deploySettlement, type SettlementParams } from '../contracts/deploy.js';
-import { connectRpc } from '../contracts/rpc.js';
+import { connectRpc, jsonRpc } from '../contracts/rpc.js';
 import { type Broker, startEmbeddedBroker, startMosquitto } from './broker.js';
 import { type Anvil, anvilAccounts, freePort, startAnvil } from './chain.js';
+import { eachLimited, packedBlocks, sendAndConfirm, type WorldCall } from './enrol.js';
 import { startSimWallbox, type SimWallbox } from './charger/modbus.js';
 import { SimOcppChargePoint } from './charger/ocpp.js';
 import type { SimOutlet } from './charger/outlet.js';
@@ -62,6 +64,13 @@ export interface WorldOptions {
   /** Deploy-time parameters of the contract (tolerance, window); the defaults otherwise. */
   settlementParams?: Partial<SettlementParams>;
   depositEther?: string;
+  /**
+   * The world makes each EV's deposit itself (signed with the EV's key, before any agent starts)
+   * instead of each EV agent topping it up as it starts (agent/roles/ev.ts, what a real car does):
+   * thousands of agents starting at once would each send a transaction and poll for its receipt.
+   * The agent then finds its deposit there and sends nothing. Default false (the agents deposit).
+   */
+  depositsByWorld?: boolean;
   /** anvil's block gas limit (default 30,000,000): a bench with large batches raises it. */
   blockGasLimit?: number;
   /** Modbus wallbox watchdog written by the agents (charger.failsafeS), default 15 s. */
@@ -102,8 +111,15 @@ export interface World {
   deploymentFile: string;
   operator: SettlementClient;
   devices: Device[];
+  /** Seconds each step of the build took: devices, registrations, deposits, verifications. */
+  buildSeconds: Record<'devices' | 'registrations' | 'deposits' | 'verifications', number>;
   close(): Promise<void>;
 }
+
+/** Devices set up at once: their keystores' scrypt runs in libuv's threads, beside the rest. */
+const DEVICES_AT_ONCE = 8;
+
+const round1 = (x: number) => Math.round(x * 10) / 10;
 
 export async function buildWorld(opts: WorldOptions): Promise<World> {
   const log = opts.log ?? (() => {});
@@ -112,7 +128,9 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
   let rpcUrl = opts.rpcUrl;
   if (!rpcUrl) {
     anvil = await startAnvil({
-      accounts: accounts.length,
+      // The operator and the edge (and a few spare, funded by anvil); members are funded below.
+      // anvil deriving and printing thousands of accounts took seconds at start.
+      accounts: Math.min(accounts.length, 10),
       ...(opts.blockGasLimit ? { gasLimit: opts.blockGasLimit } : {}),
     });
     rpcUrl = anvil.rpcUrl;
@@ -125,7 +143,10 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
     brokerUrl = broker.url;
   }
   log(`broker ${brokerUrl}`);
-  const { provider } = await connectRpc(rpcUrl);
+  const { provider, chainId } = await connectRpc(rpcUrl);
+  // The build's own calls (balances, the members' transactions) over a kept-alive raw client:
+  // ethers' provider waits 10 ms to batch each request, 11 ms a device when awaited one by one.
+  const rpc = jsonRpc(rpcUrl);
   const operatorWallet = new NonceManager(new Wallet(accounts[0]!.privateKey, provider));
   mkdirSync(opts.dir, { recursive: true });
   const deploymentFile = join(opts.dir, 'deployment.json');
@@ -154,7 +175,7 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
     const dataDir = join(opts.dir, name.toLowerCase());
     const keystore = join(dataDir, 'key.json');
     await createKeystore(keystore, SIM_PASSWORD, { privateKey: account.privateKey, scryptN: SIM_SCRYPT_N });
-    if (role !== 'edge') await provider.send('anvil_setBalance', [account.address, `0x${fund.toString(16)}`]);
+    if (role !== 'edge') await rpc.send('anvil_setBalance', [account.address, `0x${fund.toString(16)}`]);
     const controlPort = 0;
     const d: Device = {
       name,
@@ -219,7 +240,6 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
       ...(opts.overrides ?? {}),
     };
     writeFileSync(d.configPath, `${JSON.stringify(config, null, 2)}\n`);
-    devices.push(d);
     return d;
   }
 
@@ -280,73 +300,140 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
 
   const edgeAccount = accounts[1]!;
   const server = opts.edge ? { server: edgeAccount.address.toLowerCase() } : {};
-  if (opts.edge) await device('edge', 'EDGE', edgeAccount, { edge: { batchSize: 10, batchMaxWaitMs: 1000 } });
-  for (const [i, st] of opts.stations.entries()) {
-    const acct = accounts[2 + i]!;
-    await device(
-      'hcs',
-      st.name,
-      acct,
-      {
-        ...server,
-        hcs: {
-          priceWeiPerKWh: st.priceWeiPerKWh.toString(),
-          powerKw: st.powerKw,
-          latitude: st.latitude,
-          longitude: st.longitude,
-        },
-      },
-      st.profile,
-      st.charger ?? 'sim-control',
+  const depositWei = parseEther(opts.depositEther ?? '10');
+  const t0 = performance.now();
+  if (opts.edge)
+    devices.push(
+      await device('edge', 'EDGE', edgeAccount, { edge: { batchSize: 10, batchMaxWaitMs: 1000 } }),
     );
-  }
-  for (const [i, ev] of opts.evs.entries()) {
-    const acct = accounts[2 + opts.stations.length + i]!;
-    await device(
-      'ev',
-      ev.name,
-      acct,
-      {
-        ...server,
-        ev: {
-          latitude: ev.latitude,
-          longitude: ev.longitude,
-          depositWei: parseEther(opts.depositEther ?? '10').toString(),
-        },
-      },
-      ev.profile,
-    );
-  }
+  // The members, a few at a time (in the order given: stations, then EVs, as devices lists them).
+  type MemberSpec = { account: (typeof accounts)[number] } & (
+    | { role: 'hcs'; spec: StationSpec }
+    | { role: 'ev'; spec: EvSpec }
+  );
+  const specs: MemberSpec[] = [
+    ...opts.stations.map((spec, i) => ({ role: 'hcs' as const, spec, account: accounts[2 + i]! })),
+    ...opts.evs.map((spec, i) => ({
+      role: 'ev' as const,
+      spec,
+      account: accounts[2 + opts.stations.length + i]!,
+    })),
+  ];
+  const members: Device[] = new Array(specs.length);
+  await eachLimited(specs, DEVICES_AT_ONCE, async (m, i) => {
+    const { spec } = m;
+    members[i] =
+      m.role === 'hcs'
+        ? await device(
+            'hcs',
+            spec.name,
+            m.account,
+            {
+              ...server,
+              hcs: {
+                priceWeiPerKWh: m.spec.priceWeiPerKWh.toString(),
+                powerKw: m.spec.powerKw,
+                latitude: spec.latitude,
+                longitude: spec.longitude,
+              },
+            },
+            spec.profile,
+            m.spec.charger ?? 'sim-control',
+          )
+        : await device(
+            'ev',
+            spec.name,
+            m.account,
+            {
+              ...server,
+              ev: { latitude: spec.latitude, longitude: spec.longitude, depositWei: depositWei.toString() },
+            },
+            spec.profile,
+          );
+  });
+  devices.push(...members);
+  const t1 = performance.now();
+  log(`${devices.length} devices in ${((t1 - t0) / 1000).toFixed(1)} s`);
 
-  // Registration by each member, then the operator's verification (the paper's physical check).
-  // Members send from their own accounts, so a few dozen can register at once.
-  const register = async (d: Device) => {
-    const acct = accounts.find((a) => a.address.toLowerCase() === d.address)!;
-    const member = operator.connect(new Wallet(acct.privateKey, provider));
-    const commitment = keccak256(toUtf8Bytes(`sim identity of ${d.name}`));
-    if (d.role === 'ev') await member.register('ev', commitment);
-    else {
-      const st = opts.stations.find((s) => s.name === d.name)!;
-      await member.register('hcs', {
-        identityCommitment: commitment,
-        latMicroDeg: Math.round(st.latitude * 1e6),
-        lonMicroDeg: Math.round(st.longitude * 1e6),
-        priceWeiPerKWh: st.priceWeiPerKWh,
-        powerW: Math.round(st.powerKw * 1000),
-        profileHash: keccak256(toUtf8Bytes(st.name)),
-      });
-    }
+  // Registration by each member (its account's first transaction), its first deposit if the world
+  // makes it (the second), then the operator's verification (the paper's physical check); each
+  // kind signed here and sent back to back, in blocks packed by the world's own anvil (sim/enrol.ts).
+  const iface = operator.contract.interface;
+  const enrol = {
+    rpc,
+    chainId,
+    to: deployment.address,
+    iface,
+    fromBlock: deployment.block,
+    // Only a node the world started is put out of automine: a node given may be shared.
+    ...(anvil ? { packed: packedBlocks(rpc) } : {}),
   };
-  const members = devices.filter((d) => d.role !== 'edge');
-  // Each member from its own account, a batch at a time: each transaction's receipt is polled
-  // (every 100 ms), and with 200 at once the polls swamped the node (registrations fell from ~19
-  // a second to ~5 in a world of 6,000).
-  for (let i = 0; i < members.length; i += 25) await Promise.all(members.slice(i, i + 25).map(register));
-  // The operator's verifications go out back to back (its nonce manager numbers them) and are
-  // awaited a batch at a time: one at a time, a world of thousands took minutes.
-  for (let i = 0; i < members.length; i += 50)
-    await Promise.all(members.slice(i, i + 50).map((d) => operator.verify(d.address)));
-  log(`${devices.length} devices registered and verified`);
+  const registrations: WorldCall[] = specs.map((m) => {
+    const commitment = keccak256(toUtf8Bytes(`sim identity of ${m.spec.name}`));
+    const data =
+      m.role === 'ev'
+        ? iface.encodeFunctionData('registerEV', [commitment])
+        : iface.encodeFunctionData('registerHCS', [
+            commitment,
+            Math.round(m.spec.latitude * 1e6),
+            Math.round(m.spec.longitude * 1e6),
+            m.spec.priceWeiPerKWh,
+            Math.round(m.spec.powerKw * 1000),
+            keccak256(toUtf8Bytes(m.spec.name)),
+          ]);
+    return { from: m.account, nonce: 0n, data, member: m.account.address };
+  });
+  // Stations and cars call different functions (different gas): one lot each.
+  await sendAndConfirm(
+    registrations.filter((_, i) => specs[i]!.role === 'hcs'),
+    { ...enrol, event: 'MemberRegistered' },
+  );
+  await sendAndConfirm(
+    registrations.filter((_, i) => specs[i]!.role === 'ev'),
+    { ...enrol, event: 'MemberRegistered' },
+  );
+  const t2 = performance.now();
+  if (opts.depositsByWorld && depositWei > 0n)
+    await sendAndConfirm(
+      specs
+        .filter((m) => m.role === 'ev')
+        .map((m) => ({
+          from: m.account,
+          nonce: 1n,
+          value: depositWei,
+          data: iface.encodeFunctionData('deposit', []),
+          member: m.account.address,
+        })),
+      { ...enrol, event: 'Deposited' },
+    );
+  const t3 = performance.now();
+  const operatorAccount = accounts[0]!;
+  const firstNonce = BigInt(
+    (await rpc.send('eth_getTransactionCount', [operatorAccount.address, 'pending'])) as string,
+  );
+  await sendAndConfirm(
+    specs.map((m, i) => ({
+      from: operatorAccount,
+      nonce: firstNonce + BigInt(i),
+      data: iface.encodeFunctionData('verify', [m.account.address]),
+      member: m.account.address,
+    })),
+    { ...enrol, event: 'MemberStatusChanged' },
+  );
+  // The operator's nonce manager counts from the node again (its next transaction follows these).
+  operatorWallet.reset();
+  const t4 = performance.now();
+  const buildSeconds = {
+    devices: round1((t1 - t0) / 1000),
+    registrations: round1((t2 - t1) / 1000),
+    deposits: round1((t3 - t2) / 1000),
+    verifications: round1((t4 - t3) / 1000),
+  };
+  log(
+    `${specs.length} members registered and verified: ${Object.entries(buildSeconds)
+      .map(([k, v]) => `${k} ${v} s`)
+      .join(', ')}`,
+  );
   const physics = setInterval(() => cables(devices), 20);
   physics.unref();
 
@@ -359,6 +446,7 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
     deploymentFile,
     operator,
     devices,
+    buildSeconds,
     async close() {
       clearInterval(physics);
       for (const c of closers.reverse()) await c().catch(() => {});
