@@ -48,6 +48,8 @@ export interface WorkerStats {
   phases: Record<string, number[]>;
   /** Event-loop utilisation since `mark`. */
   busy: number;
+  /** Promise rejections nothing handled (logged and survived, as `p2pev run` does), and the first's message. */
+  unhandled: { count: number; first?: string };
 }
 
 const agents: Agent[] = [];
@@ -195,7 +197,13 @@ function peek(): Record<string, unknown> {
     queued += a.bus.queued;
   }
   const edge = agents.find((a) => a.cfg.role === 'edge');
-  return { states, droppedBy, queued, ...(edge ? (edge.role.status() as Record<string, unknown>) : {}) };
+  return {
+    states,
+    droppedBy,
+    queued,
+    ...(unhandled.count ? { unhandled } : {}),
+    ...(edge ? (edge.role.status() as Record<string, unknown>) : {}),
+  };
 }
 
 function stats(): WorkerStats {
@@ -209,6 +217,7 @@ function stats(): WorkerStats {
     rssMb: mem.rss / 2 ** 20,
     phases: Object.fromEntries(phases),
     busy: runElu ? performance.eventLoopUtilization(runElu).utilization : Number.NaN,
+    unhandled,
   };
 }
 
@@ -227,6 +236,19 @@ async function profile(): Promise<(dir: string) => Promise<void>> {
     session.disconnect();
   };
 }
+
+/**
+ * A rejection nothing handled: `p2pev run` logs it and carries on (agent/commands.ts: ethers' HTTP
+ * layer can leave a request's promise unawaited when the node is slow or away), so the agents here,
+ * which share one process, do the same, and the run counts them. Without this one such rejection
+ * (an ethers `request timeout` under the 6,000-agent world) ended the station worker and all its
+ * agents with it, which no device would have done.
+ */
+const unhandled: WorkerStats['unhandled'] = { count: 0 };
+process.on('unhandledRejection', (reason) => {
+  unhandled.count++;
+  unhandled.first ??= reason instanceof Error ? reason.message : String(reason);
+});
 
 // The edge keeps V8's optimizing compiler, as `p2pev run` gives it; so do the simulated fleets
 // (hundreds of agents in one process run the same code hot).

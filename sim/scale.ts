@@ -98,6 +98,8 @@ export interface ScaleReport {
   broker: string;
   agentRssMb: number;
   workerRssMb: Record<'ev' | 'hcs' | 'edge', number>;
+  /** Promise rejections nothing handled in the workers (logged and survived, as `p2pev run` does). */
+  unhandledRejections: number;
   seconds: number;
 }
 
@@ -197,6 +199,8 @@ async function forkWorker(kind: WorkerProcess['kind'], out: (line: string) => vo
     progress: { progress: 0, started: 0, why: {} },
     ask: <T>(msg: ToWorker) =>
       new Promise<T>((resolve, reject) => {
+        // A worker that died: its share is lost, which the run reports; asking it must not end the harness.
+        if (!child.connected) return reject(new Error(`the ${kind} worker (pid ${child.pid}) is gone`));
         const id = nextId++;
         replies.set(id, (m) => (m.ok ? resolve(m.value as T) : reject(new Error(m.error))));
         child.send({ ...msg, id });
@@ -213,6 +217,8 @@ async function forkWorker(kind: WorkerProcess['kind'], out: (line: string) => vo
       }
     });
   });
+  // A send racing the worker's death: the reply never comes (the exit handler below answers it).
+  child.on('error', (err) => out(`the ${kind} worker (pid ${child.pid}): ${err.message}`));
   child.on('exit', (code, signal) => {
     if (code !== 0 && signal !== 'SIGKILL' && signal !== 'SIGTERM')
       out(`the ${kind} worker (pid ${child.pid}) exited with ${code ?? signal}`);
@@ -380,7 +386,11 @@ async function measureRun(r: {
   const seconds = (lastDone - started) / 1000;
   const { start: cpuStart, end: cpuEnd, wallMs } = r.cpu;
   const loadAtEnd = loadavg()[0]!;
-  const perWorker = await Promise.all(workers.map((w) => w.ask<WorkerStats>({ cmd: 'stats' })));
+  const out = opts.out ?? ((l: string) => process.stdout.write(`${l}\n`));
+  // A worker that died has no figures to give (its sessions count as not settled).
+  const perWorker = await Promise.all(
+    workers.map((w) => w.ask<WorkerStats>({ cmd: 'stats' }).catch(() => undefined)),
+  );
   const events = await world.operator.settledSessions(world.deployment.block);
   const perTxid = new Map<string, number>();
   for (const e of events) perTxid.set(e.txid, (perTxid.get(e.txid) ?? 0) + 1);
@@ -392,7 +402,14 @@ async function measureRun(r: {
   const phases: Record<string, number[]> = {};
   const busy: Record<string, number> = {};
   const workerRssMb = { ev: 0, hcs: 0, edge: 0 };
+  let unhandledRejections = 0;
   for (const [i, x] of perWorker.entries()) {
+    if (!x) continue;
+    unhandledRejections += x.unhandled.count;
+    if (x.unhandled.first)
+      out(
+        `${workers[i]!.kind} worker: ${x.unhandled.count} unhandled rejections, the first: ${x.unhandled.first}`,
+      );
     const kind = workers[i]!.kind;
     for (const k of Object.keys(bus) as (keyof typeof bus)[]) bus[k] += x.bus[k];
     for (const [state, xs] of Object.entries(x.phases)) phases[state] = [...(phases[state] ?? []), ...xs];
@@ -452,6 +469,7 @@ async function measureRun(r: {
     broker: r.brokerName,
     agentRssMb: peakRssMb(standalone.child.pid!),
     workerRssMb,
+    unhandledRejections,
     seconds: round1(seconds),
   };
   return { report, busy, phaseMedianMs };
