@@ -53,8 +53,6 @@ export interface SendOptions {
   iface: Interface;
   /** The event each call emits for its member (its first indexed argument), e.g. MemberRegistered. */
   event: string;
-  /** The block to look for the events from (the deployment's). */
-  fromBlock: number;
   /** Mine the lot in full blocks rather than a block a transaction (a node the caller owns). */
   packed?: PackedBlocks;
 }
@@ -128,6 +126,8 @@ export async function sendAndConfirm(calls: WorldCall[], o: SendOptions): Promis
   // Room for the base fee to rise: full blocks raise it by up to 12.5 % each, and a lot of
   // thousands fills dozens (what is paid is the base fee of the block, not this cap).
   const maxFee = 4n * BigInt(block?.baseFeePerGas ?? '0x0') + MIN_FEE_CAP + tip;
+  // The lot's events can only be in blocks after this one (a member's earlier events are not its).
+  const fromBlock = Number(await o.rpc.send('eth_blockNumber', [])) + 1;
   const hashes = new Map<string, string>();
   await eachLimited(calls, IN_FLIGHT, async (c) => {
     const signed = signEip1559(
@@ -152,17 +152,29 @@ export async function sendAndConfirm(calls: WorldCall[], o: SendOptions): Promis
     }
     hashes.set(c.member.toLowerCase(), signed.hash);
   });
-  await confirm(calls, hashes, o);
+  await confirm(calls, hashes, fromBlock, o);
 }
 
 /** Waits until every call's event shows, reading only the blocks not read yet. */
-async function confirm(calls: WorldCall[], hashes: Map<string, string>, o: SendOptions): Promise<void> {
+async function confirm(
+  calls: WorldCall[],
+  hashes: Map<string, string>,
+  fromBlock: number,
+  o: SendOptions,
+): Promise<void> {
   const topic = o.iface.getEvent(o.event)?.topicHash;
   if (!topic) throw new Error(`the contract's ABI has no event ${o.event}`);
   const missing = new Set(calls.map((c) => c.member.toLowerCase()));
-  let from = o.fromBlock;
+  let from = fromBlock;
   let lastProgress = Date.now();
+  const receipt = async (m: string) =>
+    (await o.rpc.send('eth_getTransactionReceipt', [hashes.get(m)])) as { status?: string } | null;
+  const failure = (what: string, examples: string[]) =>
+    new Error(
+      `${missing.size} of ${calls.length} ${o.event} events missing (${what}), e.g. ${examples.join('; ')}`,
+    );
   for (;;) {
+    let progress = false;
     const head = Number(await o.rpc.send('eth_blockNumber', []));
     if (head >= from) {
       const logs = (await o.rpc.send('eth_getLogs', [
@@ -173,26 +185,25 @@ async function confirm(calls: WorldCall[], hashes: Map<string, string>, o: SendO
           toBlock: `0x${head.toString(16)}`,
         },
       ])) as { topics: string[] }[];
-      for (const l of logs) {
-        const member = `0x${l.topics[1]!.slice(26)}`.toLowerCase();
-        if (missing.delete(member)) lastProgress = Date.now();
-      }
+      for (const l of logs) if (missing.delete(`0x${l.topics[1]!.slice(26)}`.toLowerCase())) progress = true;
       from = head + 1;
     }
     if (missing.size === 0) return;
-    if (Date.now() - lastProgress > STALL_MS) break;
+    if (progress) lastProgress = Date.now();
+    else {
+      // Nothing new: a call mined without its event reverted; say so now rather than at the stall.
+      const reverted: string[] = [];
+      for (const m of [...missing].slice(0, 3)) {
+        const r = await receipt(m);
+        if (r && Number(r.status) !== 1) reverted.push(`${getAddress(m)}: reverted (${hashes.get(m)})`);
+      }
+      if (reverted.length) throw failure('reverted', reverted);
+      if (Date.now() - lastProgress > STALL_MS)
+        throw failure(
+          `nothing mined for ${STALL_MS / 1000} s`,
+          [...missing].slice(0, 3).map((m) => `${getAddress(m)}: not mined`),
+        );
+    }
     await sleep(100);
   }
-  const some = [...missing].slice(0, 3);
-  const why = await Promise.all(
-    some.map(async (m) => {
-      const r = (await o.rpc.send('eth_getTransactionReceipt', [hashes.get(m)])) as {
-        status?: string;
-      } | null;
-      return `${getAddress(m)}: ${r ? `status ${r.status} (reverted)` : 'not mined'}`;
-    }),
-  );
-  throw new Error(
-    `${missing.size} of ${calls.length} ${o.event} events missing after ${STALL_MS / 1000} s without progress, e.g. ${why.join('; ')}`,
-  );
 }

@@ -364,7 +364,6 @@ export async function buildWorld(opts: WorldOptions): Promise<World> {
     chainId,
     to: deployment.address,
     iface,
-    fromBlock: deployment.block,
     // Only a node the world started is put out of automine: a node given may be shared.
     ...(anvil ? { packed: packedBlocks(rpc) } : {}),
   };
