@@ -55,6 +55,11 @@ export interface WorkerStats {
 const agents: Agent[] = [];
 /** Agents started at once. */
 const START_AT_ONCE = 25;
+/** Tries to start an agent, and the pause before the next (times the attempt), as systemd's RestartSec. */
+const START_ATTEMPTS = 5;
+const RESTART_DELAY_MS = 2000;
+/** Agents whose start failed and was tried again. */
+let restarts = 0;
 
 /** Starts the agents of these configs in this process (their meters, broker and node are elsewhere). */
 async function start(configPaths: string[]) {
@@ -63,7 +68,19 @@ async function start(configPaths: string[]) {
     const cfg = loadConfig(configPath);
     // In-process agents need no control port (and hundreds of them would race for free ports).
     cfg.control.port = undefined;
-    agents.push(await Agent.start(cfg, { password: SIM_PASSWORD, log: log.child({ agent: cfg.name }) }));
+    // An agent whose start fails (its meter slow to answer while thousands start at once) is
+    // started again, as systemd restarts a device's (Restart=always); without this one such
+    // agent ended the whole 6,000-agent run before its first session.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        agents.push(await Agent.start(cfg, { password: SIM_PASSWORD, log: log.child({ agent: cfg.name }) }));
+        return;
+      } catch (err) {
+        if (attempt >= START_ATTEMPTS) throw err;
+        restarts++;
+        await new Promise((res) => setTimeout(res, RESTART_DELAY_MS * attempt));
+      }
+    }
   };
   // A few dozen at a time: each start waits mostly on the chain node and the broker.
   for (let i = 0; i < configPaths.length; i += START_AT_ONCE)
@@ -202,6 +219,7 @@ function peek(): Record<string, unknown> {
     droppedBy,
     queued,
     ...(unhandled.count ? { unhandled } : {}),
+    ...(restarts ? { restarts } : {}),
     ...(edge ? (edge.role.status() as Record<string, unknown>) : {}),
   };
 }

@@ -540,13 +540,24 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleReport> {
       configPaths: world.devices.filter((d) => d.role === 'edge').map((d) => d.configPath),
     });
     const solo = world.devices.find((d) => d.name === 'HCS1')!;
-    standalone = await spawnAgent(solo, (line) => {
-      if (line.level >= 50) out(`${solo.name}: ${line.msg}`);
-    });
-    void standalone.exited.then((code) => {
-      if (!stopping) out(`${solo.name} (its own process) exited with code ${code}`);
-    });
-    await waitReady(standalone);
+    // Started again if its start fails (its meter slow to answer at scale), as systemd would.
+    for (let attempt = 1; ; attempt++) {
+      const p = await spawnAgent(solo, (line) => {
+        if (line.level >= 50) out(`${solo.name}: ${line.msg}`);
+      });
+      standalone = p;
+      try {
+        await waitReady(p);
+        void p.exited.then((code) => {
+          if (!stopping) out(`${solo.name} (its own process) exited with code ${code}`);
+        });
+        break;
+      } catch (err) {
+        await p.stop();
+        if (attempt >= 3) throw err;
+        out(`${solo.name} (its own process) did not start (${(err as Error).message}); starting it again`);
+      }
+    }
     // The rest dealt to the workers of their kind.
     const share = (kind: 'ev' | 'hcs') => {
       const mine = workers.filter((w) => w.kind === kind);
