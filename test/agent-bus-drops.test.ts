@@ -2,7 +2,7 @@
  * The bus's boundary checks, without a broker: an envelope handed to Bus.receive as the MQTT
  * client would. Optional data that breaks protocol/peerdata.ts is dropped where it arrives.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Bus, type Incoming } from '../agent/core/bus.js';
 import { createLogger } from '../agent/core/log.js';
 import { createMetrics } from '../agent/core/metrics.js';
@@ -79,5 +79,73 @@ describe('optional data from peers', () => {
       optional,
     }).msg;
     expect(optionalProblem(msg)).toBe(why);
+  });
+});
+
+/**
+ * A member's answer checked when its message arrived may be gone by the message's turn (its
+ * lifetime over while the message waited in a loaded agent's queue, or evicted from a full cache):
+ * the member is asked about again, not taken for a stranger. Lifetimes of 0 make every answer
+ * gone by then. Before, the 6,000-agent world's stations dropped hundreds of cars' requests as
+ * `not-member`.
+ */
+describe("a member's answer gone by the message's turn", () => {
+  const ev = party();
+  const hcs = party();
+  const request = () =>
+    signEnvelope(
+      encode({
+        type: 'request',
+        status: 0,
+        sender: ev.address,
+        receiver: hcs.address,
+        optional: { wh: 1500, t: Math.floor(Date.now() / 1000) },
+      }),
+      ev.key,
+      DOMAIN,
+    );
+  function expiringBus(member: boolean) {
+    const asked: string[] = [];
+    const got: Incoming[] = [];
+    const b = new Bus({
+      mqtt: { url: 'mqtt://127.0.0.1:1', topicPrefix: 'p2pev/v1', keepaliveS: 30 } as never,
+      address: hcs.address,
+      privateKey: hcs.key,
+      domain: DOMAIN,
+      isMember: async (a) => {
+        asked.push(a);
+        return member;
+      },
+      log: createLogger({ level: 'silent', pretty: false }),
+      metrics: createMetrics(false),
+      limits: { memberTtlMs: 0, strangerTtlMs: 0 },
+    });
+    b.onMessage((m) => {
+      got.push(m);
+    });
+    return { b, got, asked };
+  }
+
+  it('is asked for again at the check, and the message handled', async () => {
+    const { b, got, asked } = expiringBus(true);
+    await b.receive(request());
+    expect(got.map((m) => m.msg.type)).toEqual(['request']);
+    expect(b.droppedBy['not-member'] ?? 0).toBe(0);
+    expect(asked).toEqual([ev.address.toLowerCase(), ev.address.toLowerCase()]);
+  });
+
+  it('through the queue too: the answer of the lookup on arrival counts, not the cache read after it', async () => {
+    const { b, got } = expiringBus(true);
+    b.arrive(request(), ev.address.toLowerCase());
+    await vi.waitFor(() => expect(got).toHaveLength(1));
+    expect(b.droppedBy['not-member'] ?? 0).toBe(0);
+  });
+
+  it('a stranger is still dropped as not-member', async () => {
+    const { b, got } = expiringBus(false);
+    await b.receive(request());
+    b.arrive(request(), ev.address.toLowerCase());
+    await vi.waitFor(() => expect(b.droppedBy['not-member']).toBe(2));
+    expect(got).toHaveLength(0);
   });
 });

@@ -315,8 +315,10 @@ export class Bus {
       .map((a) => this.members.lookup(a));
     if (lookups.includes('busy')) return this.drop('lookup-busy', { type: s.msg.type, claimed: unknown });
     void Promise.all(lookups as Promise<boolean>[]).then(
-      () => {
-        if (!s.claimed.some((a) => this.members.known(a)))
+      (answers) => {
+        // The answers themselves: read back from the cache they may already be gone (a full
+        // cache evicts its oldest, an answer's lifetime may end), which made a member a stranger.
+        if (!answers.some(Boolean) && !s.claimed.some((a) => this.members.known(a)))
           return this.drop('not-member', { type: s.msg.type, claimed: unknown });
         this.admit(envelope, s, by, topicSender);
       },
@@ -400,8 +402,11 @@ export class Bus {
     }
     if (!signerMayHaveSent(msg, signer, this.opts.server))
       return this.drop('sender-mismatch', { type: msg.type, signer });
-    if (msg.type !== 'registration' && this.members.known(signer) !== true)
-      return this.drop('not-member', { type: msg.type, signer });
+    if (msg.type !== 'registration') {
+      const member = await this.isMemberNow(signer);
+      if (member === 'busy') return this.drop('lookup-busy', { type: msg.type, signer });
+      if (!member) return this.drop('not-member', { type: msg.type, signer });
+    }
     const badOptional = optionalProblem(msg);
     if (badOptional) return this.drop('optional', { type: msg.type, signer, problem: badOptional });
     const ack = ackOf(msg);
@@ -425,6 +430,20 @@ export class Bus {
     await this.handler({ msg, signer, envelope });
     // After the handler: what it learnt is journaled before the sender stops resending.
     if (needsAck(msg)) await this.acknowledge(msg, signer, envelope);
+  }
+
+  /**
+   * Whether the signer is a member, when its turn comes: the cached answer, or, where the answer
+   * checked on arrival has since expired or been evicted (the message waited in a long queue: a
+   * loaded station's, or an edge with more members than its cache holds), asked again. Before,
+   * such a message from a verified member was dropped as `not-member` (the 6,000-agent world
+   * dropped hundreds of cars' requests so at its busy stations).
+   */
+  private async isMemberNow(signer: string): Promise<boolean | 'busy'> {
+    const known = this.members.known(signer);
+    if (known !== undefined) return known;
+    const answer = this.members.lookup(signer);
+    return answer === 'busy' ? 'busy' : answer.catch(() => 'busy' as const);
   }
 
   private async acknowledge(msg: Message, signer: string, envelope: Uint8Array): Promise<void> {
