@@ -47,4 +47,26 @@ describe('the sim’s cables', () => {
     expect(first.model.charging).toBe(false);
     expect(second.model.charging).toBe(true);
   });
+
+  it('follow a car moved to another station (the plug registers written again)', () => {
+    const other = `0x${'cd'.repeat(20)}`;
+    const hcs1 = device('HCS1', 'hcs', STATION);
+    const hcs2 = device('HCS2', 'hcs', other);
+    const car = device('EV1', 'ev', `0x${'01'.repeat(20)}`);
+    const devices = [hcs1, hcs2, car];
+    hcs1.model.writeRegister(SIM_CONTROL.enable, 1);
+    hcs2.model.writeRegister(SIM_CONTROL.enable, 1);
+    plugIn(car.model, STATION);
+    cables(devices);
+    expect([hcs1.model.charging, hcs2.model.charging]).toEqual([true, false]);
+    // Unplugged (all zeros), then plugged into the other station, word by word.
+    plugIn(car.model, `0x${'00'.repeat(20)}`);
+    cables(devices);
+    expect(car.model.pluggedTo).toBe(`0x${'00'.repeat(20)}`);
+    expect([hcs1.model.charging, car.model.charging]).toEqual([false, false]);
+    plugIn(car.model, other);
+    cables(devices);
+    expect(car.model.pluggedTo).toBe(other);
+    expect([hcs1.model.charging, hcs2.model.charging, car.model.charging]).toEqual([false, true, true]);
+  });
 });
