@@ -84,6 +84,8 @@ export interface ScaleReport {
   p95SettledMs: number;
   gasPerSession: number;
   messagesPerSession: number;
+  /** The same by message type (the EV and station workers and the edge; not the standalone station). */
+  messagesByType: Record<string, number>;
   bytesPerSession: number;
   /**
    * CPU milliseconds per settled session over the run, by kind of process: the EV and station
@@ -333,6 +335,11 @@ function printReport(
     `plug-out → settled p50 ${report.p50SettledMs} ms, p95 ${report.p95SettledMs} ms; gas ${report.gasPerSession}/session; ${report.messagesPerSession} messages, ${report.bytesPerSession} bytes per session`,
   );
   out(
+    `messages a session by type: ${Object.entries(report.messagesByType)
+      .map(([type, k]) => `${type} ${k}`)
+      .join(', ')}`,
+  );
+  out(
     `CPU per settled session (ms) and cores busy over the run: ${PROCESS_KINDS.map(
       (k) => `${k} ${report.cpuMsPerSession[k]} (${report.coresBusy[k]})`,
     ).join(
@@ -389,12 +396,14 @@ async function measureRun(r: {
   let gas = 0n;
   for (const h of txHashes) gas += (await provider!.getTransactionReceipt(h))!.gasUsed;
   const bus = { sent: 0, sentBytes: 0, received: 0, dropped: 0 };
+  const sentByType: Record<string, number> = {};
   const phases: Record<string, number[]> = {};
   const busy: Record<string, number> = {};
   const workerRssMb = { ev: 0, hcs: 0, edge: 0 };
   for (const [i, x] of perWorker.entries()) {
     const kind = workers[i]!.kind;
     for (const k of Object.keys(bus) as (keyof typeof bus)[]) bus[k] += x.bus[k];
+    for (const [type, k] of Object.entries(x.sentByType)) sentByType[type] = (sentByType[type] ?? 0) + k;
     for (const [state, xs] of Object.entries(x.phases)) phases[state] = [...(phases[state] ?? []), ...xs];
     busy[`${kind}${i}`] = x.busy;
     workerRssMb[kind] += Math.round(x.rssMb);
@@ -445,6 +454,11 @@ async function measureRun(r: {
     p95SettledMs: Math.round(percentile(latencies, 95)),
     gasPerSession: Math.round(Number(gas) / n),
     messagesPerSession: round1(sent / n),
+    messagesByType: Object.fromEntries(
+      Object.entries(sentByType)
+        .sort((a, b) => b[1] - a[1])
+        .map(([type, k]) => [type, Math.round((k / n) * 100) / 100]),
+    ),
     bytesPerSession: Math.round(bytes / n),
     cpuMsPerSession,
     coresBusy,

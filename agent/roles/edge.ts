@@ -576,6 +576,9 @@ export class EdgeRole implements RoleHandler {
             return;
           }
           this.holds.delete(hcs);
+          // The car used what it was given: its next search (its next charge) may hold a station
+          // at once. Only a car that searches without agreeing waits HOLD_AGAIN_MS for another.
+          this.lastHold.delete(ev);
           this.save({ txid, ev, hcs, terms, state: 'collecting', createdAt: Date.now() });
           const mutual = {
             type: 'mutual',
