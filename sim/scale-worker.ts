@@ -44,6 +44,8 @@ export interface WorkerStats {
   bus: { sent: number; sentBytes: number; received: number; dropped: number };
   /** Messages sent by the agents here, by type (their metrics' counters). */
   sentByType: Record<string, number>;
+  /** Envelopes resent for want of an ack, and acks received (agent/core/outbox.ts). */
+  outbox: { resent: number; acked: number };
   agents: number;
   heapMb: number;
   rssMb: number;
@@ -203,7 +205,10 @@ function peek(): Record<string, unknown> {
 async function stats(): Promise<WorkerStats> {
   const bus = { sent: 0, sentBytes: 0, received: 0, dropped: 0 };
   const sentByType: Record<string, number> = {};
+  const outbox = { resent: 0, acked: 0 };
   for (const a of agents) {
+    outbox.resent += a.outbox.figures.resent;
+    outbox.acked += a.outbox.figures.acked;
     for (const k of Object.keys(bus) as (keyof typeof bus)[]) bus[k] += a.bus.stats[k];
     for (const { labels, value } of (await a.metrics.messagesOut.get()).values)
       sentByType[String(labels.type)] = (sentByType[String(labels.type)] ?? 0) + value;
@@ -212,6 +217,7 @@ async function stats(): Promise<WorkerStats> {
   return {
     bus,
     sentByType,
+    outbox,
     agents: agents.length,
     heapMb: mem.heapUsed / 2 ** 20,
     rssMb: mem.rss / 2 ** 20,

@@ -86,6 +86,8 @@ export interface ScaleReport {
   messagesPerSession: number;
   /** The same by message type (the EV and station workers and the edge; not the standalone station). */
   messagesByType: Record<string, number>;
+  /** Envelopes resent for want of an ack, a session (the workers' agents). */
+  resentPerSession: number;
   bytesPerSession: number;
   /**
    * CPU milliseconds per settled session over the run, by kind of process: the EV and station
@@ -337,7 +339,7 @@ function printReport(
   out(
     `messages a session by type: ${Object.entries(report.messagesByType)
       .map(([type, k]) => `${type} ${k}`)
-      .join(', ')}`,
+      .join(', ')}; resent for want of an ack ${report.resentPerSession}`,
   );
   out(
     `CPU per settled session (ms) and cores busy over the run: ${PROCESS_KINDS.map(
@@ -397,12 +399,14 @@ async function measureRun(r: {
   for (const h of txHashes) gas += (await provider!.getTransactionReceipt(h))!.gasUsed;
   const bus = { sent: 0, sentBytes: 0, received: 0, dropped: 0 };
   const sentByType: Record<string, number> = {};
+  let resent = 0;
   const phases: Record<string, number[]> = {};
   const busy: Record<string, number> = {};
   const workerRssMb = { ev: 0, hcs: 0, edge: 0 };
   for (const [i, x] of perWorker.entries()) {
     const kind = workers[i]!.kind;
     for (const k of Object.keys(bus) as (keyof typeof bus)[]) bus[k] += x.bus[k];
+    resent += x.outbox.resent;
     for (const [type, k] of Object.entries(x.sentByType)) sentByType[type] = (sentByType[type] ?? 0) + k;
     for (const [state, xs] of Object.entries(x.phases)) phases[state] = [...(phases[state] ?? []), ...xs];
     busy[`${kind}${i}`] = x.busy;
@@ -459,6 +463,7 @@ async function measureRun(r: {
         .sort((a, b) => b[1] - a[1])
         .map(([type, k]) => [type, Math.round((k / n) * 100) / 100]),
     ),
+    resentPerSession: Math.round((resent / n) * 100) / 100,
     bytesPerSession: Math.round(bytes / n),
     cpuMsPerSession,
     coresBusy,
