@@ -177,4 +177,32 @@ describe('the stations the edge suggests', () => {
     );
     expect(w.suggestionsSince(before, waiting)).toEqual([[a]]);
   });
+
+  it("the car's final report frees its station for a waiting car (the car sends the edge no termination)", async () => {
+    const w = world();
+    const [a] = w.stations.map((s) => s.address);
+    const cars = [party(), party(), party()];
+    const txids: string[] = [];
+    for (const [i, car] of cars.entries()) {
+      await w.search(car);
+      txids.push(await w.agree(car, w.stations[i]!, 1));
+    }
+    const waiting = party();
+    expect(await w.search(waiting)).toEqual([]);
+    const before = w.fake.sent.length;
+    // An interim receipt says nothing of the end; the final report (no `i`) does.
+    const report = (i?: number) =>
+      incoming(cars[0]!, {
+        type: 'chargeReceived',
+        ev: cars[0]!.address,
+        hcs: a!,
+        txid: txids[0]!,
+        energyWh: 990n,
+        ...(i === undefined ? {} : { optional: { i } }),
+      });
+    await w.edge.onMessage(report(1));
+    expect(w.suggestionsSince(before, waiting)).toEqual([]);
+    await w.edge.onMessage(report());
+    expect(w.suggestionsSince(before, waiting)).toEqual([[a]]);
+  });
 });

@@ -400,15 +400,19 @@ export class EdgeRole implements RoleHandler {
           }
           return;
         }
-        if (msg.type === 'chargeReceived' && signer === b.ev) b.evReport = hex;
-        else if (msg.type === 'chargeProvided' && signer === b.hcs) b.hcsReport = hex;
+        if (msg.type === 'chargeReceived' && signer === b.ev) {
+          b.evReport = hex;
+          // The car's final report: its charge is over (it sends no termination to the edge),
+          // as a completion or termination from either side says (below).
+          b.endedAt ??= Date.now();
+        } else if (msg.type === 'chargeProvided' && signer === b.hcs) b.hcsReport = hex;
         else return;
         if (b.evReport && b.hcsReport) await this.reconcile(b, b.evReport, b.hcsReport);
         else if (msg.type === 'chargeProvided' && msg.energyWh === 0n && deliveredNothing(msg.optional))
           await this.nothingDelivered(b, hex);
         else this.save(b);
-        // The station's report means its charge is over: it is free for a waiting car.
-        if (msg.type === 'chargeProvided') await this.serveWaiting();
+        // Either final report means the charge is over: the station is free for a waiting car.
+        await this.serveWaiting();
         return;
       }
       case 'reqAuthInfo':
