@@ -678,8 +678,8 @@ export class EdgeRole implements RoleHandler {
       amountWei: amount,
       paymentStatus: agreed ? PAYMENT_STATUS.pending : PAYMENT_STATUS.disputed,
     } as const;
-    // Resent until acknowledged (agent/core/outbox.ts).
-    await this.toBoth(b, note);
+    // Sent once: a note; the transaction that follows is what is resent until acknowledged.
+    await this.agent.send([b.ev, b.hcs], note);
     // A full batch goes at once, not at the next tick.
     if (this.ready.size >= this.agent.cfg.edge.batchSize) this.submitQueued();
   }
