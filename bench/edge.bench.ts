@@ -43,6 +43,7 @@ import {
   decode,
   encode,
   type MessageInput,
+  PAYMENT_STATUS,
   REQUEST_STATUS,
   signatureBackend,
   signEnvelope,
@@ -418,7 +419,8 @@ async function main(): Promise<void> {
         const s = byTxid.get(msg.txid);
         if (s) s.amountAt ??= performance.now();
       }
-      if ((msg.type === 'amount' && !isAck) || msg.type === 'transaction') {
+      // What the agents acknowledge (agent/core/outbox.ts): the transaction, not the bill's note.
+      if (msg.type === 'transaction' && msg.paymentStatus !== PAYMENT_STATUS.pending) {
         acks++;
         const ack: MessageInput = {
           type: 'completion',

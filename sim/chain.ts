@@ -188,6 +188,12 @@ async function launch(requestedPort: number, options: AnvilOptions): Promise<Anv
     String(ANVIL_CHAIN_ID),
     '--gas-limit',
     String(options.gasLimit ?? 30_000_000),
+    // No old block states on disk: anvil writes those it evicts from memory under
+    // ~/.foundry/anvil/tmp and leaves them there when it is killed (60 GB from a day of sims and
+    // tests filled this machine's disk). Nothing here reads a state that old; recent ones stay
+    // in memory as before.
+    '--max-persisted-states',
+    '0',
     // On port 0 the banner's last line says which port it bound; otherwise nothing to read.
     ...(requestedPort === 0 ? [] : ['--silent']),
   ];

@@ -42,6 +42,10 @@ export interface SessionResult {
 
 export interface WorkerStats {
   bus: { sent: number; sentBytes: number; received: number; dropped: number };
+  /** Messages sent by the agents here, by type (their metrics' counters). */
+  sentByType: Record<string, number>;
+  /** Envelopes resent for want of an ack, and acks received (agent/core/outbox.ts). */
+  outbox: { resent: number; acked: number };
   agents: number;
   heapMb: number;
   rssMb: number;
@@ -224,12 +228,22 @@ function peek(): Record<string, unknown> {
   };
 }
 
-function stats(): WorkerStats {
+async function stats(): Promise<WorkerStats> {
   const bus = { sent: 0, sentBytes: 0, received: 0, dropped: 0 };
-  for (const a of agents) for (const k of Object.keys(bus) as (keyof typeof bus)[]) bus[k] += a.bus.stats[k];
+  const sentByType: Record<string, number> = {};
+  const outbox = { resent: 0, acked: 0 };
+  for (const a of agents) {
+    outbox.resent += a.outbox.figures.resent;
+    outbox.acked += a.outbox.figures.acked;
+    for (const k of Object.keys(bus) as (keyof typeof bus)[]) bus[k] += a.bus.stats[k];
+    for (const { labels, value } of (await a.metrics.messagesOut.get()).values)
+      sentByType[String(labels.type)] = (sentByType[String(labels.type)] ?? 0) + value;
+  }
   const mem = process.memoryUsage();
   return {
     bus,
+    sentByType,
+    outbox,
     agents: agents.length,
     heapMb: mem.heapUsed / 2 ** 20,
     rssMb: mem.rss / 2 ** 20,
@@ -290,7 +304,7 @@ process.on('message', async ({ id, ...msg }: ToWorker & { id: number }) => {
       case 'peek':
         return reply({ ok: true, value: peek() });
       case 'stats': {
-        const value = stats();
+        const value = await stats();
         await stopProfile?.(process.env.P2PEV_SCALE_PROFILE!);
         stopProfile = undefined;
         return reply({ ok: true, value });

@@ -84,6 +84,10 @@ export interface ScaleReport {
   p95SettledMs: number;
   gasPerSession: number;
   messagesPerSession: number;
+  /** The same by message type (the EV and station workers and the edge; not the standalone station). */
+  messagesByType: Record<string, number>;
+  /** Envelopes resent for want of an ack, a session (the workers' agents). */
+  resentPerSession: number;
   bytesPerSession: number;
   /**
    * CPU milliseconds per settled session over the run, by kind of process: the EV and station
@@ -339,6 +343,11 @@ function printReport(
     `plug-out → settled p50 ${report.p50SettledMs} ms, p95 ${report.p95SettledMs} ms; gas ${report.gasPerSession}/session; ${report.messagesPerSession} messages, ${report.bytesPerSession} bytes per session`,
   );
   out(
+    `messages a session by type: ${Object.entries(report.messagesByType)
+      .map(([type, k]) => `${type} ${k}`)
+      .join(', ')}; resent for want of an ack ${report.resentPerSession}`,
+  );
+  out(
     `CPU per settled session (ms) and cores busy over the run: ${PROCESS_KINDS.map(
       (k) => `${k} ${report.cpuMsPerSession[k]} (${report.coresBusy[k]})`,
     ).join(
@@ -399,6 +408,8 @@ async function measureRun(r: {
   let gas = 0n;
   for (const h of txHashes) gas += (await provider!.getTransactionReceipt(h))!.gasUsed;
   const bus = { sent: 0, sentBytes: 0, received: 0, dropped: 0 };
+  const sentByType: Record<string, number> = {};
+  let resent = 0;
   const phases: Record<string, number[]> = {};
   const busy: Record<string, number> = {};
   const workerRssMb = { ev: 0, hcs: 0, edge: 0 };
@@ -412,6 +423,8 @@ async function measureRun(r: {
       );
     const kind = workers[i]!.kind;
     for (const k of Object.keys(bus) as (keyof typeof bus)[]) bus[k] += x.bus[k];
+    resent += x.outbox.resent;
+    for (const [type, k] of Object.entries(x.sentByType)) sentByType[type] = (sentByType[type] ?? 0) + k;
     for (const [state, xs] of Object.entries(x.phases)) phases[state] = [...(phases[state] ?? []), ...xs];
     busy[`${kind}${i}`] = x.busy;
     workerRssMb[kind] += Math.round(x.rssMb);
@@ -462,6 +475,12 @@ async function measureRun(r: {
     p95SettledMs: Math.round(percentile(latencies, 95)),
     gasPerSession: Math.round(Number(gas) / n),
     messagesPerSession: round1(sent / n),
+    messagesByType: Object.fromEntries(
+      Object.entries(sentByType)
+        .sort((a, b) => b[1] - a[1])
+        .map(([type, k]) => [type, Math.round((k / n) * 100) / 100]),
+    ),
+    resentPerSession: Math.round((resent / n) * 100) / 100,
     bytesPerSession: Math.round(bytes / n),
     cpuMsPerSession,
     coresBusy,

@@ -98,7 +98,7 @@ describe('the outbox', () => {
     expect(ackOf(msg)).toBeUndefined();
   });
 
-  it('acks every transaction but the edge’s notice of a reservation (pending: a hint the station checks on chain)', () => {
+  it('acks every transaction but the edge’s notice of a reservation (pending: a hint the station checks on chain), and no bill (amount)', () => {
     const tx = (paymentStatus: number) =>
       ({
         type: 'transaction',
@@ -113,5 +113,17 @@ describe('the outbox', () => {
     expect(needsAck(tx(PAYMENT_STATUS.settled))).toBe(true);
     expect(needsAck(tx(PAYMENT_STATUS.failed))).toBe(true);
     expect(needsAck(tx(PAYMENT_STATUS.pending))).toBe(false);
+    // The edge's bill is a note: sent once (the transaction after it is what is acknowledged).
+    const bill = {
+      type: 'amount',
+      server: edge,
+      txid,
+      sender: ev,
+      receiver: hcs,
+      amountWei: 123n,
+      paymentStatus: PAYMENT_STATUS.pending,
+    } as const;
+    expect(needsAck(bill)).toBe(false);
+    expect(needsAck({ ...bill, paymentStatus: PAYMENT_STATUS.disputed })).toBe(false);
   });
 });

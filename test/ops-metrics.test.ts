@@ -155,11 +155,12 @@ describe('telemetry freshness', () => {
     expect(samples).toBe(5);
   });
 
-  it('reads the chain figures at most every 5 s, unless a session ended since (money moved); the last figures stand meanwhile', async () => {
+  it('reads the chain figures when asked (not on a sample without Home Assistant), at most every 5 s unless a session ended since (money moved); the last figures stand meanwhile', async () => {
     const { Ops } = await import('../agent/ops/telemetry.js');
     const sessions = new Map<string, { id: string; state: string }>();
     const reads: string[] = [];
     let balance = 10n;
+    let nodeAway = false;
     const agent = {
       cfg: { role: 'hcs' },
       address: '0x0000000000000000000000000000000000000001',
@@ -170,6 +171,7 @@ describe('telemetry freshness', () => {
         rpc: {
           getBalance: async () => {
             reads.push('balance');
+            if (nodeAway) throw new Error('connect ECONNREFUSED 127.0.0.1:8545\nmore');
             return balance;
           },
         },
@@ -183,9 +185,14 @@ describe('telemetry freshness', () => {
       sessions,
     };
     const ops = new Ops(agent as never);
+    // A sample nobody shows the money of (no Home Assistant) reads none of it.
+    await ops.sample();
+    expect(reads).toEqual([]);
+    expect(ops.telemetry.balanceWei).toBeUndefined();
+    // What GET /status does (agent/core/runtime.ts): the figures, then the status.
     const sampled = async () => {
       ops.tick();
-      await ops.sample();
+      await ops.chainFigures();
     };
     const chainReadAgo = (ms: number) => {
       (ops as unknown as { lastChainRead: number }).lastChainRead = Date.now() - ms;
@@ -211,5 +218,19 @@ describe('telemetry freshness', () => {
     expect(ops.telemetry.balanceWei).toBe('8');
     await sampled();
     expect(reads).toHaveLength(6);
+    // The node away: the last figures stand, the error beside them; two askers, one read.
+    nodeAway = true;
+    chainReadAgo(5_000);
+    await Promise.all([ops.chainFigures(), ops.chainFigures()]);
+    expect(reads).toHaveLength(7);
+    expect(ops.telemetry).toMatchObject({
+      balanceWei: '8',
+      earningsWei: '7',
+      chainError: 'connect ECONNREFUSED 127.0.0.1:8545',
+    });
+    nodeAway = false;
+    chainReadAgo(5_000);
+    await ops.chainFigures();
+    expect(ops.telemetry.chainError).toBeUndefined();
   });
 });

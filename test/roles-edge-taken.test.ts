@@ -92,6 +92,22 @@ describe('the stations the edge suggests', () => {
     expect(await w.search(car1)).toEqual([[a, c]]);
   });
 
+  it('a car that agreed is given a hold on its next search at once; one that only searched is not', async () => {
+    const w = world();
+    const [, b, c] = w.stations.map((s) => s.address);
+    const car1 = party();
+    const car2 = party();
+    await w.search(car1);
+    await w.agree(car1, w.stations[0]!, 1);
+    // Its charge at A formed: car 1's next search (its next charge) holds B for it at once,
+    // so car 2, asking right after, is not sent to B to be refused.
+    expect(await w.search(car1)).toEqual([[b, c]]);
+    expect(await w.search(car2)).toEqual([[c]]);
+    // A under an agreement, B held for car 1, C for car 2: car 3 waits for one to free.
+    const car3 = party();
+    expect(await w.search(car3)).toEqual([]);
+  });
+
   it('does not suggest a station charging under an agreement until its report', async () => {
     const w = world();
     const [a, b, c] = w.stations.map((s) => s.address);
@@ -159,6 +175,34 @@ describe('the stations the edge suggests', () => {
         energyWh: 1000n,
       }),
     );
+    expect(w.suggestionsSince(before, waiting)).toEqual([[a]]);
+  });
+
+  it("the car's final report frees its station for a waiting car (the car sends the edge no termination)", async () => {
+    const w = world();
+    const [a] = w.stations.map((s) => s.address);
+    const cars = [party(), party(), party()];
+    const txids: string[] = [];
+    for (const [i, car] of cars.entries()) {
+      await w.search(car);
+      txids.push(await w.agree(car, w.stations[i]!, 1));
+    }
+    const waiting = party();
+    expect(await w.search(waiting)).toEqual([]);
+    const before = w.fake.sent.length;
+    // An interim receipt says nothing of the end; the final report (no `i`) does.
+    const report = (i?: number) =>
+      incoming(cars[0]!, {
+        type: 'chargeReceived',
+        ev: cars[0]!.address,
+        hcs: a!,
+        txid: txids[0]!,
+        energyWh: 990n,
+        ...(i === undefined ? {} : { optional: { i } }),
+      });
+    await w.edge.onMessage(report(1));
+    expect(w.suggestionsSince(before, waiting)).toEqual([]);
+    await w.edge.onMessage(report());
     expect(w.suggestionsSince(before, waiting)).toEqual([[a]]);
   });
 });

@@ -16,7 +16,8 @@ import {
 } from './http.js';
 
 export interface ControlApp {
-  status(): unknown;
+  /** The status; a promise when it reads something first (the chain figures, agent/ops/telemetry.ts). */
+  status(): unknown | Promise<unknown>;
   sessions(): unknown;
   control(action: string, body: Record<string, unknown>): Promise<unknown>;
   /** The page; true when it answered. It gets the token to embed in the HTML it serves. */
@@ -39,7 +40,7 @@ export async function serveControl(opts: ControlOptions, app: ControlApp): Promi
   return serveHttp(opts.host, opts.port, async (req, res) => {
     guardRequest(req, guard);
     const path = new URL(req.url ?? '/', 'http://control').pathname;
-    if (req.method === 'GET' && path === '/status') return sendJson(res, 200, app.status());
+    if (req.method === 'GET' && path === '/status') return sendJson(res, 200, await app.status());
     if (req.method === 'GET' && path === '/sessions') return sendJson(res, 200, app.sessions());
     if (req.method === 'POST') {
       const action = ACTION.exec(path)?.[1];

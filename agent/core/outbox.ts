@@ -29,13 +29,17 @@ import {
 import type { Journal } from './journal.js';
 import type { Logger } from './log.js';
 
-/** What is resent until acknowledged. */
+/**
+ * What is resent until acknowledged. Not the edge's `amount` (the reconciled bill, docs/PROTOCOL.md):
+ * a note neither party acts on (each decides a dispute from the reports it holds, and learns the
+ * outcome from the `transaction` that follows, which is acknowledged); its two acks were two
+ * messages, two signatures and two signer recoveries a session.
+ */
 export const ACKED_TYPES: ReadonlySet<MessageName> = new Set([
   'completion',
   'termination',
   'chargeReceived',
   'chargeProvided',
-  'amount',
   'transaction',
 ]);
 

@@ -39,6 +39,9 @@ export const KEEP_SESSIONS = 200;
 /** How often the edge (no meter) looks at its batches, holds and timeouts. */
 const EDGE_TICK_MS = 500;
 
+/** How long `GET /status` waits for the chain figures it asked for (the last ones stand after). */
+const STATUS_CHAIN_WAIT_MS = 2000;
+
 export interface AgentOptions {
   /** The keystore password; read from the config's env variable or file when omitted. */
   password?: string;
@@ -456,7 +459,14 @@ export class Agent {
       const server = await serveControl(
         { ...this.cfg.control, port: this.cfg.control.port, dataDir: this.cfg.dataDir },
         {
-          status: () => this.status(),
+          // Fresh chain figures first (read when asked, not on every sample), within a moment:
+          // a node that is away must not hold the status up.
+          status: async () => {
+            const read = this.ops?.chainFigures();
+            if (read)
+              await Promise.race([read, new Promise((r) => setTimeout(r, STATUS_CHAIN_WAIT_MS).unref())]);
+            return this.status();
+          },
           sessions: () => [...this.sessions.values()],
           control: (action, body) => this.control(action, body),
           page: (req, res, ctx) => web.handle(req, res, ctx),

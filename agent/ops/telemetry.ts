@@ -32,6 +32,8 @@ export interface Telemetry {
   chainError?: string;
 }
 
+type ChainFigures = Pick<Telemetry, 'balanceWei' | 'earningsWei' | 'depositWei' | 'chainError'>;
+
 /** The meter's vendor and model from its profile (none for a generic profile). */
 export function meterModel(meter: AgentConfig['meter']): { vendor?: string; model?: string } {
   if (!meter || meter.profile === 'generic') return {};
@@ -109,6 +111,9 @@ export class Ops {
   /** A session ended since the chain figures were last read; when they were. */
   private sessionEnded = false;
   private lastChainRead = Number.NEGATIVE_INFINITY;
+  /** The chain figures of the last read (chainFigures), and the read under way. */
+  private money: ChainFigures = {};
+  private readingChain?: Promise<void>;
   private readonly intervalMs: number;
   private readonly watchdogMs: number;
 
@@ -205,6 +210,41 @@ export class Ops {
     this.lastWatchdog += ms;
   }
 
+  /**
+   * The chain figures (balance, earnings or deposit), read when someone will see them: Home
+   * Assistant on each sample, `GET /status` when asked. Not on every sample of every agent: two
+   * chain reads a sample were a fifth of the chain reads of a session at scale, for figures nobody
+   * looked at. At most every CHAIN_READ_GAP_MS, unless a session ended since (money moved); one
+   * read at a time. Failures are recorded (status shows them), never thrown.
+   */
+  async chainFigures(): Promise<void> {
+    if (this.readingChain) return this.readingChain;
+    if (!this.sessionEnded && Date.now() - this.lastChainRead < CHAIN_READ_GAP_MS) return;
+    this.sessionEnded = false;
+    this.lastChainRead = Date.now();
+    const a = this.agent;
+    this.readingChain = (async () => {
+      let money: ChainFigures = {};
+      try {
+        // Straight to the node, no retries: a sample or a status must not hang while the node is away.
+        money.balanceWei = (await a.chain.rpc.getBalance(a.address)).toString();
+        if (a.cfg.role === 'hcs') money.earningsWei = (await a.chain.client.earningsOf(a.address)).toString();
+        if (a.cfg.role === 'ev')
+          money.depositWei = (await a.chain.client.availableDeposit(a.address)).toString();
+      } catch (err) {
+        // The last figures stand (those read now replace theirs), with the error beside them.
+        const { chainError: _, ...last } = this.money;
+        money = { ...last, ...money, chainError: (err as Error).message.split('\n')[0] };
+      }
+      this.money = money;
+      const { balanceWei: _b, earningsWei: _e, depositWei: _d, chainError: _c, ...rest } = this.telemetry;
+      this.telemetry = { ...rest, ...money };
+    })().finally(() => {
+      this.readingChain = undefined;
+    });
+    return this.readingChain;
+  }
+
   /** One telemetry sample; failures are recorded in it (status shows them), never thrown. */
   async sample(): Promise<void> {
     this.sampling = true;
@@ -226,28 +266,10 @@ export class Ops {
           t.meterError = (err as Error).message;
         }
       }
-      if (this.sessionEnded || Date.now() - this.lastChainRead >= CHAIN_READ_GAP_MS) {
-        this.sessionEnded = false;
-        this.lastChainRead = Date.now();
-        try {
-          // Straight to the node, no retries: a sample must not hang while the node is away.
-          t.balanceWei = (await a.chain.rpc.getBalance(a.address)).toString();
-          if (a.cfg.role === 'hcs') t.earningsWei = (await a.chain.client.earningsOf(a.address)).toString();
-          if (a.cfg.role === 'ev')
-            t.depositWei = (await a.chain.client.availableDeposit(a.address)).toString();
-        } catch (err) {
-          t.chainError = (err as Error).message.split('\n')[0];
-        }
-      } else {
-        // The last figures stand (read within CHAIN_READ_GAP_MS, no session ended since).
-        const { balanceWei, earningsWei, depositWei, chainError } = this.telemetry;
-        Object.assign(t, {
-          ...(balanceWei !== undefined ? { balanceWei } : {}),
-          ...(earningsWei !== undefined ? { earningsWei } : {}),
-          ...(depositWei !== undefined ? { depositWei } : {}),
-          ...(chainError !== undefined ? { chainError } : {}),
-        });
-      }
+      // Home Assistant shows the money on every sample; without it nobody sees the figures but
+      // `GET /status`, which reads them when asked (chainFigures).
+      if (this.ha) await this.chainFigures();
+      Object.assign(t, this.money);
       this.telemetry = t;
       await this.ha?.publishState(this.haState());
     } finally {

@@ -207,7 +207,7 @@ export async function settledReading(
   }
 }
 
-/** Sends the end of the charge (unless the peer ended it) and our report, to the peer and the server. */
+/** Sends the end of the charge (unless the peer ended it) to the peer, and our report to the peer and the server. */
 export async function announceEnd(
   agent: MeteredContext,
   s: SessionIn<'awaitingSettlement'>,
@@ -225,7 +225,9 @@ export async function announceEnd(
         ? ({ type: 'completion', ev: s.ev, hcs: s.hcs, txid: s.txid } as const)
         : ({ type: 'termination', ev: s.ev, hcs: s.hcs, txid: s.txid, status } as const);
     const envelope = await agent.bus.sign(end);
-    for (const dest of to) await agent.sendEnvelopeReliably(dest, envelope, end.type, s.txid, settleBy);
+    // To the peer only: the edge learns the end from our report, sent right behind it and
+    // carrying the status (`st`); a copy for it cost a message, its check and its ack a session.
+    await agent.sendEnvelopeReliably(peer, envelope, end.type, s.txid, settleBy);
   }
   const report = Buffer.from(s.myReport, 'hex');
   const type = s.role === 'ev' ? 'chargeReceived' : 'chargeProvided';

@@ -400,15 +400,19 @@ export class EdgeRole implements RoleHandler {
           }
           return;
         }
-        if (msg.type === 'chargeReceived' && signer === b.ev) b.evReport = hex;
-        else if (msg.type === 'chargeProvided' && signer === b.hcs) b.hcsReport = hex;
+        if (msg.type === 'chargeReceived' && signer === b.ev) {
+          b.evReport = hex;
+          // The car's final report: its charge is over (it sends no termination to the edge),
+          // as a completion or termination from either side says (below).
+          b.endedAt ??= Date.now();
+        } else if (msg.type === 'chargeProvided' && signer === b.hcs) b.hcsReport = hex;
         else return;
         if (b.evReport && b.hcsReport) await this.reconcile(b, b.evReport, b.hcsReport);
         else if (msg.type === 'chargeProvided' && msg.energyWh === 0n && deliveredNothing(msg.optional))
           await this.nothingDelivered(b, hex);
         else this.save(b);
-        // The station's report means its charge is over: it is free for a waiting car.
-        if (msg.type === 'chargeProvided') await this.serveWaiting();
+        // Either final report means the charge is over: the station is free for a waiting car.
+        await this.serveWaiting();
         return;
       }
       case 'reqAuthInfo':
@@ -576,6 +580,9 @@ export class EdgeRole implements RoleHandler {
             return;
           }
           this.holds.delete(hcs);
+          // The car used what it was given: its next search (its next charge) may hold a station
+          // at once. Only a car that searches without agreeing waits HOLD_AGAIN_MS for another.
+          this.lastHold.delete(ev);
           this.save({ txid, ev, hcs, terms, state: 'collecting', createdAt: Date.now() });
           const mutual = {
             type: 'mutual',
@@ -671,8 +678,8 @@ export class EdgeRole implements RoleHandler {
       amountWei: amount,
       paymentStatus: agreed ? PAYMENT_STATUS.pending : PAYMENT_STATUS.disputed,
     } as const;
-    // Resent until acknowledged (agent/core/outbox.ts).
-    await this.toBoth(b, note);
+    // Sent once: a note; the transaction that follows is what is resent until acknowledged.
+    await this.agent.send([b.ev, b.hcs], note);
     // A full batch goes at once, not at the next tick.
     if (this.ready.size >= this.agent.cfg.edge.batchSize) this.submitQueued();
   }
