@@ -104,6 +104,11 @@ export class JsonRpcError extends Error {
   }
 }
 
+/** Connections a device's agent keeps to its node at most: its reads are a few at a time. */
+export const DEVICE_MAX_SOCKETS = 4;
+/** An edge's: its batches, their receipts and the deposit reads of many sessions go at once. */
+export const EDGE_MAX_SOCKETS = 16;
+
 /**
  * One JSON-RPC call at a time per request, straight over node:http(s) with kept-alive connections:
  * for the edge's batch transactions and their receipts (tens of kB of hex each way), where ethers'
@@ -113,10 +118,15 @@ export class JsonRpcError extends Error {
 export function jsonRpc(
   rpcUrl: string,
   timeoutMs = 30_000,
+  maxSockets = DEVICE_MAX_SOCKETS,
 ): { send(method: string, params: unknown[]): Promise<unknown> } {
   const url = new URL(rpcUrl);
-  const agent =
-    url.protocol === 'https:' ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
+  // At most `maxSockets` connections to the node; more requests at once wait their turn. Unbounded,
+  // every request made while others were in flight opened a socket of its own and kept it alive:
+  // ~9 a station when the node was slow, and a world of 6,000 agents held 20,000 connections to
+  // one anvil (its descriptor limit) and ran out of 127.0.0.1's ports (docs/BENCHMARKS.md).
+  const options = { keepAlive: true, maxSockets };
+  const agent = url.protocol === 'https:' ? new HttpsAgent(options) : new HttpAgent(options);
   let id = 0;
   return {
     async send(method, params) {

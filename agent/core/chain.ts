@@ -9,7 +9,7 @@ import { BatchSender } from '../../contracts/batchsender.js';
 import { MemberStatus, revertName, SettlementClient } from '../../contracts/client.js';
 import { retry } from '../../drivers/index.js';
 import { type Deployment, readDeployment } from '../../contracts/deploy.js';
-import { connectRpc, jsonRpc } from '../../contracts/rpc.js';
+import { connectRpc, DEVICE_MAX_SOCKETS, EDGE_MAX_SOCKETS, jsonRpc } from '../../contracts/rpc.js';
 import type { Domain } from '../../protocol/index.js';
 import type { Logger } from './log.js';
 
@@ -20,6 +20,8 @@ export interface ChainOptions {
   confirmations: number;
   retryMaxMs: number;
   log: Logger;
+  /** An edge keeps more connections to its node than a device (contracts/rpc.ts). */
+  role?: 'ev' | 'hcs' | 'edge';
 }
 
 const NETWORK_CODES = new Set([
@@ -81,7 +83,11 @@ export class Chain {
    */
   private rawRpc(): ReturnType<typeof jsonRpc> {
     if (this.batchRpc) return this.batchRpc;
-    const rpc = jsonRpc(this.opts.rpcUrl);
+    const rpc = jsonRpc(
+      this.opts.rpcUrl,
+      undefined,
+      this.opts.role === 'edge' ? EDGE_MAX_SOCKETS : DEVICE_MAX_SOCKETS,
+    );
     this.batchRpc = {
       send: async (method, params) => {
         try {

@@ -104,7 +104,12 @@ export class Agent {
       },
       'agent starting',
     );
-    agent.chain = await Chain.connect({ ...cfg.chain, privateKey: key.privateKey, log });
+    agent.chain = await Chain.connect({
+      ...cfg.chain,
+      privateKey: key.privateKey,
+      log,
+      role: cfg.role,
+    });
     agent.bus = new Bus({
       mqtt: cfg.mqtt,
       address: key.address,
