@@ -72,7 +72,19 @@ function world() {
     if (mutual?.msg.type !== 'mutual') throw new Error('no agreement formed');
     return mutual.msg.txid;
   };
-  return { fake, edge, stations, search, agree, suggestionsSince };
+  /** A car agreed at each station (no consent yet), and one more car searching: it waits. */
+  const takeEvery = async () => {
+    const cars = stations.map(() => party());
+    const txids: string[] = [];
+    for (const [i, car] of cars.entries()) {
+      await search(car);
+      txids.push(await agree(car, stations[i]!, 1));
+    }
+    const waiting = party();
+    expect(await search(waiting)).toEqual([]);
+    return { cars, txids, waiting };
+  };
+  return { fake, edge, stations, search, agree, suggestionsSince, takeEvery };
 }
 
 afterEach(() => {
@@ -157,14 +169,7 @@ describe('the stations the edge suggests', () => {
   it('a search that finds every station taken is answered when one frees', async () => {
     const w = world();
     const [a] = w.stations.map((s) => s.address);
-    const cars = [party(), party(), party()];
-    const txids: string[] = [];
-    for (const [i, car] of cars.entries()) {
-      await w.search(car);
-      txids.push(await w.agree(car, w.stations[i]!, 1));
-    }
-    const waiting = party();
-    expect(await w.search(waiting)).toEqual([]);
+    const { cars, txids, waiting } = await w.takeEvery();
     const before = w.fake.sent.length;
     await w.edge.onMessage(
       incoming(w.stations[0]!, {
@@ -181,14 +186,7 @@ describe('the stations the edge suggests', () => {
   it("the car's final report frees its station for a waiting car (the car sends the edge no termination)", async () => {
     const w = world();
     const [a] = w.stations.map((s) => s.address);
-    const cars = [party(), party(), party()];
-    const txids: string[] = [];
-    for (const [i, car] of cars.entries()) {
-      await w.search(car);
-      txids.push(await w.agree(car, w.stations[i]!, 1));
-    }
-    const waiting = party();
-    expect(await w.search(waiting)).toEqual([]);
+    const { cars, txids, waiting } = await w.takeEvery();
     const before = w.fake.sent.length;
     // An interim receipt says nothing of the end; the final report (no `i`) does.
     const report = (i?: number) =>
