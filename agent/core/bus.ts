@@ -29,6 +29,7 @@ import {
 import type { AgentConfig } from './config.js';
 import {
   DEFAULT_LIMITS,
+  EDGE_LIMITS,
   type DropReason,
   type GateLimits,
   isFresh,
@@ -122,7 +123,9 @@ export class Bus {
   private readonly dropLogs = new Map<DropReason, { minute: number; n: number }>();
 
   constructor(private readonly opts: BusOptions) {
-    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    // An edge (its own address the server's) hears from every member it serves: EDGE_LIMITS.
+    const edge = opts.server?.toLowerCase() === opts.address.toLowerCase();
+    this.limits = { ...DEFAULT_LIMITS, ...(edge ? EDGE_LIMITS : {}), ...opts.limits };
     this.members = new MemberCache(opts.isMember, this.limits, (a) => a === opts.server);
     this.replays = new ReplayCache(this.limits.replayCache);
     this.rate = new RateLimiter(this.limits);

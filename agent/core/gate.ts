@@ -102,6 +102,19 @@ export const DEFAULT_LIMITS: GateLimits = {
   verifyPerSecond: 20,
 };
 
+/**
+ * An edge's limits where they differ: it hears from every member it serves, not from a few peers.
+ * With a device's 4,096 answers and 4 lookups at a time, an edge of 6,001 members forgot answers
+ * before it needed them again and dropped 10,181 messages `lookup-busy` (docs/BENCHMARKS.md,
+ * Bigger worlds). ~150 B an entry: 64 k answers and buckets are ~20 MB of a server's memory.
+ */
+export const EDGE_LIMITS: Partial<GateLimits> = {
+  memberCache: 65_536,
+  rateMembers: 65_536,
+  lookupsInFlight: 16,
+  lookupQueue: 1024,
+};
+
 /** Message types that start something at the receiver: they carry `t`, and are rate limited. */
 export const STARTERS = new Set(['search', 'request']);
 
