@@ -4,27 +4,34 @@
  */
 import { describe, expect, it, vi } from 'vitest';
 import { Bus, type Incoming } from '../agent/core/bus.js';
+import type { GateLimits } from '../agent/core/gate.js';
 import { createLogger } from '../agent/core/log.js';
 import { createMetrics } from '../agent/core/metrics.js';
 import { encode, type MessageInput, optionalOf, optionalProblem, signEnvelope } from '../protocol/index.js';
 import { DOMAIN, incoming, party } from './fakes/context.js';
 
-function bus() {
-  const me = party();
+/** A bus handed envelopes directly; `isMember` answers (and records) each chain lookup. */
+function bus(opts: { me?: ReturnType<typeof party>; member?: boolean; limits?: Partial<GateLimits> } = {}) {
+  const me = opts.me ?? party();
   const got: Incoming[] = [];
+  const asked: string[] = [];
   const b = new Bus({
     mqtt: { url: 'mqtt://127.0.0.1:1', topicPrefix: 'p2pev/v1', keepaliveS: 30 } as never,
     address: me.address,
     privateKey: me.key,
     domain: DOMAIN,
-    isMember: async () => true,
+    isMember: async (a) => {
+      asked.push(a);
+      return opts.member ?? true;
+    },
     log: createLogger({ level: 'silent', pretty: false }),
     metrics: createMetrics(false),
+    ...(opts.limits ? { limits: opts.limits } : {}),
   });
   b.onMessage((m) => {
     got.push(m);
   });
-  return { b, me, got };
+  return { b, me, got, asked };
 }
 
 describe('optional data from peers', () => {
@@ -104,27 +111,9 @@ describe("a member's answer gone by the message's turn", () => {
       ev.key,
       DOMAIN,
     );
-  function expiringBus(member: boolean) {
-    const asked: string[] = [];
-    const got: Incoming[] = [];
-    const b = new Bus({
-      mqtt: { url: 'mqtt://127.0.0.1:1', topicPrefix: 'p2pev/v1', keepaliveS: 30 } as never,
-      address: hcs.address,
-      privateKey: hcs.key,
-      domain: DOMAIN,
-      isMember: async (a) => {
-        asked.push(a);
-        return member;
-      },
-      log: createLogger({ level: 'silent', pretty: false }),
-      metrics: createMetrics(false),
-      limits: { memberTtlMs: 0, strangerTtlMs: 0 },
-    });
-    b.onMessage((m) => {
-      got.push(m);
-    });
-    return { b, got, asked };
-  }
+  // Answers that expire at once: gone from the cache by the time the message's turn comes.
+  const expiringBus = (member: boolean) =>
+    bus({ me: hcs, member, limits: { memberTtlMs: 0, strangerTtlMs: 0 } });
 
   it('is asked for again at the check, and the message handled', async () => {
     const { b, got, asked } = expiringBus(true);
